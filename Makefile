@@ -1,0 +1,46 @@
+# cdp: the two commands a newcomer needs are `make demo` and `make test`.
+# Builds share one cache: export CARGO_TARGET_DIR=$HOME/.cache/cdp/target (as .ci/run does).
+
+CARGO ?= cargo
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+CDP := $(TARGET_DIR)/debug/cdp
+PIPELINE := pipelines/customer360.toml
+
+.PHONY: all build demo test lint fmt sample-data bench clean-demo help
+
+all: build
+
+help:
+	@echo "make demo         build and run the sample pipeline end to end (./lake, ./warehouse.duckdb)"
+	@echo "make test         run every test"
+	@echo "make lint         rustfmt check and clippy"
+	@echo "make sample-data  regenerate sample-data/ (cdp gen --persons 2000 --seed 42)"
+	@echo "make bench        benchmarks, results in BENCHMARKS.md"
+	@echo "make clean-demo   remove ./lake and ./warehouse.duckdb"
+
+build:
+	$(CARGO) build --locked
+
+demo: build
+	$(CDP) run $(PIPELINE) --truth sample-data/truth.csv
+	@echo
+	$(CDP) sql --pipeline $(PIPELINE) "SELECT person_id, first_name, last_name, email, phone, city, record_count FROM customer_360 ORDER BY record_count DESC, person_id LIMIT 5"
+
+test:
+	$(CARGO) test --locked
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt
+
+sample-data: build
+	$(CDP) gen --persons 2000 --seed 42 --out sample-data
+
+bench:
+	bash bench/run.sh
+
+clean-demo:
+	rm -rf lake warehouse.duckdb warehouse.duckdb.wal

@@ -1,0 +1,108 @@
+//! Dates and timestamps, parsed with the column's formats in order (chrono syntax).
+//! Timestamps come out in UTC; one written without an offset is taken as UTC.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime};
+
+use super::Normalized;
+
+/// Tried when a timestamp column names no formats.
+const DEFAULT_TIMESTAMP_FORMATS: &[&str] = &[
+    "%Y-%m-%dT%H:%M:%S%.f%z",
+    "%Y-%m-%d %H:%M:%S%.f%z",
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%d %H:%M:%S%.f",
+];
+
+/// Days since 1970-01-01.
+pub fn date(raw: &str, formats: &[String]) -> Normalized<i32> {
+    let t = raw.trim();
+    if t.is_empty() {
+        return Ok(None);
+    }
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
+    let parsed = if formats.is_empty() {
+        NaiveDate::parse_from_str(t, "%Y-%m-%d").ok()
+    } else {
+        formats
+            .iter()
+            .find_map(|f| NaiveDate::parse_from_str(t, f).ok())
+    };
+    match parsed {
+        Some(d) => Ok(Some((d - epoch).num_days() as i32)),
+        None => Err(format!(
+            "{t:?} is not a date ({})",
+            shown(formats, &["%Y-%m-%d"])
+        )),
+    }
+}
+
+/// Milliseconds since the Unix epoch, UTC.
+pub fn timestamp(raw: &str, formats: &[String]) -> Normalized<i64> {
+    let t = raw.trim();
+    if t.is_empty() {
+        return Ok(None);
+    }
+    if formats.is_empty() {
+        if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
+            return Ok(Some(dt.timestamp_millis()));
+        }
+    }
+    let defaults: Vec<String>;
+    let formats = if formats.is_empty() {
+        defaults = DEFAULT_TIMESTAMP_FORMATS
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        &defaults
+    } else {
+        formats
+    };
+    for f in formats {
+        if let Ok(dt) = DateTime::parse_from_str(t, f) {
+            return Ok(Some(dt.timestamp_millis()));
+        }
+        if let Ok(naive) = NaiveDateTime::parse_from_str(t, f) {
+            return Ok(Some(naive.and_utc().timestamp_millis()));
+        }
+    }
+    Err(format!(
+        "{t:?} is not a timestamp ({})",
+        shown(formats, DEFAULT_TIMESTAMP_FORMATS)
+    ))
+}
+
+fn shown(formats: &[String], defaults: &[&str]) -> String {
+    if formats.is_empty() {
+        format!("expected {}", defaults.join(" or "))
+    } else {
+        format!("expected {}", formats.join(" or "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fmts(f: &[&str]) -> Vec<String> {
+        f.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn dates_try_each_format_in_order() {
+        let f = fmts(&["%Y-%m-%d", "%m/%d/%Y"]);
+        assert_eq!(date("1970-01-02", &f), Ok(Some(1)));
+        assert_eq!(date("01/02/1970", &f), Ok(Some(1)));
+        assert!(date("1985-02-30", &f).is_err());
+        assert!(date("unknown", &f).unwrap_err().contains("%m/%d/%Y"));
+    }
+
+    #[test]
+    fn timestamps_with_offsets_land_in_utc() {
+        let none: Vec<String> = Vec::new();
+        let utc = timestamp("2024-03-05T15:22:11Z", &none);
+        assert_eq!(timestamp("2024-03-05T10:22:11-05:00", &none), utc);
+        assert_eq!(timestamp("2024-03-05T15:22:11.000+0000", &none), utc);
+        assert_eq!(timestamp("2024-03-05 15:22:11", &none), utc);
+        assert!(timestamp("yesterday", &none).is_err());
+    }
+}

@@ -1,0 +1,24 @@
+//! `cdp load PIPELINE`: load the current results into the warehouse.
+
+use cdp::steps::load::TableLoad;
+
+use super::{render, GlobalArgs, StepArgs};
+
+pub fn run(args: StepArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    let (ctx, _lease) = super::open(&args, global, "load")?;
+    let (_, loads) = cdp::steps::load::run(&ctx)?;
+    println!("load into {}", ctx.pipeline.warehouse);
+    println!("{}", loads_table(&loads));
+    Ok(())
+}
+
+pub fn loads_table(loads: &[TableLoad]) -> String {
+    let rows: Vec<Vec<String>> = loads
+        .iter()
+        .map(|l| {
+            let what = if l.loaded { "loaded" } else { "unchanged" };
+            vec![l.table.clone(), l.rows.to_string(), what.to_string()]
+        })
+        .collect();
+    render::table(&["table", "rows", ""], &rows)
+}

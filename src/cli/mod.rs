@@ -1,0 +1,216 @@
+//! The command line: argument types, logging set-up, the mapping from errors to exit
+//! codes, and one file per subcommand that calls the library and prints the result.
+//! Data (query results, `--format json`) goes to stdout; logs and progress to stderr.
+
+mod clean;
+mod gen;
+mod ingest;
+mod load;
+mod render;
+mod resolve;
+mod run;
+mod sql;
+mod status;
+mod validate;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use cdp::config::{ConfigError, Overrides, Pipeline};
+use cdp::lake::Lake;
+use cdp::progress::Printer;
+use cdp::state::lease::{Lease, LeaseError};
+use cdp::state::new_run_id;
+use cdp::steps::{Context, StepError};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  ok
+  1  failure (I/O, warehouse, source errors)
+  2  bad usage or bad pipeline file
+  3  quality gate failed (an error-level check went over its threshold)
+  4  already running (another run holds the pipeline's lease)";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cdp",
+    version,
+    about = "Batch Customer Data Platform: ingest, clean, resolve identities, load the warehouse",
+    after_help = EXIT_CODES
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only errors on stderr, no progress bars.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Log format on stderr: `json` gives one object a line for schedulers.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a pipeline file without running anything.
+    Validate(validate::Args),
+    /// Land new source data in the lake's raw zone, with a manifest.
+    Ingest(StepArgs),
+    /// Normalise and check landed data; bad rows go to the quarantine.
+    Clean(StepArgs),
+    /// Resolve records into persons: identity graph and golden records.
+    Resolve(resolve::Args),
+    /// Load clean data, the identity graph and customer_360 into the warehouse.
+    Load(StepArgs),
+    /// Run ingest, clean, resolve and load in order.
+    Run(run::Args),
+    /// Show what each step last did.
+    Status(status::Args),
+    /// Run a SQL query on the pipeline's warehouse.
+    Sql(sql::Args),
+    /// Generate realistic synthetic source data with a ground-truth file.
+    Gen(gen::Args),
+}
+
+/// What every step command takes.
+#[derive(Debug, Clone, Args)]
+pub struct StepArgs {
+    /// The pipeline file (TOML).
+    pub pipeline: PathBuf,
+    /// Use this lake instead of the file's (`file://DIR`).
+    #[arg(long, value_name = "URL")]
+    pub lake: Option<String>,
+    /// Use this warehouse instead of the file's (`duckdb://FILE`).
+    #[arg(long, value_name = "URL")]
+    pub warehouse: Option<String>,
+    /// Re-run even when the inputs have not changed since the last success.
+    #[arg(long)]
+    pub force: bool,
+}
+
+impl StepArgs {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            lake: self.lake.clone(),
+            warehouse: self.warehouse.clone(),
+        }
+    }
+}
+
+/// How long a lease holds before another run may take it over.
+const LEASE_TTL: Duration = Duration::from_secs(6 * 60 * 60);
+
+pub fn load_pipeline(path: &Path, overrides: &Overrides) -> anyhow::Result<(Pipeline, String)> {
+    let pipeline = Pipeline::load(path, overrides)?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok((pipeline, text))
+}
+
+/// Loads the pipeline, opens its lake and takes the lease for one command.
+fn open(args: &StepArgs, global: &GlobalArgs, command: &str) -> anyhow::Result<(Context, Lease)> {
+    let (pipeline, pipeline_text) = load_pipeline(&args.pipeline, &args.overrides())?;
+    let lake = Lake::open(&pipeline.lake)
+        .with_context(|| format!("opening the lake {}", pipeline.lake))?;
+    let run_id = new_run_id();
+    let lease = Lease::acquire(&lake, &run_id, command, LEASE_TTL)?;
+    tracing::info!(pipeline = %pipeline.name, run_id = %run_id, command, "start");
+    Ok((
+        Context {
+            pipeline,
+            pipeline_text,
+            lake,
+            run_id,
+            printer: Printer::new(global.quiet),
+            force: args.force,
+        },
+        lease,
+    ))
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Validate(a) => validate::run(a),
+        Command::Ingest(a) => ingest::run(a, g),
+        Command::Clean(a) => clean::run(a, g),
+        Command::Resolve(a) => resolve::run(a, g),
+        Command::Load(a) => load::run(a, g),
+        Command::Run(a) => run::run(a, g),
+        Command::Status(a) => status::run(a),
+        Command::Sql(a) => sql::run(a),
+        Command::Gen(a) => gen::run(a, g),
+    }
+}
+
+pub fn init_logging(global: &GlobalArgs) {
+    use tracing_subscriber::EnvFilter;
+    let default = match (global.quiet, global.verbose, global.log_format) {
+        (true, _, _) => "error",
+        (_, 0, LogFormat::Text) => "warn",
+        (_, 0, LogFormat::Json) | (_, 1, _) => "info",
+        _ => "debug",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match global.log_format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.with_target(false).try_init(),
+    };
+}
+
+/// 2 for bad configuration, 3 for a closed quality gate, 4 for a held lease, else 1.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if cause.downcast_ref::<ConfigError>().is_some() {
+            return 2;
+        }
+        if let Some(StepError::QualityGate { .. }) = cause.downcast_ref::<StepError>() {
+            return 3;
+        }
+        if let Some(LeaseError::Held(_)) = cause.downcast_ref::<LeaseError>() {
+            return 4;
+        }
+    }
+    1
+}
+
+pub fn hint(err: &anyhow::Error) -> Option<&'static str> {
+    for cause in err.chain() {
+        if let Some(LeaseError::Held(_)) = cause.downcast_ref::<LeaseError>() {
+            return Some("wait for it to finish; a crashed run's lease expires after 6 hours or as soon as its process is gone");
+        }
+        if let Some(StepError::QualityGate { .. }) = cause.downcast_ref::<StepError>() {
+            return Some(
+                "nothing from this run was published; the last good clean output is still current",
+            );
+        }
+    }
+    None
+}
+
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

@@ -1,0 +1,40 @@
+//! `cdp validate PIPELINE`: parse and check a pipeline file, run nothing.
+
+use std::path::PathBuf;
+
+use cdp::config::{Overrides, SourceKind};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The pipeline file (TOML).
+    pub pipeline: PathBuf,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let (p, _) = super::load_pipeline(&args.pipeline, &Overrides::default())?;
+    println!("{}: ok (pipeline {:?})", args.pipeline.display(), p.name);
+    println!("  lake       {}", p.lake);
+    println!("  warehouse  {}", p.warehouse);
+    for s in &p.sources {
+        let SourceKind::Files(f) = &s.kind;
+        println!(
+            "  source     {} -> {} (files {})",
+            s.name, s.entity, f.pattern
+        );
+    }
+    for e in &p.entities {
+        println!(
+            "  entity     {} (key {}, {} columns, {} checks)",
+            e.name,
+            e.key,
+            e.columns.len(),
+            e.checks.len()
+        );
+    }
+    if let Some(i) = &p.identity {
+        let rules: Vec<&str> = i.rules.iter().map(|r| r.name.as_str()).collect();
+        println!("  identity   {} by {}", i.entity, rules.join(", "));
+    }
+    println!("  load       {}", p.load_tables.join(", "));
+    Ok(())
+}

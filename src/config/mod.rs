@@ -1,0 +1,962 @@
+//! The pipeline file: TOML in, a validated [`Pipeline`] out, in two phases. [`raw`]
+//! parses (unknown keys and wrong types are errors naming the key and line); [`validate`]
+//! checks meaning and reports every problem at once, each with its key path and line.
+//! `${VAR}` and `${VAR:-default}` read the environment in URLs and paths, so secrets
+//! never sit in the file. Nothing here touches the lake or the warehouse.
+
+pub mod raw;
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::lake::LakeUrl;
+use crate::warehouse::WarehouseUrl;
+
+/// A pipeline, validated: every name it uses refers to something it declares.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub name: String,
+    pub file: PathBuf,
+    pub lake: LakeUrl,
+    pub warehouse: WarehouseUrl,
+    pub sources: Vec<SourceConfig>,
+    pub entities: Vec<EntityConfig>,
+    pub identity: Option<IdentityConfig>,
+    pub load_tables: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    pub name: String,
+    pub entity: String,
+    pub kind: SourceKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum SourceKind {
+    Files(FilesSource),
+}
+
+#[derive(Debug, Clone)]
+pub struct FilesSource {
+    pub pattern: String,
+    pub format: Option<FileFormat>,
+    pub delimiter: u8,
+    /// (source column, canonical column), in file order.
+    pub columns: Vec<(String, String)>,
+    pub region: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileFormat {
+    Csv,
+    Jsonl,
+    Parquet,
+}
+
+impl FileFormat {
+    /// The format a file name implies, looking through `.gz`/`.zst` is left to issue 6.
+    pub fn from_path(path: &Path) -> Option<Self> {
+        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "csv" | "txt" => Some(Self::Csv),
+            "jsonl" | "ndjson" | "json" => Some(Self::Jsonl),
+            "parquet" => Some(Self::Parquet),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct EntityConfig {
+    pub name: String,
+    pub key: String,
+    /// Every canonical column of the entity, in declaration order: the cleaned ones
+    /// first, then any a source maps that has no rule (kept as text).
+    pub columns: Vec<ColumnRule>,
+    pub checks: Vec<Check>,
+}
+
+impl EntityConfig {
+    pub fn column(&self, name: &str) -> Option<&ColumnRule> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+}
+
+/// How one canonical column is cleaned.
+#[derive(Debug, Clone)]
+pub struct ColumnRule {
+    pub name: String,
+    pub kind: ColumnKind,
+    pub formats: Vec<String>,
+    pub on_invalid: OnInvalid,
+    /// For `full_name`: (first name column, last name column) to fill.
+    pub split: Option<(String, String)>,
+}
+
+/// The normalisers a column can ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnKind {
+    /// Trimmed text, inner whitespace collapsed.
+    Text,
+    /// Text in title case (cities, street lines): "123 MAIN ST" -> "123 Main St".
+    Title,
+    /// Trimmed, lower-cased, syntax-checked email address.
+    Email,
+    /// Phone number in E.164 (`+14155550132`), using the source's default region.
+    Phone,
+    /// A person's given or family name, in title case.
+    PersonName,
+    /// A full name, split into first and last name columns.
+    FullName,
+    /// Postal code: upper-cased, US ZIP+4 cut to five digits.
+    Postcode,
+    /// Upper-cased code (state, country).
+    Code,
+    /// A calendar date.
+    Date,
+    /// A timestamp, stored in UTC.
+    Timestamp,
+    Integer,
+    Float,
+    Boolean,
+}
+
+impl ColumnKind {
+    /// Kinds whose unparseable values make the whole row untrustworthy by default.
+    fn default_on_invalid(self) -> OnInvalid {
+        match self {
+            Self::Date | Self::Timestamp | Self::Integer | Self::Float | Self::Boolean => {
+                OnInvalid::Quarantine
+            }
+            _ => OnInvalid::Null,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnInvalid {
+    Quarantine,
+    Null,
+}
+
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub kind: CheckKind,
+    pub columns: Vec<String>,
+    pub values: Vec<String>,
+    pub pattern: Option<String>,
+    pub severity: Severity,
+    pub max_failing: Threshold,
+    pub quarantine: bool,
+}
+
+impl Check {
+    /// A short label for reports: `not_null(record_id)`.
+    pub fn label(&self) -> String {
+        format!("{}({})", self.kind.as_str(), self.columns.join(", "))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckKind {
+    NotNull,
+    Unique,
+    AcceptedValues,
+    Regex,
+}
+
+impl CheckKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotNull => "not_null",
+            Self::Unique => "unique",
+            Self::AcceptedValues => "accepted_values",
+            Self::Regex => "regex",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Warn,
+    Error,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Warn => "warn",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// How many failing rows a check tolerates.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Threshold {
+    Count(u64),
+    Fraction(f64),
+}
+
+impl Threshold {
+    pub fn allows(self, failing: u64, total: u64) -> bool {
+        match self {
+            Self::Count(n) => failing <= n,
+            Self::Fraction(f) => total == 0 || (failing as f64) <= f * total as f64,
+        }
+    }
+}
+
+impl fmt::Display for Threshold {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            Self::Count(n) => write!(f, "{n}"),
+            Self::Fraction(x) => write!(f, "{}%", x * 100.0),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct IdentityConfig {
+    pub entity: String,
+    pub rules: Vec<MatchRule>,
+    pub max_key_group: usize,
+    pub attributes: Vec<String>,
+    pub survivorship: Survivorship,
+}
+
+#[derive(Debug, Clone)]
+pub struct MatchRule {
+    pub name: String,
+    pub columns: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Survivorship {
+    pub default: Strategy,
+    pub order_by: Option<String>,
+    pub source_priority: Vec<String>,
+    pub columns: Vec<(String, Strategy)>,
+}
+
+impl Survivorship {
+    pub fn strategy_for(&self, column: &str) -> Strategy {
+        self.columns
+            .iter()
+            .find(|(c, _)| c == column)
+            .map_or(self.default, |(_, s)| *s)
+    }
+}
+
+/// How a golden record picks one value among a person's records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    MostFrequent,
+    MostRecent,
+    SourcePriority,
+    Longest,
+}
+
+/// Table names the load step knows besides the entities.
+pub const IDENTITY_GRAPH_TABLE: &str = "identity_graph";
+pub const CUSTOMER_360_TABLE: &str = "customer_360";
+
+/// What to override from the command line.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub lake: Option<String>,
+    pub warehouse: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read pipeline file {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {message}", path.display())]
+    Parse { path: PathBuf, message: String },
+    #[error("{}: {} problem(s):\n{}", path.display(), problems.len(), render(problems))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<Problem>,
+    },
+}
+
+/// One thing wrong with a pipeline file, located by key path and line.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    pub key: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+fn render(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| match p.line {
+            Some(line) => format!("  line {line}: {}: {}", p.key, p.message),
+            None => format!("  {}: {}", p.key, p.message),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl Pipeline {
+    /// Reads, parses and validates a pipeline file, applying command-line overrides.
+    pub fn load(path: &Path, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_str(&text, path, overrides)
+    }
+
+    pub fn from_str(text: &str, path: &Path, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let raw: raw::RawPipeline = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        let mut v = Validator {
+            text,
+            problems: Vec::new(),
+        };
+        let pipeline = v.pipeline(raw, path, overrides);
+        if v.problems.is_empty() {
+            Ok(pipeline)
+        } else {
+            Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                problems: v.problems,
+            })
+        }
+    }
+
+    pub fn entity(&self, name: &str) -> Option<&EntityConfig> {
+        self.entities.iter().find(|e| e.name == name)
+    }
+
+    pub fn sources_of<'a>(&'a self, entity: &'a str) -> impl Iterator<Item = &'a SourceConfig> {
+        self.sources.iter().filter(move |s| s.entity == entity)
+    }
+}
+
+/// Expands `${VAR}` and `${VAR:-default}` from the environment.
+pub fn expand_env(value: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("unclosed '${{' in {value:?}"))?;
+        let expr = &after[..end];
+        let (name, default) = match expr.split_once(":-") {
+            Some((n, d)) => (n, Some(d)),
+            None => (expr, None),
+        };
+        match (std::env::var(name), default) {
+            (Ok(v), _) if !v.is_empty() => out.push_str(&v),
+            (_, Some(d)) => out.push_str(d),
+            _ => return Err(format!("environment variable {name} is not set")),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn is_identifier(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+}
+
+struct Validator<'a> {
+    text: &'a str,
+    problems: Vec<Problem>,
+}
+
+impl Validator<'_> {
+    fn line_of(&self, span: std::ops::Range<usize>) -> usize {
+        let end = span.start.min(self.text.len());
+        self.text[..end].matches('\n').count() + 1
+    }
+
+    fn problem(&mut self, key: impl Into<String>, line: Option<usize>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            key: key.into(),
+            line,
+            message: message.into(),
+        });
+    }
+
+    fn expand(&mut self, key: &str, line: usize, value: &str) -> String {
+        expand_env(value).unwrap_or_else(|m| {
+            self.problem(key, Some(line), m);
+            String::new()
+        })
+    }
+
+    fn pipeline(&mut self, raw: raw::RawPipeline, path: &Path, ov: &Overrides) -> Pipeline {
+        let name_line = self.line_of(raw.pipeline.name.span());
+        let name = raw.pipeline.name.into_inner();
+        if !is_identifier(&name) {
+            self.problem(
+                "pipeline.name",
+                Some(name_line),
+                "use lower-case letters, digits and '_'",
+            );
+        }
+
+        let lake_line = self.line_of(raw.lake.url.span());
+        let lake_text = match &ov.lake {
+            Some(url) => url.clone(),
+            None => self.expand("lake.url", lake_line, raw.lake.url.get_ref()),
+        };
+        let lake = LakeUrl::parse(&lake_text).unwrap_or_else(|m| {
+            self.problem("lake.url", Some(lake_line), m);
+            LakeUrl::default()
+        });
+        let wh_line = self.line_of(raw.warehouse.url.span());
+        let wh_text = match &ov.warehouse {
+            Some(url) => url.clone(),
+            None => self.expand("warehouse.url", wh_line, raw.warehouse.url.get_ref()),
+        };
+        let warehouse = WarehouseUrl::parse(&wh_text).unwrap_or_else(|m| {
+            self.problem("warehouse.url", Some(wh_line), m);
+            WarehouseUrl::default()
+        });
+
+        let mut entities = Vec::new();
+        for (name, spanned) in raw.entities {
+            let line = self.line_of(spanned.span());
+            entities.push(self.entity(name, spanned.into_inner(), line));
+        }
+
+        let mut sources: Vec<SourceConfig> = Vec::new();
+        for (i, spanned) in raw.sources.into_iter().enumerate() {
+            let line = self.line_of(spanned.span());
+            let key = format!("sources[{i}]");
+            let source = match spanned.into_inner() {
+                raw::RawSource::Files(f) => self.files_source(&key, line, f, &mut entities),
+            };
+            if sources.iter().any(|s| s.name == source.name) {
+                self.problem(
+                    format!("{key}.name"),
+                    Some(line),
+                    format!("source {:?} is declared twice", source.name),
+                );
+            }
+            sources.push(source);
+        }
+        for e in &entities {
+            for (i, check) in e.checks.iter().enumerate() {
+                for c in &check.columns {
+                    if e.column(c).is_none() && !crate::clean::read::LINEAGE.contains(&c.as_str()) {
+                        self.problem(
+                            format!("entities.{}.checks[{i}]", e.name),
+                            None,
+                            format!("entity {:?} has no column {c:?}", e.name),
+                        );
+                    }
+                }
+            }
+            for reserved in e
+                .columns
+                .iter()
+                .filter(|c| crate::clean::read::LINEAGE.contains(&c.name.as_str()))
+            {
+                self.problem(
+                    format!("entities.{}.columns.{}", e.name, reserved.name),
+                    None,
+                    "this name is reserved for lineage (source, source_file, source_line, landed_run)",
+                );
+            }
+            if !sources.iter().any(|s| s.entity == e.name) {
+                self.problem(
+                    format!("entities.{}", e.name),
+                    None,
+                    "no source feeds this entity",
+                );
+            }
+        }
+
+        let identity = raw
+            .identity
+            .map(|spanned| {
+                let line = self.line_of(spanned.span());
+                self.identity(spanned.into_inner(), line, &entities, &sources)
+            })
+            .flatten();
+
+        let mut known: Vec<String> = entities.iter().map(|e| e.name.clone()).collect();
+        if identity.is_some() {
+            known.push(IDENTITY_GRAPH_TABLE.into());
+            known.push(CUSTOMER_360_TABLE.into());
+        }
+        let load_tables = match raw.load {
+            Some(load) => {
+                for t in &load.tables {
+                    if !known.contains(t) {
+                        self.problem(
+                            "load.tables",
+                            None,
+                            format!("unknown table {t:?}; known: {}", known.join(", ")),
+                        );
+                    }
+                }
+                load.tables
+            }
+            None => known,
+        };
+
+        Pipeline {
+            name,
+            file: path.to_path_buf(),
+            lake,
+            warehouse,
+            sources,
+            entities,
+            identity,
+            load_tables,
+        }
+    }
+
+    fn files_source(
+        &mut self,
+        key: &str,
+        line: usize,
+        f: raw::RawFilesSource,
+        entities: &mut [EntityConfig],
+    ) -> SourceConfig {
+        if !is_identifier(&f.name) {
+            self.problem(
+                format!("{key}.name"),
+                Some(line),
+                format!("{:?}: use lower-case letters, digits and '_'", f.name),
+            );
+        }
+        let pattern = self.expand(&format!("{key}.path"), line, &f.path);
+        let delimiter = match f.delimiter.as_deref() {
+            None => b',',
+            Some(d) if d.len() == 1 => d.as_bytes()[0],
+            Some(d) => {
+                self.problem(
+                    format!("{key}.delimiter"),
+                    Some(line),
+                    format!("{d:?}: must be a single ASCII character"),
+                );
+                b','
+            }
+        };
+        match entities.iter_mut().find(|e| e.name == f.entity) {
+            None => self.problem(
+                format!("{key}.entity"),
+                Some(line),
+                format!(
+                    "unknown entity {:?}; declare [entities.{}]",
+                    f.entity, f.entity
+                ),
+            ),
+            Some(entity) => {
+                let mut seen = BTreeSet::new();
+                for canonical in f.columns.values() {
+                    if !seen.insert(canonical) {
+                        self.problem(
+                            format!("{key}.columns"),
+                            Some(line),
+                            format!("two source columns map to {canonical:?}"),
+                        );
+                    }
+                    // A mapped column without a rule is carried as plain text.
+                    if entity.column(canonical).is_none() {
+                        entity.columns.push(ColumnRule {
+                            name: canonical.clone(),
+                            kind: ColumnKind::Text,
+                            formats: Vec::new(),
+                            on_invalid: OnInvalid::Null,
+                            split: None,
+                        });
+                    }
+                }
+                if !f.columns.values().any(|c| *c == entity.key) {
+                    self.problem(
+                        format!("{key}.columns"),
+                        Some(line),
+                        format!(
+                            "no source column maps to the entity key {:?} of entity {:?}",
+                            entity.key, entity.name
+                        ),
+                    );
+                }
+            }
+        }
+        SourceConfig {
+            name: f.name,
+            entity: f.entity,
+            kind: SourceKind::Files(FilesSource {
+                pattern,
+                format: f.format,
+                delimiter,
+                columns: f.columns.into_iter().collect(),
+                region: f.region.unwrap_or_else(|| "US".into()).to_ascii_uppercase(),
+            }),
+        }
+    }
+
+    fn entity(&mut self, name: String, raw: raw::RawEntity, line: usize) -> EntityConfig {
+        let key = format!("entities.{name}");
+        if !is_identifier(&name) {
+            self.problem(&key, Some(line), "use lower-case letters, digits and '_'");
+        }
+        let mut columns = Vec::new();
+        for (col, raw::RawColumnRuleOrKind(rule)) in raw.columns {
+            let ckey = format!("{key}.columns.{col}");
+            let Some(kind) = rule.kind else {
+                self.problem(&ckey, Some(line), "missing kind");
+                continue;
+            };
+            let split = if kind == ColumnKind::FullName {
+                Some((
+                    rule.first.unwrap_or_else(|| "first_name".into()),
+                    rule.last.unwrap_or_else(|| "last_name".into()),
+                ))
+            } else {
+                if rule.first.is_some() || rule.last.is_some() {
+                    self.problem(
+                        &ckey,
+                        Some(line),
+                        "first/last apply to kind \"full_name\" only",
+                    );
+                }
+                None
+            };
+            let formats = rule.formats.unwrap_or_default();
+            if !formats.is_empty() && !matches!(kind, ColumnKind::Date | ColumnKind::Timestamp) {
+                self.problem(
+                    &ckey,
+                    Some(line),
+                    "formats apply to date and timestamp only",
+                );
+            }
+            columns.push(ColumnRule {
+                name: col,
+                kind,
+                formats,
+                on_invalid: rule.on_invalid.unwrap_or(kind.default_on_invalid()),
+                split,
+            });
+        }
+        // The split targets of a full name are columns of the entity too.
+        let targets: Vec<String> = columns
+            .iter()
+            .filter_map(|c| c.split.clone())
+            .flat_map(|(a, b)| [a, b])
+            .collect();
+        for t in targets {
+            if !columns.iter().any(|c| c.name == t) {
+                columns.push(ColumnRule {
+                    name: t,
+                    kind: ColumnKind::PersonName,
+                    formats: Vec::new(),
+                    on_invalid: OnInvalid::Null,
+                    split: None,
+                });
+            }
+        }
+        let mut checks = Vec::new();
+        for (i, c) in raw.checks.into_iter().enumerate() {
+            if let Some(check) = self.check(&format!("{key}.checks[{i}]"), line, c) {
+                checks.push(check);
+            }
+        }
+        EntityConfig {
+            name,
+            key: raw.key,
+            columns,
+            checks,
+        }
+    }
+
+    fn check(&mut self, key: &str, line: usize, c: raw::RawCheck) -> Option<Check> {
+        let kind = c.check;
+        let columns = match (c.column, c.columns) {
+            (Some(one), None) => vec![one],
+            (None, Some(many)) if !many.is_empty() => many,
+            _ => {
+                self.problem(key, Some(line), "give exactly one of column or columns");
+                return None;
+            }
+        };
+        if kind != CheckKind::Unique && columns.len() != 1 {
+            self.problem(
+                key,
+                Some(line),
+                format!("{} takes one column", kind.as_str()),
+            );
+        }
+        let values = c.values.unwrap_or_default();
+        if kind == CheckKind::AcceptedValues && values.is_empty() {
+            self.problem(
+                format!("{key}.values"),
+                Some(line),
+                "missing; an accepted_values check needs the values",
+            );
+        }
+        if kind == CheckKind::Regex {
+            match &c.pattern {
+                None => self.problem(
+                    format!("{key}.pattern"),
+                    Some(line),
+                    "missing; a regex check needs a pattern",
+                ),
+                Some(p) => {
+                    if let Err(e) = regex::Regex::new(p) {
+                        self.problem(format!("{key}.pattern"), Some(line), e.to_string());
+                    }
+                }
+            }
+        }
+        let severity = c.severity.unwrap_or(Severity::Error);
+        let max_failing = match c.max_failing {
+            None => Threshold::Count(0),
+            Some(toml::Value::Integer(n)) if n >= 0 => Threshold::Count(n as u64),
+            Some(toml::Value::String(s)) => match s
+                .strip_suffix('%')
+                .and_then(|p| p.trim().parse::<f64>().ok())
+            {
+                Some(p) if (0.0..=100.0).contains(&p) => Threshold::Fraction(p / 100.0),
+                _ => {
+                    self.problem(
+                        format!("{key}.max_failing"),
+                        Some(line),
+                        format!("{s:?}: use a count like 10 or a percentage like \"5%\""),
+                    );
+                    Threshold::Count(0)
+                }
+            },
+            Some(other) => {
+                self.problem(
+                    format!("{key}.max_failing"),
+                    Some(line),
+                    format!("{other}: use a count like 10 or a percentage like \"5%\""),
+                );
+                Threshold::Count(0)
+            }
+        };
+        Some(Check {
+            kind,
+            columns,
+            values,
+            pattern: c.pattern,
+            severity,
+            max_failing,
+            quarantine: c.quarantine.unwrap_or(severity == Severity::Error),
+        })
+    }
+
+    fn identity(
+        &mut self,
+        raw: raw::RawIdentity,
+        line: usize,
+        entities: &[EntityConfig],
+        sources: &[SourceConfig],
+    ) -> Option<IdentityConfig> {
+        let Some(entity) = entities.iter().find(|e| e.name == raw.entity) else {
+            self.problem(
+                "identity.entity",
+                Some(line),
+                format!("unknown entity {:?}", raw.entity),
+            );
+            return None;
+        };
+        let has = |c: &str| entity.column(c).is_some();
+        if raw.rules.is_empty() {
+            self.problem("identity.rules", Some(line), "at least one rule is needed");
+        }
+        for (i, rule) in raw.rules.iter().enumerate() {
+            if rule.columns.is_empty() {
+                self.problem(format!("identity.rules[{i}].match"), Some(line), "empty");
+            }
+            for c in rule.columns.iter().filter(|c| !has(c)) {
+                self.problem(
+                    format!("identity.rules[{i}].match"),
+                    Some(line),
+                    format!("entity {:?} has no column {c:?}", entity.name),
+                );
+            }
+        }
+        let attributes = raw.attributes.unwrap_or_else(|| {
+            entity
+                .columns
+                .iter()
+                .filter(|c| c.name != entity.key)
+                .map(|c| c.name.clone())
+                .collect()
+        });
+        for a in attributes.iter().filter(|a| !has(a)) {
+            self.problem(
+                "identity.attributes",
+                Some(line),
+                format!("entity {:?} has no column {a:?}", entity.name),
+            );
+        }
+        let s = raw.survivorship;
+        let survivorship = match s {
+            None => Survivorship {
+                default: Strategy::MostFrequent,
+                order_by: None,
+                source_priority: Vec::new(),
+                columns: Vec::new(),
+            },
+            Some(s) => {
+                if let Some(o) = s.order_by.as_deref().filter(|o| !has(o)) {
+                    self.problem(
+                        "identity.survivorship.order_by",
+                        Some(line),
+                        format!("entity {:?} has no column {o:?}", entity.name),
+                    );
+                }
+                for p in &s.source_priority {
+                    if !sources.iter().any(|src| &src.name == p) {
+                        self.problem(
+                            "identity.survivorship.source_priority",
+                            Some(line),
+                            format!("unknown source {p:?}"),
+                        );
+                    }
+                }
+                for c in s.columns.keys().filter(|c| !attributes.contains(c)) {
+                    self.problem(
+                        format!("identity.survivorship.columns.{c}"),
+                        Some(line),
+                        "not an attribute of the golden record",
+                    );
+                }
+                Survivorship {
+                    default: s.default.unwrap_or(Strategy::MostFrequent),
+                    order_by: s.order_by,
+                    source_priority: s.source_priority,
+                    columns: s.columns.into_iter().collect(),
+                }
+            }
+        };
+        Some(IdentityConfig {
+            entity: raw.entity,
+            rules: raw
+                .rules
+                .into_iter()
+                .map(|r| MatchRule {
+                    name: r.name,
+                    columns: r.columns,
+                })
+                .collect(),
+            max_key_group: raw.max_key_group.unwrap_or(20),
+            attributes,
+            survivorship,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[pipeline]
+name = "t"
+[lake]
+url = "file://lake"
+[warehouse]
+url = "duckdb://w.duckdb"
+[[sources]]
+name = "crm"
+kind = "files"
+path = "data/*.csv"
+entity = "person"
+columns = { Id = "record_id", Email = "email" }
+[entities.person]
+key = "record_id"
+columns = { email = "email", dob = { kind = "date", formats = ["%Y-%m-%d"] } }
+checks = [{ check = "not_null", column = "record_id" }]
+[identity]
+entity = "person"
+rules = [{ name = "email", match = ["email"] }]
+"#;
+
+    fn parse(text: &str) -> Result<Pipeline, ConfigError> {
+        Pipeline::from_str(text, Path::new("p.toml"), &Overrides::default())
+    }
+
+    #[test]
+    fn a_good_file_validates_and_carries_unruled_columns_as_text() {
+        let p = parse(GOOD).expect("valid");
+        let person = p.entity("person").expect("entity");
+        assert_eq!(
+            person.column("record_id").map(|c| c.kind),
+            Some(ColumnKind::Text)
+        );
+        assert_eq!(
+            person.column("dob").map(|c| c.on_invalid),
+            Some(OnInvalid::Quarantine)
+        );
+        assert_eq!(
+            p.load_tables,
+            vec!["person", IDENTITY_GRAPH_TABLE, CUSTOMER_360_TABLE]
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let text = GOOD.replace(
+            "entity = \"person\"\ncolumns",
+            "entity = \"person\"\nflow = 1\ncolumns",
+        );
+        let err = parse(&text).expect_err("unknown key").to_string();
+        assert!(err.contains("unknown field `flow`"), "{err}");
+        assert!(err.contains("line 14"), "{err}");
+    }
+
+    #[test]
+    fn every_meaning_problem_is_reported_at_once() {
+        let text = GOOD
+            .replace(
+                "entity = \"person\"\ncolumns",
+                "entity = \"persons\"\ncolumns",
+            )
+            .replace("match = [\"email\"]", "match = [\"mail\"]");
+        let err = parse(&text).expect_err("invalid").to_string();
+        assert!(
+            err.contains("sources[0].entity: unknown entity \"persons\""),
+            "{err}"
+        );
+        assert!(
+            err.contains("identity.rules[0].match: entity \"person\" has no column \"mail\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn env_vars_expand_with_defaults() {
+        assert_eq!(
+            expand_env("a/${CDP_TEST_SURELY_UNSET:-b}/c").as_deref(),
+            Ok("a/b/c")
+        );
+        assert!(expand_env("${CDP_TEST_SURELY_UNSET}").is_err());
+    }
+}

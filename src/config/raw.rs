@@ -1,0 +1,185 @@
+//! The pipeline file exactly as written: serde structs that reject unknown keys and
+//! wrong types (the TOML parser then names the key and its line). Nothing here is
+//! checked for meaning; `config::validate` turns these into a [`super::Pipeline`].
+
+use indexmap::IndexMap;
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use toml::Spanned;
+
+use super::{CheckKind, ColumnKind, FileFormat, OnInvalid, Severity, Strategy};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPipeline {
+    pub pipeline: RawMeta,
+    pub lake: RawTarget,
+    pub warehouse: RawTarget,
+    #[serde(default)]
+    pub sources: Vec<Spanned<RawSource>>,
+    #[serde(default)]
+    pub entities: IndexMap<String, Spanned<RawEntity>>,
+    pub identity: Option<Spanned<RawIdentity>>,
+    pub load: Option<RawLoad>,
+}
+
+/// `[pipeline]`: what this pipeline is called (used in state, logs and query tags).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMeta {
+    pub name: Spanned<String>,
+}
+
+/// `[lake]` and `[warehouse]`: where data goes, as a URL; `${VAR}` is expanded.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTarget {
+    pub url: Spanned<String>,
+}
+
+/// `[[sources]]`: one place data comes from; `kind` picks the connector.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum RawSource {
+    Files(RawFilesSource),
+}
+
+/// A `files` source: local files matched by a glob.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFilesSource {
+    /// Lower-case letters, digits and `_`; names the lake folder and the `source` column.
+    pub name: String,
+    /// The entity (see `[entities.*]`) these records belong to.
+    pub entity: String,
+    /// A glob such as `sample-data/crm/contacts_*.csv`, relative to the working directory.
+    pub path: String,
+    /// `csv`, `jsonl` or `parquet`; taken from the file extension when absent.
+    pub format: Option<FileFormat>,
+    /// CSV field delimiter, one character; `,` when absent.
+    pub delimiter: Option<String>,
+    /// Source column -> canonical entity column. Unmapped source columns are not carried.
+    pub columns: IndexMap<String, String>,
+    /// Default phone region for this source (ISO 3166 alpha-2); `US` when absent.
+    pub region: Option<String>,
+}
+
+/// `[entities.NAME]`: the canonical shape of one kind of record.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEntity {
+    /// The column that identifies a record within its source.
+    pub key: String,
+    /// Canonical column -> how to clean it (`"email"` or `{ kind = "date", formats = [..] }`).
+    #[serde(default)]
+    pub columns: RawColumnRules,
+    #[serde(default)]
+    pub checks: Vec<RawCheck>,
+}
+
+/// A column's cleaning rule in detail; a bare string is shorthand for `{ kind = "..." }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawColumnRule {
+    pub kind: Option<ColumnKind>,
+    /// For `date` and `timestamp`: chrono formats tried in order; ISO 8601 when absent.
+    pub formats: Option<Vec<String>>,
+    /// What to do with a value that cannot be cleaned: `quarantine` the row or set `null`.
+    pub on_invalid: Option<OnInvalid>,
+    /// For `full_name`: the columns to fill with the split first and last names.
+    pub first: Option<String>,
+    pub last: Option<String>,
+}
+
+// Lets `email = "email"` stand for `email = { kind = "email" }` while keeping serde's
+// precise errors for the table form (an untagged enum would lose them).
+impl<'de> Deserialize<'de> for RawColumnRuleOrKind {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawColumnRuleOrKind;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a column kind such as \"email\" or a table like { kind = \"date\" }")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                let kind = ColumnKind::deserialize(de::value::StrDeserializer::<E>::new(v))?;
+                Ok(RawColumnRuleOrKind(RawColumnRule {
+                    kind: Some(kind),
+                    ..Default::default()
+                }))
+            }
+            fn visit_map<M: MapAccess<'de>>(self, m: M) -> Result<Self::Value, M::Error> {
+                RawColumnRule::deserialize(de::value::MapAccessDeserializer::new(m))
+                    .map(RawColumnRuleOrKind)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Wrapper that accepts both spellings of a column rule.
+#[derive(Debug)]
+pub struct RawColumnRuleOrKind(pub RawColumnRule);
+
+/// Alias used by [`RawEntity::columns`].
+pub type RawColumnRules = IndexMap<String, RawColumnRuleOrKind>;
+
+/// One data-quality check; which keys it needs depends on `check`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCheck {
+    pub check: CheckKind,
+    pub column: Option<String>,
+    pub columns: Option<Vec<String>>,
+    pub values: Option<Vec<String>>,
+    pub pattern: Option<String>,
+    pub severity: Option<Severity>,
+    /// How many rows may fail before the check is breached: a count (`10`) or a
+    /// fraction (`"5%"`). 0 when absent.
+    pub max_failing: Option<toml::Value>,
+    /// Whether failing rows are quarantined; true for `error` checks, false for `warn`.
+    pub quarantine: Option<bool>,
+}
+
+/// `[identity]`: how records of one entity are resolved into persons.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdentity {
+    pub entity: String,
+    /// Deterministic rules in priority order; a rule matches when all its columns agree.
+    pub rules: Vec<RawMatchRule>,
+    /// A rule value shared by more records than this is not identifying (a placeholder
+    /// email, a call-centre phone) and links nothing. 20 when absent.
+    pub max_key_group: Option<usize>,
+    /// Columns carried into the golden record; all entity columns but the key when absent.
+    pub attributes: Option<Vec<String>>,
+    pub survivorship: Option<RawSurvivorship>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMatchRule {
+    pub name: String,
+    #[serde(rename = "match")]
+    pub columns: Vec<String>,
+}
+
+/// How the golden record picks each attribute among a person's records.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSurvivorship {
+    pub default: Option<Strategy>,
+    /// Column that orders records by recency (for `most_recent` and tie-breaks).
+    pub order_by: Option<String>,
+    #[serde(default)]
+    pub source_priority: Vec<String>,
+    #[serde(default)]
+    pub columns: IndexMap<String, Strategy>,
+}
+
+/// `[load]`: which tables go to the warehouse.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLoad {
+    pub tables: Vec<String>,
+}

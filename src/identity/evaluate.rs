@@ -1,0 +1,90 @@
+//! Accuracy against a ground truth: pairwise precision, recall and F1 (a pair is two
+//! records put in one person), computed from cluster overlaps without listing pairs.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use super::ids::RecordKey;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Accuracy {
+    /// Records present both in the resolution and in the truth.
+    pub records: u64,
+    pub true_pairs: u64,
+    pub predicted_pairs: u64,
+    pub correct_pairs: u64,
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+    pub true_persons: u64,
+    pub predicted_persons: u64,
+}
+
+fn pairs(n: u64) -> u64 {
+    n * n.saturating_sub(1) / 2
+}
+
+pub fn evaluate(
+    predicted: &HashMap<RecordKey, String>,
+    truth: &HashMap<RecordKey, String>,
+) -> Accuracy {
+    let mut both: HashMap<(&str, &str), u64> = HashMap::new();
+    let mut pred: HashMap<&str, u64> = HashMap::new();
+    let mut real: HashMap<&str, u64> = HashMap::new();
+    let mut records = 0;
+    for (key, p) in predicted {
+        let Some(t) = truth.get(key) else { continue };
+        records += 1;
+        *both.entry((p, t)).or_default() += 1;
+        *pred.entry(p).or_default() += 1;
+        *real.entry(t).or_default() += 1;
+    }
+    let correct: u64 = both.values().map(|&n| pairs(n)).sum();
+    let predicted_pairs: u64 = pred.values().map(|&n| pairs(n)).sum();
+    let true_pairs: u64 = real.values().map(|&n| pairs(n)).sum();
+    let ratio = |a: u64, b: u64| if b == 0 { 1.0 } else { a as f64 / b as f64 };
+    let precision = ratio(correct, predicted_pairs);
+    let recall = ratio(correct, true_pairs);
+    let f1 = if precision + recall == 0.0 {
+        0.0
+    } else {
+        2.0 * precision * recall / (precision + recall)
+    };
+    Accuracy {
+        records,
+        true_pairs,
+        predicted_pairs,
+        correct_pairs: correct,
+        precision,
+        recall,
+        f1,
+        true_persons: real.len() as u64,
+        predicted_persons: pred.len() as u64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(v: &[(&str, &str)]) -> HashMap<RecordKey, String> {
+        v.iter()
+            .map(|(r, p)| (("s".to_string(), r.to_string()), p.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn pairwise_scores_count_pairs_not_records() {
+        // truth: {a,b,c} {d}; predicted: {a,b} {c,d}
+        let truth = map(&[("a", "1"), ("b", "1"), ("c", "1"), ("d", "2")]);
+        let pred = map(&[("a", "x"), ("b", "x"), ("c", "y"), ("d", "y")]);
+        let acc = evaluate(&pred, &truth);
+        assert_eq!(
+            (acc.true_pairs, acc.predicted_pairs, acc.correct_pairs),
+            (3, 2, 1)
+        );
+        assert!((acc.precision - 0.5).abs() < 1e-9);
+        assert!((acc.recall - 1.0 / 3.0).abs() < 1e-9);
+    }
+}

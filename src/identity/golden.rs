@@ -1,0 +1,146 @@
+//! Golden records: one row per person, each attribute chosen among the person's
+//! records by its survivorship strategy (most frequent, most recent, source priority,
+//! longest), ties broken by recency, then source priority, then record order, so the
+//! same input always gives the same record.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+
+use polars::prelude::*;
+
+use crate::config::{Strategy, Survivorship};
+
+/// What the chooser needs about each record, all as text.
+pub struct Evidence<'a> {
+    pub values: &'a HashMap<String, Vec<Option<String>>>,
+    pub sources: &'a [String],
+    pub recency: Option<&'a Vec<Option<String>>>,
+}
+
+impl Evidence<'_> {
+    fn priority(&self, survivorship: &Survivorship, row: u32) -> usize {
+        let s = &self.sources[row as usize];
+        survivorship
+            .source_priority
+            .iter()
+            .position(|p| p == s)
+            .unwrap_or(usize::MAX)
+    }
+
+    fn recency(&self, row: u32) -> Option<&str> {
+        self.recency.and_then(|r| r[row as usize].as_deref())
+    }
+}
+
+/// The row whose value of `column` survives in a cluster, if any row has one.
+pub fn choose(
+    column: &str,
+    cluster: &[u32],
+    evidence: &Evidence,
+    survivorship: &Survivorship,
+) -> Option<u32> {
+    let values = evidence.values.get(column)?;
+    let present: Vec<u32> = cluster
+        .iter()
+        .copied()
+        .filter(|&r| values[r as usize].is_some())
+        .collect();
+    if present.len() <= 1 {
+        return present.first().copied();
+    }
+    let text = |r: u32| values[r as usize].as_deref().unwrap_or("");
+    let mut frequency: HashMap<&str, usize> = HashMap::new();
+    for &r in &present {
+        *frequency.entry(text(r)).or_default() += 1;
+    }
+    // Greater is better in every comparison below.
+    let recency = |a: u32, b: u32| evidence.recency(a).cmp(&evidence.recency(b));
+    let priority = |a: u32, b: u32| {
+        evidence
+            .priority(survivorship, b)
+            .cmp(&evidence.priority(survivorship, a))
+    };
+    let primary = |a: u32, b: u32| -> Ordering {
+        match survivorship.strategy_for(column) {
+            Strategy::MostFrequent => frequency[text(a)].cmp(&frequency[text(b)]),
+            Strategy::MostRecent => recency(a, b),
+            Strategy::SourcePriority => priority(a, b),
+            Strategy::Longest => text(a).chars().count().cmp(&text(b).chars().count()),
+        }
+    };
+    present.into_iter().max_by(|&a, &b| {
+        primary(a, b)
+            .then_with(|| recency(a, b))
+            .then_with(|| priority(a, b))
+            .then_with(|| b.cmp(&a))
+    })
+}
+
+/// Gathers the winning rows of one attribute column into a person-level column,
+/// keeping the column's type.
+pub fn gather(column: &Column, winners: &[Option<u32>]) -> PolarsResult<Column> {
+    let idx = IdxCa::from_iter_options(
+        column.name().clone(),
+        winners.iter().map(|w| w.map(|r| r as IdxSize)),
+    );
+    column.take(&idx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn survivorship(default: Strategy) -> Survivorship {
+        Survivorship {
+            default,
+            order_by: Some("updated".into()),
+            source_priority: vec!["crm".into()],
+            columns: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn each_strategy_picks_its_row_with_deterministic_ties() {
+        let mut values = HashMap::new();
+        values.insert(
+            "email".to_string(),
+            vec![
+                Some("a@x".to_string()),
+                Some("b@xx".into()),
+                Some("b@xx".into()),
+                None,
+            ],
+        );
+        let sources: Vec<String> = ["shop", "shop", "support", "crm"]
+            .map(String::from)
+            .to_vec();
+        let recency = vec![
+            Some("2024".to_string()),
+            Some("2020".into()),
+            Some("2021".into()),
+            Some("2026".into()),
+        ];
+        let ev = Evidence {
+            values: &values,
+            sources: &sources,
+            recency: Some(&recency),
+        };
+        let all = [0, 1, 2, 3];
+        assert_eq!(
+            choose("email", &all, &ev, &survivorship(Strategy::MostFrequent)),
+            Some(2)
+        );
+        assert_eq!(
+            choose("email", &all, &ev, &survivorship(Strategy::MostRecent)),
+            Some(0)
+        );
+        assert_eq!(
+            choose("email", &all, &ev, &survivorship(Strategy::Longest)),
+            Some(2)
+        );
+        assert_eq!(
+            choose("email", &[3], &ev, &survivorship(Strategy::MostRecent)),
+            None
+        );
+    }
+}

@@ -1,0 +1,147 @@
+//! Person ids that stay put. The previous run's assignment (record -> person id, and
+//! the run each id was first minted in) is the state; a new clustering inherits it:
+//! a cluster keeps the oldest id any of its records had, a merge of two persons keeps
+//! the older id and reports the absorbed one, and a cluster with no previous id (or
+//! one split off from a person whose id another part kept) gets a new id derived from
+//! its records, so the same input always gives the same ids.
+
+use std::collections::{HashMap, HashSet};
+
+use sha2::{Digest, Sha256};
+
+/// A record's identity in the graph: (source, record id).
+pub type RecordKey = (String, String);
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assigned {
+    pub person_id: String,
+    /// Run in which this person id was first minted.
+    pub first_seen: String,
+}
+
+/// What changed against the previous assignment.
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize)]
+pub struct IdChanges {
+    pub kept: u64,
+    pub minted: u64,
+    /// (kept id, absorbed id) for each merge of previously distinct persons.
+    pub merges: Vec<(String, String)>,
+}
+
+/// Assigns a person id to every cluster (clusters hold indices into `keys`).
+pub fn assign(
+    clusters: &[Vec<u32>],
+    keys: &[RecordKey],
+    previous: &HashMap<RecordKey, Assigned>,
+    run_id: &str,
+) -> (Vec<Assigned>, IdChanges) {
+    // Larger clusters choose first so that, in a split, the bigger part keeps the id.
+    let mut order: Vec<usize> = (0..clusters.len()).collect();
+    order.sort_by(|&a, &b| clusters[b].len().cmp(&clusters[a].len()).then(a.cmp(&b)));
+    let mut taken: HashSet<String> = HashSet::new();
+    let known: HashSet<&str> = previous.values().map(|a| a.person_id.as_str()).collect();
+    let mut result: Vec<Option<Assigned>> = vec![None; clusters.len()];
+    let mut changes = IdChanges::default();
+    for c in order {
+        let mut candidates: Vec<&Assigned> = clusters[c]
+            .iter()
+            .filter_map(|&i| previous.get(&keys[i as usize]))
+            .collect();
+        candidates
+            .sort_by(|a, b| (&a.first_seen, &a.person_id).cmp(&(&b.first_seen, &b.person_id)));
+        candidates.dedup_by(|a, b| a.person_id == b.person_id);
+        let chosen = candidates
+            .iter()
+            .find(|a| !taken.contains(&a.person_id))
+            .map(|a| (*a).clone());
+        let assigned = match chosen {
+            Some(a) => {
+                changes.kept += 1;
+                for other in candidates.iter().filter(|o| o.person_id != a.person_id) {
+                    changes
+                        .merges
+                        .push((a.person_id.clone(), other.person_id.clone()));
+                }
+                a
+            }
+            None => {
+                changes.minted += 1;
+                let seed = clusters[c]
+                    .iter()
+                    .map(|&i| &keys[i as usize])
+                    .min()
+                    .cloned()
+                    .unwrap_or_default();
+                Assigned {
+                    person_id: mint(&seed, |id| taken.contains(id) || known.contains(id)),
+                    first_seen: run_id.to_string(),
+                }
+            }
+        };
+        taken.insert(assigned.person_id.clone());
+        result[c] = Some(assigned);
+    }
+    (result.into_iter().flatten().collect(), changes)
+}
+
+/// A new id from the cluster's smallest record key; salted until it is free.
+fn mint(seed: &RecordKey, in_use: impl Fn(&str) -> bool) -> String {
+    for salt in 0u32.. {
+        let mut h = Sha256::new();
+        h.update(seed.0.as_bytes());
+        h.update([0]);
+        h.update(seed.1.as_bytes());
+        h.update(salt.to_le_bytes());
+        let id = format!("P{}", crate::lake::hex(&h.finalize()[..6]).to_uppercase());
+        if !in_use(&id) {
+            return id;
+        }
+    }
+    unreachable!("u32 salts exhausted")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(n: usize) -> Vec<RecordKey> {
+        (0..n).map(|i| ("s".to_string(), i.to_string())).collect()
+    }
+
+    #[test]
+    fn unchanged_input_keeps_every_id() {
+        let k = keys(4);
+        let clusters = vec![vec![0, 1], vec![2], vec![3]];
+        let (first, _) = assign(&clusters, &k, &HashMap::new(), "r1");
+        let prev: HashMap<_, _> = clusters
+            .iter()
+            .zip(&first)
+            .flat_map(|(c, a)| c.iter().map(move |&i| (k[i as usize].clone(), a.clone())))
+            .collect();
+        let (second, changes) = assign(&clusters, &k, &prev, "r2");
+        assert_eq!(first, second);
+        assert_eq!(changes.minted, 0);
+    }
+
+    #[test]
+    fn a_merge_keeps_the_older_id_and_a_split_mints_a_new_one() {
+        let k = keys(3);
+        let old = |id: &str, run: &str| Assigned {
+            person_id: id.into(),
+            first_seen: run.into(),
+        };
+        let prev: HashMap<_, _> = [
+            (k[0].clone(), old("PA", "r1")),
+            (k[1].clone(), old("PB", "r2")),
+            (k[2].clone(), old("PA", "r1")),
+        ]
+        .into_iter()
+        .collect();
+        // 0 and 1 merge; 2 splits away from PA.
+        let (ids, changes) = assign(&[vec![0, 1], vec![2]], &k, &prev, "r3");
+        assert_eq!(ids[0].person_id, "PA");
+        assert_ne!(ids[1].person_id, "PA");
+        assert_eq!(ids[1].first_seen, "r3");
+        assert_eq!(changes.merges, vec![("PA".to_string(), "PB".to_string())]);
+    }
+}

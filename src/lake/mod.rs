@@ -1,0 +1,303 @@
+//! The lake: where every step reads its input and writes its output, addressed by
+//! '/'-separated keys under one root. Writes are atomic (a temporary object, then a
+//! rename), and a step publishes by writing its manifest or state record last, so a
+//! reader never sees half a run. This build has the local-directory lake; the S3 lake
+//! (issue 5) answers to the same methods.
+//!
+//! Layout (see [`layout`]): `raw/<source>/<run>/…` with `_manifest.json`,
+//! `clean/<entity>/<run>/`, `quarantine/<entity>/<run>/`, `reports/<run>/`,
+//! `identity/<run>/`, and `_state/` for run records, cursors and the lease.
+
+pub mod manifest;
+
+use std::fmt;
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+/// Where the lake lives, as written in the pipeline file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LakeUrl {
+    /// `file://lake` (relative to the working directory) or `file:///abs/path`.
+    Local(PathBuf),
+}
+
+impl Default for LakeUrl {
+    fn default() -> Self {
+        Self::Local(PathBuf::from("lake"))
+    }
+}
+
+impl LakeUrl {
+    pub fn parse(url: &str) -> Result<Self, String> {
+        if let Some(path) = url.strip_prefix("file://") {
+            if path.is_empty() {
+                return Err("file:// needs a directory, e.g. file://lake".into());
+            }
+            return Ok(Self::Local(PathBuf::from(path)));
+        }
+        if url.starts_with("s3://") {
+            return Err(format!(
+                "{url}: the S3 lake is not in this build yet (issue 5); use file://DIR"
+            ));
+        }
+        if url.contains("://") {
+            return Err(format!("{url}: unknown lake scheme; use file://DIR"));
+        }
+        // A bare path is a local directory.
+        Ok(Self::Local(PathBuf::from(url)))
+    }
+}
+
+impl fmt::Display for LakeUrl {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            Self::Local(p) => write!(f, "file://{}", p.display()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LakeError {
+    #[error("lake object {key}: {source}")]
+    Io {
+        key: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("lake object {key} is not valid JSON: {source}")]
+    Json {
+        key: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl LakeError {
+    fn io(key: &str) -> impl FnOnce(io::Error) -> Self + '_ {
+        move |source| Self::Io {
+            key: key.to_string(),
+            source,
+        }
+    }
+}
+
+/// A lake rooted in a local directory.
+#[derive(Debug, Clone)]
+pub struct Lake {
+    root: PathBuf,
+}
+
+impl Lake {
+    pub fn open(url: &LakeUrl) -> Result<Self, LakeError> {
+        let LakeUrl::Local(root) = url;
+        fs::create_dir_all(root).map_err(LakeError::io(""))?;
+        Ok(Self { root: root.clone() })
+    }
+
+    pub fn url(&self) -> LakeUrl {
+        LakeUrl::Local(self.root.clone())
+    }
+
+    /// The local file behind a key, for readers that want a path (Parquet, DuckDB).
+    pub fn local_path(&self, key: &str) -> PathBuf {
+        self.root.join(key)
+    }
+
+    /// Writes an object atomically through a writer: readers see the old object or
+    /// the complete new one, never a part.
+    pub fn write_with<T>(
+        &self,
+        key: &str,
+        write: impl FnOnce(&mut BufWriter<File>) -> io::Result<T>,
+    ) -> Result<T, LakeError> {
+        let path = self.local_path(key);
+        let tmp = temp_sibling(&path);
+        let result = (|| {
+            if let Some(dir) = path.parent() {
+                fs::create_dir_all(dir)?;
+            }
+            let mut out = BufWriter::new(File::create(&tmp)?);
+            let value = write(&mut out)?;
+            let file = out.into_inner().map_err(|e| e.into_error())?;
+            file.sync_all()?;
+            fs::rename(&tmp, &path)?;
+            Ok(value)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result.map_err(LakeError::io(key))
+    }
+
+    pub fn put(&self, key: &str, bytes: &[u8]) -> Result<(), LakeError> {
+        self.write_with(key, |w| w.write_all(bytes))
+    }
+
+    pub fn put_json<T: Serialize>(&self, key: &str, value: &T) -> Result<(), LakeError> {
+        let bytes = serde_json::to_vec_pretty(value).map_err(|source| LakeError::Json {
+            key: key.to_string(),
+            source,
+        })?;
+        self.put(key, &bytes)
+    }
+
+    /// Copies a local file into the lake and returns its size and SHA-256.
+    pub fn put_file(&self, key: &str, src: &Path) -> Result<(u64, String), LakeError> {
+        self.write_with(key, |w| copy_hashing(&mut File::open(src)?, w))
+    }
+
+    pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, LakeError> {
+        match fs::read(self.local_path(key)) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(LakeError::io(key)(e)),
+        }
+    }
+
+    pub fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, LakeError> {
+        match self.get(key)? {
+            None => Ok(None),
+            Some(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|source| LakeError::Json {
+                        key: key.to_string(),
+                        source,
+                    })
+            }
+        }
+    }
+
+    pub fn exists(&self, key: &str) -> bool {
+        self.local_path(key).exists()
+    }
+
+    /// Creates an object only if none exists; false when it was already there.
+    pub fn create_new(&self, key: &str, bytes: &[u8]) -> Result<bool, LakeError> {
+        let path = self.local_path(key);
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).map_err(LakeError::io(key))?;
+        }
+        match fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(mut f) => {
+                f.write_all(bytes).map_err(LakeError::io(key))?;
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(LakeError::io(key)(e)),
+        }
+    }
+
+    pub fn delete(&self, key: &str) -> Result<(), LakeError> {
+        match fs::remove_file(self.local_path(key)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(LakeError::io(key)(e)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A temporary name beside `path`, unique to this process.
+fn temp_sibling(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".tmp-{}", std::process::id()));
+    path.with_file_name(name)
+}
+
+/// Lower-case hex of a digest.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// SHA-256 and size of a local file, read in blocks.
+pub fn sha256_file(path: &Path) -> io::Result<(u64, String)> {
+    copy_hashing(&mut File::open(path)?, &mut io::sink())
+}
+
+/// Copies `input` to `out`, returning the byte count and the SHA-256 of what passed.
+fn copy_hashing(input: &mut impl Read, out: &mut impl Write) -> io::Result<(u64, String)> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut total = 0u64;
+    loop {
+        let n = input.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n])?;
+        total += n as u64;
+    }
+    Ok((total, hex(&hasher.finalize())))
+}
+
+/// Where each step's objects live. One place, so every step agrees.
+pub mod layout {
+    pub fn raw_run(source: &str, run: &str) -> String {
+        format!("raw/{source}/{run}")
+    }
+    pub fn clean(entity: &str, run: &str) -> String {
+        format!("clean/{entity}/{run}/data.parquet")
+    }
+    pub fn quarantine(entity: &str, run: &str) -> String {
+        format!("quarantine/{entity}/{run}/rows.parquet")
+    }
+    pub fn quality_report(run: &str) -> String {
+        format!("reports/{run}/quality.json")
+    }
+    pub fn identity_graph(run: &str) -> String {
+        format!("identity/{run}/graph.parquet")
+    }
+    pub fn profiles(run: &str) -> String {
+        format!("identity/{run}/profiles.parquet")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_to_local_dirs_and_refuse_unknown_schemes() {
+        assert_eq!(
+            LakeUrl::parse("file://lake"),
+            Ok(LakeUrl::Local("lake".into()))
+        );
+        assert_eq!(
+            LakeUrl::parse("/tmp/x"),
+            Ok(LakeUrl::Local("/tmp/x".into()))
+        );
+        assert!(LakeUrl::parse("gs://b").is_err());
+    }
+
+    #[test]
+    fn atomic_write_leaves_no_temp_and_failed_write_keeps_old_object() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lake = Lake::open(&LakeUrl::Local(dir.path().into())).expect("open");
+        lake.put("a/b.txt", b"one").expect("put");
+        let failed: Result<(), _> = lake.write_with("a/b.txt", |w| {
+            w.write_all(b"half")?;
+            Err(io::Error::other("crash"))
+        });
+        assert!(failed.is_err());
+        assert_eq!(lake.get("a/b.txt").expect("get"), Some(b"one".to_vec()));
+        let names: Vec<_> = fs::read_dir(dir.path().join("a")).expect("dir").collect();
+        assert_eq!(names.len(), 1, "temp file left behind");
+    }
+
+    #[test]
+    fn create_new_refuses_an_existing_object() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lake = Lake::open(&LakeUrl::Local(dir.path().into())).expect("open");
+        assert!(lake.create_new("_state/lock", b"x").expect("first"));
+        assert!(!lake.create_new("_state/lock", b"y").expect("second"));
+    }
+}

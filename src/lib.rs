@@ -1,0 +1,18 @@
+//! cdp: the batch side of a composable Customer Data Platform.
+//!
+//! A pipeline file (see [`config`]) drives four steps, each reading only what the
+//! previous one wrote to the lake: [`sources`] land raw files, [`clean`] normalises and
+//! checks them, [`identity`] resolves records into persons and golden records, and
+//! [`warehouse`] loads the results. [`state`] keeps run records, cursors and the lease.
+
+pub mod clean;
+pub mod config;
+pub mod frame;
+pub mod gen;
+pub mod identity;
+pub mod lake;
+pub mod progress;
+pub mod sources;
+pub mod state;
+pub mod steps;
+pub mod warehouse;

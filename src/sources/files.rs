@@ -1,0 +1,170 @@
+//! The `files` source: local files matched by a glob, copied into the lake as they
+//! are. A file is landed again only when its content changes (path + SHA-256 in the
+//! cursor), so re-running ingest on the same files lands nothing.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use polars::prelude::{ParquetReader, SerReader};
+
+use super::{Source, SourceError};
+use crate::config::{self, FileFormat};
+use crate::lake::manifest::{Manifest, ManifestFile};
+use crate::lake::{layout, sha256_file, Lake};
+use crate::state;
+
+pub struct FilesSource<'a> {
+    name: &'a str,
+    config: &'a config::FilesSource,
+}
+
+impl<'a> FilesSource<'a> {
+    pub fn new(name: &'a str, config: &'a config::FilesSource) -> Self {
+        Self { name, config }
+    }
+
+    fn matching_files(&self) -> Result<Vec<PathBuf>, SourceError> {
+        let pattern = &self.config.pattern;
+        let paths = glob::glob(pattern).map_err(|e| SourceError::BadPattern {
+            source_name: self.name.into(),
+            pattern: pattern.clone(),
+            message: e.to_string(),
+        })?;
+        let mut files: Vec<PathBuf> = paths
+            .filter_map(Result::ok)
+            .filter(|p| p.is_file())
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            return Err(SourceError::NoFiles {
+                source_name: self.name.into(),
+                pattern: pattern.clone(),
+            });
+        }
+        Ok(files)
+    }
+
+    fn format_of(&self, path: &Path) -> Result<FileFormat, SourceError> {
+        self.config
+            .format
+            .or_else(|| FileFormat::from_path(path))
+            .ok_or_else(|| SourceError::UnknownFormat {
+                source_name: self.name.into(),
+                path: path.into(),
+            })
+    }
+
+    fn read_err(&self, path: &Path) -> impl FnOnce(std::io::Error) -> SourceError + '_ {
+        let path = path.to_path_buf();
+        move |source| SourceError::Read {
+            source_name: self.name.into(),
+            path,
+            source,
+        }
+    }
+
+    /// Data rows in a file, counted the way the cleaner will read it.
+    fn count_rows(&self, path: &Path, format: FileFormat) -> Result<u64, SourceError> {
+        match format {
+            FileFormat::Csv => {
+                let mut reader = csv::ReaderBuilder::new()
+                    .delimiter(self.config.delimiter)
+                    .flexible(true)
+                    .from_reader(File::open(path).map_err(self.read_err(path))?);
+                let mut record = csv::ByteRecord::new();
+                let mut rows = 0;
+                // A malformed record is still a row; the cleaner quarantines it.
+                loop {
+                    match reader.read_byte_record(&mut record) {
+                        Ok(false) => break,
+                        Ok(true) => rows += 1,
+                        Err(e) if matches!(e.kind(), csv::ErrorKind::Io(_)) => {
+                            return Err(self.read_err(path)(std::io::Error::other(e.to_string())))
+                        }
+                        Err(_) => rows += 1,
+                    }
+                }
+                Ok(rows)
+            }
+            FileFormat::Jsonl => {
+                let reader = BufReader::new(File::open(path).map_err(self.read_err(path))?);
+                let mut rows = 0;
+                for line in reader.split(b'\n') {
+                    let line = line.map_err(self.read_err(path))?;
+                    if !line.iter().all(u8::is_ascii_whitespace) {
+                        rows += 1;
+                    }
+                }
+                Ok(rows)
+            }
+            FileFormat::Parquet => {
+                let file = File::open(path).map_err(self.read_err(path))?;
+                ParquetReader::new(file)
+                    .num_rows()
+                    .map(|n| n as u64)
+                    .map_err(|e| SourceError::Parquet {
+                        source_name: self.name.into(),
+                        path: path.into(),
+                        message: e.to_string(),
+                    })
+            }
+        }
+    }
+}
+
+impl Source for FilesSource<'_> {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn land(&self, lake: &Lake, run_id: &str) -> Result<Option<Manifest>, SourceError> {
+        let mut cursor = state::read_cursor(lake, self.name)?;
+        let prefix = layout::raw_run(self.name, run_id);
+        let mut files = Vec::new();
+        for path in self.matching_files()? {
+            let origin = path.display().to_string();
+            let (_, sha256) = sha256_file(&path).map_err(self.read_err(&path))?;
+            if cursor.landed.get(&origin) == Some(&sha256) {
+                continue;
+            }
+            let format = self.format_of(&path)?;
+            let rows = self.count_rows(&path, format)?;
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            // Keep names unique when a glob spans folders with equal file names.
+            let key = format!("{prefix}/{:03}-{name}", files.len());
+            let (bytes, copied_sha) = lake.put_file(&key, &path)?;
+            if copied_sha != sha256 {
+                // The file changed while we copied it; land it next run.
+                tracing::warn!(file = %origin, "file changed during copy; skipped");
+                lake.delete(&key)?;
+                continue;
+            }
+            files.push(ManifestFile {
+                key,
+                origin,
+                format,
+                rows,
+                bytes,
+                sha256,
+            });
+        }
+        if files.is_empty() {
+            return Ok(None);
+        }
+        let manifest = Manifest {
+            source: self.name.into(),
+            run_id: run_id.into(),
+            created_at: state::now_rfc3339(),
+            files,
+        };
+        let manifest_key = format!("{prefix}/{}", Manifest::FILE_NAME);
+        lake.put_json(&manifest_key, &manifest)?;
+        for f in &manifest.files {
+            cursor.landed.insert(f.origin.clone(), f.sha256.clone());
+        }
+        cursor.manifests.push(manifest_key);
+        state::write_cursor(lake, self.name, &cursor)?;
+        Ok(Some(manifest))
+    }
+}

@@ -1,0 +1,121 @@
+//! What the steps remember between runs, kept in the lake under `_state/`: run ids,
+//! one record per step (what it consumed, what it produced, row counts), source
+//! cursors, and the lease that keeps two runs of a pipeline from writing at once.
+
+pub mod lease;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::lake::{Lake, LakeError};
+
+/// A run id sorts in time order: `20261125T210400123Z`.
+pub fn new_run_id() -> String {
+    chrono::Utc::now().format("%Y%m%dT%H%M%S%3fZ").to_string()
+}
+
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// The four steps, in pipeline order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Step {
+    Ingest,
+    Clean,
+    Resolve,
+    Load,
+}
+
+impl Step {
+    pub const ALL: [Step; 4] = [Step::Ingest, Step::Clean, Step::Resolve, Step::Load];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ingest => "ingest",
+            Self::Clean => "clean",
+            Self::Resolve => "resolve",
+            Self::Load => "load",
+        }
+    }
+
+    fn key(self) -> String {
+        format!("_state/steps/{}.json", self.as_str())
+    }
+}
+
+/// What a step did on its last successful run. The next step reads its input from
+/// here, and a step whose `input` fingerprint is unchanged has nothing to do.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StepRecord {
+    pub step: Step,
+    pub run_id: String,
+    pub started_at: String,
+    pub finished_at: String,
+    /// A digest of everything the step consumed (manifests, upstream run ids, config).
+    pub input: String,
+    pub rows_in: u64,
+    pub rows_out: u64,
+    /// Named outputs: lake keys, with their row counts and checksums.
+    pub outputs: BTreeMap<String, Output>,
+    /// Step-specific figures for `cdp status` and the run summary.
+    #[serde(default)]
+    pub figures: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Output {
+    pub key: String,
+    pub rows: u64,
+    pub sha256: String,
+}
+
+pub fn read_step(lake: &Lake, step: Step) -> Result<Option<StepRecord>, LakeError> {
+    lake.get_json(&step.key())
+}
+
+/// Publishes a step's record: the moment its outputs become current.
+pub fn write_step(lake: &Lake, record: &StepRecord) -> Result<(), LakeError> {
+    lake.put_json(
+        &format!(
+            "_state/runs/{}/{}.json",
+            record.run_id,
+            record.step.as_str()
+        ),
+        record,
+    )?;
+    lake.put_json(&record.step.key(), record)
+}
+
+/// A files source's cursor: the fingerprints of everything it has landed, and the
+/// manifests of its landings, oldest first.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct SourceCursor {
+    /// origin path -> sha256 of the content last landed from it.
+    pub landed: BTreeMap<String, String>,
+    /// Lake keys of the manifests, oldest first.
+    pub manifests: Vec<String>,
+}
+
+pub fn read_cursor(lake: &Lake, source: &str) -> Result<SourceCursor, LakeError> {
+    Ok(lake
+        .get_json(&format!("_state/sources/{source}.json"))?
+        .unwrap_or_default())
+}
+
+pub fn write_cursor(lake: &Lake, source: &str, cursor: &SourceCursor) -> Result<(), LakeError> {
+    lake.put_json(&format!("_state/sources/{source}.json"), cursor)
+}
+
+/// A short stable digest of some text, for input fingerprints.
+pub fn fingerprint(parts: &[&str]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0u8]);
+    }
+    crate::lake::hex(&h.finalize()[..12])
+}

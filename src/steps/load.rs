@@ -1,0 +1,88 @@
+//! load: the current clean frames and identity outputs become warehouse tables, each
+//! load one transaction recorded in the warehouse's ledger, so a re-run loads nothing
+//! twice.
+
+use std::collections::BTreeMap;
+
+use super::{Context, Outcome, StepError};
+use crate::config::{CUSTOMER_360_TABLE, IDENTITY_GRAPH_TABLE};
+use crate::state::{self, Output, Step, StepRecord};
+use crate::warehouse::{self, LoadObject, LoadOutcome};
+
+/// How one table's load went.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableLoad {
+    pub table: String,
+    pub rows: u64,
+    /// False when the ledger showed the table already held this snapshot.
+    pub loaded: bool,
+}
+
+pub fn run(ctx: &Context) -> Result<(Outcome, Vec<TableLoad>), StepError> {
+    let started_at = state::now_rfc3339();
+    let clean = ctx.upstream(Step::Clean, "run `cdp clean` first")?;
+    let resolve = if ctx.pipeline.identity.is_some() {
+        Some(ctx.upstream(Step::Resolve, "run `cdp resolve` first")?)
+    } else {
+        None
+    };
+    let object_of = |table: &str| -> Result<(&Output, &str), StepError> {
+        let (record, step) = if table == IDENTITY_GRAPH_TABLE || table == CUSTOMER_360_TABLE {
+            (resolve.as_ref(), "resolve")
+        } else {
+            (Some(&clean), "clean")
+        };
+        record
+            .and_then(|r| r.outputs.get(table).map(|o| (o, r.run_id.as_str())))
+            .ok_or_else(|| StepError::MissingInput {
+                step: "load",
+                hint: format!("the last {step} run produced no {table:?}"),
+            })
+    };
+    let mut warehouse = warehouse::open(&ctx.pipeline.warehouse)?;
+    let bar = ctx
+        .printer
+        .bar(ctx.pipeline.load_tables.len() as u64, "load");
+    let mut loads = Vec::new();
+    let mut outputs = BTreeMap::new();
+    for table in &ctx.pipeline.load_tables {
+        bar.set_message(format!("load {table}"));
+        let (output, run_id) = object_of(table)?;
+        let object = LoadObject {
+            key: output.key.clone(),
+            path: ctx.lake.local_path(&output.key),
+            sha256: output.sha256.clone(),
+            rows: output.rows,
+            run_id: run_id.to_string(),
+        };
+        let (rows, loaded) = match warehouse.load_snapshot(table, &object)? {
+            LoadOutcome::Loaded { rows } => (rows, true),
+            LoadOutcome::AlreadyCurrent { rows } => (rows, false),
+        };
+        tracing::info!(step = "load", table = %table, rows, loaded, "table");
+        outputs.insert(table.clone(), output.clone());
+        loads.push(TableLoad {
+            table: table.clone(),
+            rows,
+            loaded,
+        });
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let record = StepRecord {
+        step: Step::Load,
+        run_id: ctx.run_id.clone(),
+        started_at,
+        finished_at: state::now_rfc3339(),
+        input: String::new(),
+        rows_in: loads.iter().map(|l| l.rows).sum(),
+        rows_out: loads.iter().filter(|l| l.loaded).map(|l| l.rows).sum(),
+        outputs,
+        figures: loads
+            .iter()
+            .map(|l| (format!("table.{}", l.table), l.rows))
+            .collect(),
+    };
+    state::write_step(&ctx.lake, &record)?;
+    Ok((Outcome::Done(record), loads))
+}

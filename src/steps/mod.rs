@@ -1,0 +1,93 @@
+//! The four steps as the pipeline runs them: each reads what the previous step
+//! published in the lake's state, calls the pure stage code, writes its outputs, and
+//! publishes its [`StepRecord`] last. A step whose inputs have not changed since its
+//! last success does nothing (unless forced), so re-running is always safe.
+
+pub mod clean;
+pub mod ingest;
+pub mod load;
+pub mod resolve;
+
+use crate::clean::CleanError;
+use crate::config::Pipeline;
+use crate::frame::FrameError;
+use crate::identity::IdentityError;
+use crate::lake::{Lake, LakeError};
+use crate::progress::Printer;
+use crate::sources::SourceError;
+use crate::state::{self, Step, StepRecord};
+use crate::warehouse::WarehouseError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error("{step}: nothing to work on yet: {hint}")]
+    MissingInput { step: &'static str, hint: String },
+    #[error("quality gate closed: {} error check(s) over threshold: {}; report: {report}", failed.len(), failed.join(", "))]
+    QualityGate { failed: Vec<String>, report: String },
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Clean(#[from] CleanError),
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error(transparent)]
+    Warehouse(#[from] WarehouseError),
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    #[error(transparent)]
+    Lake(#[from] LakeError),
+}
+
+/// What a step run needs: the pipeline, its lake, the run id, how to show progress.
+pub struct Context {
+    pub pipeline: Pipeline,
+    /// The pipeline file's text, part of every step's input fingerprint.
+    pub pipeline_text: String,
+    pub lake: Lake,
+    pub run_id: String,
+    pub printer: Printer,
+    /// Re-run steps even when their inputs have not changed.
+    pub force: bool,
+}
+
+/// How a step ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// It did work and published this record.
+    Done(StepRecord),
+    /// Its inputs were unchanged; the last record still stands.
+    UpToDate(StepRecord),
+}
+
+impl Outcome {
+    pub fn record(&self) -> &StepRecord {
+        match self {
+            Self::Done(r) | Self::UpToDate(r) => r,
+        }
+    }
+}
+
+impl Context {
+    /// The input fingerprint of a step: its upstream inputs plus the pipeline file
+    /// and the program version (a new normaliser must re-clean).
+    fn fingerprint(&self, upstream: &[&str]) -> String {
+        let mut parts = vec![env!("CARGO_PKG_VERSION"), self.pipeline_text.as_str()];
+        parts.extend_from_slice(upstream);
+        state::fingerprint(&parts)
+    }
+
+    /// The last record of `step` when its input fingerprint is `input` (and not forced).
+    fn up_to_date(&self, step: Step, input: &str) -> Result<Option<StepRecord>, StepError> {
+        if self.force {
+            return Ok(None);
+        }
+        Ok(state::read_step(&self.lake, step)?.filter(|r| r.input == input))
+    }
+
+    fn upstream(&self, step: Step, hint: &str) -> Result<StepRecord, StepError> {
+        state::read_step(&self.lake, step)?.ok_or_else(|| StepError::MissingInput {
+            step: step.as_str(),
+            hint: hint.into(),
+        })
+    }
+}

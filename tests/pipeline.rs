@@ -1,0 +1,182 @@
+//! The sample Customer 360 pipeline, end to end through the real binary.
+
+mod common;
+
+use common::{sample_pipeline, Run, TestContext};
+
+const TABLES: [&str; 4] = ["person", "orders", "identity_graph", "customer_360"];
+
+fn counts(ctx: &TestContext) -> Vec<i64> {
+    TABLES.iter().map(|t| ctx.count(t)).collect()
+}
+
+fn person_ids(ctx: &TestContext) -> Vec<String> {
+    ctx.query(
+        "SELECT source || ':' || record_id || '=' || person_id AS a FROM identity_graph ORDER BY 1",
+    )
+    .into_iter()
+    .map(|r| r["a"].as_str().unwrap_or_default().to_string())
+    .collect()
+}
+
+fn person_of(ctx: &TestContext, source: &str, record_id: &str) -> String {
+    let rows = ctx.query(&format!(
+        "SELECT person_id FROM identity_graph WHERE source = '{source}' AND record_id = '{record_id}'"
+    ));
+    assert_eq!(
+        rows.len(),
+        1,
+        "{source}:{record_id} not in the graph exactly once"
+    );
+    rows[0]["person_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn run(ctx: &TestContext, extra: &[&str]) -> Run {
+    ctx.step("run", &sample_pipeline(), extra).ok()
+}
+
+#[test]
+fn sample_pipeline_loads_every_table_consistently() {
+    let ctx = TestContext::new();
+    let out = run(&ctx, &[]);
+    assert!(out.stdout.contains("persons found"), "{}", out.stdout);
+
+    let [person, orders, graph, c360] = counts(&ctx)[..] else {
+        unreachable!()
+    };
+    let truth_records = 5151;
+    let quarantined =
+        ctx.query("SELECT count(*) AS n FROM _cdp_load_ledger WHERE table_name = 'person'");
+    assert_eq!(quarantined[0]["n"], 1, "one load of person");
+    // Every person record is either loaded or quarantined, never lost.
+    let q = ctx.path().join("lake/quarantine/person");
+    let q_file = std::fs::read_dir(&q)
+        .expect("quarantine dir")
+        .next()
+        .expect("one run")
+        .expect("entry")
+        .path()
+        .join("rows.parquet");
+    let q_rows = ctx.query(&format!(
+        "SELECT count(*) AS n FROM read_parquet('{}')",
+        q_file.display()
+    ))[0]["n"]
+        .as_i64()
+        .expect("n");
+    assert!(
+        q_rows > 0,
+        "the sample has invalid birth dates to quarantine"
+    );
+    assert_eq!(person + q_rows, truth_records);
+    assert_eq!(orders, 2156);
+    assert_eq!(graph, person, "one graph row per clean person record");
+    let persons = ctx.query("SELECT count(DISTINCT person_id) AS n FROM identity_graph")[0]["n"]
+        .as_i64()
+        .expect("n");
+    assert_eq!(c360, persons, "one golden record per person");
+    assert!(persons > 1500 && persons < 2600, "persons {persons}");
+}
+
+#[test]
+fn a_second_run_changes_nothing_and_a_forced_one_keeps_person_ids() {
+    let ctx = TestContext::new();
+    run(&ctx, &[]);
+    let (first_counts, first_ids) = (counts(&ctx), person_ids(&ctx));
+    let second = run(&ctx, &[]);
+    assert!(
+        second.stdout.contains("clean     up to date"),
+        "{}",
+        second.stdout
+    );
+    assert_eq!(counts(&ctx), first_counts);
+    assert_eq!(person_ids(&ctx), first_ids);
+    run(&ctx, &["--force"]);
+    assert_eq!(counts(&ctx), first_counts);
+    assert_eq!(
+        person_ids(&ctx),
+        first_ids,
+        "person ids must survive a full recompute"
+    );
+}
+
+#[test]
+fn steps_run_one_by_one_give_the_same_warehouse_as_run() {
+    let whole = TestContext::new();
+    run(&whole, &[]);
+    let steps = TestContext::new();
+    for step in ["ingest", "clean", "resolve", "load"] {
+        steps.step(step, &sample_pipeline(), &[]).ok();
+    }
+    assert_eq!(counts(&steps), counts(&whole));
+    assert_eq!(person_ids(&steps), person_ids(&whole));
+}
+
+#[test]
+fn known_duplicates_share_a_person_and_known_strangers_do_not() {
+    let ctx = TestContext::new();
+    run(&ctx, &[]);
+    // Same true person (P0000001 in truth.csv), linked through a shared email.
+    let a = person_of(&ctx, KNOWN_SAME.0 .0, KNOWN_SAME.0 .1);
+    let b = person_of(&ctx, KNOWN_SAME.1 .0, KNOWN_SAME.1 .1);
+    assert_eq!(a, b);
+    // Different true persons (P0000001 and P0000006), in different households.
+    let c = person_of(&ctx, KNOWN_DIFFERENT.0 .0, KNOWN_DIFFERENT.0 .1);
+    let d = person_of(&ctx, KNOWN_DIFFERENT.1 .0, KNOWN_DIFFERENT.1 .1);
+    assert_ne!(c, d);
+}
+
+type Pair = ((&'static str, &'static str), (&'static str, &'static str));
+const KNOWN_SAME: Pair = (("crm_contacts", "0035g0NUnbWJK1QAGX"), ("shop_customers", "100001"));
+const KNOWN_DIFFERENT: Pair = (("crm_contacts", "0035g0NUnbWJK1QAGX"), ("crm_contacts", "0035g081ppcoxpqAAA"));
+
+#[test]
+fn truth_scoring_prints_pairwise_figures() {
+    let ctx = TestContext::new();
+    let truth = common::repo().join("sample-data/truth.csv");
+    let out = run(&ctx, &["--truth", &truth.to_string_lossy()]);
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("precision="))
+        .expect("a precision= line");
+    let f1: f64 = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("f1="))
+        .and_then(|v| v.parse().ok())
+        .expect("f1 value");
+    assert!(f1 > 0.5 && f1 <= 1.0, "{line}");
+}
+
+#[test]
+fn status_reports_each_step_and_json_is_machine_readable() {
+    let ctx = TestContext::new();
+    let lake = ctx.lake_url();
+    let before = ctx
+        .cdp(&[
+            "status",
+            &sample_pipeline().to_string_lossy(),
+            "--lake",
+            &lake,
+        ])
+        .ok();
+    assert!(before.stdout.contains("never run"), "{}", before.stdout);
+    run(&ctx, &[]);
+    let json = ctx
+        .cdp(&[
+            "status",
+            &sample_pipeline().to_string_lossy(),
+            "--lake",
+            &lake,
+            "--format",
+            "json",
+        ])
+        .ok();
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).expect("json");
+    for step in ["ingest", "clean", "resolve", "load"] {
+        assert!(v[step]["run_id"].is_string(), "{step}: {}", json.stdout);
+    }
+    assert_eq!(v["clean"]["rows_in"], 5151 + 2156);
+}
