@@ -129,8 +129,14 @@ fn known_duplicates_share_a_person_and_known_strangers_do_not() {
 }
 
 type Pair = ((&'static str, &'static str), (&'static str, &'static str));
-const KNOWN_SAME: Pair = (("crm_contacts", "0035g0NUnbWJK1QAGX"), ("shop_customers", "100001"));
-const KNOWN_DIFFERENT: Pair = (("crm_contacts", "0035g0NUnbWJK1QAGX"), ("crm_contacts", "0035g081ppcoxpqAAA"));
+const KNOWN_SAME: Pair = (
+    ("crm_contacts", "0035g0NUnbWJK1QAGX"),
+    ("shop_customers", "100001"),
+);
+const KNOWN_DIFFERENT: Pair = (
+    ("crm_contacts", "0035g0NUnbWJK1QAGX"),
+    ("crm_contacts", "0035g081ppcoxpqAAA"),
+);
 
 #[test]
 fn truth_scoring_prints_pairwise_figures() {

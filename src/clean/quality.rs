@@ -140,7 +140,7 @@ mod tests {
             .expect("f")
             .bool()
             .expect("bool")
-            .into_iter()
+            .iter()
             .map(|b| b.unwrap_or(true))
             .collect()
     }

@@ -37,17 +37,13 @@ pub struct RawTarget {
     pub url: Spanned<String>,
 }
 
-/// `[[sources]]`: one place data comes from; `kind` picks the connector.
-#[derive(Debug, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-pub enum RawSource {
-    Files(RawFilesSource),
-}
-
-/// A `files` source: local files matched by a glob.
+/// `[[sources]]`: one place data comes from; `kind` picks the connector. One flat
+/// struct rather than an internally tagged enum, because serde buffers a tagged enum's
+/// content and the TOML parser then loses the line of a bad key.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawFilesSource {
+pub struct RawSource {
+    pub kind: SourceKindName,
     /// Lower-case letters, digits and `_`; names the lake folder and the `source` column.
     pub name: String,
     /// The entity (see `[entities.*]`) these records belong to.
@@ -62,6 +58,15 @@ pub struct RawFilesSource {
     pub columns: IndexMap<String, String>,
     /// Default phone region for this source (ISO 3166 alpha-2); `US` when absent.
     pub region: Option<String>,
+}
+
+/// The connectors a source can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKindName {
+    Files,
+    Appflow,
+    Dataexchange,
 }
 
 /// `[entities.NAME]`: the canonical shape of one kind of record.

@@ -113,10 +113,14 @@ mod tests {
         let k = keys(4);
         let clusters = vec![vec![0, 1], vec![2], vec![3]];
         let (first, _) = assign(&clusters, &k, &HashMap::new(), "r1");
+        let k_ref = &k;
         let prev: HashMap<_, _> = clusters
             .iter()
             .zip(&first)
-            .flat_map(|(c, a)| c.iter().map(move |&i| (k[i as usize].clone(), a.clone())))
+            .flat_map(|(c, a)| {
+                c.iter()
+                    .map(move |&i| (k_ref[i as usize].clone(), a.clone()))
+            })
             .collect();
         let (second, changes) = assign(&clusters, &k, &prev, "r2");
         assert_eq!(first, second);

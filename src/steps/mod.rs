@@ -24,6 +24,8 @@ pub enum StepError {
     MissingInput { step: &'static str, hint: String },
     #[error("quality gate closed: {} error check(s) over threshold: {}; report: {report}", failed.len(), failed.join(", "))]
     QualityGate { failed: Vec<String>, report: String },
+    #[error("truth file {file}: {message}")]
+    Truth { file: String, message: String },
     #[error(transparent)]
     Source(#[from] SourceError),
     #[error(transparent)]

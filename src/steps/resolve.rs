@@ -120,22 +120,16 @@ pub fn score(lake: &Lake, truth_path: &std::path::Path) -> Result<Accuracy, Step
             .collect())
     };
     let (sources, records, persons) = (col("source")?, col("record_id")?, col("person_id")?);
-    let predicted: HashMap<RecordKey, String> = sources
-        .into_iter()
-        .zip(records)
-        .zip(persons)
-        .map(|((s, r), p)| ((s, r), p))
-        .collect();
+    let predicted: HashMap<RecordKey, String> =
+        sources.into_iter().zip(records).zip(persons).collect();
     let truth = read_truth(truth_path)?;
     Ok(evaluate(&predicted, &truth))
 }
 
 fn read_truth(path: &std::path::Path) -> Result<HashMap<RecordKey, String>, StepError> {
-    let bad = |message: String| {
-        StepError::Clean(crate::clean::CleanError::Read {
-            file: path.display().to_string(),
-            message,
-        })
+    let bad = |message: String| StepError::Truth {
+        file: path.display().to_string(),
+        message,
     };
     let mut reader = csv::Reader::from_path(path).map_err(|e| bad(e.to_string()))?;
     let headers = reader.headers().map_err(|e| bad(e.to_string()))?.clone();

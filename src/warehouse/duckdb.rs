@@ -18,7 +18,7 @@ impl DuckDb {
     pub fn open(path: &Path) -> Result<Self, WarehouseError> {
         let open_err = |source| WarehouseError::Open {
             url: format!("duckdb://{}", path.display()),
-            source,
+            source: Box::new(source),
         };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             // A missing folder would make DuckDB's own error less clear.
@@ -70,7 +70,7 @@ impl Warehouse for DuckDb {
         let load_err = |source| WarehouseError::Load {
             table: table.into(),
             key: object.key.clone(),
-            source,
+            source: Box::new(source),
         };
         if let Some((sha, rows)) = self.current_object(table).map_err(load_err)? {
             if sha == object.sha256 && self.table_exists(table).map_err(load_err)? {
@@ -107,17 +107,15 @@ impl Warehouse for DuckDb {
     }
 
     fn query(&mut self, sql: &str) -> Result<QueryResult, WarehouseError> {
-        let mut stmt = self.conn.prepare(sql).map_err(WarehouseError::Query)?;
-        let mut rows = stmt.query([]).map_err(WarehouseError::Query)?;
+        let mut stmt = self.conn.prepare(sql).map_err(query_err)?;
+        let mut rows = stmt.query([]).map_err(query_err)?;
         let mut out = Vec::new();
         let mut width = None;
-        while let Some(row) = rows.next().map_err(WarehouseError::Query)? {
+        while let Some(row) = rows.next().map_err(query_err)? {
             let n = *width.get_or_insert_with(|| row.as_ref().column_count());
             let mut values = Vec::with_capacity(n);
             for i in 0..n {
-                values.push(to_json(
-                    row.get::<_, Value>(i).map_err(WarehouseError::Query)?,
-                ));
+                values.push(to_json(row.get::<_, Value>(i).map_err(query_err)?));
             }
             out.push(values);
         }
@@ -125,6 +123,10 @@ impl Warehouse for DuckDb {
         let columns = stmt.column_names();
         Ok(QueryResult { columns, rows: out })
     }
+}
+
+fn query_err(e: ::duckdb::Error) -> WarehouseError {
+    WarehouseError::Query(Box::new(e))
 }
 
 fn to_json(value: Value) -> serde_json::Value {

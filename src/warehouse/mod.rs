@@ -65,17 +65,17 @@ pub enum WarehouseError {
     Open {
         url: String,
         #[source]
-        source: ::duckdb::Error,
+        source: Box<::duckdb::Error>,
     },
     #[error("warehouse: loading table {table:?} from {key}")]
     Load {
         table: String,
         key: String,
         #[source]
-        source: ::duckdb::Error,
+        source: Box<::duckdb::Error>,
     },
     #[error("warehouse: query failed")]
-    Query(#[source] ::duckdb::Error),
+    Query(#[source] Box<::duckdb::Error>),
 }
 
 /// A Parquet snapshot in the lake, ready to load.
