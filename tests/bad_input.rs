@@ -185,3 +185,78 @@ fn sql_speaks_csv_and_json_and_reports_bad_sql() {
     assert_eq!(bad.code, 1);
     assert!(bad.stderr.contains("nope"), "{}", bad.stderr);
 }
+
+/// A pipeline with every kind of awkward file, read in batches of two rows so that
+/// state across batches (unique keys) is exercised too.
+#[test]
+fn awkward_files_are_read_row_by_row_and_nothing_is_lost() {
+    let ctx = TestContext::new();
+    let pipeline = ctx.write(
+        "p.toml",
+        &SMALL.replace(
+            "checks = [{ check = \"not_null\", column = \"record_id\", max_failing = 1 }]",
+            "checks = [{ check = \"not_null\", column = \"record_id\", max_failing = 1 }, { check = \"unique\", columns = [\"record_id\"], max_failing = 5 }]",
+        ),
+    );
+    ctx.write("in/1-empty.csv", "");
+    ctx.write("in/2-header-only.csv", "Id,Email,Birthdate\n");
+    ctx.write(
+        "in/3-extra-and-missing.csv",
+        "Id,Nickname,Email\n10,Bo,bo@example.com\n11,Al,al@example.com\n10,Bo2,bo2@example.com\n",
+    );
+    ctx.write(
+        "in/4-no-key.csv",
+        "Email,Birthdate\nx@example.com,1990-01-01\n",
+    );
+    let long = "x".repeat(1 << 21);
+    ctx.write(
+        "in/5-awkward.csv",
+        &format!("Id,Email,Birthdate\n20,ok@example.com,1990-01-01\n21,{long}@example.com,1990-01-01\n22,\"unterminated@example.com,1990-01-01\n23,late@example.com,1990-01-01\n"),
+    );
+    let mut bad_utf8 = b"Id,Email,Birthdate\n30,caf".to_vec();
+    bad_utf8.extend_from_slice(&[0xe9, b'@', b'x', b'.', b'c', b'o', b'm', b',', b'\n']);
+    std::fs::write(ctx.path().join("in/6-latin1.csv"), bad_utf8).expect("write");
+    let out = ctx.cdp_with(
+        &["run", &pipeline.to_string_lossy()],
+        &[("CDP_BATCH_ROWS", std::path::Path::new("2"))],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let clean = ctx.query_at(
+        "wh.duckdb",
+        "SELECT record_id FROM person ORDER BY record_id",
+    );
+    let ids: Vec<&str> = clean
+        .iter()
+        .map(|r| r["record_id"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(ids, ["10", "11", "20"]);
+    let rows = ctx.query_at(
+        "wh.duckdb",
+        "SELECT regexp_replace(source_file, '.*/', '') AS file, source_line AS line, \"check\", reason FROM read_parquet('lake/quarantine/person/*/rows.parquet') ORDER BY file, line",
+    );
+    let text: Vec<String> = rows
+        .iter()
+        .map(|r| serde_json::Value::Object(r.clone()).to_string())
+        .collect();
+    insta::assert_snapshot!("awkward_files", text.join("\n"));
+    // Schema drift is in the report, per file.
+    let report = std::fs::read_dir(ctx.path().join("lake/reports"))
+        .expect("reports")
+        .next()
+        .expect("one")
+        .expect("entry")
+        .path();
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(report.join("quality.json")).expect("json"))
+            .expect("parse");
+    let drift = json["entities"][0]["schema_drift"].to_string();
+    assert!(
+        drift.contains("Nickname") && drift.contains("\"empty\":true"),
+        "{drift}"
+    );
+    let html = std::fs::read_to_string(report.join("quality.html")).expect("html");
+    assert!(
+        html.contains("<svg") && html.contains("unique(record_id)"),
+        "html report"
+    );
+}

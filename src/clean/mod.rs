@@ -1,20 +1,27 @@
-//! Cleaning: a text frame of one entity in ([`read`]), a typed clean frame, a
-//! quarantine frame and a report out. The column rules and checks of the pipeline file
-//! become one Polars lazy plan ([`normalize::expr`], [`quality`]); this module only
-//! decides, row by row, whether a row goes on or to the quarantine, and why. Rows are
-//! never dropped: every input row is either clean or quarantined with its reason,
-//! file and line.
+//! Cleaning: batches of text rows of one entity in ([`read`]), typed clean rows, a
+//! quarantine and a report out. The column rules and row-local checks of the pipeline
+//! file become one Polars lazy plan per batch ([`normalize::expr`], [`quality`]);
+//! [`EntityCleaner`] keeps what spans batches (unique and referential keys, counts,
+//! distinct sketches, the newest timestamp) and decides, row by row, whether a row goes
+//! on or to the quarantine, and why. Rows are never dropped: every input row is either
+//! clean or quarantined with its reason, file and line.
 
+pub mod html;
 pub mod normalize;
 pub mod quality;
 pub mod read;
 
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
 use polars::prelude::*;
 
-use crate::config::{ColumnKind, EntityConfig, OnInvalid};
-use normalize::expr::{error_expr, split_name_expr, value_expr, Regions};
-use quality::{fail_expr, CheckResult, ColumnProfile, EntityReport};
-use read::{RawFrame, Reject, LINEAGE, SOURCE, SOURCE_FILE, SOURCE_LINE};
+use crate::config::{Check, CheckRule, EntityConfig, OnInvalid};
+use normalize::expr::{
+    currency_expr, match_expr, normalize, split_name_expr, value_expr, Regions, RowContext,
+};
+use quality::{fail_expr, CheckResult, ColumnProfile, DistinctSketch, EntityReport};
+use read::{key_hash, RawFrame, Reject, SchemaDrift, LINEAGE, SOURCE, SOURCE_FILE, SOURCE_LINE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CleanError {
@@ -38,25 +45,8 @@ pub const QUARANTINE_COLUMNS: [&str; 8] = [
     "record",
 ];
 
-/// What cleaning one entity produced.
-pub struct Cleaned {
-    pub clean: DataFrame,
-    pub quarantine: DataFrame,
-    pub report: EntityReport,
-}
-
-impl Cleaned {
-    /// True when an error-level check went over its threshold.
-    pub fn gate_closed(&self) -> bool {
-        self.report.checks.iter().any(CheckResult::failed)
-    }
-}
-
 fn raw_name(c: &str) -> String {
     format!("_raw_{c}")
-}
-fn err_name(c: &str) -> String {
-    format!("_err_{c}")
 }
 fn fail_name(i: usize) -> String {
     format!("_fail_{i}")
@@ -70,150 +60,432 @@ struct Verdict {
     reason: String,
 }
 
-pub fn clean_entity(
-    entity: &EntityConfig,
-    raw: RawFrame,
+/// Key hashes of an entity's column, for other entities' referential checks.
+pub type KeySet = Arc<HashSet<u64>>;
+
+/// Cleans one entity batch by batch, keeping the state checks need across batches.
+pub struct EntityCleaner<'a> {
+    entity: &'a EntityConfig,
     regions: Regions,
-) -> Result<Cleaned, CleanError> {
-    let rows_read = (raw.frame.height() + raw.rejects.len()) as u64;
-    let rows_by_source = rows_by_source(&raw)?;
-    let mut plan = raw.frame.lazy();
+    /// Compiled row-local check expressions, by check index.
+    row_checks: Vec<(usize, Expr)>,
+    /// Per unique check: key hash -> (file index, line) of its first row.
+    unique_seen: HashMap<usize, HashMap<u64, (u32, i64)>>,
+    files: Vec<String>,
+    /// Per referential check: the referenced keys.
+    referenced: HashMap<usize, KeySet>,
+    /// Columns whose key hashes other entities need, and the hashes so far.
+    collect: HashMap<String, HashSet<u64>>,
+    failing: Vec<u64>,
+    invalid: Vec<u64>,
+    nulls: Vec<u64>,
+    sketches: Vec<DistinctSketch>,
+    newest: HashMap<usize, i64>,
+    rows_read: u64,
+    rows_clean: u64,
+    rows_quarantined: u64,
+    rows_unparseable: u64,
+    rows_by_source: Vec<(String, u64)>,
+}
 
-    // A full name fills the first/last name columns a source left empty.
-    let fills: Vec<Expr> = entity
-        .columns
-        .iter()
-        .filter_map(|r| r.split.as_ref().map(|s| (r, s)))
-        .flat_map(|(rule, (first, last))| {
-            [(first, true), (last, false)].map(|(target, want_first)| {
-                when(col(target.as_str()).is_null())
-                    .then(split_name_expr(&rule.name, want_first))
-                    .otherwise(col(target.as_str()))
-                    .alias(target.as_str())
-            })
-        })
-        .collect();
-    if !fills.is_empty() {
-        plan = plan.with_columns(fills);
-    }
-    let mut exprs = Vec::new();
-    for rule in &entity.columns {
-        exprs.push(col(rule.name.as_str()).alias(raw_name(&rule.name)));
-        exprs.push(error_expr(rule, SOURCE, regions.clone()).alias(err_name(&rule.name)));
-        exprs.push(value_expr(rule, SOURCE, regions.clone()).alias(rule.name.as_str()));
-    }
-    plan = plan.with_columns(exprs);
-    let checks: Vec<Expr> = entity
-        .checks
-        .iter()
-        .enumerate()
-        .map(|(i, c)| fail_expr(c).alias(fail_name(i)))
-        .collect();
-    if !checks.is_empty() {
-        plan = plan.with_columns(checks);
-    }
-    let df = plan.collect()?;
-    let height = df.height();
-
-    // Decide each row: the first quarantining problem wins.
-    let mut verdicts: Vec<Option<Verdict>> = (0..height).map(|_| None).collect();
-    let mut invalid_counts = Vec::new();
-    for rule in &entity.columns {
-        let errors = df.column(&err_name(&rule.name))?.str()?.clone();
-        let raws = df.column(&raw_name(&rule.name))?.str()?.clone();
-        invalid_counts.push((rule.name.clone(), (height - errors.null_count()) as u64));
-        if rule.on_invalid != OnInvalid::Quarantine {
-            continue;
+impl<'a> EntityCleaner<'a> {
+    /// `referenced` gives, for each referential check, the key set of the entity it
+    /// names; `collect` lists this entity's columns whose keys others will need.
+    pub fn new(
+        entity: &'a EntityConfig,
+        regions: Regions,
+        referenced: &HashMap<(String, String), KeySet>,
+        collect: &[String],
+    ) -> Result<Self, CleanError> {
+        let mut row_checks = Vec::new();
+        let mut refs = HashMap::new();
+        for (i, check) in entity.checks.iter().enumerate() {
+            if let Some(e) = fail_expr(check)? {
+                row_checks.push((i, e));
+            }
+            if let CheckRule::Referential { entity, key } = &check.rule {
+                let keys = referenced.get(&(entity.clone(), key.clone())).cloned().ok_or_else(|| {
+                    CleanError::Config(format!("referential check on {entity}.{key}: that entity was not cleaned first"))
+                })?;
+                refs.insert(i, keys);
+            }
         }
-        for (i, err) in errors.iter().enumerate() {
-            if let (Some(err), None) = (err, &verdicts[i]) {
-                verdicts[i] = Some(Verdict {
-                    check: format!("invalid_{}", kind_name(rule.kind)),
-                    column: Some(rule.name.clone()),
-                    value: raws.get(i).map(str::to_string),
-                    reason: format!("{}: {err}", rule.name),
-                });
+        let n = entity.columns.len();
+        Ok(Self {
+            entity,
+            regions,
+            row_checks,
+            unique_seen: HashMap::new(),
+            files: Vec::new(),
+            referenced: refs,
+            collect: collect
+                .iter()
+                .map(|c| (c.clone(), HashSet::new()))
+                .collect(),
+            failing: vec![0; entity.checks.len()],
+            invalid: vec![0; n],
+            nulls: vec![0; n],
+            sketches: vec![DistinctSketch::default(); n],
+            newest: HashMap::new(),
+            rows_read: 0,
+            rows_clean: 0,
+            rows_quarantined: 0,
+            rows_unparseable: 0,
+            rows_by_source: Vec::new(),
+        })
+    }
+
+    fn file_index(&mut self, file: &str) -> u32 {
+        match self.files.iter().position(|f| f == file) {
+            Some(i) => i as u32,
+            None => {
+                self.files.push(file.to_string());
+                (self.files.len() - 1) as u32
             }
         }
     }
-    let mut results = Vec::new();
-    for (i, check) in entity.checks.iter().enumerate() {
-        let fails = df.column(&fail_name(i))?.bool()?.clone();
-        let failing = fails.sum().unwrap_or(0) as u64;
-        results.push(CheckResult::new(check, failing, height as u64));
-        if !check.quarantine || failing == 0 {
-            continue;
+
+    fn count_source(&mut self, source: &str, n: u64) {
+        match self.rows_by_source.iter_mut().find(|(s, _)| s == source) {
+            Some((_, c)) => *c += n,
+            None => self.rows_by_source.push((source.to_string(), n)),
         }
-        let column = &check.columns[0];
-        let raws = df.column(&raw_name(column))?.str()?.clone();
-        for (row, failed) in fails.iter().enumerate() {
-            if failed == Some(true) && verdicts[row].is_none() {
+    }
+
+    /// The lazy plan of one batch: fills, clean values, derived columns, row checks.
+    fn plan(&self, frame: DataFrame) -> LazyFrame {
+        let entity = self.entity;
+        let mut plan = frame.lazy();
+        // A full name fills the first/last name columns a source left empty.
+        let fills: Vec<Expr> = entity
+            .columns
+            .iter()
+            .filter_map(|r| r.split.as_ref().map(|s| (r, s)))
+            .flat_map(|(rule, (first, last))| {
+                [(first, true), (last, false)].map(|(target, want_first)| {
+                    when(col(target.as_str()).is_null())
+                        .then(split_name_expr(&rule.name, want_first))
+                        .otherwise(col(target.as_str()))
+                        .alias(target.as_str())
+                })
+            })
+            .collect();
+        if !fills.is_empty() {
+            plan = plan.with_columns(fills);
+        }
+        let mut values = Vec::new();
+        for rule in entity.columns.iter().filter(|r| !r.derived) {
+            values.push(col(rule.name.as_str()).alias(raw_name(&rule.name)));
+            values.push(value_expr(rule, SOURCE, self.regions.clone()).alias(rule.name.as_str()));
+            if let Some(original) = &rule.original {
+                values.push(col(rule.name.as_str()).alias(original.as_str()));
+            }
+        }
+        plan = plan.with_columns(values);
+        let mut derived = Vec::new();
+        for rule in entity.columns.iter().filter(|r| !r.derived) {
+            if let Some(m) = &rule.match_column {
+                derived.push(match_expr(rule).alias(m.as_str()));
+            }
+            if let Some(c) = &rule.currency_column {
+                derived.push(currency_expr(rule, &raw_name(&rule.name)).alias(c.as_str()));
+            }
+        }
+        if !derived.is_empty() {
+            plan = plan.with_columns(derived);
+        }
+        let checks: Vec<Expr> = self
+            .row_checks
+            .iter()
+            .map(|(i, e)| e.clone().alias(fail_name(*i)))
+            .collect();
+        if !checks.is_empty() {
+            plan = plan.with_columns(checks);
+        }
+        plan
+    }
+
+    /// Cleans one batch: (clean rows, quarantined rows).
+    pub fn clean_batch(&mut self, raw: RawFrame) -> Result<(DataFrame, DataFrame), CleanError> {
+        let entity = self.entity;
+        self.rows_read += (raw.frame.height() + raw.rejects.len()) as u64;
+        let sources: Vec<String> = raw
+            .frame
+            .column(SOURCE)?
+            .str()?
+            .iter()
+            .map(|s| s.unwrap_or("").to_string())
+            .collect();
+        for s in &sources {
+            self.count_source(s, 1);
+        }
+        for r in &raw.rejects {
+            self.count_source(&r.source, 1);
+        }
+        let df = self.plan(raw.frame).collect()?;
+        let height = df.height();
+        let mut verdicts: Vec<Option<Verdict>> = (0..height).map(|_| None).collect();
+
+        // Values a normaliser refused: null, counted, and for some kinds quarantined.
+        for (c, rule) in entity
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| !r.derived)
+        {
+            let raws = df.column(&raw_name(&rule.name))?.str()?;
+            let clean = df.column(&rule.name)?;
+            let refused = raws.is_not_null() & clean.is_null();
+            let n = refused.sum().unwrap_or(0) as usize;
+            self.invalid[c] += n as u64;
+            if n == 0 || rule.on_invalid != OnInvalid::Quarantine {
+                continue;
+            }
+            let country = match &rule.country_column {
+                Some(cc) => Some(df.column(&raw_name(cc))?.str()?.clone()),
+                None => None,
+            };
+            for (row, bad) in refused.iter().enumerate() {
+                if bad != Some(true) || verdicts[row].is_some() {
+                    continue;
+                }
+                let value = raws.get(row).unwrap_or_default();
+                let ctx = RowContext {
+                    region: self.regions.get(&sources[row]).map_or("US", String::as_str),
+                    country: country.as_ref().and_then(|c| c.get(row)),
+                };
+                let reason = normalize(rule, value, ctx)
+                    .err()
+                    .unwrap_or_else(|| "cannot be cleaned".into());
                 verdicts[row] = Some(Verdict {
-                    check: check.label(),
-                    column: Some(column.clone()),
-                    value: raws.get(row).map(str::to_string),
-                    reason: format!("failed {} ({})", check.label(), check.severity.as_str()),
+                    check: format!("invalid_{}", kind_name(rule)),
+                    column: Some(rule.name.clone()),
+                    value: Some(value.to_string()),
+                    reason: format!("{}: {reason}", rule.name),
                 });
             }
         }
+
+        let lines = df.column(SOURCE_LINE)?.i64()?.clone();
+        let file_ids: Vec<u32> = {
+            let mut ids: HashMap<&str, u32> = HashMap::new();
+            let files = df.column(SOURCE_FILE)?.str()?;
+            files
+                .iter()
+                .map(|f| {
+                    let f = f.unwrap_or_default();
+                    match ids.get(f) {
+                        Some(i) => *i,
+                        None => {
+                            let i = self.file_index(f);
+                            ids.insert(f, i);
+                            i
+                        }
+                    }
+                })
+                .collect()
+        };
+        for (i, check) in entity.checks.iter().enumerate() {
+            let fails: Vec<bool> = match &check.rule {
+                CheckRule::Unique => {
+                    self.unique_fails(i, check, &df, &file_ids, &lines, &mut verdicts)?
+                }
+                CheckRule::Referential { .. } => {
+                    let keys = &self.referenced[&i];
+                    hashes(&df, &check.columns)?
+                        .into_iter()
+                        .map(|h| h.is_some_and(|h| !keys.contains(&h)))
+                        .collect()
+                }
+                CheckRule::Freshness { .. } => {
+                    let newest = df.column(&check.columns[0])?.cast(&DataType::Int64)?;
+                    if let Some(max) = newest.i64()?.max() {
+                        let e = self.newest.entry(i).or_insert(i64::MIN);
+                        *e = (*e).max(max);
+                    }
+                    continue;
+                }
+                CheckRule::RowCount { .. } => continue,
+                _ => df
+                    .column(&fail_name(i))?
+                    .bool()?
+                    .iter()
+                    .map(|b| b == Some(true))
+                    .collect(),
+            };
+            self.failing[i] += fails.iter().filter(|f| **f).count() as u64;
+            if !check.quarantine {
+                continue;
+            }
+            let column = check.columns.first().cloned();
+            let raws = match &column {
+                Some(c) => Some(
+                    df.column(&raw_name(c))
+                        .or_else(|_| df.column(c))?
+                        .cast(&DataType::String)?,
+                ),
+                None => None,
+            };
+            for (row, failed) in fails.into_iter().enumerate() {
+                if failed && verdicts[row].is_none() {
+                    verdicts[row] = Some(Verdict {
+                        check: check.label(),
+                        column: column.clone(),
+                        value: raws
+                            .as_ref()
+                            .and_then(|r| r.str().ok()?.get(row).map(str::to_string)),
+                        reason: format!("failed {} ({})", check.label(), check.severity.as_str()),
+                    });
+                }
+            }
+        }
+
+        let keep: BooleanChunked = verdicts.iter().map(|v| Some(v.is_none())).collect();
+        let quarantine = quarantine_frame(entity, &df, &verdicts, &raw.rejects)?;
+        let mut output: Vec<String> = entity.columns.iter().map(|c| c.name.clone()).collect();
+        output.extend(LINEAGE.iter().map(|s| s.to_string()));
+        let clean = df.select(output)?.filter(&keep)?;
+
+        self.rows_clean += clean.height() as u64;
+        self.rows_quarantined += quarantine.height() as u64;
+        self.rows_unparseable += raw.rejects.len() as u64;
+        for (c, rule) in entity.columns.iter().enumerate() {
+            let column = clean.column(&rule.name)?;
+            self.nulls[c] += column.null_count() as u64;
+            let text = column.cast(&DataType::String)?;
+            for v in text.str()?.iter().flatten() {
+                self.sketches[c].insert(key_hash(&[v]));
+            }
+            if let Some(set) = self.collect.get_mut(&rule.name) {
+                for v in text.str()?.iter().flatten() {
+                    set.insert(key_hash(&[v]));
+                }
+            }
+        }
+        Ok((clean, quarantine))
     }
 
-    let keep: BooleanChunked = verdicts.iter().map(|v| Some(v.is_none())).collect();
-    let quarantine = quarantine_frame(entity, &df, &verdicts, &raw.rejects)?;
-    let mut output: Vec<String> = entity.columns.iter().map(|c| c.name.clone()).collect();
-    output.extend(LINEAGE.iter().map(|s| s.to_string()));
-    let clean = df.select(output)?.filter(&keep)?;
+    /// Later rows whose key an earlier row (in this batch or before) carried.
+    fn unique_fails(
+        &mut self,
+        i: usize,
+        check: &Check,
+        df: &DataFrame,
+        file_ids: &[u32],
+        lines: &Int64Chunked,
+        verdicts: &mut [Option<Verdict>],
+    ) -> Result<Vec<bool>, CleanError> {
+        let keys = hashes(df, &check.columns)?;
+        let mut fails = vec![false; keys.len()];
+        for (row, key) in keys.into_iter().enumerate() {
+            let Some(key) = key else { continue };
+            let line = lines.get(row).unwrap_or_default();
+            let file_index = file_ids[row];
+            let seen = self.unique_seen.entry(i).or_default();
+            match seen.get(&key) {
+                None => {
+                    seen.insert(key, (file_index, line));
+                }
+                Some(&(f, l)) => {
+                    fails[row] = true;
+                    if check.quarantine && verdicts[row].is_none() {
+                        let first = &self.files[f as usize];
+                        let values: Vec<String> = check
+                            .columns
+                            .iter()
+                            .map(|c| {
+                                df.column(c)
+                                    .and_then(|col| col.get(row).map(|v| v.str_value().to_string()))
+                                    .unwrap_or_default()
+                            })
+                            .collect();
+                        verdicts[row] = Some(Verdict {
+                            check: check.label(),
+                            column: Some(check.columns.join(", ")),
+                            value: Some(values.join(", ")),
+                            reason: format!("duplicate of {first} line {l}"),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(fails)
+    }
 
-    let columns = entity
-        .columns
-        .iter()
-        .zip(invalid_counts)
-        .map(|(rule, (_, invalid))| {
-            let c = clean.column(&rule.name)?;
-            Ok(ColumnProfile {
-                column: rule.name.clone(),
-                nulls: c.null_count() as u64,
-                distinct: c.n_unique()? as u64,
-                invalid,
+    /// The key sets other entities asked for.
+    pub fn collected(&mut self) -> HashMap<String, HashSet<u64>> {
+        std::mem::take(&mut self.collect)
+    }
+
+    /// The report, with the data-set-level checks judged now that all rows are in.
+    pub fn finish(self, superseded: u64, schema_drift: Vec<SchemaDrift>) -> EntityReport {
+        let entity = self.entity;
+        let now = chrono::Utc::now().timestamp_millis();
+        let checks = entity
+            .checks
+            .iter()
+            .enumerate()
+            .map(|(i, check)| match &check.rule {
+                CheckRule::RowCount { min, max } => {
+                    let n = self.rows_clean;
+                    let bad = min.is_some_and(|m| n < m) || max.is_some_and(|m| n > m);
+                    CheckResult::new(check, bad as u64, 1)
+                }
+                CheckRule::Freshness { max_age } => {
+                    let newest = self.newest.get(&i).copied();
+                    let stale = newest.is_none_or(|t| now - t > max_age.num_milliseconds());
+                    CheckResult::new(check, stale as u64, 1)
+                }
+                _ => CheckResult::new(check, self.failing[i], self.rows_read),
             })
+            .collect();
+        let columns = entity
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(c, rule)| ColumnProfile {
+                column: rule.name.clone(),
+                nulls: self.nulls[c],
+                null_rate: if self.rows_clean == 0 {
+                    0.0
+                } else {
+                    self.nulls[c] as f64 / self.rows_clean as f64
+                },
+                distinct: self.sketches[c].estimate(),
+                invalid: self.invalid[c],
+            })
+            .collect();
+        EntityReport {
+            entity: entity.name.clone(),
+            rows_read: self.rows_read,
+            rows_by_source: self.rows_by_source,
+            rows_clean: self.rows_clean,
+            rows_quarantined: self.rows_quarantined,
+            rows_unparseable: self.rows_unparseable,
+            rows_superseded: superseded,
+            checks,
+            columns,
+            schema_drift,
+        }
+    }
+}
+
+/// Hash of each row's values of `columns` (as text); `None` where any is null.
+fn hashes(df: &DataFrame, columns: &[String]) -> Result<Vec<Option<u64>>, CleanError> {
+    let texts: Vec<StringChunked> = columns
+        .iter()
+        .map(|c| Ok(df.column(c)?.cast(&DataType::String)?.str()?.clone()))
+        .collect::<Result<_, PolarsError>>()?;
+    Ok((0..df.height())
+        .map(|row| {
+            let parts: Option<Vec<&str>> = texts.iter().map(|t| t.get(row)).collect();
+            parts.map(|p| key_hash(&p))
         })
-        .collect::<Result<Vec<_>, PolarsError>>()?;
-    let report = EntityReport {
-        entity: entity.name.clone(),
-        rows_read,
-        rows_by_source,
-        rows_clean: clean.height() as u64,
-        rows_quarantined: quarantine.height() as u64,
-        rows_superseded: raw.superseded,
-        checks: results,
-        columns,
-        unmapped_columns: raw.unmapped,
-    };
-    Ok(Cleaned {
-        clean,
-        quarantine,
-        report,
-    })
+        .collect())
 }
 
-/// Rows read per source, in source order, parse rejects included.
-fn rows_by_source(raw: &RawFrame) -> Result<Vec<(String, u64)>, CleanError> {
-    let mut counts: Vec<(String, u64)> = Vec::new();
-    let mut bump = |s: &str| match counts.iter_mut().find(|(n, _)| n == s) {
-        Some((_, c)) => *c += 1,
-        None => counts.push((s.to_string(), 1)),
-    };
-    for s in raw.frame.column(SOURCE)?.str()?.iter().flatten() {
-        bump(s);
-    }
-    for r in &raw.rejects {
-        bump(&r.source);
-    }
-    Ok(counts)
-}
-
-fn kind_name(kind: ColumnKind) -> String {
-    format!("{kind:?}").to_lowercase()
+fn kind_name(rule: &crate::config::ColumnRule) -> String {
+    format!("{:?}", rule.kind).to_lowercase()
 }
 
 /// Quarantined rows with their reason, plus the rows the parser rejected.
@@ -249,6 +521,7 @@ fn quarantine_frame(
         let raws: Vec<(&str, StringChunked)> = entity
             .columns
             .iter()
+            .filter(|c| !c.derived)
             .map(|c| {
                 Ok((
                     c.name.as_str(),

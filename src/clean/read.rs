@@ -1,15 +1,19 @@
-//! Reads what a source landed (CSV, JSON lines, Parquet) into one text frame per
-//! entity: the entity's canonical columns, all as text, plus lineage (`source`,
-//! `source_file`, `source_line`, `landed_run`). A row the parser cannot take (wrong
-//! field count, invalid UTF-8, a line that is not a JSON object) becomes a [`Reject`]
-//! with its file and line, never a silent drop. When a later landing of a source
-//! carries a record key again, the later row supersedes the earlier.
+//! Reads what the sources landed (CSV, JSON lines, Parquet) in batches of text rows
+//! for one entity: the entity's canonical columns, all as text, plus lineage
+//! (`source`, `source_file`, `source_line`, `landed_run`). A row the parser cannot take
+//! (wrong field count, an unterminated quote, invalid UTF-8, an over-long field, a line
+//! that is not a JSON object, a file without the key column) becomes a [`Reject`] with
+//! its file and line, never a silent drop. When a later landing of a source carries a
+//! record key again, the later row supersedes the earlier. Memory is bounded by the
+//! batch size, whatever the input size.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
+use std::hash::{Hash, Hasher};
 use std::io::{BufRead, BufReader};
 
 use polars::prelude::*;
+use serde::{Deserialize, Serialize};
 
 use super::CleanError;
 use crate::config::{EntityConfig, FileFormat, FilesSource};
@@ -23,6 +27,9 @@ pub const SOURCE_LINE: &str = "source_line";
 pub const LANDED_RUN: &str = "landed_run";
 pub const LINEAGE: [&str; 4] = [SOURCE, SOURCE_FILE, SOURCE_LINE, LANDED_RUN];
 
+/// A field longer than this is refused (a runaway quote usually causes it).
+pub const MAX_FIELD_BYTES: usize = 1 << 20;
+
 /// A row that could not be parsed, with where it came from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reject {
@@ -33,6 +40,18 @@ pub struct Reject {
     pub raw: String,
 }
 
+/// How a file's columns differed from the source's mapping.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SchemaDrift {
+    pub source: String,
+    pub file: String,
+    /// Columns in the file that the mapping does not name.
+    pub unmapped: Vec<String>,
+    /// Mapped columns missing from the file (their values are null).
+    pub missing: Vec<String>,
+    pub empty: bool,
+}
+
 /// One source's landings, newest first, with its column mapping.
 pub struct SourceInput<'a> {
     pub name: &'a str,
@@ -40,7 +59,13 @@ pub struct SourceInput<'a> {
     pub manifests: Vec<Manifest>,
 }
 
-/// Text rows being gathered for one entity, column by column.
+/// A batch of text rows and the rejects met while reading it.
+pub struct RawFrame {
+    pub frame: DataFrame,
+    pub rejects: Vec<Reject>,
+}
+
+/// Text rows being gathered, column by column.
 struct Rows {
     columns: Vec<Vec<Option<String>>>,
     source: Vec<String>,
@@ -49,323 +74,385 @@ struct Rows {
     run: Vec<String>,
 }
 
-/// What the reader produced for one entity.
-pub struct RawFrame {
-    pub frame: DataFrame,
-    pub rejects: Vec<Reject>,
-    /// Rows left out because a later landing carried the same key.
-    pub superseded: u64,
-    /// Source columns present in files but not mapped, per source (schema drift).
-    pub unmapped: Vec<(String, String)>,
+impl Rows {
+    fn new(width: usize) -> Self {
+        Self {
+            columns: vec![Vec::new(); width],
+            source: Vec::new(),
+            file: Vec::new(),
+            line: Vec::new(),
+            run: Vec::new(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.source.len()
+    }
 }
 
-pub fn read_entity(
-    lake: &Lake,
-    entity: &EntityConfig,
-    sources: &[SourceInput],
-) -> Result<RawFrame, CleanError> {
-    let names: Vec<&str> = entity.columns.iter().map(|c| c.name.as_str()).collect();
-    let key_index = names.iter().position(|n| *n == entity.key).ok_or_else(|| {
-        CleanError::Config(format!("entity key {:?} is not a column", entity.key))
-    })?;
-    let mut rows = Rows {
-        columns: vec![Vec::new(); names.len()],
-        source: Vec::new(),
-        file: Vec::new(),
-        line: Vec::new(),
-        run: Vec::new(),
-    };
-    let mut rejects = Vec::new();
-    let mut superseded = 0;
-    let mut unmapped = Vec::new();
-    for src in sources {
-        // canonical column index for each mapped source column
+/// Where the reader is in one file.
+enum Cursor {
+    Csv {
+        reader: csv::Reader<File>,
+        header_len: usize,
+        targets: Vec<Option<usize>>,
+        header: Vec<String>,
+    },
+    Jsonl {
+        lines: std::io::Split<BufReader<File>>,
+        line: u64,
+        targets: HashMap<String, usize>,
+    },
+    Parquet {
+        df: DataFrame,
+        columns: Vec<(usize, Column)>,
+        next: usize,
+    },
+    /// Every row of the file is refused for this reason (say, no key column).
+    RejectAll { inner: Box<Cursor>, reason: String },
+}
+
+/// The file being read and what it belongs to.
+struct Open {
+    source: String,
+    origin: String,
+    run: String,
+    cursor: Cursor,
+    /// Supersede by key: keys seen in newer landings of this source.
+    supersede: bool,
+}
+
+/// Reads one entity's landed files batch by batch.
+pub struct RawReader<'a> {
+    lake: &'a Lake,
+    width: usize,
+    key_index: usize,
+    /// (source index, manifest index, file index), in reading order.
+    queue: VecDeque<(usize, usize, usize)>,
+    sources: &'a [SourceInput<'a>],
+    names: Vec<String>,
+    open: Option<Open>,
+    /// Per source: key hashes of newer landings, and of the landing being read.
+    newer: HashMap<usize, HashSet<u64>>,
+    this_run: HashSet<u64>,
+    current: Option<(usize, usize)>,
+    pub superseded: u64,
+    pub drift: Vec<SchemaDrift>,
+}
+
+pub fn key_hash(parts: &[&str]) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    for p in parts {
+        p.hash(&mut h);
+    }
+    h.finish()
+}
+
+impl<'a> RawReader<'a> {
+    pub fn new(
+        lake: &'a Lake,
+        entity: &EntityConfig,
+        sources: &'a [SourceInput<'a>],
+    ) -> Result<Self, CleanError> {
+        let names: Vec<String> = entity.columns.iter().map(|c| c.name.clone()).collect();
+        let key_index = names.iter().position(|n| *n == entity.key).ok_or_else(|| {
+            CleanError::Config(format!("entity key {:?} is not a column", entity.key))
+        })?;
+        let mut queue = VecDeque::new();
+        for (s, src) in sources.iter().enumerate() {
+            for (m, manifest) in src.manifests.iter().enumerate() {
+                for f in 0..manifest.files.len() {
+                    queue.push_back((s, m, f));
+                }
+            }
+        }
+        Ok(Self {
+            lake,
+            width: names.len(),
+            key_index,
+            queue,
+            sources,
+            names,
+            open: None,
+            newer: HashMap::new(),
+            this_run: HashSet::new(),
+            current: None,
+            superseded: 0,
+            drift: Vec::new(),
+        })
+    }
+
+    /// The next batch of at most `max_rows` rows; `None` when every file is read.
+    pub fn next_batch(&mut self, max_rows: usize) -> Result<Option<RawFrame>, CleanError> {
+        let mut rows = Rows::new(self.width);
+        let mut rejects = Vec::new();
+        while rows.len() < max_rows {
+            if self.open.is_none() && !self.open_next()? {
+                break;
+            }
+            let Some(open) = self.open.as_mut() else {
+                break;
+            };
+            let start = rows.len();
+            let done = read_some(open, &mut rows, &mut rejects, max_rows)?;
+            if open.supersede {
+                self.supersede(start, &mut rows);
+            }
+            if done {
+                self.open = None;
+            }
+        }
+        if rows.len() == 0 && rejects.is_empty() && self.open.is_none() && self.queue.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(RawFrame {
+            frame: self.frame(rows)?,
+            rejects,
+        }))
+    }
+
+    /// An empty batch with the right columns, for an entity with no rows at all.
+    pub fn empty(&self) -> Result<RawFrame, CleanError> {
+        Ok(RawFrame {
+            frame: self.frame(Rows::new(self.width))?,
+            rejects: Vec::new(),
+        })
+    }
+
+    fn frame(&self, rows: Rows) -> Result<DataFrame, CleanError> {
+        let height = rows.len();
+        let mut columns: Vec<Column> = self
+            .names
+            .iter()
+            .zip(rows.columns)
+            .map(|(n, values)| Column::new(n.as_str().into(), values))
+            .collect();
+        columns.push(Column::new(SOURCE.into(), rows.source));
+        columns.push(Column::new(SOURCE_FILE.into(), rows.file));
+        columns.push(Column::new(SOURCE_LINE.into(), rows.line));
+        columns.push(Column::new(LANDED_RUN.into(), rows.run));
+        Ok(DataFrame::new(height, columns)?)
+    }
+
+    /// Drops rows `start..` whose key a newer landing of the same source carried.
+    fn supersede(&mut self, start: usize, rows: &mut Rows) {
+        let Some((s, _)) = self.current else { return };
+        let newer = self.newer.entry(s).or_default();
+        let mut keep = Vec::with_capacity(rows.len() - start);
+        for i in start..rows.len() {
+            match &rows.columns[self.key_index][i] {
+                Some(key) => {
+                    let h = key_hash(&[key]);
+                    keep.push(!newer.contains(&h));
+                    self.this_run.insert(h);
+                }
+                None => keep.push(true),
+            }
+        }
+        if keep.iter().all(|k| *k) {
+            return;
+        }
+        fn retain<T>(v: &mut Vec<T>, start: usize, keep: &[bool]) {
+            let tail: Vec<T> = v.drain(start..).collect();
+            v.extend(
+                tail.into_iter()
+                    .zip(keep)
+                    .filter(|(_, k)| **k)
+                    .map(|(x, _)| x),
+            );
+        }
+        for c in &mut rows.columns {
+            retain(c, start, &keep);
+        }
+        retain(&mut rows.source, start, &keep);
+        retain(&mut rows.file, start, &keep);
+        retain(&mut rows.line, start, &keep);
+        retain(&mut rows.run, start, &keep);
+        self.superseded += keep.iter().filter(|k| !**k).count() as u64;
+    }
+
+    fn open_next(&mut self) -> Result<bool, CleanError> {
+        let Some((s, m, f)) = self.queue.pop_front() else {
+            return Ok(false);
+        };
+        // A new landing: the keys of the one just read now count as newer.
+        if self.current.is_some_and(|c| c != (s, m)) {
+            if let Some((ps, _)) = self.current {
+                let done = std::mem::take(&mut self.this_run);
+                self.newer.entry(ps).or_default().extend(done);
+            }
+        }
+        self.current = Some((s, m));
+        let src = &self.sources[s];
+        let manifest = &src.manifests[m];
+        let file = &manifest.files[f];
         let mapping: HashMap<&str, usize> = src
             .config
             .columns
             .iter()
             .filter_map(|(raw, canon)| {
-                names
+                self.names
                     .iter()
                     .position(|n| n == canon)
                     .map(|i| (raw.as_str(), i))
             })
             .collect();
-        let mut newer_keys: HashSet<String> = HashSet::new();
-        for manifest in &src.manifests {
-            let mut this_run_keys = HashSet::new();
-            for file in &manifest.files {
-                let start = rows.source.len();
-                let mut sink = FileSink {
-                    rows: &mut rows,
-                    rejects: &mut rejects,
-                    source: src.name,
-                    file,
-                    run: &manifest.run_id,
-                    width: names.len(),
-                };
-                let extra = match file.format {
-                    FileFormat::Csv => read_csv(lake, src.config.delimiter, &mapping, &mut sink)?,
-                    FileFormat::Jsonl => read_jsonl(lake, &mapping, &mut sink)?,
-                    FileFormat::Parquet => read_parquet(lake, &mapping, &mut sink)?,
-                };
-                for col in extra {
-                    if !unmapped.iter().any(|(s, c)| s == src.name && *c == col) {
-                        unmapped.push((src.name.to_string(), col));
-                    }
-                }
-                // Drop rows whose key a newer landing of this source carries again.
-                let mut keep = Vec::with_capacity(rows.source.len() - start);
-                for i in start..rows.source.len() {
-                    let key = rows.columns[key_index][i].clone().unwrap_or_default();
-                    keep.push(key.is_empty() || !newer_keys.contains(&key));
-                    this_run_keys.insert(key);
-                }
-                superseded += rows.retain_tail(start, &keep);
+        let key_source_column = src
+            .config
+            .columns
+            .iter()
+            .find(|(_, canon)| self.names.get(self.key_index) == Some(canon))
+            .map(|(raw, _)| raw.clone())
+            .unwrap_or_default();
+        let (cursor, present) = open_cursor(self.lake, file, src.config.delimiter, &mapping)?;
+        let mut drift = SchemaDrift {
+            source: src.name.to_string(),
+            file: file.origin.clone(),
+            unmapped: present
+                .iter()
+                .filter(|c| !mapping.contains_key(c.as_str()))
+                .cloned()
+                .collect(),
+            missing: mapping
+                .keys()
+                .filter(|k| !present.iter().any(|p| p == *k))
+                .map(|k| k.to_string())
+                .collect(),
+            empty: file.bytes == 0,
+        };
+        drift.missing.sort();
+        let cursor = if drift.missing.contains(&key_source_column) && !drift.empty {
+            Cursor::RejectAll {
+                inner: Box::new(cursor),
+                reason: format!(
+                    "the file has no column {key_source_column:?}, which holds the record key"
+                ),
             }
-            newer_keys.extend(this_run_keys);
+        } else {
+            cursor
+        };
+        if !drift.unmapped.is_empty() || !drift.missing.is_empty() || drift.empty {
+            tracing::warn!(file = %file.origin, unmapped = ?drift.unmapped, missing = ?drift.missing, empty = drift.empty, "schema drift");
+            self.drift.push(drift);
         }
-    }
-    let height = rows.source.len();
-    let mut columns: Vec<Column> = names
-        .iter()
-        .zip(rows.columns)
-        .map(|(n, values)| Column::new((*n).into(), values))
-        .collect();
-    columns.push(Column::new(SOURCE.into(), rows.source));
-    columns.push(Column::new(SOURCE_FILE.into(), rows.file));
-    columns.push(Column::new(SOURCE_LINE.into(), rows.line));
-    columns.push(Column::new(LANDED_RUN.into(), rows.run));
-    let frame = DataFrame::new(height, columns)?;
-    Ok(RawFrame {
-        frame,
-        rejects,
-        superseded,
-        unmapped,
-    })
-}
-
-impl Rows {
-    /// Keeps rows `start..` where `keep` is true; returns how many went.
-    fn retain_tail(&mut self, start: usize, keep: &[bool]) -> u64 {
-        if keep.iter().all(|k| *k) {
-            return 0;
-        }
-        fn retain<T>(v: &mut Vec<T>, start: usize, keep: &[bool]) {
-            let mut i = 0;
-            let tail: Vec<T> = v.drain(start..).collect();
-            v.extend(tail.into_iter().filter(|_| {
-                i += 1;
-                keep[i - 1]
-            }));
-        }
-        for c in &mut self.columns {
-            retain(c, start, keep);
-        }
-        retain(&mut self.source, start, keep);
-        retain(&mut self.file, start, keep);
-        retain(&mut self.line, start, keep);
-        retain(&mut self.run, start, keep);
-        keep.iter().filter(|k| !**k).count() as u64
-    }
-}
-
-/// Appends rows of one landed file.
-struct FileSink<'a> {
-    rows: &'a mut Rows,
-    rejects: &'a mut Vec<Reject>,
-    source: &'a str,
-    file: &'a ManifestFile,
-    run: &'a str,
-    width: usize,
-}
-
-impl FileSink<'_> {
-    fn push(&mut self, line: u64, values: Vec<Option<String>>) {
-        for (col, v) in self.rows.columns.iter_mut().zip(values) {
-            col.push(v);
-        }
-        self.rows.source.push(self.source.to_string());
-        self.rows.file.push(self.file.origin.clone());
-        self.rows.line.push(line as i64);
-        self.rows.run.push(self.run.to_string());
-    }
-
-    fn reject(&mut self, line: u64, reason: String, raw: String) {
-        self.rejects.push(Reject {
-            source: self.source.to_string(),
-            file: self.file.origin.clone(),
-            line,
-            reason,
-            raw,
+        self.open = Some(Open {
+            source: src.name.to_string(),
+            origin: file.origin.clone(),
+            run: manifest.run_id.clone(),
+            cursor,
+            supersede: src.manifests.len() > 1,
         });
-    }
-
-    fn empty_row(&self) -> Vec<Option<String>> {
-        vec![None; self.width]
+        Ok(true)
     }
 }
 
-/// Blank text is a missing value.
-fn present(s: &str) -> Option<String> {
-    (!s.trim().is_empty()).then(|| s.to_string())
-}
-
-fn open(lake: &Lake, file: &ManifestFile) -> Result<File, CleanError> {
+fn open_file(lake: &Lake, file: &ManifestFile) -> Result<File, CleanError> {
     File::open(lake.local_path(&file.key)).map_err(|e| CleanError::Read {
         file: file.origin.clone(),
         message: e.to_string(),
     })
 }
 
-/// Reads a CSV file; returns the header columns it did not map.
-fn read_csv(
+/// Opens a file and returns its cursor and the column names present in it (for JSON
+/// lines, the keys of the first object).
+fn open_cursor(
     lake: &Lake,
+    file: &ManifestFile,
     delimiter: u8,
     mapping: &HashMap<&str, usize>,
-    sink: &mut FileSink,
-) -> Result<Vec<String>, CleanError> {
-    let mut reader = csv::ReaderBuilder::new()
-        .delimiter(delimiter)
-        .flexible(true)
-        .from_reader(open(lake, sink.file)?);
-    let header = match reader.byte_headers() {
-        Ok(h) => h.clone(),
-        Err(e) => {
-            return Err(CleanError::Read {
-                file: sink.file.origin.clone(),
-                message: format!("cannot read the header: {e}"),
-            })
-        }
-    };
-    let header: Vec<String> = header
-        .iter()
-        .map(|h| {
-            String::from_utf8_lossy(h)
-                .trim()
-                .trim_start_matches('\u{feff}')
-                .to_string()
-        })
-        .collect();
-    let targets: Vec<Option<usize>> = header
-        .iter()
-        .map(|h| mapping.get(h.as_str()).copied())
-        .collect();
-    let missing: Vec<&str> = mapping
-        .keys()
-        .filter(|k| !header.iter().any(|h| h == *k))
-        .copied()
-        .collect();
-    if !missing.is_empty() {
-        let mut missing = missing;
-        missing.sort();
-        tracing::warn!(file = %sink.file.origin, columns = ?missing, "mapped columns missing from the header; they will be null");
-    }
-    let extra = header
-        .iter()
-        .zip(&targets)
-        .filter(|(_, t)| t.is_none())
-        .map(|(h, _)| h.clone())
-        .collect();
-    let mut record = csv::ByteRecord::new();
-    loop {
-        let line = reader.position().line();
-        match reader.read_byte_record(&mut record) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(e) => {
-                let line = e.position().map_or(line, |p| p.line());
-                if let csv::ErrorKind::Io(_) = e.kind() {
+) -> Result<(Cursor, Vec<String>), CleanError> {
+    match file.format {
+        FileFormat::Csv => {
+            let mut reader = csv::ReaderBuilder::new()
+                .delimiter(delimiter)
+                .flexible(true)
+                .from_reader(open_file(lake, file)?);
+            let header: Vec<String> = match reader.byte_headers() {
+                Ok(h) => h
+                    .iter()
+                    .map(|h| {
+                        String::from_utf8_lossy(h)
+                            .trim()
+                            .trim_start_matches('\u{feff}')
+                            .to_string()
+                    })
+                    .collect(),
+                Err(e) => {
                     return Err(CleanError::Read {
-                        file: sink.file.origin.clone(),
-                        message: e.to_string(),
-                    });
+                        file: file.origin.clone(),
+                        message: format!("cannot read the header: {e}"),
+                    })
                 }
-                sink.reject(line, format!("malformed CSV: {e}"), String::new());
-                continue;
+            };
+            let header: Vec<String> = header
+                .into_iter()
+                .filter(|h| !h.is_empty() || file.bytes > 0)
+                .collect();
+            let targets = header
+                .iter()
+                .map(|h| mapping.get(h.as_str()).copied())
+                .collect();
+            Ok((
+                Cursor::Csv {
+                    reader,
+                    header_len: header.len(),
+                    targets,
+                    header: header.clone(),
+                },
+                header,
+            ))
+        }
+        FileFormat::Jsonl => {
+            // Peek at the first object for the drift report; read from the top after.
+            let mut present = Vec::new();
+            let mut peek = BufReader::new(open_file(lake, file)?);
+            let mut first = String::new();
+            if peek.read_line(&mut first).is_ok() {
+                if let Ok(serde_json::Value::Object(o)) =
+                    serde_json::from_str::<serde_json::Value>(&first)
+                {
+                    present = o.keys().cloned().collect();
+                }
             }
+            // Optional keys may be absent from the first object; count only keys absent
+            // from it that are unknown, not mapped ones it happens to omit.
+            let absent: Vec<String> = mapping
+                .keys()
+                .filter(|k| !present.iter().any(|p| p == *k))
+                .map(|k| k.to_string())
+                .collect();
+            present.extend(absent);
+            let lines = BufReader::new(open_file(lake, file)?).split(b'\n');
+            let targets = mapping.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+            Ok((
+                Cursor::Jsonl {
+                    lines,
+                    line: 0,
+                    targets,
+                },
+                present,
+            ))
         }
-        let line = record.position().map_or(line, |p| p.line());
-        let raw = || String::from_utf8_lossy(record.as_slice()).into_owned();
-        if record.len() != header.len() {
-            let reason = format!("expected {} fields, found {}", header.len(), record.len());
-            sink.reject(line, reason, raw_fields(&record));
-            continue;
-        }
-        let mut values = sink.empty_row();
-        let mut bad_utf8 = None;
-        for (field, target) in record.iter().zip(&targets) {
-            let Some(i) = target else { continue };
-            match std::str::from_utf8(field) {
-                Ok(s) => values[*i] = present(s),
-                Err(_) => bad_utf8 = Some(i),
+        FileFormat::Parquet => {
+            let df = ParquetReader::new(open_file(lake, file)?).finish()?;
+            let mut columns = Vec::new();
+            let mut present = Vec::new();
+            for column in df.columns() {
+                present.push(column.name().to_string());
+                if let Some(i) = mapping.get(column.name().as_str()) {
+                    columns.push((*i, column.cast(&DataType::String)?));
+                }
             }
+            Ok((
+                Cursor::Parquet {
+                    df,
+                    columns,
+                    next: 0,
+                },
+                present,
+            ))
         }
-        if let Some(i) = bad_utf8 {
-            let column = header[targets.iter().position(|t| *t == Some(*i)).unwrap_or(0)].clone();
-            sink.reject(line, format!("invalid UTF-8 in column {column:?}"), raw());
-            continue;
-        }
-        sink.push(line, values);
     }
-    Ok(extra)
-}
-
-/// The fields of a CSV record, joined back with commas, for the quarantine.
-fn raw_fields(record: &csv::ByteRecord) -> String {
-    record
-        .iter()
-        .map(|f| String::from_utf8_lossy(f).into_owned())
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-fn read_jsonl(
-    lake: &Lake,
-    mapping: &HashMap<&str, usize>,
-    sink: &mut FileSink,
-) -> Result<Vec<String>, CleanError> {
-    let reader = BufReader::new(open(lake, sink.file)?);
-    let mut extra: Vec<String> = Vec::new();
-    for (i, line) in reader.split(b'\n').enumerate() {
-        let line_no = i as u64 + 1;
-        let bytes = line.map_err(|e| CleanError::Read {
-            file: sink.file.origin.clone(),
-            message: e.to_string(),
-        })?;
-        let Ok(text) = std::str::from_utf8(&bytes) else {
-            sink.reject(
-                line_no,
-                "invalid UTF-8".into(),
-                String::from_utf8_lossy(&bytes).into_owned(),
-            );
-            continue;
-        };
-        if text.trim().is_empty() {
-            continue;
-        }
-        let object = match serde_json::from_str::<serde_json::Value>(text) {
-            Ok(serde_json::Value::Object(o)) => o,
-            Ok(_) => {
-                sink.reject(line_no, "not a JSON object".into(), text.to_string());
-                continue;
-            }
-            Err(e) => {
-                sink.reject(line_no, format!("invalid JSON: {e}"), text.to_string());
-                continue;
-            }
-        };
-        let mut values = sink.empty_row();
-        for (k, v) in object {
-            match mapping.get(k.as_str()) {
-                Some(i) => values[*i] = json_text(&v),
-                None if !extra.contains(&k) => extra.push(k),
-                None => {}
-            }
-        }
-        sink.push(line_no, values);
-    }
-    Ok(extra)
 }
 
 fn json_text(v: &serde_json::Value) -> Option<String> {
@@ -376,26 +463,215 @@ fn json_text(v: &serde_json::Value) -> Option<String> {
     }
 }
 
-fn read_parquet(
-    lake: &Lake,
-    mapping: &HashMap<&str, usize>,
-    sink: &mut FileSink,
-) -> Result<Vec<String>, CleanError> {
-    let df = ParquetReader::new(open(lake, sink.file)?).finish()?;
-    let mut text_columns = Vec::new();
-    let mut extra = Vec::new();
-    for column in df.columns() {
-        match mapping.get(column.name().as_str()) {
-            Some(i) => text_columns.push((*i, column.cast(&DataType::String)?)),
-            None => extra.push(column.name().to_string()),
+/// Blank text is a missing value.
+fn present(s: &str) -> Option<String> {
+    (!s.trim().is_empty()).then(|| s.to_string())
+}
+
+/// Where rows being read come from.
+struct FileCtx<'a> {
+    source: &'a str,
+    origin: &'a str,
+    run: &'a str,
+}
+
+impl FileCtx<'_> {
+    fn push(&self, rows: &mut Rows, line: u64, values: Vec<Option<String>>) {
+        for (col, v) in rows.columns.iter_mut().zip(values) {
+            col.push(v);
+        }
+        rows.source.push(self.source.to_string());
+        rows.file.push(self.origin.to_string());
+        rows.line.push(line as i64);
+        rows.run.push(self.run.to_string());
+    }
+
+    fn reject(&self, rejects: &mut Vec<Reject>, line: u64, reason: String, raw: String) {
+        rejects.push(Reject {
+            source: self.source.to_string(),
+            file: self.origin.to_string(),
+            line,
+            reason,
+            raw,
+        })
+    }
+
+    fn read_err(&self, message: String) -> CleanError {
+        CleanError::Read {
+            file: self.origin.to_string(),
+            message,
         }
     }
-    for row in 0..df.height() {
-        let mut values = sink.empty_row();
-        for (i, column) in &text_columns {
-            values[*i] = column.str()?.get(row).and_then(present);
+}
+
+/// Appends rows from an open file until `max_rows` or its end; true at the end.
+fn read_some(
+    open: &mut Open,
+    rows: &mut Rows,
+    rejects: &mut Vec<Reject>,
+    max_rows: usize,
+) -> Result<bool, CleanError> {
+    let ctx = FileCtx {
+        source: &open.source,
+        origin: &open.origin,
+        run: &open.run,
+    };
+    read_cursor(&mut open.cursor, &ctx, rows, rejects, max_rows)
+}
+
+fn read_cursor(
+    cursor: &mut Cursor,
+    ctx: &FileCtx,
+    rows: &mut Rows,
+    rejects: &mut Vec<Reject>,
+    max_rows: usize,
+) -> Result<bool, CleanError> {
+    let width = rows.columns.len();
+    match cursor {
+        Cursor::RejectAll { inner, reason } => {
+            // Read the rows to learn each one's line, then refuse them all.
+            let mut scratch = Rows::new(width);
+            let budget = max_rows.saturating_sub(rows.len()).max(1);
+            let done = read_cursor(inner, ctx, &mut scratch, rejects, budget)?;
+            for line in scratch.line {
+                ctx.reject(rejects, line as u64, reason.clone(), String::new());
+            }
+            Ok(done)
         }
-        sink.push(row as u64 + 1, values);
+        Cursor::Csv {
+            reader,
+            header_len,
+            targets,
+            header,
+        } => {
+            let mut record = csv::ByteRecord::new();
+            while rows.len() < max_rows {
+                let line = reader.position().line();
+                match reader.read_byte_record(&mut record) {
+                    Ok(false) => return Ok(true),
+                    Ok(true) => {}
+                    Err(e) => {
+                        if let csv::ErrorKind::Io(_) = e.kind() {
+                            return Err(ctx.read_err(e.to_string()));
+                        }
+                        let line = e.position().map_or(line, |p| p.line());
+                        ctx.reject(rejects, line, format!("malformed CSV: {e}"), String::new());
+                        continue;
+                    }
+                }
+                let line = record.position().map_or(line, |p| p.line());
+                let raw = || {
+                    let fields: Vec<String> = record
+                        .iter()
+                        .map(|f| String::from_utf8_lossy(f).into_owned())
+                        .collect();
+                    let mut text = fields.join(",");
+                    text.truncate(4096);
+                    text
+                };
+                if record.len() != *header_len {
+                    let spans_lines = record.iter().any(|f| f.contains(&b'\n'));
+                    let reason = if spans_lines && record.len() < *header_len {
+                        format!(
+                            "expected {header_len} fields, found {}: a quote opened on this line is not closed",
+                            record.len()
+                        )
+                    } else {
+                        format!("expected {header_len} fields, found {}", record.len())
+                    };
+                    ctx.reject(rejects, line, reason, raw());
+                    continue;
+                }
+                let mut values = vec![None; width];
+                let mut problem = None;
+                for ((field, target), name) in record.iter().zip(targets.iter()).zip(header.iter())
+                {
+                    let Some(i) = target else { continue };
+                    if field.len() > MAX_FIELD_BYTES {
+                        problem = Some(format!(
+                            "column {name:?} is {} bytes, over the {MAX_FIELD_BYTES}-byte limit",
+                            field.len()
+                        ));
+                        break;
+                    }
+                    match std::str::from_utf8(field) {
+                        Ok(s) => values[*i] = present(s),
+                        Err(e) => {
+                            problem = Some(format!(
+                                "invalid UTF-8 in column {name:?} at byte {}",
+                                e.valid_up_to()
+                            ));
+                            break;
+                        }
+                    }
+                }
+                match problem {
+                    Some(reason) => ctx.reject(rejects, line, reason, raw()),
+                    None => ctx.push(rows, line, values),
+                }
+            }
+            Ok(false)
+        }
+        Cursor::Jsonl {
+            lines,
+            line,
+            targets,
+        } => {
+            while rows.len() < max_rows {
+                let Some(next) = lines.next() else {
+                    return Ok(true);
+                };
+                *line += 1;
+                let bytes = next.map_err(|e| ctx.read_err(e.to_string()))?;
+                let Ok(text) = std::str::from_utf8(&bytes) else {
+                    let raw = String::from_utf8_lossy(&bytes).chars().take(4096).collect();
+                    ctx.reject(rejects, *line, "invalid UTF-8".into(), raw);
+                    continue;
+                };
+                if text.trim().is_empty() {
+                    continue;
+                }
+                let snippet = || text.chars().take(4096).collect::<String>();
+                if text.len() > MAX_FIELD_BYTES {
+                    let reason = format!(
+                        "line is {} bytes, over the {MAX_FIELD_BYTES}-byte limit",
+                        text.len()
+                    );
+                    ctx.reject(rejects, *line, reason, snippet());
+                    continue;
+                }
+                let object = match serde_json::from_str::<serde_json::Value>(text) {
+                    Ok(serde_json::Value::Object(o)) => o,
+                    Ok(_) => {
+                        ctx.reject(rejects, *line, "not a JSON object".into(), snippet());
+                        continue;
+                    }
+                    Err(e) => {
+                        ctx.reject(rejects, *line, format!("invalid JSON: {e}"), snippet());
+                        continue;
+                    }
+                };
+                let mut values = vec![None; width];
+                for (k, v) in &object {
+                    if let Some(i) = targets.get(k) {
+                        values[*i] = json_text(v);
+                    }
+                }
+                ctx.push(rows, *line, values);
+            }
+            Ok(false)
+        }
+        Cursor::Parquet { df, columns, next } => {
+            let end = (*next + max_rows - rows.len()).min(df.height());
+            for row in *next..end {
+                let mut values = vec![None; width];
+                for (i, column) in columns.iter() {
+                    values[*i] = column.str()?.get(row).and_then(present);
+                }
+                ctx.push(rows, row as u64 + 1, values);
+            }
+            *next = end;
+            Ok(end == df.height())
+        }
     }
-    Ok(extra)
 }

@@ -92,9 +92,62 @@ pub struct ColumnRule {
     pub name: String,
     pub kind: ColumnKind,
     pub formats: Vec<String>,
+    /// Zone of timestamps written without an offset.
+    pub timezone: Option<chrono_tz::Tz>,
     pub on_invalid: OnInvalid,
     /// For `full_name`: (first name column, last name column) to fill.
     pub split: Option<(String, String)>,
+    /// Extra column keeping the raw text.
+    pub original: Option<String>,
+    /// Extra column with the form used for matching.
+    pub match_column: Option<String>,
+    /// Phone region overriding the source's.
+    pub region: Option<String>,
+    /// Column holding each row's country, for postcodes.
+    pub country_column: Option<String>,
+    pub decimal: char,
+    pub thousands: char,
+    /// For `money`: extra column receiving the currency code.
+    pub currency_column: Option<String>,
+    pub default_currency: Option<String>,
+    /// Set on columns another rule produces (a split name, an original, a match
+    /// form): they are written by that rule, not cleaned themselves.
+    pub derived: bool,
+}
+
+impl ColumnRule {
+    /// A plain rule of `kind` with every option at its default.
+    pub fn plain(name: &str, kind: ColumnKind) -> Self {
+        Self {
+            name: name.to_string(),
+            kind,
+            formats: Vec::new(),
+            timezone: None,
+            on_invalid: kind.default_on_invalid(),
+            split: None,
+            original: None,
+            match_column: None,
+            region: None,
+            country_column: None,
+            decimal: '.',
+            thousands: ',',
+            currency_column: None,
+            default_currency: None,
+            derived: false,
+        }
+    }
+
+    /// The extra columns this rule writes besides its own.
+    pub fn derived_columns(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        if let Some((first, last)) = &self.split {
+            out.extend([first.as_str(), last.as_str()]);
+        }
+        out.extend(self.original.as_deref());
+        out.extend(self.match_column.as_deref());
+        out.extend(self.currency_column.as_deref());
+        out
+    }
 }
 
 /// The normalisers a column can ask for.
@@ -115,8 +168,16 @@ pub enum ColumnKind {
     FullName,
     /// Postal code: upper-cased, US ZIP+4 cut to five digits.
     Postcode,
-    /// Upper-cased code (state, country).
+    /// Upper-cased code (state, region).
     Code,
+    /// A street line: title case, USPS street-type, directional and unit
+    /// abbreviations ("1031 highland circle apartment 5" -> "1031 Highland Cir Apt 5").
+    Street,
+    /// A country in any common spelling, as its ISO 3166-1 alpha-2 code.
+    Country,
+    /// An amount of money ("$1,234.50", "1.234,50 EUR"), as a number; the currency
+    /// code can go to `currency_column`.
+    Money,
     /// A calendar date.
     Date,
     /// A timestamp, stored in UTC.
@@ -130,9 +191,12 @@ impl ColumnKind {
     /// Kinds whose unparseable values make the whole row untrustworthy by default.
     fn default_on_invalid(self) -> OnInvalid {
         match self {
-            Self::Date | Self::Timestamp | Self::Integer | Self::Float | Self::Boolean => {
-                OnInvalid::Quarantine
-            }
+            Self::Date
+            | Self::Timestamp
+            | Self::Integer
+            | Self::Float
+            | Self::Boolean
+            | Self::Money => OnInvalid::Quarantine,
             _ => OnInvalid::Null,
         }
     }
@@ -149,17 +213,20 @@ pub enum OnInvalid {
 pub struct Check {
     pub kind: CheckKind,
     pub columns: Vec<String>,
-    pub values: Vec<String>,
-    pub pattern: Option<String>,
+    pub rule: CheckRule,
     pub severity: Severity,
     pub max_failing: Threshold,
     pub quarantine: bool,
 }
 
 impl Check {
-    /// A short label for reports: `not_null(record_id)`.
+    /// A short label for reports: `not_null(record_id)`, `expression(total >= 0)`.
     pub fn label(&self) -> String {
-        format!("{}({})", self.kind.as_str(), self.columns.join(", "))
+        match &self.rule {
+            CheckRule::Expression(sql) => format!("expression({sql})"),
+            CheckRule::RowCount { .. } => "row_count".into(),
+            _ => format!("{}({})", self.kind.as_str(), self.columns.join(", ")),
+        }
     }
 }
 
@@ -170,6 +237,12 @@ pub enum CheckKind {
     Unique,
     AcceptedValues,
     Regex,
+    Range,
+    Length,
+    RowCount,
+    Freshness,
+    Referential,
+    Expression,
 }
 
 impl CheckKind {
@@ -179,7 +252,73 @@ impl CheckKind {
             Self::Unique => "unique",
             Self::AcceptedValues => "accepted_values",
             Self::Regex => "regex",
+            Self::Range => "range",
+            Self::Length => "length",
+            Self::RowCount => "row_count",
+            Self::Freshness => "freshness",
+            Self::Referential => "referential",
+            Self::Expression => "expression",
         }
+    }
+
+    /// Checks judged on the whole data set rather than row by row.
+    pub fn is_dataset_level(self) -> bool {
+        matches!(self, Self::RowCount | Self::Freshness)
+    }
+
+    /// Checks that take no column.
+    fn takes_no_column(self) -> bool {
+        matches!(self, Self::RowCount | Self::Expression)
+    }
+}
+
+/// What a check tests, with its parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CheckRule {
+    NotNull,
+    Unique,
+    AcceptedValues(Vec<String>),
+    Regex(String),
+    /// Inclusive bounds; numbers, or dates/timestamps as ISO text.
+    Range {
+        min: Option<Bound>,
+        max: Option<Bound>,
+    },
+    Length {
+        min: Option<u64>,
+        max: Option<u64>,
+    },
+    RowCount {
+        min: Option<u64>,
+        max: Option<u64>,
+    },
+    Freshness {
+        max_age: chrono::Duration,
+    },
+    Referential {
+        entity: String,
+        key: String,
+    },
+    Expression(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Bound {
+    Number(f64),
+    Text(String),
+}
+
+/// Parses an age such as `"36h"`, `"7d"`, `"30m"`, `"90s"`.
+pub fn parse_age(text: &str) -> Option<chrono::Duration> {
+    let t = text.trim();
+    let (number, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit())?);
+    let n: i64 = number.parse().ok()?;
+    match unit.trim() {
+        "s" => Some(chrono::Duration::seconds(n)),
+        "m" => Some(chrono::Duration::minutes(n)),
+        "h" => Some(chrono::Duration::hours(n)),
+        "d" => Some(chrono::Duration::days(n)),
+        _ => None,
     }
 }
 
@@ -498,6 +637,31 @@ impl Validator<'_> {
                     }
                 }
             }
+            for (i, check) in e.checks.iter().enumerate() {
+                if let CheckRule::Referential { entity, key } = &check.rule {
+                    let target = entities.iter().find(|x| &x.name == entity);
+                    if target.is_none_or(|t| t.column(key).is_none()) {
+                        self.problem(
+                            format!("entities.{}.checks[{i}]", e.name),
+                            Some(line),
+                            format!("referential: no entity {entity:?} with a column {key:?}"),
+                        );
+                    }
+                }
+            }
+            for rule in &e.columns {
+                if let Some(c) = rule
+                    .country_column
+                    .as_ref()
+                    .filter(|c| e.column(c).is_none())
+                {
+                    self.problem(
+                        format!("entities.{}.columns.{}.country_column", e.name, rule.name),
+                        Some(line),
+                        format!("entity {:?} has no column {c:?}", e.name),
+                    );
+                }
+            }
             for reserved in e
                 .columns
                 .iter()
@@ -596,14 +760,14 @@ impl Validator<'_> {
                         );
                     }
                     // A mapped column without a rule is carried as plain text.
-                    if entity.column(canonical).is_none() {
-                        entity.columns.push(ColumnRule {
-                            name: canonical.clone(),
-                            kind: ColumnKind::Text,
-                            formats: Vec::new(),
-                            on_invalid: OnInvalid::Null,
-                            split: None,
-                        });
+                    match entity.column(canonical) {
+                        None => entity.columns.push(ColumnRule::plain(canonical, ColumnKind::Text)),
+                        Some(c) if c.derived => self.problem(
+                            format!("{key}.columns"),
+                            Some(line),
+                            format!("{canonical:?} is written by another column's rule; map the source column elsewhere"),
+                        ),
+                        Some(_) => {}
                     }
                 }
                 if !f.columns.values().any(|c| *c == entity.key) {
@@ -636,59 +800,44 @@ impl Validator<'_> {
         if !is_identifier(&name) {
             self.problem(&key, Some(line), "use lower-case letters, digits and '_'");
         }
-        let mut columns = Vec::new();
+        let mut columns: Vec<ColumnRule> = Vec::new();
         for (col, raw::RawColumnRuleOrKind(rule)) in raw.columns {
             let ckey = format!("{key}.columns.{col}");
             let Some(kind) = rule.kind else {
                 self.problem(&ckey, Some(line), "missing kind");
                 continue;
             };
-            let split = if kind == ColumnKind::FullName {
-                Some((
-                    rule.first.unwrap_or_else(|| "first_name".into()),
-                    rule.last.unwrap_or_else(|| "last_name".into()),
-                ))
-            } else {
-                if rule.first.is_some() || rule.last.is_some() {
-                    self.problem(
-                        &ckey,
-                        Some(line),
-                        "first/last apply to kind \"full_name\" only",
-                    );
-                }
-                None
-            };
-            let formats = rule.formats.unwrap_or_default();
-            if !formats.is_empty() && !matches!(kind, ColumnKind::Date | ColumnKind::Timestamp) {
-                self.problem(
-                    &ckey,
-                    Some(line),
-                    "formats apply to date and timestamp only",
-                );
+            if let Some(c) = self.column_rule(&ckey, line, col, kind, rule) {
+                columns.push(c);
             }
-            columns.push(ColumnRule {
-                name: col,
-                kind,
-                formats,
-                on_invalid: rule.on_invalid.unwrap_or(kind.default_on_invalid()),
-                split,
-            });
         }
-        // The split targets of a full name are columns of the entity too.
-        let targets: Vec<String> = columns
-            .iter()
-            .filter_map(|c| c.split.clone())
-            .flat_map(|(a, b)| [a, b])
-            .collect();
-        for t in targets {
-            if !columns.iter().any(|c| c.name == t) {
-                columns.push(ColumnRule {
-                    name: t,
-                    kind: ColumnKind::PersonName,
-                    formats: Vec::new(),
-                    on_invalid: OnInvalid::Null,
-                    split: None,
-                });
+        // A full name's split targets are ordinary name columns; originals, match
+        // forms and currencies are written by their rule.
+        let mut extra = Vec::new();
+        for rule in &columns {
+            if let Some((first, last)) = &rule.split {
+                for t in [first, last] {
+                    extra.push(ColumnRule::plain(t, ColumnKind::PersonName));
+                }
+            }
+            for d in [&rule.original, &rule.match_column, &rule.currency_column]
+                .into_iter()
+                .flatten()
+            {
+                let mut c = ColumnRule::plain(d, ColumnKind::Text);
+                c.derived = true;
+                extra.push(c);
+            }
+        }
+        for c in extra {
+            match columns.iter().find(|x| x.name == c.name) {
+                None => columns.push(c),
+                Some(existing) if c.derived || existing.derived => self.problem(
+                    format!("{key}.columns.{}", c.name),
+                    Some(line),
+                    "is written by another column's rule and cannot have a rule or a second writer",
+                ),
+                Some(_) => {}
             }
         }
         let mut checks = Vec::new();
@@ -705,45 +854,234 @@ impl Validator<'_> {
         }
     }
 
-    fn check(&mut self, key: &str, line: usize, c: raw::RawCheck) -> Option<Check> {
-        let kind = c.check;
-        let columns = match (c.column, c.columns) {
-            (Some(one), None) => vec![one],
-            (None, Some(many)) if !many.is_empty() => many,
-            _ => {
-                self.problem(key, Some(line), "give exactly one of column or columns");
-                return None;
+    fn column_rule(
+        &mut self,
+        ckey: &str,
+        line: usize,
+        name: String,
+        kind: ColumnKind,
+        rule: raw::RawColumnRule,
+    ) -> Option<ColumnRule> {
+        let mut out = ColumnRule::plain(&name, kind);
+        let mut only = |ok: bool, what: &str, kinds: &str| {
+            if !ok {
+                self.problems.push(Problem {
+                    key: ckey.to_string(),
+                    line: Some(line),
+                    message: format!("{what} applies to kind {kinds} only"),
+                });
             }
         };
-        if kind != CheckKind::Unique && columns.len() != 1 {
-            self.problem(
-                key,
-                Some(line),
-                format!("{} takes one column", kind.as_str()),
-            );
+        use ColumnKind as K;
+        only(
+            rule.formats.is_none() || matches!(kind, K::Date | K::Timestamp),
+            "formats",
+            "date and timestamp",
+        );
+        only(
+            rule.timezone.is_none() || kind == K::Timestamp,
+            "timezone",
+            "timestamp",
+        );
+        only(
+            rule.first.is_none() && rule.last.is_none() || kind == K::FullName,
+            "first/last",
+            "full_name",
+        );
+        only(
+            rule.match_column.is_none() || matches!(kind, K::Email | K::PersonName),
+            "match_column",
+            "email and person_name",
+        );
+        only(rule.region.is_none() || kind == K::Phone, "region", "phone");
+        only(
+            rule.country_column.is_none() || kind == K::Postcode,
+            "country_column",
+            "postcode",
+        );
+        only(
+            rule.decimal.is_none() && rule.thousands.is_none()
+                || matches!(kind, K::Float | K::Integer | K::Money),
+            "decimal/thousands",
+            "float, integer and money",
+        );
+        only(
+            rule.currency_column.is_none() && rule.default_currency.is_none() || kind == K::Money,
+            "currency_column/default_currency",
+            "money",
+        );
+        if kind == K::FullName {
+            out.split = Some((
+                rule.first.unwrap_or_else(|| "first_name".into()),
+                rule.last.unwrap_or_else(|| "last_name".into()),
+            ));
         }
-        let values = c.values.unwrap_or_default();
-        if kind == CheckKind::AcceptedValues && values.is_empty() {
-            self.problem(
-                format!("{key}.values"),
-                Some(line),
-                "missing; an accepted_values check needs the values",
-            );
-        }
-        if kind == CheckKind::Regex {
-            match &c.pattern {
-                None => self.problem(
-                    format!("{key}.pattern"),
-                    Some(line),
-                    "missing; a regex check needs a pattern",
-                ),
-                Some(p) => {
-                    if let Err(e) = regex::Regex::new(p) {
-                        self.problem(format!("{key}.pattern"), Some(line), e.to_string());
-                    }
+        if let Some(tz) = rule.timezone {
+            match tz.parse::<chrono_tz::Tz>() {
+                Ok(tz) => out.timezone = Some(tz),
+                Err(_) => {
+                    self.problem(ckey, Some(line), format!("{tz:?} is not an IANA time zone"))
                 }
             }
         }
+        let mut separator = |v: Option<String>, default: char, what: &str| match v {
+            None => default,
+            Some(s) if s.chars().count() == 1 => s.chars().next().unwrap_or(default),
+            Some(s) => {
+                self.problems.push(Problem {
+                    key: format!("{ckey}.{what}"),
+                    line: Some(line),
+                    message: format!("{s:?}: must be one character"),
+                });
+                default
+            }
+        };
+        out.decimal = separator(rule.decimal, '.', "decimal");
+        out.thousands = separator(rule.thousands, ',', "thousands");
+        if let Some(cur) = &rule.default_currency {
+            if cur.len() != 3 || !cur.chars().all(|c| c.is_ascii_uppercase()) {
+                self.problem(
+                    ckey,
+                    Some(line),
+                    format!("default_currency {cur:?}: use an ISO 4217 code like \"USD\""),
+                );
+            }
+        }
+        out.formats = rule.formats.unwrap_or_default();
+        out.on_invalid = rule.on_invalid.unwrap_or(kind.default_on_invalid());
+        out.original = rule.original;
+        out.match_column = rule.match_column;
+        out.region = rule.region.map(|r| r.to_ascii_uppercase());
+        out.country_column = rule.country_column;
+        out.currency_column = rule.currency_column;
+        out.default_currency = rule.default_currency;
+        Some(out)
+    }
+
+    fn check(&mut self, key: &str, line: usize, c: raw::RawCheck) -> Option<Check> {
+        let kind = c.check;
+        let columns = match (c.column, c.columns) {
+            (None, None) if kind.takes_no_column() => Vec::new(),
+            (Some(one), None) if !kind.takes_no_column() => vec![one],
+            (None, Some(many)) if kind == CheckKind::Unique && !many.is_empty() => many,
+            _ => {
+                let want = match kind {
+                    CheckKind::Unique => "column or columns",
+                    k if k.takes_no_column() => "no column",
+                    _ => "one column",
+                };
+                self.problem(key, Some(line), format!("{} takes {want}", kind.as_str()));
+                return None;
+            }
+        };
+        let mut missing = |name: &str, what: &str| {
+            self.problems.push(Problem {
+                key: format!("{key}.{name}"),
+                line: Some(line),
+                message: format!("missing; a {} check needs {what}", kind.as_str()),
+            })
+        };
+        let rule = match kind {
+            CheckKind::NotNull => CheckRule::NotNull,
+            CheckKind::Unique => CheckRule::Unique,
+            CheckKind::AcceptedValues => match c.values {
+                Some(v) if !v.is_empty() => CheckRule::AcceptedValues(v),
+                _ => {
+                    missing("values", "the accepted values");
+                    return None;
+                }
+            },
+            CheckKind::Regex => match c.pattern {
+                Some(p) => {
+                    if let Err(e) = regex::Regex::new(&p) {
+                        self.problem(format!("{key}.pattern"), Some(line), e.to_string());
+                    }
+                    CheckRule::Regex(p)
+                }
+                None => {
+                    missing("pattern", "a pattern");
+                    return None;
+                }
+            },
+            CheckKind::Range => {
+                let bound = |v: Option<toml::Value>| match v {
+                    None => Ok(None),
+                    Some(toml::Value::Integer(i)) => Ok(Some(Bound::Number(i as f64))),
+                    Some(toml::Value::Float(f)) => Ok(Some(Bound::Number(f))),
+                    Some(toml::Value::String(s)) => Ok(Some(Bound::Text(s))),
+                    Some(toml::Value::Datetime(d)) => Ok(Some(Bound::Text(d.to_string()))),
+                    Some(other) => Err(format!("{other}: use a number or a date")),
+                };
+                match (bound(c.min), bound(c.max)) {
+                    (Ok(None), Ok(None)) => {
+                        missing("min", "min or max");
+                        return None;
+                    }
+                    (Ok(min), Ok(max)) => CheckRule::Range { min, max },
+                    (Err(m), _) | (_, Err(m)) => {
+                        self.problem(key, Some(line), m);
+                        return None;
+                    }
+                }
+            }
+            CheckKind::Length | CheckKind::RowCount => {
+                let count = |v: Option<toml::Value>| match v {
+                    None => Ok(None),
+                    Some(toml::Value::Integer(i)) if i >= 0 => Ok(Some(i as u64)),
+                    Some(other) => Err(format!("{other}: use a whole number")),
+                };
+                let (min, max) = match (count(c.min), count(c.max)) {
+                    (Ok(None), Ok(None)) => {
+                        missing("min", "min or max");
+                        return None;
+                    }
+                    (Ok(min), Ok(max)) => (min, max),
+                    (Err(m), _) | (_, Err(m)) => {
+                        self.problem(key, Some(line), m);
+                        return None;
+                    }
+                };
+                if kind == CheckKind::Length {
+                    CheckRule::Length { min, max }
+                } else {
+                    CheckRule::RowCount { min, max }
+                }
+            }
+            CheckKind::Freshness => match c.max_age.as_deref().map(|a| (a, parse_age(a))) {
+                Some((_, Some(max_age))) => CheckRule::Freshness { max_age },
+                Some((a, None)) => {
+                    self.problem(
+                        format!("{key}.max_age"),
+                        Some(line),
+                        format!("{a:?}: use a number and a unit: \"30m\", \"36h\", \"7d\""),
+                    );
+                    return None;
+                }
+                None => {
+                    missing("max_age", "max_age");
+                    return None;
+                }
+            },
+            CheckKind::Referential => match (c.entity, c.key) {
+                (Some(entity), Some(key)) => CheckRule::Referential { entity, key },
+                _ => {
+                    missing("entity", "entity and key");
+                    return None;
+                }
+            },
+            CheckKind::Expression => match c.sql {
+                Some(sql) => {
+                    if let Err(e) = polars::sql::sql_expr(&sql) {
+                        self.problem(format!("{key}.sql"), Some(line), e.to_string());
+                    }
+                    CheckRule::Expression(sql)
+                }
+                None => {
+                    missing("sql", "a boolean SQL expression");
+                    return None;
+                }
+            },
+        };
         let severity = c.severity.unwrap_or(Severity::Error);
         let max_failing = match c.max_failing {
             None => Threshold::Count(0),
@@ -771,14 +1109,24 @@ impl Validator<'_> {
                 Threshold::Count(0)
             }
         };
+        if kind.is_dataset_level() && c.quarantine == Some(true) {
+            self.problem(
+                format!("{key}.quarantine"),
+                Some(line),
+                format!(
+                    "a {} check judges the whole data set; it has no rows to quarantine",
+                    kind.as_str()
+                ),
+            );
+        }
         Some(Check {
             kind,
             columns,
-            values,
-            pattern: c.pattern,
+            rule,
             severity,
             max_failing,
-            quarantine: c.quarantine.unwrap_or(severity == Severity::Error),
+            quarantine: !kind.is_dataset_level()
+                && c.quarantine.unwrap_or(severity == Severity::Error),
         })
     }
 

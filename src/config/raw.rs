@@ -89,11 +89,34 @@ pub struct RawColumnRule {
     pub kind: Option<ColumnKind>,
     /// For `date` and `timestamp`: chrono formats tried in order; ISO 8601 when absent.
     pub formats: Option<Vec<String>>,
+    /// For `timestamp`: the IANA time zone of values written without an offset
+    /// (`"America/New_York"`); UTC when absent.
+    pub timezone: Option<String>,
     /// What to do with a value that cannot be cleaned: `quarantine` the row or set `null`.
     pub on_invalid: Option<OnInvalid>,
     /// For `full_name`: the columns to fill with the split first and last names.
     pub first: Option<String>,
     pub last: Option<String>,
+    /// Keep the raw text in this extra column (for example `phone_raw`).
+    pub original: Option<String>,
+    /// Write the form used for matching into this extra column: for `email`, the
+    /// provider-canonical address (Gmail dots and `+tags` dropped); for `person_name`,
+    /// the formal name of a nickname (Bob -> Robert).
+    pub match_column: Option<String>,
+    /// For `phone`: region of numbers written without a country code, overriding the
+    /// source's `region`.
+    pub region: Option<String>,
+    /// For `postcode`: the column holding each row's country (any spelling); the
+    /// postcode is checked against that country's format. `US` when absent.
+    pub country_column: Option<String>,
+    /// For `float`, `integer` and `money`: the decimal and thousands separators of the
+    /// source's locale ("." and "," when absent).
+    pub decimal: Option<String>,
+    pub thousands: Option<String>,
+    /// For `money`: the column receiving the ISO 4217 code found in the value
+    /// ("$12.50" -> USD), or `default_currency` when the value names none.
+    pub currency_column: Option<String>,
+    pub default_currency: Option<String>,
 }
 
 // Lets `email = "email"` stand for `email = { kind = "email" }` while keeping serde's
@@ -136,8 +159,24 @@ pub struct RawCheck {
     pub check: CheckKind,
     pub column: Option<String>,
     pub columns: Option<Vec<String>>,
+    /// For `accepted_values`.
     pub values: Option<Vec<String>>,
+    /// For `regex`.
     pub pattern: Option<String>,
+    /// For `range` (numbers, or dates/timestamps as ISO text), `length` and
+    /// `row_count`: inclusive bounds; either may be absent.
+    pub min: Option<toml::Value>,
+    pub max: Option<toml::Value>,
+    /// For `freshness`: the newest value of `column` may be at most this old
+    /// (`"36h"`, `"7d"`, `"30m"`).
+    pub max_age: Option<String>,
+    /// For `referential`: every value of `column` must be a value of `key` in
+    /// `entity`'s clean output of the same run.
+    pub entity: Option<String>,
+    pub key: Option<String>,
+    /// For `expression`: a boolean SQL expression over the entity's columns that
+    /// must hold (`"total_price >= 0"`); rows where it is false fail.
+    pub sql: Option<String>,
     pub severity: Option<Severity>,
     /// How many rows may fail before the check is breached: a count (`10`) or a
     /// fraction (`"5%"`). 0 when absent.

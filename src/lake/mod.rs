@@ -134,6 +134,24 @@ impl Lake {
         result.map_err(LakeError::io(key))
     }
 
+    /// Starts an object written over time (a Parquet file batch by batch): nothing is
+    /// visible under `key` until [`AtomicFile::commit`]; dropping it uncommitted
+    /// leaves no trace.
+    pub fn create(&self, key: &str) -> Result<AtomicFile, LakeError> {
+        let path = self.local_path(key);
+        let tmp = temp_sibling(&path);
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).map_err(LakeError::io(key))?;
+        }
+        let file = File::create(&tmp).map_err(LakeError::io(key))?;
+        Ok(AtomicFile {
+            key: key.to_string(),
+            path,
+            tmp,
+            file: Some(file),
+        })
+    }
+
     pub fn put(&self, key: &str, bytes: &[u8]) -> Result<(), LakeError> {
         self.write_with(key, |w| w.write_all(bytes))
     }
@@ -205,6 +223,41 @@ impl Lake {
     }
 }
 
+/// An object being written; see [`Lake::create`].
+#[derive(Debug)]
+pub struct AtomicFile {
+    key: String,
+    path: PathBuf,
+    tmp: PathBuf,
+    file: Option<File>,
+}
+
+impl AtomicFile {
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The file to write to (taken once, by the writer that fills it).
+    pub fn take_file(&mut self) -> Option<File> {
+        self.file.take()
+    }
+
+    /// Makes the object visible under its key, durably.
+    pub fn commit(self) -> Result<(), LakeError> {
+        let result = File::open(&self.tmp)
+            .and_then(|f| f.sync_all())
+            .and_then(|_| fs::rename(&self.tmp, &self.path));
+        result.map_err(LakeError::io(&self.key))
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        // After a commit the temporary name is gone and this does nothing.
+        let _ = fs::remove_file(&self.tmp);
+    }
+}
+
 /// A temporary name beside `path`, unique to this process.
 fn temp_sibling(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
@@ -252,6 +305,9 @@ pub mod layout {
     }
     pub fn quality_report(run: &str) -> String {
         format!("reports/{run}/quality.json")
+    }
+    pub fn quality_html(run: &str) -> String {
+        format!("reports/{run}/quality.html")
     }
     pub fn identity_graph(run: &str) -> String {
         format!("identity/{run}/graph.parquet")

@@ -1,24 +1,64 @@
-//! clean: every entity's landed files become a clean Parquet frame and a quarantine,
-//! with a quality report. A closed quality gate publishes nothing: the last good clean
-//! output stays current, and the report and quarantine of the failed run are kept for
-//! diagnosis.
+//! clean: every entity's landed files become a clean Parquet object and a quarantine,
+//! batch by batch, with a quality report (JSON for machines, HTML for people). A
+//! closed quality gate publishes nothing: the last good clean output stays current,
+//! and the report and quarantine of the failed run are kept for diagnosis.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use super::{Context, Outcome, StepError};
 use crate::clean::quality::QualityReport;
-use crate::clean::read::{read_entity, SourceInput};
-use crate::clean::{clean_entity, Cleaned};
-use crate::config::SourceKind;
-use crate::frame::write_parquet;
+use crate::clean::read::{RawReader, SourceInput};
+use crate::clean::{html, EntityCleaner, KeySet};
+use crate::config::{CheckRule, EntityConfig, Pipeline, SourceKind};
+use crate::frame::ParquetSink;
 use crate::lake::layout;
 use crate::lake::manifest::Manifest;
 use crate::state::{self, Step, StepRecord};
 
+/// Rows per batch; `CDP_BATCH_ROWS` overrides it (tests use small batches).
+fn batch_rows() -> usize {
+    std::env::var("CDP_BATCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(250_000)
+}
+
 /// Output name of an entity's quarantine in the step record.
 pub fn quarantine_output(entity: &str) -> String {
     format!("{entity}.quarantine")
+}
+
+/// Entities in an order where every referential check's target comes first.
+fn ordered(pipeline: &Pipeline) -> Result<Vec<&EntityConfig>, StepError> {
+    let targets = |e: &EntityConfig| -> Vec<String> {
+        e.checks
+            .iter()
+            .filter_map(|c| match &c.rule {
+                CheckRule::Referential { entity, .. } if *entity != e.name => Some(entity.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut done: Vec<&EntityConfig> = Vec::new();
+    let mut left: Vec<&EntityConfig> = pipeline.entities.iter().collect();
+    while !left.is_empty() {
+        let before = left.len();
+        let (ready, rest): (Vec<_>, Vec<_>) = left
+            .into_iter()
+            .partition(|e| targets(e).iter().all(|t| done.iter().any(|d| &d.name == t)));
+        done.extend(ready);
+        left = rest;
+        if left.len() == before {
+            let names: Vec<&str> = left.iter().map(|e| e.name.as_str()).collect();
+            return Err(StepError::MissingInput {
+                step: "clean",
+                hint: format!("referential checks form a cycle among {}", names.join(", ")),
+            });
+        }
+    }
+    Ok(done)
 }
 
 pub fn run(ctx: &Context) -> Result<(Outcome, Option<QualityReport>), StepError> {
@@ -69,9 +109,29 @@ pub fn run(ctx: &Context) -> Result<(Outcome, Option<QualityReport>), StepError>
         })
         .collect();
     let regions = Arc::new(regions);
-    let bar = ctx.printer.bar(ctx.pipeline.entities.len() as u64, "clean");
-    let mut cleaned: Vec<Cleaned> = Vec::new();
-    for entity in &ctx.pipeline.entities {
+    let total_rows: u64 = inputs
+        .iter()
+        .flat_map(|(_, m)| m.iter().map(Manifest::rows))
+        .sum();
+    let bar = ctx.printer.bar(total_rows, "clean");
+    let batch = batch_rows();
+
+    // Key sets referential checks will ask for: (entity, column).
+    let wanted: HashSet<(String, String)> = ctx
+        .pipeline
+        .entities
+        .iter()
+        .flat_map(|e| e.checks.iter())
+        .filter_map(|c| match &c.rule {
+            CheckRule::Referential { entity, key } => Some((entity.clone(), key.clone())),
+            _ => None,
+        })
+        .collect();
+    let mut key_sets: HashMap<(String, String), KeySet> = HashMap::new();
+    let mut reports = Vec::new();
+    let mut pending: Vec<(String, ParquetSink)> = Vec::new();
+    let mut outputs = BTreeMap::new();
+    for entity in ordered(&ctx.pipeline)? {
         bar.set_message(format!("clean {}", entity.name));
         let sources: Vec<SourceInput> = ctx
             .pipeline
@@ -90,55 +150,81 @@ pub fn run(ctx: &Context) -> Result<(Outcome, Option<QualityReport>), StepError>
                 }
             })
             .collect();
-        let raw = read_entity(lake, entity, &sources)?;
-        cleaned.push(clean_entity(entity, raw, regions.clone())?);
-        bar.inc(1);
+        let collect: Vec<String> = wanted
+            .iter()
+            .filter(|(e, _)| *e == entity.name)
+            .map(|(_, c)| c.clone())
+            .collect();
+        let mut cleaner = EntityCleaner::new(entity, regions.clone(), &key_sets, &collect)?;
+        let mut reader = RawReader::new(lake, entity, &sources)?;
+        let mut clean_sink = ParquetSink::create(lake, &layout::clean(&entity.name, &ctx.run_id))?;
+        let mut quarantine_sink =
+            ParquetSink::create(lake, &layout::quarantine(&entity.name, &ctx.run_id))?;
+        let mut batches = 0;
+        loop {
+            let raw = match reader.next_batch(batch)? {
+                Some(raw) => raw,
+                // An entity with no rows still gets its (empty) outputs and schema.
+                None if batches == 0 => reader.empty()?,
+                None => break,
+            };
+            batches += 1;
+            let read = (raw.frame.height() + raw.rejects.len()) as u64;
+            let (clean, quarantine) = cleaner.clean_batch(raw)?;
+            clean_sink.write(&clean)?;
+            quarantine_sink.write(&quarantine)?;
+            bar.inc(read);
+        }
+        for (column, set) in cleaner.collected() {
+            key_sets.insert((entity.name.clone(), column), Arc::new(set));
+        }
+        let report = cleaner.finish(reader.superseded, std::mem::take(&mut reader.drift));
+        outputs.insert(
+            quarantine_output(&entity.name),
+            quarantine_sink.commit(lake)?,
+        );
+        pending.push((entity.name.clone(), clean_sink));
+        reports.push(report);
     }
     bar.finish_and_clear();
 
-    let failed: Vec<String> = cleaned
+    let failed: Vec<String> = reports
         .iter()
-        .flat_map(|c| {
-            c.report
-                .checks
+        .flat_map(|r| {
+            r.checks
                 .iter()
-                .filter(|r| r.failed())
-                .map(move |r| format!("{}: {}", c.report.entity, r.check))
+                .filter(|c| c.failed())
+                .map(move |c| format!("{}: {}", r.entity, c.check))
         })
         .collect();
     let report = QualityReport {
         schema_version: 1,
         run_id: ctx.run_id.clone(),
         passed: failed.is_empty(),
-        entities: cleaned.iter().map(|c| c.report.clone()).collect(),
+        entities: reports,
     };
     let report_key = layout::quality_report(&ctx.run_id);
     lake.put_json(&report_key, &report)?;
-
-    let mut outputs = BTreeMap::new();
-    let mut figures = BTreeMap::new();
-    for c in &mut cleaned {
-        let entity = c.report.entity.clone();
-        let q = write_parquet(
-            lake,
-            &layout::quarantine(&entity, &ctx.run_id),
-            &mut c.quarantine,
-        )?;
-        outputs.insert(quarantine_output(&entity), q);
-        if failed.is_empty() {
-            let out = write_parquet(lake, &layout::clean(&entity, &ctx.run_id), &mut c.clean)?;
-            outputs.insert(entity.clone(), out);
-        }
-        figures.insert(format!("quarantined.{entity}"), c.report.rows_quarantined);
-        for (source, rows) in &c.report.rows_by_source {
-            figures.insert(format!("rows.{source}"), *rows);
-        }
-    }
+    lake.put(
+        &layout::quality_html(&ctx.run_id),
+        html::render(&report).as_bytes(),
+    )?;
     if !failed.is_empty() {
+        // The clean sinks are dropped uncommitted: nothing of this run is published.
         return Err(StepError::QualityGate {
             failed,
             report: lake.local_path(&report_key).display().to_string(),
         });
+    }
+    for (entity, sink) in pending {
+        outputs.insert(entity, sink.commit(lake)?);
+    }
+    let mut figures = BTreeMap::new();
+    for e in &report.entities {
+        figures.insert(format!("quarantined.{}", e.entity), e.rows_quarantined);
+        for (source, rows) in &e.rows_by_source {
+            figures.insert(format!("rows.{source}"), *rows);
+        }
     }
     let record = StepRecord {
         step: Step::Clean,
@@ -146,8 +232,8 @@ pub fn run(ctx: &Context) -> Result<(Outcome, Option<QualityReport>), StepError>
         started_at,
         finished_at: state::now_rfc3339(),
         input,
-        rows_in: cleaned.iter().map(|c| c.report.rows_read).sum(),
-        rows_out: cleaned.iter().map(|c| c.report.rows_clean).sum(),
+        rows_in: report.entities.iter().map(|e| e.rows_read).sum(),
+        rows_out: report.entities.iter().map(|e| e.rows_clean).sum(),
         outputs,
         figures,
     };

@@ -1,7 +1,9 @@
 //! Dates and timestamps, parsed with the column's formats in order (chrono syntax).
-//! Timestamps come out in UTC; one written without an offset is taken as UTC.
+//! Timestamps come out in UTC; one written without an offset is read in the column's
+//! time zone (UTC when none is set).
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone};
+use chrono_tz::Tz;
 
 use super::Normalized;
 
@@ -37,7 +39,7 @@ pub fn date(raw: &str, formats: &[String]) -> Normalized<i32> {
 }
 
 /// Milliseconds since the Unix epoch, UTC.
-pub fn timestamp(raw: &str, formats: &[String]) -> Normalized<i64> {
+pub fn timestamp(raw: &str, formats: &[String], zone: Option<Tz>) -> Normalized<i64> {
     let t = raw.trim();
     if t.is_empty() {
         return Ok(None);
@@ -62,7 +64,15 @@ pub fn timestamp(raw: &str, formats: &[String]) -> Normalized<i64> {
             return Ok(Some(dt.timestamp_millis()));
         }
         if let Ok(naive) = NaiveDateTime::parse_from_str(t, f) {
-            return Ok(Some(naive.and_utc().timestamp_millis()));
+            return match zone {
+                None => Ok(Some(naive.and_utc().timestamp_millis())),
+                // In a fall-back hour the earlier instant is taken; in a spring-forward
+                // gap the time does not exist.
+                Some(tz) => match tz.from_local_datetime(&naive).earliest() {
+                    Some(dt) => Ok(Some(dt.timestamp_millis())),
+                    None => Err(format!("{t:?} does not exist in {tz} (a clock change)")),
+                },
+            };
         }
     }
     Err(format!(
@@ -99,10 +109,13 @@ mod tests {
     #[test]
     fn timestamps_with_offsets_land_in_utc() {
         let none: Vec<String> = Vec::new();
-        let utc = timestamp("2024-03-05T15:22:11Z", &none);
-        assert_eq!(timestamp("2024-03-05T10:22:11-05:00", &none), utc);
-        assert_eq!(timestamp("2024-03-05T15:22:11.000+0000", &none), utc);
-        assert_eq!(timestamp("2024-03-05 15:22:11", &none), utc);
-        assert!(timestamp("yesterday", &none).is_err());
+        let utc = timestamp("2024-03-05T15:22:11Z", &none, None);
+        assert_eq!(timestamp("2024-03-05T10:22:11-05:00", &none, None), utc);
+        assert_eq!(timestamp("2024-03-05T15:22:11.000+0000", &none, None), utc);
+        assert_eq!(timestamp("2024-03-05 15:22:11", &none, None), utc);
+        assert!(timestamp("yesterday", &none, None).is_err());
+        let ny: Tz = "America/New_York".parse().expect("zone");
+        assert_eq!(timestamp("2024-03-05 10:22:11", &none, Some(ny)), utc);
+        assert!(timestamp("2024-03-10 02:30:00", &none, Some(ny)).is_err());
     }
 }

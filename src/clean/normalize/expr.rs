@@ -1,14 +1,16 @@
 //! Lifts the normalisers into Polars expressions, so a pipeline file's column rules
-//! become one lazy plan. Each rule gives two expressions over the raw text column:
-//! the clean value (typed; null where the normaliser refused) and the reason it
-//! refused (null where it did not).
+//! become one lazy plan. A rule's expression gives the clean, typed value (null where
+//! the normaliser refused); [`normalize`] gives the reason for one value, which the
+//! cleaner asks only for the rare refused ones. Match forms and currencies are
+//! expressions over the clean or raw column.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use polars::prelude::*;
 
-use super::{date, email, name, phone, text};
+use super::number::Locale;
+use super::{address, date, email, name, number, phone, text};
 use crate::config::{ColumnKind, ColumnRule};
 
 /// One cleaned value, before it becomes a typed column.
@@ -22,36 +24,66 @@ pub enum Value {
     Bool(bool),
 }
 
+/// What a value's normalisation may depend on besides the value.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RowContext<'a> {
+    /// The source's default phone region.
+    pub region: &'a str,
+    /// The row's country, as written (for postcodes).
+    pub country: Option<&'a str>,
+}
+
 /// The column type a kind produces.
 pub fn dtype(kind: ColumnKind) -> DataType {
     match kind {
         ColumnKind::Date => DataType::Date,
         ColumnKind::Timestamp => DataType::Datetime(TimeUnit::Milliseconds, None),
         ColumnKind::Integer => DataType::Int64,
-        ColumnKind::Float => DataType::Float64,
+        ColumnKind::Float | ColumnKind::Money => DataType::Float64,
         ColumnKind::Boolean => DataType::Boolean,
         _ => DataType::String,
     }
 }
 
-/// Normalises one raw value according to a column rule; `region` is the source's
-/// default phone region.
-pub fn normalize(rule: &ColumnRule, raw: &str, region: &str) -> Result<Option<Value>, String> {
+fn locale(rule: &ColumnRule) -> Locale {
+    Locale {
+        decimal: rule.decimal,
+        thousands: rule.thousands,
+    }
+}
+
+/// Normalises one raw value according to a column rule.
+pub fn normalize(rule: &ColumnRule, raw: &str, ctx: RowContext) -> Result<Option<Value>, String> {
     let t = |r: super::Normalized<String>| r.map(|o| o.map(Value::Text));
     match rule.kind {
         ColumnKind::Text => t(text::text(raw)),
         ColumnKind::Title => t(text::title(raw)),
-        ColumnKind::Email => t(email::email(raw)),
-        ColumnKind::Phone => t(phone::phone(raw, region)),
-        ColumnKind::PersonName | ColumnKind::FullName => t(name::person_name(raw)),
-        ColumnKind::Postcode => t(text::postcode(raw)),
         ColumnKind::Code => t(text::code(raw)),
+        ColumnKind::Email => t(email::email(raw)),
+        ColumnKind::Phone => t(phone::phone(
+            raw,
+            rule.region.as_deref().unwrap_or(ctx.region),
+        )),
+        ColumnKind::PersonName | ColumnKind::FullName => t(name::person_name(raw)),
+        ColumnKind::Street => t(address::street(raw)),
+        ColumnKind::Country => t(address::country(raw)),
+        ColumnKind::Postcode => {
+            // An unknown or missing country reads the postcode as a US one.
+            let code = ctx
+                .country
+                .and_then(|c| address::country(c).ok().flatten())
+                .unwrap_or_else(|| "US".into());
+            t(address::postcode(raw, &code))
+        }
         ColumnKind::Date => date::date(raw, &rule.formats).map(|o| o.map(Value::Date)),
         ColumnKind::Timestamp => {
-            date::timestamp(raw, &rule.formats).map(|o| o.map(Value::Timestamp))
+            date::timestamp(raw, &rule.formats, rule.timezone).map(|o| o.map(Value::Timestamp))
         }
-        ColumnKind::Integer => text::integer(raw).map(|o| o.map(Value::Int)),
-        ColumnKind::Float => text::float(raw).map(|o| o.map(Value::Float)),
+        ColumnKind::Integer => number::integer(raw, locale(rule)).map(|o| o.map(Value::Int)),
+        ColumnKind::Float => number::float(raw, locale(rule)).map(|o| o.map(Value::Float)),
+        ColumnKind::Money => {
+            number::money(raw, locale(rule)).map(|o| o.map(|(v, _)| Value::Float(v)))
+        }
         ColumnKind::Boolean => text::boolean(raw).map(|o| o.map(Value::Bool)),
     }
 }
@@ -59,8 +91,8 @@ pub fn normalize(rule: &ColumnRule, raw: &str, region: &str) -> Result<Option<Va
 /// Builds a typed column from cleaned values.
 fn typed_column(name: PlSmallStr, kind: ColumnKind, values: Vec<Option<Value>>) -> Column {
     let it = values.into_iter();
-    let series = match kind {
-        ColumnKind::Date => Int32Chunked::from_iter_options(
+    let series = match dtype(kind) {
+        DataType::Date => Int32Chunked::from_iter_options(
             name,
             it.map(|v| match v {
                 Some(Value::Date(d)) => Some(d),
@@ -69,7 +101,7 @@ fn typed_column(name: PlSmallStr, kind: ColumnKind, values: Vec<Option<Value>>) 
         )
         .into_series()
         .into_date(),
-        ColumnKind::Timestamp => Int64Chunked::from_iter_options(
+        DataType::Datetime(..) => Int64Chunked::from_iter_options(
             name,
             it.map(|v| match v {
                 Some(Value::Timestamp(t)) => Some(t),
@@ -78,7 +110,7 @@ fn typed_column(name: PlSmallStr, kind: ColumnKind, values: Vec<Option<Value>>) 
         )
         .into_series()
         .into_datetime(TimeUnit::Milliseconds, None),
-        ColumnKind::Integer => Int64Chunked::from_iter_options(
+        DataType::Int64 => Int64Chunked::from_iter_options(
             name,
             it.map(|v| match v {
                 Some(Value::Int(i)) => Some(i),
@@ -86,7 +118,7 @@ fn typed_column(name: PlSmallStr, kind: ColumnKind, values: Vec<Option<Value>>) 
             }),
         )
         .into_series(),
-        ColumnKind::Float => Float64Chunked::from_iter_options(
+        DataType::Float64 => Float64Chunked::from_iter_options(
             name,
             it.map(|v| match v {
                 Some(Value::Float(f)) => Some(f),
@@ -94,7 +126,7 @@ fn typed_column(name: PlSmallStr, kind: ColumnKind, values: Vec<Option<Value>>) 
             }),
         )
         .into_series(),
-        ColumnKind::Boolean => BooleanChunked::from_iter_options(
+        DataType::Boolean => BooleanChunked::from_iter_options(
             name,
             it.map(|v| match v {
                 Some(Value::Bool(b)) => Some(b),
@@ -117,76 +149,141 @@ fn typed_column(name: PlSmallStr, kind: ColumnKind, values: Vec<Option<Value>>) 
 /// Source name -> default phone region, shared by the expressions of one plan.
 pub type Regions = Arc<HashMap<String, String>>;
 
-/// Runs `f` over each (raw value, region) pair of a text column and the `source` column.
-fn per_row<T>(
-    cols: &[Column],
-    regions: &Regions,
-    mut f: impl FnMut(&str, &str) -> Option<T>,
-) -> PolarsResult<Vec<Option<T>>> {
-    let raw = cols[0].str()?;
-    let source = cols[1].str()?;
-    Ok(raw
-        .iter()
-        .zip(source.iter())
-        .map(|(value, src)| {
-            let region = src
-                .and_then(|s| regions.get(s))
-                .map_or("US", String::as_str);
-            value.and_then(|v| f(v, region))
-        })
-        .collect())
+/// The inputs of a rule's expression: its own column, the source, and the country
+/// column when the rule has one.
+fn inputs(rule: &ColumnRule, source_col: &str) -> Vec<Expr> {
+    let mut v = vec![col(source_col)];
+    if let Some(c) = &rule.country_column {
+        v.push(col(c.as_str()));
+    }
+    v
 }
 
 /// The clean value of `rule`'s column.
 pub fn value_expr(rule: &ColumnRule, source_col: &str, regions: Regions) -> Expr {
     let rule = Arc::new(rule.clone());
     let kind = rule.kind;
+    let extra = inputs(&rule, source_col);
     col(rule.name.as_str()).map_many(
         move |cols: &mut [Column]| {
-            let values = per_row(cols, &regions, |v, region| {
-                normalize(&rule, v, region).ok().flatten()
-            })?;
+            let raw = cols[0].str()?;
+            let source = cols[1].str()?;
+            let country = cols.get(2).map(|c| c.str()).transpose()?;
+            let values: Vec<Option<Value>> = raw
+                .iter()
+                .zip(source.iter())
+                .enumerate()
+                .map(|(i, (value, src))| {
+                    let ctx = RowContext {
+                        region: src
+                            .and_then(|s| regions.get(s))
+                            .map_or("US", String::as_str),
+                        country: country.and_then(|c| c.get(i)),
+                    };
+                    value.and_then(|v| normalize(&rule, v, ctx).ok().flatten())
+                })
+                .collect();
             Ok(typed_column(cols[0].name().clone(), kind, values))
         },
-        &[col(source_col)],
+        &extra,
         move |_, fields: &[Field]| Ok(Field::new(fields[0].name().clone(), dtype(kind))),
     )
 }
 
-/// Why `rule` refused a value, as text naming the column; null where it did not.
-pub fn error_expr(rule: &ColumnRule, source_col: &str, regions: Regions) -> Expr {
-    let rule = Arc::new(rule.clone());
-    col(rule.name.as_str()).map_many(
-        move |cols: &mut [Column]| {
-            let reasons = per_row(cols, &regions, |v, region| {
-                normalize(&rule, v, region).err()
-            })?;
-            Ok(
-                StringChunked::from_iter_options(cols[0].name().clone(), reasons.into_iter())
-                    .into_column(),
-            )
+/// A text-to-text function of one column, as an expression.
+fn text_map(input: Expr, f: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Expr {
+    input.map(
+        move |c: Column| {
+            let out = c.str()?.iter().map(|v| v.and_then(&f));
+            Ok(StringChunked::from_iter_options(c.name().clone(), out).into_column())
         },
-        &[col(source_col)],
-        move |_, fields: &[Field]| Ok(Field::new(fields[0].name().clone(), DataType::String)),
+        |_, field: &Field| Ok(Field::new(field.name().clone(), DataType::String)),
     )
+}
+
+/// The matching form of a clean email or first name.
+pub fn match_expr(rule: &ColumnRule) -> Expr {
+    let clean = col(rule.name.as_str());
+    match rule.kind {
+        ColumnKind::Email => text_map(clean, |v| Some(email::match_form(v))),
+        _ => text_map(clean, |v| Some(name::formal_name(v))),
+    }
+}
+
+/// The currency code of a raw money column, or the rule's default.
+pub fn currency_expr(rule: &ColumnRule, raw_col: &str) -> Expr {
+    let (loc, default) = (locale(rule), rule.default_currency.clone());
+    text_map(col(raw_col), move |v| match number::money(v, loc) {
+        Ok(Some((_, Some(code)))) => Some(code.to_string()),
+        Ok(Some((_, None))) => default.clone(),
+        _ => None,
+    })
 }
 
 /// First or last name split out of a full-name column.
 pub fn split_name_expr(full_name: &str, want_first: bool) -> Expr {
-    col(full_name).map(
-        move |c: Column| {
-            let parts = c.str()?.iter().map(|v| {
-                v.and_then(|s| {
-                    let (first, last) = name::split_full_name(s);
-                    if want_first {
-                        first
-                    } else {
-                        last
-                    }
-                })
-            });
-            Ok(StringChunked::from_iter_options(c.name().clone(), parts).into_column())
-        },
-        |_, f: &Field| Ok(Field::new(f.name().clone(), DataType::String)),
-    )
+    text_map(col(full_name), move |s| {
+        let (first, last) = name::split_full_name(s);
+        if want_first {
+            first
+        } else {
+            last
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const KINDS: [ColumnKind; 17] = [
+        ColumnKind::Text,
+        ColumnKind::Title,
+        ColumnKind::Email,
+        ColumnKind::Phone,
+        ColumnKind::PersonName,
+        ColumnKind::FullName,
+        ColumnKind::Postcode,
+        ColumnKind::Code,
+        ColumnKind::Street,
+        ColumnKind::Country,
+        ColumnKind::Money,
+        ColumnKind::Date,
+        ColumnKind::Timestamp,
+        ColumnKind::Integer,
+        ColumnKind::Float,
+        ColumnKind::Boolean,
+        ColumnKind::FullName,
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// No input, however odd, makes a normaliser panic.
+        #[test]
+        fn normalisers_never_panic(raw in any::<String>(), country in proptest::option::of(any::<String>())) {
+            for kind in KINDS {
+                let mut rule = ColumnRule::plain("c", kind);
+                rule.formats = vec!["%m/%d/%Y".into()];
+                let ctx = RowContext { region: "US", country: country.as_deref() };
+                let _ = normalize(&rule, &raw, ctx);
+            }
+            let _ = email::match_form(&raw);
+            let _ = name::formal_name(&raw);
+            let _ = name::split_full_name(&raw);
+        }
+
+        /// Normalising is idempotent where the output is text of the same kind.
+        #[test]
+        fn text_normalisers_are_idempotent(raw in "[ a-zA-Z0-9.,#'-]{0,40}") {
+            for kind in [ColumnKind::Text, ColumnKind::Title, ColumnKind::Street, ColumnKind::PersonName] {
+                let rule = ColumnRule::plain("c", kind);
+                let ctx = RowContext { region: "US", country: None };
+                if let Ok(Some(Value::Text(once))) = normalize(&rule, &raw, ctx) {
+                    prop_assert_eq!(normalize(&rule, &once, ctx), Ok(Some(Value::Text(once.clone()))));
+                }
+            }
+        }
+    }
 }

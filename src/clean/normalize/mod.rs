@@ -3,10 +3,12 @@
 //! sense of; the cleaner decides from the column's `on_invalid` whether that
 //! quarantines the row or leaves a null. `expr` lifts them into Polars expressions.
 
+pub mod address;
 pub mod date;
 pub mod email;
 pub mod expr;
 pub mod name;
+pub mod number;
 pub mod phone;
 pub mod text;
 

@@ -1,4 +1,4 @@
-//! Plain text, codes, postcodes, numbers and booleans.
+//! Plain text, title case, codes and booleans.
 
 use super::Normalized;
 
@@ -23,44 +23,6 @@ pub fn code(raw: &str) -> Normalized<String> {
     Ok(text(raw)?.map(|s| s.to_uppercase()))
 }
 
-/// Postal code: upper case without inner spaces for matching; a US ZIP+4 (or a ZIP
-/// with its leading zero lost to a spreadsheet) becomes five digits.
-pub fn postcode(raw: &str) -> Normalized<String> {
-    let Some(t) = text(raw)? else { return Ok(None) };
-    let digits: String = t.chars().filter(char::is_ascii_digit).collect();
-    let all_numeric = t
-        .chars()
-        .all(|c| c.is_ascii_digit() || c == '-' || c == ' ');
-    if all_numeric && (digits.len() == 9 || digits.len() == 5) {
-        return Ok(Some(digits[..5].to_string()));
-    }
-    if all_numeric && digits.len() == 4 {
-        return Ok(Some(format!("0{digits}")));
-    }
-    Ok(Some(t.to_uppercase()))
-}
-
-pub fn integer(raw: &str) -> Normalized<i64> {
-    let t = raw.trim();
-    if t.is_empty() {
-        return Ok(None);
-    }
-    t.parse::<i64>()
-        .map(Some)
-        .map_err(|_| format!("{t:?} is not an integer"))
-}
-
-pub fn float(raw: &str) -> Normalized<f64> {
-    let t = raw.trim();
-    if t.is_empty() {
-        return Ok(None);
-    }
-    match t.parse::<f64>() {
-        Ok(v) if v.is_finite() => Ok(Some(v)),
-        _ => Err(format!("{t:?} is not a number")),
-    }
-}
-
 pub fn boolean(raw: &str) -> Normalized<bool> {
     match raw.trim().to_ascii_lowercase().as_str() {
         "" => Ok(None),
@@ -82,17 +44,7 @@ mod tests {
     }
 
     #[test]
-    fn postcodes_cut_zip4_and_restore_a_lost_leading_zero() {
-        assert_eq!(postcode("94107-1234"), Ok(Some("94107".into())));
-        assert_eq!(postcode("2134"), Ok(Some("02134".into())));
-        assert_eq!(postcode("sw1a 1aa"), Ok(Some("SW1A 1AA".into())));
-    }
-
-    #[test]
-    fn numbers_and_booleans_refuse_junk() {
-        assert_eq!(integer(" 42 "), Ok(Some(42)));
-        assert!(integer("4x").is_err());
-        assert!(float("NaN").is_err());
+    fn booleans_refuse_junk() {
         assert_eq!(boolean("Yes"), Ok(Some(true)));
         assert!(boolean("maybe").is_err());
     }

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# make bench: measures cdp against baselines on this machine and writes BENCHMARKS.md.
+# BENCH_PERSONS (default 3,900,000, about 10 million person records) sets the size.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cdp/target}"
+export CDP_NO_PROGRESS=1
+PERSONS="${BENCH_PERSONS:-3900000}"
+WORK="bench/out"
+DATA="$WORK/data-$PERSONS"
+VENV="bench/.venv"
+mkdir -p "$WORK"
+
+cargo build --release --locked
+CDP="$CARGO_TARGET_DIR/release/cdp"
+
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet "duckdb==1.4.*"
+fi
+
+if [ ! -f "$DATA/truth.csv" ]; then
+  "$CDP" gen --persons "$PERSONS" --seed 42 --out "$DATA" -q
+fi
+person_records=$(($(wc -l < "$DATA/truth.csv") - 1))
+order_rows=$(($(wc -l < "$DATA/shop/orders.csv") - 1))
+
+# time_it NAME CMD...: wall seconds and peak RSS (MiB) of a command, from GNU time.
+time_it() {
+  local name=$1; shift
+  /usr/bin/time -f "%e %M" -o "$WORK/$name.time" "$@" > "$WORK/$name.out" 2> "$WORK/$name.err"
+  read -r secs kib < "$WORK/$name.time"
+  echo "$secs $((kib / 1024))"
+}
+
+run_dir="$WORK/run"
+rm -rf "$run_dir" && mkdir -p "$run_dir"
+export CDP_DATA_DIR="$DATA"
+lake="file://$run_dir/lake"
+wh="duckdb://$run_dir/warehouse.duckdb"
+read -r ingest_s ingest_mb < <(time_it ingest "$CDP" ingest pipelines/customer360.toml --lake "$lake" --warehouse "$wh")
+read -r clean_s clean_mb < <(time_it clean "$CDP" clean pipelines/customer360.toml --lake "$lake" --warehouse "$wh")
+
+base_dir="$WORK/baseline"
+rm -rf "$base_dir" && mkdir -p "$base_dir"
+read -r base_s base_mb < <(time_it baseline "$VENV/bin/python" bench/baseline_clean.py "$DATA" "$base_dir")
+
+total=$((person_records + order_rows))
+rate() { python3 -c "print(f'{$1/$2:,.0f}')"; }
+machine="$(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB RAM"
+{
+  echo "# Benchmarks"
+  echo
+  echo "Produced by \`make bench\` ($(date -u +%Y-%m-%d)); do not edit by hand."
+  echo "Machine: $machine."
+  echo
+  echo "## Clean (issue 3)"
+  echo
+  echo "\`cdp gen --persons $PERSONS --seed 42\`: $person_records person records and $order_rows orders"
+  echo "($total rows) in CSV and JSON lines. cdp: \`cdp clean\` with pipelines/customer360.toml"
+  echo "(every normaliser, libphonenumber phones, 9 person and 5 order checks, quarantine,"
+  echo "reports). Baseline: the same files cleaned directly in DuckDB SQL (bench/baseline_clean.py:"
+  echo "simpler normalisation, the key checks), DuckDB from PyPI, all cores."
+  echo
+  echo "| run | wall s | rows/s | peak RSS MiB |"
+  echo "|---|---:|---:|---:|"
+  echo "| cdp clean | $clean_s | $(rate $total $clean_s) | $clean_mb |"
+  echo "| DuckDB SQL baseline | $base_s | $(rate $total $base_s) | $base_mb |"
+  echo "| (cdp ingest, for reference) | $ingest_s | $(rate $total $ingest_s) | $ingest_mb |"
+} > BENCHMARKS.md
+cat BENCHMARKS.md
