@@ -260,3 +260,30 @@ fn awkward_files_are_read_row_by_row_and_nothing_is_lost() {
         "html report"
     );
 }
+
+#[test]
+fn a_column_whose_type_drifts_between_runs_is_quarantined_with_the_value() {
+    let ctx = TestContext::new();
+    let pipeline = ctx.write("p.toml", &SMALL.replace("columns = { Id = \"record_id\", Email = \"email\", Birthdate = \"birth_date\" }", "columns = { Id = \"record_id\", Email = \"email\", Birthdate = \"birth_date\", Size = \"size\" }").replace("columns = { email = \"email\",", "columns = { size = \"integer\", email = \"email\","));
+    ctx.write(
+        "in/a.csv",
+        "Id,Email,Birthdate,Size\n1,a@x.com,1990-01-02,3\n",
+    );
+    ctx.cdp(&["run", &pipeline.to_string_lossy()]).ok();
+    // The next export writes the size as words.
+    ctx.write(
+        "in/b.csv",
+        "Id,Email,Birthdate,Size\n2,b@x.com,1990-01-02,three\n3,c@x.com,1990-01-02,4\n",
+    );
+    ctx.cdp(&["run", &pipeline.to_string_lossy()]).ok();
+    assert_eq!(
+        ctx.query_at("wh.duckdb", "SELECT count(*) AS n FROM person")[0]["n"],
+        2
+    );
+    let q = ctx.query_at(
+        "wh.duckdb",
+        "SELECT reason FROM read_parquet('lake/quarantine/person/*/rows.parquet') WHERE \"check\" = 'invalid_integer'",
+    );
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0]["reason"], "size: \"three\" is not an integer");
+}

@@ -11,7 +11,7 @@ pub mod normalize;
 pub mod quality;
 pub mod read;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use polars::prelude::*;
@@ -21,7 +21,10 @@ use normalize::expr::{
     currency_expr, match_expr, normalize, split_name_expr, value_expr, Regions, RowContext,
 };
 use quality::{fail_expr, CheckResult, ColumnProfile, DistinctSketch, EntityReport};
-use read::{key_hash, RawFrame, Reject, SchemaDrift, LINEAGE, SOURCE, SOURCE_FILE, SOURCE_LINE};
+use read::{
+    key_hash, HashedKeys, HashedMap, RawFrame, Reject, SchemaDrift, LINEAGE, SOURCE, SOURCE_FILE,
+    SOURCE_LINE,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CleanError {
@@ -61,7 +64,7 @@ struct Verdict {
 }
 
 /// Key hashes of an entity's column, for other entities' referential checks.
-pub type KeySet = Arc<HashSet<u64>>;
+pub type KeySet = Arc<HashedKeys>;
 
 /// Cleans one entity batch by batch, keeping the state checks need across batches.
 pub struct EntityCleaner<'a> {
@@ -70,12 +73,12 @@ pub struct EntityCleaner<'a> {
     /// Compiled row-local check expressions, by check index.
     row_checks: Vec<(usize, Expr)>,
     /// Per unique check: key hash -> (file index, line) of its first row.
-    unique_seen: HashMap<usize, HashMap<u64, (u32, i64)>>,
+    unique_seen: HashMap<usize, HashedMap<(u32, i64)>>,
     files: Vec<String>,
     /// Per referential check: the referenced keys.
     referenced: HashMap<usize, KeySet>,
     /// Columns whose key hashes other entities need, and the hashes so far.
-    collect: HashMap<String, HashSet<u64>>,
+    collect: HashMap<String, HashedKeys>,
     failing: Vec<u64>,
     invalid: Vec<u64>,
     nulls: Vec<u64>,
@@ -120,7 +123,7 @@ impl<'a> EntityCleaner<'a> {
             referenced: refs,
             collect: collect
                 .iter()
-                .map(|c| (c.clone(), HashSet::new()))
+                .map(|c| (c.clone(), HashedKeys::default()))
                 .collect(),
             failing: vec![0; entity.checks.len()],
             invalid: vec![0; n],
@@ -352,11 +355,11 @@ impl<'a> EntityCleaner<'a> {
         for (c, rule) in entity.columns.iter().enumerate() {
             let column = clean.column(&rule.name)?;
             self.nulls[c] += column.null_count() as u64;
-            let text = column.cast(&DataType::String)?;
-            for v in text.str()?.iter().flatten() {
-                self.sketches[c].insert(key_hash(&[v]));
-            }
+            let sketch = &mut self.sketches[c];
+            each_value_hash(column, |h| sketch.insert(h))?;
+            // Referenced keys are compared as text, whatever each side's type.
             if let Some(set) = self.collect.get_mut(&rule.name) {
+                let text = column.cast(&DataType::String)?;
                 for v in text.str()?.iter().flatten() {
                     set.insert(key_hash(&[v]));
                 }
@@ -413,7 +416,7 @@ impl<'a> EntityCleaner<'a> {
     }
 
     /// The key sets other entities asked for.
-    pub fn collected(&mut self) -> HashMap<String, HashSet<u64>> {
+    pub fn collected(&mut self) -> HashMap<String, HashedKeys> {
         std::mem::take(&mut self.collect)
     }
 
@@ -468,6 +471,33 @@ impl<'a> EntityCleaner<'a> {
             schema_drift,
         }
     }
+}
+
+/// Calls `f` with a hash of each non-null value, read in its physical type (no text
+/// formatting of dates and numbers on this hot path).
+fn each_value_hash(column: &Column, mut f: impl FnMut(u64)) -> Result<(), CleanError> {
+    use std::hash::BuildHasher;
+    let state = foldhash::fast::FixedState::with_seed(0x5eed_cd9f);
+    match column.dtype() {
+        DataType::String => column
+            .str()?
+            .iter()
+            .flatten()
+            .for_each(|v| f(state.hash_one(v))),
+        DataType::Float64 => column
+            .f64()?
+            .iter()
+            .flatten()
+            .for_each(|v| f(state.hash_one(v.to_bits()))),
+        _ => {
+            let ints = column.to_physical_repr().cast(&DataType::Int64)?;
+            ints.i64()?
+                .iter()
+                .flatten()
+                .for_each(|v| f(state.hash_one(v)));
+        }
+    }
+    Ok(())
 }
 
 /// Hash of each row's values of `columns` (as text); `None` where any is null.

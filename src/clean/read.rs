@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
-use std::hash::{Hash, Hasher};
+use std::hash::Hasher;
 use std::io::{BufRead, BufReader};
 
 use polars::prelude::*;
@@ -68,25 +68,23 @@ pub struct RawFrame {
 /// Text rows being gathered, column by column.
 struct Rows {
     columns: Vec<Vec<Option<String>>>,
-    source: Vec<String>,
-    file: Vec<String>,
+    /// Index into the reader's (source, file, landing) table: one number a row
+    /// rather than three strings.
+    origin: Vec<u32>,
     line: Vec<i64>,
-    run: Vec<String>,
 }
 
 impl Rows {
     fn new(width: usize) -> Self {
         Self {
             columns: vec![Vec::new(); width],
-            source: Vec::new(),
-            file: Vec::new(),
+            origin: Vec::new(),
             line: Vec::new(),
-            run: Vec::new(),
         }
     }
 
     fn len(&self) -> usize {
-        self.source.len()
+        self.origin.len()
     }
 }
 
@@ -116,7 +114,7 @@ enum Cursor {
 struct Open {
     source: String,
     origin: String,
-    run: String,
+    origin_id: u32,
     cursor: Cursor,
     /// Supersede by key: keys seen in newer landings of this source.
     supersede: bool,
@@ -133,20 +131,44 @@ pub struct RawReader<'a> {
     names: Vec<String>,
     open: Option<Open>,
     /// Per source: key hashes of newer landings, and of the landing being read.
-    newer: HashMap<usize, HashSet<u64>>,
-    this_run: HashSet<u64>,
+    newer: HashMap<usize, HashedKeys>,
+    this_run: HashedKeys,
     current: Option<(usize, usize)>,
+    /// (source, file, landing run) of every file opened, indexed by `Rows::origin`.
+    origins: Vec<[String; 3]>,
     pub superseded: u64,
     pub drift: Vec<SchemaDrift>,
 }
 
+/// A 64-bit hash of a key's parts, fixed-seeded (the same every run) and fast; for
+/// tracking keys, not for security. Collisions at 2^-64 per pair are accepted.
 pub fn key_hash(parts: &[&str]) -> u64 {
-    let mut h = std::hash::DefaultHasher::new();
-    for p in parts {
-        p.hash(&mut h);
-    }
-    h.finish()
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(0x5eed_cd9f).hash_one(parts)
 }
+
+/// Hashes of keys are already uniform: sets of them need no second hash.
+#[derive(Default, Clone, Copy)]
+pub struct IdentityHasher(u64);
+
+impl Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// A set of key hashes.
+pub type HashedKeys = HashSet<u64, std::hash::BuildHasherDefault<IdentityHasher>>;
+/// A map from key hashes.
+pub type HashedMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<IdentityHasher>>;
 
 impl<'a> RawReader<'a> {
     pub fn new(
@@ -175,8 +197,9 @@ impl<'a> RawReader<'a> {
             names,
             open: None,
             newer: HashMap::new(),
-            this_run: HashSet::new(),
+            this_run: HashedKeys::default(),
             current: None,
+            origins: Vec::new(),
             superseded: 0,
             drift: Vec::new(),
         })
@@ -227,10 +250,19 @@ impl<'a> RawReader<'a> {
             .zip(rows.columns)
             .map(|(n, values)| Column::new(n.as_str().into(), values))
             .collect();
-        columns.push(Column::new(SOURCE.into(), rows.source));
-        columns.push(Column::new(SOURCE_FILE.into(), rows.file));
+        for (i, name) in [(0, SOURCE), (1, SOURCE_FILE)] {
+            let values = rows
+                .origin
+                .iter()
+                .map(|&o| self.origins[o as usize][i].as_str());
+            columns.push(StringChunked::from_iter_values(name.into(), values).into_column());
+        }
         columns.push(Column::new(SOURCE_LINE.into(), rows.line));
-        columns.push(Column::new(LANDED_RUN.into(), rows.run));
+        let runs = rows
+            .origin
+            .iter()
+            .map(|&o| self.origins[o as usize][2].as_str());
+        columns.push(StringChunked::from_iter_values(LANDED_RUN.into(), runs).into_column());
         Ok(DataFrame::new(height, columns)?)
     }
 
@@ -264,10 +296,8 @@ impl<'a> RawReader<'a> {
         for c in &mut rows.columns {
             retain(c, start, &keep);
         }
-        retain(&mut rows.source, start, &keep);
-        retain(&mut rows.file, start, &keep);
+        retain(&mut rows.origin, start, &keep);
         retain(&mut rows.line, start, &keep);
-        retain(&mut rows.run, start, &keep);
         self.superseded += keep.iter().filter(|k| !**k).count() as u64;
     }
 
@@ -335,10 +365,15 @@ impl<'a> RawReader<'a> {
             tracing::warn!(file = %file.origin, unmapped = ?drift.unmapped, missing = ?drift.missing, empty = drift.empty, "schema drift");
             self.drift.push(drift);
         }
+        self.origins.push([
+            src.name.to_string(),
+            file.origin.clone(),
+            manifest.run_id.clone(),
+        ]);
         self.open = Some(Open {
             source: src.name.to_string(),
             origin: file.origin.clone(),
-            run: manifest.run_id.clone(),
+            origin_id: (self.origins.len() - 1) as u32,
             cursor,
             supersede: src.manifests.len() > 1,
         });
@@ -472,7 +507,7 @@ fn present(s: &str) -> Option<String> {
 struct FileCtx<'a> {
     source: &'a str,
     origin: &'a str,
-    run: &'a str,
+    origin_id: u32,
 }
 
 impl FileCtx<'_> {
@@ -480,10 +515,8 @@ impl FileCtx<'_> {
         for (col, v) in rows.columns.iter_mut().zip(values) {
             col.push(v);
         }
-        rows.source.push(self.source.to_string());
-        rows.file.push(self.origin.to_string());
+        rows.origin.push(self.origin_id);
         rows.line.push(line as i64);
-        rows.run.push(self.run.to_string());
     }
 
     fn reject(&self, rejects: &mut Vec<Reject>, line: u64, reason: String, raw: String) {
@@ -514,7 +547,7 @@ fn read_some(
     let ctx = FileCtx {
         source: &open.source,
         origin: &open.origin,
-        run: &open.run,
+        origin_id: open.origin_id,
     };
     read_cursor(&mut open.cursor, &ctx, rows, rejects, max_rows)
 }

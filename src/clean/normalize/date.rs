@@ -2,8 +2,57 @@
 //! Timestamps come out in UTC; one written without an offset is read in the column's
 //! time zone (UTC when none is set).
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use chrono::format::{parse, Item, Parsed, StrftimeItems};
+use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, TimeZone};
 use chrono_tz::Tz;
+
+thread_local! {
+    /// Format strings parsed once per thread: parsing "%Y-%m-%d" for every value
+    /// costs more than parsing the value.
+    static ITEMS: RefCell<HashMap<String, Rc<Vec<Item<'static>>>>> = RefCell::new(HashMap::new());
+}
+
+/// What one value gives under one format.
+fn parsed(text: &str, format: &str) -> Option<Parsed> {
+    let items = ITEMS.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some(items) = cache.get(format) {
+            return items.clone();
+        }
+        let items = Rc::new(
+            StrftimeItems::new(format)
+                .parse_to_owned()
+                .unwrap_or_default(),
+        );
+        cache.insert(format.to_string(), items.clone());
+        items
+    });
+    if items.is_empty() {
+        return None;
+    }
+    let mut p = Parsed::new();
+    parse(&mut p, text, items.iter()).ok().map(|_| p)
+}
+
+fn parse_date(text: &str, format: &str) -> Option<NaiveDate> {
+    parsed(text, format)?.to_naive_date().ok()
+}
+
+/// A timestamp with its offset when the format carries one, else a local time.
+fn parse_timestamp(
+    text: &str,
+    format: &str,
+) -> Option<Result<DateTime<FixedOffset>, NaiveDateTime>> {
+    let p = parsed(text, format)?;
+    match p.to_datetime() {
+        Ok(dt) => Some(Ok(dt)),
+        Err(_) => p.to_naive_datetime_with_offset(0).ok().map(Err),
+    }
+}
 
 use super::Normalized;
 
@@ -23,11 +72,9 @@ pub fn date(raw: &str, formats: &[String]) -> Normalized<i32> {
     }
     let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
     let parsed = if formats.is_empty() {
-        NaiveDate::parse_from_str(t, "%Y-%m-%d").ok()
+        parse_date(t, "%Y-%m-%d")
     } else {
-        formats
-            .iter()
-            .find_map(|f| NaiveDate::parse_from_str(t, f).ok())
+        formats.iter().find_map(|f| parse_date(t, f))
     };
     match parsed {
         Some(d) => Ok(Some((d - epoch).num_days() as i32)),
@@ -60,20 +107,20 @@ pub fn timestamp(raw: &str, formats: &[String], zone: Option<Tz>) -> Normalized<
         formats
     };
     for f in formats {
-        if let Ok(dt) = DateTime::parse_from_str(t, f) {
-            return Ok(Some(dt.timestamp_millis()));
-        }
-        if let Ok(naive) = NaiveDateTime::parse_from_str(t, f) {
-            return match zone {
-                None => Ok(Some(naive.and_utc().timestamp_millis())),
-                // In a fall-back hour the earlier instant is taken; in a spring-forward
-                // gap the time does not exist.
-                Some(tz) => match tz.from_local_datetime(&naive).earliest() {
-                    Some(dt) => Ok(Some(dt.timestamp_millis())),
-                    None => Err(format!("{t:?} does not exist in {tz} (a clock change)")),
-                },
-            };
-        }
+        let naive = match parse_timestamp(t, f) {
+            None => continue,
+            Some(Ok(dt)) => return Ok(Some(dt.timestamp_millis())),
+            Some(Err(naive)) => naive,
+        };
+        return match zone {
+            None => Ok(Some(naive.and_utc().timestamp_millis())),
+            // In a fall-back hour the earlier instant is taken; in a spring-forward
+            // gap the time does not exist.
+            Some(tz) => match tz.from_local_datetime(&naive).earliest() {
+                Some(dt) => Ok(Some(dt.timestamp_millis())),
+                None => Err(format!("{t:?} does not exist in {tz} (a clock change)")),
+            },
+        };
     }
     Err(format!(
         "{t:?} is not a timestamp ({})",
