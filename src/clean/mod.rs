@@ -212,15 +212,22 @@ impl<'a> EntityCleaner<'a> {
     pub fn clean_batch(&mut self, raw: RawFrame) -> Result<(DataFrame, DataFrame), CleanError> {
         let entity = self.entity;
         self.rows_read += (raw.frame.height() + raw.rejects.len()) as u64;
-        let sources: Vec<String> = raw
-            .frame
-            .column(SOURCE)?
-            .str()?
-            .iter()
-            .map(|s| s.unwrap_or("").to_string())
-            .collect();
-        for s in &sources {
-            self.count_source(s, 1);
+        let sources = raw.frame.column(SOURCE)?.str()?.clone();
+        // Rows of a batch come from a few sources in runs: count runs, not rows.
+        let mut run: Option<(&str, u64)> = None;
+        for s in sources.iter().map(|s| s.unwrap_or("")) {
+            match &mut run {
+                Some((name, n)) if *name == s => *n += 1,
+                _ => {
+                    if let Some((name, n)) = run.take() {
+                        self.count_source(name, n);
+                    }
+                    run = Some((s, 1));
+                }
+            }
+        }
+        if let Some((name, n)) = run {
+            self.count_source(name, n);
         }
         for r in &raw.rejects {
             self.count_source(&r.source, 1);
@@ -254,7 +261,10 @@ impl<'a> EntityCleaner<'a> {
                 }
                 let value = raws.get(row).unwrap_or_default();
                 let ctx = RowContext {
-                    region: self.regions.get(&sources[row]).map_or("US", String::as_str),
+                    region: sources
+                        .get(row)
+                        .and_then(|s| self.regions.get(s))
+                        .map_or("US", String::as_str),
                     country: country.as_ref().and_then(|c| c.get(row)),
                 };
                 let reason = normalize(rule, value, ctx)
