@@ -21,35 +21,11 @@ pub enum FrameError {
     },
 }
 
-pub fn write_parquet(lake: &Lake, key: &str, df: &mut DataFrame) -> Result<Output, FrameError> {
-    let mut failure = None;
-    lake.write_with(key, |w| {
-        ParquetWriter::new(w)
-            .with_compression(ParquetCompression::Zstd(None))
-            .finish(df)
-            .map(|_| ())
-            .map_err(|e| {
-                let message = e.to_string();
-                failure = Some(e);
-                std::io::Error::other(message)
-            })
-    })
-    .map_err(|e| match failure.take() {
-        Some(source) => FrameError::Polars {
-            key: key.into(),
-            source,
-        },
-        None => FrameError::Lake(e),
-    })?;
-    let (_, sha256) = sha256_file(&lake.local_path(key)).map_err(|source| LakeError::Io {
-        key: key.into(),
-        source,
-    })?;
-    Ok(Output {
-        key: key.into(),
-        rows: df.height() as u64,
-        sha256,
-    })
+/// Writes a whole frame as one Parquet object: a sink with a single batch.
+pub fn write_parquet(lake: &Lake, key: &str, df: &DataFrame) -> Result<Output, FrameError> {
+    let mut sink = ParquetSink::create(lake, key)?;
+    sink.write(df)?;
+    sink.commit(lake)
 }
 
 pub fn read_parquet(lake: &Lake, key: &str) -> Result<DataFrame, FrameError> {

@@ -22,10 +22,6 @@ impl Printer {
         }
     }
 
-    pub fn hidden() -> Self {
-        Self { enabled: false }
-    }
-
     /// A bar over `len` units of work.
     pub fn bar(&self, len: u64, message: &str) -> ProgressBar {
         if !self.enabled {

@@ -92,7 +92,6 @@ impl Rows {
 enum Cursor {
     Csv {
         reader: csv::Reader<File>,
-        header_len: usize,
         targets: Vec<Option<usize>>,
         header: Vec<String>,
     },
@@ -430,7 +429,6 @@ fn open_cursor(
             Ok((
                 Cursor::Csv {
                     reader,
-                    header_len: header.len(),
                     targets,
                     header: header.clone(),
                 },
@@ -573,7 +571,6 @@ fn read_cursor(
         }
         Cursor::Csv {
             reader,
-            header_len,
             targets,
             header,
         } => {
@@ -602,9 +599,10 @@ fn read_cursor(
                     text.truncate(4096);
                     text
                 };
-                if record.len() != *header_len {
+                let header_len = header.len();
+                if record.len() != header_len {
                     let spans_lines = record.iter().any(|f| f.contains(&b'\n'));
-                    let reason = if spans_lines && record.len() < *header_len {
+                    let reason = if spans_lines && record.len() < header_len {
                         format!(
                             "expected {header_len} fields, found {}: a quote opened on this line is not closed",
                             record.len()

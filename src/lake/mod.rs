@@ -99,10 +99,6 @@ impl Lake {
         Ok(Self { root: root.clone() })
     }
 
-    pub fn url(&self) -> LakeUrl {
-        LakeUrl::Local(self.root.clone())
-    }
-
     /// The local file behind a key, for readers that want a path (Parquet, DuckDB).
     pub fn local_path(&self, key: &str) -> PathBuf {
         self.root.join(key)

@@ -52,7 +52,6 @@ pub fn run(ctx: &Context) -> Result<(Outcome, Vec<TableLoad>), StepError> {
             key: output.key.clone(),
             path: ctx.lake.local_path(&output.key),
             sha256: output.sha256.clone(),
-            rows: output.rows,
             run_id: run_id.to_string(),
         };
         let (rows, loaded) = match warehouse.load_snapshot(table, &object)? {

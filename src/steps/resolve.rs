@@ -50,7 +50,7 @@ pub fn run(ctx: &Context) -> Result<(Outcome, Option<ResolveReport>), StepError>
         .entity(&config.entity)
         .map(|e| e.key.clone())
         .unwrap_or_default();
-    let mut resolution = identity::resolve(&records, config, &entity, &previous, &ctx.run_id)?;
+    let resolution = identity::resolve(&records, config, &entity, &previous, &ctx.run_id)?;
     spinner.finish_and_clear();
 
     let mut outputs = BTreeMap::new();
@@ -59,20 +59,16 @@ pub fn run(ctx: &Context) -> Result<(Outcome, Option<ResolveReport>), StepError>
         write_parquet(
             lake,
             &layout::identity_graph(&ctx.run_id),
-            &mut resolution.graph,
+            &resolution.graph,
         )?,
     );
     outputs.insert(
         CUSTOMER_360_TABLE.to_string(),
-        write_parquet(
-            lake,
-            &layout::profiles(&ctx.run_id),
-            &mut resolution.profiles,
-        )?,
+        write_parquet(lake, &layout::profiles(&ctx.run_id), &resolution.profiles)?,
     );
-    let mut assignment = identity::assignment_frame(&resolution.assignment)
+    let assignment = identity::assignment_frame(&resolution.assignment)
         .map_err(identity::IdentityError::from)?;
-    write_parquet(lake, ASSIGNMENT_KEY, &mut assignment)?;
+    write_parquet(lake, ASSIGNMENT_KEY, &assignment)?;
 
     let report = resolution.report;
     let mut figures = BTreeMap::new();

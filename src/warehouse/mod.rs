@@ -84,7 +84,6 @@ pub struct LoadObject {
     pub key: String,
     pub path: PathBuf,
     pub sha256: String,
-    pub rows: u64,
     pub run_id: String,
 }
 
