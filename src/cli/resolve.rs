@@ -2,8 +2,11 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context as _;
+
 use cdp::identity::evaluate::Accuracy;
 use cdp::identity::ResolveReport;
+use cdp::steps::resolve::Explanation;
 use cdp::steps::Outcome;
 
 use super::{render, GlobalArgs, StepArgs};
@@ -16,11 +19,29 @@ pub struct Args {
     /// recall and F1 of the current identity graph.
     #[arg(long, value_name = "FILE")]
     pub truth: Option<PathBuf>,
+    /// Explain the last resolution of one record (`source:record_id`, or a record id
+    /// only one source uses): its person, the merges that built it with each
+    /// comparison's level and weight, and the merges guards refused. Resolves nothing.
+    #[arg(long, value_name = "RECORD", conflicts_with = "truth")]
+    pub explain: Option<String>,
+    /// Re-estimate the matching model and score every candidate pair (by default the
+    /// last run's model is kept and only pairs touching new or changed records are
+    /// scored). Implied when the [identity.matching] section changed.
+    #[arg(long)]
+    pub retrain: bool,
 }
 
 pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
+    if let Some(record) = &args.explain {
+        let (pipeline, _) = super::load_pipeline(&args.step.pipeline, &args.step.overrides())?;
+        let lake = cdp::lake::Lake::open(&pipeline.lake)
+            .with_context(|| format!("opening the lake {}", pipeline.lake))?;
+        let e = cdp::steps::resolve::explain(&lake, record)?;
+        print!("{}", explanation_text(&e));
+        return Ok(());
+    }
     let (ctx, _lease) = super::open(&args.step, global, "resolve")?;
-    let (outcome, report) = cdp::steps::resolve::run(&ctx)?;
+    let (outcome, report) = cdp::steps::resolve::run(&ctx, args.retrain)?;
     match (&outcome, report) {
         (Outcome::Done(_), Some(report)) => println!("{}", report_text(&report)),
         _ => println!("resolve: up to date (run {})", outcome.record().run_id),
@@ -46,8 +67,62 @@ pub fn report_text(r: &ResolveReport) -> String {
             ]
         })
         .collect();
+    let mut extra = String::new();
+    if let Some(m) = &r.matching {
+        let rows: Vec<Vec<String>> = m
+            .blocking
+            .iter()
+            .map(|b| {
+                vec![
+                    b.rule.clone(),
+                    b.blocks.to_string(),
+                    b.pairs.to_string(),
+                    b.oversized_blocks.to_string(),
+                ]
+            })
+            .collect();
+        extra.push_str(&format!(
+            "\nmatching: {} candidate pairs scored ({} strong pairs reused), {} at or above the threshold, {} merges; model {}, EM {} rounds{}, prior {:.3e}\n{}",
+            m.candidate_pairs,
+            m.reused_edges,
+            m.edges,
+            m.merges,
+            if m.trained { "trained" } else { "reused" },
+            m.model.em_rounds,
+            if m.model.em_converged { "" } else { " (not converged)" },
+            m.model.prior,
+            render::table(&["blocking rule", "blocks", "new pairs", "oversized blocks"], &rows)
+        ));
+        let rows: Vec<Vec<String>> = m
+            .model
+            .comparisons
+            .iter()
+            .flat_map(|c| {
+                c.levels.iter().map(move |l| {
+                    vec![
+                        c.name.clone(),
+                        l.label.clone(),
+                        format!("{:.4}", l.m),
+                        format!("{:.2e}", l.u),
+                        format!("{:+.2}", (l.m / l.u).log2()),
+                    ]
+                })
+            })
+            .collect();
+        extra.push_str(&format!(
+            "\n{}",
+            render::table(&["comparison", "level", "m", "u", "weight"], &rows)
+        ));
+    }
+    if !r.refused.is_empty() {
+        let refused: Vec<String> = r.refused.iter().map(|(g, n)| format!("{g} {n}")).collect();
+        extra.push_str(&format!(
+            "\nmerges refused by guards: {}",
+            refused.join(", ")
+        ));
+    }
     format!(
-        "resolved {} records into {} persons (ids kept {}, new {}, merges {})\n{}",
+        "resolved {} records into {} persons (ids kept {}, new {}, merges {})\n{}{extra}",
         r.records,
         r.persons,
         r.ids.kept,
@@ -64,6 +139,40 @@ pub fn report_text(r: &ResolveReport) -> String {
             &rows
         )
     )
+}
+
+pub fn explanation_text(e: &Explanation) -> String {
+    let key = |k: &(String, String)| format!("{}:{}", k.0, k.1);
+    let mut out = format!(
+        "{} is in person {} ({} records, linked by {})\n",
+        key(&e.record),
+        e.person_id,
+        e.members.len(),
+        e.rule
+    );
+    for m in &e.members {
+        out.push_str(&format!("  member {}\n", key(m)));
+    }
+    for d in &e.decisions {
+        let p = d
+            .probability
+            .map(|p| format!(" p={p:.4}"))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "{} {} -- {} by {}{p}\n",
+            d.decision,
+            key(&d.left),
+            key(&d.right),
+            d.link
+        ));
+        if let Some(g) = &d.guard {
+            out.push_str(&format!("    guard: {g}\n"));
+        }
+        if let Some(c) = &d.comparisons {
+            out.push_str(&format!("    {c}\n"));
+        }
+    }
+    out
 }
 
 pub fn accuracy_line(a: &Accuracy) -> String {

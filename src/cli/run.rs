@@ -22,7 +22,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     let (_, landed) = steps::ingest::run(&ctx)?;
     let (clean, report) = steps::clean::run(&ctx)?;
     let resolve = if ctx.pipeline.identity.is_some() {
-        Some(steps::resolve::run(&ctx)?.0)
+        Some(steps::resolve::run(&ctx, false)?.0)
     } else {
         None
     };

@@ -370,6 +370,95 @@ pub struct IdentityConfig {
     pub max_key_group: usize,
     pub attributes: Vec<String>,
     pub survivorship: Survivorship,
+    pub matching: Option<Matching>,
+    pub guards: Guards,
+}
+
+/// Fellegi-Sunter matching: blocking rules give candidate pairs, comparisons score them.
+#[derive(Debug, Clone)]
+pub struct Matching {
+    pub threshold: f64,
+    pub blocking: Vec<MatchRule>,
+    pub comparisons: Vec<Comparison>,
+    pub max_block: usize,
+    pub em_iterations: usize,
+    pub u_sample_pairs: usize,
+    pub prior: Option<f64>,
+    pub rule_recall: f64,
+    /// Indices of the blocking rules that train m.
+    pub train_on: Vec<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Comparison {
+    pub name: String,
+    pub columns: Vec<String>,
+    /// Most alike first; a pair that reaches none is in the implicit "else" level.
+    pub levels: Vec<Level>,
+    pub term_frequency: bool,
+    pub m: Option<Vec<f64>>,
+    pub u: Option<Vec<f64>>,
+}
+
+/// One level of a comparison.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Level {
+    Exact,
+    /// First names one may use for the other (a nickname, or one formal name behind
+    /// both), from the nickname table.
+    Nickname,
+    JaroWinkler(f64),
+    Levenshtein(usize),
+    /// Both values are dates at most this many days apart.
+    Days(i64),
+    /// Both values are numbers at most this far apart.
+    Abs(f64),
+}
+
+impl std::str::FromStr for Level {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let words: Vec<&str> = s.split_whitespace().collect();
+        let bad = || {
+            format!(
+                "unknown level {s:?}; expected \"exact\", \"nickname\", \"jaro_winkler >= 0.9\", \"levenshtein <= 2\", \"days <= 31\" or \"abs <= 5\""
+            )
+        };
+        match words.as_slice() {
+            ["exact"] => Ok(Level::Exact),
+            ["nickname"] => Ok(Level::Nickname),
+            ["jaro_winkler", ">=", x] => match x.parse::<f64>() {
+                Ok(t) if (0.0..=1.0).contains(&t) => Ok(Level::JaroWinkler(t)),
+                _ => Err(format!("{s:?}: the similarity must be between 0 and 1")),
+            },
+            ["levenshtein", "<=", x] => x.parse().map(Level::Levenshtein).map_err(|_| bad()),
+            ["days", "<=", x] => x.parse().map(Level::Days).map_err(|_| bad()),
+            ["abs", "<=", x] => x.parse().map(Level::Abs).map_err(|_| bad()),
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            Level::Exact => write!(f, "exact"),
+            Level::Nickname => write!(f, "nickname"),
+            Level::JaroWinkler(t) => write!(f, "jaro_winkler >= {t}"),
+            Level::Levenshtein(k) => write!(f, "levenshtein <= {k}"),
+            Level::Days(d) => write!(f, "days <= {d}"),
+            Level::Abs(x) => write!(f, "abs <= {x}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Guards {
+    pub max_cluster_size: usize,
+    pub max_distinct: Vec<(String, usize)>,
+    pub never_disagree: Vec<String>,
+    pub min_cluster_weight: Option<f64>,
+    pub ambiguity_margin: Option<f64>,
 }
 
 #[derive(Debug, Clone)]
@@ -1146,8 +1235,12 @@ impl Validator<'_> {
             return None;
         };
         let has = |c: &str| entity.column(c).is_some();
-        if raw.rules.is_empty() {
-            self.problem("identity.rules", Some(line), "at least one rule is needed");
+        if raw.rules.is_empty() && raw.matching.is_none() {
+            self.problem(
+                "identity.rules",
+                Some(line),
+                "at least one rule (or an [identity.matching] section) is needed",
+            );
         }
         for (i, rule) in raw.rules.iter().enumerate() {
             if rule.columns.is_empty() {
@@ -1216,6 +1309,10 @@ impl Validator<'_> {
                 }
             }
         };
+        let matching = raw
+            .matching
+            .map(|m| self.matching(m, line, &has, &entity.name));
+        let guards = self.guards(raw.guards, line, &has, matching.as_ref(), &entity.name);
         Some(IdentityConfig {
             entity: raw.entity,
             rules: raw
@@ -1229,7 +1326,215 @@ impl Validator<'_> {
             max_key_group: raw.max_key_group.unwrap_or(20),
             attributes,
             survivorship,
+            matching,
+            guards,
         })
+    }
+
+    fn matching(
+        &mut self,
+        raw: raw::RawMatching,
+        line: usize,
+        has: &dyn Fn(&str) -> bool,
+        entity: &str,
+    ) -> Matching {
+        let missing = |this: &mut Self, key: String, columns: &[String]| {
+            for c in columns.iter().filter(|c| !has(c)) {
+                this.problem(
+                    key.clone(),
+                    Some(line),
+                    format!("entity {entity:?} has no column {c:?}"),
+                );
+            }
+        };
+        if !(raw.threshold > 0.0 && raw.threshold < 1.0) {
+            self.problem(
+                "identity.matching.threshold",
+                Some(line),
+                "a match probability strictly between 0 and 1",
+            );
+        }
+        if let Some(p) = raw.prior.filter(|p| !(*p > 0.0 && *p < 1.0)) {
+            self.problem(
+                "identity.matching.prior",
+                Some(line),
+                format!("{p} is not a probability strictly between 0 and 1"),
+            );
+        }
+        if raw.blocking.is_empty() {
+            self.problem(
+                "identity.matching.blocking",
+                Some(line),
+                "at least one blocking rule is needed",
+            );
+        }
+        for (i, b) in raw.blocking.iter().enumerate() {
+            if b.on.is_empty() {
+                self.problem(
+                    format!("identity.matching.blocking[{i}].on"),
+                    Some(line),
+                    "empty",
+                );
+            }
+            missing(self, format!("identity.matching.blocking[{i}].on"), &b.on);
+        }
+        if raw.comparisons.is_empty() {
+            self.problem(
+                "identity.matching.comparisons",
+                Some(line),
+                "at least one comparison is needed",
+            );
+        }
+        let mut comparisons = Vec::new();
+        for (i, c) in raw.comparisons.into_iter().enumerate() {
+            let key = format!("identity.matching.comparisons[{i}]");
+            if c.columns.is_empty() {
+                self.problem(format!("{key}.columns"), Some(line), "empty");
+            }
+            missing(self, format!("{key}.columns"), &c.columns);
+            let mut levels = Vec::new();
+            for l in &c.levels {
+                match l.parse::<Level>() {
+                    Ok(level) => levels.push(level),
+                    Err(m) => self.problem(format!("{key}.levels"), Some(line), m),
+                }
+            }
+            if c.levels.is_empty() {
+                self.problem(
+                    format!("{key}.levels"),
+                    Some(line),
+                    "at least one level is needed",
+                );
+            }
+            for (name, probs) in [("m", &c.m), ("u", &c.u)] {
+                let Some(probs) = probs else { continue };
+                if probs.len() != c.levels.len() + 1 {
+                    self.problem(
+                        format!("{key}.{name}"),
+                        Some(line),
+                        format!(
+                            "{} values given; one per level plus one for \"else\" is {}",
+                            probs.len(),
+                            c.levels.len() + 1
+                        ),
+                    );
+                } else if probs.iter().any(|p| !(*p > 0.0 && *p <= 1.0)) {
+                    self.problem(
+                        format!("{key}.{name}"),
+                        Some(line),
+                        "probabilities in (0, 1]",
+                    );
+                }
+            }
+            comparisons.push(Comparison {
+                name: c
+                    .name
+                    .unwrap_or_else(|| c.columns.first().cloned().unwrap_or_default()),
+                columns: c.columns,
+                levels,
+                term_frequency: c.term_frequency,
+                m: c.m,
+                u: c.u,
+            });
+        }
+        let train_on = match &raw.train_on {
+            None => (0..raw.blocking.len()).collect(),
+            Some(names) => names
+                .iter()
+                .filter_map(|name| {
+                    let found = raw.blocking.iter().position(|b| &b.name == name);
+                    if found.is_none() {
+                        self.problem(
+                            "identity.matching.train_on",
+                            Some(line),
+                            format!("no blocking rule is called {name:?}"),
+                        );
+                    }
+                    found
+                })
+                .collect(),
+        };
+        let rule_recall = raw.rule_recall.unwrap_or(0.7);
+        if !(rule_recall > 0.0 && rule_recall <= 1.0) {
+            self.problem(
+                "identity.matching.rule_recall",
+                Some(line),
+                "a share in (0, 1]",
+            );
+        }
+        Matching {
+            threshold: raw.threshold,
+            rule_recall,
+            train_on,
+            blocking: raw
+                .blocking
+                .into_iter()
+                .map(|b| MatchRule {
+                    name: b.name,
+                    columns: b.on,
+                })
+                .collect(),
+            comparisons,
+            max_block: raw.max_block.unwrap_or(500),
+            em_iterations: raw.em_iterations.unwrap_or(50),
+            u_sample_pairs: raw.u_sample_pairs.unwrap_or(1_000_000),
+            prior: raw.prior,
+        }
+    }
+
+    fn guards(
+        &mut self,
+        raw: Option<raw::RawGuards>,
+        line: usize,
+        has: &dyn Fn(&str) -> bool,
+        matching: Option<&Matching>,
+        entity: &str,
+    ) -> Guards {
+        let raw = raw.unwrap_or(raw::RawGuards {
+            max_cluster_size: None,
+            max_distinct: Default::default(),
+            never_disagree: Vec::new(),
+            min_cluster_weight: None,
+            ambiguity_margin: None,
+        });
+        for c in raw.max_distinct.keys().filter(|c| !has(c)) {
+            self.problem(
+                format!("identity.guards.max_distinct.{c}"),
+                Some(line),
+                format!("entity {entity:?} has no column {c:?}"),
+            );
+        }
+        let is_comparison =
+            |n: &str| matching.is_some_and(|m| m.comparisons.iter().any(|c| c.name == n));
+        for c in raw
+            .never_disagree
+            .iter()
+            .filter(|c| !is_comparison(c) && !has(c))
+        {
+            self.problem(
+                "identity.guards.never_disagree",
+                Some(line),
+                format!("{c:?} is neither a comparison nor a column of entity {entity:?}"),
+            );
+        }
+        if raw.min_cluster_weight.is_some() && matching.is_none() {
+            self.problem(
+                "identity.guards.min_cluster_weight",
+                Some(line),
+                "needs [identity.matching] to weigh pairs",
+            );
+        }
+        let max_cluster_size = raw.max_cluster_size.unwrap_or(50);
+        if max_cluster_size < 2 {
+            self.problem("identity.guards.max_cluster_size", Some(line), "at least 2");
+        }
+        Guards {
+            max_cluster_size,
+            max_distinct: raw.max_distinct.into_iter().collect(),
+            never_disagree: raw.never_disagree,
+            min_cluster_weight: raw.min_cluster_weight,
+            ambiguity_margin: raw.ambiguity_margin,
+        }
     }
 }
 

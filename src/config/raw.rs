@@ -191,6 +191,7 @@ pub struct RawCheck {
 pub struct RawIdentity {
     pub entity: String,
     /// Deterministic rules in priority order; a rule matches when all its columns agree.
+    #[serde(default)]
     pub rules: Vec<RawMatchRule>,
     /// A rule value shared by more records than this is not identifying (a placeholder
     /// email, a call-centre phone) and links nothing. 20 when absent.
@@ -198,6 +199,86 @@ pub struct RawIdentity {
     /// Columns carried into the golden record; all entity columns but the key when absent.
     pub attributes: Option<Vec<String>>,
     pub survivorship: Option<RawSurvivorship>,
+    /// Probabilistic (Fellegi-Sunter) matching on top of the rules.
+    pub matching: Option<RawMatching>,
+    /// What clustering may never do, whatever the evidence.
+    pub guards: Option<RawGuards>,
+}
+
+/// `[identity.matching]`: per-field comparisons scored with m/u probabilities.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMatching {
+    /// Match probability (0-1) a candidate pair needs to become an edge.
+    pub threshold: f64,
+    /// Candidate pairs are the pairs that agree on all columns of at least one rule.
+    pub blocking: Vec<RawBlocking>,
+    pub comparisons: Vec<RawComparison>,
+    /// Blocks larger than this give no pairs (a common surname with no other key). 500 when absent.
+    pub max_block: Option<usize>,
+    /// Expectation-maximisation rounds for m; 50 when absent.
+    pub em_iterations: Option<usize>,
+    /// Random record pairs sampled to estimate u of the fuzzy levels; 1,000,000 when absent.
+    pub u_sample_pairs: Option<usize>,
+    /// Probability that two random records match. When absent: the pairs the
+    /// deterministic rules link, over `rule_recall`, among all pairs (or, with no rules,
+    /// EM's share of matches among the candidates).
+    pub prior: Option<f64>,
+    /// Share of all true matching pairs the deterministic rules are assumed to find; 0.7
+    /// when absent.
+    pub rule_recall: Option<f64>,
+    /// Blocking rules whose pairs train m, one EM session each (a comparison on the
+    /// session's own blocking columns learns nothing there); all rules when absent.
+    /// Leave out rules that gather look-alikes that are not the same person (a whole
+    /// household shares surname and street).
+    pub train_on: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBlocking {
+    pub name: String,
+    pub on: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawComparison {
+    /// Defaults to the first column's name.
+    pub name: Option<String>,
+    /// One column, or several holding the same kind of value (two phones): the best
+    /// level over any pair of their values counts.
+    pub columns: Vec<String>,
+    /// From most to least alike: "exact", "jaro_winkler >= 0.9", "levenshtein <= 2",
+    /// "days <= 31", "abs <= 5". Anything else falls to the implicit last level, "else".
+    pub levels: Vec<String>,
+    /// Weigh exact agreement by how rare the value is.
+    #[serde(default)]
+    pub term_frequency: bool,
+    /// Fixed m (or u) probabilities, one per level plus one for "else"; estimated when absent.
+    pub m: Option<Vec<f64>>,
+    pub u: Option<Vec<f64>>,
+}
+
+/// `[identity.guards]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGuards {
+    /// Most records one person may have; 50 when absent.
+    pub max_cluster_size: Option<usize>,
+    /// Most distinct values of a column within one person (say 3 emails).
+    #[serde(default)]
+    pub max_distinct: IndexMap<String, usize>,
+    /// Comparisons (or columns) on which two records of one person may never disagree:
+    /// both present and in the comparison's "else" level (or unequal, for a column).
+    #[serde(default)]
+    pub never_disagree: Vec<String>,
+    /// Mean evidence (log2 Bayes factor, prior left out) over every pair across two
+    /// clusters they must reach before they merge; no such check when absent.
+    pub min_cluster_weight: Option<f64>,
+    /// A lone record whose edges reach two persons that may not merge joins neither,
+    /// unless its best edge beats the other by more than this (log2 odds); off when absent.
+    pub ambiguity_margin: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,5 +1,7 @@
 //! Union-find over record indices: path halving and union by size, so a million
-//! records cluster in well under a second.
+//! records cluster in well under a second. [`merge_guarded`] feeds it edges strongest
+//! first and lets a guard, which sees both whole clusters, refuse a merge: so a chain of
+//! weak or shared-identifier links cannot fuse people the direct evidence keeps apart.
 
 pub struct UnionFind {
     parent: Vec<u32>,
@@ -52,9 +54,140 @@ impl UnionFind {
     }
 }
 
+/// What happened to an edge that joined two different clusters when it came up.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    Merged,
+    Refused(String),
+}
+
+/// A lone record whose edges reach two persons that may not become one is ambiguous
+/// (a shop account with only a surname and the family address): it joins neither
+/// unless one edge beats the other by more than `margin` (log2 odds). Stronger edges
+/// were decided first, so only weaker ones compete.
+pub struct Ambiguity<'a> {
+    /// Per record, its edges: (other record, weight).
+    pub neighbours: &'a [Vec<(u32, f64)>],
+    pub margin: f64,
+}
+
+/// Takes weighted `edges` (record, record, weight) strongest first, merging the two
+/// clusters of each unless `refuse` (given both clusters' members) names a reason or
+/// the edge is ambiguous (`different_people` tells two clusters that can never merge). Edges inside one cluster are skipped. Returns the union-find
+/// and, per deciding edge, its index and decision.
+pub fn merge_guarded(
+    n: usize,
+    edges: impl Iterator<Item = (u32, u32, f64)>,
+    ambiguity: Option<Ambiguity>,
+    refuse: impl Fn(&[u32], &[u32]) -> Option<String>,
+    different_people: impl Fn(&[u32], &[u32]) -> Option<String>,
+) -> (UnionFind, Vec<(usize, Decision)>) {
+    let mut uf = UnionFind::new(n);
+    let mut members: Vec<Vec<u32>> = (0..n as u32).map(|i| vec![i]).collect();
+    let mut decisions = Vec::new();
+    // Lone records found ambiguous stay alone: their weaker edges are refused too.
+    let mut ambiguous = vec![false; if ambiguity.is_some() { n } else { 0 }];
+    for (e, (a, b, weight)) in edges.enumerate() {
+        let (ra, rb) = (uf.find(a), uf.find(b));
+        if ra == rb {
+            continue;
+        }
+        let mut reason = refuse(&members[ra as usize], &members[rb as usize]);
+        if let (None, Some(amb)) = (&reason, &ambiguity) {
+            for (lone, other) in [(a, rb), (b, ra)] {
+                if members[uf.find(lone) as usize].len() != 1 {
+                    continue;
+                }
+                if ambiguous[lone as usize] {
+                    reason = Some(format!(
+                        "ambiguous: record {lone} matches people who may not be one"
+                    ));
+                    break;
+                }
+                for &(c, w) in &amb.neighbours[lone as usize] {
+                    let rc = uf.find(c);
+                    if w < weight - amb.margin || w > weight || rc == other || rc == uf.find(lone) {
+                        continue;
+                    }
+                    let (x, y) = (&members[other as usize], &members[rc as usize]);
+                    if let Some(why) = different_people(x, y) {
+                        ambiguous[lone as usize] = true;
+                        reason = Some(format!(
+                            "ambiguous: record {lone} matches record {c} nearly as well (weight {w:.2} vs {weight:.2}) and that person may not join this one ({why})"
+                        ));
+                        break;
+                    }
+                }
+                if reason.is_some() {
+                    break;
+                }
+            }
+        }
+        if let Some(reason) = reason {
+            decisions.push((e, Decision::Refused(reason)));
+            continue;
+        }
+        uf.union(ra, rb);
+        let root = uf.find(ra);
+        let other = if root == ra { rb } else { ra };
+        let moved = std::mem::take(&mut members[other as usize]);
+        members[root as usize].extend(moved);
+        decisions.push((e, Decision::Merged));
+    }
+    (uf, decisions)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_guard_sees_whole_clusters_and_later_edges_cannot_bypass_it() {
+        // 0-1 and 2-3 merge; 1-2 would put 0 and 3 together, which the guard forbids.
+        let edges = [
+            (0, 1, 9.0),
+            (2, 3, 8.0),
+            (1, 2, 7.0),
+            (0, 3, 6.0),
+            (3, 4, 5.0),
+        ];
+        let refuse = |a: &[u32], b: &[u32]| {
+            let both =
+                |x, y| (a.contains(&x) && b.contains(&y)) || (a.contains(&y) && b.contains(&x));
+            both(0, 3).then(|| "0 and 3 disagree".to_string())
+        };
+        let (mut uf, decisions) = merge_guarded(5, edges.into_iter(), None, refuse, refuse);
+        assert_eq!(uf.clusters(), vec![vec![0, 1], vec![2, 3, 4]]);
+        assert_eq!(
+            decisions[2],
+            (2, Decision::Refused("0 and 3 disagree".into()))
+        );
+        assert_eq!(decisions.len(), 5);
+    }
+
+    #[test]
+    fn a_lone_record_between_two_incompatible_persons_joins_neither() {
+        // 0 and 1 may never be one person; 2 matches both about equally, 3 matches 0 far better.
+        let edges = [(3, 0, 9.0), (2, 0, 5.0), (2, 1, 4.5), (3, 1, 2.0)];
+        let mut neighbours = vec![Vec::new(); 4];
+        for &(a, b, w) in &edges {
+            neighbours[a as usize].push((b, w));
+            neighbours[b as usize].push((a, w));
+        }
+        let ambiguity = Ambiguity {
+            neighbours: &neighbours,
+            margin: 3.0,
+        };
+        let refuse = |a: &[u32], b: &[u32]| {
+            (a.contains(&0) && b.contains(&1) || a.contains(&1) && b.contains(&0))
+                .then(|| "0 and 1 differ".to_string())
+        };
+        let (mut uf, decisions) =
+            merge_guarded(4, edges.into_iter(), Some(ambiguity), refuse, refuse);
+        assert_eq!(uf.clusters(), vec![vec![0, 3], vec![1], vec![2]]);
+        assert!(matches!(&decisions[1].1, Decision::Refused(r) if r.starts_with("ambiguous")));
+        assert!(matches!(&decisions[2].1, Decision::Refused(r) if r.starts_with("ambiguous")));
+    }
 
     #[test]
     fn transitive_links_form_one_cluster() {

@@ -1,26 +1,37 @@
 //! Identity resolution, pure computation: a clean entity frame and the previous id
-//! assignment in; the identity graph (record -> person, and the rule that linked it),
-//! the golden records (`customer_360`) and the new id assignment out. The caller reads
-//! and writes the state; nothing here touches the lake.
+//! assignment in; the identity graph (record -> person, and the rule or match
+//! probability that linked it), the golden records (`customer_360`), the decisions
+//! that explain them and the new id assignment out. The caller reads and writes the
+//! state; nothing here touches the lake.
 //!
-//! This first cut links by the deterministic rules of the pipeline file ([`rules`]),
-//! clusters with union-find ([`cluster`]), keeps ids stable ([`ids`]) and picks golden
-//! values by survivorship ([`golden`]). Probabilistic matching arrives with issue 4.
+//! Edges come from the deterministic rules ([`rules`], in priority order) and from
+//! Fellegi-Sunter matching ([`matcher`]: blocking, comparisons, u from random pairs, m
+//! by EM), strongest first; clustering merges along them unless a guard ([`guards`])
+//! refuses ([`cluster::merge_guarded`]); ids stay stable ([`ids`]) and golden values
+//! are picked by survivorship ([`golden`]).
 
+pub mod blocking;
 pub mod cluster;
+pub mod compare;
 pub mod evaluate;
 pub mod golden;
+pub mod guards;
 pub mod ids;
+pub mod matcher;
+pub mod model;
 pub mod rules;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use polars::prelude::*;
 use serde::Serialize;
 
 use crate::clean::read::SOURCE;
 use crate::config::IdentityConfig;
+use blocking::BlockingStats;
+use cluster::Decision;
 use ids::{Assigned, IdChanges, RecordKey};
+use model::Model;
 use rules::RuleStats;
 
 #[derive(Debug, thiserror::Error)]
@@ -32,24 +43,75 @@ pub enum IdentityError {
 }
 
 /// Columns of the identity graph, in order.
-pub const GRAPH_COLUMNS: [&str; 5] = ["source", "record_id", "person_id", "rule", "resolved_run"];
+pub const GRAPH_COLUMNS: [&str; 6] = [
+    "source",
+    "record_id",
+    "person_id",
+    "rule",
+    "match_probability",
+    "resolved_run",
+];
 
-/// The rule value of a record that no rule linked to another.
+/// The rule value of a record that nothing linked to another.
 pub const SINGLETON: &str = "singleton";
+/// The rule value of a record linked by probabilistic matching.
+pub const PROBABILISTIC: &str = "probabilistic";
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ResolveReport {
     pub records: u64,
     pub persons: u64,
     pub rules: Vec<RuleStats>,
+    /// Probabilistic matching, when configured.
+    pub matching: Option<MatchingReport>,
+    /// Merges refused, by guard.
+    pub refused: BTreeMap<String, u64>,
     pub ids: IdChanges,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct MatchingReport {
+    pub blocking: Vec<BlockingStats>,
+    pub candidate_pairs: u64,
+    /// Strong pairs carried over from the last run between unchanged records.
+    pub reused_edges: u64,
+    /// Whether the model was trained in this run (else the last run's was reused).
+    pub trained: bool,
+    /// Candidates at or above the threshold.
+    pub edges: u64,
+    pub merges: u64,
+    pub model: Model,
+}
+
+/// What the last run left for this one.
+#[derive(Default)]
+pub struct PreviousRun {
+    pub assignment: HashMap<RecordKey, Assigned>,
+    /// Per record, a hash of every value resolution looked at.
+    pub fingerprints: HashMap<RecordKey, u64>,
+    pub model: Option<SavedModel>,
+    /// The scored pairs at or above the threshold, by record key, with their weights.
+    pub edges: Vec<(RecordKey, RecordKey, f64)>,
+}
+
+/// A trained model and the matching configuration it was trained for.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct SavedModel {
+    pub config: String,
+    pub model: Model,
 }
 
 pub struct Resolution {
     pub graph: DataFrame,
     pub profiles: DataFrame,
-    /// The new assignment, to be saved as state for the next run.
-    pub assignment: Vec<(RecordKey, Assigned)>,
+    /// Every merge and refusal, with the comparisons behind it (for `--explain`).
+    pub decisions: DataFrame,
+    /// The new assignment, to be saved as state for the next run, with each record's
+    /// fingerprint.
+    pub assignment: Vec<(RecordKey, Assigned, u64)>,
+    /// State for the next run: the model and the strong scored pairs.
+    pub model: Option<SavedModel>,
+    pub edges: Vec<(RecordKey, RecordKey, f64)>,
     pub report: ResolveReport,
 }
 
@@ -70,15 +132,27 @@ fn text_column(
         .collect())
 }
 
+/// Why two records were put together (or kept apart).
+#[derive(Debug, Clone, Copy)]
+enum Link {
+    Rule(usize),
+    /// Match weight (log2 odds).
+    Scored(f64),
+}
+
 pub fn resolve(
     records: &DataFrame,
     config: &IdentityConfig,
     key_column: &str,
-    previous: &HashMap<RecordKey, Assigned>,
+    previous: &PreviousRun,
+    retrain: bool,
     run_id: &str,
 ) -> Result<Resolution, IdentityError> {
     let n = records.height();
     let entity = config.entity.as_str();
+    let started = std::time::Instant::now();
+    let lap =
+        |stage: &str| tracing::info!(stage, seconds = started.elapsed().as_secs_f64(), "resolve");
     let sources: Vec<String> = text_column(records, SOURCE, entity)?
         .into_iter()
         .map(Option::unwrap_or_default)
@@ -100,6 +174,32 @@ pub fn resolve(
         .collect();
     wanted.extend(config.attributes.iter().map(String::as_str));
     wanted.extend(config.survivorship.order_by.as_deref());
+    if let Some(m) = &config.matching {
+        wanted.extend(
+            m.blocking
+                .iter()
+                .flat_map(|b| b.columns.iter().map(String::as_str)),
+        );
+        wanted.extend(
+            m.comparisons
+                .iter()
+                .flat_map(|c| c.columns.iter().map(String::as_str)),
+        );
+    }
+    wanted.extend(config.guards.max_distinct.iter().map(|(c, _)| c.as_str()));
+    let comparison_names: Vec<&str> = config
+        .matching
+        .iter()
+        .flat_map(|m| m.comparisons.iter().map(|c| c.name.as_str()))
+        .collect();
+    wanted.extend(
+        config
+            .guards
+            .never_disagree
+            .iter()
+            .map(String::as_str)
+            .filter(|c| !comparison_names.contains(c)),
+    );
     let mut values: HashMap<String, Vec<Option<String>>> = HashMap::new();
     for c in wanted {
         if !values.contains_key(c) {
@@ -107,11 +207,130 @@ pub fn resolve(
         }
     }
 
-    let mut uf = cluster::UnionFind::new(n);
-    let (linked_by, rule_stats) =
-        rules::link(&values, n, &config.rules, config.max_key_group, &mut uf);
+    lap("columns read");
+    let mut columns: Vec<&String> = values.keys().collect();
+    columns.sort();
+    let fingerprints: Vec<u64> = (0..n)
+        .map(|i| fingerprint(columns.iter().map(|c| values[*c][i].as_deref())))
+        .collect();
+    // Edges, strongest first: rules in priority order, then scored pairs by weight.
+    let (rule_edges, mut rule_stats) =
+        rules::edges(&values, n, &config.rules, config.max_key_group);
+    let rule_edges_len = rule_edges.len() as u64;
+    let mut edges: Vec<(u32, u32, Link)> = rule_edges
+        .into_iter()
+        .map(|(a, b, r)| (a, b, Link::Rule(r)))
+        .collect();
+    let scored = config.matching.as_ref().map(|m| {
+        let linked = (!config.rules.is_empty()).then_some(rule_edges_len);
+        let config_text = format!("{m:?}");
+        let reuse = previous
+            .model
+            .as_ref()
+            .filter(|saved| !retrain && saved.config == config_text)
+            .map(|saved| matcher::Reuse {
+                model: saved.model.clone(),
+                dirty: keys
+                    .iter()
+                    .zip(&fingerprints)
+                    .map(|(k, f)| previous.fingerprints.get(k) != Some(f))
+                    .collect(),
+            });
+        let trained = reuse.is_none();
+        let mut scored = matcher::score(&values, n, m, linked, reuse);
+        let mut reused = 0;
+        if !trained {
+            // Strong pairs between records that did not change stand as they were.
+            let index: HashMap<&RecordKey, u32> = keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| (k, i as u32))
+                .collect();
+            let clean = |k: &RecordKey| {
+                index
+                    .get(k)
+                    .copied()
+                    .filter(|&i| previous.fingerprints.get(k) == Some(&fingerprints[i as usize]))
+            };
+            for (a, b, w) in &previous.edges {
+                if let (Some(a), Some(b)) = (clean(a), clean(b)) {
+                    scored.pairs.push((a.min(b), a.max(b)));
+                    scored.weights.push(*w);
+                    reused += 1;
+                }
+            }
+        }
+        (m, scored, config_text, trained, reused)
+    });
+    if let Some((m, s, ..)) = &scored {
+        let cut = model::weight_of(m.threshold);
+        let mut strong: Vec<(u32, u32, Link)> = s
+            .pairs
+            .iter()
+            .zip(&s.weights)
+            .filter(|(_, &w)| w >= cut)
+            .map(|(&(a, b), &w)| (a, b, Link::Scored(w)))
+            .collect();
+        strong.sort_by(|x, y| {
+            let (Link::Scored(wx), Link::Scored(wy)) = (x.2, y.2) else {
+                return std::cmp::Ordering::Equal;
+            };
+            wy.total_cmp(&wx).then((x.0, x.1).cmp(&(y.0, y.1)))
+        });
+        edges.extend(strong);
+    }
+    lap("pairs scored");
+    let matcher = scored.as_ref().map(|(_, s, ..)| &s.matcher);
+    let guard_set = guards::GuardSet::new(&config.guards, &values, n, matcher, &keys);
+    let weight = |link: Link| match link {
+        Link::Rule(_) => f64::INFINITY,
+        Link::Scored(w) => w,
+    };
+    let mut neighbours: Vec<Vec<(u32, f64)>> = vec![Vec::new(); n];
+    for &(a, b, link) in &edges {
+        neighbours[a as usize].push((b, weight(link)));
+        neighbours[b as usize].push((a, weight(link)));
+    }
+    let ambiguity = config
+        .guards
+        .ambiguity_margin
+        .map(|margin| cluster::Ambiguity {
+            neighbours: &neighbours,
+            margin,
+        });
+    let (mut uf, decisions) = cluster::merge_guarded(
+        n,
+        edges.iter().map(|&(a, b, link)| (a, b, weight(link))),
+        ambiguity,
+        |a, b| guard_set.refuse(a, b),
+        |a, b| guard_set.refuse_hard(a, b),
+    );
     let clusters = uf.clusters();
-    let (assigned, changes) = ids::assign(&clusters, &keys, previous, run_id);
+    lap("clustered");
+    let (assigned, changes) = ids::assign(&clusters, &keys, &previous.assignment, run_id);
+
+    // Each record is labelled by the first (strongest) merge that took it in.
+    let mut linked_by: Vec<Option<Link>> = vec![None; n];
+    let mut refused: BTreeMap<String, u64> = BTreeMap::new();
+    let mut probabilistic_merges = 0;
+    for (e, decision) in &decisions {
+        let (a, b, link) = edges[*e];
+        match decision {
+            Decision::Merged => {
+                match link {
+                    Link::Rule(r) => rule_stats[r].merges += 1,
+                    Link::Scored(_) => probabilistic_merges += 1,
+                }
+                linked_by[a as usize].get_or_insert(link);
+                linked_by[b as usize].get_or_insert(link);
+            }
+            Decision::Refused(reason) => {
+                let guard = reason.split(':').next().unwrap_or_default();
+                let guard = guard.split('.').next().unwrap_or_default().to_string();
+                *refused.entry(guard).or_default() += 1;
+            }
+        }
+    }
 
     let mut person_of: Vec<&str> = vec![""; n];
     for (members, a) in clusters.iter().zip(&assigned) {
@@ -121,9 +340,20 @@ pub fn resolve(
     }
     let rule_of: Vec<&str> = linked_by
         .iter()
-        .map(|r| r.map_or(SINGLETON, |i| config.rules[i].name.as_str()))
+        .map(|l| match l {
+            None => SINGLETON,
+            Some(Link::Rule(r)) => config.rules[*r].name.as_str(),
+            Some(Link::Scored(_)) => PROBABILISTIC,
+        })
         .collect();
-    let [g_source, g_record, g_person, g_rule, g_run] = GRAPH_COLUMNS;
+    let probability_of: Vec<Option<f64>> = linked_by
+        .iter()
+        .map(|l| match l {
+            Some(Link::Scored(w)) => Some(model::probability(*w)),
+            _ => None,
+        })
+        .collect();
+    let [g_source, g_record, g_person, g_rule, g_probability, g_run] = GRAPH_COLUMNS;
     let graph = DataFrame::new(
         n,
         vec![
@@ -131,33 +361,170 @@ pub fn resolve(
             Column::new(g_record.into(), &record_ids),
             Column::new(g_person.into(), &person_of),
             Column::new(g_rule.into(), &rule_of),
+            Column::new(g_probability.into(), &probability_of),
             Column::new(g_run.into(), vec![run_id; n]),
         ],
     )?;
 
+    let decisions = decision_frame(&decisions, &edges, &keys, config, matcher)?;
+    lap("decisions explained");
     let profiles = profiles(
         records, config, &clusters, &assigned, &values, &sources, &keys,
     )?;
+    lap("golden records");
     let assignment = clusters
         .iter()
         .zip(&assigned)
         .flat_map(|(members, a)| {
-            members
-                .iter()
-                .map(|&m| (keys[m as usize].clone(), a.clone()))
+            members.iter().map(|&m| {
+                (
+                    keys[m as usize].clone(),
+                    a.clone(),
+                    fingerprints[m as usize],
+                )
+            })
         })
         .collect();
+    let mut saved_edges = Vec::new();
+    let mut saved_model = None;
+    let matching = scored.map(|(m, s, config_text, trained, reused)| {
+        let cut = model::weight_of(m.threshold);
+        for (&(a, b), &w) in s.pairs.iter().zip(&s.weights) {
+            if w >= cut {
+                saved_edges.push((keys[a as usize].clone(), keys[b as usize].clone(), w));
+            }
+        }
+        saved_model = Some(SavedModel {
+            config: config_text,
+            model: s.matcher.model.clone(),
+        });
+        MatchingReport {
+            candidate_pairs: s.pairs.len() as u64 - reused,
+            reused_edges: reused,
+            trained,
+            edges: saved_edges.len() as u64,
+            merges: probabilistic_merges,
+            blocking: s.blocking,
+            model: s.matcher.model,
+        }
+    });
     Ok(Resolution {
         graph,
         profiles,
+        decisions,
         assignment,
+        model: saved_model,
+        edges: saved_edges,
         report: ResolveReport {
             records: n as u64,
             persons: clusters.len() as u64,
             rules: rule_stats,
+            matching,
+            refused,
             ids: changes,
         },
     })
+}
+
+/// A stable 64-bit hash (FNV-1a) of a record's values, to tell changed records.
+fn fingerprint<'a>(values: impl Iterator<Item = Option<&'a str>>) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |byte: u8| {
+        h ^= u64::from(byte);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    };
+    for v in values {
+        match v {
+            None => eat(0xff),
+            Some(v) => v.bytes().chain([0xfe]).for_each(&mut eat),
+        }
+    }
+    h
+}
+
+/// Columns of the decisions frame, in order.
+pub const DECISION_COLUMNS: [&str; 9] = [
+    "left_source",
+    "left_record_id",
+    "right_source",
+    "right_record_id",
+    "decision",
+    "link",
+    "match_probability",
+    "comparisons",
+    "guard",
+];
+
+fn decision_frame(
+    decisions: &[(usize, Decision)],
+    edges: &[(u32, u32, Link)],
+    keys: &[RecordKey],
+    config: &IdentityConfig,
+    matcher: Option<&matcher::Matcher>,
+) -> Result<DataFrame, IdentityError> {
+    use rayon::prelude::*;
+    let n = decisions.len();
+    let side = |pick: fn(&(u32, u32, Link)) -> u32, part: fn(&RecordKey) -> &str| -> Vec<&str> {
+        decisions
+            .iter()
+            .map(|(e, _)| part(&keys[pick(&edges[*e]) as usize]))
+            .collect()
+    };
+    let decision: Vec<&str> = decisions
+        .iter()
+        .map(|(_, d)| match d {
+            Decision::Merged => "merged",
+            Decision::Refused(_) => "refused",
+        })
+        .collect();
+    let link: Vec<String> = decisions
+        .iter()
+        .map(|(e, _)| match edges[*e].2 {
+            Link::Rule(r) => format!("rule {}", config.rules[r].name),
+            Link::Scored(_) => PROBABILISTIC.to_string(),
+        })
+        .collect();
+    let probability: Vec<Option<f64>> = decisions
+        .iter()
+        .map(|(e, _)| match edges[*e].2 {
+            Link::Scored(w) => Some(model::probability(w)),
+            Link::Rule(_) => None,
+        })
+        .collect();
+    // Merges are explained comparison by comparison; refusals carry their guard.
+    let comparisons: Vec<Option<String>> = decisions
+        .par_iter()
+        .map(|(e, d)| {
+            let (a, b, _) = edges[*e];
+            match d {
+                Decision::Merged => matcher.map(|m| m.explain(a, b)),
+                Decision::Refused(_) => None,
+            }
+        })
+        .collect();
+    let guard: Vec<Option<&str>> = decisions
+        .iter()
+        .map(|(_, d)| match d {
+            Decision::Merged => None,
+            Decision::Refused(reason) => Some(reason.as_str()),
+        })
+        .collect();
+    let [l_source, l_record, r_source, r_record, c_decision, c_link, c_probability, c_comparisons, c_guard] =
+        DECISION_COLUMNS;
+    Ok(DataFrame::new(
+        n,
+        vec![
+            Column::new(l_source.into(), side(|e| e.0, |k| k.0.as_str())),
+            Column::new(l_record.into(), side(|e| e.0, |k| k.1.as_str())),
+            Column::new(r_source.into(), side(|e| e.1, |k| k.0.as_str())),
+            Column::new(r_record.into(), side(|e| e.1, |k| k.1.as_str())),
+            Column::new(c_decision.into(), decision),
+            Column::new(c_link.into(), link),
+            Column::new(c_probability.into(), probability),
+            Column::new(c_comparisons.into(), comparisons),
+            Column::new(c_guard.into(), guard),
+        ],
+    )?)
 }
 
 /// One golden record per person: its id, each attribute, and where it came from.
@@ -237,58 +604,96 @@ fn profiles(
     Ok(DataFrame::new(clusters.len(), columns)?)
 }
 
-/// The saved assignment as a frame: source, record_id, person_id, first_seen_run.
-pub fn assignment_frame(assignment: &[(RecordKey, Assigned)]) -> PolarsResult<DataFrame> {
+/// The saved assignment as a frame: source, record_id, person_id, first_seen_run,
+/// fingerprint.
+pub fn assignment_frame(assignment: &[(RecordKey, Assigned, u64)]) -> PolarsResult<DataFrame> {
     let n = assignment.len();
+    let text = |f: fn(&(RecordKey, Assigned, u64)) -> &str| -> Vec<&str> {
+        assignment.iter().map(f).collect()
+    };
     DataFrame::new(
         n,
         vec![
+            Column::new("source".into(), text(|r| r.0 .0.as_str())),
+            Column::new("record_id".into(), text(|r| r.0 .1.as_str())),
+            Column::new("person_id".into(), text(|r| r.1.person_id.as_str())),
+            Column::new("first_seen_run".into(), text(|r| r.1.first_seen.as_str())),
             Column::new(
-                "source".into(),
-                assignment
-                    .iter()
-                    .map(|(k, _)| k.0.as_str())
-                    .collect::<Vec<_>>(),
-            ),
-            Column::new(
-                "record_id".into(),
-                assignment
-                    .iter()
-                    .map(|(k, _)| k.1.as_str())
-                    .collect::<Vec<_>>(),
-            ),
-            Column::new(
-                "person_id".into(),
-                assignment
-                    .iter()
-                    .map(|(_, a)| a.person_id.as_str())
-                    .collect::<Vec<_>>(),
-            ),
-            Column::new(
-                "first_seen_run".into(),
-                assignment
-                    .iter()
-                    .map(|(_, a)| a.first_seen.as_str())
-                    .collect::<Vec<_>>(),
+                "fingerprint".into(),
+                assignment.iter().map(|r| r.2).collect::<Vec<u64>>(),
             ),
         ],
     )
 }
 
-/// Reads an assignment frame back.
-pub fn assignment_from_frame(df: &DataFrame) -> PolarsResult<HashMap<RecordKey, Assigned>> {
+/// Reads an assignment frame back: the assignment and the fingerprints.
+pub fn assignment_from_frame(
+    df: &DataFrame,
+) -> PolarsResult<(HashMap<RecordKey, Assigned>, HashMap<RecordKey, u64>)> {
     let s = df.column("source")?.str()?;
     let r = df.column("record_id")?.str()?;
     let p = df.column("person_id")?.str()?;
     let f = df.column("first_seen_run")?.str()?;
+    let fp = df
+        .column("fingerprint")
+        .ok()
+        .and_then(|c| c.u64().ok().cloned());
+    let mut assignment = HashMap::new();
+    let mut fingerprints = HashMap::new();
+    for i in 0..df.height() {
+        let (Some(s), Some(r), Some(p), Some(f)) = (s.get(i), r.get(i), p.get(i), f.get(i)) else {
+            continue;
+        };
+        let key = (s.to_string(), r.to_string());
+        if let Some(x) = fp.as_ref().and_then(|c| c.get(i)) {
+            fingerprints.insert(key.clone(), x);
+        }
+        assignment.insert(
+            key,
+            Assigned {
+                person_id: p.to_string(),
+                first_seen: f.to_string(),
+            },
+        );
+    }
+    Ok((assignment, fingerprints))
+}
+
+/// The strong scored pairs as a frame, and back.
+pub fn edges_frame(edges: &[(RecordKey, RecordKey, f64)]) -> PolarsResult<DataFrame> {
+    let text = |f: fn(&(RecordKey, RecordKey, f64)) -> &str| -> Vec<&str> {
+        edges.iter().map(f).collect()
+    };
+    DataFrame::new(
+        edges.len(),
+        vec![
+            Column::new("left_source".into(), text(|e| e.0 .0.as_str())),
+            Column::new("left_record_id".into(), text(|e| e.0 .1.as_str())),
+            Column::new("right_source".into(), text(|e| e.1 .0.as_str())),
+            Column::new("right_record_id".into(), text(|e| e.1 .1.as_str())),
+            Column::new(
+                "weight".into(),
+                edges.iter().map(|e| e.2).collect::<Vec<f64>>(),
+            ),
+        ],
+    )
+}
+
+pub fn edges_from_frame(df: &DataFrame) -> PolarsResult<Vec<(RecordKey, RecordKey, f64)>> {
+    let c = |name: &str| df.column(name).and_then(|c| c.str().cloned());
+    let (ls, lr, rs, rr) = (
+        c("left_source")?,
+        c("left_record_id")?,
+        c("right_source")?,
+        c("right_record_id")?,
+    );
+    let w = df.column("weight")?.f64()?.clone();
     Ok((0..df.height())
         .filter_map(|i| {
             Some((
-                (s.get(i)?.to_string(), r.get(i)?.to_string()),
-                Assigned {
-                    person_id: p.get(i)?.to_string(),
-                    first_seen: f.get(i)?.to_string(),
-                },
+                (ls.get(i)?.to_string(), lr.get(i)?.to_string()),
+                (rs.get(i)?.to_string(), rr.get(i)?.to_string()),
+                w.get(i)?,
             ))
         })
         .collect())

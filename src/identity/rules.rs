@@ -6,7 +6,6 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use super::cluster::UnionFind;
 use crate::config::MatchRule;
 
 /// Per-rule figures for the resolve report.
@@ -23,16 +22,18 @@ pub struct RuleStats {
     pub oversized_groups: u64,
 }
 
-/// Links records; `values[c][i]` is column `c` of record `i` as text. Returns, per
-/// record, the index of the highest-priority rule that linked it (None: singleton).
-pub fn link(
+/// Edges between records that agree on a rule: every pair inside each group (groups
+/// are at most `max_key_group` records), each pair once, under the first rule it meets.
+/// Returns (a, b, rule index) in rule order, then record order, and per-rule figures
+/// (merges are counted later, by clustering).
+pub fn edges(
     values: &HashMap<String, Vec<Option<String>>>,
     n: usize,
     rules: &[MatchRule],
     max_key_group: usize,
-    uf: &mut UnionFind,
-) -> (Vec<Option<usize>>, Vec<RuleStats>) {
-    let mut linked_by: Vec<Option<usize>> = vec![None; n];
+) -> (Vec<(u32, u32, usize)>, Vec<RuleStats>) {
+    let mut edges = Vec::new();
+    let mut seen: std::collections::HashSet<(u32, u32)> = Default::default();
     let mut stats = Vec::new();
     for (r, rule) in rules.iter().enumerate() {
         let cols: Vec<&Vec<Option<String>>> =
@@ -58,7 +59,7 @@ pub fn link(
             merges: 0,
             oversized_groups: 0,
         };
-        // Sorted so merges happen in the same order every run.
+        // Sorted so edges come in the same order every run.
         let mut groups: Vec<Vec<u32>> = groups.into_values().filter(|g| g.len() > 1).collect();
         groups.sort_unstable_by_key(|g| g[0]);
         for g in groups {
@@ -66,19 +67,18 @@ pub fn link(
                 s.oversized_groups += 1;
                 continue;
             }
-            s.pairs += (g.len() * (g.len() - 1) / 2) as u64;
-            for &m in &g[1..] {
-                if uf.union(g[0], m) {
-                    s.merges += 1;
+            for (x, &a) in g.iter().enumerate() {
+                for &b in &g[x + 1..] {
+                    if seen.insert((a, b)) {
+                        edges.push((a, b, r));
+                        s.pairs += 1;
+                    }
                 }
-            }
-            for &m in &g {
-                linked_by[m as usize].get_or_insert(r);
             }
         }
         stats.push(s);
     }
-    (linked_by, stats)
+    (edges, stats)
 }
 
 #[cfg(test)]
@@ -121,13 +121,8 @@ mod tests {
                 columns: vec!["last".into(), "dob".into()],
             },
         ];
-        let mut uf = UnionFind::new(6);
-        let (linked_by, stats) = link(&values, 6, &rules, 2, &mut uf);
-        assert_eq!(
-            uf.clusters(),
-            vec![vec![0, 1, 2], vec![3], vec![4], vec![5]]
-        );
-        assert_eq!(linked_by, vec![Some(0), Some(0), Some(1), None, None, None]);
+        let (edges, stats) = edges(&values, 6, &rules, 2);
+        assert_eq!(edges, vec![(0, 1, 0), (0, 2, 1)]);
         assert_eq!(stats[0].oversized_groups, 1);
         assert_eq!(stats[1].keyed_records, 2);
     }

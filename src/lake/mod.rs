@@ -308,6 +308,12 @@ pub mod layout {
     pub fn identity_graph(run: &str) -> String {
         format!("identity/{run}/graph.parquet")
     }
+    pub fn identity_decisions(run: &str) -> String {
+        format!("identity/{run}/decisions.parquet")
+    }
+    pub fn identity_model(run: &str) -> String {
+        format!("identity/{run}/model.json")
+    }
     pub fn profiles(run: &str) -> String {
         format!("identity/{run}/profiles.parquet")
     }

@@ -12,10 +12,18 @@ use crate::identity::{self, ResolveReport};
 use crate::lake::{layout, Lake};
 use crate::state::{self, Step, StepRecord};
 
+/// The step output holding every merge and refusal (not a warehouse table).
+pub const DECISIONS: &str = "identity_decisions";
+
 /// Where the id assignment lives between runs.
 const ASSIGNMENT_KEY: &str = "_state/identity/assignment.parquet";
+/// The trained model and the strong scored pairs, reused by the next run.
+const MODEL_KEY: &str = "_state/identity/model.json";
+const EDGES_KEY: &str = "_state/identity/edges.parquet";
 
-pub fn run(ctx: &Context) -> Result<(Outcome, Option<ResolveReport>), StepError> {
+/// `retrain`: estimate the model afresh and score every candidate pair, instead of
+/// reusing the last run's model and its scores between unchanged records.
+pub fn run(ctx: &Context, retrain: bool) -> Result<(Outcome, Option<ResolveReport>), StepError> {
     let started_at = state::now_rfc3339();
     let Some(config) = &ctx.pipeline.identity else {
         return Err(StepError::MissingInput {
@@ -39,18 +47,23 @@ pub fn run(ctx: &Context) -> Result<(Outcome, Option<ResolveReport>), StepError>
     let lake = &ctx.lake;
     let spinner = ctx.printer.spinner("resolve identities");
     let records = read_parquet(lake, &input_object.key)?;
-    let previous = if lake.exists(ASSIGNMENT_KEY) {
-        identity::assignment_from_frame(&read_parquet(lake, ASSIGNMENT_KEY)?)
-            .map_err(identity::IdentityError::from)?
-    } else {
-        HashMap::new()
-    };
+    let mut previous = identity::PreviousRun::default();
+    if lake.exists(ASSIGNMENT_KEY) {
+        (previous.assignment, previous.fingerprints) =
+            identity::assignment_from_frame(&read_parquet(lake, ASSIGNMENT_KEY)?)
+                .map_err(identity::IdentityError::from)?;
+    }
+    if lake.exists(EDGES_KEY) {
+        previous.model = lake.get_json(MODEL_KEY)?;
+        previous.edges = identity::edges_from_frame(&read_parquet(lake, EDGES_KEY)?)
+            .map_err(identity::IdentityError::from)?;
+    }
     let entity = ctx
         .pipeline
         .entity(&config.entity)
         .map(|e| e.key.clone())
         .unwrap_or_default();
-    let resolution = identity::resolve(&records, config, &entity, &previous, &ctx.run_id)?;
+    let resolution = identity::resolve(&records, config, &entity, &previous, retrain, &ctx.run_id)?;
     spinner.finish_and_clear();
 
     let mut outputs = BTreeMap::new();
@@ -63,11 +76,32 @@ pub fn run(ctx: &Context) -> Result<(Outcome, Option<ResolveReport>), StepError>
         )?,
     );
     outputs.insert(
+        DECISIONS.to_string(),
+        write_parquet(
+            lake,
+            &layout::identity_decisions(&ctx.run_id),
+            &resolution.decisions,
+        )?,
+    );
+    if let Some(m) = &resolution.report.matching {
+        let json = serde_json::to_vec_pretty(&m.model).expect("a model serialises");
+        lake.put(&layout::identity_model(&ctx.run_id), &json)?;
+    }
+    outputs.insert(
         CUSTOMER_360_TABLE.to_string(),
         write_parquet(lake, &layout::profiles(&ctx.run_id), &resolution.profiles)?,
     );
     let assignment = identity::assignment_frame(&resolution.assignment)
         .map_err(identity::IdentityError::from)?;
+    // The model and scored pairs first, the assignment (with fingerprints) last: a
+    // crash in between leaves fingerprints that only make more records look changed.
+    if let Some(model) = &resolution.model {
+        let json = serde_json::to_vec_pretty(model).expect("a model serialises");
+        lake.put(MODEL_KEY, &json)?;
+        let edges =
+            identity::edges_frame(&resolution.edges).map_err(identity::IdentityError::from)?;
+        write_parquet(lake, EDGES_KEY, &edges)?;
+    }
     write_parquet(lake, ASSIGNMENT_KEY, &assignment)?;
 
     let report = resolution.report;
@@ -78,6 +112,15 @@ pub fn run(ctx: &Context) -> Result<(Outcome, Option<ResolveReport>), StepError>
     figures.insert("ids.merges".to_string(), report.ids.merges.len() as u64);
     for r in &report.rules {
         figures.insert(format!("rule.{}.merges", r.rule), r.merges);
+    }
+    if let Some(m) = &report.matching {
+        figures.insert("matching.candidate_pairs".into(), m.candidate_pairs);
+        figures.insert("matching.reused_edges".into(), m.reused_edges);
+        figures.insert("matching.edges".into(), m.edges);
+        figures.insert("matching.merges".into(), m.merges);
+    }
+    for (guard, count) in &report.refused {
+        figures.insert(format!("refused.{guard}"), *count);
     }
     let record = StepRecord {
         step: Step::Resolve,
@@ -149,4 +192,145 @@ fn read_truth(path: &std::path::Path) -> Result<HashMap<RecordKey, String>, Step
         );
     }
     Ok(truth)
+}
+
+/// Why a record sits in its person: the person's members, the merges that joined
+/// them, and the merges that guards refused, from the last resolve run.
+pub struct Explanation {
+    pub record: RecordKey,
+    pub person_id: String,
+    pub rule: String,
+    pub members: Vec<RecordKey>,
+    /// Rows of the decisions frame touching the person: (decision, left, right, link,
+    /// probability, comparisons, guard).
+    pub decisions: Vec<ExplainedDecision>,
+}
+
+pub struct ExplainedDecision {
+    pub decision: String,
+    pub left: RecordKey,
+    pub right: RecordKey,
+    pub link: String,
+    pub probability: Option<f64>,
+    pub comparisons: Option<String>,
+    pub guard: Option<String>,
+}
+
+/// `record` is `source:record_id`, or a record id that only one source uses.
+pub fn explain(lake: &Lake, record: &str) -> Result<Explanation, StepError> {
+    let run = state::read_step(lake, Step::Resolve)?.ok_or_else(|| StepError::MissingInput {
+        step: "resolve --explain",
+        hint: "nothing resolved yet; run `cdp resolve` first".into(),
+    })?;
+    let output = |name: &str| -> Result<polars::prelude::DataFrame, StepError> {
+        let key = run
+            .outputs
+            .get(name)
+            .map(|o| o.key.clone())
+            .ok_or_else(|| StepError::MissingInput {
+                step: "resolve --explain",
+                hint: format!("the last resolve run wrote no {name}; run `cdp resolve --force`"),
+            })?;
+        Ok(read_parquet(lake, &key)?)
+    };
+    let graph = output(IDENTITY_GRAPH_TABLE)?;
+    let text =
+        |df: &polars::prelude::DataFrame, c: &str| -> Result<Vec<Option<String>>, StepError> {
+            Ok(df
+                .column(c)
+                .and_then(|c| c.cast(&polars::prelude::DataType::String))
+                .map_err(identity::IdentityError::from)?
+                .str()
+                .map_err(identity::IdentityError::from)?
+                .iter()
+                .map(|v| v.map(str::to_string))
+                .collect())
+        };
+    let (sources, ids, persons, rules) = (
+        text(&graph, "source")?,
+        text(&graph, "record_id")?,
+        text(&graph, "person_id")?,
+        text(&graph, "rule")?,
+    );
+    let key_of = |i: usize| -> RecordKey {
+        (
+            sources[i].clone().unwrap_or_default(),
+            ids[i].clone().unwrap_or_default(),
+        )
+    };
+    let wanted: Vec<usize> = (0..graph.height())
+        .filter(|&i| {
+            let (s, r) = key_of(i);
+            r == record || format!("{s}:{r}") == record
+        })
+        .collect();
+    let i = match wanted.as_slice() {
+        [i] => *i,
+        [] => {
+            return Err(StepError::MissingInput {
+                step: "resolve --explain",
+                hint: format!("no record {record:?} in the identity graph (give source:record_id)"),
+            })
+        }
+        many => {
+            let names: Vec<String> = many
+                .iter()
+                .map(|&i| format!("{}:{}", key_of(i).0, key_of(i).1))
+                .collect();
+            return Err(StepError::MissingInput {
+                step: "resolve --explain",
+                hint: format!("{record:?} is ambiguous: {}", names.join(", ")),
+            });
+        }
+    };
+    let person = persons[i].clone().unwrap_or_default();
+    let members: Vec<RecordKey> = (0..graph.height())
+        .filter(|&j| persons[j].as_deref() == Some(person.as_str()))
+        .map(key_of)
+        .collect();
+    let decisions = output(DECISIONS)?;
+    let cols: Vec<Vec<Option<String>>> = identity::DECISION_COLUMNS
+        .iter()
+        .map(|c| text(&decisions, c))
+        .collect::<Result<_, _>>()?;
+    let probability = decisions
+        .column("match_probability")
+        .and_then(|c| c.f64().cloned())
+        .map_err(identity::IdentityError::from)?;
+    let is_member = |s: &Option<String>, r: &Option<String>| {
+        members
+            .iter()
+            .any(|(ms, mr)| s.as_deref() == Some(ms.as_str()) && r.as_deref() == Some(mr.as_str()))
+    };
+    let this = key_of(i);
+    let explained = (0..decisions.height())
+        .filter(|&d| {
+            let left = is_member(&cols[0][d], &cols[1][d]);
+            let right = is_member(&cols[2][d], &cols[3][d]);
+            match cols[4][d].as_deref() {
+                Some("merged") => left && right,
+                // Refusals between the person and anyone, and touching this record.
+                _ => left || right,
+            }
+        })
+        .map(|d| {
+            let get = |c: usize| cols[c][d].clone().unwrap_or_default();
+            ExplainedDecision {
+                decision: get(4),
+                left: (get(0), get(1)),
+                right: (get(2), get(3)),
+                link: get(5),
+                probability: probability.get(d),
+                comparisons: cols[7][d].clone(),
+                guard: cols[8][d].clone(),
+            }
+        })
+        .collect();
+    Ok(Explanation {
+        record: this,
+        person_id: person,
+        rule: rules[i].clone().unwrap_or_default(),
+        members,
+        decisions: explained,
+    })
 }

@@ -68,12 +68,58 @@ fn nickname_table() -> &'static HashMap<String, &'static str> {
     })
 }
 
-/// The formal first name behind a normalised first name: "Bob" -> "Robert"; a formal
-/// or ambiguous name stays as it is.
+/// Name (lower case) -> every formal name it may stand for, ambiguous ones included;
+/// a formal name stands for itself.
+fn formal_candidates() -> &'static HashMap<String, Vec<&'static str>> {
+    static TABLE: OnceLock<HashMap<String, Vec<&'static str>>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut table: HashMap<String, Vec<&'static str>> = HashMap::new();
+        for line in NICKNAMES.lines().skip(1) {
+            let Some((formal, nicks)) = line.split_once(',') else {
+                continue;
+            };
+            for name in nicks.split('|').chain([formal]) {
+                let entry = table.entry(name.to_lowercase()).or_default();
+                if !entry.contains(&formal) {
+                    entry.push(formal);
+                }
+            }
+        }
+        table
+    })
+}
+
+/// Whether two first names may be one person's: equal, or one is a nickname of the
+/// other, or both may stand for one formal name ("Nate" and "Nathan", "Alex" and
+/// "Alexandra"). Case-insensitive.
+pub fn nickname_related(a: &str, b: &str) -> bool {
+    let (a, b) = (a.to_lowercase(), b.to_lowercase());
+    if a == b {
+        return true;
+    }
+    let table = formal_candidates();
+    match (table.get(&a), table.get(&b)) {
+        (Some(x), Some(y)) => x.iter().any(|f| y.contains(f)),
+        _ => false,
+    }
+}
+
+/// The formal first name behind a normalised first name, for matching: "Bob" ->
+/// "Robert", and a trailing middle initial dropped ("Eric F" -> "Eric"); a formal or
+/// ambiguous name stays as it is.
 pub fn formal_name(first: &str) -> String {
+    let mut words: Vec<&str> = first.split(' ').collect();
+    while words.len() > 1
+        && words
+            .last()
+            .is_some_and(|w| w.trim_end_matches('.').chars().count() == 1)
+    {
+        words.pop();
+    }
+    let first = words.join(" ");
     match nickname_table().get(&first.to_lowercase()) {
         Some(formal) => (*formal).to_string(),
-        None => first.to_string(),
+        None => first,
     }
 }
 
@@ -119,6 +165,19 @@ mod tests {
         assert_eq!(formal_name("Peggy"), "Margaret");
         assert_eq!(formal_name("Robert"), "Robert");
         assert_eq!(formal_name("Chris"), "Chris");
+        assert_eq!(formal_name("Eric F"), "Eric");
+        assert_eq!(formal_name("Bob J."), "Robert");
+        assert_eq!(formal_name("Mary Ann"), "Mary Ann");
+    }
+
+    #[test]
+    fn nicknames_relate_through_any_formal_name_they_may_stand_for() {
+        assert!(nickname_related("Nate", "Nathan"));
+        assert!(nickname_related("nate", "NATHANIEL"));
+        assert!(nickname_related("Alex", "Alexandra"));
+        assert!(nickname_related("Bob", "Rob"));
+        assert!(!nickname_related("Joanne", "John"));
+        assert!(!nickname_related("Zed", "Zorro"));
     }
 
     #[test]

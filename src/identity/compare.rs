@@ -1,0 +1,267 @@
+//! Field comparisons for probabilistic matching. Each comparison column is interned
+//! once (value ids, counts for term frequencies, parsed numbers for date and numeric
+//! levels), so comparing two records is integer work except for the fuzzy levels.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDate;
+
+use crate::config::{Comparison, Level};
+
+/// The level of a pair where either record has no value: it weighs nothing.
+pub const NULL: u8 = u8::MAX;
+
+/// One comparison's values for every record.
+pub struct Field {
+    /// Per record, `width` value ids (0: none), record i at `i * width`.
+    ids: Vec<u32>,
+    width: usize,
+    /// Id -> text; id 0 is unused.
+    text: Vec<String>,
+    /// Id -> the value as a number: days since 1970 for an ISO date, else the number.
+    number: Vec<Option<f64>>,
+    /// Id -> how many records hold it.
+    count: Vec<u32>,
+    /// Records holding at least one value.
+    pub present: u64,
+    levels: Vec<Level>,
+}
+
+/// The outcome of comparing two records on one field.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Compared {
+    /// Index into the levels, `levels.len()` for "else", or [`NULL`].
+    pub level: u8,
+    /// The shared value id when the level is exact (for term frequencies).
+    pub value: u32,
+}
+
+impl Field {
+    /// `columns[c][i]`: column `c` of record `i`.
+    pub fn new(comparison: &Comparison, columns: &[&Vec<Option<String>>], n: usize) -> Self {
+        let width = columns.len().max(1);
+        let mut index: HashMap<&str, u32> = HashMap::new();
+        let mut text = vec![String::new()];
+        let mut count = vec![0u32];
+        let mut ids = vec![0u32; n * width];
+        let mut present = 0;
+        for i in 0..n {
+            let mut any = false;
+            for (c, column) in columns.iter().enumerate() {
+                let Some(v) = column[i].as_deref().filter(|v| !v.is_empty()) else {
+                    continue;
+                };
+                let id = *index.entry(v).or_insert_with(|| {
+                    text.push(v.to_string());
+                    count.push(0);
+                    (text.len() - 1) as u32
+                });
+                // The same value twice in one record counts once.
+                if ids[i * width..i * width + c].contains(&id) {
+                    continue;
+                }
+                ids[i * width + c] = id;
+                count[id as usize] += 1;
+                any = true;
+            }
+            present += u64::from(any);
+        }
+        let wants_numbers = comparison
+            .levels
+            .iter()
+            .any(|l| matches!(l, Level::Days(_) | Level::Abs(_)));
+        let number = text
+            .iter()
+            .map(|t| wants_numbers.then(|| as_number(t)).flatten())
+            .collect();
+        Field {
+            ids,
+            width,
+            text,
+            number,
+            count,
+            present,
+            levels: comparison.levels.clone(),
+        }
+    }
+
+    fn values(&self, record: u32) -> impl Iterator<Item = u32> + '_ {
+        let start = record as usize * self.width;
+        self.ids[start..start + self.width]
+            .iter()
+            .copied()
+            .filter(|&id| id != 0)
+    }
+
+    pub fn is_null(&self, record: u32) -> bool {
+        self.values(record).next().is_none()
+    }
+
+    pub fn text(&self, id: u32) -> &str {
+        &self.text[id as usize]
+    }
+
+    /// Share of present records holding value `id`: the chance that a random other
+    /// record agrees with it by accident.
+    pub fn frequency(&self, id: u32) -> f64 {
+        self.count[id as usize] as f64 / self.present.max(1) as f64
+    }
+
+    /// Chance that two random distinct records holding values share one exactly.
+    pub fn exact_agreement_by_chance(&self) -> f64 {
+        let p = self.present as f64;
+        if p < 2.0 {
+            return 0.0;
+        }
+        let same: f64 = self.count[1..]
+            .iter()
+            .map(|&c| c as f64 * (c as f64 - 1.0))
+            .sum();
+        same / (p * (p - 1.0))
+    }
+
+    /// Compares records `a` and `b`: the first (most alike) level any pair of their
+    /// values reaches.
+    pub fn compare(&self, a: u32, b: u32) -> Compared {
+        if self.is_null(a) || self.is_null(b) {
+            return Compared {
+                level: NULL,
+                value: 0,
+            };
+        }
+        for (l, level) in self.levels.iter().enumerate() {
+            for x in self.values(a) {
+                for y in self.values(b) {
+                    if self.reaches(*level, x, y) {
+                        let value = if *level == Level::Exact { x } else { 0 };
+                        return Compared {
+                            level: l as u8,
+                            value,
+                        };
+                    }
+                }
+            }
+        }
+        Compared {
+            level: self.levels.len() as u8,
+            value: 0,
+        }
+    }
+
+    fn reaches(&self, level: Level, x: u32, y: u32) -> bool {
+        if x == y {
+            // Equal values reach every level, except numeric levels of non-numbers.
+            return !matches!(level, Level::Days(_) | Level::Abs(_))
+                || self.number[x as usize].is_some();
+        }
+        match level {
+            Level::Exact => false,
+            Level::Nickname => crate::clean::normalize::name::nickname_related(
+                &self.text[x as usize],
+                &self.text[y as usize],
+            ),
+            Level::JaroWinkler(t) => {
+                strsim::jaro_winkler(&self.text[x as usize], &self.text[y as usize]) >= t
+            }
+            Level::Levenshtein(k) => {
+                within_edits(&self.text[x as usize], &self.text[y as usize], k)
+            }
+            Level::Days(d) => self.numbers_within(x, y, d as f64),
+            Level::Abs(d) => self.numbers_within(x, y, d),
+        }
+    }
+
+    fn numbers_within(&self, x: u32, y: u32, limit: f64) -> bool {
+        match (self.number[x as usize], self.number[y as usize]) {
+            (Some(a), Some(b)) => (a - b).abs() <= limit,
+            _ => false,
+        }
+    }
+}
+
+/// An ISO date as days since 1970-01-01, else a plain number.
+fn as_number(text: &str) -> Option<f64> {
+    if let Ok(d) = NaiveDate::parse_from_str(text.get(..10).unwrap_or(text), "%Y-%m-%d") {
+        return Some(f64::from(
+            (d - NaiveDate::from_ymd_opt(1970, 1, 1)?).num_days() as i32,
+        ));
+    }
+    text.trim().parse::<f64>().ok().filter(|x| x.is_finite())
+}
+
+/// Whether the edit distance is at most `k`; cheap rejections first.
+fn within_edits(a: &str, b: &str, k: usize) -> bool {
+    let (la, lb) = (a.chars().count(), b.chars().count());
+    la.abs_diff(lb) <= k && strsim::levenshtein(a, b) <= k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(levels: &[&str], rows: &[&[Option<&str>]]) -> Field {
+        let comparison = Comparison {
+            name: "x".into(),
+            columns: vec![],
+            levels: levels.iter().map(|l| l.parse().unwrap()).collect(),
+            term_frequency: false,
+            m: None,
+            u: None,
+        };
+        let width = rows[0].len();
+        let columns: Vec<Vec<Option<String>>> = (0..width)
+            .map(|c| rows.iter().map(|r| r[c].map(str::to_string)).collect())
+            .collect();
+        let refs: Vec<&Vec<Option<String>>> = columns.iter().collect();
+        Field::new(&comparison, &refs, rows.len())
+    }
+
+    #[test]
+    fn levels_are_tried_from_most_alike() {
+        let f = field(
+            &["exact", "jaro_winkler >= 0.9", "levenshtein <= 2"],
+            &[
+                &[Some("MARTHA")],
+                &[Some("MARHTA")],
+                &[Some("MARTHA")],
+                &[Some("MART")],
+                &[None],
+                &[Some("ZED")],
+            ],
+        );
+        assert_eq!(f.compare(0, 2).level, 0);
+        assert_eq!(f.compare(0, 1).level, 1);
+        assert_eq!(f.compare(0, 3).level, 1, "JW of a prefix is high");
+        assert_eq!(f.compare(0, 4).level, NULL);
+        assert_eq!(f.compare(0, 5).level, 3, "else");
+        assert_eq!(f.frequency(f.compare(0, 2).value), 2.0 / 5.0);
+    }
+
+    #[test]
+    fn dates_compare_by_days_and_several_columns_by_any_value() {
+        let f = field(
+            &["exact", "days <= 31"],
+            &[
+                &[Some("1980-01-01"), None],
+                &[Some("1980-01-20"), None],
+                &[Some("1981-01-01"), Some("1980-01-01")],
+                &[Some("not a date"), None],
+            ],
+        );
+        assert_eq!(f.compare(0, 1).level, 1);
+        assert_eq!(f.compare(0, 2).level, 0);
+        assert_eq!(f.compare(0, 3).level, 2);
+        assert_eq!(
+            f.compare(3, 3).level,
+            0,
+            "a record equals itself even as text"
+        );
+    }
+
+    #[test]
+    fn chance_agreement_counts_distinct_pairs() {
+        // Values a,a,b: 2 ordered pairs of 6 agree.
+        let f = field(&["exact"], &[&[Some("a")], &[Some("a")], &[Some("b")]]);
+        assert!((f.exact_agreement_by_chance() - 2.0 / 6.0).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,137 @@
+//! The guards clustering must respect whatever the evidence: a maximum person size, a
+//! limit of distinct values per identifier in one person, identifiers two records of
+//! one person may never disagree on, and a minimum mean evidence (log2 Bayes factor,
+//! prior left out) across every pair of two clusters before they merge (so a chain of shared-identifier links between
+//! people who differ cannot fuse them).
+
+use std::collections::HashMap;
+
+use super::blocking;
+use super::ids::RecordKey;
+use super::matcher::Matcher;
+use crate::config::Guards;
+
+enum Never {
+    /// A comparison of the model: disagreeing means its "else" level.
+    Comparison(usize, String),
+    /// A plain column: disagreeing means two different values.
+    Column(String, Vec<u32>),
+}
+
+pub struct GuardSet<'a> {
+    max_cluster_size: usize,
+    distinct: Vec<(String, usize, Vec<u32>)>,
+    never: Vec<Never>,
+    min_weight: Option<f64>,
+    matcher: Option<&'a Matcher>,
+    keys: &'a [RecordKey],
+}
+
+impl<'a> GuardSet<'a> {
+    pub fn new(
+        config: &Guards,
+        values: &HashMap<String, Vec<Option<String>>>,
+        n: usize,
+        matcher: Option<&'a Matcher>,
+        keys: &'a [RecordKey],
+    ) -> Self {
+        let never = config
+            .never_disagree
+            .iter()
+            .map(|name| match matcher.and_then(|m| m.comparison(name)) {
+                Some(c) => Never::Comparison(c, name.clone()),
+                None => Never::Column(name.clone(), blocking::ids(values, name, n)),
+            })
+            .collect();
+        GuardSet {
+            max_cluster_size: config.max_cluster_size,
+            distinct: config
+                .max_distinct
+                .iter()
+                .map(|(c, limit)| (c.clone(), *limit, blocking::ids(values, c, n)))
+                .collect(),
+            never,
+            min_weight: config.min_cluster_weight.filter(|_| matcher.is_some()),
+            matcher,
+            keys,
+        }
+    }
+
+    fn key(&self, r: u32) -> String {
+        let (s, id) = &self.keys[r as usize];
+        format!("{s}:{id}")
+    }
+
+    /// Why clusters `a` and `b` may not become one person, if they may not.
+    pub fn refuse(&self, a: &[u32], b: &[u32]) -> Option<String> {
+        self.refuse_hard(a, b).or_else(|| self.too_weak(a, b))
+    }
+
+    /// The guards that say two clusters are different people (not merely that the
+    /// evidence between them is thin).
+    pub fn refuse_hard(&self, a: &[u32], b: &[u32]) -> Option<String> {
+        let size = a.len() + b.len();
+        if size > self.max_cluster_size {
+            return Some(format!(
+                "max_cluster_size: {size} records > {}",
+                self.max_cluster_size
+            ));
+        }
+        for (column, limit, ids) in &self.distinct {
+            let mut seen: Vec<u32> = a
+                .iter()
+                .chain(b)
+                .map(|&r| ids[r as usize])
+                .filter(|&id| id != 0)
+                .collect();
+            seen.sort_unstable();
+            seen.dedup();
+            if seen.len() > *limit {
+                return Some(format!(
+                    "max_distinct.{column}: {} values > {limit}",
+                    seen.len()
+                ));
+            }
+        }
+        for &x in a {
+            for &y in b {
+                for never in &self.never {
+                    let (name, disagree) = match never {
+                        Never::Comparison(c, name) => {
+                            (name, self.matcher.is_some_and(|m| m.disagrees(*c, x, y)))
+                        }
+                        Never::Column(name, ids) => {
+                            let (i, j) = (ids[x as usize], ids[y as usize]);
+                            (name, i != 0 && j != 0 && i != j)
+                        }
+                    };
+                    if disagree {
+                        return Some(format!(
+                            "never_disagree.{name}: {} vs {}",
+                            self.key(x),
+                            self.key(y)
+                        ));
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    fn too_weak(&self, a: &[u32], b: &[u32]) -> Option<String> {
+        if let (Some(min), Some(m)) = (self.min_weight, self.matcher) {
+            let total: f64 = a
+                .iter()
+                .flat_map(|&x| b.iter().map(move |&y| m.evidence(x, y)))
+                .sum();
+            let mean = total / (a.len() * b.len()) as f64;
+            if mean < min {
+                return Some(format!(
+                    "min_cluster_weight: mean evidence {mean:.2} over {} pairs < {min}",
+                    a.len() * b.len()
+                ));
+            }
+        }
+        None
+    }
+}

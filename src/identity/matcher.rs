@@ -1,0 +1,204 @@
+//! Probabilistic matching end to end: candidate pairs from blocking, their comparison
+//! levels, u from random pairs, m by EM, and a match weight per candidate.
+
+use std::collections::HashMap;
+
+use rayon::prelude::*;
+
+use super::blocking::{self, BlockingStats};
+use super::compare::{Compared, Field, NULL};
+use super::model::{self, Model, Session};
+use crate::config::Matching;
+
+/// A trained model with the fields it compares: scores any pair of records.
+pub struct Matcher {
+    pub fields: Vec<Field>,
+    pub model: Model,
+}
+
+impl Matcher {
+    pub fn compare(&self, a: u32, b: u32) -> Vec<Compared> {
+        self.fields.iter().map(|f| f.compare(a, b)).collect()
+    }
+
+    /// Match weight: log2 odds that `a` and `b` are one person.
+    pub fn weight(&self, a: u32, b: u32) -> f64 {
+        self.weight_of(&self.compare(a, b))
+    }
+
+    fn weight_of(&self, outcomes: &[Compared]) -> f64 {
+        self.model.prior_weight() + self.model.evidence(outcomes, &self.fields)
+    }
+
+    /// The evidence between `a` and `b` alone (log2 Bayes factor, no prior).
+    pub fn evidence(&self, a: u32, b: u32) -> f64 {
+        self.model.evidence(&self.compare(a, b), &self.fields)
+    }
+
+    /// Index of the comparison called `name`.
+    pub fn comparison(&self, name: &str) -> Option<usize> {
+        self.model.comparisons.iter().position(|c| c.name == name)
+    }
+
+    /// Whether the pair disagrees on comparison `c`: both present, level "else".
+    pub fn disagrees(&self, c: usize, a: u32, b: u32) -> bool {
+        let level = self.fields[c].compare(a, b).level;
+        level != NULL && level as usize == self.model.comparisons[c].levels.len() - 1
+    }
+
+    /// Each comparison's level and weight, for people: `first_name: exact (+6.21)`.
+    pub fn explain(&self, a: u32, b: u32) -> String {
+        let outcomes = self.compare(a, b);
+        let parts: Vec<String> = outcomes
+            .iter()
+            .enumerate()
+            .map(|(c, &o)| {
+                let model = &self.model.comparisons[c];
+                if o.level == NULL {
+                    return format!("{}: null (0)", model.name);
+                }
+                let w = self.model.partial_weight(c, o, &self.fields[c]);
+                let tf = if model.term_frequency && o.value != 0 {
+                    format!(
+                        " [{:?} in {:.3}%]",
+                        self.fields[c].text(o.value),
+                        100.0 * self.fields[c].frequency(o.value)
+                    )
+                } else {
+                    String::new()
+                };
+                format!(
+                    "{}: {}{tf} ({w:+.2})",
+                    model.name, model.levels[o.level as usize].label
+                )
+            })
+            .collect();
+        format!(
+            "prior ({:+.2}); {}",
+            self.model.prior_weight(),
+            parts.join("; ")
+        )
+    }
+}
+
+/// The outcome of probabilistic matching over one set of records.
+pub struct Scored {
+    pub matcher: Matcher,
+    /// Candidate pairs and their match weights, same order.
+    pub pairs: Vec<(u32, u32)>,
+    pub weights: Vec<f64>,
+    pub blocking: Vec<BlockingStats>,
+}
+
+/// A model kept from an earlier run, and which records changed since: only pairs
+/// touching a changed record are compared, and nothing is re-estimated.
+pub struct Reuse {
+    pub model: Model,
+    pub dirty: Vec<bool>,
+}
+
+/// `rule_pairs`: how many pairs the deterministic rules link, for the prior.
+pub fn score(
+    values: &HashMap<String, Vec<Option<String>>>,
+    n: usize,
+    matching: &Matching,
+    rule_pairs: Option<u64>,
+    reuse: Option<Reuse>,
+) -> Scored {
+    let fields: Vec<Field> = matching
+        .comparisons
+        .iter()
+        .map(|c| {
+            let columns: Vec<&Vec<Option<String>>> = c
+                .columns
+                .iter()
+                .filter_map(|name| values.get(name))
+                .collect();
+            Field::new(c, &columns, n)
+        })
+        .collect();
+    let (mut pairs, blocking) =
+        blocking::candidate_pairs(values, n, &matching.blocking, matching.max_block);
+    if let Some(r) = &reuse {
+        pairs.retain(|&(a, b)| r.dirty[a as usize] || r.dirty[b as usize]);
+    }
+    let k = fields.len();
+    let levels: Vec<u8> = pairs
+        .par_iter()
+        .flat_map_iter(|&(a, b)| fields.iter().map(move |f| f.compare(a, b).level))
+        .collect();
+    tracing::info!(pairs = pairs.len(), "candidate pairs compared");
+    let model = match reuse {
+        Some(r) => r.model,
+        None => train(values, n, matching, &fields, &pairs, &levels, rule_pairs),
+    };
+    let matcher = Matcher { fields, model };
+    // From the stored levels; only exact agreement with term frequencies needs the value.
+    let weights = pairs
+        .par_iter()
+        .zip(levels.par_chunks(k.max(1)))
+        .map(|(&(a, b), levels)| {
+            let outcomes: Vec<Compared> = levels
+                .iter()
+                .enumerate()
+                .map(|(c, &level)| Compared {
+                    level,
+                    value: if level == 0 && matcher.model.comparisons[c].term_frequency {
+                        matcher.fields[c].compare(a, b).value
+                    } else {
+                        0
+                    },
+                })
+                .collect();
+            matcher.weight_of(&outcomes)
+        })
+        .collect();
+    Scored {
+        matcher,
+        pairs,
+        weights,
+        blocking,
+    }
+}
+
+/// u from random pairs, then m by EM, one session per training blocking rule.
+fn train(
+    values: &HashMap<String, Vec<Option<String>>>,
+    n: usize,
+    matching: &Matching,
+    fields: &[Field],
+    pairs: &[(u32, u32)],
+    levels: &[u8],
+    rule_pairs: Option<u64>,
+) -> Model {
+    let u = model::estimate_u(fields, &matching.comparisons, n, matching.u_sample_pairs);
+    let sessions: Vec<Session> = matching
+        .train_on
+        .iter()
+        .map(|&r| {
+            let rule = &matching.blocking[r];
+            let ids: Vec<Vec<u32>> = rule
+                .columns
+                .iter()
+                .map(|c| blocking::ids(values, c, n))
+                .collect();
+            let agrees = |a: u32, b: u32| {
+                ids.iter()
+                    .all(|col| col[a as usize] != 0 && col[a as usize] == col[b as usize])
+            };
+            Session {
+                pairs: (0..pairs.len())
+                    .filter(|&p| agrees(pairs[p].0, pairs[p].1))
+                    .collect(),
+                held_out: matching
+                    .comparisons
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| c.columns.iter().any(|col| rule.columns.contains(col)))
+                    .map(|(i, _)| i)
+                    .collect(),
+            }
+        })
+        .collect();
+    model::fit(matching, u, levels, pairs.len(), n, &sessions, rule_pairs)
+}

@@ -1,0 +1,242 @@
+//! Identity resolution through the real binary: explanations, household guards on a
+//! pipeline with its own column names, and incremental runs that score only new pairs.
+
+mod common;
+
+use std::path::Path;
+
+use common::{sample_pipeline, TestContext};
+
+fn person_of(ctx: &TestContext, source: &str, record: &str) -> String {
+    let rows = ctx.query(&format!(
+        "SELECT person_id FROM identity_graph WHERE source = '{source}' AND record_id = '{record}'"
+    ));
+    assert_eq!(rows.len(), 1, "{source}:{record} in the graph once");
+    rows[0]["person_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn explain_shows_the_merges_with_comparison_weights() {
+    let ctx = TestContext::new();
+    ctx.step("run", &sample_pipeline(), &[]).ok();
+    let lake = ctx.lake_url();
+    let p = sample_pipeline().to_string_lossy().into_owned();
+    let out = ctx
+        .cdp(&[
+            "resolve",
+            &p,
+            "--lake",
+            &lake,
+            "--explain",
+            "crm_contacts:0035g0NUnbWJK1QAGX",
+        ])
+        .ok();
+    let person = person_of(&ctx, "crm_contacts", "0035g0NUnbWJK1QAGX");
+    assert!(
+        out.stdout.starts_with(&format!(
+            "crm_contacts:0035g0NUnbWJK1QAGX is in person {person}"
+        )),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("member shop_customers:100001"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("merged "), "{}", out.stdout);
+    // Each merge lists every comparison with its level and weight.
+    assert!(out.stdout.contains("first_name: "), "{}", out.stdout);
+    assert!(out.stdout.contains("prior ("), "{}", out.stdout);
+
+    let missing = ctx.cdp(&["resolve", &p, "--lake", &lake, "--explain", "nobody:1"]);
+    assert_eq!(missing.code, 1);
+    assert!(
+        missing.stderr.contains("no record \"nobody:1\""),
+        "{}",
+        missing.stderr
+    );
+}
+
+/// A household and a pipeline whose columns are not the sample's: the parents share
+/// surname, address, landline and one mailbox; each also has a duplicate record.
+const HOUSEHOLD: &str = "\
+id,given,family,mail,tel,addr,born
+1,Maria,Lopez,lopez.family@example.com,704-531-6227,12 Oak Street,1970-03-02
+2,MARIA,Lopez,lopez.family@example.com,(704) 531-6227,12 Oak St,1970-03-02
+3,Jorge,Lopez,lopez.family@example.com,704.531.6227,12 Oak Street,
+4,Jorge,Lopes,jorge.l@example.com,704-531-6227,12 Oak Street,1968-11-20
+5,Ana,Smith,ana@example.com,704-531-9999,1 Elm Street,1990-01-01
+";
+
+fn household_pipeline(dir: &Path) -> std::path::PathBuf {
+    std::fs::write(dir.join("people.csv"), HOUSEHOLD).unwrap();
+    let pipeline = format!(
+        r#"
+[pipeline]
+name = "household"
+[lake]
+url = "file://{dir}/lake"
+[warehouse]
+url = "duckdb://{dir}/wh.duckdb"
+[[sources]]
+name = "people"
+kind = "files"
+path = "{dir}/people.csv"
+entity = "member"
+[sources.columns]
+id = "member_id"
+given = "given"
+family = "family"
+mail = "mail"
+tel = "tel"
+addr = "addr"
+born = "born"
+[entities.member]
+key = "member_id"
+[entities.member.columns]
+member_id = "text"
+given = "person_name"
+family = "person_name"
+mail = "email"
+tel = {{ kind = "phone", region = "US" }}
+addr = "street"
+born = "date"
+[identity]
+entity = "member"
+[identity.matching]
+threshold = 0.9
+prior = 0.01
+blocking = [{{ name = "family", on = ["family"] }}, {{ name = "tel", on = ["tel"] }}]
+comparisons = [
+  {{ name = "given", columns = ["given"], levels = ["exact"], m = [0.95, 0.05], u = [0.1, 0.9] }},
+  {{ name = "family", columns = ["family"], levels = ["exact", "jaro_winkler >= 0.9"], m = [0.9, 0.08, 0.02], u = [0.05, 0.01, 0.94] }},
+  {{ name = "mail", columns = ["mail"], levels = ["exact"], m = [0.7, 0.3], u = [0.01, 0.99] }},
+  {{ name = "tel", columns = ["tel"], levels = ["exact"], m = [0.8, 0.2], u = [0.01, 0.99] }},
+  {{ name = "addr", columns = ["addr"], levels = ["exact"], m = [0.9, 0.1], u = [0.01, 0.99] }},
+  {{ name = "born", columns = ["born"], levels = ["exact"], m = [0.98, 0.02], u = [0.001, 0.999] }},
+]
+[identity.guards]
+never_disagree = ["given"]
+[load]
+tables = ["member", "identity_graph", "customer_360"]
+"#,
+        dir = dir.display()
+    );
+    let path = dir.join("household.toml");
+    std::fs::write(&path, pipeline).unwrap();
+    path
+}
+
+#[test]
+fn a_shared_mailbox_landline_and_address_do_not_fuse_a_household() {
+    let ctx = TestContext::new();
+    let pipeline = household_pipeline(ctx.path());
+    let p = pipeline.to_string_lossy().into_owned();
+    ctx.cdp(&["run", &p]).ok();
+    let out = ctx.cdp(&["resolve", &p, "--force"]).ok();
+    assert!(out.stdout.contains("never_disagree"), "{}", out.stdout);
+    ctx.cdp(&["load", &p]).ok();
+    let wh = format!("{}/wh.duckdb", ctx.path().display());
+    let persons: Vec<String> = ctx
+        .query_at(
+            &wh,
+            "SELECT person_id FROM identity_graph ORDER BY record_id",
+        )
+        .iter()
+        .map(|r| r["person_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(persons[0], persons[1], "Maria's duplicate joins her");
+    assert_eq!(
+        persons[2], persons[3],
+        "Jorge's duplicate joins him despite the typo"
+    );
+    assert_ne!(persons[0], persons[2], "the couple stays two people");
+    assert_ne!(persons[4], persons[0]);
+
+    let lake = format!("file://{}/lake", ctx.path().display());
+    let explained = ctx
+        .cdp(&["resolve", &p, "--lake", &lake, "--explain", "3"])
+        .ok();
+    assert!(
+        explained.stdout.contains("guard: never_disagree.given"),
+        "{}",
+        explained.stdout
+    );
+}
+
+#[test]
+fn a_new_batch_is_scored_alone_and_joins_the_existing_person() {
+    let ctx = TestContext::new();
+    // A copy of the sample data, so that a new file can land beside it.
+    let data = ctx.path().join("data");
+    copy_dir(&common::repo().join("sample-data"), &data);
+    let env = [("CDP_DATA_DIR", data.as_path())];
+    let (lake, wh) = (ctx.lake_url(), ctx.warehouse_url());
+    let p = sample_pipeline().to_string_lossy().into_owned();
+    let step = |name: &str| {
+        let args = [
+            name,
+            p.as_str(),
+            "--lake",
+            lake.as_str(),
+            "--warehouse",
+            wh.as_str(),
+        ];
+        ctx.cdp_with(&args, &env).ok()
+    };
+    step("run");
+    let before = ctx.query("SELECT source, record_id, person_id FROM identity_graph ORDER BY 1, 2");
+    let walter = person_of(&ctx, "crm_contacts", "0035g0NUnbWJK1QAGX");
+
+    // Walter Reynolds again, under a new CRM id, in a new file.
+    std::fs::write(
+        data.join("crm/contacts_2027.csv"),
+        "Id,FirstName,LastName,Email,Phone,MobilePhone,MailingStreet,MailingCity,MailingState,MailingPostalCode,MailingCountry,Birthdate,LastModifiedDate\n\
+         0035g0NEWRECORD1AA,Walt,Reynolds,wreynolds@gmail.com,,(704) 531-6227,6472 Hickory Dr,Albuquerque,NM,,US,,2027-01-02T10:00:00.000+0000\n",
+    )
+    .unwrap();
+    step("ingest");
+    step("clean");
+    let second = step("resolve");
+    step("load");
+    assert!(second.stdout.contains("model reused"), "{}", second.stdout);
+    let scored: u64 = second
+        .stdout
+        .split("matching: ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("scored pairs in the report");
+    assert!(
+        scored < 50,
+        "only pairs touching the new record are scored: {scored}"
+    );
+    assert_eq!(
+        person_of(&ctx, "crm_contacts", "0035g0NEWRECORD1AA"),
+        walter
+    );
+    // Every earlier record keeps its person.
+    let after = ctx.query("SELECT source, record_id, person_id FROM identity_graph ORDER BY 1, 2");
+    let after: Vec<_> = after
+        .into_iter()
+        .filter(|r| r["record_id"] != "0035g0NEWRECORD1AA")
+        .collect();
+    assert_eq!(before, after);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
