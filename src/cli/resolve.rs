@@ -177,7 +177,17 @@ pub fn explanation_text(e: &Explanation) -> String {
 
 pub fn accuracy_line(a: &Accuracy) -> String {
     format!(
-        "precision={:.4} recall={:.4} f1={:.4} (records {}, true persons {}, predicted persons {}, pairs true {} predicted {} correct {})",
-        a.precision, a.recall, a.f1, a.records, a.true_persons, a.predicted_persons, a.true_pairs, a.predicted_pairs, a.correct_pairs
+        "precision={:.4} recall={:.4} f1={:.4} (records {}, true persons {}, predicted persons {}, persons found exactly {} = {:.1}%, pairs true {} predicted {} correct {})",
+        a.precision,
+        a.recall,
+        a.f1,
+        a.records,
+        a.true_persons,
+        a.predicted_persons,
+        a.exact_persons,
+        100.0 * a.exact_persons as f64 / a.true_persons.max(1) as f64,
+        a.true_pairs,
+        a.predicted_pairs,
+        a.correct_pairs
     )
 }

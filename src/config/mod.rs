@@ -1587,6 +1587,50 @@ rules = [{ name = "email", match = ["email"] }]
     }
 
     #[test]
+    fn matching_problems_name_their_keys() {
+        let text = format!(
+            "{GOOD}{}",
+            r#"[identity.matching]
+threshold = 1.5
+train_on = ["nope"]
+blocking = [{ name = "e", on = ["email"] }]
+comparisons = [
+  { columns = ["email"], levels = ["exact", "soundex"], m = [0.9, 0.1] },
+  { columns = ["dob"], levels = ["exact", "days <= 30"], m = [0.9, 0.05, 0.05] },
+]
+[identity.guards]
+never_disagree = ["shoe_size"]
+"#
+        );
+        let err = parse(&text).expect_err("invalid").to_string();
+        for want in [
+            "identity.matching.threshold: a match probability strictly between 0 and 1",
+            "identity.matching.train_on: no blocking rule is called \"nope\"",
+            "identity.matching.comparisons[0].levels: unknown level \"soundex\"",
+            "identity.matching.comparisons[0].m: 2 values given; one per level plus one for \"else\" is 3",
+            "identity.guards.never_disagree: \"shoe_size\" is neither a comparison nor a column",
+        ] {
+            assert!(err.contains(want), "{want}\n{err}");
+        }
+        let good = text
+            .replace("threshold = 1.5", "threshold = 0.9")
+            .replace("train_on = [\"nope\"]", "train_on = [\"e\"]")
+            .replace(
+                "\"exact\", \"soundex\"], m = [0.9, 0.1]",
+                "\"exact\", \"levenshtein <= 2\"]",
+            )
+            .replace("\"shoe_size\"", "\"dob\"");
+        let p = parse(&good).expect("valid");
+        let m = p
+            .identity
+            .as_ref()
+            .and_then(|i| i.matching.as_ref())
+            .expect("matching");
+        assert_eq!(m.comparisons[1].levels, vec![Level::Exact, Level::Days(30)]);
+        assert_eq!(m.train_on, vec![0]);
+    }
+
+    #[test]
     fn unknown_key_is_named_with_its_line() {
         let text = GOOD.replace(
             "entity = \"person\"\ncolumns",

@@ -1,5 +1,6 @@
 //! Accuracy against a ground truth: pairwise precision, recall and F1 (a pair is two
-//! records put in one person), computed from cluster overlaps without listing pairs.
+//! records put in one person), computed from cluster overlaps without listing pairs,
+//! and the share of true persons found exactly.
 
 use std::collections::HashMap;
 
@@ -19,6 +20,9 @@ pub struct Accuracy {
     pub f1: f64,
     pub true_persons: u64,
     pub predicted_persons: u64,
+    /// Cluster level: true persons whose records form exactly one predicted person,
+    /// nothing missing and nothing extra.
+    pub exact_persons: u64,
 }
 
 fn pairs(n: u64) -> u64 {
@@ -61,6 +65,12 @@ pub fn evaluate(
         f1,
         true_persons: real.len() as u64,
         predicted_persons: pred.len() as u64,
+        // A person is found exactly when all its records share one predicted id that
+        // no other person's record has.
+        exact_persons: both
+            .iter()
+            .filter(|((p, t), n)| real[t] == **n && pred[p] == **n)
+            .count() as u64,
     }
 }
 
@@ -86,5 +96,8 @@ mod tests {
         );
         assert!((acc.precision - 0.5).abs() < 1e-9);
         assert!((acc.recall - 1.0 / 3.0).abs() < 1e-9);
+        assert_eq!(acc.exact_persons, 0);
+        let acc = evaluate(&truth, &truth);
+        assert_eq!((acc.exact_persons, acc.true_persons), (2, 2));
     }
 }

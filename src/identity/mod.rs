@@ -87,11 +87,13 @@ pub struct MatchingReport {
 #[derive(Default)]
 pub struct PreviousRun {
     pub assignment: HashMap<RecordKey, Assigned>,
-    /// Per record, a hash of every value resolution looked at.
-    pub fingerprints: HashMap<RecordKey, u64>,
+    /// Each record's row in the saved assignment, and per row a hash of every value
+    /// resolution looked at.
+    pub rows: HashMap<RecordKey, u32>,
+    pub fingerprints: Vec<u64>,
     pub model: Option<SavedModel>,
-    /// The scored pairs at or above the threshold, by record key, with their weights.
-    pub edges: Vec<(RecordKey, RecordKey, f64)>,
+    /// The scored pairs at or above the threshold, as assignment rows, with weights.
+    pub edges: Vec<(u32, u32, f64)>,
 }
 
 /// A trained model and the matching configuration it was trained for.
@@ -109,9 +111,10 @@ pub struct Resolution {
     /// The new assignment, to be saved as state for the next run, with each record's
     /// fingerprint.
     pub assignment: Vec<(RecordKey, Assigned, u64)>,
-    /// State for the next run: the model and the strong scored pairs.
+    /// State for the next run: the model and the strong scored pairs (as rows of
+    /// `assignment`).
     pub model: Option<SavedModel>,
-    pub edges: Vec<(RecordKey, RecordKey, f64)>,
+    pub edges: Vec<(u32, u32, f64)>,
     pub report: ResolveReport,
 }
 
@@ -233,7 +236,7 @@ pub fn resolve(
                 dirty: keys
                     .iter()
                     .zip(&fingerprints)
-                    .map(|(k, f)| previous.fingerprints.get(k) != Some(f))
+                    .map(|(k, f)| previous_fingerprint(previous, k) != Some(*f))
                     .collect(),
             });
         let trained = reuse.is_none();
@@ -241,21 +244,19 @@ pub fn resolve(
         let mut reused = 0;
         if !trained {
             // Strong pairs between records that did not change stand as they were.
-            let index: HashMap<&RecordKey, u32> = keys
-                .iter()
-                .enumerate()
-                .map(|(i, k)| (k, i as u32))
-                .collect();
-            let clean = |k: &RecordKey| {
-                index
-                    .get(k)
-                    .copied()
-                    .filter(|&i| previous.fingerprints.get(k) == Some(&fingerprints[i as usize]))
-            };
-            for (a, b, w) in &previous.edges {
-                if let (Some(a), Some(b)) = (clean(a), clean(b)) {
+            let mut current = vec![u32::MAX; previous.fingerprints.len()];
+            for (i, k) in keys.iter().enumerate() {
+                if let Some(&row) = previous.rows.get(k) {
+                    if previous.fingerprints[row as usize] == fingerprints[i] {
+                        current[row as usize] = i as u32;
+                    }
+                }
+            }
+            for &(a, b, w) in &previous.edges {
+                let (a, b) = (current[a as usize], current[b as usize]);
+                if a != u32::MAX && b != u32::MAX {
                     scored.pairs.push((a.min(b), a.max(b)));
-                    scored.weights.push(*w);
+                    scored.weights.push(w);
                     reused += 1;
                 }
             }
@@ -372,26 +373,25 @@ pub fn resolve(
         records, config, &clusters, &assigned, &values, &sources, &keys,
     )?;
     lap("golden records");
-    let assignment = clusters
-        .iter()
-        .zip(&assigned)
-        .flat_map(|(members, a)| {
-            members.iter().map(|&m| {
-                (
-                    keys[m as usize].clone(),
-                    a.clone(),
-                    fingerprints[m as usize],
-                )
-            })
-        })
-        .collect();
+    let mut row_of = vec![0u32; n];
+    let mut assignment = Vec::with_capacity(n);
+    for (members, a) in clusters.iter().zip(&assigned) {
+        for &m in members {
+            row_of[m as usize] = assignment.len() as u32;
+            assignment.push((
+                keys[m as usize].clone(),
+                a.clone(),
+                fingerprints[m as usize],
+            ));
+        }
+    }
     let mut saved_edges = Vec::new();
     let mut saved_model = None;
     let matching = scored.map(|(m, s, config_text, trained, reused)| {
         let cut = model::weight_of(m.threshold);
         for (&(a, b), &w) in s.pairs.iter().zip(&s.weights) {
             if w >= cut {
-                saved_edges.push((keys[a as usize].clone(), keys[b as usize].clone(), w));
+                saved_edges.push((row_of[a as usize], row_of[b as usize], w));
             }
         }
         saved_model = Some(SavedModel {
@@ -424,6 +424,11 @@ pub fn resolve(
             ids: changes,
         },
     })
+}
+
+fn previous_fingerprint(previous: &PreviousRun, key: &RecordKey) -> Option<u64> {
+    let row = *previous.rows.get(key)?;
+    previous.fingerprints.get(row as usize).copied()
 }
 
 /// A stable 64-bit hash (FNV-1a) of a record's values, to tell changed records.
@@ -626,10 +631,9 @@ pub fn assignment_frame(assignment: &[(RecordKey, Assigned, u64)]) -> PolarsResu
     )
 }
 
-/// Reads an assignment frame back: the assignment and the fingerprints.
-pub fn assignment_from_frame(
-    df: &DataFrame,
-) -> PolarsResult<(HashMap<RecordKey, Assigned>, HashMap<RecordKey, u64>)> {
+/// Reads an assignment frame back into `previous`: the assignment, each key's row and
+/// each row's fingerprint.
+pub fn assignment_from_frame(df: &DataFrame, previous: &mut PreviousRun) -> PolarsResult<()> {
     let s = df.column("source")?.str()?;
     let r = df.column("record_id")?.str()?;
     let p = df.column("person_id")?.str()?;
@@ -638,17 +642,18 @@ pub fn assignment_from_frame(
         .column("fingerprint")
         .ok()
         .and_then(|c| c.u64().ok().cloned());
-    let mut assignment = HashMap::new();
-    let mut fingerprints = HashMap::new();
+    previous.fingerprints = (0..df.height())
+        .map(|i| fp.as_ref().and_then(|c| c.get(i)).unwrap_or_default())
+        .collect();
     for i in 0..df.height() {
         let (Some(s), Some(r), Some(p), Some(f)) = (s.get(i), r.get(i), p.get(i), f.get(i)) else {
             continue;
         };
         let key = (s.to_string(), r.to_string());
-        if let Some(x) = fp.as_ref().and_then(|c| c.get(i)) {
-            fingerprints.insert(key.clone(), x);
+        if fp.is_some() {
+            previous.rows.insert(key.clone(), i as u32);
         }
-        assignment.insert(
+        previous.assignment.insert(
             key,
             Assigned {
                 person_id: p.to_string(),
@@ -656,21 +661,22 @@ pub fn assignment_from_frame(
             },
         );
     }
-    Ok((assignment, fingerprints))
+    Ok(())
 }
 
-/// The strong scored pairs as a frame, and back.
-pub fn edges_frame(edges: &[(RecordKey, RecordKey, f64)]) -> PolarsResult<DataFrame> {
-    let text = |f: fn(&(RecordKey, RecordKey, f64)) -> &str| -> Vec<&str> {
-        edges.iter().map(f).collect()
-    };
+/// The strong scored pairs (assignment rows and weight) as a frame, and back.
+pub fn edges_frame(edges: &[(u32, u32, f64)]) -> PolarsResult<DataFrame> {
     DataFrame::new(
         edges.len(),
         vec![
-            Column::new("left_source".into(), text(|e| e.0 .0.as_str())),
-            Column::new("left_record_id".into(), text(|e| e.0 .1.as_str())),
-            Column::new("right_source".into(), text(|e| e.1 .0.as_str())),
-            Column::new("right_record_id".into(), text(|e| e.1 .1.as_str())),
+            Column::new(
+                "left_row".into(),
+                edges.iter().map(|e| e.0).collect::<Vec<u32>>(),
+            ),
+            Column::new(
+                "right_row".into(),
+                edges.iter().map(|e| e.1).collect::<Vec<u32>>(),
+            ),
             Column::new(
                 "weight".into(),
                 edges.iter().map(|e| e.2).collect::<Vec<f64>>(),
@@ -679,22 +685,13 @@ pub fn edges_frame(edges: &[(RecordKey, RecordKey, f64)]) -> PolarsResult<DataFr
     )
 }
 
-pub fn edges_from_frame(df: &DataFrame) -> PolarsResult<Vec<(RecordKey, RecordKey, f64)>> {
-    let c = |name: &str| df.column(name).and_then(|c| c.str().cloned());
-    let (ls, lr, rs, rr) = (
-        c("left_source")?,
-        c("left_record_id")?,
-        c("right_source")?,
-        c("right_record_id")?,
+pub fn edges_from_frame(df: &DataFrame) -> PolarsResult<Vec<(u32, u32, f64)>> {
+    let (l, r, w) = (
+        df.column("left_row")?.u32()?,
+        df.column("right_row")?.u32()?,
+        df.column("weight")?.f64()?,
     );
-    let w = df.column("weight")?.f64()?.clone();
     Ok((0..df.height())
-        .filter_map(|i| {
-            Some((
-                (ls.get(i)?.to_string(), lr.get(i)?.to_string()),
-                (rs.get(i)?.to_string(), rr.get(i)?.to_string()),
-                w.get(i)?,
-            ))
-        })
+        .filter_map(|i| Some((l.get(i)?, r.get(i)?, w.get(i)?)))
         .collect())
 }

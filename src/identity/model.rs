@@ -101,7 +101,8 @@ pub fn estimate_u(
 ) -> Vec<Vec<f64>> {
     // Fuzzy levels: the level distribution among random pairs that are not exact.
     let chunks = 64usize;
-    let per_chunk = samples.div_ceil(chunks);
+    // Past a hundred pairs per record, more samples change u by little.
+    let per_chunk = samples.min(100 * n).div_ceil(chunks);
     let counts: Vec<Vec<Vec<u64>>> = (0..chunks)
         .into_par_iter()
         .map(|chunk| {

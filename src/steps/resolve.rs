@@ -49,14 +49,17 @@ pub fn run(ctx: &Context, retrain: bool) -> Result<(Outcome, Option<ResolveRepor
     let records = read_parquet(lake, &input_object.key)?;
     let mut previous = identity::PreviousRun::default();
     if lake.exists(ASSIGNMENT_KEY) {
-        (previous.assignment, previous.fingerprints) =
-            identity::assignment_from_frame(&read_parquet(lake, ASSIGNMENT_KEY)?)
-                .map_err(identity::IdentityError::from)?;
-    }
-    if lake.exists(EDGES_KEY) {
-        previous.model = lake.get_json(MODEL_KEY)?;
-        previous.edges = identity::edges_from_frame(&read_parquet(lake, EDGES_KEY)?)
+        identity::assignment_from_frame(&read_parquet(lake, ASSIGNMENT_KEY)?, &mut previous)
             .map_err(identity::IdentityError::from)?;
+    }
+    // State another version wrote (or none) means training afresh, never failing.
+    if lake.exists(EDGES_KEY) {
+        let edges = identity::edges_from_frame(&read_parquet(lake, EDGES_KEY)?);
+        let model = lake.get_json(MODEL_KEY).ok().flatten();
+        if let (Ok(edges), Some(model)) = (edges, model) {
+            previous.edges = edges;
+            previous.model = Some(model);
+        }
     }
     let entity = ctx
         .pipeline
