@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # make bench: measures cdp against baselines on this machine and writes BENCHMARKS.md.
-# BENCH_PERSONS (default 3,900,000, about 10 million person records) sets the size.
+# BENCH_PERSONS (default 3,900,000, about 10 million person records) sets the size
+# of the clean benchmark; BENCH_IDENTITY_PERSONS (default "40000 400000") the sizes
+# of the identity benchmark (bench/identity.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cdp/target}"
@@ -68,4 +70,9 @@ machine="$(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores, $(fr
   echo "| DuckDB SQL baseline | $base_s | $(rate $total $base_s) | $base_mb |"
   echo "| (cdp ingest, for reference) | $ingest_s | $(rate $total $ingest_s) | $ingest_mb |"
 } > BENCHMARKS.md
+
+# Identity resolution: cdp, the rules alone and Splink at about 100k and 1M records.
+# shellcheck disable=SC2086
+bash bench/identity.sh ${BENCH_IDENTITY_PERSONS:-40000 400000}
+{ echo; cat "$WORK/identity.md"; } >> BENCHMARKS.md
 cat BENCHMARKS.md

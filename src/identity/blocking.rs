@@ -35,13 +35,16 @@ pub fn ids(values: &HashMap<String, Vec<Option<String>>>, column: &str, n: usize
         .collect()
 }
 
-/// Candidate pairs (a < b), in a deterministic order, and per-rule figures.
+/// Candidate pairs (a < b), in a deterministic order, and per-rule figures. With
+/// `dirty`, only pairs touching a dirty record are generated (an incremental run).
 pub fn candidate_pairs(
     values: &HashMap<String, Vec<Option<String>>>,
     n: usize,
     rules: &[MatchRule],
     max_block: usize,
+    dirty: Option<&[bool]>,
 ) -> (Vec<(u32, u32)>, Vec<BlockingStats>) {
+    let wanted = |a: u32, b: u32| dirty.is_none_or(|d| d[a as usize] || d[b as usize]);
     let rule_ids: Vec<Vec<Vec<u32>>> = rules
         .iter()
         .map(|r| r.columns.iter().map(|c| ids(values, c, n)).collect())
@@ -84,7 +87,7 @@ pub fn candidate_pairs(
             }
             for (x, &a) in block.iter().enumerate() {
                 for &b in &block[x + 1..] {
-                    if !earlier_agrees(a, b) {
+                    if wanted(a, b) && !earlier_agrees(a, b) {
                         pairs.push((a, b));
                         s.pairs += 1;
                     }
@@ -122,11 +125,14 @@ mod tests {
                 columns: vec!["zip".into()],
             },
         ];
-        let (pairs, stats) = candidate_pairs(&values, 4, &rules, 10);
+        let (pairs, stats) = candidate_pairs(&values, 4, &rules, 10, None);
         assert_eq!(pairs, vec![(0, 1), (0, 2), (1, 2)]);
         assert_eq!((stats[0].pairs, stats[1].pairs), (1, 2));
-        let (pairs, stats) = candidate_pairs(&values, 4, &rules, 2);
+        let (pairs, stats) = candidate_pairs(&values, 4, &rules, 2, None);
         assert_eq!(pairs, vec![(0, 1)]);
         assert_eq!(stats[1].oversized_blocks, 1);
+        let dirty = [false, false, true, false];
+        let (pairs, _) = candidate_pairs(&values, 4, &rules, 10, Some(&dirty));
+        assert_eq!(pairs, vec![(0, 2), (1, 2)]);
     }
 }

@@ -117,11 +117,9 @@ pub fn score(
             Field::new(c, &columns, n)
         })
         .collect();
-    let (mut pairs, blocking) =
-        blocking::candidate_pairs(values, n, &matching.blocking, matching.max_block);
-    if let Some(r) = &reuse {
-        pairs.retain(|&(a, b)| r.dirty[a as usize] || r.dirty[b as usize]);
-    }
+    let dirty = reuse.as_ref().map(|r| r.dirty.as_slice());
+    let (pairs, blocking) =
+        blocking::candidate_pairs(values, n, &matching.blocking, matching.max_block, dirty);
     let k = fields.len();
     let levels: Vec<u8> = pairs
         .par_iter()
