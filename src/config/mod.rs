@@ -396,6 +396,7 @@ pub struct Comparison {
     /// Most alike first; a pair that reaches none is in the implicit "else" level.
     pub levels: Vec<Level>,
     pub term_frequency: bool,
+    pub max_holders: Option<u32>,
     pub m: Option<Vec<f64>>,
     pub u: Option<Vec<f64>>,
 }
@@ -1433,6 +1434,7 @@ impl Validator<'_> {
                 columns: c.columns,
                 levels,
                 term_frequency: c.term_frequency,
+                max_holders: c.max_holders,
                 m: c.m,
                 u: c.u,
             });

@@ -255,6 +255,9 @@ pub struct RawComparison {
     /// Weigh exact agreement by how rare the value is.
     #[serde(default)]
     pub term_frequency: bool,
+    /// A value more records hold than this (a shared family mailbox, a switchboard
+    /// number) is not identifying: agreeing on it weighs nothing. No limit when absent.
+    pub max_holders: Option<u32>,
     /// Fixed m (or u) probabilities, one per level plus one for "else"; estimated when absent.
     pub m: Option<Vec<f64>>,
     pub u: Option<Vec<f64>>,

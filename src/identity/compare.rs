@@ -25,6 +25,7 @@ pub struct Field {
     /// Records holding at least one value.
     pub present: u64,
     levels: Vec<Level>,
+    max_holders: u32,
 }
 
 /// The outcome of comparing two records on one field.
@@ -82,6 +83,7 @@ impl Field {
             count,
             present,
             levels: comparison.levels.clone(),
+            max_holders: comparison.max_holders.unwrap_or(u32::MAX),
         }
     }
 
@@ -133,6 +135,13 @@ impl Field {
             for x in self.values(a) {
                 for y in self.values(b) {
                     if self.reaches(*level, x, y) {
+                        if x == y && self.count[x as usize] > self.max_holders {
+                            // A value this many records share identifies no one.
+                            return Compared {
+                                level: NULL,
+                                value: 0,
+                            };
+                        }
                         let value = if *level == Level::Exact { x } else { 0 };
                         return Compared {
                             level: l as u8,
@@ -205,6 +214,7 @@ mod tests {
             columns: vec![],
             levels: levels.iter().map(|l| l.parse().unwrap()).collect(),
             term_frequency: false,
+            max_holders: None,
             m: None,
             u: None,
         };
@@ -256,6 +266,24 @@ mod tests {
             0,
             "a record equals itself even as text"
         );
+    }
+
+    #[test]
+    fn a_value_too_many_records_hold_is_no_evidence() {
+        let mut f = field(
+            &["exact"],
+            &[
+                &[Some("a")],
+                &[Some("a")],
+                &[Some("a")],
+                &[Some("b")],
+                &[Some("b")],
+            ],
+        );
+        f.max_holders = 2;
+        assert_eq!(f.compare(0, 1).level, NULL);
+        assert_eq!(f.compare(3, 4).level, 0);
+        assert_eq!(f.compare(0, 3).level, 1);
     }
 
     #[test]

@@ -217,8 +217,21 @@ pub fn resolve(
         .map(|i| fingerprint(columns.iter().map(|c| values[*c][i].as_deref())))
         .collect();
     // Edges, strongest first: rules in priority order, then scored pairs by weight.
-    let (rule_edges, mut rule_stats) =
-        rules::edges(&values, n, &config.rules, config.max_key_group);
+    // A comparison's `max_holders` also keeps its columns' crowded values out of rules.
+    let max_holders: HashMap<String, u32> = config
+        .matching
+        .iter()
+        .flat_map(|m| &m.comparisons)
+        .filter_map(|c| Some((c, c.max_holders?)))
+        .flat_map(|(c, limit)| c.columns.iter().map(move |col| (col.clone(), limit)))
+        .collect();
+    let (rule_edges, mut rule_stats) = rules::edges(
+        &values,
+        n,
+        &config.rules,
+        config.max_key_group,
+        &max_holders,
+    );
     let rule_edges_len = rule_edges.len() as u64;
     let mut edges: Vec<(u32, u32, Link)> = rule_edges
         .into_iter()

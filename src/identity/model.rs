@@ -404,6 +404,7 @@ mod tests {
             columns: vec![name.into()],
             levels: vec![Level::Exact],
             term_frequency: false,
+            max_holders: None,
             m: None,
             u: None,
         }

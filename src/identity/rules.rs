@@ -31,19 +31,45 @@ pub fn edges(
     n: usize,
     rules: &[MatchRule],
     max_key_group: usize,
+    max_holders: &HashMap<String, u32>,
 ) -> (Vec<(u32, u32, usize)>, Vec<RuleStats>) {
+    // Values of a column held by more records than its limit identify no one.
+    let crowded: HashMap<&str, std::collections::HashSet<&str>> = max_holders
+        .iter()
+        .filter_map(|(column, &limit)| {
+            let col = values.get(column)?;
+            let mut counts: HashMap<&str, u32> = HashMap::new();
+            for v in col.iter().flatten() {
+                *counts.entry(v.as_str()).or_default() += 1;
+            }
+            let over = counts
+                .into_iter()
+                .filter(|&(_, c)| c > limit)
+                .map(|(v, _)| v);
+            Some((column.as_str(), over.collect()))
+        })
+        .collect();
     let mut edges = Vec::new();
     let mut seen: std::collections::HashSet<(u32, u32)> = Default::default();
     let mut stats = Vec::new();
     for (r, rule) in rules.iter().enumerate() {
-        let cols: Vec<&Vec<Option<String>>> =
-            rule.columns.iter().filter_map(|c| values.get(c)).collect();
+        let cols: Vec<(
+            &Vec<Option<String>>,
+            Option<&std::collections::HashSet<&str>>,
+        )> = rule
+            .columns
+            .iter()
+            .filter_map(|c| Some((values.get(c)?, crowded.get(c.as_str()))))
+            .collect();
         let mut groups: HashMap<String, Vec<u32>> = HashMap::new();
         let mut keyed = 0u64;
         'records: for i in 0..n {
             let mut key = String::new();
-            for (j, col) in cols.iter().enumerate() {
+            for (j, (col, crowded)) in cols.iter().enumerate() {
                 let Some(v) = &col[i] else { continue 'records };
+                if crowded.is_some_and(|c| c.contains(v.as_str())) {
+                    continue 'records;
+                }
                 if j > 0 {
                     key.push('\u{1f}');
                 }
@@ -121,7 +147,7 @@ mod tests {
                 columns: vec!["last".into(), "dob".into()],
             },
         ];
-        let (edges, stats) = edges(&values, 6, &rules, 2);
+        let (edges, stats) = edges(&values, 6, &rules, 2, &HashMap::new());
         assert_eq!(edges, vec![(0, 1, 0), (0, 2, 1)]);
         assert_eq!(stats[0].oversized_groups, 1);
         assert_eq!(stats[1].keyed_records, 2);
