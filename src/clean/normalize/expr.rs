@@ -184,19 +184,13 @@ pub fn value_expr(rule: &ColumnRule, source_col: &str, regions: Regions) -> Expr
                 raw.get(i)
                     .and_then(|v| normalize(&rule, v, ctx).ok().flatten())
             };
-            // Spread a column over every core, except phones: libphonenumber's regex
-            // cache sits behind one mutex, and threads contending for it run slower
-            // than one thread alone (measured). Polars still runs other columns
-            // beside it.
-            let values: Vec<Option<Value>> = if kind == ColumnKind::Phone {
-                (0..raw.len()).map(row).collect()
-            } else {
-                (0..raw.len())
-                    .into_par_iter()
-                    .with_min_len(4096)
-                    .map(row)
-                    .collect()
-            };
+            // Spread a column over every core (phones too: each thread parses with
+            // its own copy of libphonenumber's metadata, see `phone`).
+            let values: Vec<Option<Value>> = (0..raw.len())
+                .into_par_iter()
+                .with_min_len(4096)
+                .map(row)
+                .collect();
             Ok(typed_column(cols[0].name().clone(), kind, values))
         },
         &extra,
