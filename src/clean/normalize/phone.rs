@@ -534,7 +534,10 @@ mod tests {
             let want: Vec<_> = cases.iter().map(|raw| reference(raw, region)).collect();
             let valid = want.iter().filter(|w| w.is_some()).count();
             eprintln!("{region}: {valid} of {} valid", want.len());
-            assert!(valid > want.len() / 5 && valid < want.len() * 4 / 5, "{region}: {valid}");
+            assert!(
+                valid > want.len() / 5 && valid < want.len() * 4 / 5,
+                "{region}: {valid}"
+            );
             for _pass in 0..2 {
                 for (raw, want) in cases.iter().zip(&want) {
                     let got = phone(raw, region).ok().flatten();
