@@ -12,6 +12,9 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
+/// Maps keyed by small integers, hashed fast (these lookups run per value).
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
+
 use phonenumber::metadata::{loader, Database, Descriptor, Format, Metadata, DATABASE};
 use phonenumber::PhoneNumber;
 use regex::{Regex, RegexBuilder};
@@ -185,15 +188,15 @@ struct PhoneParser {
     /// Compiled regions, by the address of their metadata in `db` (ids are not unique:
     /// every non-geographic entity is "001"); `None` where a pattern would not compile
     /// anchored, and the crate's validator is used instead.
-    regions: HashMap<usize, Option<Region>>,
+    regions: FastMap<usize, Option<Region>>,
     /// Per region: plain form (see [`plain_form`]) -> E.164 digits, 0 for invalid.
-    memo: Vec<(String, HashMap<u128, u64>)>,
+    memo: Vec<(String, FastMap<u128, u64>)>,
 }
 
 thread_local! {
     static PARSER: RefCell<PhoneParser> = RefCell::new(PhoneParser {
         db: own_database(),
-        regions: HashMap::new(),
+        regions: FastMap::default(),
         memo: Vec::new(),
     });
 }
@@ -254,7 +257,7 @@ impl PhoneParser {
         let code = n.country().code();
         let Self { db, regions, .. } = self;
         fn compiled<'r>(
-            regions: &'r mut HashMap<usize, Option<Region>>,
+            regions: &'r mut FastMap<usize, Option<Region>>,
             m: &Metadata,
         ) -> Option<&'r Region> {
             let key = m as *const Metadata as usize;
@@ -340,7 +343,7 @@ pub fn phone(raw: &str, region: &str) -> Normalized<String> {
             let memo = match p.memo.iter().position(|(r, _)| r == region) {
                 Some(i) => i,
                 None => {
-                    p.memo.push((region.to_string(), HashMap::new()));
+                    p.memo.push((region.to_string(), FastMap::default()));
                     p.memo.len() - 1
                 }
             };
