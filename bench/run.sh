@@ -62,7 +62,9 @@ machine="$(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores, $(fr
   echo "($total rows) in CSV and JSON lines. cdp: \`cdp clean\` with pipelines/customer360.toml"
   echo "(every normaliser, libphonenumber phones, 9 person and 5 order checks, quarantine,"
   echo "reports). Baseline: the same files cleaned directly in DuckDB SQL (bench/baseline_clean.py:"
-  echo "simpler normalisation, the key checks), DuckDB from PyPI, all cores."
+  echo "the same normalisers with the same reference tables, the same checks and quarantine; its"
+  echo "docstring lists what SQL cannot do: libphonenumber validation, NFKC, line numbers and"
+  echo "superseding), DuckDB from PyPI, all cores."
   echo
   echo "| run | wall s | rows/s | peak RSS MiB |"
   echo "|---|---:|---:|---:|"

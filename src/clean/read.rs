@@ -65,9 +65,37 @@ pub struct RawFrame {
     pub rejects: Vec<Reject>,
 }
 
+/// One column's text values of a batch in one buffer: no allocation per value.
+#[derive(Default)]
+struct TextColumn {
+    text: String,
+    /// (start, length) in `text`; `None` for a missing value.
+    spans: Vec<Option<(usize, u32)>>,
+}
+
+impl TextColumn {
+    fn push(&mut self, value: Option<&str>) {
+        // A value is at most MAX_FIELD_BYTES (CSV) or a line of that much (JSON).
+        let span = value.map(|v| {
+            let start = self.text.len();
+            self.text.push_str(v);
+            (start, v.len() as u32)
+        });
+        self.spans.push(span);
+    }
+
+    fn get(&self, i: usize) -> Option<&str> {
+        self.spans[i].map(|(start, len)| &self.text[start..start + len as usize])
+    }
+
+    fn len(&self) -> usize {
+        self.spans.len()
+    }
+}
+
 /// Text rows being gathered, column by column.
 struct Rows {
-    columns: Vec<Vec<Option<String>>>,
+    columns: Vec<TextColumn>,
     /// Index into the reader's (source, file, landing) table: one number a row
     /// rather than three strings.
     origin: Vec<u32>,
@@ -77,7 +105,7 @@ struct Rows {
 impl Rows {
     fn new(width: usize) -> Self {
         Self {
-            columns: vec![Vec::new(); width],
+            columns: (0..width).map(|_| TextColumn::default()).collect(),
             origin: Vec::new(),
             line: Vec::new(),
         }
@@ -246,8 +274,14 @@ impl<'a> RawReader<'a> {
         let mut columns: Vec<Column> = self
             .names
             .iter()
-            .zip(rows.columns)
-            .map(|(n, values)| Column::new(n.as_str().into(), values))
+            .zip(&rows.columns)
+            .map(|(n, values)| {
+                StringChunked::from_iter_options(
+                    n.as_str().into(),
+                    (0..values.len()).map(|i| values.get(i)),
+                )
+                .into_column()
+            })
             .collect();
         for (i, name) in [(0, SOURCE), (1, SOURCE_FILE)] {
             let values = rows
@@ -271,7 +305,7 @@ impl<'a> RawReader<'a> {
         let newer = self.newer.entry(s).or_default();
         let mut keep = Vec::with_capacity(rows.len() - start);
         for i in start..rows.len() {
-            match &rows.columns[self.key_index][i] {
+            match rows.columns[self.key_index].get(i) {
                 Some(key) => {
                     let h = key_hash(&[key]);
                     keep.push(!newer.contains(&h));
@@ -292,8 +326,9 @@ impl<'a> RawReader<'a> {
                     .map(|(x, _)| x),
             );
         }
+        // Dropped values stay in the column's text; only their spans go.
         for c in &mut rows.columns {
-            retain(c, start, &keep);
+            retain(&mut c.spans, start, &keep);
         }
         retain(&mut rows.origin, start, &keep);
         retain(&mut rows.line, start, &keep);
@@ -488,17 +523,17 @@ fn open_cursor(
     }
 }
 
-fn json_text(v: &serde_json::Value) -> Option<String> {
+fn json_text(v: &serde_json::Value) -> Option<std::borrow::Cow<'_, str>> {
     match v {
         serde_json::Value::Null => None,
-        serde_json::Value::String(s) => present(s),
-        other => Some(other.to_string()),
+        serde_json::Value::String(s) => present(s).map(Into::into),
+        other => Some(other.to_string().into()),
     }
 }
 
 /// Blank text is a missing value.
-fn present(s: &str) -> Option<String> {
-    (!s.trim().is_empty()).then(|| s.to_string())
+fn present(s: &str) -> Option<&str> {
+    (!s.trim().is_empty()).then_some(s)
 }
 
 /// Where rows being read come from.
@@ -509,9 +544,9 @@ struct FileCtx<'a> {
 }
 
 impl FileCtx<'_> {
-    fn push(&self, rows: &mut Rows, line: u64, values: Vec<Option<String>>) {
+    fn push<S: AsRef<str>>(&self, rows: &mut Rows, line: u64, values: &[Option<S>]) {
         for (col, v) in rows.columns.iter_mut().zip(values) {
-            col.push(v);
+            col.push(v.as_ref().map(AsRef::as_ref));
         }
         rows.origin.push(self.origin_id);
         rows.line.push(line as i64);
@@ -638,7 +673,7 @@ fn read_cursor(
                 }
                 match problem {
                     Some(reason) => ctx.reject(rejects, line, reason, raw()),
-                    None => ctx.push(rows, line, values),
+                    None => ctx.push(rows, line, &values),
                 }
             }
             Ok(false)
@@ -688,7 +723,7 @@ fn read_cursor(
                         values[*i] = json_text(v);
                     }
                 }
-                ctx.push(rows, *line, values);
+                ctx.push(rows, *line, &values);
             }
             Ok(false)
         }
@@ -699,7 +734,7 @@ fn read_cursor(
                 for (i, column) in columns.iter() {
                     values[*i] = column.str()?.get(row).and_then(present);
                 }
-                ctx.push(rows, row as u64 + 1, values);
+                ctx.push(rows, row as u64 + 1, &values);
             }
             *next = end;
             Ok(end == df.height())

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::{Context, Outcome, StepError};
 use crate::clean::quality::QualityReport;
-use crate::clean::read::{RawReader, SourceInput};
+use crate::clean::read::{RawFrame, RawReader, SourceInput};
 use crate::clean::{html, EntityCleaner, KeySet};
 use crate::config::{CheckRule, EntityConfig, Pipeline, SourceKind};
 use crate::frame::ParquetSink;
@@ -156,25 +156,48 @@ pub fn run(ctx: &Context) -> Result<(Outcome, Option<QualityReport>), StepError>
             .map(|(_, c)| c.clone())
             .collect();
         let mut cleaner = EntityCleaner::new(entity, regions.clone(), &key_sets, &collect)?;
-        let mut reader = RawReader::new(lake, entity, &sources)?;
+        let reader = RawReader::new(lake, entity, &sources)?;
         let mut clean_sink = ParquetSink::create(lake, &layout::clean(&entity.name, &ctx.run_id))?;
         let mut quarantine_sink =
             ParquetSink::create(lake, &layout::quarantine(&entity.name, &ctx.run_id))?;
-        let mut batches = 0;
-        loop {
-            let raw = match reader.next_batch(batch)? {
-                Some(raw) => raw,
-                // An entity with no rows still gets its (empty) outputs and schema.
-                None if batches == 0 => reader.empty()?,
-                None => break,
+        // The reader runs a batch ahead on its own thread: reading is sequential, and
+        // cleaning the batch before keeps the other cores busy meanwhile.
+        let mut reader = std::thread::scope(|scope| -> Result<RawReader, StepError> {
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            let ahead = scope.spawn(move || {
+                let mut reader = reader;
+                loop {
+                    let next = reader.next_batch(batch);
+                    let more = matches!(next, Ok(Some(_)));
+                    // A closed channel: the cleaner stopped on an error.
+                    if tx.send(next).is_err() || !more {
+                        return reader;
+                    }
+                }
+            });
+            let mut clean_one = |raw: RawFrame| -> Result<(), StepError> {
+                let read = (raw.frame.height() + raw.rejects.len()) as u64;
+                let (clean, quarantine) = cleaner.clean_batch(raw)?;
+                clean_sink.write(&clean)?;
+                quarantine_sink.write(&quarantine)?;
+                bar.inc(read);
+                Ok(())
             };
-            batches += 1;
-            let read = (raw.frame.height() + raw.rejects.len()) as u64;
-            let (clean, quarantine) = cleaner.clean_batch(raw)?;
-            clean_sink.write(&clean)?;
-            quarantine_sink.write(&quarantine)?;
-            bar.inc(read);
-        }
+            let mut batches = 0;
+            for next in rx.iter() {
+                match next? {
+                    Some(raw) => clean_one(raw)?,
+                    None => break,
+                }
+                batches += 1;
+            }
+            let reader = ahead.join().expect("the reader thread does not panic");
+            // An entity with no rows still gets its (empty) outputs and schema.
+            if batches == 0 {
+                clean_one(reader.empty()?)?;
+            }
+            Ok(reader)
+        })?;
         for (column, set) in cleaner.collected() {
             key_sets.insert((entity.name.clone(), column), Arc::new(set));
         }

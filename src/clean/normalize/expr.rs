@@ -90,13 +90,16 @@ pub fn normalize(rule: &ColumnRule, raw: &str, ctx: RowContext) -> Result<Option
 }
 
 /// Builds a typed column from cleaned values.
-fn typed_column(name: PlSmallStr, kind: ColumnKind, values: Vec<Option<Value>>) -> Column {
-    let it = values.into_iter();
+fn typed_column<'v>(
+    name: PlSmallStr,
+    kind: ColumnKind,
+    it: impl Iterator<Item = Option<&'v Value>>,
+) -> Column {
     let series = match dtype(kind) {
         DataType::Date => Int32Chunked::from_iter_options(
             name,
             it.map(|v| match v {
-                Some(Value::Date(d)) => Some(d),
+                Some(&Value::Date(d)) => Some(d),
                 _ => None,
             }),
         )
@@ -105,7 +108,7 @@ fn typed_column(name: PlSmallStr, kind: ColumnKind, values: Vec<Option<Value>>) 
         DataType::Datetime(..) => Int64Chunked::from_iter_options(
             name,
             it.map(|v| match v {
-                Some(Value::Timestamp(t)) => Some(t),
+                Some(&Value::Timestamp(t)) => Some(t),
                 _ => None,
             }),
         )
@@ -114,7 +117,7 @@ fn typed_column(name: PlSmallStr, kind: ColumnKind, values: Vec<Option<Value>>) 
         DataType::Int64 => Int64Chunked::from_iter_options(
             name,
             it.map(|v| match v {
-                Some(Value::Int(i)) => Some(i),
+                Some(&Value::Int(i)) => Some(i),
                 _ => None,
             }),
         )
@@ -122,7 +125,7 @@ fn typed_column(name: PlSmallStr, kind: ColumnKind, values: Vec<Option<Value>>) 
         DataType::Float64 => Float64Chunked::from_iter_options(
             name,
             it.map(|v| match v {
-                Some(Value::Float(f)) => Some(f),
+                Some(&Value::Float(f)) => Some(f),
                 _ => None,
             }),
         )
@@ -130,7 +133,7 @@ fn typed_column(name: PlSmallStr, kind: ColumnKind, values: Vec<Option<Value>>) 
         DataType::Boolean => BooleanChunked::from_iter_options(
             name,
             it.map(|v| match v {
-                Some(Value::Bool(b)) => Some(b),
+                Some(&Value::Bool(b)) => Some(b),
                 _ => None,
             }),
         )
@@ -138,13 +141,27 @@ fn typed_column(name: PlSmallStr, kind: ColumnKind, values: Vec<Option<Value>>) 
         _ => StringChunked::from_iter_options(
             name,
             it.map(|v| match v {
-                Some(Value::Text(s)) => Some(s),
+                Some(Value::Text(s)) => Some(s.as_str()),
                 _ => None,
             }),
         )
         .into_series(),
     };
     series.into_column()
+}
+
+/// Kinds whose values repeat across rows (and whose cleaning depends on the value and
+/// the row's country only): worth cleaning once per distinct value.
+fn repetitive(kind: ColumnKind) -> bool {
+    !matches!(
+        kind,
+        ColumnKind::Phone
+            | ColumnKind::Email
+            | ColumnKind::Timestamp
+            | ColumnKind::Integer
+            | ColumnKind::Float
+            | ColumnKind::Money
+    )
 }
 
 /// Source name -> default phone region, shared by the expressions of one plan.
@@ -184,20 +201,49 @@ pub fn value_expr(rule: &ColumnRule, source_col: &str, regions: Regions) -> Expr
                 raw.get(i)
                     .and_then(|v| normalize(&rule, v, ctx).ok().flatten())
             };
-            // Spread a column over every core, except phones: libphonenumber's regex
-            // cache sits behind one mutex, and threads contending for it run slower
-            // than one thread alone (measured). Polars still runs other columns
-            // beside it.
-            let values: Vec<Option<Value>> = if kind == ColumnKind::Phone {
-                (0..raw.len()).map(row).collect()
-            } else {
-                (0..raw.len())
+            let name = cols[0].name().clone();
+            if !repetitive(kind) {
+                // Spread a column over every core (phones too: each thread parses with
+                // its own copy of libphonenumber's metadata, see `phone`).
+                let values: Vec<Option<Value>> = (0..raw.len())
                     .into_par_iter()
                     .with_min_len(4096)
                     .map(row)
-                    .collect()
+                    .collect();
+                return Ok(typed_column(name, kind, values.iter().map(Option::as_ref)));
+            }
+            // Names, cities, codes, dates repeat: clean each distinct value (with its
+            // country, which postcodes depend on) once, over every core.
+            const NULL: u32 = u32::MAX;
+            let state = foldhash::fast::FixedState::with_seed(0x5eed_cd9f);
+            let mut index: HashMap<(&str, Option<&str>), u32, _> = HashMap::with_hasher(state);
+            let mut first_rows: Vec<usize> = Vec::new();
+            let countries: Box<dyn Iterator<Item = Option<&str>>> = match &country {
+                Some(c) => Box::new(c.iter()),
+                None => Box::new(std::iter::repeat(None)),
             };
-            Ok(typed_column(cols[0].name().clone(), kind, values))
+            let ids: Vec<u32> = raw
+                .iter()
+                .zip(countries)
+                .enumerate()
+                .map(|(i, (v, c))| match v {
+                    None => NULL,
+                    Some(v) => *index.entry((v, c)).or_insert_with(|| {
+                        first_rows.push(i);
+                        (first_rows.len() - 1) as u32
+                    }),
+                })
+                .collect();
+            let distinct: Vec<Option<Value>> = first_rows
+                .into_par_iter()
+                .with_min_len(1024)
+                .map(row)
+                .collect();
+            let values = ids.iter().map(|&id| match id {
+                NULL => None,
+                id => distinct[id as usize].as_ref(),
+            });
+            Ok(typed_column(name, kind, values))
         },
         &extra,
         move |_, fields: &[Field]| Ok(Field::new(fields[0].name().clone(), dtype(kind))),
