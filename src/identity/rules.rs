@@ -2,11 +2,14 @@
 //! linked, rules in priority order. A value shared by too many records (a placeholder
 //! email, a call-centre phone) is not identifying and links nothing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
 use crate::config::MatchRule;
+
+/// A text column, one value per record.
+type Column = Vec<Option<String>>;
 
 /// Per-rule figures for the resolve report.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -34,7 +37,7 @@ pub fn edges(
     max_holders: &HashMap<String, u32>,
 ) -> (Vec<(u32, u32, usize)>, Vec<RuleStats>) {
     // Values of a column held by more records than its limit identify no one.
-    let crowded: HashMap<&str, std::collections::HashSet<&str>> = max_holders
+    let crowded: HashMap<&str, HashSet<&str>> = max_holders
         .iter()
         .filter_map(|(column, &limit)| {
             let col = values.get(column)?;
@@ -50,13 +53,10 @@ pub fn edges(
         })
         .collect();
     let mut edges = Vec::new();
-    let mut seen: std::collections::HashSet<(u32, u32)> = Default::default();
+    let mut seen: HashSet<(u32, u32)> = Default::default();
     let mut stats = Vec::new();
     for (r, rule) in rules.iter().enumerate() {
-        let cols: Vec<(
-            &Vec<Option<String>>,
-            Option<&std::collections::HashSet<&str>>,
-        )> = rule
+        let cols: Vec<(&Column, Option<&HashSet<&str>>)> = rule
             .columns
             .iter()
             .filter_map(|c| Some((values.get(c)?, crowded.get(c.as_str()))))
