@@ -379,8 +379,9 @@ pub struct IdentityConfig {
 pub struct Matching {
     pub threshold: f64,
     pub blocking: Vec<MatchRule>,
+    /// Per blocking rule, the largest block that still gives pairs.
+    pub block_limits: Vec<usize>,
     pub comparisons: Vec<Comparison>,
-    pub max_block: usize,
     pub em_iterations: usize,
     pub u_sample_pairs: usize,
     pub prior: Option<f64>,
@@ -1468,6 +1469,11 @@ impl Validator<'_> {
             threshold: raw.threshold,
             rule_recall,
             train_on,
+            block_limits: raw
+                .blocking
+                .iter()
+                .map(|b| b.max_block.or(raw.max_block).unwrap_or(500))
+                .collect(),
             blocking: raw
                 .blocking
                 .into_iter()
@@ -1477,7 +1483,6 @@ impl Validator<'_> {
                 })
                 .collect(),
             comparisons,
-            max_block: raw.max_block.unwrap_or(500),
             em_iterations: raw.em_iterations.unwrap_or(50),
             u_sample_pairs: raw.u_sample_pairs.unwrap_or(1_000_000),
             prior: raw.prior,

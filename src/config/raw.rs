@@ -239,6 +239,8 @@ pub struct RawMatching {
 pub struct RawBlocking {
     pub name: String,
     pub on: Vec<String>,
+    /// This rule's own `max_block` (a name-only rule wants small blocks).
+    pub max_block: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]

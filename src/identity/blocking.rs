@@ -41,7 +41,7 @@ pub fn candidate_pairs(
     values: &HashMap<String, Vec<Option<String>>>,
     n: usize,
     rules: &[MatchRule],
-    max_block: usize,
+    max_block: &[usize],
     dirty: Option<&[bool]>,
 ) -> (Vec<(u32, u32)>, Vec<BlockingStats>) {
     let wanted = |a: u32, b: u32| dirty.is_none_or(|d| d[a as usize] || d[b as usize]);
@@ -81,7 +81,7 @@ pub fn candidate_pairs(
         };
         for block in blocks {
             s.blocks += 1;
-            if block.len() > max_block {
+            if block.len() > max_block[r] {
                 s.oversized_blocks += 1;
                 continue;
             }
@@ -125,14 +125,14 @@ mod tests {
                 columns: vec!["zip".into()],
             },
         ];
-        let (pairs, stats) = candidate_pairs(&values, 4, &rules, 10, None);
+        let (pairs, stats) = candidate_pairs(&values, 4, &rules, &[10, 10], None);
         assert_eq!(pairs, vec![(0, 1), (0, 2), (1, 2)]);
         assert_eq!((stats[0].pairs, stats[1].pairs), (1, 2));
-        let (pairs, stats) = candidate_pairs(&values, 4, &rules, 2, None);
+        let (pairs, stats) = candidate_pairs(&values, 4, &rules, &[10, 2], None);
         assert_eq!(pairs, vec![(0, 1)]);
         assert_eq!(stats[1].oversized_blocks, 1);
         let dirty = [false, false, true, false];
-        let (pairs, _) = candidate_pairs(&values, 4, &rules, 10, Some(&dirty));
+        let (pairs, _) = candidate_pairs(&values, 4, &rules, &[10, 10], Some(&dirty));
         assert_eq!(pairs, vec![(0, 2), (1, 2)]);
     }
 }

@@ -119,7 +119,7 @@ pub fn score(
         .collect();
     let dirty = reuse.as_ref().map(|r| r.dirty.as_slice());
     let (pairs, blocking) =
-        blocking::candidate_pairs(values, n, &matching.blocking, matching.max_block, dirty);
+        blocking::candidate_pairs(values, n, &matching.blocking, &matching.block_limits, dirty);
     let k = fields.len();
     let levels: Vec<u8> = pairs
         .par_iter()

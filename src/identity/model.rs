@@ -418,7 +418,7 @@ mod tests {
             threshold: 0.9,
             blocking: vec![],
             comparisons: vec![comparison("a"), comparison("b")],
-            max_block: 10,
+            block_limits: vec![],
             em_iterations: 100,
             u_sample_pairs: 0,
             prior: None,
