@@ -36,7 +36,12 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         let (pipeline, _) = super::load_pipeline(&args.step.pipeline, &args.step.overrides())?;
         let lake = cdp::lake::Lake::open(&pipeline.lake)
             .with_context(|| format!("opening the lake {}", pipeline.lake))?;
-        let e = cdp::steps::resolve::explain(&lake, record)?;
+        let identity = pipeline.identity.as_ref();
+        let key = identity
+            .and_then(|i| pipeline.entity(&i.entity))
+            .map(|e| e.key.clone())
+            .unwrap_or_default();
+        let e = cdp::steps::resolve::explain(&lake, record, identity, &key)?;
         print!("{}", explanation_text(&e));
         return Ok(());
     }

@@ -17,6 +17,19 @@ pub struct Matcher {
 }
 
 impl Matcher {
+    /// A matcher over these records under a known model.
+    pub fn new(
+        values: &HashMap<String, Vec<Option<String>>>,
+        n: usize,
+        matching: &Matching,
+        model: Model,
+    ) -> Self {
+        Matcher {
+            fields: fields(values, n, matching),
+            model,
+        }
+    }
+
     pub fn compare(&self, a: u32, b: u32) -> Vec<Compared> {
         self.fields.iter().map(|f| f.compare(a, b)).collect()
     }
@@ -105,18 +118,7 @@ pub fn score(
     rule_pairs: Option<u64>,
     reuse: Option<Reuse>,
 ) -> Scored {
-    let fields: Vec<Field> = matching
-        .comparisons
-        .iter()
-        .map(|c| {
-            let columns: Vec<&Vec<Option<String>>> = c
-                .columns
-                .iter()
-                .filter_map(|name| values.get(name))
-                .collect();
-            Field::new(c, &columns, n)
-        })
-        .collect();
+    let fields = fields(values, n, matching);
     let dirty = reuse.as_ref().map(|r| r.dirty.as_slice());
     let (pairs, blocking) =
         blocking::candidate_pairs(values, n, &matching.blocking, &matching.block_limits, dirty);
@@ -157,6 +159,25 @@ pub fn score(
         weights,
         blocking,
     }
+}
+
+fn fields(
+    values: &HashMap<String, Vec<Option<String>>>,
+    n: usize,
+    matching: &Matching,
+) -> Vec<Field> {
+    matching
+        .comparisons
+        .iter()
+        .map(|c| {
+            let columns: Vec<&Vec<Option<String>>> = c
+                .columns
+                .iter()
+                .filter_map(|name| values.get(name))
+                .collect();
+            Field::new(c, &columns, n)
+        })
+        .collect()
 }
 
 /// u from random pairs, then m by EM, one session per training blocking rule.

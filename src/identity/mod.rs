@@ -380,7 +380,7 @@ pub fn resolve(
         ],
     )?;
 
-    let decisions = decision_frame(&decisions, &edges, &keys, config, matcher)?;
+    let decisions = decision_frame(&decisions, &edges, &keys, config)?;
     lap("decisions explained");
     let profiles = profiles(
         records, config, &clusters, &assigned, &values, &sources, &keys,
@@ -460,8 +460,10 @@ fn fingerprint<'a>(values: impl Iterator<Item = Option<&'a str>>) -> u64 {
     h
 }
 
-/// Columns of the decisions frame, in order.
-pub const DECISION_COLUMNS: [&str; 9] = [
+/// Columns of the decisions frame, in order. The comparisons behind a decision are
+/// recomputed on demand ([`explain_pairs`]): explaining every merge up front cost more
+/// than the matching.
+pub const DECISION_COLUMNS: [&str; 8] = [
     "left_source",
     "left_record_id",
     "right_source",
@@ -469,18 +471,36 @@ pub const DECISION_COLUMNS: [&str; 9] = [
     "decision",
     "link",
     "match_probability",
-    "comparisons",
     "guard",
 ];
+
+/// Each comparison's level and weight for the given pairs of rows of `records`, under
+/// a saved model (term frequencies from these records, as when they were resolved).
+pub fn explain_pairs(
+    records: &DataFrame,
+    config: &IdentityConfig,
+    model: &Model,
+    pairs: &[(u32, u32)],
+) -> Result<Vec<String>, IdentityError> {
+    let Some(matching) = &config.matching else {
+        return Ok(vec![String::new(); pairs.len()]);
+    };
+    let mut values: HashMap<String, Vec<Option<String>>> = HashMap::new();
+    for c in matching.comparisons.iter().flat_map(|c| &c.columns) {
+        if !values.contains_key(c) {
+            values.insert(c.clone(), text_column(records, c, &config.entity)?);
+        }
+    }
+    let matcher = matcher::Matcher::new(&values, records.height(), matching, model.clone());
+    Ok(pairs.iter().map(|&(a, b)| matcher.explain(a, b)).collect())
+}
 
 fn decision_frame(
     decisions: &[(usize, Decision)],
     edges: &[(u32, u32, Link)],
     keys: &[RecordKey],
     config: &IdentityConfig,
-    matcher: Option<&matcher::Matcher>,
 ) -> Result<DataFrame, IdentityError> {
-    use rayon::prelude::*;
     let n = decisions.len();
     let side = |pick: fn(&(u32, u32, Link)) -> u32, part: fn(&RecordKey) -> &str| -> Vec<&str> {
         decisions
@@ -509,17 +529,6 @@ fn decision_frame(
             Link::Rule(_) => None,
         })
         .collect();
-    // Merges are explained comparison by comparison; refusals carry their guard.
-    let comparisons: Vec<Option<String>> = decisions
-        .par_iter()
-        .map(|(e, d)| {
-            let (a, b, _) = edges[*e];
-            match d {
-                Decision::Merged => matcher.map(|m| m.explain(a, b)),
-                Decision::Refused(_) => None,
-            }
-        })
-        .collect();
     let guard: Vec<Option<&str>> = decisions
         .iter()
         .map(|(_, d)| match d {
@@ -527,7 +536,7 @@ fn decision_frame(
             Decision::Refused(reason) => Some(reason.as_str()),
         })
         .collect();
-    let [l_source, l_record, r_source, r_record, c_decision, c_link, c_probability, c_comparisons, c_guard] =
+    let [l_source, l_record, r_source, r_record, c_decision, c_link, c_probability, c_guard] =
         DECISION_COLUMNS;
     Ok(DataFrame::new(
         n,
@@ -539,7 +548,6 @@ fn decision_frame(
             Column::new(c_decision.into(), decision),
             Column::new(c_link.into(), link),
             Column::new(c_probability.into(), probability),
-            Column::new(c_comparisons.into(), comparisons),
             Column::new(c_guard.into(), guard),
         ],
     )?)

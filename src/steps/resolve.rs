@@ -14,6 +14,8 @@ use crate::state::{self, Step, StepRecord};
 
 /// The step output holding every merge and refusal (not a warehouse table).
 pub const DECISIONS: &str = "identity_decisions";
+/// The clean records a resolve run read (not a warehouse table either).
+pub const INPUT: &str = "identity_input";
 
 /// Where the id assignment lives between runs.
 const ASSIGNMENT_KEY: &str = "_state/identity/assignment.parquet";
@@ -78,6 +80,8 @@ pub fn run(ctx: &Context, retrain: bool) -> Result<(Outcome, Option<ResolveRepor
             &resolution.graph,
         )?,
     );
+    // The clean records this run read, so that --explain can recompute comparisons.
+    outputs.insert(INPUT.to_string(), input_object.clone());
     outputs.insert(
         DECISIONS.to_string(),
         write_parquet(
@@ -220,7 +224,13 @@ pub struct ExplainedDecision {
 }
 
 /// `record` is `source:record_id`, or a record id that only one source uses.
-pub fn explain(lake: &Lake, record: &str) -> Result<Explanation, StepError> {
+/// `identity_config` and `key_column` let merges be explained comparison by comparison.
+pub fn explain(
+    lake: &Lake,
+    record: &str,
+    identity_config: Option<&crate::config::IdentityConfig>,
+    key_column: &str,
+) -> Result<Explanation, StepError> {
     let run = state::read_step(lake, Step::Resolve)?.ok_or_else(|| StepError::MissingInput {
         step: "resolve --explain",
         hint: "nothing resolved yet; run `cdp resolve` first".into(),
@@ -324,11 +334,44 @@ pub fn explain(lake: &Lake, record: &str) -> Result<Explanation, StepError> {
                 right: (get(2), get(3)),
                 link: get(5),
                 probability: probability.get(d),
-                comparisons: cols[7][d].clone(),
-                guard: cols[8][d].clone(),
+                comparisons: None,
+                guard: cols[7][d].clone(),
             }
         })
         .collect();
+    // Merges are explained comparison by comparison, from the records and the model
+    // of that run.
+    let mut explained: Vec<ExplainedDecision> = explained;
+    if let (Some(config), Some(input)) = (identity_config, run.outputs.get(INPUT)) {
+        let model: Option<identity::model::Model> =
+            lake.get_json(&layout::identity_model(&run.run_id))?;
+        if let Some(model) = model {
+            let records = read_parquet(lake, &input.key)?;
+            let rows: HashMap<RecordKey, u32> = {
+                let ids = text(&records, key_column)?;
+                let srcs = text(&records, crate::clean::read::SOURCE)?;
+                srcs.into_iter()
+                    .zip(ids)
+                    .enumerate()
+                    .map(|(i, (s, r))| ((s.unwrap_or_default(), r.unwrap_or_default()), i as u32))
+                    .collect()
+            };
+            let wanted: Vec<usize> = (0..explained.len())
+                .filter(|&d| explained[d].decision == "merged")
+                .filter(|&d| {
+                    rows.contains_key(&explained[d].left) && rows.contains_key(&explained[d].right)
+                })
+                .collect();
+            let pairs: Vec<(u32, u32)> = wanted
+                .iter()
+                .map(|&d| (rows[&explained[d].left], rows[&explained[d].right]))
+                .collect();
+            let texts = identity::explain_pairs(&records, config, &model, &pairs)?;
+            for (d, text) in wanted.into_iter().zip(texts) {
+                explained[d].comparisons = Some(text);
+            }
+        }
+    }
     Ok(Explanation {
         record: this,
         person_id: person,
