@@ -35,6 +35,27 @@ pub fn ids(values: &HashMap<String, Vec<Option<String>>>, column: &str, n: usize
         .collect()
 }
 
+/// Records grouped by their value ids in `columns` (a record missing one is left
+/// out): how many records had them all, and the groups of two or more, ordered by
+/// their first record so that the same input always gives the same order.
+pub fn groups(columns: &[Vec<u32>], n: usize) -> (u64, Vec<Vec<u32>>) {
+    let mut groups: HashMap<Vec<u32>, Vec<u32>> = HashMap::new();
+    let mut keyed = 0;
+    for i in 0..n {
+        let key: Option<Vec<u32>> = columns
+            .iter()
+            .map(|col| Some(col[i]).filter(|&id| id != 0))
+            .collect();
+        if let Some(key) = key {
+            keyed += 1;
+            groups.entry(key).or_default().push(i as u32);
+        }
+    }
+    let mut groups: Vec<Vec<u32>> = groups.into_values().filter(|g| g.len() > 1).collect();
+    groups.sort_unstable_by_key(|g| g[0]);
+    (keyed, groups)
+}
+
 /// Candidate pairs (a < b), in a deterministic order, and per-rule figures. With
 /// `dirty`, only pairs touching a dirty record are generated (an incremental run).
 pub fn candidate_pairs(
@@ -49,29 +70,16 @@ pub fn candidate_pairs(
         .iter()
         .map(|r| r.columns.iter().map(|c| ids(values, c, n)).collect())
         .collect();
-    let key = |r: usize, i: usize| -> Option<Vec<u32>> {
-        rule_ids[r]
-            .iter()
-            .map(|col| Some(col[i]).filter(|&id| id != 0))
-            .collect()
-    };
     let mut pairs = Vec::new();
     let mut stats = Vec::new();
     for (r, rule) in rules.iter().enumerate() {
-        let mut blocks: HashMap<Vec<u32>, Vec<u32>> = HashMap::new();
-        for i in 0..n {
-            if let Some(k) = key(r, i) {
-                blocks.entry(k).or_default().push(i as u32);
-            }
-        }
+        let (_, blocks) = groups(&rule_ids[r], n);
         let mut s = BlockingStats {
             rule: rule.name.clone(),
             blocks: 0,
             pairs: 0,
             oversized_blocks: 0,
         };
-        let mut blocks: Vec<Vec<u32>> = blocks.into_values().filter(|b| b.len() > 1).collect();
-        blocks.sort_unstable_by_key(|b| b[0]);
         let earlier_agrees = |a: u32, b: u32| {
             (0..r).any(|e| {
                 rule_ids[e]

@@ -95,7 +95,7 @@ impl Field {
             .filter(|&id| id != 0)
     }
 
-    pub fn is_null(&self, record: u32) -> bool {
+    fn is_null(&self, record: u32) -> bool {
         self.values(record).next().is_none()
     }
 

@@ -34,11 +34,6 @@ impl Matcher {
         self.fields.iter().map(|f| f.compare(a, b)).collect()
     }
 
-    /// Match weight: log2 odds that `a` and `b` are one person.
-    pub fn weight(&self, a: u32, b: u32) -> f64 {
-        self.weight_of(&self.compare(a, b))
-    }
-
     fn weight_of(&self, outcomes: &[Compared]) -> f64 {
         self.model.prior_weight() + self.model.evidence(outcomes, &self.fields)
     }

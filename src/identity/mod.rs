@@ -118,8 +118,8 @@ pub struct Resolution {
     pub report: ResolveReport,
 }
 
-/// A column as text, one value per row.
-fn text_column(
+/// A column as text, one value per row; `entity` names the data in the error.
+pub fn text_column(
     df: &DataFrame,
     name: &str,
     entity: &str,
@@ -133,6 +133,21 @@ fn text_column(
         .iter()
         .map(|v| v.map(str::to_string))
         .collect())
+}
+
+/// The named columns as text, each once.
+fn text_columns<'a>(
+    df: &DataFrame,
+    names: impl IntoIterator<Item = &'a str>,
+    entity: &str,
+) -> Result<HashMap<String, Vec<Option<String>>>, IdentityError> {
+    let mut values = HashMap::new();
+    for c in names {
+        if !values.contains_key(c) {
+            values.insert(c.to_string(), text_column(df, c, entity)?);
+        }
+    }
+    Ok(values)
 }
 
 /// Why two records were put together (or kept apart).
@@ -203,12 +218,7 @@ pub fn resolve(
             .map(String::as_str)
             .filter(|c| !comparison_names.contains(c)),
     );
-    let mut values: HashMap<String, Vec<Option<String>>> = HashMap::new();
-    for c in wanted {
-        if !values.contains_key(c) {
-            values.insert(c.to_string(), text_column(records, c, entity)?);
-        }
-    }
+    let values = text_columns(records, wanted, entity)?;
 
     lap("columns read");
     let mut columns: Vec<&String> = values.keys().collect();
@@ -485,12 +495,8 @@ pub fn explain_pairs(
     let Some(matching) = &config.matching else {
         return Ok(vec![String::new(); pairs.len()]);
     };
-    let mut values: HashMap<String, Vec<Option<String>>> = HashMap::new();
-    for c in matching.comparisons.iter().flat_map(|c| &c.columns) {
-        if !values.contains_key(c) {
-            values.insert(c.clone(), text_column(records, c, &config.entity)?);
-        }
-    }
+    let columns = matching.comparisons.iter().flat_map(|c| &c.columns);
+    let values = text_columns(records, columns.map(String::as_str), &config.entity)?;
     let matcher = matcher::Matcher::new(&values, records.height(), matching, model.clone());
     Ok(pairs.iter().map(|&(a, b)| matcher.explain(a, b)).collect())
 }

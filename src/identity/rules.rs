@@ -6,10 +6,8 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
+use super::blocking::{groups, ids};
 use crate::config::MatchRule;
-
-/// A text column, one value per record.
-type Column = Vec<Option<String>>;
 
 /// Per-rule figures for the resolve report.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -36,48 +34,16 @@ pub fn edges(
     max_key_group: usize,
     max_holders: &HashMap<String, u32>,
 ) -> (Vec<(u32, u32, usize)>, Vec<RuleStats>) {
-    // Values of a column held by more records than its limit identify no one.
-    let crowded: HashMap<&str, HashSet<&str>> = max_holders
-        .iter()
-        .filter_map(|(column, &limit)| {
-            let col = values.get(column)?;
-            let mut counts: HashMap<&str, u32> = HashMap::new();
-            for v in col.iter().flatten() {
-                *counts.entry(v.as_str()).or_default() += 1;
-            }
-            let over = counts
-                .into_iter()
-                .filter(|&(_, c)| c > limit)
-                .map(|(v, _)| v);
-            Some((column.as_str(), over.collect()))
-        })
-        .collect();
     let mut edges = Vec::new();
     let mut seen: HashSet<(u32, u32)> = Default::default();
     let mut stats = Vec::new();
     for (r, rule) in rules.iter().enumerate() {
-        let cols: Vec<(&Column, Option<&HashSet<&str>>)> = rule
+        let columns: Vec<Vec<u32>> = rule
             .columns
             .iter()
-            .filter_map(|c| Some((values.get(c)?, crowded.get(c.as_str()))))
+            .map(|c| without_crowded(ids(values, c, n), max_holders.get(c)))
             .collect();
-        let mut groups: HashMap<String, Vec<u32>> = HashMap::new();
-        let mut keyed = 0u64;
-        'records: for i in 0..n {
-            let mut key = String::new();
-            for (j, (col, crowded)) in cols.iter().enumerate() {
-                let Some(v) = &col[i] else { continue 'records };
-                if crowded.is_some_and(|c| c.contains(v.as_str())) {
-                    continue 'records;
-                }
-                if j > 0 {
-                    key.push('\u{1f}');
-                }
-                key.push_str(v);
-            }
-            keyed += 1;
-            groups.entry(key).or_default().push(i as u32);
-        }
+        let (keyed, groups) = groups(&columns, n);
         let mut s = RuleStats {
             rule: rule.name.clone(),
             keyed_records: keyed,
@@ -85,9 +51,6 @@ pub fn edges(
             merges: 0,
             oversized_groups: 0,
         };
-        // Sorted so edges come in the same order every run.
-        let mut groups: Vec<Vec<u32>> = groups.into_values().filter(|g| g.len() > 1).collect();
-        groups.sort_unstable_by_key(|g| g[0]);
         for g in groups {
             if g.len() > max_key_group {
                 s.oversized_groups += 1;
@@ -105,6 +68,22 @@ pub fn edges(
         stats.push(s);
     }
     (edges, stats)
+}
+
+/// Value ids with the values more records hold than `limit` blanked: they identify
+/// no one.
+fn without_crowded(mut ids: Vec<u32>, limit: Option<&u32>) -> Vec<u32> {
+    let Some(&limit) = limit else { return ids };
+    let mut counts: HashMap<u32, u32> = HashMap::new();
+    for &id in ids.iter().filter(|&&id| id != 0) {
+        *counts.entry(id).or_default() += 1;
+    }
+    for id in &mut ids {
+        if counts.get(id).is_some_and(|&c| c > limit) {
+            *id = 0;
+        }
+    }
+    ids
 }
 
 #[cfg(test)]

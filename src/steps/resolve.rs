@@ -247,18 +247,7 @@ pub fn explain(
         Ok(read_parquet(lake, &key)?)
     };
     let graph = output(IDENTITY_GRAPH_TABLE)?;
-    let text =
-        |df: &polars::prelude::DataFrame, c: &str| -> Result<Vec<Option<String>>, StepError> {
-            Ok(df
-                .column(c)
-                .and_then(|c| c.cast(&polars::prelude::DataType::String))
-                .map_err(identity::IdentityError::from)?
-                .str()
-                .map_err(identity::IdentityError::from)?
-                .iter()
-                .map(|v| v.map(str::to_string))
-                .collect())
-        };
+    let text = |df: &polars::prelude::DataFrame, c: &str| identity::text_column(df, c, "resolve");
     let (sources, ids, persons, rules) = (
         text(&graph, "source")?,
         text(&graph, "record_id")?,
@@ -316,7 +305,7 @@ pub fn explain(
             .any(|(ms, mr)| s.as_deref() == Some(ms.as_str()) && r.as_deref() == Some(mr.as_str()))
     };
     let this = key_of(i);
-    let explained = (0..decisions.height())
+    let mut explained: Vec<ExplainedDecision> = (0..decisions.height())
         .filter(|&d| {
             let left = is_member(&cols[0][d], &cols[1][d]);
             let right = is_member(&cols[2][d], &cols[3][d]);
@@ -341,7 +330,6 @@ pub fn explain(
         .collect();
     // Merges are explained comparison by comparison, from the records and the model
     // of that run.
-    let mut explained: Vec<ExplainedDecision> = explained;
     if let (Some(config), Some(input)) = (identity_config, run.outputs.get(INPUT)) {
         let model: Option<identity::model::Model> =
             lake.get_json(&layout::identity_model(&run.run_id))?;
