@@ -5,7 +5,7 @@ use std::io;
 use std::rc::Rc;
 
 use super::data::{CITIES, STREET_TYPES};
-use super::people::{personal_email, Address, Household, Person, Population};
+use super::people::{Address, Household, Person, Population};
 use super::rng::{Permutation, Rng};
 use super::text::{
     civil, date_time, days, email_typo, iso_date, json_string, messy_phone, pad, recase, typo,
@@ -223,7 +223,7 @@ impl Emitter {
         let created = self.rng.range(START, END);
         let email = if second && self.rng.chance(0.6) {
             let year = civil(p.birth).0;
-            Some(personal_email(
+            Some(self.population.personal_mailbox(
                 &mut self.rng,
                 p.first,
                 p.middle,

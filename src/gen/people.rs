@@ -1,10 +1,16 @@
 //! The true population: households whose members share a surname, a home
 //! (and an earlier home if they moved), maybe a landline and a family email.
+//! A mailbox or a phone number belongs to one person or one household, as in the
+//! world: a drawn address or number that is already taken is drawn again.
+
+use std::collections::HashSet;
+use std::hash::BuildHasher;
 
 use super::data::{
     FirstName, CITIES, DOMAINS, FEMALE, INCOME_BANDS, MALE, STREETS, STREET_TYPES, SURNAMES,
 };
 use super::rng::{Rng, Skewed};
+use crate::clean::normalize::email;
 use super::text::{days, letters, Phone};
 
 /// A postal address; `city` indexes `CITIES`, `kind` indexes `STREET_TYPES`.
@@ -55,12 +61,15 @@ impl Household {
     }
 }
 
-/// Name samplers, built once so each draw is a binary search.
+/// Name samplers, built once so each draw is a binary search, and the mailboxes
+/// and numbers already given out (by hash: 8 bytes each at millions of persons).
 pub struct Population {
     male: Skewed,
     female: Skewed,
     surnames: Skewed,
     cities: Skewed,
+    taken_mailboxes: HashSet<u64>,
+    taken_phones: HashSet<Phone>,
 }
 
 impl Population {
@@ -71,11 +80,55 @@ impl Population {
             female: Skewed::new(FEMALE.len(), 12),
             surnames: Skewed::new(SURNAMES.len(), 6),
             cities: Skewed::new(CITIES.len(), 10),
+            taken_mailboxes: HashSet::new(),
+            taken_phones: HashSet::new(),
+        }
+    }
+
+    /// A mailbox nobody has yet: `local@domain` as drawn, else with digits added
+    /// the way a provider's sign-up page suggests. Taken means taken in the
+    /// provider's eyes: `b.smith@gmail.com` is `bsmith@gmail.com`.
+    fn claim_mailbox(&mut self, rng: &mut Rng, drawn: String) -> String {
+        let hash = |m: &str| {
+            foldhash::fast::FixedState::with_seed(0x6d61_696c).hash_one(email::match_form(m))
+        };
+        if self.taken_mailboxes.insert(hash(&drawn)) {
+            return drawn;
+        }
+        let (local, domain) = drawn.split_once('@').expect("a drawn mailbox has an @");
+        loop {
+            let candidate = format!("{local}{}@{domain}", rng.range(1, 9999));
+            if self.taken_mailboxes.insert(hash(&candidate)) {
+                return candidate;
+            }
+        }
+    }
+
+    /// A personal mailbox for this person (see [`personal_email`]), not yet taken.
+    pub fn personal_mailbox(
+        &mut self,
+        rng: &mut Rng,
+        first: FirstName,
+        middle: Option<char>,
+        last: &str,
+        year: i64,
+    ) -> String {
+        let drawn = personal_email(rng, first, middle, last, year);
+        self.claim_mailbox(rng, drawn)
+    }
+
+    /// A number in `area` that no other person or household has.
+    fn claim_phone(&mut self, rng: &mut Rng, area: u16) -> Phone {
+        loop {
+            let number = phone(rng, area);
+            if self.taken_phones.insert(number) {
+                return number;
+            }
         }
     }
 
     /// Draws one household of at most `max_size` persons numbered from `first_id`.
-    pub fn household(&self, rng: &mut Rng, first_id: u64, max_size: u64) -> Household {
+    pub fn household(&mut self, rng: &mut Rng, first_id: u64, max_size: u64) -> Household {
         let size = match rng.below(100) {
             0..=54 => 1,
             55..=81 => 2,
@@ -94,8 +147,11 @@ impl Population {
             None
         };
         let area = CITIES[home.city].3;
-        let landline = rng.chance(0.4).then(|| phone(rng, area));
-        let family_email = (size > 1 && rng.chance(0.25)).then(|| family_email(rng, surname));
+        let landline = rng.chance(0.4).then(|| self.claim_phone(rng, area));
+        let family_email = (size > 1 && rng.chance(0.25)).then(|| {
+            let drawn = family_email(rng, surname);
+            self.claim_mailbox(rng, drawn)
+        });
         let income_band = rng.pick(INCOME_BANDS);
 
         // Children are born 20-38 years after the head, so heads of larger
@@ -140,7 +196,7 @@ impl Population {
     }
 
     fn person(
-        &self,
+        &mut self,
         rng: &mut Rng,
         id: u64,
         female: bool,
@@ -160,7 +216,7 @@ impl Population {
             days(year, 1, 1) + rng.below((days(year + 1, 1, 1) - days(year, 1, 1)) as u64) as i64;
         let email = rng
             .chance(0.85)
-            .then(|| personal_email(rng, first, middle, last, year));
+            .then(|| self.personal_mailbox(rng, first, middle, last, year));
         let mobile = rng.chance(0.85).then(|| {
             // People keep their number when they move, so some area codes are foreign.
             let area = if rng.chance(0.6) {
@@ -168,7 +224,7 @@ impl Population {
             } else {
                 rng.pick(CITIES).3
             };
-            phone(rng, area)
+            self.claim_phone(rng, area)
         });
         Person {
             id,
@@ -208,7 +264,7 @@ impl Population {
 }
 
 /// A personal address built from the name the way people pick them.
-pub fn personal_email(
+fn personal_email(
     rng: &mut Rng,
     first: FirstName,
     middle: Option<char>,

@@ -1,7 +1,8 @@
 //! Blocking: candidate pairs are the record pairs that agree exactly on every column
 //! of at least one blocking rule, so matching scores a tiny share of all n^2/2 pairs.
-//! A pair is generated once, by the first rule it satisfies; a block larger than
-//! `max_block` (a common surname with nothing else) gives no pairs and is counted.
+//! A pair is generated once, by the first rule it satisfies whose block was small
+//! enough to give pairs; a block larger than `max_block` (a common surname with
+//! nothing else) gives no pairs and is counted.
 
 use std::collections::HashMap;
 
@@ -70,6 +71,9 @@ pub fn candidate_pairs(
         .iter()
         .map(|r| r.columns.iter().map(|c| ids(values, c, n)).collect())
         .collect();
+    // in_pairing_block[r][i]: record i's block under rule r was small enough to
+    // give pairs, so a later rule leaves its pairs from that block alone.
+    let mut in_pairing_block: Vec<Vec<bool>> = Vec::with_capacity(rules.len());
     let mut pairs = Vec::new();
     let mut stats = Vec::new();
     for (r, rule) in rules.iter().enumerate() {
@@ -80,13 +84,15 @@ pub fn candidate_pairs(
             pairs: 0,
             oversized_blocks: 0,
         };
-        let earlier_agrees = |a: u32, b: u32| {
+        let earlier_paired = |a: u32, b: u32| {
             (0..r).any(|e| {
-                rule_ids[e]
-                    .iter()
-                    .all(|col| col[a as usize] != 0 && col[a as usize] == col[b as usize])
+                in_pairing_block[e][a as usize]
+                    && rule_ids[e]
+                        .iter()
+                        .all(|col| col[a as usize] == col[b as usize])
             })
         };
+        let mut pairing = vec![false; n];
         for block in blocks {
             s.blocks += 1;
             if block.len() > max_block[r] {
@@ -94,14 +100,16 @@ pub fn candidate_pairs(
                 continue;
             }
             for (x, &a) in block.iter().enumerate() {
+                pairing[a as usize] = true;
                 for &b in &block[x + 1..] {
-                    if wanted(a, b) && !earlier_agrees(a, b) {
+                    if wanted(a, b) && !earlier_paired(a, b) {
                         pairs.push((a, b));
                         s.pairs += 1;
                     }
                 }
             }
         }
+        in_pairing_block.push(pairing);
         stats.push(s);
     }
     (pairs, stats)
@@ -139,6 +147,10 @@ mod tests {
         let (pairs, stats) = candidate_pairs(&values, 4, &rules, &[10, 2], None);
         assert_eq!(pairs, vec![(0, 1)]);
         assert_eq!(stats[1].oversized_blocks, 1);
+        // The email block is too big, so the zip rule gives (0, 1) after all.
+        let (pairs, stats) = candidate_pairs(&values, 4, &rules, &[1, 10], None);
+        assert_eq!(pairs, vec![(0, 1), (0, 2), (1, 2)]);
+        assert_eq!((stats[0].oversized_blocks, stats[1].pairs), (1, 3));
         let dirty = [false, false, true, false];
         let (pairs, _) = candidate_pairs(&values, 4, &rules, &[10, 10], Some(&dirty));
         assert_eq!(pairs, vec![(0, 2), (1, 2)]);
