@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 
+use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::config::MatchRule;
@@ -21,7 +22,7 @@ pub struct BlockingStats {
 
 /// The blocking columns of each rule as value ids per record (0: no value).
 pub fn ids(values: &HashMap<String, Vec<Option<String>>>, column: &str, n: usize) -> Vec<u32> {
-    let mut index: HashMap<&str, u32> = HashMap::new();
+    let mut index: foldhash::HashMap<&str, u32> = Default::default();
     let Some(col) = values.get(column) else {
         return vec![0; n];
     };
@@ -40,14 +41,18 @@ pub fn ids(values: &HashMap<String, Vec<Option<String>>>, column: &str, n: usize
 /// out): how many records had them all, and the groups of two or more, ordered by
 /// their first record so that the same input always gives the same order.
 pub fn groups(columns: &[Vec<u32>], n: usize) -> (u64, Vec<Vec<u32>>) {
-    let mut groups: HashMap<Vec<u32>, Vec<u32>> = HashMap::new();
+    // Every record's key side by side in one buffer, so a key costs no allocation.
+    let width = columns.len();
+    let mut keys = vec![0u32; n * width];
+    for (c, col) in columns.iter().enumerate() {
+        for (i, &id) in col.iter().enumerate().take(n) {
+            keys[i * width + c] = id;
+        }
+    }
+    let mut groups: foldhash::HashMap<&[u32], Vec<u32>> = Default::default();
     let mut keyed = 0;
-    for i in 0..n {
-        let key: Option<Vec<u32>> = columns
-            .iter()
-            .map(|col| Some(col[i]).filter(|&id| id != 0))
-            .collect();
-        if let Some(key) = key {
+    for (i, key) in keys.chunks_exact(width.max(1)).enumerate().take(n) {
+        if width > 0 && !key.contains(&0) {
             keyed += 1;
             groups.entry(key).or_default().push(i as u32);
         }
@@ -68,49 +73,64 @@ pub fn candidate_pairs(
 ) -> (Vec<(u32, u32)>, Vec<BlockingStats>) {
     let wanted = |a: u32, b: u32| dirty.is_none_or(|d| d[a as usize] || d[b as usize]);
     let rule_ids: Vec<Vec<Vec<u32>>> = rules
-        .iter()
+        .par_iter()
         .map(|r| r.columns.iter().map(|c| ids(values, c, n)).collect())
         .collect();
-    // in_pairing_block[r][i]: record i's block under rule r was small enough to
-    // give pairs, so a later rule leaves its pairs from that block alone.
-    let mut in_pairing_block: Vec<Vec<bool>> = Vec::with_capacity(rules.len());
-    let mut pairs = Vec::new();
-    let mut stats = Vec::new();
-    for (r, rule) in rules.iter().enumerate() {
-        let (_, blocks) = groups(&rule_ids[r], n);
-        let mut s = BlockingStats {
-            rule: rule.name.clone(),
-            blocks: 0,
-            pairs: 0,
-            oversized_blocks: 0,
-        };
-        let earlier_paired = |a: u32, b: u32| {
-            (0..r).any(|e| {
-                in_pairing_block[e][a as usize]
-                    && rule_ids[e]
-                        .iter()
-                        .all(|col| col[a as usize] == col[b as usize])
-            })
-        };
-        let mut pairing = vec![false; n];
-        for block in blocks {
-            s.blocks += 1;
-            if block.len() > max_block[r] {
-                s.oversized_blocks += 1;
-                continue;
-            }
-            for (x, &a) in block.iter().enumerate() {
-                pairing[a as usize] = true;
-                for &b in &block[x + 1..] {
-                    if wanted(a, b) && !earlier_paired(a, b) {
-                        pairs.push((a, b));
-                        s.pairs += 1;
-                    }
+    let blocks: Vec<Vec<Vec<u32>>> = rule_ids.par_iter().map(|c| groups(c, n).1).collect();
+    // in_pairing_block[r][i]: record i's block under rule r was small enough to give
+    // pairs, so a later rule leaves its pairs from that block alone.
+    let in_pairing_block: Vec<Vec<bool>> = blocks
+        .par_iter()
+        .zip(max_block)
+        .map(|(blocks, &limit)| {
+            let mut pairing = vec![false; n];
+            for block in blocks.iter().filter(|b| b.len() <= limit) {
+                for &a in block {
+                    pairing[a as usize] = true;
                 }
             }
-        }
-        in_pairing_block.push(pairing);
-        stats.push(s);
+            pairing
+        })
+        .collect();
+    let per_rule: Vec<(Vec<(u32, u32)>, BlockingStats)> = rules
+        .par_iter()
+        .enumerate()
+        .map(|(r, rule)| {
+            let earlier_paired = |a: u32, b: u32| {
+                (0..r).any(|e| {
+                    in_pairing_block[e][a as usize]
+                        && rule_ids[e]
+                            .iter()
+                            .all(|col| col[a as usize] == col[b as usize])
+                })
+            };
+            let pairs: Vec<(u32, u32)> = blocks[r]
+                .par_iter()
+                .filter(|block| block.len() <= max_block[r])
+                .flat_map_iter(|block| {
+                    block.iter().enumerate().flat_map(move |(x, &a)| {
+                        block[x + 1..]
+                            .iter()
+                            .filter(move |&&b| wanted(a, b) && !earlier_paired(a, b))
+                            .map(move |&b| (a, b))
+                    })
+                })
+                .collect();
+            let stats = BlockingStats {
+                rule: rule.name.clone(),
+                blocks: blocks[r].len() as u64,
+                pairs: pairs.len() as u64,
+                oversized_blocks: blocks[r].iter().filter(|b| b.len() > max_block[r]).count()
+                    as u64,
+            };
+            (pairs, stats)
+        })
+        .collect();
+    let mut pairs = Vec::with_capacity(per_rule.iter().map(|(p, _)| p.len()).sum());
+    let mut stats = Vec::with_capacity(per_rule.len());
+    for (rule_pairs, rule_stats) in per_rule {
+        pairs.extend(rule_pairs);
+        stats.push(rule_stats);
     }
     (pairs, stats)
 }

@@ -42,8 +42,7 @@ impl UnionFind {
     /// The sets, each sorted, ordered by their smallest member.
     pub fn clusters(&mut self) -> Vec<Vec<u32>> {
         let n = self.parent.len();
-        let mut by_root: std::collections::HashMap<u32, Vec<u32>> =
-            std::collections::HashMap::new();
+        let mut by_root: foldhash::HashMap<u32, Vec<u32>> = Default::default();
         for i in 0..n as u32 {
             let r = self.find(i);
             by_root.entry(r).or_default().push(i);
@@ -72,19 +71,36 @@ pub struct Ambiguity<'a> {
 }
 
 /// Takes weighted `edges` (record, record, weight) strongest first, merging the two
-/// clusters of each unless `refuse` (given both clusters' members) names a reason or
-/// the edge is ambiguous (`different_people` tells two clusters that can never merge). Edges inside one cluster are skipped. Returns the union-find
-/// and, per deciding edge, its index and decision.
+/// clusters of each unless a guard (given both clusters' members) names a reason or
+/// the edge is ambiguous. `different_people` tells two clusters that can never be
+/// one person; `too_weak`, that the evidence between them is thin. Edges inside one
+/// cluster are skipped. Returns the union-find and, per deciding edge, its index and
+/// decision.
+///
+/// `different_people` must be monotone (a cluster that grows stays refused, as size,
+/// distinct-value and disagreement guards are), so its answer is kept per pair of
+/// clusters: the many edges between two households are judged once.
 pub fn merge_guarded(
     n: usize,
     edges: impl Iterator<Item = (u32, u32, f64)>,
     ambiguity: Option<Ambiguity>,
-    refuse: impl Fn(&[u32], &[u32]) -> Option<String>,
     different_people: impl Fn(&[u32], &[u32]) -> Option<String>,
+    too_weak: impl Fn(&[u32], &[u32]) -> Option<String>,
 ) -> (UnionFind, Vec<(usize, Decision)>) {
     let mut uf = UnionFind::new(n);
     let mut members: Vec<Vec<u32>> = (0..n as u32).map(|i| vec![i]).collect();
     let mut decisions = Vec::new();
+    // Keyed by the two roots; a root that is absorbed is never looked up again.
+    let mut apart: foldhash::HashMap<(u32, u32), String> = Default::default();
+    let mut different = |members: &[Vec<u32>], x: u32, y: u32| -> Option<String> {
+        let key = (x.min(y), x.max(y));
+        if let Some(why) = apart.get(&key) {
+            return Some(why.clone());
+        }
+        let why = different_people(&members[x as usize], &members[y as usize])?;
+        apart.insert(key, why.clone());
+        Some(why)
+    };
     // Lone records found ambiguous stay alone: their weaker edges are refused too.
     let mut ambiguous = vec![false; if ambiguity.is_some() { n } else { 0 }];
     for (e, (a, b, weight)) in edges.enumerate() {
@@ -92,7 +108,8 @@ pub fn merge_guarded(
         if ra == rb {
             continue;
         }
-        let mut reason = refuse(&members[ra as usize], &members[rb as usize]);
+        let mut reason = different(&members, ra, rb)
+            .or_else(|| too_weak(&members[ra as usize], &members[rb as usize]));
         if let (None, Some(amb)) = (&reason, &ambiguity) {
             for (lone, other) in [(a, rb), (b, ra)] {
                 if members[uf.find(lone) as usize].len() != 1 {
@@ -109,8 +126,7 @@ pub fn merge_guarded(
                     if w < weight - amb.margin || w > weight || rc == other || rc == uf.find(lone) {
                         continue;
                     }
-                    let (x, y) = (&members[other as usize], &members[rc as usize]);
-                    if let Some(why) = different_people(x, y) {
+                    if let Some(why) = different(&members, other, rc) {
                         ambiguous[lone as usize] = true;
                         reason = Some(format!(
                             "ambiguous: record {lone} matches record {c} nearly as well (weight {w:.2} vs {weight:.2}) and that person may not join this one ({why})"
@@ -156,7 +172,7 @@ mod tests {
                 |x, y| (a.contains(&x) && b.contains(&y)) || (a.contains(&y) && b.contains(&x));
             both(0, 3).then(|| "0 and 3 disagree".to_string())
         };
-        let (mut uf, decisions) = merge_guarded(5, edges.into_iter(), None, refuse, refuse);
+        let (mut uf, decisions) = merge_guarded(5, edges.into_iter(), None, refuse, |_, _| None);
         assert_eq!(uf.clusters(), vec![vec![0, 1], vec![2, 3, 4]]);
         assert_eq!(
             decisions[2],
@@ -183,7 +199,7 @@ mod tests {
                 .then(|| "0 and 1 differ".to_string())
         };
         let (mut uf, decisions) =
-            merge_guarded(4, edges.into_iter(), Some(ambiguity), refuse, refuse);
+            merge_guarded(4, edges.into_iter(), Some(ambiguity), refuse, |_, _| None);
         assert_eq!(uf.clusters(), vec![vec![0, 3], vec![1], vec![2]]);
         assert!(matches!(&decisions[1].1, Decision::Refused(r) if r.starts_with("ambiguous")));
         assert!(matches!(&decisions[2].1, Decision::Refused(r) if r.starts_with("ambiguous")));

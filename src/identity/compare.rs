@@ -2,8 +2,6 @@
 //! once (value ids, counts for term frequencies, parsed numbers for date and numeric
 //! levels), so comparing two records is integer work except for the fuzzy levels.
 
-use std::collections::HashMap;
-
 use chrono::NaiveDate;
 
 use crate::config::{Comparison, Level};
@@ -41,7 +39,7 @@ impl Field {
     /// `columns[c][i]`: column `c` of record `i`.
     pub fn new(comparison: &Comparison, columns: &[&Vec<Option<String>>], n: usize) -> Self {
         let width = columns.len().max(1);
-        let mut index: HashMap<&str, u32> = HashMap::new();
+        let mut index: foldhash::HashMap<&str, u32> = Default::default();
         let mut text = vec![String::new()];
         let mut count = vec![0u32];
         let mut ids = vec![0u32; n * width];

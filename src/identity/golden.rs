@@ -49,10 +49,19 @@ pub fn choose(
         return present.first().copied();
     }
     let text = |r: u32| values[r as usize].as_deref().unwrap_or("");
-    let mut frequency: HashMap<&str, usize> = HashMap::new();
-    for &r in &present {
-        *frequency.entry(text(r)).or_default() += 1;
-    }
+    // Most persons have a few records: counting by scan beats building a map for
+    // every person and column; a big cluster gets the map.
+    let counts: Option<HashMap<&str, usize>> = (present.len() > 32).then(|| {
+        let mut counts = HashMap::new();
+        for &r in &present {
+            *counts.entry(text(r)).or_default() += 1;
+        }
+        counts
+    });
+    let frequency = |r: u32| match &counts {
+        Some(counts) => counts[text(r)],
+        None => present.iter().filter(|&&o| text(o) == text(r)).count(),
+    };
     // Greater is better in every comparison below.
     let recency = |a: u32, b: u32| evidence.recency(a).cmp(&evidence.recency(b));
     let priority = |a: u32, b: u32| {
@@ -62,13 +71,13 @@ pub fn choose(
     };
     let primary = |a: u32, b: u32| -> Ordering {
         match survivorship.strategy_for(column) {
-            Strategy::MostFrequent => frequency[text(a)].cmp(&frequency[text(b)]),
+            Strategy::MostFrequent => frequency(a).cmp(&frequency(b)),
             Strategy::MostRecent => recency(a, b),
             Strategy::SourcePriority => priority(a, b),
             Strategy::Longest => text(a).chars().count().cmp(&text(b).chars().count()),
         }
     };
-    present.into_iter().max_by(|&a, &b| {
+    present.iter().copied().max_by(|&a, &b| {
         primary(a, b)
             .then_with(|| recency(a, b))
             .then_with(|| priority(a, b))

@@ -62,11 +62,6 @@ impl<'a> GuardSet<'a> {
         format!("{s}:{id}")
     }
 
-    /// Why clusters `a` and `b` may not become one person, if they may not.
-    pub fn refuse(&self, a: &[u32], b: &[u32]) -> Option<String> {
-        self.refuse_hard(a, b).or_else(|| self.too_weak(a, b))
-    }
-
     /// The guards that say two clusters are different people (not merely that the
     /// evidence between them is thin).
     pub fn refuse_hard(&self, a: &[u32], b: &[u32]) -> Option<String> {
@@ -118,7 +113,8 @@ impl<'a> GuardSet<'a> {
         None
     }
 
-    fn too_weak(&self, a: &[u32], b: &[u32]) -> Option<String> {
+    /// Whether the mean evidence between two clusters is below `min_cluster_weight`.
+    pub fn too_weak(&self, a: &[u32], b: &[u32]) -> Option<String> {
         if let (Some(min), Some(m)) = (self.min_weight, self.matcher) {
             let total: f64 = a
                 .iter()

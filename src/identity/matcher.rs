@@ -163,7 +163,7 @@ fn fields(
 ) -> Vec<Field> {
     matching
         .comparisons
-        .iter()
+        .par_iter()
         .map(|c| {
             let columns: Vec<&Vec<Option<String>>> = c
                 .columns

@@ -24,6 +24,7 @@ pub mod rules;
 use std::collections::{BTreeMap, HashMap};
 
 use polars::prelude::*;
+use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::clean::read::SOURCE;
@@ -141,13 +142,13 @@ fn text_columns<'a>(
     names: impl IntoIterator<Item = &'a str>,
     entity: &str,
 ) -> Result<HashMap<String, Vec<Option<String>>>, IdentityError> {
-    let mut values = HashMap::new();
-    for c in names {
-        if !values.contains_key(c) {
-            values.insert(c.to_string(), text_column(df, c, entity)?);
-        }
-    }
-    Ok(values)
+    let mut names: Vec<&str> = names.into_iter().collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+        .into_par_iter()
+        .map(|c| Ok((c.to_string(), text_column(df, c, entity)?)))
+        .collect()
 }
 
 /// Why two records were put together (or kept apart).
@@ -224,6 +225,7 @@ pub fn resolve(
     let mut columns: Vec<&String> = values.keys().collect();
     columns.sort();
     let fingerprints: Vec<u64> = (0..n)
+        .into_par_iter()
         .map(|i| fingerprint(columns.iter().map(|c| values[*c][i].as_deref())))
         .collect();
     // Edges, strongest first: rules in priority order, then scored pairs by weight.
@@ -326,8 +328,8 @@ pub fn resolve(
         n,
         edges.iter().map(|&(a, b, link)| (a, b, weight(link))),
         ambiguity,
-        |a, b| guard_set.refuse(a, b),
         |a, b| guard_set.refuse_hard(a, b),
+        |a, b| guard_set.too_weak(a, b),
     );
     let clusters = uf.clusters();
     lap("clustered");
@@ -587,7 +589,7 @@ fn profiles(
     )];
     for attribute in &config.attributes {
         let winners: Vec<Option<u32>> = clusters
-            .iter()
+            .par_iter()
             .map(|c| golden::choose(attribute, c, &evidence, &config.survivorship))
             .collect();
         let column = records
@@ -608,7 +610,7 @@ fn profiles(
         ca.into_column()
     };
     let source_lists = clusters
-        .iter()
+        .par_iter()
         .map(|c| {
             let mut s: Vec<String> = c.iter().map(|&m| sources[m as usize].clone()).collect();
             s.sort();
@@ -618,7 +620,7 @@ fn profiles(
         .collect();
     columns.push(list("sources", source_lists));
     let id_lists = clusters
-        .iter()
+        .par_iter()
         .map(|c| {
             c.iter()
                 .map(|&m| format!("{}:{}", keys[m as usize].0, keys[m as usize].1))
