@@ -1,13 +1,18 @@
 //! Sources land data in the lake and report what they landed; they never transform it.
 //! Each source keeps a cursor in the lake's state, so a run takes only what is new.
+//! A run for a data interval asks each source for that window only: files by the
+//! date parts of a path template ([`template`]); an undated source takes a window only
+//! when declared a snapshot, and otherwise refuses ([`SourceError::NoWindow`]).
 //! This build has the `files` source; AppFlow and Data Exchange (issue 6) answer to the
 //! same trait.
 
 pub mod files;
+pub mod template;
 
 use crate::config::{SourceConfig, SourceKind};
 use crate::lake::manifest::Manifest;
 use crate::lake::{Lake, LakeError};
+use crate::state::interval::Interval;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -40,17 +45,39 @@ pub enum SourceError {
         path: std::path::PathBuf,
         message: String,
     },
+    #[error("source {source_name:?}: cannot take the data interval {interval}: its path {path:?} has no date parts ({}); add them to path, or set window = \"snapshot\" to land whatever is new in every interval", template::PARTS.join(", "))]
+    NoWindow {
+        source_name: String,
+        path: String,
+        interval: Interval,
+    },
     #[error(transparent)]
     Lake(#[from] LakeError),
+}
+
+impl SourceError {
+    /// The pipeline file asks for something the source cannot do: bad usage, not a
+    /// failure of the source.
+    pub fn is_usage(&self) -> bool {
+        matches!(self, Self::NoWindow { .. } | Self::BadPattern { .. })
+    }
 }
 
 /// A place data comes from.
 pub trait Source {
     fn name(&self) -> &str;
-    /// Lands what is new since the source's cursor under `raw/<source>/<run>/`, writes
-    /// the manifest last, advances the cursor, and returns the manifest; `None` when
-    /// there was nothing new.
-    fn land(&self, lake: &Lake, run_id: &str) -> Result<Option<Manifest>, SourceError>;
+    /// Whether the source can take only the data of `window`; an error that says why
+    /// not, rather than taking everything.
+    fn check_window(&self, window: &Interval) -> Result<(), SourceError>;
+    /// Lands what is new since the source's cursor under `raw/<source>/<run>/` (only
+    /// what falls in `window`, when given), writes the manifest last, advances the
+    /// cursor, and returns the manifest; `None` when there was nothing new.
+    fn land(
+        &self,
+        lake: &Lake,
+        run_id: &str,
+        window: Option<&Interval>,
+    ) -> Result<Option<Manifest>, SourceError>;
 }
 
 /// Builds the connector a source's config asks for.

@@ -40,6 +40,14 @@ impl Run {
     }
 }
 
+/// The binary under test: cargo's build, or `CDP_TEST_BIN` (a copy taken right after
+/// the build, when other checkouts share the target directory and rebuild it).
+pub fn bin() -> PathBuf {
+    std::env::var_os("CDP_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_cdp")))
+}
+
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -77,7 +85,16 @@ impl TestContext {
 
     /// `cdp ARGS` with extra environment variables.
     pub fn cdp_with(&self, args: &[&str], env: &[(&str, &Path)]) -> Run {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cdp"));
+        let mut cmd = self.command(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run cdp").into()
+    }
+
+    /// The command `cdp` would run, to spawn it (and kill it) by hand.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin());
         cmd.args(args)
             .current_dir(self.path())
             .env("CDP_DATA_DIR", repo().join("sample-data"))
@@ -85,11 +102,9 @@ impl TestContext {
             .env_remove("RUST_LOG")
             .env_remove("CDP_PIPELINE")
             .env_remove("CDP_LAKE")
-            .env_remove("CDP_WAREHOUSE");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        cmd.output().expect("run cdp").into()
+            .env_remove("CDP_WAREHOUSE")
+            .env_remove("CDP_TEST_BACKFILL_PAUSE_AFTER");
+        cmd
     }
 
     /// A step command on `pipeline` with this context's lake and warehouse.
