@@ -6,13 +6,14 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 CDP := $(TARGET_DIR)/debug/cdp
 PIPELINE := pipelines/customer360.toml
 
-.PHONY: all build demo test lint fmt sample-data bench clean-demo help
+.PHONY: all build demo test test-airflow lint fmt sample-data bench clean-demo help
 
 all: build
 
 help:
 	@echo "make demo         build and run the sample pipeline end to end (./lake, ./warehouse.duckdb)"
 	@echo "make test         run every test"
+	@echo "make test-airflow load the example DAG with Airflow's DagBag and run its commands (.venv/airflow)"
 	@echo "make lint         rustfmt check and clippy"
 	@echo "make sample-data  regenerate sample-data/ (cdp gen --persons 2000 --seed 42)"
 	@echo "make bench        benchmarks, results in BENCHMARKS.md"
@@ -28,6 +29,19 @@ demo: build
 
 test:
 	$(CARGO) test --locked
+	$(MAKE) test-airflow
+
+# Airflow: the example DAG in pipelines/airflow/ against the real binary. The venv is
+# made once from pinned versions (PyPI); the test itself reaches no network.
+AIRFLOW_VENV := .venv/airflow
+
+$(AIRFLOW_VENV)/.installed: tests/airflow/requirements.txt
+	python3 -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/pip install --quiet -r tests/airflow/requirements.txt
+	touch $@
+
+test-airflow: build $(AIRFLOW_VENV)/.installed
+	CDP_BIN=$(abspath $(CDP)) $(AIRFLOW_VENV)/bin/python -m pytest -q tests/airflow
 
 lint:
 	$(CARGO) fmt --check
