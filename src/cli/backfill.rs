@@ -96,18 +96,20 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     tracing::info!(pipeline = %pipeline.name, run_id = %backfill_id, from = %args.from, to = %args.to, intervals = intervals.len(), "backfill start");
     let pause_after: Option<usize> = std::env::var(PAUSE_AFTER).ok().and_then(|v| v.parse().ok());
 
+    println!(
+        "cdp backfill {} ({} interval(s), every {})",
+        pipeline.name,
+        intervals.len(),
+        format!("{:?}", args.every).to_lowercase()
+    );
     let printer = Printer::new(global.quiet);
     let bar = printer.bar(intervals.len() as u64, "backfill");
+    // An interval takes a while: keep the elapsed time moving.
+    bar.enable_steady_tick(Duration::from_millis(250));
     let index = state::read_intervals(&lake)?;
     let mut last_run_id = String::new();
     let (mut ran, mut skipped) = (0, 0);
     let start = Instant::now();
-    println!(
-        "cdp backfill {} ({} interval(s) of a {:?})",
-        pipeline.name,
-        intervals.len(),
-        args.every
-    );
     for (n, interval) in intervals.iter().enumerate() {
         bar.set_message(interval.start.format("%Y-%m-%d %H:%M").to_string());
         if let Some(done) = index.get(&interval.key()).filter(|s| s.is_done()) {

@@ -98,10 +98,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let rows: Vec<Vec<String>> = intervals
                 .values()
                 .flat_map(|i| {
-                    i.steps.iter().map(|(step, r)| {
+                    let in_order = Step::ALL
+                        .iter()
+                        .filter_map(|s| i.steps.get(s.as_str()).map(|r| (s.as_str(), r)));
+                    in_order.map(|(step, r)| {
                         vec![
                             i.interval.to_string(),
-                            step.clone(),
+                            step.to_string(),
                             r.run_id.clone(),
                             r.outcome.clone(),
                             r.rows_in.to_string(),

@@ -50,7 +50,12 @@ impl<'a> FilesSource<'a> {
             files.extend(part);
         }
         if let (true, Some(w)) = (files.is_empty(), window) {
-            tracing::warn!(source = %self.name, window = %w, "no files in the window");
+            // A yearly file and a daily run: most days own no partition at all.
+            if globs.is_empty() {
+                tracing::info!(source = %self.name, window = %w, "no partition starts in the window");
+            } else {
+                tracing::warn!(source = %self.name, window = %w, partitions = globs.len(), "no files in the window's partitions");
+            }
         } else if files.is_empty() {
             let pattern = &self.config.pattern;
             return Err(SourceError::NoFiles {
