@@ -513,7 +513,10 @@ fn a_source_that_cannot_take_a_window_says_so_and_lands_nothing() {
         ],
     );
     assert_eq!(backfill.code, 2, "{}", backfill.stderr);
-    assert!(!ctx.path().join("lake/raw").exists(), "nothing landed");
+    assert!(
+        !ctx.path().join("lake").exists(),
+        "the lake was not touched"
+    );
     // Without an interval the same pipeline takes everything, as before.
     cdp(&ctx, &["ingest", &pipeline.to_string_lossy()]).ok();
 }

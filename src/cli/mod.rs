@@ -165,6 +165,12 @@ pub fn load_pipeline(path: &Path, overrides: &Overrides) -> anyhow::Result<(Pipe
 fn open(args: &StepArgs, global: &GlobalArgs, command: &str) -> anyhow::Result<(Context, Lease)> {
     let interval = args.interval()?;
     let (pipeline, pipeline_text) = load_pipeline(&args.pipeline, &args.overrides())?;
+    // A source that cannot take the window is refused before the lake is touched.
+    if let (Some(window), "ingest" | "run") = (&interval, command) {
+        for config in &pipeline.sources {
+            cdp::sources::build(config).check_window(window)?;
+        }
+    }
     let lake = Lake::open(&pipeline.lake)
         .with_context(|| format!("opening the lake {}", pipeline.lake))?;
     let run_id = new_run_id();

@@ -1712,4 +1712,38 @@ never_disagree = ["shoe_size"]
         );
         assert!(expand_env("${CDP_TEST_SURELY_UNSET}").is_err());
     }
+
+    #[test]
+    fn a_source_window_follows_its_date_parts() {
+        let window = |text: &str| match &parse(text).expect("valid").sources[0].kind {
+            SourceKind::Files(f) => f.window,
+        };
+        assert_eq!(window(GOOD), None, "an undated glob takes no window");
+        let dated = GOOD.replace("data/*.csv", "data/{yyyy}/{mm}/{dd}/*.csv");
+        assert_eq!(window(&dated), Some(WindowMode::Path));
+        let snapshot = GOOD.replace(
+            "path = \"data/*.csv\"",
+            "path = \"data/*.csv\"\nwindow = \"snapshot\"",
+        );
+        assert_eq!(window(&snapshot), Some(WindowMode::Snapshot));
+
+        let bad = GOOD.replace(
+            "path = \"data/*.csv\"",
+            "path = \"data/{yyyy}/{dd}/*.csv\"\nwindow = \"path\"",
+        );
+        let err = parse(&bad).expect_err("invalid").to_string();
+        assert!(
+            err.contains("sources[0].path: \"data/{yyyy}/{dd}/*.csv\": {dd} needs {mm}"),
+            "{err}"
+        );
+        let undated = GOOD.replace(
+            "path = \"data/*.csv\"",
+            "path = \"data/*.csv\"\nwindow = \"path\"",
+        );
+        let err = parse(&undated).expect_err("invalid").to_string();
+        assert!(
+            err.contains("sources[0].window: \"path\" needs date parts in path"),
+            "{err}"
+        );
+    }
 }
