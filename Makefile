@@ -33,7 +33,7 @@ test:
 
 # Airflow: the example DAG in pipelines/airflow/ against the real binary. The venv is
 # made once from pinned versions (PyPI); the test itself reaches no network.
-AIRFLOW_VENV := .venv/airflow
+AIRFLOW_VENV ?= .venv/airflow
 
 $(AIRFLOW_VENV)/.installed: tests/airflow/requirements.txt
 	python3 -m venv $(AIRFLOW_VENV)
@@ -41,7 +41,7 @@ $(AIRFLOW_VENV)/.installed: tests/airflow/requirements.txt
 	touch $@
 
 test-airflow: build $(AIRFLOW_VENV)/.installed
-	CDP_BIN=$(abspath $(CDP)) $(AIRFLOW_VENV)/bin/python -m pytest -q tests/airflow
+	CDP_BIN=$(abspath $(CDP)) $(AIRFLOW_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/airflow
 
 lint:
 	$(CARGO) fmt --check

@@ -76,16 +76,22 @@ pub enum Command {
     /// Check a pipeline file without running anything.
     Validate(validate::Args),
     /// Land new source data in the lake's raw zone, with a manifest.
+    #[command(after_help = EXIT_CODES)]
     Ingest(StepArgs),
     /// Normalise and check landed data; bad rows go to the quarantine.
+    #[command(after_help = EXIT_CODES)]
     Clean(StepArgs),
     /// Resolve records into persons: identity graph and golden records.
+    #[command(after_help = EXIT_CODES)]
     Resolve(resolve::Args),
     /// Load clean data, the identity graph and customer_360 into the warehouse.
+    #[command(after_help = EXIT_CODES)]
     Load(StepArgs),
     /// Run ingest, clean, resolve and load in order.
+    #[command(after_help = EXIT_CODES)]
     Run(run::Args),
     /// Run the pipeline for each interval of a date range, oldest first; resumable.
+    #[command(after_help = EXIT_CODES)]
     Backfill(backfill::Args),
     /// Show what each step last did.
     Status(status::Args),
