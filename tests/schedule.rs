@@ -344,6 +344,50 @@ fn a_killed_backfill_resumes_where_it_stopped() {
 }
 
 #[test]
+fn a_backfill_killed_inside_an_interval_resumes_to_the_same_state() {
+    let reference = TestContext::new();
+    let (pipeline_r, _) = dated(&reference);
+    backfill(&reference, &pipeline_r, &[]).ok();
+
+    let ctx = TestContext::new();
+    let (pipeline, _) = dated(&ctx);
+    let p = pipeline.to_string_lossy().into_owned();
+    let mut child = ctx
+        .command(&["backfill", &p, "--from", DAYS[0], "--to", DAYS[3]])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn backfill");
+    // The index is first written when the first interval's ingest ends: kill then,
+    // before its clean, resolve and load.
+    let index = ctx.path().join("lake/_state/intervals.json");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !index.exists() {
+        assert!(std::time::Instant::now() < deadline, "no interval started");
+        assert!(child.try_wait().expect("try_wait").is_none(), "ended early");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+    let v = status(&ctx, &pipeline);
+    assert!(
+        v["intervals"]
+            .as_array()
+            .is_some_and(|a| a.iter().all(|i| i["done"] == false)),
+        "killed before the first interval was done: {v}"
+    );
+
+    let out = backfill(&ctx, &pipeline, &[]).ok();
+    assert!(
+        out.stdout.contains("3 interval(s) run, 0 skipped"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(counts(&ctx), counts(&reference));
+    assert_eq!(person_ids(&ctx), person_ids(&reference));
+}
+
+#[test]
 fn a_second_concurrent_run_exits_4_and_changes_nothing() {
     let ctx = TestContext::new();
     let (pipeline, _) = dated(&ctx);
