@@ -538,7 +538,7 @@ fn a_source_that_cannot_take_a_window_says_so_and_lands_nothing() {
         let out = cdp(&ctx, &args);
         assert_eq!(out.code, 2, "{}", out.stderr);
         assert!(
-            out.stderr.contains("source \"support_users\": cannot take the data interval 2026-01-01T00:00:00Z/2026-01-02T00:00:00Z")
+            out.stderr.contains("cannot take the data interval 2026-01-01T00:00:00Z/2026-01-02T00:00:00Z: source \"support_users\"")
                 && out.stderr.contains("window = \"snapshot\""),
             "{}",
             out.stderr

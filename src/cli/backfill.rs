@@ -83,9 +83,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     };
     let (pipeline, pipeline_text) = super::load_pipeline(&args.pipeline, &overrides)?;
     // Refuse before anything runs when a source cannot take a window.
-    for config in &pipeline.sources {
-        sources::build(config).check_window(&intervals[0])?;
-    }
+    sources::check_windows(&pipeline.sources, &intervals[0])?;
     if args.dry_run {
         return dry_run(&args, &pipeline.lake, &intervals);
     }

@@ -173,9 +173,7 @@ fn open(args: &StepArgs, global: &GlobalArgs, command: &str) -> anyhow::Result<(
     let (pipeline, pipeline_text) = load_pipeline(&args.pipeline, &args.overrides())?;
     // A source that cannot take the window is refused before the lake is touched.
     if let (Some(window), "ingest" | "run") = (&interval, command) {
-        for config in &pipeline.sources {
-            cdp::sources::build(config).check_window(window)?;
-        }
+        cdp::sources::check_windows(&pipeline.sources, window)?;
     }
     let lake = Lake::open(&pipeline.lake)
         .with_context(|| format!("opening the lake {}", pipeline.lake))?;

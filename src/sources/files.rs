@@ -143,8 +143,7 @@ impl Source for FilesSource<'_> {
         match self.config.window {
             Some(_) => Ok(()),
             None => Err(SourceError::NoWindow {
-                source_name: self.name.into(),
-                path: self.config.pattern.clone(),
+                sources: vec![(self.name.into(), self.config.pattern.clone())],
                 interval: *window,
             }),
         }

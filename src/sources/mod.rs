@@ -45,10 +45,10 @@ pub enum SourceError {
         path: std::path::PathBuf,
         message: String,
     },
-    #[error("source {source_name:?}: cannot take the data interval {interval}: its path {path:?} has no date parts ({}); add them to path, or set window = \"snapshot\" to land whatever is new in every interval", template::PARTS.join(", "))]
+    #[error("cannot take the data interval {interval}: {} with no date parts ({}) in the path; add them to the path, or set window = \"snapshot\" on an undated source to land whatever is new in every interval", sources.iter().map(|(n, p)| format!("source {n:?} ({p})")).collect::<Vec<_>>().join(", "), template::PARTS.join(", "))]
     NoWindow {
-        source_name: String,
-        path: String,
+        /// (source name, path) of every source that refuses.
+        sources: Vec<(String, String)>,
         interval: Interval,
     },
     #[error(transparent)]
@@ -78,6 +78,26 @@ pub trait Source {
         run_id: &str,
         window: Option<&Interval>,
     ) -> Result<Option<Manifest>, SourceError>;
+}
+
+/// Checks that every source can take `window`, naming all that cannot at once.
+pub fn check_windows(configs: &[SourceConfig], window: &Interval) -> Result<(), SourceError> {
+    let mut refused = Vec::new();
+    for config in configs {
+        match build(config).check_window(window) {
+            Ok(()) => {}
+            Err(SourceError::NoWindow { sources, .. }) => refused.extend(sources),
+            Err(other) => return Err(other),
+        }
+    }
+    if refused.is_empty() {
+        Ok(())
+    } else {
+        Err(SourceError::NoWindow {
+            sources: refused,
+            interval: *window,
+        })
+    }
 }
 
 /// Builds the connector a source's config asks for.

@@ -23,9 +23,7 @@ pub fn run(ctx: &Context) -> Result<(Outcome, Vec<Landed>), StepError> {
     let mut outputs = BTreeMap::new();
     // Every source must take the window before any lands anything.
     if let Some(window) = &ctx.interval {
-        for config in &ctx.pipeline.sources {
-            sources::build(config).check_window(window)?;
-        }
+        sources::check_windows(&ctx.pipeline.sources, window)?;
     }
     for config in &ctx.pipeline.sources {
         bar.set_message(format!("ingest {}", config.name));
