@@ -4,9 +4,11 @@ task's command, rendered for a data interval as Airflow renders it, must run aga
 the real `cdp` binary (CDP_BIN, set by `make test-airflow`) and record the interval.
 """
 
+import atexit
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import tempfile
 
@@ -16,6 +18,7 @@ import pytest
 REPO = pathlib.Path(__file__).resolve().parents[2]
 CDP = os.environ.get("CDP_BIN")
 WORK = tempfile.mkdtemp(prefix="cdp-airflow-")
+atexit.register(shutil.rmtree, WORK, ignore_errors=True)
 
 # Before Airflow is imported: its home in a temp dir, and the DAG's settings.
 os.environ["AIRFLOW_HOME"] = os.path.join(WORK, "airflow")
