@@ -6,17 +6,17 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 CDP := $(TARGET_DIR)/debug/cdp
 PIPELINE := pipelines/customer360.toml
 
-.PHONY: all build demo test test-airflow lint fmt sample-data bench clean-demo help
+.PHONY: all build demo test lint fmt sample-data bench clean-demo help
 
 all: build
 
 help:
 	@echo "make demo         build and run the sample pipeline end to end (./lake, ./warehouse.duckdb)"
 	@echo "make test         run every test"
-	@echo "make test-airflow load the example DAG with Airflow's DagBag and run its commands (.venv/airflow)"
 	@echo "make lint         rustfmt check and clippy"
 	@echo "make sample-data  regenerate sample-data/ (cdp gen --persons 2000 --seed 42)"
 	@echo "make bench        benchmarks, results in BENCHMARKS.md"
+	@echo "make test-airflow load the example DAG with Airflow's DagBag and run its commands (.venv/airflow)"
 	@echo "make clean-demo   remove ./lake and ./warehouse.duckdb"
 
 build:
@@ -34,6 +34,7 @@ test:
 # Airflow: the example DAG in pipelines/airflow/ against the real binary. The venv is
 # made once from pinned versions (PyPI); the test itself reaches no network.
 AIRFLOW_VENV ?= .venv/airflow
+.PHONY: test-airflow
 
 $(AIRFLOW_VENV)/.installed: tests/airflow/requirements.txt
 	python3 -m venv $(AIRFLOW_VENV)

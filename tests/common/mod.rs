@@ -40,9 +40,9 @@ impl Run {
     }
 }
 
-/// The binary under test: cargo's build, or `CDP_TEST_BIN` (a copy taken right after
-/// the build, when other checkouts share the target directory and rebuild it).
-pub fn bin() -> PathBuf {
+/// The binary under test: CDP_TEST_BIN when set (a private copy, safe from another
+/// checkout rebuilding the shared target dir meanwhile), else cargo's.
+pub fn cdp_bin() -> PathBuf {
     std::env::var_os("CDP_TEST_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_cdp")))
@@ -85,16 +85,7 @@ impl TestContext {
 
     /// `cdp ARGS` with extra environment variables.
     pub fn cdp_with(&self, args: &[&str], env: &[(&str, &Path)]) -> Run {
-        let mut cmd = self.command(args);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        cmd.output().expect("run cdp").into()
-    }
-
-    /// The command `cdp` would run, to spawn it (and kill it) by hand.
-    pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(bin());
+        let mut cmd = Command::new(cdp_bin());
         cmd.args(args)
             .current_dir(self.path())
             .env("CDP_DATA_DIR", repo().join("sample-data"))
@@ -102,8 +93,24 @@ impl TestContext {
             .env_remove("RUST_LOG")
             .env_remove("CDP_PIPELINE")
             .env_remove("CDP_LAKE")
-            .env_remove("CDP_WAREHOUSE")
-            .env_remove("CDP_TEST_BACKFILL_PAUSE_AFTER");
+            .env_remove("CDP_WAREHOUSE");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run cdp").into()
+    }
+
+    /// The command `cdp ARGS` runs, in the same environment, to spawn (and kill) by hand.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(cdp_bin());
+        cmd.args(args)
+            .current_dir(self.path())
+            .env("CDP_DATA_DIR", repo().join("sample-data"))
+            .env("CDP_NO_PROGRESS", "1")
+            .env_remove("RUST_LOG")
+            .env_remove("CDP_PIPELINE")
+            .env_remove("CDP_LAKE")
+            .env_remove("CDP_WAREHOUSE");
         cmd
     }
 
