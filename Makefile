@@ -31,19 +31,6 @@ test:
 	$(CARGO) test --locked
 	$(MAKE) test-airflow
 
-# Airflow: the example DAG in pipelines/airflow/ against the real binary. The venv is
-# made once from pinned versions (PyPI); the test itself reaches no network.
-AIRFLOW_VENV ?= .venv/airflow
-.PHONY: test-airflow
-
-$(AIRFLOW_VENV)/.installed: tests/airflow/requirements.txt
-	python3 -m venv $(AIRFLOW_VENV)
-	$(AIRFLOW_VENV)/bin/pip install --quiet -r tests/airflow/requirements.txt
-	touch $@
-
-test-airflow: build $(AIRFLOW_VENV)/.installed
-	CDP_BIN=$(abspath $(CDP)) $(AIRFLOW_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/airflow
-
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
@@ -59,3 +46,16 @@ bench:
 
 clean-demo:
 	rm -rf lake warehouse.duckdb warehouse.duckdb.wal
+
+# Airflow: the example DAG in pipelines/airflow/ against the real binary. The venv is
+# made once from pinned versions (PyPI); the test itself reaches no network.
+AIRFLOW_VENV ?= .venv/airflow
+.PHONY: test-airflow
+
+$(AIRFLOW_VENV)/.installed: tests/airflow/requirements.txt
+	python3 -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/pip install --quiet -r tests/airflow/requirements.txt
+	touch $@
+
+test-airflow: build $(AIRFLOW_VENV)/.installed
+	CDP_BIN=$(abspath $(CDP)) $(AIRFLOW_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/airflow
