@@ -16,6 +16,7 @@ help:
 	@echo "make lint         rustfmt check and clippy"
 	@echo "make sample-data  regenerate sample-data/ (cdp gen --persons 2000 --seed 42)"
 	@echo "make bench        benchmarks, results in BENCHMARKS.md"
+	@echo "make test-airflow load the example DAG with Airflow's DagBag and run its commands (.venv/airflow)"
 	@echo "make clean-demo   remove ./lake and ./warehouse.duckdb"
 
 build:
@@ -28,6 +29,7 @@ demo: build
 
 test:
 	$(CARGO) test --locked
+	$(MAKE) test-airflow
 
 lint:
 	$(CARGO) fmt --check
@@ -44,3 +46,16 @@ bench:
 
 clean-demo:
 	rm -rf lake warehouse.duckdb warehouse.duckdb.wal
+
+# Airflow: the example DAG in pipelines/airflow/ against the real binary. The venv is
+# made once from pinned versions (PyPI); the test itself reaches no network.
+AIRFLOW_VENV ?= .venv/airflow
+.PHONY: test-airflow
+
+$(AIRFLOW_VENV)/.installed: tests/airflow/requirements.txt
+	python3 -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/pip install --quiet -r tests/airflow/requirements.txt
+	touch $@
+
+test-airflow: build $(AIRFLOW_VENV)/.installed
+	CDP_BIN=$(abspath $(CDP)) $(AIRFLOW_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/airflow

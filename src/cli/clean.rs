@@ -8,6 +8,7 @@ use super::{render, GlobalArgs, StepArgs};
 pub fn run(args: StepArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let (ctx, _lease) = super::open(&args, global, "clean")?;
     let (outcome, report) = cdp::steps::clean::run(&ctx)?;
+    ctx.finished(cdp::state::Step::Clean, &outcome)?;
     match (&outcome, report) {
         (Outcome::Done(_), Some(report)) => println!("{}", checks_table(&report)),
         _ => println!("clean: up to date (run {})", outcome.record().run_id),

@@ -2,6 +2,7 @@
 //! codes, and one file per subcommand that calls the library and prints the result.
 //! Data (query results, `--format json`) goes to stdout; logs and progress to stderr.
 
+mod backfill;
 mod clean;
 mod gen;
 mod ingest;
@@ -17,11 +18,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use cdp::config::{ConfigError, Overrides, Pipeline};
 use cdp::lake::Lake;
 use cdp::progress::Printer;
+use cdp::sources::SourceError;
+use cdp::state::interval::{parse_instant, Interval, IntervalError};
 use cdp::state::lease::{Lease, LeaseError};
 use cdp::state::new_run_id;
 use cdp::steps::{Context, StepError};
@@ -72,15 +76,23 @@ pub enum Command {
     /// Check a pipeline file without running anything.
     Validate(validate::Args),
     /// Land new source data in the lake's raw zone, with a manifest.
+    #[command(after_help = EXIT_CODES)]
     Ingest(StepArgs),
     /// Normalise and check landed data; bad rows go to the quarantine.
+    #[command(after_help = EXIT_CODES)]
     Clean(StepArgs),
     /// Resolve records into persons: identity graph and golden records.
+    #[command(after_help = EXIT_CODES)]
     Resolve(resolve::Args),
     /// Load clean data, the identity graph and customer_360 into the warehouse.
+    #[command(after_help = EXIT_CODES)]
     Load(StepArgs),
     /// Run ingest, clean, resolve and load in order.
+    #[command(after_help = EXIT_CODES)]
     Run(run::Args),
+    /// Run the pipeline for each interval of a date range, oldest first; resumable.
+    #[command(after_help = EXIT_CODES)]
+    Backfill(backfill::Args),
     /// Show what each step last did.
     Status(status::Args),
     /// Run a SQL query on the pipeline's warehouse.
@@ -103,6 +115,25 @@ pub struct StepArgs {
     /// Re-run even when the inputs have not changed since the last success.
     #[arg(long)]
     pub force: bool,
+    /// Start of the data interval this run is for (included): an ISO date or
+    /// timestamp, such as Airflow's `{{ data_interval_start }}`. Ingest takes only the
+    /// source partitions that start in the interval.
+    #[arg(long, value_name = "TIME", value_parser = parse_time, requires = "interval_end")]
+    pub interval_start: Option<DateTime<Utc>>,
+    /// End of the data interval (excluded), such as `{{ data_interval_end }}`.
+    #[arg(long, value_name = "TIME", value_parser = parse_time, requires = "interval_start")]
+    pub interval_end: Option<DateTime<Utc>>,
+    #[command(flatten)]
+    pub wait: WaitArg,
+}
+
+/// `--wait SECONDS`, shared by every command that takes the lease.
+#[derive(Debug, Clone, Args)]
+pub struct WaitArg {
+    /// When another run holds the pipeline's lease, wait up to this many seconds for
+    /// it (polling with backoff) instead of exiting 4 at once.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    pub wait: u64,
 }
 
 impl StepArgs {
@@ -112,6 +143,18 @@ impl StepArgs {
             warehouse: self.warehouse.clone(),
         }
     }
+
+    fn interval(&self) -> anyhow::Result<Option<Interval>> {
+        match (self.interval_start, self.interval_end) {
+            (Some(start), Some(end)) => Ok(Some(Interval::new(start, end)?)),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// Parses `--interval-start`, `--from` and the like for clap (a bad one exits 2).
+pub fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
+    parse_instant(text).map_err(|e| e.to_string())
 }
 
 /// How long a lease holds before another run may take it over.
@@ -126,12 +169,17 @@ pub fn load_pipeline(path: &Path, overrides: &Overrides) -> anyhow::Result<(Pipe
 
 /// Loads the pipeline, opens its lake and takes the lease for one command.
 fn open(args: &StepArgs, global: &GlobalArgs, command: &str) -> anyhow::Result<(Context, Lease)> {
+    let interval = args.interval()?;
     let (pipeline, pipeline_text) = load_pipeline(&args.pipeline, &args.overrides())?;
+    // A source that cannot take the window is refused before the lake is touched.
+    if let (Some(window), "ingest" | "run") = (&interval, command) {
+        cdp::sources::check_windows(&pipeline.sources, window)?;
+    }
     let lake = Lake::open(&pipeline.lake)
         .with_context(|| format!("opening the lake {}", pipeline.lake))?;
     let run_id = new_run_id();
-    let lease = Lease::acquire(&lake, &run_id, command, LEASE_TTL)?;
-    tracing::info!(pipeline = %pipeline.name, run_id = %run_id, command, "start");
+    let lease = take_lease(&lake, &run_id, command, &args.wait)?;
+    tracing::info!(pipeline = %pipeline.name, run_id = %run_id, command, interval = %interval.map(|i| i.to_string()).unwrap_or_default(), "start");
     Ok((
         Context {
             pipeline,
@@ -140,9 +188,20 @@ fn open(args: &StepArgs, global: &GlobalArgs, command: &str) -> anyhow::Result<(
             run_id,
             printer: Printer::new(global.quiet),
             force: args.force,
+            interval,
         },
         lease,
     ))
+}
+
+fn take_lease(lake: &Lake, run_id: &str, command: &str, wait: &WaitArg) -> anyhow::Result<Lease> {
+    Ok(Lease::acquire_waiting(
+        lake,
+        run_id,
+        command,
+        LEASE_TTL,
+        Duration::from_secs(wait.wait),
+    )?)
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -154,6 +213,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Resolve(a) => resolve::run(a, g),
         Command::Load(a) => load::run(a, g),
         Command::Run(a) => run::run(a, g),
+        Command::Backfill(a) => backfill::run(a, g),
         Command::Status(a) => status::run(a),
         Command::Sql(a) => sql::run(a),
         Command::Gen(a) => gen::run(a, g),
@@ -184,11 +244,21 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         if cause.downcast_ref::<ConfigError>().is_some() {
             return 2;
         }
-        if let Some(StepError::QualityGate { .. }) = cause.downcast_ref::<StepError>() {
-            return 3;
+        match cause.downcast_ref::<StepError>() {
+            Some(StepError::QualityGate { .. }) => return 3,
+            // Transparent: the source error itself is not in the chain.
+            Some(StepError::Source(e)) if e.is_usage() => return 2,
+            _ => {}
         }
         if let Some(LeaseError::Held(_)) = cause.downcast_ref::<LeaseError>() {
             return 4;
+        }
+        if cause.downcast_ref::<IntervalError>().is_some()
+            || cause
+                .downcast_ref::<SourceError>()
+                .is_some_and(SourceError::is_usage)
+        {
+            return 2;
         }
     }
     1
@@ -197,7 +267,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
 pub fn hint(err: &anyhow::Error) -> Option<&'static str> {
     for cause in err.chain() {
         if let Some(LeaseError::Held(_)) = cause.downcast_ref::<LeaseError>() {
-            return Some("wait for it to finish; a crashed run's lease expires after 6 hours or as soon as its process is gone");
+            return Some("wait for it to finish (or pass --wait SECONDS); a crashed run's lease expires after 6 hours or as soon as its process is gone");
         }
         if let Some(StepError::QualityGate { .. }) = cause.downcast_ref::<StepError>() {
             return Some(

@@ -47,6 +47,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     }
     let (ctx, _lease) = super::open(&args.step, global, "resolve")?;
     let (outcome, report) = cdp::steps::resolve::run(&ctx, args.retrain)?;
+    ctx.finished(cdp::state::Step::Resolve, &outcome)?;
     match (&outcome, report) {
         (Outcome::Done(_), Some(report)) => println!("{}", report_text(&report)),
         _ => println!("resolve: up to date (run {})", outcome.record().run_id),

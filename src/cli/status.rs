@@ -1,10 +1,11 @@
-//! `cdp status PIPELINE`: what each step last did, as a table or JSON.
+//! `cdp status PIPELINE`: what each step last did, for each data interval too, and who
+//! holds the lease, as a table or JSON (for an Airflow sensor or a cron wrapper).
 
 use std::path::PathBuf;
 
 use cdp::config::Overrides;
 use cdp::lake::Lake;
-use cdp::state::{self, Step};
+use cdp::state::{self, lease, Step};
 
 use super::render;
 
@@ -36,9 +37,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     for step in Step::ALL {
         records.push((step, state::read_step(&lake, step)?));
     }
+    let intervals = state::read_intervals(&lake)?;
+    let holder = lease::current(&lake)?;
     match args.format {
         Format::Json => {
-            let map: serde_json::Map<String, serde_json::Value> = records
+            // Each step's last run at the top level (by step name), then every interval
+            // oldest first with the last run of each of its steps, then the lease.
+            let mut map: serde_json::Map<String, serde_json::Value> = records
                 .iter()
                 .map(|(s, r)| {
                     (
@@ -47,6 +52,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     )
                 })
                 .collect();
+            let list: Vec<serde_json::Value> = intervals
+                .values()
+                .map(|i| {
+                    serde_json::json!({
+                        "start": i.interval.start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                        "end": i.interval.end.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                        "done": i.is_done(),
+                        "steps": i.steps,
+                    })
+                })
+                .collect();
+            map.insert("intervals".into(), list.into());
+            map.insert("lease".into(), serde_json::to_value(&holder)?);
             println!("{}", serde_json::to_string_pretty(&map)?);
         }
         Format::Table => {
@@ -77,6 +95,39 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     &rows
                 )
             );
+            let rows: Vec<Vec<String>> = intervals
+                .values()
+                .flat_map(|i| {
+                    let in_order = Step::ALL
+                        .iter()
+                        .filter_map(|s| i.steps.get(s.as_str()).map(|r| (s.as_str(), r)));
+                    in_order.map(|(step, r)| {
+                        vec![
+                            i.interval.to_string(),
+                            step.to_string(),
+                            r.run_id.clone(),
+                            r.outcome.clone(),
+                            r.rows_in.to_string(),
+                            r.rows_out.to_string(),
+                        ]
+                    })
+                })
+                .collect();
+            if !rows.is_empty() {
+                println!(
+                    "{}",
+                    render::table(
+                        &["interval", "step", "run", "outcome", "rows in", "rows out"],
+                        &rows
+                    )
+                );
+            }
+            if let Some(h) = holder {
+                println!(
+                    "running: run {} ({}) on {} pid {} since {}",
+                    h.run_id, h.command, h.host, h.pid, h.acquired_at
+                );
+            }
         }
     }
     Ok(())

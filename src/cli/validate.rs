@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use cdp::config::{Overrides, SourceKind};
+use cdp::config::{Overrides, SourceKind, WindowMode};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -17,9 +17,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     println!("  warehouse  {}", p.warehouse);
     for s in &p.sources {
         let SourceKind::Files(f) = &s.kind;
+        let window = match (f.window, f.template.unit()) {
+            (Some(WindowMode::Path), Some(unit)) => format!("window by path, per {unit:?}"),
+            (Some(WindowMode::Snapshot), _) => "window: snapshot".into(),
+            _ => "takes no window".into(),
+        };
         println!(
-            "  source     {} -> {} (files {})",
-            s.name, s.entity, f.pattern
+            "  source     {} -> {} (files {}; {})",
+            s.name,
+            s.entity,
+            f.pattern,
+            window.to_lowercase()
         );
     }
     for e in &p.entities {

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::lake::LakeUrl;
+use crate::sources::template::PathTemplate;
 use crate::warehouse::WarehouseUrl;
 
 /// A pipeline, validated: every name it uses refers to something it declares.
@@ -42,12 +43,27 @@ pub enum SourceKind {
 
 #[derive(Debug, Clone)]
 pub struct FilesSource {
+    /// The `path` as written (after `${VAR}` expansion).
     pub pattern: String,
+    /// The same path as a template of dated partitions.
+    pub template: PathTemplate,
+    /// How it takes a data interval; `None`: it cannot.
+    pub window: Option<WindowMode>,
     pub format: Option<FileFormat>,
     pub delimiter: u8,
     /// (source column, canonical column), in file order.
     pub columns: Vec<(String, String)>,
     pub region: String,
+}
+
+/// How a source takes a run's data interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WindowMode {
+    /// By the date parts of its path: the partitions that start in the interval.
+    Path,
+    /// Undated: every interval lands whatever is new or changed since the cursor.
+    Snapshot,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -819,6 +835,25 @@ impl Validator<'_> {
             );
         }
         let pattern = self.expand(&format!("{key}.path"), line, &f.path);
+        let template = match PathTemplate::parse(&pattern) {
+            Ok(t) => t,
+            Err(m) => {
+                self.problem(format!("{key}.path"), Some(line), m);
+                PathTemplate::default()
+            }
+        };
+        let window = match (f.window, template.unit()) {
+            (Some(WindowMode::Path), None) => {
+                self.problem(
+                    format!("{key}.window"),
+                    Some(line),
+                    format!("\"path\" needs date parts in path ({}); set window = \"snapshot\" for an undated source", crate::sources::template::PARTS.join(", ")),
+                );
+                None
+            }
+            (None, Some(_)) => Some(WindowMode::Path),
+            (w, _) => w,
+        };
         let delimiter = match f.delimiter.as_deref() {
             None => b',',
             Some(d) if d.len() == 1 => d.as_bytes()[0],
@@ -878,6 +913,8 @@ impl Validator<'_> {
             entity: f.entity,
             kind: SourceKind::Files(FilesSource {
                 pattern,
+                template,
+                window,
                 format: f.format,
                 delimiter,
                 columns: f.columns.into_iter().collect(),
@@ -1674,5 +1711,39 @@ never_disagree = ["shoe_size"]
             Ok("a/b/c")
         );
         assert!(expand_env("${CDP_TEST_SURELY_UNSET}").is_err());
+    }
+
+    #[test]
+    fn a_source_window_follows_its_date_parts() {
+        let window = |text: &str| match &parse(text).expect("valid").sources[0].kind {
+            SourceKind::Files(f) => f.window,
+        };
+        assert_eq!(window(GOOD), None, "an undated glob takes no window");
+        let dated = GOOD.replace("data/*.csv", "data/{yyyy}/{mm}/{dd}/*.csv");
+        assert_eq!(window(&dated), Some(WindowMode::Path));
+        let snapshot = GOOD.replace(
+            "path = \"data/*.csv\"",
+            "path = \"data/*.csv\"\nwindow = \"snapshot\"",
+        );
+        assert_eq!(window(&snapshot), Some(WindowMode::Snapshot));
+
+        let bad = GOOD.replace(
+            "path = \"data/*.csv\"",
+            "path = \"data/{yyyy}/{dd}/*.csv\"\nwindow = \"path\"",
+        );
+        let err = parse(&bad).expect_err("invalid").to_string();
+        assert!(
+            err.contains("sources[0].path: \"data/{yyyy}/{dd}/*.csv\": {dd} needs {mm}"),
+            "{err}"
+        );
+        let undated = GOOD.replace(
+            "path = \"data/*.csv\"",
+            "path = \"data/*.csv\"\nwindow = \"path\"",
+        );
+        let err = parse(&undated).expect_err("invalid").to_string();
+        assert!(
+            err.contains("sources[0].window: \"path\" needs date parts in path"),
+            "{err}"
+        );
     }
 }

@@ -7,7 +7,7 @@ use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
-use super::{CheckKind, ColumnKind, FileFormat, OnInvalid, Severity, Strategy};
+use super::{CheckKind, ColumnKind, FileFormat, OnInvalid, Severity, Strategy, WindowMode};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,6 +49,9 @@ pub struct RawSource {
     /// The entity (see `[entities.*]`) these records belong to.
     pub entity: String,
     /// A glob such as `sample-data/crm/contacts_*.csv`, relative to the working directory.
+    /// Date parts `{yyyy}`, `{mm}`, `{dd}`, `{hh}` make it a template of dated
+    /// partitions (`data/{yyyy}/{mm}/{dd}/*.csv`), so a run for a data interval takes
+    /// only the partitions that start in that interval.
     pub path: String,
     /// `csv`, `jsonl` or `parquet`; taken from the file extension when absent.
     pub format: Option<FileFormat>,
@@ -58,6 +61,11 @@ pub struct RawSource {
     pub columns: IndexMap<String, String>,
     /// Default phone region for this source (ISO 3166 alpha-2); `US` when absent.
     pub region: Option<String>,
+    /// How the source takes a data interval (`--interval-start/--interval-end`):
+    /// `path` by the date parts of `path` (the default when it has some); `snapshot`
+    /// for an undated source, where every interval lands whatever is new or changed.
+    /// A source with neither refuses to run for an interval.
+    pub window: Option<WindowMode>,
 }
 
 /// The connectors a source can name.

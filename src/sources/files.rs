@@ -1,5 +1,6 @@
 //! The `files` source: local files matched by a glob, copied into the lake as they
-//! are. A file is landed again only when its content changes (path + SHA-256 in the
+//! are. With date parts in the path, a run for a data interval takes the partitions
+//! that start in it (see [`super::template`]). A file is landed again only when its content changes (path + SHA-256 in the
 //! cursor), so re-running ingest on the same files lands nothing.
 
 use std::fs::File;
@@ -9,10 +10,11 @@ use std::path::{Path, PathBuf};
 use polars::prelude::{ParquetReader, SerReader};
 
 use super::{Source, SourceError};
-use crate::config::{self, FileFormat};
+use crate::config::{self, FileFormat, WindowMode};
 use crate::lake::manifest::{Manifest, ManifestFile};
 use crate::lake::{layout, sha256_file, Lake};
 use crate::state;
+use crate::state::interval::Interval;
 
 pub struct FilesSource<'a> {
     name: &'a str,
@@ -24,19 +26,38 @@ impl<'a> FilesSource<'a> {
         Self { name, config }
     }
 
-    fn matching_files(&self) -> Result<Vec<PathBuf>, SourceError> {
-        let pattern = &self.config.pattern;
-        let paths = glob::glob(pattern).map_err(|e| SourceError::BadPattern {
-            source_name: self.name.into(),
-            pattern: pattern.clone(),
-            message: e.to_string(),
-        })?;
-        let mut files: Vec<PathBuf> = paths
-            .filter_map(Result::ok)
-            .filter(|p| p.is_file())
-            .collect();
-        files.sort();
-        if files.is_empty() {
+    /// The files to consider: every partition, or those of `window`. An empty window
+    /// is not an error (a quiet day); an empty source without one is.
+    fn matching_files(&self, window: Option<&Interval>) -> Result<Vec<PathBuf>, SourceError> {
+        let template = &self.config.template;
+        let window = window.filter(|_| self.config.window == Some(WindowMode::Path));
+        let globs = match window {
+            Some(w) => template.globs_in(w),
+            None => vec![template.glob_all()],
+        };
+        let mut files = Vec::new();
+        for pattern in &globs {
+            let paths = glob::glob(pattern).map_err(|e| SourceError::BadPattern {
+                source_name: self.name.into(),
+                pattern: pattern.clone(),
+                message: e.to_string(),
+            })?;
+            let mut part: Vec<PathBuf> = paths
+                .filter_map(Result::ok)
+                .filter(|p| p.is_file())
+                .collect();
+            part.sort();
+            files.extend(part);
+        }
+        if let (true, Some(w)) = (files.is_empty(), window) {
+            // A yearly file and a daily run: most days own no partition at all.
+            if globs.is_empty() {
+                tracing::info!(source = %self.name, window = %w, "no partition starts in the window");
+            } else {
+                tracing::warn!(source = %self.name, window = %w, partitions = globs.len(), "no files in the window's partitions");
+            }
+        } else if files.is_empty() {
+            let pattern = &self.config.pattern;
             return Err(SourceError::NoFiles {
                 source_name: self.name.into(),
                 pattern: pattern.clone(),
@@ -118,11 +139,29 @@ impl Source for FilesSource<'_> {
         self.name
     }
 
-    fn land(&self, lake: &Lake, run_id: &str) -> Result<Option<Manifest>, SourceError> {
+    fn check_window(&self, window: &Interval) -> Result<(), SourceError> {
+        match self.config.window {
+            Some(_) => Ok(()),
+            None => Err(SourceError::NoWindow {
+                sources: vec![(self.name.into(), self.config.pattern.clone())],
+                interval: *window,
+            }),
+        }
+    }
+
+    fn land(
+        &self,
+        lake: &Lake,
+        run_id: &str,
+        window: Option<&Interval>,
+    ) -> Result<Option<Manifest>, SourceError> {
+        if let Some(w) = window {
+            self.check_window(w)?;
+        }
         let mut cursor = state::read_cursor(lake, self.name)?;
         let prefix = layout::raw_run(self.name, run_id);
         let mut files = Vec::new();
-        for path in self.matching_files()? {
+        for path in self.matching_files(window)? {
             let origin = path.display().to_string();
             let (_, sha256) = sha256_file(&path).map_err(self.read_err(&path))?;
             if cursor.landed.get(&origin) == Some(&sha256) {

@@ -1,13 +1,18 @@
 //! Sources land data in the lake and report what they landed; they never transform it.
 //! Each source keeps a cursor in the lake's state, so a run takes only what is new.
+//! A run for a data interval asks each source for that window only: files by the
+//! date parts of a path template ([`template`]); an undated source takes a window only
+//! when declared a snapshot, and otherwise refuses ([`SourceError::NoWindow`]).
 //! This build has the `files` source; AppFlow and Data Exchange (issue 6) answer to the
 //! same trait.
 
 pub mod files;
+pub mod template;
 
 use crate::config::{SourceConfig, SourceKind};
 use crate::lake::manifest::Manifest;
 use crate::lake::{Lake, LakeError};
+use crate::state::interval::Interval;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -40,17 +45,59 @@ pub enum SourceError {
         path: std::path::PathBuf,
         message: String,
     },
+    #[error("cannot take the data interval {interval}: {} with no date parts ({}) in the path; add them to the path, or set window = \"snapshot\" on an undated source to land whatever is new in every interval", sources.iter().map(|(n, p)| format!("source {n:?} ({p})")).collect::<Vec<_>>().join(", "), template::PARTS.join(", "))]
+    NoWindow {
+        /// (source name, path) of every source that refuses.
+        sources: Vec<(String, String)>,
+        interval: Interval,
+    },
     #[error(transparent)]
     Lake(#[from] LakeError),
+}
+
+impl SourceError {
+    /// The pipeline file asks for something the source cannot do: bad usage, not a
+    /// failure of the source.
+    pub fn is_usage(&self) -> bool {
+        matches!(self, Self::NoWindow { .. } | Self::BadPattern { .. })
+    }
 }
 
 /// A place data comes from.
 pub trait Source {
     fn name(&self) -> &str;
-    /// Lands what is new since the source's cursor under `raw/<source>/<run>/`, writes
-    /// the manifest last, advances the cursor, and returns the manifest; `None` when
-    /// there was nothing new.
-    fn land(&self, lake: &Lake, run_id: &str) -> Result<Option<Manifest>, SourceError>;
+    /// Whether the source can take only the data of `window`; an error that says why
+    /// not, rather than taking everything.
+    fn check_window(&self, window: &Interval) -> Result<(), SourceError>;
+    /// Lands what is new since the source's cursor under `raw/<source>/<run>/` (only
+    /// what falls in `window`, when given), writes the manifest last, advances the
+    /// cursor, and returns the manifest; `None` when there was nothing new.
+    fn land(
+        &self,
+        lake: &Lake,
+        run_id: &str,
+        window: Option<&Interval>,
+    ) -> Result<Option<Manifest>, SourceError>;
+}
+
+/// Checks that every source can take `window`, naming all that cannot at once.
+pub fn check_windows(configs: &[SourceConfig], window: &Interval) -> Result<(), SourceError> {
+    let mut refused = Vec::new();
+    for config in configs {
+        match build(config).check_window(window) {
+            Ok(()) => {}
+            Err(SourceError::NoWindow { sources, .. }) => refused.extend(sources),
+            Err(other) => return Err(other),
+        }
+    }
+    if refused.is_empty() {
+        Ok(())
+    } else {
+        Err(SourceError::NoWindow {
+            sources: refused,
+            interval: *window,
+        })
+    }
 }
 
 /// Builds the connector a source's config asks for.

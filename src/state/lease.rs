@@ -104,6 +104,50 @@ impl Lease {
     }
 }
 
+impl Lease {
+    /// Like [`Lease::acquire`], but while another run holds the lease, tries again
+    /// with a growing pause (a quarter second up to five) for at most `wait`.
+    pub fn acquire_waiting(
+        lake: &Lake,
+        run_id: &str,
+        command: &str,
+        ttl: Duration,
+        wait: Duration,
+    ) -> Result<Self, LeaseError> {
+        let deadline = std::time::Instant::now() + wait;
+        let mut pause = Duration::from_millis(250);
+        loop {
+            match Self::acquire(lake, run_id, command, ttl) {
+                Err(LeaseError::Held(holder)) => {
+                    let now = std::time::Instant::now();
+                    if now >= deadline {
+                        return Err(LeaseError::Held(holder));
+                    }
+                    tracing::info!(run_id = %holder.run_id, pid = holder.pid, "lease held; waiting");
+                    std::thread::sleep(pause.min(deadline - now));
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Pushes the expiry out to `ttl` from now, for long runs (a backfill renews
+    /// after each interval).
+    pub fn renew(&mut self, ttl: Duration) -> Result<(), LeaseError> {
+        let mut holder = self.holder.clone();
+        holder.expires_at = chrono::Utc::now().timestamp() + ttl.as_secs() as i64;
+        self.lake.put_json(KEY, &holder)?;
+        self.holder = holder;
+        Ok(())
+    }
+}
+
+/// Who holds the lease now, if anyone (a stale holder included).
+pub fn current(lake: &Lake) -> Result<Option<Holder>, LeaseError> {
+    Ok(lake.get_json(KEY)?)
+}
+
 impl Drop for Lease {
     fn drop(&mut self) {
         // Release only our own lease: an expired one may have been taken over.
@@ -134,6 +178,49 @@ mod tests {
         assert!(matches!(second, Err(LeaseError::Held(h)) if h.run_id == "r1"));
         drop(first);
         Lease::acquire(&lake, "r3", "run", Duration::from_secs(60)).expect("after release");
+    }
+
+    #[test]
+    fn waiting_gets_the_lease_once_it_is_released_and_gives_up_otherwise() {
+        let (_d, lake) = lake();
+        let first = Lease::acquire(&lake, "r1", "run", Duration::from_secs(60)).expect("first");
+        let short = Lease::acquire_waiting(
+            &lake,
+            "r2",
+            "run",
+            Duration::from_secs(60),
+            Duration::from_millis(300),
+        );
+        assert!(matches!(short, Err(LeaseError::Held(_))));
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            drop(first);
+        });
+        let got = Lease::acquire_waiting(
+            &lake,
+            "r3",
+            "run",
+            Duration::from_secs(60),
+            Duration::from_secs(10),
+        );
+        releaser.join().expect("join");
+        assert_eq!(got.expect("waited").holder.run_id, "r3");
+    }
+
+    #[test]
+    fn renewing_moves_the_expiry() {
+        let (_d, lake) = lake();
+        let mut lease = Lease::acquire(&lake, "r1", "run", Duration::from_secs(0)).expect("first");
+        lease.renew(Duration::from_secs(600)).expect("renew");
+        let other = Lease::acquire(&lake, "r2", "run", Duration::from_secs(60));
+        assert!(
+            matches!(other, Err(LeaseError::Held(_))),
+            "renewed, not stale"
+        );
+        assert_eq!(
+            current(&lake).expect("read").map(|h| h.run_id),
+            Some("r1".into())
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! one record per step (what it consumed, what it produced, row counts), source
 //! cursors, and the lease that keeps two runs of a pipeline from writing at once.
 
+pub mod interval;
 pub mod lease;
 
 use std::collections::BTreeMap;
@@ -9,6 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::lake::{Lake, LakeError};
+use interval::Interval;
 
 /// A run id sorts in time order: `20261125T210400123Z`.
 pub fn new_run_id() -> String {
@@ -87,6 +89,63 @@ pub fn write_step(lake: &Lake, record: &StepRecord) -> Result<(), LakeError> {
         record,
     )?;
     lake.put_json(&record.step.key(), record)
+}
+
+/// What one step did for one interval, as `cdp status` and `cdp backfill` see it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct IntervalRun {
+    /// The run that ran the step for this interval.
+    pub run_id: String,
+    pub finished_at: String,
+    /// `done` when the step did work, `up_to_date` when its inputs had not changed
+    /// (then the counts are those of the run that did the work).
+    pub outcome: String,
+    pub rows_in: u64,
+    pub rows_out: u64,
+    #[serde(default)]
+    pub figures: BTreeMap<String, u64>,
+}
+
+/// One interval's entry in the interval index: the last run of each step for it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct IntervalState {
+    pub interval: Interval,
+    /// Step name -> its last run for this interval.
+    pub steps: BTreeMap<String, IntervalRun>,
+}
+
+impl IntervalState {
+    /// Every step ran for this interval: its last step (load) finished.
+    pub fn is_done(&self) -> bool {
+        self.steps.contains_key(Step::Load.as_str())
+    }
+}
+
+const INTERVALS_KEY: &str = "_state/intervals.json";
+
+/// The interval index, by [`Interval::key`] (so in time order).
+pub fn read_intervals(lake: &Lake) -> Result<BTreeMap<String, IntervalState>, LakeError> {
+    Ok(lake.get_json(INTERVALS_KEY)?.unwrap_or_default())
+}
+
+/// Records a step's run for an interval. Only the lease holder writes, so the
+/// read-modify-write of the index cannot race.
+pub fn record_interval(
+    lake: &Lake,
+    interval: &Interval,
+    step: Step,
+    run: IntervalRun,
+) -> Result<(), LakeError> {
+    let mut index = read_intervals(lake)?;
+    index
+        .entry(interval.key())
+        .or_insert_with(|| IntervalState {
+            interval: *interval,
+            steps: BTreeMap::new(),
+        })
+        .steps
+        .insert(step.as_str().to_string(), run);
+    lake.put_json(INTERVALS_KEY, &index)
 }
 
 /// A files source's cursor: the fingerprints of everything it has landed, and the

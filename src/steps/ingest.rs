@@ -1,4 +1,5 @@
-//! ingest: every source lands what is new since its cursor.
+//! ingest: every source lands what is new since its cursor (within the run's data
+//! interval, when it has one).
 
 use std::collections::BTreeMap;
 
@@ -20,10 +21,14 @@ pub fn run(ctx: &Context) -> Result<(Outcome, Vec<Landed>), StepError> {
     let bar = ctx.printer.bar(ctx.pipeline.sources.len() as u64, "ingest");
     let mut landed = Vec::new();
     let mut outputs = BTreeMap::new();
+    // Every source must take the window before any lands anything.
+    if let Some(window) = &ctx.interval {
+        sources::check_windows(&ctx.pipeline.sources, window)?;
+    }
     for config in &ctx.pipeline.sources {
         bar.set_message(format!("ingest {}", config.name));
         let source = sources::build(config);
-        let manifest = source.land(&ctx.lake, &ctx.run_id)?;
+        let manifest = source.land(&ctx.lake, &ctx.run_id, ctx.interval.as_ref())?;
         let (files, rows, bytes) = manifest.as_ref().map_or((0, 0, 0), |m| {
             (
                 m.files.len() as u64,
@@ -46,7 +51,7 @@ pub fn run(ctx: &Context) -> Result<(Outcome, Vec<Landed>), StepError> {
                 },
             );
         }
-        tracing::info!(step = "ingest", source = %config.name, files, rows, bytes, "landed");
+        tracing::info!(run_id = %ctx.run_id, step = "ingest", source = %config.name, files, rows, bytes, "landed");
         landed.push(Landed {
             source: config.name.clone(),
             files,

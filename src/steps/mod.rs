@@ -15,7 +15,8 @@ use crate::identity::IdentityError;
 use crate::lake::{Lake, LakeError};
 use crate::progress::Printer;
 use crate::sources::SourceError;
-use crate::state::{self, Step, StepRecord};
+use crate::state::interval::Interval;
+use crate::state::{self, IntervalRun, Step, StepRecord};
 use crate::warehouse::WarehouseError;
 
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +51,9 @@ pub struct Context {
     pub printer: Printer,
     /// Re-run steps even when their inputs have not changed.
     pub force: bool,
+    /// The data interval this run is for (ingest takes only its window); `None`
+    /// takes everything new.
+    pub interval: Option<Interval>,
 }
 
 /// How a step ended.
@@ -70,6 +74,38 @@ impl Outcome {
 }
 
 impl Context {
+    /// Marks the end of a step in this run: one log event with the run id, step,
+    /// interval and counts, and for a run with an interval, the interval index entry
+    /// (`cdp status`, and how `cdp backfill` knows an interval is done).
+    pub fn finished(&self, step: Step, outcome: &Outcome) -> Result<(), StepError> {
+        let (r, what) = match outcome {
+            Outcome::Done(r) => (r, "done"),
+            Outcome::UpToDate(r) => (r, "up_to_date"),
+        };
+        let interval = self.interval.map(|i| i.to_string()).unwrap_or_default();
+        tracing::info!(
+            run_id = %self.run_id,
+            step = step.as_str(),
+            interval = %interval,
+            outcome = what,
+            rows_in = r.rows_in,
+            rows_out = r.rows_out,
+            "step finished"
+        );
+        if let Some(interval) = &self.interval {
+            let run = IntervalRun {
+                run_id: self.run_id.clone(),
+                finished_at: state::now_rfc3339(),
+                outcome: what.into(),
+                rows_in: r.rows_in,
+                rows_out: r.rows_out,
+                figures: r.figures.clone(),
+            };
+            state::record_interval(&self.lake, interval, step, run)?;
+        }
+        Ok(())
+    }
+
     /// The input fingerprint of a step: its upstream inputs plus the pipeline file
     /// and the program version (a new normaliser must re-clean).
     fn fingerprint(&self, upstream: &[&str]) -> String {

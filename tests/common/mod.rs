@@ -40,6 +40,14 @@ impl Run {
     }
 }
 
+/// The binary under test: CDP_TEST_BIN when set (a private copy, safe from another
+/// checkout rebuilding the shared target dir meanwhile), else cargo's.
+pub fn cdp_bin() -> PathBuf {
+    std::env::var_os("CDP_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_cdp")))
+}
+
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -77,7 +85,7 @@ impl TestContext {
 
     /// `cdp ARGS` with extra environment variables.
     pub fn cdp_with(&self, args: &[&str], env: &[(&str, &Path)]) -> Run {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cdp"));
+        let mut cmd = Command::new(cdp_bin());
         cmd.args(args)
             .current_dir(self.path())
             .env("CDP_DATA_DIR", repo().join("sample-data"))
@@ -90,6 +98,20 @@ impl TestContext {
             cmd.env(k, v);
         }
         cmd.output().expect("run cdp").into()
+    }
+
+    /// The command `cdp ARGS` runs, in the same environment, to spawn (and kill) by hand.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(cdp_bin());
+        cmd.args(args)
+            .current_dir(self.path())
+            .env("CDP_DATA_DIR", repo().join("sample-data"))
+            .env("CDP_NO_PROGRESS", "1")
+            .env_remove("RUST_LOG")
+            .env_remove("CDP_PIPELINE")
+            .env_remove("CDP_LAKE")
+            .env_remove("CDP_WAREHOUSE");
+        cmd
     }
 
     /// A step command on `pipeline` with this context's lake and warehouse.

@@ -1,0 +1,206 @@
+//! `cdp backfill PIPELINE --from D1 --to D2 [--every day|week|month]`: the pipeline
+//! run once per interval of `[D1, D2)`, oldest first, under one lease, each interval
+//! exactly as a scheduled `cdp run --interval-start .. --interval-end ..` would run it.
+//! Intervals the interval index shows done are skipped unless `--rerun`, so a killed
+//! backfill resumes where it stopped; `--dry-run` lists the plan and writes nothing.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+
+use cdp::config::Overrides;
+use cdp::lake::{Lake, LakeUrl};
+use cdp::progress::Printer;
+use cdp::sources;
+use cdp::state::interval::{split, Every, Interval};
+use cdp::state::{self, new_run_id, IntervalState};
+use cdp::steps::Context;
+
+use super::{render, GlobalArgs, WaitArg, LEASE_TTL};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The pipeline file (TOML).
+    pub pipeline: PathBuf,
+    /// Start of the first interval (ISO date or timestamp, included).
+    #[arg(long, value_name = "TIME", value_parser = super::parse_time)]
+    pub from: DateTime<Utc>,
+    /// End of the last interval (excluded): `--from 2026-01-01 --to 2026-01-04` is
+    /// three days.
+    #[arg(long, value_name = "TIME", value_parser = super::parse_time)]
+    pub to: DateTime<Utc>,
+    /// Interval length; the last interval is cut at --to.
+    #[arg(long, value_enum, default_value_t = EveryArg::Day)]
+    pub every: EveryArg,
+    /// Run intervals that are already done again.
+    #[arg(long)]
+    pub rerun: bool,
+    /// List the intervals and what would happen to each; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Use this lake instead of the file's (`file://DIR`).
+    #[arg(long, value_name = "URL")]
+    pub lake: Option<String>,
+    /// Use this warehouse instead of the file's (`duckdb://FILE`).
+    #[arg(long, value_name = "URL")]
+    pub warehouse: Option<String>,
+    /// Recompute each interval's steps even when their inputs have not changed.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub wait: WaitArg,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum EveryArg {
+    Day,
+    Week,
+    Month,
+}
+
+impl From<EveryArg> for Every {
+    fn from(e: EveryArg) -> Self {
+        match e {
+            EveryArg::Day => Every::Day,
+            EveryArg::Week => Every::Week,
+            EveryArg::Month => Every::Month,
+        }
+    }
+}
+
+/// Test hook: after this many intervals, stop still holding the lease (as a run
+/// would that is killed then), so a test can kill the process and resume.
+const PAUSE_AFTER: &str = "CDP_TEST_BACKFILL_PAUSE_AFTER";
+
+pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
+    let intervals = split(args.from, args.to, args.every.into())?;
+    let overrides = Overrides {
+        lake: args.lake.clone(),
+        warehouse: args.warehouse.clone(),
+    };
+    let (pipeline, pipeline_text) = super::load_pipeline(&args.pipeline, &overrides)?;
+    // Refuse before anything runs when a source cannot take a window.
+    sources::check_windows(&pipeline.sources, &intervals[0])?;
+    if args.dry_run {
+        return dry_run(&args, &pipeline.lake, &intervals);
+    }
+    let lake = Lake::open(&pipeline.lake)
+        .with_context(|| format!("opening the lake {}", pipeline.lake))?;
+    let backfill_id = new_run_id();
+    let mut lease = super::take_lease(&lake, &backfill_id, "backfill", &args.wait)?;
+    tracing::info!(pipeline = %pipeline.name, run_id = %backfill_id, from = %args.from, to = %args.to, intervals = intervals.len(), "backfill start");
+    let pause_after: Option<usize> = std::env::var(PAUSE_AFTER).ok().and_then(|v| v.parse().ok());
+
+    println!(
+        "cdp backfill {} ({} interval(s), every {})",
+        pipeline.name,
+        intervals.len(),
+        format!("{:?}", args.every).to_lowercase()
+    );
+    let printer = Printer::new(global.quiet);
+    let bar = printer.bar(intervals.len() as u64, "backfill");
+    // An interval takes a while: keep the elapsed time moving.
+    bar.enable_steady_tick(Duration::from_millis(250));
+    let index = state::read_intervals(&lake)?;
+    let mut last_run_id = String::new();
+    let (mut ran, mut skipped) = (0, 0);
+    let start = Instant::now();
+    for (n, interval) in intervals.iter().enumerate() {
+        bar.set_message(interval.start.format("%Y-%m-%d %H:%M").to_string());
+        if let Some(done) = index.get(&interval.key()).filter(|s| s.is_done()) {
+            if !args.rerun {
+                bar.suspend(|| println!("{interval}  skipped: done by run {}", done_by(done)));
+                bar.inc(1);
+                skipped += 1;
+                continue;
+            }
+        }
+        let run_id = distinct_run_id(&last_run_id);
+        last_run_id = run_id.clone();
+        let ctx = Context {
+            pipeline: pipeline.clone(),
+            pipeline_text: pipeline_text.clone(),
+            lake: lake.clone(),
+            run_id: run_id.clone(),
+            // The bar across intervals is the only one shown.
+            printer: Printer::new(true),
+            force: args.force,
+            interval: Some(*interval),
+        };
+        let s = super::run::steps_in_order(&ctx, false)
+            .with_context(|| format!("interval {interval} (run {run_id})"))?;
+        let landed: u64 = s.landed.iter().flatten().map(|l| l.rows).sum();
+        let persons = s
+            .resolve
+            .as_ref()
+            .map(|r| format!(", {} persons", r.record().rows_out))
+            .unwrap_or_default();
+        bar.suspend(|| {
+            println!(
+                "{interval}  done: run {run_id}, {landed} rows landed, {} clean rows{persons}",
+                s.clean.record().rows_out
+            )
+        });
+        bar.inc(1);
+        ran += 1;
+        lease.renew(LEASE_TTL)?;
+        if pause_after == Some(n + 1) {
+            eprintln!("{PAUSE_AFTER}: paused after {} interval(s)", n + 1);
+            std::thread::sleep(Duration::from_secs(120));
+        }
+    }
+    bar.finish_and_clear();
+    println!(
+        "{ran} interval(s) run, {skipped} skipped as done; elapsed {}",
+        render::elapsed(start.elapsed())
+    );
+    Ok(())
+}
+
+fn done_by(state: &IntervalState) -> &str {
+    state
+        .steps
+        .values()
+        .map(|r| r.run_id.as_str())
+        .max()
+        .unwrap_or_default()
+}
+
+/// Run ids name lake folders, so two intervals within one millisecond must not share one.
+fn distinct_run_id(last: &str) -> String {
+    loop {
+        let id = new_run_id();
+        if id != last {
+            return id;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Prints the plan from the interval index, without creating the lake or the warehouse.
+fn dry_run(args: &Args, lake_url: &LakeUrl, intervals: &[Interval]) -> anyhow::Result<()> {
+    let index = match lake_url {
+        LakeUrl::Local(dir) if !dir.exists() => Default::default(),
+        _ => state::read_intervals(&Lake::open(lake_url)?)?,
+    };
+    let rows: Vec<Vec<String>> = intervals
+        .iter()
+        .map(|i| {
+            let done = index.get(&i.key()).filter(|s| s.is_done());
+            let what = match (done, args.rerun) {
+                (Some(s), false) => format!("skip: done by run {}", done_by(s)),
+                (Some(_), true) => "rerun".to_string(),
+                (None, _) => "run".to_string(),
+            };
+            vec![i.start.to_rfc3339(), i.end.to_rfc3339(), what]
+        })
+        .collect();
+    // Written, not printed: a closed pipe (`| head`) is then an error, not a panic.
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "dry run: nothing is written")?;
+    writeln!(out, "{}", render::table(&["start", "end", "would"], &rows))?;
+    Ok(())
+}
