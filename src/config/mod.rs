@@ -5,6 +5,7 @@
 //! never sit in the file. Nothing here touches the lake or the warehouse.
 
 pub mod raw;
+pub mod remote;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -33,6 +34,9 @@ pub struct SourceConfig {
     pub name: String,
     pub entity: String,
     pub kind: SourceKind,
+    /// For appflow and dataexchange sources, where the files come from; `kind` then
+    /// says only how the landed files read.
+    pub remote: Option<remote::RemoteSource>,
 }
 
 #[derive(Debug, Clone)]
@@ -687,17 +691,9 @@ impl Validator<'_> {
             let line = self.line_of(spanned.span());
             let key = format!("sources[{i}]");
             let raw = spanned.into_inner();
-            if raw.kind != raw::SourceKindName::Files {
-                self.problem(
-                    format!("{key}.kind"),
-                    Some(line),
-                    format!(
-                        "{:?} sources are not in this build yet (issue 6); use \"files\"",
-                        raw.kind
-                    ),
-                );
-            }
-            let source = self.files_source(&key, line, raw, &mut entities);
+            let remote = self.remote_source(&key, line, &raw);
+            let mut source = self.files_source(&key, line, raw, &mut entities);
+            source.remote = remote;
             if sources.iter().any(|s| s.name == source.name) {
                 self.problem(
                     format!("{key}.name"),
@@ -818,7 +814,11 @@ impl Validator<'_> {
                 format!("{:?}: use lower-case letters, digits and '_'", f.name),
             );
         }
-        let pattern = self.expand(&format!("{key}.path"), line, &f.path);
+        let pattern = self.expand(
+            &format!("{key}.path"),
+            line,
+            f.path.as_deref().unwrap_or(""),
+        );
         let delimiter = match f.delimiter.as_deref() {
             None => b',',
             Some(d) if d.len() == 1 => d.as_bytes()[0],
@@ -876,6 +876,7 @@ impl Validator<'_> {
         SourceConfig {
             name: f.name,
             entity: f.entity,
+            remote: None,
             kind: SourceKind::Files(FilesSource {
                 pattern,
                 format: f.format,

@@ -44,12 +44,34 @@ pub struct RawTarget {
 #[serde(deny_unknown_fields)]
 pub struct RawSource {
     pub kind: SourceKindName,
+    /// appflow: the flows to take, by name.
+    pub flows: Option<Vec<String>>,
+    /// appflow: start each flow (`StartFlow`) and wait for its execution (`true`), or
+    /// only take the executions that ran on the flow's own schedule (`false`, default).
+    pub start: Option<bool>,
+    /// appflow, dataexchange: how long to wait for an execution or export job
+    /// (`"90s"`, `"30m"`); 30 minutes when absent.
+    pub wait_timeout: Option<String>,
+    /// dataexchange: the data sets to take (ids the account is entitled to).
+    pub data_sets: Option<Vec<String>>,
+    /// dataexchange: land only assets whose name matches this glob (`"*.csv"`).
+    pub assets: Option<String>,
+    /// dataexchange: where export jobs write, `s3://BUCKET/PREFIX`; `${VAR}` is expanded.
+    pub export_to: Option<String>,
+    /// appflow, dataexchange: AWS region; the default chain's (AWS_REGION, profile) when absent.
+    pub aws_region: Option<String>,
+    /// appflow, dataexchange: endpoint of the AppFlow or Data Exchange API (a VPC
+    /// endpoint, a test stand-in); `${VAR}` is expanded. AWS_ENDPOINT_URL_* also work.
+    pub endpoint_url: Option<String>,
+    /// appflow, dataexchange: endpoint of the S3 the files are read from (path-style);
+    /// `${VAR}` is expanded.
+    pub s3_endpoint_url: Option<String>,
     /// Lower-case letters, digits and `_`; names the lake folder and the `source` column.
     pub name: String,
     /// The entity (see `[entities.*]`) these records belong to.
     pub entity: String,
     /// A glob such as `sample-data/crm/contacts_*.csv`, relative to the working directory.
-    pub path: String,
+    pub path: Option<String>,
     /// `csv`, `jsonl` or `parquet`; taken from the file extension when absent.
     pub format: Option<FileFormat>,
     /// CSV field delimiter, one character; `,` when absent.

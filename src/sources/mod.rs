@@ -1,8 +1,11 @@
 //! Sources land data in the lake and report what they landed; they never transform it.
 //! Each source keeps a cursor in the lake's state, so a run takes only what is new.
-//! This build has the `files` source; AppFlow and Data Exchange (issue 6) answer to the
-//! same trait.
+//! Sources: `files` (local globs), `appflow` (AppFlow flows writing to S3) and
+//! `dataexchange` (Data Exchange revisions exported to S3), over [`aws`]'s shared code.
 
+pub mod appflow;
+pub mod aws;
+pub mod dataexchange;
 pub mod files;
 
 use crate::config::{SourceConfig, SourceKind};
@@ -11,6 +14,8 @@ use crate::lake::{Lake, LakeError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
+    #[error(transparent)]
+    Remote(#[from] aws::RemoteError),
     #[error("source {source_name:?}: no files match {pattern:?}")]
     NoFiles {
         source_name: String,
@@ -55,7 +60,13 @@ pub trait Source {
 
 /// Builds the connector a source's config asks for.
 pub fn build(config: &SourceConfig) -> Box<dyn Source + '_> {
-    match &config.kind {
-        SourceKind::Files(f) => Box::new(files::FilesSource::new(&config.name, f)),
+    use crate::config::remote::RemoteSource;
+    let SourceKind::Files(f) = &config.kind;
+    match &config.remote {
+        None => Box::new(files::FilesSource::new(&config.name, f)),
+        Some(RemoteSource::Appflow(a)) => Box::new(appflow::AppflowSource::new(&config.name, f, a)),
+        Some(RemoteSource::Dataexchange(d)) => {
+            Box::new(dataexchange::DataexchangeSource::new(&config.name, f, d))
+        }
     }
 }
