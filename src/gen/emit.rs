@@ -223,10 +223,13 @@ impl Emitter {
         let created = self.rng.range(START, END);
         let email = if second && self.rng.chance(0.6) {
             let year = civil(p.birth).0;
-            Some(
-                self.population
-                    .personal_mailbox(&mut self.rng, p.first, p.middle, p.last, year),
-            )
+            Some(self.population.personal_mailbox(
+                &mut self.rng,
+                p.first,
+                p.middle,
+                p.last,
+                year,
+            ))
         } else {
             self.email(hh, p)
         };

@@ -10,8 +10,8 @@ use super::data::{
     FirstName, CITIES, DOMAINS, FEMALE, INCOME_BANDS, MALE, STREETS, STREET_TYPES, SURNAMES,
 };
 use super::rng::{Rng, Skewed};
-use super::text::{days, letters, Phone};
 use crate::clean::normalize::email;
+use super::text::{days, letters, Phone};
 
 /// A postal address; `city` indexes `CITIES`, `kind` indexes `STREET_TYPES`.
 pub struct Address {
