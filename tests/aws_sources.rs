@@ -452,3 +452,89 @@ fn dataexchange_failures_name_the_data_set_and_keep_the_cursor() {
         "{err}"
     );
 }
+
+/// The sample pipeline with its CRM contacts coming through an AppFlow flow and its
+/// consumer file through a Data Exchange revision: ingest, clean, resolve and load
+/// give the same warehouse as the plain sample run from local files.
+#[test]
+fn sample_pipeline_through_appflow_and_dataexchange_matches_the_file_run() {
+    let ctx = TestContext::new();
+    let scenario = json!({
+        "page_size": 1,
+        "flows": {"salesforce-contacts": flow(json!([
+            {"id": "exec-2025", "started_at": 1_735_689_600,
+             "files": {"part-00000": {"from": "sample-data/crm/contacts_2025.csv"}}},
+            {"id": "exec-2026", "started_at": 1_767_225_600,
+             "files": {"part-00000": {"from": "sample-data/crm/contacts_2026.csv"}}}
+        ]), json!([]))},
+        "data_sets": {"ds-consumers": data_set(json!([
+            revision(1, 1, json!({"consumers.csv": {"from": "sample-data/enrichment/consumers.csv"}}))
+        ]))}
+    });
+    let Some(stand) = StandIn::start(&scenario, ctx.path()) else {
+        return;
+    };
+    let endpoints = format!(
+        "endpoint_url = \"{}\"\ns3_endpoint_url = \"{}\"",
+        stand.api_url(),
+        stand.s3_url()
+    );
+    let sample = std::fs::read_to_string(common::sample_pipeline()).unwrap();
+    let crm = "kind = \"files\"\npath = \"${CDP_DATA_DIR:-sample-data}/crm/contacts_*.csv\"";
+    let enrichment =
+        "kind = \"files\"\npath = \"${CDP_DATA_DIR:-sample-data}/enrichment/consumers.csv\"";
+    assert!(sample.contains(crm) && sample.contains(enrichment));
+    let text = sample
+        .replace(
+            crm,
+            &format!("kind = \"appflow\"\nflows = [\"salesforce-contacts\"]\n{endpoints}"),
+        )
+        .replace(
+            enrichment,
+            &format!("kind = \"dataexchange\"\ndata_sets = [\"ds-consumers\"]\nexport_to = \"s3://exports/cdp\"\n{endpoints}"),
+        );
+    let p = ctx.path().join("aws.toml");
+    std::fs::write(&p, text).unwrap();
+    let env = stand.env(ctx.path());
+    let env: Vec<(&str, &Path)> = env.iter().map(|(k, v)| (*k, v.as_path())).collect();
+    let (lake, wh) = (ctx.lake_url(), ctx.warehouse_url());
+    let p = p.to_string_lossy();
+    let args = ["--lake", lake.as_str(), "--warehouse", wh.as_str()];
+
+    let started = std::time::Instant::now();
+    let run = ctx.cdp_with(&[&["ingest", &p][..], &args].concat(), &env);
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let bytes: u64 = ["crm_contacts", "enrichment"]
+        .iter()
+        .flat_map(|s| manifests(&ctx, s))
+        .flat_map(|m| m["files"].as_array().unwrap().clone())
+        .map(|f| f["bytes"].as_u64().unwrap())
+        .sum();
+    eprintln!(
+        "ingest through the stand-in: {bytes} bytes from AppFlow + Data Exchange (and local files) in {secs:.2}s"
+    );
+    assert_eq!(
+        manifests(&ctx, "crm_contacts")[0]["files"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        manifests(&ctx, "enrichment")[0]["files"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    ctx.cdp_with(&[&["run", &p][..], &args].concat(), &env).ok();
+
+    let plain = TestContext::new();
+    plain.step("run", &common::sample_pipeline(), &[]).ok();
+    let per_source = "SELECT source || '=' || count(*) AS n FROM person GROUP BY source ORDER BY 1";
+    assert_eq!(ctx.query(per_source), plain.query(per_source));
+    for table in ["person", "identity_graph", "customer_360", "orders"] {
+        assert_eq!(ctx.count(table), plain.count(table), "{table}");
+    }
+}
