@@ -211,6 +211,85 @@ impl Validator<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{Overrides, Pipeline};
+    use std::path::Path;
+
+    fn pipeline(source: &str) -> Result<Pipeline, String> {
+        let text = format!(
+            "[pipeline]\nname = \"t\"\n[lake]\nurl = \"file://lake\"\n[warehouse]\nurl = \"duckdb://w.duckdb\"\n\
+             [[sources]]\nname = \"crm\"\nentity = \"person\"\ncolumns = {{ Id = \"record_id\" }}\n{source}\n\
+             [entities.person]\nkey = \"record_id\"\n"
+        );
+        Pipeline::from_str(&text, Path::new("p.toml"), &Overrides::default())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn appflow_and_dataexchange_sources_parse_with_their_settings() {
+        let p = pipeline(
+            "kind = \"appflow\"\nflows = [\"f1\", \"f2\"]\nstart = true\nwait_timeout = \"90s\"\naws_region = \"eu-west-1\"",
+        )
+        .unwrap();
+        let Some(RemoteSource::Appflow(a)) = &p.sources[0].remote else {
+            panic!("not appflow: {:?}", p.sources[0].remote)
+        };
+        assert_eq!(a.flows, ["f1", "f2"]);
+        assert!(a.start);
+        assert_eq!(a.wait_timeout, Duration::from_secs(90));
+        assert_eq!(a.aws.region.as_deref(), Some("eu-west-1"));
+
+        let p = pipeline(
+            "kind = \"dataexchange\"\ndata_sets = [\"ds\"]\nassets = \"*.csv\"\nexport_to = \"s3://b/x/y/\"",
+        )
+        .unwrap();
+        let Some(RemoteSource::Dataexchange(d)) = &p.sources[0].remote else {
+            panic!("not dataexchange")
+        };
+        assert_eq!(
+            (d.export_bucket.as_str(), d.export_prefix.as_str()),
+            ("b", "x/y")
+        );
+        assert!(d.assets.as_ref().unwrap().matches("a.csv"));
+        assert_eq!(d.wait_timeout, DEFAULT_WAIT);
+    }
+
+    #[test]
+    fn remote_settings_are_checked_and_every_problem_reported() {
+        let err =
+            pipeline("kind = \"appflow\"\npath = \"x\"\nwait_timeout = \"soon\"").unwrap_err();
+        assert!(
+            err.contains("sources[0].path: only files sources take path"),
+            "{err}"
+        );
+        assert!(
+            err.contains("sources[0].flows: missing; an appflow source needs flows"),
+            "{err}"
+        );
+        assert!(
+            err.contains("sources[0].wait_timeout: \"soon\": expected a duration"),
+            "{err}"
+        );
+
+        let err =
+            pipeline("kind = \"dataexchange\"\ndata_sets = [\"ds\"]\nflows = [\"f\"]").unwrap_err();
+        assert!(
+            err.contains("sources[0].flows: only appflow sources take flows"),
+            "{err}"
+        );
+        assert!(err.contains("sources[0].export_to: missing"), "{err}");
+
+        let err = pipeline("kind = \"files\"\nendpoint_url = \"http://x\"").unwrap_err();
+        assert!(
+            err.contains(
+                "sources[0].endpoint_url: only appflow and dataexchange sources take endpoint_url"
+            ),
+            "{err}"
+        );
+        assert!(
+            err.contains("sources[0].path: missing; a files source needs path"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn s3_urls_split_into_bucket_and_prefix() {

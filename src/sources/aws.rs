@@ -91,6 +91,12 @@ impl RemoteError {
     }
 }
 
+impl From<RemoteError> for super::SourceError {
+    fn from(e: RemoteError) -> Self {
+        Self::Remote(Box::new(e))
+    }
+}
+
 /// Names what a remote source works on, for every message: `source "crm": AppFlow flow "x"`.
 #[derive(Debug, Clone)]
 pub struct Subject {

@@ -15,7 +15,7 @@ use crate::lake::{Lake, LakeError};
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error(transparent)]
-    Remote(#[from] aws::RemoteError),
+    Remote(Box<aws::RemoteError>),
     #[error("source {source_name:?}: no files match {pattern:?}")]
     NoFiles {
         source_name: String,
