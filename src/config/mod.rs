@@ -63,9 +63,18 @@ pub enum FileFormat {
 }
 
 impl FileFormat {
-    /// The format a file name implies, looking through `.gz`/`.zst` is left to issue 6.
+    /// The format a file name implies, looking through a compression extension
+    /// (`contacts.csv.gz`, `events.jsonl.zst`).
     pub fn from_path(path: &Path) -> Option<Self> {
-        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+        let ext = |p: &Path| Some(p.extension()?.to_str()?.to_ascii_lowercase());
+        let mut ext = ext(path)?;
+        if crate::sources::compression::EXTENSIONS.contains(&ext.as_str()) {
+            ext = Path::new(path.file_stem()?)
+                .extension()?
+                .to_str()?
+                .to_ascii_lowercase();
+        }
+        match ext.as_str() {
             "csv" | "txt" => Some(Self::Csv),
             "jsonl" | "ndjson" | "json" => Some(Self::Jsonl),
             "parquet" => Some(Self::Parquet),

@@ -102,13 +102,14 @@ impl<'a> AppflowSource<'a> {
         })
     }
 
-    /// The flow's execution records, newest first, all pages.
+    /// The flow's execution records, all pages, or up to the page that lists `until`.
     fn records(
         &self,
         aws: &Aws,
         client: &aws_sdk_appflow::Client,
         subject: &Subject,
         flow: &str,
+        until: Option<&str>,
     ) -> Result<Vec<ExecutionRecord>, RemoteError> {
         let mut records = Vec::new();
         let mut token = None;
@@ -123,6 +124,9 @@ impl<'a> AppflowSource<'a> {
                 )
                 .map_err(|e| subject.call_error("DescribeFlowExecutionRecords", e))?;
             records.extend(page.flow_executions().iter().cloned());
+            if until.is_some() && records.iter().any(|r| r.execution_id() == until) {
+                return Ok(records);
+            }
             match page.next_token() {
                 Some(t) if !t.is_empty() => token = Some(t.to_string()),
                 _ => return Ok(records),
@@ -141,7 +145,7 @@ impl<'a> AppflowSource<'a> {
     ) -> Result<Execution, RemoteError> {
         let what = format!("execution {id}");
         let (record, polls) = aws::wait(subject, &what, self.config.wait_timeout, |state| {
-            let records = self.records(aws, client, subject, flow)?;
+            let records = self.records(aws, client, subject, flow, Some(id))?;
             let Some(record) = records.into_iter().find(|r| r.execution_id() == Some(id)) else {
                 *state = "not listed yet".into();
                 return Ok(None);
@@ -213,7 +217,7 @@ impl<'a> AppflowSource<'a> {
             tracing::info!(source = self.name, flow, execution = id, "started");
             return Ok(vec![self.wait_for(aws, client, subject, flow, id)?]);
         }
-        let mut records = self.records(aws, client, subject, flow)?;
+        let mut records = self.records(aws, client, subject, flow, None)?;
         records.retain(|r| {
             let at = r
                 .started_at()

@@ -458,13 +458,13 @@ pub fn inspect(path: &Path, format: FileFormat, config: &FilesSource) -> Result<
             }
         )
     };
-    let file = File::open(path).map_err(|e| e.to_string())?;
+    let decoded = || super::compression::open(path).map_err(|e| e.to_string());
     match format {
         FileFormat::Csv => {
             let mut reader = csv::ReaderBuilder::new()
                 .delimiter(config.delimiter)
                 .flexible(true)
-                .from_reader(file);
+                .from_reader(decoded()?);
             let header: Vec<String> = reader
                 .headers()
                 .map_err(|e| format!("not CSV: {e}"))?
@@ -491,7 +491,7 @@ pub fn inspect(path: &Path, format: FileFormat, config: &FilesSource) -> Result<
         }
         FileFormat::Jsonl => {
             let mut rows = 0;
-            for (i, line) in BufReader::new(file).split(b'\n').enumerate() {
+            for (i, line) in BufReader::new(decoded()?).split(b'\n').enumerate() {
                 let line = line.map_err(|e| e.to_string())?;
                 if line.iter().all(u8::is_ascii_whitespace) {
                     continue;
@@ -513,6 +513,7 @@ pub fn inspect(path: &Path, format: FileFormat, config: &FilesSource) -> Result<
             Ok(rows)
         }
         FileFormat::Parquet => {
+            let file = File::open(path).map_err(|e| e.to_string())?;
             let mut reader = ParquetReader::new(file);
             let schema = reader
                 .schema()

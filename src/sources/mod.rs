@@ -5,6 +5,7 @@
 
 pub mod appflow;
 pub mod aws;
+pub mod compression;
 pub mod dataexchange;
 pub mod files;
 
