@@ -102,6 +102,16 @@ fn manifests(ctx: &TestContext, source: &str) -> Vec<Value> {
         .collect()
 }
 
+/// The error and hint lines of a failed run, with export job ids redacted.
+fn message(stderr: &str) -> String {
+    let job = regex::Regex::new(r"job [0-9a-f]{32}").unwrap();
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("error:") || l.starts_with("hint:"))
+        .collect();
+    job.replace_all(&lines.join("\n"), "job [JOB]").into_owned()
+}
+
 fn flow(executions: Value, runs: Value) -> Value {
     json!({"bucket": "appflow-out", "prefix": "salesforce", "file_type": "CSV",
            "executions": executions, "runs": runs})
@@ -259,7 +269,7 @@ fn appflow_execution_still_running_at_wait_timeout_fails_without_cursor() {
 }
 
 /// Runs ingest on a scenario expected to fail and returns stderr.
-fn appflow_failure(scenario: Value, flows: &[&str], extra: &str) -> Option<String> {
+fn appflow_failure(snapshot: &str, scenario: Value, flows: &[&str], extra: &str) -> Option<String> {
     let ctx = TestContext::new();
     let stand = StandIn::start(&scenario, ctx.path())?;
     let p = pipeline(&ctx, &appflow_source(&stand, "crm", flows, extra));
@@ -267,6 +277,7 @@ fn appflow_failure(scenario: Value, flows: &[&str], extra: &str) -> Option<Strin
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert_eq!(cursor(&ctx, "crm"), None, "{}", run.stderr);
     assert!(manifests(&ctx, "crm").is_empty());
+    insta::assert_snapshot!(snapshot, message(&run.stderr));
     Some(run.stderr)
 }
 
@@ -274,6 +285,7 @@ fn appflow_failure(scenario: Value, flows: &[&str], extra: &str) -> Option<Strin
 fn appflow_bad_input_names_the_flow_and_what_to_check() {
     let ok = json!([{"id": "e1", "started_at": 1_700_000_000, "files": {"part-0": CONTACTS}}]);
     let Some(err) = appflow_failure(
+        "appflow_unknown_flow",
         json!({"flows": {"contacts": flow(ok.clone(), json!([]))}}),
         &["nope"],
         "",
@@ -284,7 +296,7 @@ fn appflow_bad_input_names_the_flow_and_what_to_check() {
 
     let denied =
         json!({"deny": ["DescribeFlow"], "flows": {"contacts": flow(ok.clone(), json!([]))}});
-    let err = appflow_failure(denied, &["contacts"], "").unwrap();
+    let err = appflow_failure("appflow_access_denied", denied, &["contacts"], "").unwrap();
     assert!(
         err.contains("AppFlow flow \"contacts\": DescribeFlow failed: AccessDeniedException"),
         "{err}"
@@ -296,6 +308,7 @@ fn appflow_bad_input_names_the_flow_and_what_to_check() {
 
     let empty = json!([{"id": "e1", "started_at": 1_700_000_000, "files": {}}]);
     let err = appflow_failure(
+        "appflow_no_files",
         json!({"flows": {"contacts": flow(empty, json!([]))}}),
         &["contacts"],
         "",
@@ -305,6 +318,7 @@ fn appflow_bad_input_names_the_flow_and_what_to_check() {
 
     let json_lines = json!([{"id": "e1", "started_at": 1_700_000_000, "files": {"part-0": "{\"Id\":\"a1\"}\n"}}]);
     let err = appflow_failure(
+        "appflow_unexpected_format",
         json!({"flows": {"contacts": flow(json_lines, json!([]))}}),
         &["contacts"],
         "",
@@ -321,7 +335,7 @@ fn appflow_bad_input_names_the_flow_and_what_to_check() {
         "{err}"
     );
     assert!(
-        err.contains("check the flow's output format (Csv expected)"),
+        err.contains("check the flow's output format (csv expected)"),
         "{err}"
     );
 }
@@ -394,7 +408,12 @@ fn dataexchange_exports_new_revisions_across_pages_once() {
     assert_eq!(stand.calls_of("CreateJob"), 3);
 }
 
-fn dataexchange_failure(scenario: Value, data_sets: &[&str], extra: &str) -> Option<String> {
+fn dataexchange_failure(
+    snapshot: &str,
+    scenario: Value,
+    data_sets: &[&str],
+    extra: &str,
+) -> Option<String> {
     let ctx = TestContext::new();
     let stand = StandIn::start(&scenario, ctx.path())?;
     let p = pipeline(
@@ -404,6 +423,7 @@ fn dataexchange_failure(scenario: Value, data_sets: &[&str], extra: &str) -> Opt
     let run = ingest(&ctx, &stand, &p);
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert_eq!(cursor(&ctx, "consumers"), None, "{}", run.stderr);
+    insta::assert_snapshot!(snapshot, message(&run.stderr));
     Some(run.stderr)
 }
 
@@ -413,7 +433,7 @@ fn dataexchange_failures_name_the_data_set_and_keep_the_cursor() {
         {"id": "rev-1", "created_at": "2025-01-01T00:00:00Z", "state": "ERROR",
          "message": "Access to the destination bucket was denied"}
     ]))}});
-    let Some(err) = dataexchange_failure(failing, &["ds-1"], "") else {
+    let Some(err) = dataexchange_failure("dataexchange_failed_job", failing, &["ds-1"], "") else {
         return;
     };
     assert!(
@@ -422,12 +442,18 @@ fn dataexchange_failures_name_the_data_set_and_keep_the_cursor() {
     );
     assert!(err.contains("of revision rev-1 ended in ERROR: INTERNAL_ERROR: Access to the destination bucket was denied"), "{err}");
 
-    let err = dataexchange_failure(json!({"data_sets": {}}), &["ds-unknown"], "").unwrap();
+    let err = dataexchange_failure(
+        "dataexchange_unknown_data_set",
+        json!({"data_sets": {}}),
+        &["ds-unknown"],
+        "",
+    )
+    .unwrap();
     assert!(err.contains("Data Exchange data set \"ds-unknown\": ListDataSetRevisions failed: ResourceNotFoundException"), "{err}");
     assert!(err.contains("that the account is entitled to it"), "{err}");
 
     let denied = json!({"deny": ["CreateJob"], "data_sets": {"ds-1": data_set(json!([revision(1, 0, json!({"a.csv": "customer_id\n1\n"}))]))}});
-    let err = dataexchange_failure(denied, &["ds-1"], "").unwrap();
+    let err = dataexchange_failure("dataexchange_access_denied", denied, &["ds-1"], "").unwrap();
     assert!(
         err.contains("CreateJob failed: AccessDeniedException"),
         "{err}"
@@ -435,18 +461,30 @@ fn dataexchange_failures_name_the_data_set_and_keep_the_cursor() {
     assert!(err.contains("allows dataexchange:CreateJob"), "{err}");
 
     let slow = json!({"data_sets": {"ds-1": data_set(json!([revision(1, 100000, json!({"a.csv": "customer_id\n1\n"}))]))}});
-    let err = dataexchange_failure(slow, &["ds-1"], "wait_timeout = \"1s\"").unwrap();
+    let err = dataexchange_failure(
+        "dataexchange_timeout",
+        slow,
+        &["ds-1"],
+        "wait_timeout = \"1s\"",
+    )
+    .unwrap();
     assert!(
         err.contains("still IN_PROGRESS after 1s (wait_timeout)"),
         "{err}"
     );
 
     let no_match = json!({"data_sets": {"ds-1": data_set(json!([revision(1, 0, json!({"a.txt": "hello"}))]))}});
-    let err = dataexchange_failure(no_match, &["ds-1"], "assets = \"*.csv\"").unwrap();
+    let err = dataexchange_failure(
+        "dataexchange_no_matching_asset",
+        no_match,
+        &["ds-1"],
+        "assets = \"*.csv\"",
+    )
+    .unwrap();
     assert!(err.contains("the export of revision rev-1 wrote no files under s3://exports/cdp/ds-1/rev-1/; no asset name matches assets = \"*.csv\""), "{err}");
 
     let wrong = json!({"data_sets": {"ds-1": data_set(json!([revision(1, 0, json!({"a.csv": "x,y\n1,2\n"}))]))}});
-    let err = dataexchange_failure(wrong, &["ds-1"], "").unwrap();
+    let err = dataexchange_failure("dataexchange_unexpected_format", wrong, &["ds-1"], "").unwrap();
     assert!(
         err.contains("s3://exports/cdp/ds-1/rev-1/a.csv: none of the mapped columns"),
         "{err}"

@@ -256,8 +256,8 @@ impl Source for AppflowSource<'_> {
             let subject = self.subject(flow);
             let dest = self.destination(&aws, &client, &subject, flow)?;
             let hint = format!(
-                "check the flow's output format ({:?} expected) and the source's columns",
-                dest.format
+                "check the flow's output format ({} expected) and the source's columns",
+                aws::format_name(dest.format)
             );
             let cursor_at = cursor.positions.get(flow);
             for execution in self.executions(&aws, &client, &subject, flow, cursor_at)? {

@@ -322,6 +322,15 @@ pub fn wait<T>(
     }
 }
 
+/// A format as the pipeline file names it.
+pub fn format_name(format: FileFormat) -> &'static str {
+    match format {
+        FileFormat::Csv => "csv",
+        FileFormat::Jsonl => "jsonl",
+        FileFormat::Parquet => "parquet",
+    }
+}
+
 /// Time as fixed-width RFC 3339 in UTC, so positions compare as text.
 pub fn position_time(secs: i64, nanos: u32) -> String {
     chrono::DateTime::from_timestamp(secs, nanos)

@@ -224,7 +224,8 @@ impl Source for DataexchangeSource<'_> {
                             ))
                         })?;
                     let hint = format!(
-                        "check the asset's format ({format:?} expected) and the source's columns"
+                        "check the asset's format ({} expected) and the source's columns",
+                        aws::format_name(format)
                     );
                     landing.land(&aws, &subject, bucket, key, format, &hint)?;
                 }
