@@ -102,6 +102,17 @@ fn manifests(ctx: &TestContext, source: &str) -> Vec<Value> {
         .collect()
 }
 
+/// Files under a directory, at any depth.
+fn landed_files(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .map(|e| e.unwrap().path())
+        .map(|p| if p.is_dir() { landed_files(&p) } else { 1 })
+        .sum()
+}
+
 /// The error and hint lines of a failed run, with export job ids redacted.
 fn message(stderr: &str) -> String {
     let job = regex::Regex::new(r"job [0-9a-f]{32}").unwrap();
@@ -277,6 +288,12 @@ fn appflow_failure(snapshot: &str, scenario: Value, flows: &[&str], extra: &str)
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert_eq!(cursor(&ctx, "crm"), None, "{}", run.stderr);
     assert!(manifests(&ctx, "crm").is_empty());
+    assert_eq!(
+        landed_files(&ctx.path().join("lake/raw")),
+        0,
+        "{}",
+        run.stderr
+    );
     insta::assert_snapshot!(snapshot, message(&run.stderr));
     Some(run.stderr)
 }
@@ -287,12 +304,34 @@ fn appflow_bad_input_names_the_flow_and_what_to_check() {
     let Some(err) = appflow_failure(
         "appflow_unknown_flow",
         json!({"flows": {"contacts": flow(ok.clone(), json!([]))}}),
-        &["nope"],
+        // The good flow lands first; its files are taken back when the next fails.
+        &["contacts", "nope"],
         "",
     ) else {
         return;
     };
     assert!(err.contains("source \"crm\": AppFlow flow \"nope\": DescribeFlow failed: ResourceNotFoundException: Flow nope does not exist; check the flow name in flows"), "{err}");
+
+    // A scheduled execution failed after a good one: nothing lands, the good one's
+    // files are taken back, the cursor stays.
+    let failed_later = json!([
+        {"id": "e1", "started_at": 1_700_000_000, "files": {"part-0": CONTACTS}},
+        {"id": "e2", "started_at": 1_700_003_600, "status": "Error",
+         "message": "Connector error: the Salesforce API limit was exceeded"}
+    ]);
+    let err = appflow_failure(
+        "appflow_scheduled_execution_failed",
+        json!({"flows": {"contacts": flow(failed_later, json!([]))}}),
+        &["contacts"],
+        "",
+    )
+    .unwrap();
+    assert!(
+        err.contains(
+            "execution e2 ended in Error: Connector error: the Salesforce API limit was exceeded"
+        ),
+        "{err}"
+    );
 
     let denied =
         json!({"deny": ["DescribeFlow"], "flows": {"contacts": flow(ok.clone(), json!([]))}});

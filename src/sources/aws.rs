@@ -345,8 +345,8 @@ pub fn is_new(cursor: Option<&Position>, id: &str, at: &str) -> bool {
 }
 
 /// One run's landing of a source: files copied in as they come, the manifest and the
-/// cursor written by [`Landing::finish`]. Dropped unfinished, it leaves a run folder
-/// without a manifest, which no step reads.
+/// cursor written by [`Landing::finish`]. Dropped unfinished (a later flow or revision
+/// failed), it deletes the files it copied.
 pub struct Landing<'a> {
     lake: &'a Lake,
     source_name: &'a str,
@@ -419,18 +419,19 @@ impl<'a> Landing<'a> {
 
     /// Writes the manifest (when anything landed), then the cursor with `positions`.
     pub fn finish(
-        self,
+        mut self,
         mut cursor: SourceCursor,
         positions: Vec<(String, Position)>,
     ) -> Result<Option<Manifest>, RemoteError> {
-        let manifest = if self.files.is_empty() {
+        let files = std::mem::take(&mut self.files);
+        let manifest = if files.is_empty() {
             None
         } else {
             let manifest = Manifest {
                 source: self.source_name.into(),
                 run_id: self.run_id.into(),
                 created_at: state::now_rfc3339(),
-                files: self.files,
+                files,
             };
             let key = format!(
                 "{}/{}",
@@ -449,6 +450,16 @@ impl<'a> Landing<'a> {
             state::write_cursor(self.lake, self.source_name, &cursor)?;
         }
         Ok(manifest)
+    }
+}
+
+impl Drop for Landing<'_> {
+    fn drop(&mut self) {
+        for f in &self.files {
+            if let Err(e) = self.lake.delete(&f.key) {
+                tracing::warn!(key = %f.key, error = %e, "cannot delete an unfinished landing");
+            }
+        }
     }
 }
 
