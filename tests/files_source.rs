@@ -86,3 +86,46 @@ fn gzip_and_zstd_files_are_ingested_cleaned_and_loaded() {
         again.stdout
     );
 }
+
+#[test]
+fn csv_without_a_header_row_maps_columns_by_position() {
+    let ctx = TestContext::new();
+    let text = PIPELINE
+        .replace("path = \"data/*\"", "path = \"data/*.csv\"\nheader = false")
+        .replace(
+            "columns = { Id = \"record_id\", Email = \"email\" }",
+            "columns = { \"1\" = \"record_id\", \"3\" = \"email\" }",
+        );
+    let p = ctx.write("p.toml", &text);
+    ctx.write(
+        "data/a.csv",
+        "1,Ada,ada@example.com\n2,Alan,alan@example.com\n",
+    );
+    let out = ctx.step("run", &p, &[]).ok();
+    let emails = ctx.query("SELECT string_agg(email, ',' ORDER BY record_id) AS e FROM person");
+    assert_eq!(
+        emails[0]["e"], "ada@example.com,alan@example.com",
+        "{}",
+        out.stdout
+    );
+
+    let bad = text.replace("\"3\" = \"email\"", "Email = \"email\"");
+    let p = ctx.write("bad.toml", &bad);
+    let out = ctx.cdp(&["validate", &p.to_string_lossy()]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("sources[0].columns: \"Email\": with header = false, columns are named by position: \"1\", \"2\", ..."),
+        "{}",
+        out.stderr
+    );
+    let bad = text.replace("header = false", "header = false\nformat = \"jsonl\"");
+    let p = ctx.write("bad2.toml", &bad);
+    let out = ctx.cdp(&["validate", &p.to_string_lossy()]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("sources[0].header: only CSV files take header"),
+        "{}",
+        out.stderr
+    );
+}

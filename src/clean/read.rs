@@ -369,7 +369,7 @@ impl<'a> RawReader<'a> {
             .find(|(_, canon)| self.names.get(self.key_index) == Some(canon))
             .map(|(raw, _)| raw.clone())
             .unwrap_or_default();
-        let (cursor, present) = open_cursor(self.lake, file, src.config.delimiter, &mapping)?;
+        let (cursor, present) = open_cursor(self.lake, file, src.config, &mapping)?;
         let mut drift = SchemaDrift {
             source: src.name.to_string(),
             file: file.origin.clone(),
@@ -436,16 +436,19 @@ fn open_decoded(lake: &Lake, file: &ManifestFile) -> Result<Decoded, CleanError>
 fn open_cursor(
     lake: &Lake,
     file: &ManifestFile,
-    delimiter: u8,
+    config: &FilesSource,
     mapping: &HashMap<&str, usize>,
 ) -> Result<(Cursor, Vec<String>), CleanError> {
     match file.format {
         FileFormat::Csv => {
             let mut reader = csv::ReaderBuilder::new()
-                .delimiter(delimiter)
+                .delimiter(config.delimiter)
+                .has_headers(config.header)
                 .flexible(true)
                 .from_reader(open_decoded(lake, file)?);
             let header: Vec<String> = match reader.byte_headers() {
+                // Without a header row, the first record only tells the width.
+                Ok(h) if !config.header => (1..=h.len()).map(|i| i.to_string()).collect(),
                 Ok(h) => h
                     .iter()
                     .map(|h| {

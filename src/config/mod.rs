@@ -49,6 +49,8 @@ pub struct FilesSource {
     pub pattern: String,
     pub format: Option<FileFormat>,
     pub delimiter: u8,
+    /// Whether a CSV file's first row names its columns; else they are "1", "2", ...
+    pub header: bool,
     /// (source column, canonical column), in file order.
     pub columns: Vec<(String, String)>,
     pub region: String,
@@ -623,6 +625,11 @@ pub fn expand_env(value: &str) -> Result<String, String> {
     Ok(out)
 }
 
+/// A CSV column position: "1", "2", ...
+fn is_position(name: &str) -> bool {
+    name.parse::<u32>().is_ok_and(|n| n > 0) && !name.starts_with('0')
+}
+
 fn is_identifier(name: &str) -> bool {
     !name.is_empty()
         && name
@@ -840,6 +847,23 @@ impl Validator<'_> {
                 b','
             }
         };
+        let header = f.header.unwrap_or(true);
+        if f.header.is_some() && f.format.is_some_and(|x| x != FileFormat::Csv) {
+            self.problem(
+                format!("{key}.header"),
+                Some(line),
+                "only CSV files take header",
+            );
+        }
+        if let Some(c) = f.columns.keys().find(|c| !header && !is_position(c)) {
+            self.problem(
+                format!("{key}.columns"),
+                Some(line),
+                format!(
+                    "{c:?}: with header = false, columns are named by position: \"1\", \"2\", ..."
+                ),
+            );
+        }
         match entities.iter_mut().find(|e| e.name == f.entity) {
             None => self.problem(
                 format!("{key}.entity"),
@@ -890,6 +914,7 @@ impl Validator<'_> {
                 pattern,
                 format: f.format,
                 delimiter,
+                header,
                 columns: f.columns.into_iter().collect(),
                 region: f.region.unwrap_or_else(|| "US".into()).to_ascii_uppercase(),
             }),

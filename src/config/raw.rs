@@ -44,6 +44,9 @@ pub struct RawTarget {
 #[serde(deny_unknown_fields)]
 pub struct RawSource {
     pub kind: SourceKindName,
+    /// CSV: whether the first row names the columns (`true`, default). With `false`,
+    /// columns are named by position, `"1"`, `"2"`, ... in `columns`.
+    pub header: Option<bool>,
     /// appflow: the flows to take, by name.
     pub flows: Option<Vec<String>>,
     /// appflow: start each flow (`StartFlow`) and wait for its execution (`true`), or

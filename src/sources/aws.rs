@@ -483,6 +483,7 @@ pub fn inspect(path: &Path, format: FileFormat, config: &FilesSource) -> Result<
         FileFormat::Csv => {
             let mut reader = csv::ReaderBuilder::new()
                 .delimiter(config.delimiter)
+                .has_headers(config.header)
                 .flexible(true)
                 .from_reader(decoded()?);
             let header: Vec<String> = reader
@@ -491,7 +492,7 @@ pub fn inspect(path: &Path, format: FileFormat, config: &FilesSource) -> Result<
                 .iter()
                 .map(str::to_string)
                 .collect();
-            if !header.iter().any(|h| mapped.contains(&h.as_str())) {
+            if config.header && !header.iter().any(|h| mapped.contains(&h.as_str())) {
                 return Err(none_mapped(header));
             }
             let mut record = csv::ByteRecord::new();
@@ -559,6 +560,7 @@ mod tests {
             pattern: String::new(),
             format: None,
             delimiter: b',',
+            header: true,
             columns: columns
                 .iter()
                 .map(|c| (c.to_string(), c.to_string()))

@@ -70,6 +70,7 @@ impl<'a> FilesSource<'a> {
             FileFormat::Csv => {
                 let mut reader = csv::ReaderBuilder::new()
                     .delimiter(self.config.delimiter)
+                    .has_headers(self.config.header)
                     .flexible(true)
                     .from_reader(compression::open(path).map_err(self.read_err(path))?);
                 let mut record = csv::ByteRecord::new();
