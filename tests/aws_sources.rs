@@ -615,3 +615,31 @@ fn sample_pipeline_through_appflow_and_dataexchange_matches_the_file_run() {
         assert_eq!(ctx.count(table), plain.count(table), "{table}");
     }
 }
+
+/// Endpoints from AWS_ENDPOINT_URL_* rather than the pipeline file.
+#[test]
+fn endpoints_can_come_from_the_environment() {
+    let ctx = TestContext::new();
+    let scenario = json!({"data_sets": {"ds-1": data_set(json!([
+        revision(1, 0, json!({"customers.csv": "customer_id,email\nc1,a@example.com\n"}))
+    ]))}});
+    let Some(stand) = StandIn::start(&scenario, ctx.path()) else {
+        return;
+    };
+    let source = dataexchange_source(&stand, "consumers", &["ds-1"], "")
+        .lines()
+        .filter(|l| !l.contains("endpoint_url"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let p = pipeline(&ctx, &source);
+    let mut env = stand.env(ctx.path());
+    env.push((
+        "AWS_ENDPOINT_URL_DATAEXCHANGE",
+        PathBuf::from(stand.api_url()),
+    ));
+    env.push(("AWS_ENDPOINT_URL_S3", PathBuf::from(stand.s3_url())));
+    let env: Vec<(&str, &Path)> = env.iter().map(|(k, v)| (*k, v.as_path())).collect();
+    let run = ctx.cdp_with(&["ingest", &p.to_string_lossy()], &env);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(manifests(&ctx, "consumers")[0]["files"][0]["rows"], 1);
+}
