@@ -183,11 +183,13 @@ fn appflow_scheduled_executions_are_taken_across_pages_once() {
                    "files": {"part-0": format!("Id,Email\nr{i},p{i}@example.com\n")}})
         })
         .collect();
+    let mut dated = flow(json!(executions), json!([]));
+    dated["date_path"] = json!("2025/01/31");
     let scenario = json!({
         "page_size": 2,
         "throttle": {"DescribeFlowExecutionRecords": 1},
         "throttle_status": 429,
-        "flows": {"contacts": flow(json!(executions), json!([]))}
+        "flows": {"contacts": dated}
     });
     let Some(stand) = StandIn::start(&scenario, ctx.path()) else {
         return;
@@ -206,7 +208,7 @@ fn appflow_scheduled_executions_are_taken_across_pages_once() {
     assert_eq!(
         origins,
         (1..=5)
-            .map(|i| format!("s3://appflow-out/salesforce/contacts/exec-{i}/part-0"))
+            .map(|i| format!("s3://appflow-out/salesforce/contacts/2025/01/31/exec-{i}/part-0"))
             .collect::<Vec<_>>()
     );
     assert_eq!(
@@ -214,7 +216,8 @@ fn appflow_scheduled_executions_are_taken_across_pages_once() {
         "exec-5"
     );
 
-    // Nothing new: a second run lands nothing and keeps the cursor.
+    // Nothing new: a second run lands nothing and keeps the cursor. (Also: the files
+    // are found under the dated folders a prefix config adds.)
     let before = cursor(&ctx, "crm");
     ingest(&ctx, &stand, &p).ok();
     assert_eq!(manifests(&ctx, "crm").len(), 1);

@@ -261,12 +261,20 @@ impl Source for AppflowSource<'_> {
             );
             let cursor_at = cursor.positions.get(flow);
             for execution in self.executions(&aws, &client, &subject, flow, cursor_at)? {
-                let prefix = [dest.prefix.as_str(), flow, &execution.id]
+                let flow_prefix = [dest.prefix.as_str(), flow]
                     .iter()
                     .filter(|p| !p.is_empty())
                     .map(|p| format!("{p}/"))
                     .collect::<String>();
-                let keys = aws.list(&subject, &dest.bucket, &prefix)?;
+                let prefix = format!("{flow_prefix}{}/", execution.id);
+                let mut keys = aws.list(&subject, &dest.bucket, &prefix)?;
+                if keys.is_empty() {
+                    // A flow with a prefix config writes dated folders before the
+                    // execution id (`<flow>/2025/01/31/<id>/`).
+                    let id = format!("/{}/", execution.id);
+                    keys = aws.list(&subject, &dest.bucket, &flow_prefix)?;
+                    keys.retain(|k| k.contains(&id));
+                }
                 if keys.is_empty() {
                     return Err(RemoteError::NoFiles {
                         source_name: self.name.into(),

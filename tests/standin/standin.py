@@ -74,7 +74,9 @@ class World:
 
     def write_execution(self, flow, ex):
         ex["written"] = True
-        prefix = "/".join(p for p in [flow.get("prefix", ""), flow["name"], ex["id"]] if p)
+        # "date_path" stands for a flow's prefix config: dated folders before the id.
+        parts = [flow.get("prefix", ""), flow["name"], flow.get("date_path", ""), ex["id"]]
+        prefix = "/".join(p for p in parts if p)
         for name, value in ex.get("files", {}).items():
             self.s3.put_object(Bucket=flow["bucket"], Key=f"{prefix}/{name}", Body=content(value, self.base))
 
