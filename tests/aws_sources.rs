@@ -402,6 +402,11 @@ fn dataexchange_exports_new_revisions_across_pages_once() {
             }))
         })
         .collect();
+    // A revision still being prepared (not finalized) is not exported.
+    let mut revisions = revisions;
+    let mut draft = revision(4, 0, json!({"customers.csv": "customer_id\nc4\n"}));
+    draft["finalized"] = json!(false);
+    revisions.push(draft);
     let scenario = json!({
         "page_size": 2,
         "throttle": {"ListDataSetRevisions": 1},

@@ -595,6 +595,51 @@ mod tests {
         assert!(err.starts_with("not a readable Parquet file"), "{err}");
     }
 
+    fn subject() -> Subject {
+        Subject {
+            source_name: "s".into(),
+            object: "AppFlow flow \"f\"".into(),
+            service: "appflow",
+            not_found: String::new(),
+        }
+    }
+
+    #[test]
+    fn wait_polls_until_done_and_times_out_naming_the_last_state() {
+        let mut left = 2;
+        let (done, polls) = wait(
+            &subject(),
+            "execution e1",
+            Duration::from_secs(5),
+            |state| {
+                *state = "InProgress".into();
+                left -= 1;
+                Ok((left < 0).then_some("done"))
+            },
+        )
+        .unwrap();
+        assert_eq!((done, polls), ("done", 3));
+
+        let started = Instant::now();
+        let err = wait(
+            &subject(),
+            "execution e2",
+            Duration::from_millis(600),
+            |state| {
+                *state = "InProgress".into();
+                Ok(None::<()>)
+            },
+        )
+        .unwrap_err();
+        // Pauses of 0.25 s, then 0.35 s cut to the deadline: three polls, no overshoot.
+        assert!(started.elapsed() < Duration::from_millis(1500));
+        assert!(err.is_transient());
+        assert_eq!(
+            err.to_string(),
+            "source \"s\": AppFlow flow \"f\": execution e2 still InProgress after 0s (wait_timeout); raise wait_timeout or run ingest again later"
+        );
+    }
+
     #[test]
     fn positions_compare_by_time_and_skip_the_cursor_itself() {
         let at = position_time(1_700_000_000, 5);
