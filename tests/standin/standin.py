@@ -32,6 +32,7 @@ import boto3
 from moto.server import ThreadedMotoServer
 
 LOCK = threading.Lock()
+DATAEXCHANGE_OPS = {"ListDataSetRevisions", "CreateJob", "StartJob", "GetJob"}
 CALLS = {}
 
 
@@ -273,11 +274,19 @@ def handler_for(world):
             self.end_headers()
             self.wfile.write(data)
 
+        def signed_for(self, op):
+            """Whether the request carries a SigV4 signature scoped to the op's service."""
+            service = "dataexchange" if op in DATAEXCHANGE_OPS else "appflow"
+            auth = self.headers.get("Authorization", "")
+            return auth.startswith("AWS4-HMAC-SHA256 ") and f"/{service}/aws4_request" in auth
+
         def handle_method(self, method):
             op, run = self.route(method)
             with LOCK:
                 if op:
                     CALLS[op] = CALLS.get(op, 0) + 1
+                    if not self.signed_for(op):
+                        return self.answer(403, {"message": "Request not signed for this service"}, "InvalidSignatureException")
                     if world.throttle.get(op, 0) > 0:
                         world.throttle[op] -= 1
                         status = world.sc.get("throttle_status", 400)
