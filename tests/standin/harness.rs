@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 
 pub struct StandIn {
     child: Child,
-    pub s3_port: u16,
+    pub s3_url: String,
     pub api_port: u16,
     /// Where the stand-in's log goes.
     pub log: PathBuf,
@@ -61,7 +61,7 @@ impl StandIn {
         });
         Some(Self {
             child,
-            s3_port: ports["s3"].as_u64().unwrap() as u16,
+            s3_url: ports["s3"].as_str().unwrap().to_string(),
             api_port: ports["api"].as_u64().unwrap() as u16,
             log,
         })
@@ -72,7 +72,7 @@ impl StandIn {
     }
 
     pub fn s3_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.s3_port)
+        self.s3_url.clone()
     }
 
     /// How many times each operation was called.

@@ -17,7 +17,8 @@ plus GET /_calls (how many times each operation was called). Errors carry the
 A scenario file (JSON) drives it; see tests/standin/README.md. Files a flow execution
 or an export job writes go into moto's S3 server, started in this process. Both
 listen on 127.0.0.1 on free ports, printed as one JSON line on stdout:
-{"s3": PORT, "api": PORT}. Usage: standin.py SCENARIO.json [BASE_DIR]
+{"s3": URL, "api": PORT}. Usage: standin.py SCENARIO.json [BASE_DIR]
+With CDP_STANDIN_S3=URL it writes into that S3 emulator instead of starting moto.
 """
 
 import json
@@ -316,14 +317,18 @@ def main():
     base = sys.argv[2] if len(sys.argv) > 2 else os.getcwd()
     with open(scenario_path) as f:
         scenario = json.load(f)
-    moto_server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    moto_server.start()
-    s3_port = moto_server._server.server_port
-    s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{s3_port}", region_name="us-east-1",
+    # CDP_STANDIN_S3 (an S3 emulator already running on 127.0.0.1, e.g. the lake's)
+    # replaces the in-process moto server.
+    s3_url = os.environ.get("CDP_STANDIN_S3")
+    if not s3_url:
+        moto_server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        moto_server.start()
+        s3_url = f"http://127.0.0.1:{moto_server._server.server_port}"
+    s3 = boto3.client("s3", endpoint_url=s3_url, region_name="us-east-1",
                       aws_access_key_id="standin", aws_secret_access_key="standin")
     world = World(scenario, base, s3)
     api = ThreadingHTTPServer(("127.0.0.1", 0), handler_for(world))
-    print(json.dumps({"s3": s3_port, "api": api.server_address[1]}), flush=True)
+    print(json.dumps({"s3": s3_url, "api": api.server_address[1]}), flush=True)
     api.serve_forever()
 
 
