@@ -338,6 +338,8 @@ fn appflow_bad_input_names_the_flow_and_what_to_check() {
 
     let denied =
         json!({"deny": ["DescribeFlow"], "flows": {"contacts": flow(ok.clone(), json!([]))}});
+    // (A failed scheduled execution followed by a successful one: see
+    // appflow_a_failure_superseded_by_a_later_success_is_skipped.)
     let err = appflow_failure("appflow_access_denied", denied, &["contacts"], "").unwrap();
     assert!(
         err.contains("AppFlow flow \"contacts\": DescribeFlow failed: AccessDeniedException"),
@@ -650,4 +652,32 @@ fn endpoints_can_come_from_the_environment() {
     let run = ctx.cdp_with(&["ingest", &p.to_string_lossy()], &env);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(manifests(&ctx, "consumers")[0]["files"][0]["rows"], 1);
+}
+
+#[test]
+fn appflow_a_failure_superseded_by_a_later_success_is_skipped() {
+    let ctx = TestContext::new();
+    let executions = json!([
+        {"id": "e1", "started_at": 1_700_000_000, "status": "Error", "message": "Salesforce: REQUEST_LIMIT_EXCEEDED"},
+        {"id": "e2", "started_at": 1_700_003_600, "files": {"part-0": CONTACTS}}
+    ]);
+    let scenario = json!({"flows": {"contacts": flow(executions, json!([]))}});
+    let Some(stand) = StandIn::start(&scenario, ctx.path()) else {
+        return;
+    };
+    let p = pipeline(&ctx, &appflow_source(&stand, "crm", &["contacts"], ""));
+    let run = ingest(&ctx, &stand, &p).ok();
+    assert!(
+        run.stderr.contains("execution e1 ended in Error: Salesforce: REQUEST_LIMIT_EXCEEDED; a later execution succeeded, so it is skipped"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        cursor(&ctx, "crm").unwrap()["positions"]["contacts"]["id"],
+        "e2"
+    );
+    assert_eq!(
+        manifests(&ctx, "crm")[0]["files"].as_array().unwrap().len(),
+        1
+    );
 }

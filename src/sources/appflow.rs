@@ -4,7 +4,7 @@
 //! files are under `<destination prefix>/<flow name>/<execution id>/`; they are
 //! downloaded, checked and landed in the raw zone. The cursor keeps each flow's last
 //! landed execution; a failed, timed-out or empty execution fails the source and moves
-//! no cursor.
+//! no cursor, unless (scheduled) a later execution succeeded, which takes up its data.
 
 use aws_sdk_appflow::types::{ExecutionRecord, ExecutionStatus, FileType};
 
@@ -227,18 +227,39 @@ impl<'a> AppflowSource<'a> {
         });
         records.sort_by_key(|r| r.started_at().map(|t| (t.secs(), t.subsec_nanos())));
         let mut done = Vec::new();
-        for record in records {
+        for (i, record) in records.iter().enumerate() {
             let id = record.execution_id().unwrap_or_default();
             let execution = match record.execution_status() {
-                Some(ExecutionStatus::Inprogress) => {
-                    self.wait_for(aws, client, subject, flow, id)?
-                }
-                _ => self.succeeded(subject, &record)?,
+                Some(ExecutionStatus::Inprogress) => self.wait_for(aws, client, subject, flow, id),
+                _ => self.succeeded(subject, record),
             };
-            done.push(execution);
+            match execution {
+                Ok(execution) => done.push(execution),
+                // A later successful execution takes up what a failed one missed (an
+                // incremental flow pulls from its last success), so only a failure
+                // with no success after it stops the source.
+                Err(e @ RemoteError::Failed { .. }) if superseded(&records[i + 1..]) => {
+                    tracing::warn!(
+                        source = self.name,
+                        flow,
+                        "{e}; a later execution succeeded, so it is skipped"
+                    );
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(done)
     }
+}
+
+/// Whether a later execution succeeded (or may still: one running).
+fn superseded(later: &[ExecutionRecord]) -> bool {
+    later.iter().any(|r| {
+        matches!(
+            r.execution_status(),
+            Some(ExecutionStatus::Successful | ExecutionStatus::Inprogress)
+        )
+    })
 }
 
 impl Source for AppflowSource<'_> {
