@@ -350,7 +350,7 @@ fn appflow_bad_input_names_the_flow_and_what_to_check() {
         "{err}"
     );
 
-    let empty = json!([{"id": "e1", "started_at": 1_700_000_000, "files": {}}]);
+    let empty = json!([{"id": "e1", "started_at": 1_700_000_000, "records": 120, "files": {}}]);
     let err = appflow_failure(
         "appflow_no_files",
         json!({"flows": {"contacts": flow(empty, json!([]))}}),
@@ -679,5 +679,24 @@ fn appflow_a_failure_superseded_by_a_later_success_is_skipped() {
     assert_eq!(
         manifests(&ctx, "crm")[0]["files"].as_array().unwrap().len(),
         1
+    );
+}
+
+/// A scheduled run that found nothing new transfers no records and writes no files:
+/// nothing lands, and the cursor moves past it.
+#[test]
+fn appflow_execution_with_no_records_lands_nothing_and_is_done() {
+    let ctx = TestContext::new();
+    let executions = json!([{"id": "e1", "started_at": 1_700_000_000, "files": {}}]);
+    let scenario = json!({"flows": {"contacts": flow(executions, json!([]))}});
+    let Some(stand) = StandIn::start(&scenario, ctx.path()) else {
+        return;
+    };
+    let p = pipeline(&ctx, &appflow_source(&stand, "crm", &["contacts"], ""));
+    ingest(&ctx, &stand, &p).ok();
+    assert!(manifests(&ctx, "crm").is_empty());
+    assert_eq!(
+        cursor(&ctx, "crm").unwrap()["positions"]["contacts"]["id"],
+        "e1"
     );
 }

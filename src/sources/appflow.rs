@@ -29,10 +29,11 @@ struct Destination {
     format: FileFormat,
 }
 
-/// An execution that ended well: id and start time.
+/// An execution that ended well: id, start time, records it transferred.
 struct Execution {
     id: String,
     at: String,
+    records: Option<i64>,
 }
 
 impl<'a> AppflowSource<'a> {
@@ -177,6 +178,9 @@ impl<'a> AppflowSource<'a> {
         let id = record.execution_id().unwrap_or_default().to_string();
         match record.execution_status() {
             Some(ExecutionStatus::Successful) => Ok(Execution {
+                records: record
+                    .execution_result()
+                    .and_then(|r| r.records_processed()),
                 at: record
                     .started_at()
                     .map(|t| aws::position_time(t.secs(), t.subsec_nanos()))
@@ -296,13 +300,21 @@ impl Source for AppflowSource<'_> {
                     keys = aws.list(&subject, &dest.bucket, &flow_prefix)?;
                     keys.retain(|k| k.contains(&id));
                 }
-                if keys.is_empty() {
+                if keys.is_empty() && execution.records == Some(0) {
+                    // A scheduled run with nothing new: done, with nothing to land.
+                    tracing::info!(source = self.name, flow, execution = %execution.id, "no records transferred");
+                } else if keys.is_empty() {
                     return Err(RemoteError::NoFiles {
                         source_name: self.name.into(),
                         object: subject.object.clone(),
                         what: format!("execution {}", execution.id),
                         location: format!("s3://{}/{prefix}", dest.bucket),
-                        hint: "check the flow's S3 destination and that the execution transferred records".into(),
+                        hint: format!(
+                            "it reports {} records transferred; check the flow's S3 destination",
+                            execution
+                                .records
+                                .map_or("no count of".into(), |n| n.to_string())
+                        ),
                     }
                     .into());
                 }
