@@ -59,3 +59,15 @@ $(AIRFLOW_VENV)/.installed: tests/airflow/requirements.txt
 
 test-airflow: build $(AIRFLOW_VENV)/.installed
 	CDP_BIN=$(abspath $(CDP)) $(AIRFLOW_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/airflow
+
+# The AppFlow / Data Exchange stand-in (with moto's S3) for tests/aws_sources.rs, in
+# its own venv outside git; `make test` makes it and requires it (no silent skips).
+STANDIN_VENV := .venv/standin
+.PHONY: standin
+standin: $(STANDIN_VENV)/.installed
+$(STANDIN_VENV)/.installed: tests/standin/requirements.txt
+	python3 -m venv $(STANDIN_VENV)
+	$(STANDIN_VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/standin/requirements.txt
+	touch $@
+test: standin
+test: export CDP_REQUIRE_STANDIN = 1

@@ -34,6 +34,12 @@ fn person_of(ctx: &TestContext, source: &str, record_id: &str) -> String {
         .to_string()
 }
 
+/// Data rows of a sample file (one record a line after the header).
+fn sample_rows(file: &str) -> i64 {
+    let text = std::fs::read_to_string(common::repo().join("sample-data").join(file)).unwrap();
+    text.lines().count() as i64 - 1
+}
+
 fn run(ctx: &TestContext, extra: &[&str]) -> Run {
     ctx.step("run", &sample_pipeline(), extra).ok()
 }
@@ -47,7 +53,7 @@ fn sample_pipeline_loads_every_table_consistently() {
     let [person, orders, graph, c360] = counts(&ctx)[..] else {
         unreachable!()
     };
-    let truth_records = 5151;
+    let truth_records = sample_rows("truth.csv");
     let quarantined =
         ctx.query("SELECT count(*) AS n FROM _cdp_load_ledger WHERE table_name = 'person'");
     assert_eq!(quarantined[0]["n"], 1, "one load of person");
@@ -71,7 +77,7 @@ fn sample_pipeline_loads_every_table_consistently() {
         "the sample has invalid birth dates to quarantine"
     );
     assert_eq!(person + q_rows, truth_records);
-    assert_eq!(orders, 2156);
+    assert_eq!(orders, sample_rows("shop/orders.csv"));
     assert_eq!(graph, person, "one graph row per clean person record");
     let persons = ctx.query("SELECT count(DISTINCT person_id) AS n FROM identity_graph")[0]["n"]
         .as_i64()
@@ -184,5 +190,8 @@ fn status_reports_each_step_and_json_is_machine_readable() {
     for step in ["ingest", "clean", "resolve", "load"] {
         assert!(v[step]["run_id"].is_string(), "{step}: {}", json.stdout);
     }
-    assert_eq!(v["clean"]["rows_in"], 5151 + 2156);
+    assert_eq!(
+        v["clean"]["rows_in"],
+        sample_rows("truth.csv") + sample_rows("shop/orders.csv")
+    );
 }

@@ -19,6 +19,7 @@ use super::CleanError;
 use crate::config::{EntityConfig, FileFormat, FilesSource};
 use crate::lake::manifest::{Manifest, ManifestFile};
 use crate::lake::Lake;
+use crate::sources::compression::{self, Decoded};
 
 /// Lineage columns every cleaned row carries.
 pub const SOURCE: &str = "source";
@@ -119,12 +120,12 @@ impl Rows {
 /// Where the reader is in one file.
 enum Cursor {
     Csv {
-        reader: csv::Reader<File>,
+        reader: csv::Reader<Decoded>,
         targets: Vec<Option<usize>>,
         header: Vec<String>,
     },
     Jsonl {
-        lines: std::io::Split<BufReader<File>>,
+        lines: std::io::Split<BufReader<Decoded>>,
         line: u64,
         targets: HashMap<String, usize>,
     },
@@ -368,7 +369,7 @@ impl<'a> RawReader<'a> {
             .find(|(_, canon)| self.names.get(self.key_index) == Some(canon))
             .map(|(raw, _)| raw.clone())
             .unwrap_or_default();
-        let (cursor, present) = open_cursor(self.lake, file, src.config.delimiter, &mapping)?;
+        let (cursor, present) = open_cursor(self.lake, file, src.config, &mapping)?;
         let mut drift = SchemaDrift {
             source: src.name.to_string(),
             file: file.origin.clone(),
@@ -422,21 +423,32 @@ fn open_file(lake: &Lake, file: &ManifestFile) -> Result<File, CleanError> {
     })
 }
 
+/// Opens a CSV or JSON lines file, decompressing gzip and zstd.
+fn open_decoded(lake: &Lake, file: &ManifestFile) -> Result<Decoded, CleanError> {
+    compression::decode(open_file(lake, file)?).map_err(|e| CleanError::Read {
+        file: file.origin.clone(),
+        message: e.to_string(),
+    })
+}
+
 /// Opens a file and returns its cursor and the column names present in it (for JSON
 /// lines, the keys of the first object).
 fn open_cursor(
     lake: &Lake,
     file: &ManifestFile,
-    delimiter: u8,
+    config: &FilesSource,
     mapping: &HashMap<&str, usize>,
 ) -> Result<(Cursor, Vec<String>), CleanError> {
     match file.format {
         FileFormat::Csv => {
             let mut reader = csv::ReaderBuilder::new()
-                .delimiter(delimiter)
+                .delimiter(config.delimiter)
+                .has_headers(config.header)
                 .flexible(true)
-                .from_reader(open_file(lake, file)?);
+                .from_reader(open_decoded(lake, file)?);
             let header: Vec<String> = match reader.byte_headers() {
+                // Without a header row, the first record only tells the width.
+                Ok(h) if !config.header => (1..=h.len()).map(|i| i.to_string()).collect(),
                 Ok(h) => h
                     .iter()
                     .map(|h| {
@@ -473,7 +485,7 @@ fn open_cursor(
         FileFormat::Jsonl => {
             // Peek at the first object for the drift report; read from the top after.
             let mut present = Vec::new();
-            let mut peek = BufReader::new(open_file(lake, file)?);
+            let mut peek = BufReader::new(open_decoded(lake, file)?);
             let mut first = String::new();
             if peek.read_line(&mut first).is_ok() {
                 if let Ok(serde_json::Value::Object(o)) =
@@ -490,7 +502,7 @@ fn open_cursor(
                 .map(|k| k.to_string())
                 .collect();
             present.extend(absent);
-            let lines = BufReader::new(open_file(lake, file)?).split(b'\n');
+            let lines = BufReader::new(open_decoded(lake, file)?).split(b'\n');
             let targets = mapping.iter().map(|(k, v)| (k.to_string(), *v)).collect();
             Ok((
                 Cursor::Jsonl {

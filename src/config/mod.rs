@@ -5,6 +5,7 @@
 //! never sit in the file. Nothing here touches the lake or the warehouse.
 
 pub mod raw;
+pub mod remote;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -34,6 +35,9 @@ pub struct SourceConfig {
     pub name: String,
     pub entity: String,
     pub kind: SourceKind,
+    /// For appflow and dataexchange sources, where the files come from; `kind` then
+    /// says only how the landed files read.
+    pub remote: Option<remote::RemoteSource>,
 }
 
 #[derive(Debug, Clone)]
@@ -51,6 +55,8 @@ pub struct FilesSource {
     pub window: Option<WindowMode>,
     pub format: Option<FileFormat>,
     pub delimiter: u8,
+    /// Whether a CSV file's first row names its columns; else they are "1", "2", ...
+    pub header: bool,
     /// (source column, canonical column), in file order.
     pub columns: Vec<(String, String)>,
     pub region: String,
@@ -75,9 +81,18 @@ pub enum FileFormat {
 }
 
 impl FileFormat {
-    /// The format a file name implies, looking through `.gz`/`.zst` is left to issue 6.
+    /// The format a file name implies, looking through a compression extension
+    /// (`contacts.csv.gz`, `events.jsonl.zst`).
     pub fn from_path(path: &Path) -> Option<Self> {
-        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+        let ext = |p: &Path| Some(p.extension()?.to_str()?.to_ascii_lowercase());
+        let mut ext = ext(path)?;
+        if crate::sources::compression::EXTENSIONS.contains(&ext.as_str()) {
+            ext = Path::new(path.file_stem()?)
+                .extension()?
+                .to_str()?
+                .to_ascii_lowercase();
+        }
+        match ext.as_str() {
             "csv" | "txt" => Some(Self::Csv),
             "jsonl" | "ndjson" | "json" => Some(Self::Jsonl),
             "parquet" => Some(Self::Parquet),
@@ -626,6 +641,11 @@ pub fn expand_env(value: &str) -> Result<String, String> {
     Ok(out)
 }
 
+/// A CSV column position: "1", "2", ...
+fn is_position(name: &str) -> bool {
+    name.parse::<u32>().is_ok_and(|n| n > 0) && !name.starts_with('0')
+}
+
 fn is_identifier(name: &str) -> bool {
     !name.is_empty()
         && name
@@ -703,17 +723,9 @@ impl Validator<'_> {
             let line = self.line_of(spanned.span());
             let key = format!("sources[{i}]");
             let raw = spanned.into_inner();
-            if raw.kind != raw::SourceKindName::Files {
-                self.problem(
-                    format!("{key}.kind"),
-                    Some(line),
-                    format!(
-                        "{:?} sources are not in this build yet (issue 6); use \"files\"",
-                        raw.kind
-                    ),
-                );
-            }
-            let source = self.files_source(&key, line, raw, &mut entities);
+            let remote = self.remote_source(&key, line, &raw);
+            let mut source = self.files_source(&key, line, raw, &mut entities);
+            source.remote = remote;
             if sources.iter().any(|s| s.name == source.name) {
                 self.problem(
                     format!("{key}.name"),
@@ -834,7 +846,11 @@ impl Validator<'_> {
                 format!("{:?}: use lower-case letters, digits and '_'", f.name),
             );
         }
-        let pattern = self.expand(&format!("{key}.path"), line, &f.path);
+        let pattern = self.expand(
+            &format!("{key}.path"),
+            line,
+            f.path.as_deref().unwrap_or(""),
+        );
         let template = match PathTemplate::parse(&pattern) {
             Ok(t) => t,
             Err(m) => {
@@ -866,6 +882,23 @@ impl Validator<'_> {
                 b','
             }
         };
+        let header = f.header.unwrap_or(true);
+        if f.header.is_some() && f.format.is_some_and(|x| x != FileFormat::Csv) {
+            self.problem(
+                format!("{key}.header"),
+                Some(line),
+                "only CSV files take header",
+            );
+        }
+        if let Some(c) = f.columns.keys().find(|c| !header && !is_position(c)) {
+            self.problem(
+                format!("{key}.columns"),
+                Some(line),
+                format!(
+                    "{c:?}: with header = false, columns are named by position: \"1\", \"2\", ..."
+                ),
+            );
+        }
         match entities.iter_mut().find(|e| e.name == f.entity) {
             None => self.problem(
                 format!("{key}.entity"),
@@ -911,12 +944,14 @@ impl Validator<'_> {
         SourceConfig {
             name: f.name,
             entity: f.entity,
+            remote: None,
             kind: SourceKind::Files(FilesSource {
                 pattern,
                 template,
                 window,
                 format: f.format,
                 delimiter,
+                header,
                 columns: f.columns.into_iter().collect(),
                 region: f.region.unwrap_or_else(|| "US".into()).to_ascii_uppercase(),
             }),

@@ -44,6 +44,31 @@ pub struct RawTarget {
 #[serde(deny_unknown_fields)]
 pub struct RawSource {
     pub kind: SourceKindName,
+    /// CSV: whether the first row names the columns (`true`, default). With `false`,
+    /// columns are named by position, `"1"`, `"2"`, ... in `columns`.
+    pub header: Option<bool>,
+    /// appflow: the flows to take, by name.
+    pub flows: Option<Vec<String>>,
+    /// appflow: start each flow (`StartFlow`) and wait for its execution (`true`), or
+    /// only take the executions that ran on the flow's own schedule (`false`, default).
+    pub start: Option<bool>,
+    /// appflow, dataexchange: how long to wait for an execution or export job
+    /// (`"90s"`, `"30m"`); 30 minutes when absent.
+    pub wait_timeout: Option<String>,
+    /// dataexchange: the data sets to take (ids the account is entitled to).
+    pub data_sets: Option<Vec<String>>,
+    /// dataexchange: land only assets whose name matches this glob (`"*.csv"`).
+    pub assets: Option<String>,
+    /// dataexchange: where export jobs write, `s3://BUCKET/PREFIX`; `${VAR}` is expanded.
+    pub export_to: Option<String>,
+    /// appflow, dataexchange: AWS region; the default chain's (AWS_REGION, profile) when absent.
+    pub aws_region: Option<String>,
+    /// appflow, dataexchange: endpoint of the AppFlow or Data Exchange API (a VPC
+    /// endpoint, a test stand-in); `${VAR}` is expanded. AWS_ENDPOINT_URL_* also work.
+    pub endpoint_url: Option<String>,
+    /// appflow, dataexchange: endpoint of the S3 the files are read from (path-style);
+    /// `${VAR}` is expanded.
+    pub s3_endpoint_url: Option<String>,
     /// Lower-case letters, digits and `_`; names the lake folder and the `source` column.
     pub name: String,
     /// The entity (see `[entities.*]`) these records belong to.
@@ -52,7 +77,7 @@ pub struct RawSource {
     /// Date parts `{yyyy}`, `{mm}`, `{dd}`, `{hh}` make it a template of dated
     /// partitions (`data/{yyyy}/{mm}/{dd}/*.csv`), so a run for a data interval takes
     /// only the partitions that start in that interval.
-    pub path: String,
+    pub path: Option<String>,
     /// `csv`, `jsonl` or `parquet`; taken from the file extension when absent.
     pub format: Option<FileFormat>,
     /// CSV field delimiter, one character; `,` when absent.

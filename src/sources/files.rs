@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use polars::prelude::{ParquetReader, SerReader};
 
-use super::{Source, SourceError};
+use super::{compression, Source, SourceError};
 use crate::config::{self, FileFormat, WindowMode};
 use crate::lake::manifest::{Manifest, ManifestFile};
 use crate::lake::{layout, sha256_file, Lake};
@@ -91,8 +91,9 @@ impl<'a> FilesSource<'a> {
             FileFormat::Csv => {
                 let mut reader = csv::ReaderBuilder::new()
                     .delimiter(self.config.delimiter)
+                    .has_headers(self.config.header)
                     .flexible(true)
-                    .from_reader(File::open(path).map_err(self.read_err(path))?);
+                    .from_reader(compression::open(path).map_err(self.read_err(path))?);
                 let mut record = csv::ByteRecord::new();
                 let mut rows = 0;
                 // A malformed record is still a row; the cleaner quarantines it.
@@ -109,7 +110,7 @@ impl<'a> FilesSource<'a> {
                 Ok(rows)
             }
             FileFormat::Jsonl => {
-                let reader = BufReader::new(File::open(path).map_err(self.read_err(path))?);
+                let reader = BufReader::new(compression::open(path).map_err(self.read_err(path))?);
                 let mut rows = 0;
                 for line in reader.split(b'\n') {
                     let line = line.map_err(self.read_err(path))?;

@@ -1,11 +1,15 @@
 //! Sources land data in the lake and report what they landed; they never transform it.
 //! Each source keeps a cursor in the lake's state, so a run takes only what is new.
+//! Sources: `files` (local globs), `appflow` (AppFlow flows writing to S3) and
+//! `dataexchange` (Data Exchange revisions exported to S3), over [`aws`]'s shared code.
 //! A run for a data interval asks each source for that window only: files by the
 //! date parts of a path template ([`template`]); an undated source takes a window only
 //! when declared a snapshot, and otherwise refuses ([`SourceError::NoWindow`]).
-//! This build has the `files` source; AppFlow and Data Exchange (issue 6) answer to the
-//! same trait.
 
+pub mod appflow;
+pub mod aws;
+pub mod compression;
+pub mod dataexchange;
 pub mod files;
 pub mod template;
 
@@ -16,6 +20,8 @@ use crate::state::interval::Interval;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
+    #[error(transparent)]
+    Remote(Box<aws::RemoteError>),
     #[error("source {source_name:?}: no files match {pattern:?}")]
     NoFiles {
         source_name: String,
@@ -102,7 +108,13 @@ pub fn check_windows(configs: &[SourceConfig], window: &Interval) -> Result<(), 
 
 /// Builds the connector a source's config asks for.
 pub fn build(config: &SourceConfig) -> Box<dyn Source + '_> {
-    match &config.kind {
-        SourceKind::Files(f) => Box::new(files::FilesSource::new(&config.name, f)),
+    use crate::config::remote::RemoteSource;
+    let SourceKind::Files(f) = &config.kind;
+    match &config.remote {
+        None => Box::new(files::FilesSource::new(&config.name, f)),
+        Some(RemoteSource::Appflow(a)) => Box::new(appflow::AppflowSource::new(&config.name, f, a)),
+        Some(RemoteSource::Dataexchange(d)) => {
+            Box::new(dataexchange::DataexchangeSource::new(&config.name, f, d))
+        }
     }
 }

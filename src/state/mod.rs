@@ -156,6 +156,18 @@ pub struct SourceCursor {
     pub landed: BTreeMap<String, String>,
     /// Lake keys of the manifests, oldest first.
     pub manifests: Vec<String>,
+    /// AppFlow and Data Exchange: per flow or data set, the last execution or
+    /// revision landed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub positions: BTreeMap<String, Position>,
+}
+
+/// The last execution or revision landed from a flow or data set.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Position {
+    pub id: String,
+    /// When it started or was created (RFC 3339): later ones are new.
+    pub at: String,
 }
 
 pub fn read_cursor(lake: &Lake, source: &str) -> Result<SourceCursor, LakeError> {

@@ -1,0 +1,701 @@
+//! The `appflow` and `dataexchange` sources through the real SDK clients, against the
+//! loopback stand-in and moto's S3 (tests/standin): success, pagination, throttling,
+//! failures, timeouts and bad input, each through the real `cdp` binary.
+
+mod common;
+#[path = "standin/harness.rs"]
+mod standin;
+
+use std::path::{Path, PathBuf};
+
+use common::{Run, TestContext};
+use serde_json::{json, Value};
+use standin::StandIn;
+
+const CONTACTS: &str = "Id,FirstName,LastName,Email\n\
+    a1,Ada,Lovelace,ada@example.com\n\
+    a2,Alan,Turing,alan@example.com\n";
+
+/// A pipeline with one person entity fed by `sources` (TOML `[[sources]]` blocks).
+fn pipeline(ctx: &TestContext, sources: &str) -> PathBuf {
+    let text = format!(
+        r#"[pipeline]
+name = "aws_sources"
+
+[lake]
+url = "file://lake"
+
+[warehouse]
+url = "duckdb://warehouse.duckdb"
+
+{sources}
+
+[entities.person]
+key = "record_id"
+columns = {{ email = "email", first_name = "person_name", last_name = "person_name" }}
+"#
+    );
+    let path = ctx.path().join("pipeline.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn appflow_source(stand: &StandIn, name: &str, flows: &[&str], extra: &str) -> String {
+    format!(
+        r#"[[sources]]
+name = "{name}"
+kind = "appflow"
+flows = {flows:?}
+entity = "person"
+endpoint_url = "{}"
+s3_endpoint_url = "{}"
+{extra}
+columns = {{ Id = "record_id", FirstName = "first_name", LastName = "last_name", Email = "email" }}
+"#,
+        stand.api_url(),
+        stand.s3_url()
+    )
+}
+
+fn dataexchange_source(stand: &StandIn, name: &str, data_sets: &[&str], extra: &str) -> String {
+    format!(
+        r#"[[sources]]
+name = "{name}"
+kind = "dataexchange"
+data_sets = {data_sets:?}
+export_to = "s3://exports/cdp"
+entity = "person"
+endpoint_url = "{}"
+s3_endpoint_url = "{}"
+{extra}
+columns = {{ customer_id = "record_id", first_name = "first_name", last_name = "last_name", email = "email" }}
+"#,
+        stand.api_url(),
+        stand.s3_url()
+    )
+}
+
+fn ingest(ctx: &TestContext, stand: &StandIn, pipeline: &Path) -> Run {
+    let env = stand.env(ctx.path());
+    let env: Vec<(&str, &Path)> = env.iter().map(|(k, v)| (*k, v.as_path())).collect();
+    let p = pipeline.to_string_lossy();
+    ctx.cdp_with(&["ingest", &p], &env)
+}
+
+fn cursor(ctx: &TestContext, source: &str) -> Option<Value> {
+    let path = ctx
+        .path()
+        .join(format!("lake/_state/sources/{source}.json"));
+    std::fs::read(path)
+        .ok()
+        .map(|b| serde_json::from_slice(&b).unwrap())
+}
+
+/// Every manifest the source wrote, as JSON.
+fn manifests(ctx: &TestContext, source: &str) -> Vec<Value> {
+    let dir = ctx.path().join("lake/raw").join(source);
+    let Ok(runs) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    runs.filter_map(|r| std::fs::read(r.unwrap().path().join("_manifest.json")).ok())
+        .map(|b| serde_json::from_slice(&b).unwrap())
+        .collect()
+}
+
+/// Files under a directory, at any depth.
+fn landed_files(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .map(|e| e.unwrap().path())
+        .map(|p| if p.is_dir() { landed_files(&p) } else { 1 })
+        .sum()
+}
+
+/// The error and hint lines of a failed run, with export job ids redacted.
+fn message(stderr: &str) -> String {
+    let job = regex::Regex::new(r"job [0-9a-f]{32}").unwrap();
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("error:") || l.starts_with("hint:"))
+        .collect();
+    job.replace_all(&lines.join("\n"), "job [JOB]").into_owned()
+}
+
+fn flow(executions: Value, runs: Value) -> Value {
+    json!({"bucket": "appflow-out", "prefix": "salesforce", "file_type": "CSV",
+           "executions": executions, "runs": runs})
+}
+
+#[test]
+fn appflow_start_waits_for_the_execution_and_lands_its_files_despite_throttling() {
+    let ctx = TestContext::new();
+    let scenario = json!({
+        "throttle": {"DescribeFlow": 1},
+        "flows": {"contacts": flow(json!([]), json!([
+            {"id": "exec-1", "polls": 2, "files": {"part-00000": CONTACTS, "part-00001": "Id,Email\na3,grace@example.com\n"}}
+        ]))}
+    });
+    let Some(stand) = StandIn::start(&scenario, ctx.path()) else {
+        return;
+    };
+    let p = pipeline(
+        &ctx,
+        &appflow_source(&stand, "crm", &["contacts"], "start = true"),
+    );
+    let run = ingest(&ctx, &stand, &p);
+    assert_eq!(
+        run.code,
+        0,
+        "{}\n{}",
+        run.stderr,
+        std::fs::read_to_string(&stand.log).unwrap_or_default()
+    );
+    let m = manifests(&ctx, "crm");
+    assert_eq!(m.len(), 1);
+    let files = m[0]["files"].as_array().unwrap();
+    assert_eq!(files.len(), 2);
+    assert_eq!(
+        files[0]["origin"],
+        "s3://appflow-out/salesforce/contacts/exec-1/part-00000"
+    );
+    assert_eq!(files[0]["rows"], 2);
+    assert_eq!(files[1]["rows"], 1);
+    assert_eq!(
+        cursor(&ctx, "crm").unwrap()["positions"]["contacts"]["id"],
+        "exec-1"
+    );
+    // One throttled DescribeFlow, retried by the SDK; two polls in progress, one done.
+    assert_eq!(stand.calls_of("DescribeFlow"), 2);
+    assert_eq!(stand.calls_of("StartFlow"), 1);
+    assert_eq!(stand.calls_of("DescribeFlowExecutionRecords"), 3);
+}
+
+#[test]
+fn appflow_scheduled_executions_are_taken_across_pages_once() {
+    let ctx = TestContext::new();
+    let executions: Vec<Value> = (1..=5)
+        .map(|i| {
+            // The newest is still running when listed.
+            json!({"id": format!("exec-{i}"), "started_at": 1_700_000_000 + i * 3600,
+                   "polls": if i == 5 { 1 } else { 0 },
+                   "files": {"part-0": format!("Id,Email\nr{i},p{i}@example.com\n")}})
+        })
+        .collect();
+    let mut dated = flow(json!(executions), json!([]));
+    dated["date_path"] = json!("2025/01/31");
+    let scenario = json!({
+        "page_size": 2,
+        "throttle": {"DescribeFlowExecutionRecords": 1},
+        "throttle_status": 429,
+        "flows": {"contacts": dated}
+    });
+    let Some(stand) = StandIn::start(&scenario, ctx.path()) else {
+        return;
+    };
+    let p = pipeline(&ctx, &appflow_source(&stand, "crm", &["contacts"], ""));
+    let run = ingest(&ctx, &stand, &p).ok();
+    assert!(run.stdout.contains("crm"), "{}", run.stdout);
+    let m = manifests(&ctx, "crm");
+    let origins: Vec<&str> = m[0]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["origin"].as_str().unwrap())
+        .collect();
+    // Oldest first, the running one waited for.
+    assert_eq!(
+        origins,
+        (1..=5)
+            .map(|i| format!("s3://appflow-out/salesforce/contacts/2025/01/31/exec-{i}/part-0"))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        cursor(&ctx, "crm").unwrap()["positions"]["contacts"]["id"],
+        "exec-5"
+    );
+
+    // Nothing new: a second run lands nothing and keeps the cursor. (Also: the files
+    // are found under the dated folders a prefix config adds.)
+    let before = cursor(&ctx, "crm");
+    ingest(&ctx, &stand, &p).ok();
+    assert_eq!(manifests(&ctx, "crm").len(), 1);
+    assert_eq!(cursor(&ctx, "crm"), before);
+}
+
+#[test]
+fn appflow_failed_execution_reports_its_message_and_moves_no_cursor() {
+    let ctx = TestContext::new();
+    let message = "Salesforce: INVALID_SESSION_ID: Session expired or invalid";
+    let scenario = json!({"flows": {"contacts": flow(json!([]), json!([
+        {"id": "exec-9", "polls": 1, "status": "Error", "message": message}
+    ]))}});
+    let Some(stand) = StandIn::start(&scenario, ctx.path()) else {
+        return;
+    };
+    let p = pipeline(
+        &ctx,
+        &appflow_source(&stand, "crm", &["contacts"], "start = true"),
+    );
+    let run = ingest(&ctx, &stand, &p);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!(
+            "source \"crm\": AppFlow flow \"contacts\": execution exec-9 ended in Error: {message}"
+        )),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(cursor(&ctx, "crm"), None);
+    assert!(manifests(&ctx, "crm").is_empty());
+}
+
+#[test]
+fn appflow_execution_still_running_at_wait_timeout_fails_without_cursor() {
+    let ctx = TestContext::new();
+    let scenario = json!({"flows": {"contacts": flow(json!([]), json!([
+        {"id": "exec-slow", "polls": 100000, "files": {"part-0": CONTACTS}}
+    ]))}});
+    let Some(stand) = StandIn::start(&scenario, ctx.path()) else {
+        return;
+    };
+    let p = pipeline(
+        &ctx,
+        &appflow_source(
+            &stand,
+            "crm",
+            &["contacts"],
+            "start = true\nwait_timeout = \"2s\"",
+        ),
+    );
+    let started = std::time::Instant::now();
+    let run = ingest(&ctx, &stand, &p);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("execution exec-slow still InProgress after 2s (wait_timeout)"),
+        "{}",
+        run.stderr
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    assert_eq!(cursor(&ctx, "crm"), None);
+}
+
+/// Runs ingest on a scenario expected to fail and returns stderr.
+fn appflow_failure(snapshot: &str, scenario: Value, flows: &[&str], extra: &str) -> Option<String> {
+    let ctx = TestContext::new();
+    let stand = StandIn::start(&scenario, ctx.path())?;
+    let p = pipeline(&ctx, &appflow_source(&stand, "crm", flows, extra));
+    let run = ingest(&ctx, &stand, &p);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(cursor(&ctx, "crm"), None, "{}", run.stderr);
+    assert!(manifests(&ctx, "crm").is_empty());
+    assert_eq!(
+        landed_files(&ctx.path().join("lake/raw")),
+        0,
+        "{}",
+        run.stderr
+    );
+    insta::assert_snapshot!(snapshot, message(&run.stderr));
+    Some(run.stderr)
+}
+
+#[test]
+fn appflow_bad_input_names_the_flow_and_what_to_check() {
+    let ok = json!([{"id": "e1", "started_at": 1_700_000_000, "files": {"part-0": CONTACTS}}]);
+    let Some(err) = appflow_failure(
+        "appflow_unknown_flow",
+        json!({"flows": {"contacts": flow(ok.clone(), json!([]))}}),
+        // The good flow lands first; its files are taken back when the next fails.
+        &["contacts", "nope"],
+        "",
+    ) else {
+        return;
+    };
+    assert!(err.contains("source \"crm\": AppFlow flow \"nope\": DescribeFlow failed: ResourceNotFoundException: Flow nope does not exist; check the flow name in flows"), "{err}");
+
+    // A scheduled execution failed after a good one: nothing lands, the good one's
+    // files are taken back, the cursor stays.
+    let failed_later = json!([
+        {"id": "e1", "started_at": 1_700_000_000, "files": {"part-0": CONTACTS}},
+        {"id": "e2", "started_at": 1_700_003_600, "status": "Error",
+         "message": "Connector error: the Salesforce API limit was exceeded"}
+    ]);
+    let err = appflow_failure(
+        "appflow_scheduled_execution_failed",
+        json!({"flows": {"contacts": flow(failed_later, json!([]))}}),
+        &["contacts"],
+        "",
+    )
+    .unwrap();
+    assert!(
+        err.contains(
+            "execution e2 ended in Error: Connector error: the Salesforce API limit was exceeded"
+        ),
+        "{err}"
+    );
+
+    let denied =
+        json!({"deny": ["DescribeFlow"], "flows": {"contacts": flow(ok.clone(), json!([]))}});
+    // (A failed scheduled execution followed by a successful one: see
+    // appflow_a_failure_superseded_by_a_later_success_is_skipped.)
+    let err = appflow_failure("appflow_access_denied", denied, &["contacts"], "").unwrap();
+    assert!(
+        err.contains("AppFlow flow \"contacts\": DescribeFlow failed: AccessDeniedException"),
+        "{err}"
+    );
+    assert!(
+        err.contains("IAM policy allows appflow:DescribeFlow"),
+        "{err}"
+    );
+
+    let empty = json!([{"id": "e1", "started_at": 1_700_000_000, "records": 120, "files": {}}]);
+    let err = appflow_failure(
+        "appflow_no_files",
+        json!({"flows": {"contacts": flow(empty, json!([]))}}),
+        &["contacts"],
+        "",
+    )
+    .unwrap();
+    assert!(err.contains("AppFlow flow \"contacts\": execution e1 wrote no files under s3://appflow-out/salesforce/contacts/e1/"), "{err}");
+
+    let json_lines = json!([{"id": "e1", "started_at": 1_700_000_000, "files": {"part-0": "{\"Id\":\"a1\"}\n"}}]);
+    let err = appflow_failure(
+        "appflow_unexpected_format",
+        json!({"flows": {"contacts": flow(json_lines, json!([]))}}),
+        &["contacts"],
+        "",
+    )
+    .unwrap();
+    assert!(
+        err.contains(
+            "s3://appflow-out/salesforce/contacts/e1/part-0: none of the mapped columns ("
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("is in the file (found: {\"Id\":\"a1\"})"),
+        "{err}"
+    );
+    assert!(
+        err.contains("check the flow's output format (csv expected)"),
+        "{err}"
+    );
+}
+
+fn data_set(revisions: Value) -> Value {
+    json!({"revisions": revisions})
+}
+
+fn revision(i: u32, polls: u32, assets: Value) -> Value {
+    json!({"id": format!("rev-{i}"), "created_at": format!("2025-01-0{i}T00:00:00Z"),
+           "polls": polls, "assets": assets})
+}
+
+#[test]
+fn dataexchange_exports_new_revisions_across_pages_once() {
+    let ctx = TestContext::new();
+    let revisions: Vec<Value> = (1..=3)
+        .map(|i| {
+            revision(i, 1, json!({
+                "customers.csv": format!("customer_id,first_name,last_name,email\nc{i},Kim,Lee{i},kim{i}@example.com\n"),
+                "readme.txt": "about this data"
+            }))
+        })
+        .collect();
+    // A revision still being prepared (not finalized) is not exported.
+    let mut revisions = revisions;
+    let mut draft = revision(4, 0, json!({"customers.csv": "customer_id\nc4\n"}));
+    draft["finalized"] = json!(false);
+    revisions.push(draft);
+    let scenario = json!({
+        "page_size": 2,
+        "throttle": {"ListDataSetRevisions": 1},
+        "data_sets": {"ds-consumers": data_set(json!(revisions))}
+    });
+    let Some(stand) = StandIn::start(&scenario, ctx.path()) else {
+        return;
+    };
+    let p = pipeline(
+        &ctx,
+        &dataexchange_source(&stand, "consumers", &["ds-consumers"], "assets = \"*.csv\""),
+    );
+    let run = ingest(&ctx, &stand, &p);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let m = manifests(&ctx, "consumers");
+    let origins: Vec<&str> = m[0]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["origin"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        origins,
+        (1..=3)
+            .map(|i| format!("s3://exports/cdp/ds-consumers/rev-{i}/customers.csv"))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        cursor(&ctx, "consumers").unwrap()["positions"]["ds-consumers"]["id"],
+        "rev-3"
+    );
+    assert_eq!(stand.calls_of("CreateJob"), 3);
+    assert_eq!(stand.calls_of("StartJob"), 3);
+    // Each job: one poll in progress, one completed.
+    assert_eq!(stand.calls_of("GetJob"), 6);
+    // Two pages, plus the throttled first call.
+    assert_eq!(stand.calls_of("ListDataSetRevisions"), 3);
+
+    let run = ingest(&ctx, &stand, &p).ok();
+    assert!(
+        run.stderr.is_empty() || !run.stderr.contains("error"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(manifests(&ctx, "consumers").len(), 1);
+    assert_eq!(stand.calls_of("CreateJob"), 3);
+}
+
+fn dataexchange_failure(
+    snapshot: &str,
+    scenario: Value,
+    data_sets: &[&str],
+    extra: &str,
+) -> Option<String> {
+    let ctx = TestContext::new();
+    let stand = StandIn::start(&scenario, ctx.path())?;
+    let p = pipeline(
+        &ctx,
+        &dataexchange_source(&stand, "consumers", data_sets, extra),
+    );
+    let run = ingest(&ctx, &stand, &p);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(cursor(&ctx, "consumers"), None, "{}", run.stderr);
+    insta::assert_snapshot!(snapshot, message(&run.stderr));
+    Some(run.stderr)
+}
+
+#[test]
+fn dataexchange_failures_name_the_data_set_and_keep_the_cursor() {
+    let failing = json!({"data_sets": {"ds-1": data_set(json!([
+        {"id": "rev-1", "created_at": "2025-01-01T00:00:00Z", "state": "ERROR",
+         "message": "Access to the destination bucket was denied"}
+    ]))}});
+    let Some(err) = dataexchange_failure("dataexchange_failed_job", failing, &["ds-1"], "") else {
+        return;
+    };
+    assert!(
+        err.contains("source \"consumers\": Data Exchange data set \"ds-1\": export job"),
+        "{err}"
+    );
+    assert!(err.contains("of revision rev-1 ended in ERROR: INTERNAL_ERROR: Access to the destination bucket was denied"), "{err}");
+
+    let err = dataexchange_failure(
+        "dataexchange_unknown_data_set",
+        json!({"data_sets": {}}),
+        &["ds-unknown"],
+        "",
+    )
+    .unwrap();
+    assert!(err.contains("Data Exchange data set \"ds-unknown\": ListDataSetRevisions failed: ResourceNotFoundException"), "{err}");
+    assert!(err.contains("that the account is entitled to it"), "{err}");
+
+    let denied = json!({"deny": ["CreateJob"], "data_sets": {"ds-1": data_set(json!([revision(1, 0, json!({"a.csv": "customer_id\n1\n"}))]))}});
+    let err = dataexchange_failure("dataexchange_access_denied", denied, &["ds-1"], "").unwrap();
+    assert!(
+        err.contains("CreateJob failed: AccessDeniedException"),
+        "{err}"
+    );
+    assert!(err.contains("allows dataexchange:CreateJob"), "{err}");
+
+    let slow = json!({"data_sets": {"ds-1": data_set(json!([revision(1, 100000, json!({"a.csv": "customer_id\n1\n"}))]))}});
+    let err = dataexchange_failure(
+        "dataexchange_timeout",
+        slow,
+        &["ds-1"],
+        "wait_timeout = \"1s\"",
+    )
+    .unwrap();
+    assert!(
+        err.contains("still IN_PROGRESS after 1s (wait_timeout)"),
+        "{err}"
+    );
+
+    let no_match = json!({"data_sets": {"ds-1": data_set(json!([revision(1, 0, json!({"a.txt": "hello"}))]))}});
+    let err = dataexchange_failure(
+        "dataexchange_no_matching_asset",
+        no_match,
+        &["ds-1"],
+        "assets = \"*.csv\"",
+    )
+    .unwrap();
+    assert!(err.contains("the export of revision rev-1 wrote no files under s3://exports/cdp/ds-1/rev-1/; no asset name matches assets = \"*.csv\""), "{err}");
+
+    let wrong = json!({"data_sets": {"ds-1": data_set(json!([revision(1, 0, json!({"a.csv": "x,y\n1,2\n"}))]))}});
+    let err = dataexchange_failure("dataexchange_unexpected_format", wrong, &["ds-1"], "").unwrap();
+    assert!(
+        err.contains("s3://exports/cdp/ds-1/rev-1/a.csv: none of the mapped columns"),
+        "{err}"
+    );
+}
+
+/// The sample pipeline with its CRM contacts coming through an AppFlow flow and its
+/// consumer file through a Data Exchange revision: ingest, clean, resolve and load
+/// give the same warehouse as the plain sample run from local files.
+#[test]
+fn sample_pipeline_through_appflow_and_dataexchange_matches_the_file_run() {
+    let ctx = TestContext::new();
+    let scenario = json!({
+        "page_size": 1,
+        "flows": {"salesforce-contacts": flow(json!([
+            {"id": "exec-2025", "started_at": 1_735_689_600,
+             "files": {"part-00000": {"from": "sample-data/crm/contacts_2025.csv"}}},
+            {"id": "exec-2026", "started_at": 1_767_225_600,
+             "files": {"part-00000": {"from": "sample-data/crm/contacts_2026.csv"}}}
+        ]), json!([]))},
+        "data_sets": {"ds-consumers": data_set(json!([
+            revision(1, 1, json!({"consumers.csv": {"from": "sample-data/enrichment/consumers.csv"}}))
+        ]))}
+    });
+    let Some(stand) = StandIn::start(&scenario, ctx.path()) else {
+        return;
+    };
+    let endpoints = format!(
+        "endpoint_url = \"{}\"\ns3_endpoint_url = \"{}\"",
+        stand.api_url(),
+        stand.s3_url()
+    );
+    let sample = std::fs::read_to_string(common::sample_pipeline()).unwrap();
+    let crm = "kind = \"files\"\npath = \"${CDP_DATA_DIR:-sample-data}/crm/contacts_{yyyy}.csv\"";
+    let enrichment = "kind = \"files\"\nwindow = \"snapshot\"\npath = \"${CDP_DATA_DIR:-sample-data}/enrichment/consumers.csv\"";
+    assert!(sample.contains(crm) && sample.contains(enrichment));
+    let text = sample
+        .replace(
+            crm,
+            &format!("kind = \"appflow\"\nflows = [\"salesforce-contacts\"]\n{endpoints}"),
+        )
+        .replace(
+            enrichment,
+            &format!("kind = \"dataexchange\"\ndata_sets = [\"ds-consumers\"]\nexport_to = \"s3://exports/cdp\"\n{endpoints}"),
+        );
+    let p = ctx.path().join("aws.toml");
+    std::fs::write(&p, text).unwrap();
+    let env = stand.env(ctx.path());
+    let env: Vec<(&str, &Path)> = env.iter().map(|(k, v)| (*k, v.as_path())).collect();
+    let (lake, wh) = (ctx.lake_url(), ctx.warehouse_url());
+    let p = p.to_string_lossy();
+    let args = ["--lake", lake.as_str(), "--warehouse", wh.as_str()];
+
+    let started = std::time::Instant::now();
+    let run = ctx.cdp_with(&[&["ingest", &p][..], &args].concat(), &env);
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let bytes: u64 = ["crm_contacts", "enrichment"]
+        .iter()
+        .flat_map(|s| manifests(&ctx, s))
+        .flat_map(|m| m["files"].as_array().unwrap().clone())
+        .map(|f| f["bytes"].as_u64().unwrap())
+        .sum();
+    eprintln!(
+        "ingest through the stand-in: {bytes} bytes from AppFlow + Data Exchange (and local files) in {secs:.2}s"
+    );
+    assert_eq!(
+        manifests(&ctx, "crm_contacts")[0]["files"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        manifests(&ctx, "enrichment")[0]["files"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    ctx.cdp_with(&[&["run", &p][..], &args].concat(), &env).ok();
+
+    let plain = TestContext::new();
+    plain.step("run", &common::sample_pipeline(), &[]).ok();
+    let per_source = "SELECT source || '=' || count(*) AS n FROM person GROUP BY source ORDER BY 1";
+    assert_eq!(ctx.query(per_source), plain.query(per_source));
+    for table in ["person", "identity_graph", "customer_360", "orders"] {
+        assert_eq!(ctx.count(table), plain.count(table), "{table}");
+    }
+}
+
+/// Endpoints from AWS_ENDPOINT_URL_* rather than the pipeline file.
+#[test]
+fn endpoints_can_come_from_the_environment() {
+    let ctx = TestContext::new();
+    let scenario = json!({"data_sets": {"ds-1": data_set(json!([
+        revision(1, 0, json!({"customers.csv": "customer_id,email\nc1,a@example.com\n"}))
+    ]))}});
+    let Some(stand) = StandIn::start(&scenario, ctx.path()) else {
+        return;
+    };
+    let source = dataexchange_source(&stand, "consumers", &["ds-1"], "")
+        .lines()
+        .filter(|l| !l.contains("endpoint_url"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let p = pipeline(&ctx, &source);
+    let mut env = stand.env(ctx.path());
+    env.push((
+        "AWS_ENDPOINT_URL_DATAEXCHANGE",
+        PathBuf::from(stand.api_url()),
+    ));
+    env.push(("AWS_ENDPOINT_URL_S3", PathBuf::from(stand.s3_url())));
+    let env: Vec<(&str, &Path)> = env.iter().map(|(k, v)| (*k, v.as_path())).collect();
+    let run = ctx.cdp_with(&["ingest", &p.to_string_lossy()], &env);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(manifests(&ctx, "consumers")[0]["files"][0]["rows"], 1);
+}
+
+#[test]
+fn appflow_a_failure_superseded_by_a_later_success_is_skipped() {
+    let ctx = TestContext::new();
+    let executions = json!([
+        {"id": "e1", "started_at": 1_700_000_000, "status": "Error", "message": "Salesforce: REQUEST_LIMIT_EXCEEDED"},
+        {"id": "e2", "started_at": 1_700_003_600, "files": {"part-0": CONTACTS}}
+    ]);
+    let scenario = json!({"flows": {"contacts": flow(executions, json!([]))}});
+    let Some(stand) = StandIn::start(&scenario, ctx.path()) else {
+        return;
+    };
+    let p = pipeline(&ctx, &appflow_source(&stand, "crm", &["contacts"], ""));
+    let run = ingest(&ctx, &stand, &p).ok();
+    assert!(
+        run.stderr.contains("execution e1 ended in Error: Salesforce: REQUEST_LIMIT_EXCEEDED; a later execution succeeded, so it is skipped"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        cursor(&ctx, "crm").unwrap()["positions"]["contacts"]["id"],
+        "e2"
+    );
+    assert_eq!(
+        manifests(&ctx, "crm")[0]["files"].as_array().unwrap().len(),
+        1
+    );
+}
+
+/// A scheduled run that found nothing new transfers no records and writes no files:
+/// nothing lands, and the cursor moves past it.
+#[test]
+fn appflow_execution_with_no_records_lands_nothing_and_is_done() {
+    let ctx = TestContext::new();
+    let executions = json!([{"id": "e1", "started_at": 1_700_000_000, "files": {}}]);
+    let scenario = json!({"flows": {"contacts": flow(executions, json!([]))}});
+    let Some(stand) = StandIn::start(&scenario, ctx.path()) else {
+        return;
+    };
+    let p = pipeline(&ctx, &appflow_source(&stand, "crm", &["contacts"], ""));
+    ingest(&ctx, &stand, &p).ok();
+    assert!(manifests(&ctx, "crm").is_empty());
+    assert_eq!(
+        cursor(&ctx, "crm").unwrap()["positions"]["contacts"]["id"],
+        "e1"
+    );
+}
