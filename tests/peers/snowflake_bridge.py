@@ -1,0 +1,141 @@
+"""The Snowflake test peer: fakesnow's server app, with two changes for cdp's tests.
+
+1. JSON rowsets. snowflake-connector-rs reads only Snowflake's JSON result format,
+   while fakesnow answers SELECT (and DDL) in Arrow. This bridge decodes fakesnow's
+   Arrow answer and re-encodes it as a JSON rowset, with values in Snowflake's JSON
+   text forms (numbers as text, DATE as days since 1970, TIMESTAMP as
+   "<epoch seconds>.<nanoseconds>", BOOLEAN as "1"/"0").
+2. A password. fakesnow accepts any login; with CDP_PEER_SNOWFLAKE_PASSWORD set, a
+   password login with another password is refused the way Snowflake refuses it
+   (code 390100), so the wrong-credentials path can be tested.
+
+It also points DuckDB (under fakesnow) at the S3 peer: httpfs from the PyPI package
+duckdb-extension-httpfs, and a persistent S3 secret for CDP_PEER_S3_ENDPOINT, both in
+this process's HOME (up.sh gives it a folder of its own). Test code only; cdp's
+product code never talks to this.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime as dt
+import gzip
+import json
+import os
+import pathlib
+
+import duckdb
+import duckdb_extension_httpfs
+import pyarrow as pa
+import uvicorn
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+import fakesnow.server as server
+
+EPOCH = dt.date(1970, 1, 1)
+
+
+def setup_duckdb_s3() -> None:
+    ext = next(pathlib.Path(duckdb_extension_httpfs.__file__).parent.rglob("httpfs.duckdb_extension"))
+    con = duckdb.connect()
+    con.execute(f"INSTALL '{ext}'")
+    endpoint = os.environ.get("CDP_PEER_S3_ENDPOINT")
+    if endpoint:
+        con.execute(
+            "CREATE OR REPLACE PERSISTENT SECRET cdp_peer_s3 (TYPE s3, KEY_ID 'cdp-test', "
+            f"SECRET 'cdp-test', REGION 'us-east-1', ENDPOINT '{endpoint}', "
+            "URL_STYLE 'path', USE_SSL false)"
+        )
+    con.close()
+
+
+def json_cell(value, type_name: str) -> str | None:
+    if value is None:
+        return None
+    t = type_name.upper()
+    if isinstance(value, dict) and "epoch" in value:
+        # fakesnow's Arrow form of a timestamp: {epoch, fraction[, timezone]}
+        return f"{value['epoch']}.{value['fraction']:09d}"
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, dt.datetime):
+        delta = value.replace(tzinfo=None) - dt.datetime(1970, 1, 1)
+        return f"{int(delta.total_seconds())}.{value.microsecond * 1000:09d}"
+    if isinstance(value, dt.date):
+        return str((value - EPOCH).days)
+    if t == "TIME" and isinstance(value, int):
+        return f"{value // 1_000_000_000}.{value % 1_000_000_000:09d}"
+    if isinstance(value, (bytes, bytearray)):
+        return value.hex()
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, default=str)
+    return str(value)
+
+
+def to_json_rowset(data: dict) -> None:
+    encoded = data.pop("rowsetBase64", "") or ""
+    data["queryResultFormat"] = "json"
+    rowtype = data.get("rowtype") or []
+    if not encoded:
+        data["rowset"] = []
+        return
+    table = pa.ipc.open_stream(base64.b64decode(encoded)).read_all()
+    columns = [col.to_pylist() for col in table.columns]
+    types = [c.get("type", "") for c in rowtype]
+    data["rowset"] = [
+        [json_cell(v, types[i] if i < len(types) else "") for i, v in enumerate(row)]
+        for row in zip(*columns)
+    ]
+    data["returned"] = len(data["rowset"])
+
+
+async def query_request(request: Request) -> JSONResponse:
+    response = await server.query_request(request)
+    body = json.loads(response.body)
+    data = body.get("data")
+    if body.get("success") and isinstance(data, dict) and data.get("queryResultFormat") == "arrow":
+        to_json_rowset(data)
+        return JSONResponse(body, status_code=response.status_code)
+    return response
+
+
+async def login_request(request: Request) -> JSONResponse:
+    expected = os.environ.get("CDP_PEER_SNOWFLAKE_PASSWORD")
+    if expected:
+        raw = await request.body()
+        if request.headers.get("Content-Encoding") == "gzip":
+            raw = gzip.decompress(raw)
+        data = json.loads(raw).get("data", {})
+        if data.get("AUTHENTICATOR") in (None, "", "SNOWFLAKE") and data.get("PASSWORD") != expected:
+            return JSONResponse(
+                {
+                    "data": {"nextAction": "RETRY_LOGIN", "authnMethod": "PASSWORD"},
+                    "code": "390100",
+                    "message": "Incorrect username or password was specified.",
+                    "success": False,
+                }
+            )
+    return await server.login_request(request)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    setup_duckdb_s3()
+    routes = []
+    for route in server.routes:
+        if route.path == "/queries/v1/query-request":
+            route = Route(route.path, query_request, methods=["POST"])
+        elif route.path == "/session/v1/login-request":
+            route = Route(route.path, login_request, methods=["POST"])
+        routes.append(route)
+    server.app.router.routes[:] = routes
+    uvicorn.run(server.app, host="127.0.0.1", port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()
