@@ -387,7 +387,7 @@ impl Warehouse for Snowflake {
             }
         }
         let names: Vec<String> = columns.iter().map(|(n, _)| n.clone()).collect();
-        self.exec("begin", "BEGIN".into())?;
+        self.exec("begin", "BEGIN TRANSACTION".into())?;
         let merged = (|| {
             if object.keys.is_empty() {
                 self.exec("replace rows", format!("DELETE FROM {}", sf_ident(table)))?;

@@ -42,6 +42,14 @@ impl Run {
     }
 }
 
+/// The binary under test: CDP_TEST_BIN when set (a private copy, safe from another
+/// checkout rebuilding the shared target dir meanwhile), else cargo's.
+pub fn cdp_bin() -> PathBuf {
+    std::env::var_os("CDP_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_cdp")))
+}
+
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -79,7 +87,7 @@ impl TestContext {
 
     /// `cdp ARGS` with extra environment variables.
     pub fn cdp_with(&self, args: &[&str], env: &[(&str, &Path)]) -> Run {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cdp"));
+        let mut cmd = Command::new(cdp_bin());
         cmd.args(args)
             .current_dir(self.path())
             .env("CDP_DATA_DIR", repo().join("sample-data"))

@@ -5,9 +5,16 @@
    Arrow answer and re-encodes it as a JSON rowset, with values in Snowflake's JSON
    text forms (numbers as text, DATE as days since 1970, TIMESTAMP as
    "<epoch seconds>.<nanoseconds>", BOOLEAN as "1"/"0").
+   Explicit transactions are emulated here (see `transaction`). Failed statements get the `queryId` Snowflake always sends, so the connector
+   reports the server's message.
 2. A password. fakesnow accepts any login; with CDP_PEER_SNOWFLAKE_PASSWORD set, a
    password login with another password is refused the way Snowflake refuses it
    (code 390100), so the wrong-credentials path can be tested.
+
+3. A hold, for the crash test: while the file named by CDP_PEER_HOLD_FILE exists and
+   holds a regular expression, a statement matching it is not run; the request waits
+   (writing "<file>.held" so the test knows) until the file is gone, then fails. The
+   test kills cdp meanwhile, as a crash at that statement would.
 
 It also points DuckDB (under fakesnow) at the S3 peer: httpfs from the PyPI package
 duckdb-extension-httpfs, and a persistent S3 secret for CDP_PEER_S3_ENDPOINT, both in
@@ -18,22 +25,27 @@ product code never talks to this.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import datetime as dt
 import gzip
 import json
 import os
 import pathlib
+import re
+import uuid
 
 import duckdb
 import duckdb_extension_httpfs
 import pyarrow as pa
 import uvicorn
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 import fakesnow.server as server
+from fakesnow.converter import from_binding
 
 EPOCH = dt.date(1970, 1, 1)
 
@@ -92,12 +104,120 @@ def to_json_rowset(data: dict) -> None:
     data["returned"] = len(data["rowset"])
 
 
+async def hold(request: Request) -> JSONResponse | None:
+    hold_file = os.environ.get("CDP_PEER_HOLD_FILE")
+    if not hold_file or not os.path.exists(hold_file):
+        return None
+    pattern = pathlib.Path(hold_file).read_text().strip()
+    raw = await request.body()
+    if request.headers.get("Content-Encoding") == "gzip":
+        raw = gzip.decompress(raw)
+    sql = json.loads(raw).get("sqlText", "")
+    try:
+        database = server.to_conn(server.to_token(request)).database
+    except Exception:
+        database = ""
+    # Matched against "<database>: <sql>", so a test holds only its own statements.
+    if not pattern or not re.search(pattern, f"{database}: {sql}"):
+        return None
+    pathlib.Path(hold_file + ".held").write_text(sql)
+    while os.path.exists(hold_file):
+        await asyncio.sleep(0.1)
+    return JSONResponse({"data": None, "code": "000000", "message": "held by the test peer", "success": False}, status_code=503)
+
+
+TCL = re.compile(r"^\s*(BEGIN|START\s+TRANSACTION|COMMIT|ROLLBACK)\b", re.I)
+DML = re.compile(r"^\s*(INSERT|UPDATE|DELETE|MERGE)\b", re.I)
+# Open transactions: session token -> the DML statements deferred to COMMIT.
+transactions: dict[str, list[tuple[str, tuple | None]]] = {}
+
+
+def status_response(conn, text: str, type_id: int) -> JSONResponse:
+    column = {
+        "name": "status", "database": "", "schema": "", "table": "", "nullable": True,
+        "type": "text", "byteLength": None, "length": None, "scale": None, "precision": None,
+        "collation": None,
+    }
+    return JSONResponse(
+        {
+            "data": {
+                "parameters": [],
+                "rowtype": [column],
+                "rowset": [[text]],
+                "total": 1,
+                "returned": 1,
+                "queryId": str(uuid.uuid4()),
+                "statementTypeId": type_id,
+                "queryResultFormat": "json",
+                "finalDatabaseName": conn.database,
+                "finalSchemaName": conn.schema,
+            },
+            "success": True,
+        }
+    )
+
+
+def error_response(message: str, code: str = "000603") -> JSONResponse:
+    return JSONResponse(
+        {
+            "data": {"errorCode": code, "sqlState": "XX000", "queryId": str(uuid.uuid4())},
+            "code": code,
+            "message": message,
+            "success": False,
+        }
+    )
+
+
+async def transaction(request: Request) -> JSONResponse | None:
+    """Explicit transactions. fakesnow's server cannot describe BEGIN/COMMIT, and its
+    MERGE cannot run inside a DuckDB transaction (it writes fakesnow's own catalog
+    too), so the bridge emulates them: after BEGIN, INSERT/UPDATE/DELETE/MERGE are
+    kept, not run; COMMIT runs them in order; ROLLBACK, or a client that never sends
+    COMMIT (a crash), drops them. What a crash must not leave behind, it does not."""
+    raw = await request.body()
+    if request.headers.get("Content-Encoding") == "gzip":
+        raw = gzip.decompress(raw)
+    body = json.loads(raw)
+    sql = body.get("sqlText", "")
+    token = server.to_token(request)
+    conn = server.to_conn(token)
+    if m := TCL.match(sql):
+        verb = m.group(1).upper()
+        if verb in ("BEGIN", "START"):
+            transactions[token] = []
+        elif verb == "ROLLBACK":
+            transactions.pop(token, None)
+        else:
+            for stmt, params in transactions.pop(token, []):
+                try:
+                    await run_in_threadpool(conn.cursor().execute, stmt, binding_params=params, server=True)
+                except Exception as e:  # noqa: BLE001
+                    return error_response(f"COMMIT failed running {stmt[:200]!r}: {e}")
+        return status_response(conn, "Statement executed successfully.", 0x5000)
+    if token in transactions and DML.match(sql):
+        params = None
+        if bindings := body.get("bindings"):
+            params = tuple(from_binding(bindings[str(pos)]) for pos in range(1, len(bindings) + 1))
+        transactions[token].append((sql, params))
+        return status_response(conn, "0", 0x3000)
+    return None
+
+
 async def query_request(request: Request) -> JSONResponse:
+    if (held := await hold(request)) is not None:
+        return held
+    if (done := await transaction(request)) is not None:
+        return done
     response = await server.query_request(request)
     body = json.loads(response.body)
     data = body.get("data")
     if body.get("success") and isinstance(data, dict) and data.get("queryResultFormat") == "arrow":
         to_json_rowset(data)
+        return JSONResponse(body, status_code=response.status_code)
+    if not body.get("success") and isinstance(data, dict) and "queryId" not in data:
+        # Snowflake names the failed query; the Rust connector needs the field to
+        # report the error message at all.
+        data["queryId"] = "00000000-0000-0000-0000-000000000000"
         return JSONResponse(body, status_code=response.status_code)
     return response
 
