@@ -234,3 +234,68 @@ fn a_load_killed_between_copy_and_merge_reruns_to_exact_counts() {
         cloud.scalar("SELECT count(*) FROM _cdp_load_ledger WHERE table_name = 'person'");
     assert_eq!(person_loads, 1);
 }
+
+#[test]
+fn key_pair_auth_logs_in_with_the_registered_key_only() {
+    let Some(cloud) = Cloud::new("cloud_keypair") else {
+        return;
+    };
+    let python = std::env::var("CDP_TEST_PYTHON").expect("CDP_TEST_PYTHON");
+    let keys = std::env::var("CDP_TEST_SNOWFLAKE_KEYS_DIR").expect("keys dir");
+    let user = format!("KP{}", std::process::id());
+    let dir = cloud.ctx.path();
+    // Two encrypted keys: one whose public half is registered for the user, a stranger.
+    let script = r#"
+import sys, pathlib
+from cryptography.hazmat.primitives import serialization as s
+from cryptography.hazmat.primitives.asymmetric import rsa
+dir, registered = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+good, other = (rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in range(2))
+for name, key in (("good.pem", good), ("other.pem", other)):
+    (dir / name).write_bytes(key.private_bytes(s.Encoding.PEM, s.PrivateFormat.PKCS8, s.BestAvailableEncryption(b"pass-phrase-7")))
+registered.write_bytes(good.public_key().public_bytes(s.Encoding.PEM, s.PublicFormat.SubjectPublicKeyInfo))
+"#;
+    let registered = PathBuf::from(keys).join(format!("{user}.pem"));
+    let ok = Command::new(python)
+        .args(["-c", script])
+        .arg(dir)
+        .arg(&registered)
+        .status()
+        .expect("python");
+    assert!(ok.success(), "key generation failed");
+    let text = std::fs::read_to_string(&cloud.pipeline).expect("read");
+    for (key, works) in [("good.pem", true), ("other.pem", false)] {
+        let p = dir.join(format!("kp-{key}.toml"));
+        let with_key = text.replace(
+            "user = \"cdp\"\n",
+            &format!(
+                "user = \"{user}\"\nprivate_key_path = \"{}\"\n",
+                dir.join(key).display()
+            ),
+        );
+        std::fs::write(&p, with_key).expect("write");
+        let mut cmd = cloud.command(&["sql", "--pipeline", &p.to_string_lossy(), "SELECT 1"], "");
+        let run: common::Run = cmd
+            .env("SNOWFLAKE_PRIVATE_KEY_PASSPHRASE", "pass-phrase-7")
+            .env("RUST_LOG", "debug")
+            .output()
+            .expect("run")
+            .into();
+        let all = format!("{}{}", run.stdout, run.stderr);
+        assert!(
+            !all.contains("PRIVATE KEY") && !all.contains("pass-phrase-7"),
+            "{all}"
+        );
+        if works {
+            assert_eq!(run.code, 0, "{}", run.stderr);
+        } else {
+            assert_eq!(run.code, 1, "{}", run.stderr);
+            assert!(
+                run.stderr.contains("JWT token is invalid"),
+                "{}",
+                run.stderr
+            );
+        }
+    }
+    let _ = std::fs::remove_file(registered);
+}

@@ -9,7 +9,8 @@
    reports the server's message.
 2. A password. fakesnow accepts any login; with CDP_PEER_SNOWFLAKE_PASSWORD set, a
    password login with another password is refused the way Snowflake refuses it
-   (code 390100), so the wrong-credentials path can be tested.
+   (code 390100), so the wrong-credentials path can be tested; a key-pair login is
+   checked against a public key the test registered (see `jwt_refused`).
 
 3. A hold, for the crash test: while the file named by CDP_PEER_HOLD_FILE exists and
    holds a regular expression, a statement matching it is not run; the request waits
@@ -37,6 +38,7 @@ import uuid
 
 import duckdb
 import duckdb_extension_httpfs
+import jwt
 import pyarrow as pa
 import uvicorn
 from starlette.concurrency import run_in_threadpool
@@ -222,13 +224,33 @@ async def query_request(request: Request) -> JSONResponse:
     return response
 
 
+def jwt_refused(data: dict) -> bool:
+    """Key-pair login: when the test registered a public key for the user (a PEM file
+    named after the user in CDP_PEER_SNOWFLAKE_KEYS_DIR, as `ALTER USER ... SET
+    RSA_PUBLIC_KEY` would), the JWT must be signed by its private key."""
+    keys = os.environ.get("CDP_PEER_SNOWFLAKE_KEYS_DIR")
+    user = str(data.get("LOGIN_NAME", "")).upper()
+    key_file = pathlib.Path(keys or "/nonexistent") / f"{user}.pem"
+    if not key_file.exists():
+        return False
+    try:
+        jwt.decode(data.get("TOKEN", ""), key_file.read_text(), algorithms=["RS256"], options={"verify_aud": False})
+        return False
+    except jwt.PyJWTError:
+        return True
+
+
 async def login_request(request: Request) -> JSONResponse:
     expected = os.environ.get("CDP_PEER_SNOWFLAKE_PASSWORD")
+    raw = await request.body()
+    if request.headers.get("Content-Encoding") == "gzip":
+        raw = gzip.decompress(raw)
+    data = json.loads(raw).get("data", {})
+    if data.get("AUTHENTICATOR") == "SNOWFLAKE_JWT" and jwt_refused(data):
+        return JSONResponse(
+            {"data": None, "code": "390144", "message": "JWT token is invalid.", "success": False}
+        )
     if expected:
-        raw = await request.body()
-        if request.headers.get("Content-Encoding") == "gzip":
-            raw = gzip.decompress(raw)
-        data = json.loads(raw).get("data", {})
         if data.get("AUTHENTICATOR") in (None, "", "SNOWFLAKE") and data.get("PASSWORD") != expected:
             return JSONResponse(
                 {

@@ -42,11 +42,12 @@ echo $! > "$PEERS_DIR/s3.pid"
 wait_http s3 "http://127.0.0.1:$s3_port/"
 
 sf_port=$(free_port)
-mkdir -p "$PEERS_DIR/snowflake-home"
+mkdir -p "$PEERS_DIR/snowflake-home" "$PEERS_DIR/snowflake-keys"
 # The Snowflake peer keeps DuckDB's home (extensions, S3 secret) in its own folder.
 # The Snowflake peer accepts this one password, so a wrong one can be tested.
 HOME="$PEERS_DIR/snowflake-home" CDP_PEER_S3_ENDPOINT="127.0.0.1:$s3_port" \
   CDP_PEER_SNOWFLAKE_PASSWORD=cdp-test-password CDP_PEER_HOLD_FILE="$PEERS_DIR/snowflake-hold" \
+  CDP_PEER_SNOWFLAKE_KEYS_DIR="$PEERS_DIR/snowflake-keys" \
   "$VENV/bin/python" tests/peers/snowflake_bridge.py --port "$sf_port" \
   > "$PEERS_DIR/snowflake.log" 2>&1 &
 echo $! > "$PEERS_DIR/snowflake.pid"
@@ -56,5 +57,7 @@ cat > "$PEERS_DIR/env" <<ENV
 export CDP_TEST_S3_ENDPOINT=http://127.0.0.1:$s3_port
 export CDP_TEST_SNOWFLAKE_URL=http://127.0.0.1:$sf_port
 export CDP_TEST_SNOWFLAKE_HOLD_FILE=$PEERS_DIR/snowflake-hold
+export CDP_TEST_SNOWFLAKE_KEYS_DIR=$PEERS_DIR/snowflake-keys
+export CDP_TEST_PYTHON=$(cd "$VENV" && pwd)/bin/python
 ENV
 echo "peers up: S3 on 127.0.0.1:$s3_port, Snowflake on 127.0.0.1:$sf_port ($PEERS_DIR/env)"
