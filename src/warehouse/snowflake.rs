@@ -347,7 +347,6 @@ impl Snowflake {
 
 /// What a statement returned.
 struct Rows {
-    #[allow(dead_code)]
     columns: Vec<String>,
     rows: Vec<Vec<serde_json::Value>>,
 }
@@ -369,8 +368,9 @@ impl Warehouse for Snowflake {
             key: object.key.clone(),
             source: Box::new(e),
         })?;
-        self.evolve(table, &columns)?;
+        // The stage first: a lake it cannot read fails the load before the table changes.
         self.ensure_stage()?;
+        self.evolve(table, &columns)?;
         let load = load_table(table);
         self.exec("create load table", create_table_sql(&load, &columns, true))?;
         self.exec("copy", copy_sql(&load, &self.conf.stage, &object.key))?;
