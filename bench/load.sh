@@ -15,7 +15,7 @@ PY=".venv/peers/bin/python"
 mkdir -p "$WORK"
 
 cargo build --release --locked
-CDP="$CARGO_TARGET_DIR/release/cdp"
+CDP="${CDP_BENCH_BIN:-$CARGO_TARGET_DIR/release/cdp}"
 make --no-print-directory peers >/dev/null
 
 # time_it NAME CMD...: wall seconds and peak RSS (MiB) of a command, from GNU time.
@@ -59,14 +59,27 @@ cat > "$lake/_state/steps/clean.json" <<JSON
  "outputs": {"person": {"key": "clean/person/bench/data.parquet", "rows": $ROWS, "sha256": "$sha"}}}
 JSON
 export CDP_BENCH_PARQUET="$DATA"
-read -r load_s load_mb < <(CDP_LAKE="file://$lake" CDP_WAREHOUSE="duckdb://$WORK/cdp.duckdb" \
-  time_it load "$CDP" load bench/load.toml)
+# Three rounds, cdp and DuckDB alternating, each into a new database file; the median
+# of each is reported (other work on a shared machine moves single runs a lot).
 base="duckdb://$WORK/baseline.duckdb"
-"$CDP" sql --warehouse "$base" "CREATE TABLE person AS SELECT * FROM read_parquet('$DATA') LIMIT 0" >/dev/null
-read -r base_s base_mb < <(time_it baseline "$CDP" sql --warehouse "$base" "COPY person FROM '$DATA' (FORMAT parquet)")
-n_cdp=$("$CDP" sql --warehouse "duckdb://$WORK/cdp.duckdb" --format csv "SELECT count(*) FROM person" | tail -1)
-n_base=$("$CDP" sql --warehouse "$base" --format csv "SELECT count(*) FROM person" | tail -1)
-[ "$n_cdp" = "$ROWS" ] && [ "$n_base" = "$ROWS" ] || { echo "row counts differ: cdp $n_cdp, DuckDB $n_base, want $ROWS" >&2; exit 1; }
+cdp_runs=() base_runs=()
+for round in 1 2 3; do
+  rm -f "$WORK"/*.duckdb "$WORK"/*.duckdb.wal
+  read -r s mb < <(CDP_LAKE="file://$lake" CDP_WAREHOUSE="duckdb://$WORK/cdp.duckdb" \
+    time_it "load$round" "$CDP" load bench/load.toml --force)
+  cdp_runs+=("$s $mb")
+  "$CDP" sql --warehouse "$base" "CREATE TABLE person AS SELECT * FROM read_parquet('$DATA') LIMIT 0" >/dev/null
+  read -r s mb < <(time_it "baseline$round" "$CDP" sql --warehouse "$base" "COPY person FROM '$DATA' (FORMAT parquet)")
+  base_runs+=("$s $mb")
+  n_cdp=$("$CDP" sql --warehouse "duckdb://$WORK/cdp.duckdb" --format csv "SELECT count(*) FROM person" | tail -1)
+  n_base=$("$CDP" sql --warehouse "$base" --format csv "SELECT count(*) FROM person" | tail -1)
+  [ "$n_cdp" = "$ROWS" ] && [ "$n_base" = "$ROWS" ] || { echo "row counts differ: cdp $n_cdp, DuckDB $n_base, want $ROWS" >&2; exit 1; }
+done
+median() { printf '%s\n' "$@" | sort -n | sed -n 2p; }
+read -r load_s load_mb < <(median "${cdp_runs[@]}")
+read -r base_s base_mb < <(median "${base_runs[@]}")
+all_cdp=$(printf '%s\n' "${cdp_runs[@]}" | cut -d' ' -f1 | paste -sd/)
+all_base=$(printf '%s\n' "${base_runs[@]}" | cut -d' ' -f1 | paste -sd/)
 
 # Upload: the same file landed by `cdp ingest` on a local lake and on the S3 emulator.
 started_peers=0
@@ -100,12 +113,13 @@ mib=$(py "f'{$bytes/1048576:,.0f}'")
   echo "row count, the ledger row). DuckDB alone: \`COPY person FROM 'file.parquet'\` into an empty"
   echo "table of the same schema in a new file, through the same DuckDB build (\`cdp sql\`)."
   echo
-  echo "| run | wall s | rows/s | peak RSS MiB |"
+  echo "| run | wall s, median (3 runs) | rows/s | peak RSS MiB |"
   echo "|---|---:|---:|---:|"
-  echo "| cdp load | $load_s | $(py "f'{$ROWS/$load_s:,.0f}'") | $load_mb |"
-  echo "| DuckDB COPY FROM parquet | $base_s | $(py "f'{$ROWS/$base_s:,.0f}'") | $base_mb |"
+  echo "| cdp load | $load_s ($all_cdp) | $(py "f'{$ROWS/$load_s:,.0f}'") | $load_mb |"
+  echo "| DuckDB COPY FROM parquet | $base_s ($all_base) | $(py "f'{$ROWS/$base_s:,.0f}'") | $base_mb |"
   echo
-  echo "cdp load / DuckDB alone: **$(py "f'{$load_s/$base_s:.2f}'")x** (target: within 1.2x)."
+  echo "cdp load / DuckDB alone: **$(py "f'{$load_s/$base_s:.2f}'")x** (target: within 1.2x). Load average"
+  echo "during the runs: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores (other builds share this machine)."
   echo
   echo "Lake upload: \`cdp ingest\` landing the same $mib MiB file (SHA-256 of the source, copy"
   echo "into the lake, SHA-256 again, then for S3 a multipart upload in 16 MiB parts with CRC32"
