@@ -5,14 +5,19 @@ CARGO ?= cargo
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 CDP := $(TARGET_DIR)/debug/cdp
 PIPELINE := pipelines/customer360.toml
+# Test peers (S3 and Snowflake emulators) live in their own venv, outside git.
+PEERS_VENV := .venv/peers
+PEERS_STAMP := $(PEERS_VENV)/.installed-$(shell cksum < tests/peers/requirements.txt | cut -d' ' -f1)
 
-.PHONY: all build demo test lint fmt sample-data bench clean-demo help
+.PHONY: all build demo test lint fmt sample-data bench clean-demo help peers peers-up peers-down
 
 all: build
 
 help:
 	@echo "make demo         build and run the sample pipeline end to end (./lake, ./warehouse.duckdb)"
-	@echo "make test         run every test"
+	@echo "make test         run every test, with the S3 and Snowflake emulators up on 127.0.0.1"
+	@echo "make peers-up     start the emulators; \`source .venv/peers-run/env\` then cargo test"
+	@echo "make peers-down   stop them"
 	@echo "make lint         rustfmt check and clippy"
 	@echo "make sample-data  regenerate sample-data/ (cdp gen --persons 2000 --seed 42)"
 	@echo "make bench        benchmarks, results in BENCHMARKS.md"
@@ -27,9 +32,22 @@ demo: build
 	@echo
 	$(CDP) sql --pipeline $(PIPELINE) "SELECT person_id, first_name, last_name, email, phone, city, record_count FROM customer_360 ORDER BY record_count DESC, person_id LIMIT 5"
 
-test:
-	$(CARGO) test --locked
+test: $(PEERS_STAMP)
+	bash tests/peers/with-peers.sh $(CARGO) test --locked
 	$(MAKE) test-airflow
+
+peers: $(PEERS_STAMP)
+
+$(PEERS_STAMP): tests/peers/requirements.txt
+	python3 -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/peers/requirements.txt
+	touch $@
+
+peers-up: $(PEERS_STAMP)
+	bash tests/peers/up.sh
+
+peers-down:
+	bash tests/peers/down.sh
 
 lint:
 	$(CARGO) fmt --check

@@ -77,4 +77,6 @@ machine="$(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores, $(fr
 # shellcheck disable=SC2086
 bash bench/identity.sh ${BENCH_IDENTITY_PERSONS:-40000 400000}
 { echo; cat "$WORK/identity.md"; } >> BENCHMARKS.md
+# Loading and lake upload (issue 5): BENCH_LOAD_ROWS, default 10,000,000.
+bash bench/load.sh
 cat BENCHMARKS.md

@@ -696,19 +696,51 @@ impl Validator<'_> {
             Some(url) => url.clone(),
             None => self.expand("lake.url", lake_line, raw.lake.url.get_ref()),
         };
-        let lake = LakeUrl::parse(&lake_text).unwrap_or_else(|m| {
+        let mut lake = LakeUrl::parse(&lake_text).unwrap_or_else(|m| {
             self.problem("lake.url", Some(lake_line), m);
             LakeUrl::default()
         });
+        if let LakeUrl::S3(loc) = &mut lake {
+            loc.region = raw.lake.region.clone();
+            loc.force_path_style = raw.lake.force_path_style;
+            if let Some(url) = &raw.lake.endpoint_url {
+                let line = self.line_of(url.span());
+                loc.endpoint_url = Some(self.expand("lake.endpoint_url", line, url.get_ref()));
+            }
+            if let Some(dir) = &raw.lake.cache_dir {
+                let line = self.line_of(dir.span());
+                loc.cache_dir = Some(self.expand("lake.cache_dir", line, dir.get_ref()).into());
+            }
+        }
         let wh_line = self.line_of(raw.warehouse.url.span());
         let wh_text = match &ov.warehouse {
             Some(url) => url.clone(),
             None => self.expand("warehouse.url", wh_line, raw.warehouse.url.get_ref()),
         };
-        let warehouse = WarehouseUrl::parse(&wh_text).unwrap_or_else(|m| {
+        let mut warehouse = WarehouseUrl::parse(&wh_text).unwrap_or_else(|m| {
             self.problem("warehouse.url", Some(wh_line), m);
             WarehouseUrl::default()
         });
+        if let WarehouseUrl::Snowflake(sf) = &mut warehouse {
+            let w = &raw.warehouse;
+            sf.pipeline = name.clone();
+            if let Some(user) = &w.user {
+                let line = self.line_of(user.span());
+                sf.user = Some(self.expand("warehouse.user", line, user.get_ref()));
+            }
+            if let Some(key) = &w.private_key_path {
+                let line = self.line_of(key.span());
+                let path = self.expand("warehouse.private_key_path", line, key.get_ref());
+                sf.private_key_path = Some(path.into());
+            }
+            if let Some(stage) = &w.stage {
+                sf.stage = stage.clone();
+            }
+            sf.storage_integration = w.storage_integration.clone();
+            if let LakeUrl::S3(_) = &lake {
+                sf.lake_url = Some(lake.to_string());
+            }
+        }
 
         let mut entities = Vec::new();
         let mut entity_lines = Vec::new();

@@ -13,8 +13,8 @@ use super::{CheckKind, ColumnKind, FileFormat, OnInvalid, Severity, Strategy, Wi
 #[serde(deny_unknown_fields)]
 pub struct RawPipeline {
     pub pipeline: RawMeta,
-    pub lake: RawTarget,
-    pub warehouse: RawTarget,
+    pub lake: RawLake,
+    pub warehouse: RawWarehouse,
     #[serde(default)]
     pub sources: Vec<Spanned<RawSource>>,
     #[serde(default)]
@@ -30,11 +30,41 @@ pub struct RawMeta {
     pub name: Spanned<String>,
 }
 
-/// `[lake]` and `[warehouse]`: where data goes, as a URL; `${VAR}` is expanded.
+/// `[lake]`: where the lake is, as a URL (`file://DIR` or `s3://BUCKET/PREFIX`;
+/// `${VAR}` is expanded), and for S3 how to reach it. Credentials never go here: they
+/// come from AWS's default chain (environment, profile, SSO, web identity, role).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawTarget {
+pub struct RawLake {
     pub url: Spanned<String>,
+    /// S3 region; by default the chain's (AWS_REGION, profile), else us-east-1.
+    pub region: Option<String>,
+    /// S3-compatible endpoint, e.g. `http://127.0.0.1:9000`; `${VAR}` is expanded.
+    pub endpoint_url: Option<Spanned<String>>,
+    /// Path-style requests (`host/bucket/key`), which most S3-compatible stores need.
+    #[serde(default)]
+    pub force_path_style: bool,
+    /// Local staging directory for S3 objects; `${VAR}` is expanded.
+    pub cache_dir: Option<Spanned<String>>,
+}
+
+/// `[warehouse]`: where tables go, as a URL (`duckdb://FILE` or
+/// `snowflake://[USER@]ACCOUNT_OR_HOST/DATABASE/SCHEMA?warehouse=WH&role=ROLE`; `${VAR}`
+/// is expanded), and for Snowflake the rest. Secrets never go here: the password
+/// comes from SNOWFLAKE_PASSWORD, a private key from a key file or
+/// SNOWFLAKE_PRIVATE_KEY (passphrase: SNOWFLAKE_PRIVATE_KEY_PASSPHRASE).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWarehouse {
+    pub url: Spanned<String>,
+    /// Snowflake user; else the URL's `USER@`, else SNOWFLAKE_USER. `${VAR}` is expanded.
+    pub user: Option<Spanned<String>>,
+    /// PEM private key file for key-pair (JWT) auth; `${VAR}` is expanded.
+    pub private_key_path: Option<Spanned<String>>,
+    /// External stage over the lake prefix; created if missing (default `cdp_lake`).
+    pub stage: Option<String>,
+    /// Storage integration the stage reads the lake bucket with.
+    pub storage_integration: Option<String>,
 }
 
 /// `[[sources]]`: one place data comes from; `kind` picks the connector. One flat

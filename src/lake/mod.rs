@@ -1,19 +1,27 @@
 //! The lake: where every step reads its input and writes its output, addressed by
 //! '/'-separated keys under one root. Writes are atomic (a temporary object, then a
 //! rename), and a step publishes by writing its manifest or state record last, so a
-//! reader never sees half a run. This build has the local-directory lake; the S3 lake
-//! (issue 5) answers to the same methods.
+//! reader never sees half a run.
+//!
+//! Two back ends answer to the same methods: a local directory, and S3 ([`s3`]). The
+//! S3 lake keeps a local staging directory (the cache): objects are written there
+//! first and uploaded when committed, and readers that need a file path (Parquet,
+//! DuckDB) get one through [`Lake::local_path`], which downloads the object into the
+//! cache when it is missing or differs in size. Small JSON objects (state, manifests,
+//! the lease) are always read from S3 itself, never from the cache.
 //!
 //! Layout (see [`layout`]): `raw/<source>/<run>/…` with `_manifest.json`,
 //! `clean/<entity>/<run>/`, `quarantine/<entity>/<run>/`, `reports/<run>/`,
 //! `identity/<run>/`, and `_state/` for run records, cursors and the lease.
 
 pub mod manifest;
+pub mod s3;
 
 use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -24,6 +32,35 @@ use sha2::{Digest, Sha256};
 pub enum LakeUrl {
     /// `file://lake` (relative to the working directory) or `file:///abs/path`.
     Local(PathBuf),
+    /// `s3://bucket/prefix`, with the `[lake]` options that reach it.
+    S3(S3Location),
+}
+
+/// An S3 lake: bucket, key prefix and how to reach them (`[lake]` in the file).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct S3Location {
+    pub bucket: String,
+    /// Key prefix without leading or trailing '/'; empty for the bucket's root.
+    pub prefix: String,
+    /// Region; without it the default chain decides (AWS_REGION, profile), then us-east-1.
+    pub region: Option<String>,
+    /// An S3-compatible endpoint (`http://127.0.0.1:9000`); AWS_ENDPOINT_URL_S3 also works.
+    pub endpoint_url: Option<String>,
+    /// Path-style addressing (`host/bucket/key`), which most S3-compatible stores need.
+    pub force_path_style: bool,
+    /// Local staging directory; by default `<temp dir>/cdp-lake/<bucket>/<prefix>`.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl S3Location {
+    fn cache_root(&self) -> PathBuf {
+        self.cache_dir.clone().unwrap_or_else(|| {
+            std::env::temp_dir()
+                .join("cdp-lake")
+                .join(&self.bucket)
+                .join(&self.prefix)
+        })
+    }
 }
 
 impl Default for LakeUrl {
@@ -40,13 +77,23 @@ impl LakeUrl {
             }
             return Ok(Self::Local(PathBuf::from(path)));
         }
-        if url.starts_with("s3://") {
-            return Err(format!(
-                "{url}: the S3 lake is not in this build yet (issue 5); use file://DIR"
-            ));
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(format!(
+                    "{url}: s3:// needs a bucket, e.g. s3://acme-cdp/lake"
+                ));
+            }
+            return Ok(Self::S3(S3Location {
+                bucket: bucket.to_string(),
+                prefix: prefix.trim_matches('/').to_string(),
+                ..S3Location::default()
+            }));
         }
         if url.contains("://") {
-            return Err(format!("{url}: unknown lake scheme; use file://DIR"));
+            return Err(format!(
+                "{url}: unknown lake scheme; use file://DIR or s3://BUCKET/PREFIX"
+            ));
         }
         // A bare path is a local directory.
         Ok(Self::Local(PathBuf::from(url)))
@@ -57,6 +104,8 @@ impl fmt::Display for LakeUrl {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         match self {
             Self::Local(p) => write!(f, "file://{}", p.display()),
+            Self::S3(loc) if loc.prefix.is_empty() => write!(f, "s3://{}", loc.bucket),
+            Self::S3(loc) => write!(f, "s3://{}/{}", loc.bucket, loc.prefix),
         }
     }
 }
@@ -69,6 +118,15 @@ pub enum LakeError {
         #[source]
         source: io::Error,
     },
+    /// A request to a remote lake failed (after the SDK's bounded retries).
+    #[error("lake {op} {object} (host {host}): {message}")]
+    Remote {
+        op: &'static str,
+        object: String,
+        host: String,
+        message: String,
+        transient: bool,
+    },
     #[error("lake object {key} is not valid JSON: {source}")]
     Json {
         key: String,
@@ -78,6 +136,17 @@ pub enum LakeError {
 }
 
 impl LakeError {
+    /// True when trying again later may succeed (timeouts, unreachable hosts).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::Remote {
+                transient: true,
+                ..
+            }
+        )
+    }
+
     fn io(key: &str) -> impl FnOnce(io::Error) -> Self + '_ {
         move |source| Self::Io {
             key: key.to_string(),
@@ -86,22 +155,99 @@ impl LakeError {
     }
 }
 
-/// A lake rooted in a local directory.
+/// A lake: a local directory, or an S3 prefix staged through a local directory.
 #[derive(Debug, Clone)]
 pub struct Lake {
+    /// The lake itself (local) or its staging cache (S3).
     root: PathBuf,
+    remote: Option<Arc<s3::S3Store>>,
 }
 
 impl Lake {
     pub fn open(url: &LakeUrl) -> Result<Self, LakeError> {
-        let LakeUrl::Local(root) = url;
-        fs::create_dir_all(root).map_err(LakeError::io(""))?;
-        Ok(Self { root: root.clone() })
+        match url {
+            LakeUrl::Local(root) => {
+                fs::create_dir_all(root).map_err(LakeError::io(""))?;
+                Ok(Self {
+                    root: root.clone(),
+                    remote: None,
+                })
+            }
+            LakeUrl::S3(loc) => Self::with_store(loc, s3::S3Store::connect(loc)?),
+        }
+    }
+
+    /// An S3 lake over an already connected store (tests tune its part size).
+    pub fn with_store(loc: &S3Location, store: s3::S3Store) -> Result<Self, LakeError> {
+        let root = loc.cache_root();
+        fs::create_dir_all(&root).map_err(LakeError::io(""))?;
+        Ok(Self {
+            root,
+            remote: Some(Arc::new(store)),
+        })
     }
 
     /// The local file behind a key, for readers that want a path (Parquet, DuckDB).
+    /// On S3 the object is downloaded into the staging cache first, unless the cache
+    /// already holds a copy of the same size; if that fails the error is logged and
+    /// the (missing) path returned, so the reader's open fails naming it.
     pub fn local_path(&self, key: &str) -> PathBuf {
-        self.root.join(key)
+        match self.fetch(key) {
+            Ok(path) => path,
+            Err(err) => {
+                tracing::error!(key, error = %err, "lake: cannot stage object");
+                self.root.join(key)
+            }
+        }
+    }
+
+    /// Like [`Lake::local_path`], with the error: the path of a local copy of `key`.
+    pub fn fetch(&self, key: &str) -> Result<PathBuf, LakeError> {
+        let path = self.root.join(key);
+        let Some(remote) = &self.remote else {
+            return Ok(path);
+        };
+        match remote.head(key)? {
+            None => {
+                // The cache never outlives the lake: a deleted object goes here too.
+                let _ = fs::remove_file(&path);
+            }
+            Some(info) => {
+                let cached = fs::metadata(&path).map(|m| m.len()).ok();
+                if cached != Some(info.size) {
+                    remote.download(key, &info, &path)?;
+                }
+            }
+        }
+        Ok(path)
+    }
+
+    /// Every key under `prefix` (`raw/crm/`), in no particular order.
+    pub fn list(&self, prefix: &str) -> Result<Vec<String>, LakeError> {
+        if let Some(remote) = &self.remote {
+            return remote.list(prefix);
+        }
+        let mut keys = Vec::new();
+        let mut stack = vec![self.root.clone()];
+        while let Some(dir) = stack.pop() {
+            let entries = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(LakeError::io(prefix)(e)),
+            };
+            for entry in entries {
+                let path = entry.map_err(LakeError::io(prefix))?.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if let Ok(rel) = path.strip_prefix(&self.root) {
+                    let key = rel.to_string_lossy().replace('\\', "/");
+                    if key.starts_with(prefix) && !key.contains(".tmp-") {
+                        keys.push(key);
+                    }
+                }
+            }
+        }
+        Ok(keys)
     }
 
     /// Writes an object atomically through a writer: readers see the old object or
@@ -111,7 +257,7 @@ impl Lake {
         key: &str,
         write: impl FnOnce(&mut BufWriter<File>) -> io::Result<T>,
     ) -> Result<T, LakeError> {
-        let path = self.local_path(key);
+        let path = self.root.join(key);
         let tmp = temp_sibling(&path);
         let result = (|| {
             if let Some(dir) = path.parent() {
@@ -127,14 +273,27 @@ impl Lake {
         if result.is_err() {
             let _ = fs::remove_file(&tmp);
         }
-        result.map_err(LakeError::io(key))
+        let value = result.map_err(LakeError::io(key))?;
+        self.upload(key, &path)?;
+        Ok(value)
+    }
+
+    /// On S3, uploads the staged copy of `key`; a failed upload drops the copy too.
+    fn upload(&self, key: &str, path: &Path) -> Result<(), LakeError> {
+        if let Some(remote) = &self.remote {
+            if let Err(e) = remote.put_file(key, path) {
+                let _ = fs::remove_file(path);
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     /// Starts an object written over time (a Parquet file batch by batch): nothing is
     /// visible under `key` until [`AtomicFile::commit`]; dropping it uncommitted
     /// leaves no trace.
     pub fn create(&self, key: &str) -> Result<AtomicFile, LakeError> {
-        let path = self.local_path(key);
+        let path = self.root.join(key);
         let tmp = temp_sibling(&path);
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir).map_err(LakeError::io(key))?;
@@ -145,6 +304,7 @@ impl Lake {
             path,
             tmp,
             file: Some(file),
+            lake: self.clone(),
         })
     }
 
@@ -166,7 +326,10 @@ impl Lake {
     }
 
     pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, LakeError> {
-        match fs::read(self.local_path(key)) {
+        if let Some(remote) = &self.remote {
+            return remote.get(key);
+        }
+        match fs::read(self.root.join(key)) {
             Ok(bytes) => Ok(Some(bytes)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(LakeError::io(key)(e)),
@@ -187,13 +350,27 @@ impl Lake {
         }
     }
 
+    /// Whether an object is there. On S3 a failed request is logged and reads as
+    /// absent; the read or write that follows then reports it.
     pub fn exists(&self, key: &str) -> bool {
-        self.local_path(key).exists()
+        match &self.remote {
+            None => self.root.join(key).exists(),
+            Some(remote) => remote
+                .head(key)
+                .unwrap_or_else(|err| {
+                    tracing::error!(key, error = %err, "lake: cannot check object");
+                    None
+                })
+                .is_some(),
+        }
     }
 
     /// Creates an object only if none exists; false when it was already there.
     pub fn create_new(&self, key: &str, bytes: &[u8]) -> Result<bool, LakeError> {
-        let path = self.local_path(key);
+        if let Some(remote) = &self.remote {
+            return remote.put_if_absent(key, bytes);
+        }
+        let path = self.root.join(key);
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir).map_err(LakeError::io(key))?;
         }
@@ -212,7 +389,10 @@ impl Lake {
     }
 
     pub fn delete(&self, key: &str) -> Result<(), LakeError> {
-        match fs::remove_file(self.local_path(key)) {
+        if let Some(remote) = &self.remote {
+            remote.delete(key)?;
+        }
+        match fs::remove_file(self.root.join(key)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(LakeError::io(key)(e)),
             _ => Ok(()),
         }
@@ -226,6 +406,7 @@ pub struct AtomicFile {
     path: PathBuf,
     tmp: PathBuf,
     file: Option<File>,
+    lake: Lake,
 }
 
 impl AtomicFile {
@@ -238,12 +419,13 @@ impl AtomicFile {
         self.file.take()
     }
 
-    /// Makes the object visible under its key, durably.
+    /// Makes the object visible under its key, durably (on S3: uploads it).
     pub fn commit(self) -> Result<(), LakeError> {
         let result = File::open(&self.tmp)
             .and_then(|f| f.sync_all())
             .and_then(|_| fs::rename(&self.tmp, &self.path));
-        result.map_err(LakeError::io(&self.key))
+        result.map_err(LakeError::io(&self.key))?;
+        self.lake.upload(&self.key, &self.path)
     }
 }
 
@@ -255,7 +437,7 @@ impl Drop for AtomicFile {
 }
 
 /// A temporary name beside `path`, unique to this process.
-fn temp_sibling(path: &Path) -> PathBuf {
+pub(crate) fn temp_sibling(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".tmp-{}", std::process::id()));
     path.with_file_name(name)

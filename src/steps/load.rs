@@ -18,6 +18,23 @@ pub struct TableLoad {
     pub loaded: bool,
 }
 
+/// The columns that identify a row of a loaded table: the entity's key and the
+/// source it came from (one record id may occur in two sources), the graph's record,
+/// and the person of `customer_360`.
+fn table_keys(ctx: &Context, table: &str) -> Vec<String> {
+    let keys: &[&str] = match table {
+        IDENTITY_GRAPH_TABLE => &["source", "record_id"],
+        CUSTOMER_360_TABLE => &["person_id"],
+        _ => {
+            return match ctx.pipeline.entities.iter().find(|e| e.name == table) {
+                Some(e) => vec!["source".into(), e.key.clone()],
+                None => Vec::new(),
+            }
+        }
+    };
+    keys.iter().map(|k| k.to_string()).collect()
+}
+
 pub fn run(ctx: &Context) -> Result<(Outcome, Vec<TableLoad>), StepError> {
     let started_at = state::now_rfc3339();
     let clean = ctx.upstream(Step::Clean, "run `cdp clean` first")?;
@@ -39,7 +56,7 @@ pub fn run(ctx: &Context) -> Result<(Outcome, Vec<TableLoad>), StepError> {
                 hint: format!("the last {step} run produced no {table:?}"),
             })
     };
-    let mut warehouse = warehouse::open(&ctx.pipeline.warehouse)?;
+    let mut warehouse = warehouse::open_for_run(&ctx.pipeline.warehouse, &ctx.run_id)?;
     let bar = ctx
         .printer
         .bar(ctx.pipeline.load_tables.len() as u64, "load");
@@ -50,9 +67,10 @@ pub fn run(ctx: &Context) -> Result<(Outcome, Vec<TableLoad>), StepError> {
         let (output, run_id) = object_of(table)?;
         let object = LoadObject {
             key: output.key.clone(),
-            path: ctx.lake.local_path(&output.key),
+            path: ctx.lake.fetch(&output.key)?,
             sha256: output.sha256.clone(),
             run_id: run_id.to_string(),
+            keys: table_keys(ctx, table),
         };
         let (rows, loaded) = match warehouse.load_snapshot(table, &object)? {
             LoadOutcome::Loaded { rows } => (rows, true),

@@ -1,10 +1,10 @@
 //! The warehouse: where the lake's results become tables. One contract
 //! ([`Warehouse`]) for every back end: load a Parquet snapshot from the lake into a
 //! table (atomically, and never the same object twice: the load ledger), and run a
-//! query. This build has DuckDB (the embedded default); Snowflake (issue 5) answers to
-//! the same trait.
+//! query. Two back ends: DuckDB (the embedded default) and Snowflake ([`snowflake`]).
 
 pub mod duckdb;
+pub mod snowflake;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -14,6 +14,8 @@ use std::path::PathBuf;
 pub enum WarehouseUrl {
     /// `duckdb://warehouse.duckdb` (relative) or `duckdb:///abs/path.duckdb`.
     Duckdb(PathBuf),
+    /// `snowflake://[USER@]ACCOUNT_OR_HOST/DATABASE/SCHEMA?warehouse=WH&role=ROLE`.
+    Snowflake(Box<snowflake::SnowflakeConfig>),
 }
 
 impl Default for WarehouseUrl {
@@ -31,13 +33,12 @@ impl WarehouseUrl {
             return Ok(Self::Duckdb(PathBuf::from(path)));
         }
         if url.starts_with("snowflake://") {
-            return Err(format!(
-                "{}: the Snowflake warehouse is not in this build yet (issue 5); use duckdb://FILE",
-                redact(url)
-            ));
+            return snowflake::SnowflakeConfig::parse(url)
+                .map(|c| Self::Snowflake(Box::new(c)))
+                .map_err(|m| format!("{}: {m}", redact(url)));
         }
         Err(format!(
-            "{}: unknown warehouse scheme; use duckdb://FILE",
+            "{}: unknown warehouse scheme; use duckdb://FILE or snowflake://ACCOUNT/DB/SCHEMA",
             redact(url)
         ))
     }
@@ -55,6 +56,7 @@ impl fmt::Display for WarehouseUrl {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         match self {
             Self::Duckdb(p) => write!(f, "duckdb://{}", p.display()),
+            Self::Snowflake(c) => write!(f, "{c}"),
         }
     }
 }
@@ -76,15 +78,39 @@ pub enum WarehouseError {
     },
     #[error("warehouse: query failed")]
     Query(#[source] Box<::duckdb::Error>),
+    /// A Snowflake request failed; `step` says which (login, copy, merge, ...).
+    #[error("warehouse {url} (host {host}): {step}: {message}")]
+    Snowflake {
+        url: String,
+        host: String,
+        step: String,
+        message: String,
+    },
+    /// The warehouse is set up wrongly (a missing secret, a local lake for Snowflake).
+    #[error("warehouse {url}: {message}")]
+    Setup { url: String, message: String },
+    #[error("warehouse: table {table:?} has columns that conflict with the data: {columns}; nothing was loaded")]
+    SchemaConflict { table: String, columns: String },
+    #[error("warehouse: {object} has {count} duplicate key(s) on ({keys}) for table {table:?}; nothing was loaded")]
+    DuplicateKeys {
+        table: String,
+        object: String,
+        keys: String,
+        count: u64,
+    },
 }
 
 /// A Parquet snapshot in the lake, ready to load.
 #[derive(Debug, Clone)]
 pub struct LoadObject {
+    /// Lake key (`clean/person/<run>/data.parquet`).
     pub key: String,
+    /// A local copy (the file itself, or the S3 lake's staged copy).
     pub path: PathBuf,
     pub sha256: String,
     pub run_id: String,
+    /// Columns that identify a row; a back end that merges (Snowflake) merges on them.
+    pub keys: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,8 +146,17 @@ pub trait Warehouse {
 
 /// Opens the warehouse a URL names.
 pub fn open(url: &WarehouseUrl) -> Result<Box<dyn Warehouse>, WarehouseError> {
+    open_for_run(url, "-")
+}
+
+/// Opens the warehouse for one run; Snowflake tags its queries with the run id.
+pub fn open_for_run(
+    url: &WarehouseUrl,
+    run_id: &str,
+) -> Result<Box<dyn Warehouse>, WarehouseError> {
     match url {
         WarehouseUrl::Duckdb(path) => Ok(Box::new(duckdb::DuckDb::open(path)?)),
+        WarehouseUrl::Snowflake(conf) => Ok(Box::new(snowflake::Snowflake::open(conf, run_id)?)),
     }
 }
 
@@ -141,7 +176,7 @@ mod tests {
     fn identifiers_are_quoted_and_urls_redacted() {
         assert_eq!(quote_ident("order"), "\"order\"");
         assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
-        let err = WarehouseUrl::parse("snowflake://u:secret@acct/db").expect_err("not yet");
+        let err = WarehouseUrl::parse("snowflake://u:secret@acct/db/s").expect_err("password");
         assert!(!err.contains("secret"), "{err}");
     }
 }

@@ -1,0 +1,503 @@
+//! The S3 side of the lake: objects under `s3://bucket/prefix`, reached with
+//! aws-sdk-s3 through the default credential chain (environment, profile, SSO, web
+//! identity, instance role). An optional endpoint URL and path-style addressing serve
+//! S3-compatible stores and the emulator. The rest of cdp is synchronous, so this
+//! store owns a small current-thread tokio runtime and blocks on each request.
+//!
+//! Every request retries with exponential backoff on throttling, timeouts and 5xx
+//! (the SDK's standard retry mode, bounded attempts). Uploads carry a CRC32 checksum
+//! (per part for multipart) that S3 verifies on receipt, and the object's SHA-256 as
+//! metadata (`x-amz-meta-sha256`), which every download is checked against; a
+//! single-part download also checks the CRC32 S3 returns. (A multipart object's
+//! checksum is a checksum of part checksums, so the SHA-256 is what checks it whole.)
+//! Objects larger than one part go up as a multipart upload, aborted if a part fails.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::BehaviorVersion;
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::{ByteStream, Length};
+use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::Client;
+use tokio::runtime::Runtime;
+
+use sha2::{Digest, Sha256};
+
+use super::{hex, sha256_file, temp_sibling, LakeError, S3Location};
+
+/// Attempts per request (the first try and its retries).
+pub const MAX_ATTEMPTS: u32 = 4;
+/// Part size of a multipart upload; smaller objects go up in one request.
+pub const PART_SIZE: u64 = 16 << 20;
+
+/// What a HEAD request tells about an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub size: u64,
+    /// Uploaded in parts (its ETag ends in `-<parts>`).
+    pub multipart: bool,
+    /// The SHA-256 recorded at upload, when cdp uploaded it.
+    pub sha256: Option<String>,
+}
+
+/// A bucket and key prefix, with the client and runtime that reach it.
+#[derive(Debug)]
+pub struct S3Store {
+    rt: Runtime,
+    client: Client,
+    bucket: String,
+    prefix: String,
+    /// Where requests go, for messages (`127.0.0.1:9000`, `s3.eu-west-1 (AWS)`).
+    host: String,
+    part_size: u64,
+}
+
+impl S3Store {
+    /// Builds the client and checks the bucket answers, so a wrong endpoint or
+    /// credentials fail here, before any step starts.
+    pub fn connect(loc: &S3Location) -> Result<Self, LakeError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|source| LakeError::Io {
+                key: String::new(),
+                source,
+            })?;
+        let client = rt.block_on(async {
+            let mut loader = aws_config::defaults(BehaviorVersion::latest())
+                .retry_config(
+                    RetryConfig::standard()
+                        .with_max_attempts(MAX_ATTEMPTS)
+                        .with_initial_backoff(Duration::from_millis(200)),
+                )
+                .timeout_config(
+                    TimeoutConfig::builder()
+                        .connect_timeout(Duration::from_secs(5))
+                        .operation_attempt_timeout(Duration::from_secs(300))
+                        .build(),
+                );
+            if let Some(region) = &loc.region {
+                loader = loader.region(aws_config::Region::new(region.clone()));
+            }
+            let shared = loader.load().await;
+            let mut conf = aws_sdk_s3::config::Builder::from(&shared)
+                .force_path_style(loc.force_path_style)
+                // Validate a response's checksum when asked (ChecksumMode::Enabled),
+                // which `download` does for every object but a multipart one.
+                .response_checksum_validation(
+                    aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired,
+                );
+            if shared.region().is_none() {
+                // S3 needs a region to sign; us-east-1 is the one every endpoint accepts.
+                conf = conf.region(aws_config::Region::from_static("us-east-1"));
+            }
+            if let Some(url) = &loc.endpoint_url {
+                conf = conf.endpoint_url(url);
+            }
+            Client::from_conf(conf.build())
+        });
+        let host = describe_host(&client, loc);
+        let store = Self {
+            rt,
+            client,
+            bucket: loc.bucket.clone(),
+            prefix: loc.prefix.clone(),
+            host,
+            part_size: PART_SIZE,
+        };
+        store.check_bucket()?;
+        Ok(store)
+    }
+
+    /// Sets the multipart part size (S3's minimum is 5 MiB); for tests and tuning.
+    pub fn with_part_size(mut self, bytes: u64) -> Self {
+        self.part_size = bytes.max(5 << 20);
+        self
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    fn full_key(&self, key: &str) -> String {
+        if self.prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}/{key}", self.prefix)
+        }
+    }
+
+    fn err<E, R>(&self, op: &'static str, key: &str, e: SdkError<E, R>) -> LakeError
+    where
+        E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
+    {
+        let transient = matches!(
+            e,
+            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_)
+        );
+        let message = match &e {
+            SdkError::ServiceError(se) => {
+                let inner = se.err();
+                match (inner.code(), inner.message()) {
+                    (Some(code), Some(msg)) => format!("{code}: {msg}"),
+                    (Some(code), None) => code.to_string(),
+                    _ => DisplayErrorContext(&e).to_string(),
+                }
+            }
+            _ => DisplayErrorContext(&e).to_string(),
+        };
+        LakeError::Remote {
+            op,
+            object: format!("s3://{}/{}", self.bucket, self.full_key(key)),
+            host: self.host.clone(),
+            message,
+            transient,
+        }
+    }
+
+    fn check_bucket(&self) -> Result<(), LakeError> {
+        self.rt
+            .block_on(self.client.head_bucket().bucket(&self.bucket).send())
+            .map(|_| ())
+            .map_err(|e| self.err("open bucket", "", e))
+    }
+
+    /// Uploads a local file under `key`, in parts when it is larger than one part.
+    pub fn put_file(&self, key: &str, path: &Path) -> Result<(), LakeError> {
+        let (size, sha256) = sha256_file(path).map_err(|source| LakeError::Io {
+            key: key.into(),
+            source,
+        })?;
+        if size > self.part_size {
+            return self.put_multipart(key, path, size, &sha256);
+        }
+        let full = self.full_key(key);
+        self.rt
+            .block_on(async {
+                let body = ByteStream::from_path(path)
+                    .await
+                    .map_err(|e| LakeError::Io {
+                        key: key.into(),
+                        source: std::io::Error::other(e),
+                    })?;
+                self.client
+                    .put_object()
+                    .bucket(&self.bucket)
+                    .key(&full)
+                    .checksum_algorithm(ChecksumAlgorithm::Crc32)
+                    .metadata("sha256", &sha256)
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(|e| self.err("put", key, e))
+            })
+            .map(|_| ())
+    }
+
+    fn put_multipart(
+        &self,
+        key: &str,
+        path: &Path,
+        size: u64,
+        sha256: &str,
+    ) -> Result<(), LakeError> {
+        let full = self.full_key(key);
+        self.rt.block_on(async {
+            let created = self
+                .client
+                .create_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&full)
+                .checksum_algorithm(ChecksumAlgorithm::Crc32)
+                .metadata("sha256", sha256)
+                .send()
+                .await
+                .map_err(|e| self.err("start multipart upload", key, e))?;
+            let upload_id = created.upload_id().unwrap_or_default().to_string();
+            let parts = self.upload_parts(key, &full, &upload_id, path, size).await;
+            let result = match parts {
+                Ok(parts) => self
+                    .client
+                    .complete_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(&full)
+                    .upload_id(&upload_id)
+                    .multipart_upload(
+                        CompletedMultipartUpload::builder()
+                            .set_parts(Some(parts))
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| self.err("complete multipart upload", key, e)),
+                Err(e) => Err(e),
+            };
+            if result.is_err() {
+                // Parts of a failed upload would be billed until a lifecycle rule ran.
+                let _ = self
+                    .client
+                    .abort_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(&full)
+                    .upload_id(&upload_id)
+                    .send()
+                    .await;
+            }
+            result
+        })
+    }
+
+    async fn upload_parts(
+        &self,
+        key: &str,
+        full: &str,
+        upload_id: &str,
+        path: &Path,
+        size: u64,
+    ) -> Result<Vec<CompletedPart>, LakeError> {
+        let mut parts = Vec::new();
+        let mut offset = 0;
+        let mut number = 1;
+        while offset < size {
+            let len = self.part_size.min(size - offset);
+            let body = ByteStream::read_from()
+                .path(path)
+                .offset(offset)
+                .length(Length::Exact(len))
+                .build()
+                .await
+                .map_err(|e| LakeError::Io {
+                    key: key.into(),
+                    source: std::io::Error::other(e),
+                })?;
+            let out = self
+                .client
+                .upload_part()
+                .bucket(&self.bucket)
+                .key(full)
+                .upload_id(upload_id)
+                .part_number(number)
+                .checksum_algorithm(ChecksumAlgorithm::Crc32)
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| self.err("upload part", key, e))?;
+            parts.push(
+                CompletedPart::builder()
+                    .part_number(number)
+                    .set_e_tag(out.e_tag().map(str::to_string))
+                    .set_checksum_crc32(out.checksum_crc32().map(str::to_string))
+                    .build(),
+            );
+            offset += len;
+            number += 1;
+        }
+        Ok(parts)
+    }
+
+    /// Writes `bytes` under `key` only if no object is there (a conditional put with
+    /// `If-None-Match: *`); false when one was.
+    pub fn put_if_absent(&self, key: &str, bytes: &[u8]) -> Result<bool, LakeError> {
+        let result = self.rt.block_on(
+            self.client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(self.full_key(key))
+                .if_none_match("*")
+                .checksum_algorithm(ChecksumAlgorithm::Crc32)
+                .body(ByteStream::from(bytes.to_vec()))
+                .send(),
+        );
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if matches!(status(&e), Some(412 | 409)) => Ok(false),
+            Err(e) => Err(self.err("create", key, e)),
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, LakeError> {
+        self.rt.block_on(async {
+            let out = match self
+                .client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(self.full_key(key))
+                .checksum_mode(ChecksumMode::Enabled)
+                .send()
+                .await
+            {
+                Ok(out) => out,
+                Err(e) if status(&e) == Some(404) => return Ok(None),
+                Err(e) => return Err(self.err("get", key, e)),
+            };
+            let bytes = out.body.collect().await.map_err(|e| LakeError::Io {
+                key: key.into(),
+                source: std::io::Error::other(e),
+            })?;
+            Ok(Some(bytes.to_vec()))
+        })
+    }
+
+    /// Downloads `key`, as `info` (from [`S3Store::head`]) describes it, to `dest`
+    /// (atomically), checking its checksums; false when there is no such object.
+    pub fn download(&self, key: &str, info: &ObjectInfo, dest: &Path) -> Result<bool, LakeError> {
+        let io_err = |source| LakeError::Io {
+            key: key.into(),
+            source,
+        };
+        let tmp = temp_sibling(dest);
+        let result = self.rt.block_on(async {
+            let out = match self
+                .client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(self.full_key(key))
+                .set_checksum_mode((!info.multipart).then_some(ChecksumMode::Enabled))
+                .send()
+                .await
+            {
+                Ok(out) => out,
+                Err(e) if status(&e) == Some(404) => return Ok(false),
+                Err(e) => return Err(self.err("get", key, e)),
+            };
+            let mut hasher = Sha256::new();
+            if let Some(dir) = dest.parent() {
+                std::fs::create_dir_all(dir).map_err(io_err)?;
+            }
+            let mut file = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io_err)?);
+            let mut body = out.body;
+            while let Some(chunk) = body.next().await {
+                // A checksum mismatch surfaces here, as a body error.
+                let chunk = chunk.map_err(|e| io_err(std::io::Error::other(e)))?;
+                hasher.update(&chunk);
+                file.write_all(&chunk).map_err(io_err)?;
+            }
+            file.flush().map_err(io_err)?;
+            let got = hex(&hasher.finalize());
+            if info.sha256.as_ref().is_some_and(|want| *want != got) {
+                return Err(LakeError::Remote {
+                    op: "verify",
+                    object: format!("s3://{}/{}", self.bucket, self.full_key(key)),
+                    host: self.host.clone(),
+                    message: format!(
+                        "SHA-256 {got} differs from the {} recorded at upload",
+                        info.sha256.as_deref().unwrap_or("")
+                    ),
+                    transient: true,
+                });
+            }
+            std::fs::rename(&tmp, dest).map_err(io_err)?;
+            Ok(true)
+        });
+        if !matches!(result, Ok(true)) {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    /// What is known of the object under `key`, or None when there is none.
+    pub fn head(&self, key: &str) -> Result<Option<ObjectInfo>, LakeError> {
+        let result = self.rt.block_on(
+            self.client
+                .head_object()
+                .bucket(&self.bucket)
+                .key(self.full_key(key))
+                .send(),
+        );
+        match result {
+            Ok(out) => Ok(Some(ObjectInfo {
+                size: out.content_length().unwrap_or(0).max(0) as u64,
+                multipart: out.e_tag().is_some_and(|t| t.contains('-')),
+                sha256: out.metadata().and_then(|m| m.get("sha256")).cloned(),
+            })),
+            Err(e) if status(&e) == Some(404) => Ok(None),
+            Err(e) => Err(self.err("head", key, e)),
+        }
+    }
+
+    pub fn delete(&self, key: &str) -> Result<(), LakeError> {
+        self.rt
+            .block_on(
+                self.client
+                    .delete_object()
+                    .bucket(&self.bucket)
+                    .key(self.full_key(key))
+                    .send(),
+            )
+            .map(|_| ())
+            .map_err(|e| self.err("delete", key, e))
+    }
+
+    /// Keys (relative to the lake) of every object under `prefix`, page by page.
+    pub fn list(&self, prefix: &str) -> Result<Vec<String>, LakeError> {
+        let full = self.full_key(prefix);
+        let strip = if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        };
+        self.rt.block_on(async {
+            let mut pages = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(&full)
+                .into_paginator()
+                .send();
+            let mut keys = Vec::new();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| self.err("list", prefix, e))?;
+                for obj in page.contents() {
+                    if let Some(k) = obj.key().and_then(|k| k.strip_prefix(&strip)) {
+                        keys.push(k.to_string());
+                    }
+                }
+            }
+            Ok(keys)
+        })
+    }
+}
+
+fn status<E, R>(e: &SdkError<E, R>) -> Option<u16>
+where
+    R: HasStatus,
+{
+    match e {
+        SdkError::ServiceError(se) => Some(se.raw().status_code()),
+        _ => None,
+    }
+}
+
+/// The status code of a raw HTTP response (one trait so [`status`] stays generic).
+trait HasStatus {
+    fn status_code(&self) -> u16;
+}
+
+impl HasStatus for aws_sdk_s3::config::http::HttpResponse {
+    fn status_code(&self) -> u16 {
+        self.status().as_u16()
+    }
+}
+
+/// A short name for where requests go: the endpoint's host and port, or AWS's region.
+fn describe_host(client: &Client, loc: &S3Location) -> String {
+    let from_env = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()));
+    if let Some(url) = loc.endpoint_url.as_deref().or(from_env.as_deref()) {
+        let rest = url.split("://").nth(1).unwrap_or(url);
+        return rest.split('/').next().unwrap_or(rest).to_string();
+    }
+    let region = client
+        .config()
+        .region()
+        .map(|r| r.to_string())
+        .unwrap_or_else(|| "us-east-1".into());
+    format!("s3.{region} (AWS)")
+}

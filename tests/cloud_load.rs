@@ -1,0 +1,301 @@
+//! The cloud path through the real binary: the sample pipeline on an S3 lake (moto)
+//! loading Snowflake (fakesnow behind the JSON bridge), and its faults: wrong
+//! credentials, unreachable hosts, and a load killed between COPY and MERGE.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{peers, sample_pipeline, TestContext};
+
+const PEER_PASSWORD: &str = "cdp-test-password";
+const TABLES: [&str; 4] = ["person", "orders", "identity_graph", "customer_360"];
+
+/// A copy of the sample pipeline whose lake is a fresh bucket and whose warehouse is
+/// a database of its own on the Snowflake emulator.
+struct Cloud {
+    ctx: TestContext,
+    pipeline: PathBuf,
+    database: String,
+}
+
+impl Cloud {
+    fn new(test: &str) -> Option<Self> {
+        let sf = peers::snowflake_url(test)?;
+        let s3 = peers::s3_endpoint(test)?;
+        let bucket = peers::unique_bucket(test);
+        peers::create_bucket(&s3, &bucket);
+        let ctx = TestContext::new();
+        let database = bucket.replace('-', "_").to_uppercase();
+        let host = sf.trim_start_matches("http://");
+        let text = std::fs::read_to_string(sample_pipeline()).expect("sample");
+        let text = text
+            .replace(
+                "[lake]\nurl = \"${CDP_LAKE:-file://lake}\"\n",
+                &format!(
+                    "[lake]\nurl = \"s3://{bucket}/lake\"\nendpoint_url = \"{s3}\"\nforce_path_style = true\ncache_dir = \"{}\"\n",
+                    ctx.path().join("cache").display()
+                ),
+            )
+            .replace(
+                "[warehouse]\nurl = \"${CDP_WAREHOUSE:-duckdb://warehouse.duckdb}\"\n",
+                &format!(
+                    "[warehouse]\nurl = \"snowflake://{host}/{database}/PUBLIC?protocol=http&account=cdp\"\nuser = \"cdp\"\n"
+                ),
+            );
+        assert!(text.contains(&database), "sample pipeline changed shape");
+        let pipeline = ctx.path().join("cloud.toml");
+        std::fs::write(&pipeline, text).expect("write pipeline");
+        Some(Self {
+            ctx,
+            pipeline,
+            database,
+        })
+    }
+
+    fn command(&self, args: &[&str], password: &str) -> Command {
+        let mut cmd = Command::new(common::cdp_bin());
+        cmd.args(args)
+            .current_dir(self.ctx.path())
+            .env("CDP_DATA_DIR", common::repo().join("sample-data"))
+            .env("CDP_NO_PROGRESS", "1")
+            .env("SNOWFLAKE_PASSWORD", password)
+            .env_remove("RUST_LOG");
+        cmd
+    }
+
+    fn cdp(&self, args: &[&str], password: &str) -> common::Run {
+        self.command(args, password)
+            .output()
+            .expect("run cdp")
+            .into()
+    }
+
+    fn p(&self) -> String {
+        self.pipeline.to_string_lossy().into_owned()
+    }
+
+    fn scalar(&self, sql: &str) -> i64 {
+        let run = self
+            .cdp(
+                &["sql", "--pipeline", &self.p(), "--format", "json", sql],
+                PEER_PASSWORD,
+            )
+            .ok();
+        let rows: Vec<serde_json::Map<String, serde_json::Value>> =
+            serde_json::from_str(&run.stdout).expect("json rows");
+        let v = rows[0].values().next().expect("a column").clone();
+        v.as_i64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+            .unwrap_or_else(|| panic!("not a number: {v}"))
+    }
+}
+
+#[test]
+fn the_sample_pipeline_loads_snowflake_from_an_s3_lake_with_the_same_counts_as_duckdb() {
+    let Some(cloud) = Cloud::new("cloud_run") else {
+        return;
+    };
+    cloud.cdp(&["run", &cloud.p()], PEER_PASSWORD).ok();
+    // The same lake loaded into DuckDB is the reference.
+    let wh = cloud.ctx.warehouse_url();
+    cloud
+        .cdp(
+            &["load", &cloud.p(), "--warehouse", &wh, "--force"],
+            PEER_PASSWORD,
+        )
+        .ok();
+    for table in TABLES {
+        let sf = cloud.scalar(&format!("SELECT count(*) FROM {table}"));
+        assert_eq!(sf, cloud.ctx.count(table), "{table}");
+        assert!(sf > 0, "{table} empty");
+    }
+    // Every query carries the pipeline's tag; a second run loads nothing again.
+    cloud.cdp(&["run", &cloud.p()], PEER_PASSWORD).ok();
+    let loads = cloud.scalar("SELECT count(*) FROM _cdp_load_ledger");
+    assert_eq!(loads, TABLES.len() as i64, "a table loaded twice");
+}
+
+#[test]
+fn wrong_snowflake_credentials_fail_clearly_without_the_secret() {
+    let Some(cloud) = Cloud::new("cloud_badpw") else {
+        return;
+    };
+    let secret = "not-the-password-Zq81";
+    let run = cloud.cdp(&["sql", "--pipeline", &cloud.p(), "SELECT 1"], secret);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("Incorrect username or password"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("login"), "{}", run.stderr);
+    assert!(!run.stderr.contains(secret) && !run.stdout.contains(secret));
+    // Not even at the most verbose log level.
+    let mut cmd = cloud.command(&["sql", "--pipeline", &cloud.p(), "SELECT 1"], secret);
+    let out = cmd.env("RUST_LOG", "trace").output().expect("run");
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!all.contains(secret), "secret in trace output");
+}
+
+#[test]
+fn unreachable_hosts_fail_after_bounded_retries_naming_host_and_step() {
+    let Some(cloud) = Cloud::new("cloud_unreach") else {
+        return;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let dead = format!("127.0.0.1:{port}");
+    // The lake.
+    let text = std::fs::read_to_string(&cloud.pipeline).expect("read");
+    let s3 = std::env::var("CDP_TEST_S3_ENDPOINT").expect("s3");
+    let bad_lake = cloud.ctx.path().join("bad-lake.toml");
+    std::fs::write(&bad_lake, text.replace(&s3, &format!("http://{dead}"))).expect("write");
+    let started = Instant::now();
+    let run = cloud.cdp(&["ingest", &bad_lake.to_string_lossy()], PEER_PASSWORD);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains(&dead), "{}", run.stderr);
+    assert!(run.stderr.contains("open bucket"), "{}", run.stderr);
+    assert!(started.elapsed() < Duration::from_secs(60));
+    // The warehouse.
+    let sf = std::env::var("CDP_TEST_SNOWFLAKE_URL").expect("sf");
+    let bad_wh = cloud.ctx.path().join("bad-wh.toml");
+    let host = sf.trim_start_matches("http://");
+    std::fs::write(&bad_wh, text.replace(host, &dead)).expect("write");
+    let started = Instant::now();
+    let run = cloud.cdp(
+        &["sql", "--pipeline", &bad_wh.to_string_lossy(), "SELECT 1"],
+        PEER_PASSWORD,
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains(&dead), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("login (after 3 attempts)"),
+        "{}",
+        run.stderr
+    );
+    assert!(started.elapsed() < Duration::from_secs(120));
+}
+
+#[test]
+fn a_load_killed_between_copy_and_merge_reruns_to_exact_counts() {
+    let Some(cloud) = Cloud::new("cloud_crash") else {
+        return;
+    };
+    let hold = PathBuf::from(std::env::var("CDP_TEST_SNOWFLAKE_HOLD_FILE").expect("hold file"));
+    let held = PathBuf::from(format!("{}.held", hold.display()));
+    let _ = std::fs::remove_file(&held);
+    // Hold this database's MERGE into person: COPY has filled the load table.
+    std::fs::write(&hold, format!("^{}: MERGE INTO \"PERSON\"", cloud.database)).expect("hold");
+    let mut child = cloud
+        .command(&["run", &cloud.p()], PEER_PASSWORD)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let started = Instant::now();
+    while !held.exists() {
+        if started.elapsed() > Duration::from_secs(300) || child.try_wait().expect("wait").is_some()
+        {
+            let _ = std::fs::remove_file(&hold);
+            panic!("the load never reached MERGE");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.kill().expect("kill");
+    child.wait().expect("reap");
+    std::fs::remove_file(&hold).expect("release");
+    let _ = std::fs::remove_file(&held);
+
+    cloud.cdp(&["load", &cloud.p()], PEER_PASSWORD).ok();
+    let wh = cloud.ctx.warehouse_url();
+    cloud
+        .cdp(
+            &["load", &cloud.p(), "--warehouse", &wh, "--force"],
+            PEER_PASSWORD,
+        )
+        .ok();
+    for table in TABLES {
+        let sf = cloud.scalar(&format!("SELECT count(*) FROM {table}"));
+        assert_eq!(sf, cloud.ctx.count(table), "{table}");
+    }
+    let distinct =
+        cloud.scalar("SELECT count(*) FROM (SELECT DISTINCT source, record_id FROM person)");
+    assert_eq!(distinct, cloud.ctx.count("person"), "duplicates in person");
+    let person_loads =
+        cloud.scalar("SELECT count(*) FROM _cdp_load_ledger WHERE table_name = 'person'");
+    assert_eq!(person_loads, 1);
+}
+
+#[test]
+fn key_pair_auth_logs_in_with_the_registered_key_only() {
+    let Some(cloud) = Cloud::new("cloud_keypair") else {
+        return;
+    };
+    let python = std::env::var("CDP_TEST_PYTHON").expect("CDP_TEST_PYTHON");
+    let keys = std::env::var("CDP_TEST_SNOWFLAKE_KEYS_DIR").expect("keys dir");
+    let user = format!("KP{}", std::process::id());
+    let dir = cloud.ctx.path();
+    // Two encrypted keys: one whose public half is registered for the user, a stranger.
+    let script = r#"
+import sys, pathlib
+from cryptography.hazmat.primitives import serialization as s
+from cryptography.hazmat.primitives.asymmetric import rsa
+dir, registered = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+good, other = (rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in range(2))
+for name, key in (("good.pem", good), ("other.pem", other)):
+    (dir / name).write_bytes(key.private_bytes(s.Encoding.PEM, s.PrivateFormat.PKCS8, s.BestAvailableEncryption(b"pass-phrase-7")))
+registered.write_bytes(good.public_key().public_bytes(s.Encoding.PEM, s.PublicFormat.SubjectPublicKeyInfo))
+"#;
+    let registered = PathBuf::from(keys).join(format!("{user}.pem"));
+    let ok = Command::new(python)
+        .args(["-c", script])
+        .arg(dir)
+        .arg(&registered)
+        .status()
+        .expect("python");
+    assert!(ok.success(), "key generation failed");
+    let text = std::fs::read_to_string(&cloud.pipeline).expect("read");
+    for (key, works) in [("good.pem", true), ("other.pem", false)] {
+        let p = dir.join(format!("kp-{key}.toml"));
+        let with_key = text.replace(
+            "user = \"cdp\"\n",
+            &format!(
+                "user = \"{user}\"\nprivate_key_path = \"{}\"\n",
+                dir.join(key).display()
+            ),
+        );
+        std::fs::write(&p, with_key).expect("write");
+        let mut cmd = cloud.command(&["sql", "--pipeline", &p.to_string_lossy(), "SELECT 1"], "");
+        let run: common::Run = cmd
+            .env("SNOWFLAKE_PRIVATE_KEY_PASSPHRASE", "pass-phrase-7")
+            .env("RUST_LOG", "debug")
+            .output()
+            .expect("run")
+            .into();
+        let all = format!("{}{}", run.stdout, run.stderr);
+        assert!(
+            !all.contains("PRIVATE KEY") && !all.contains("pass-phrase-7"),
+            "{all}"
+        );
+        if works {
+            assert_eq!(run.code, 0, "{}", run.stderr);
+        } else {
+            assert_eq!(run.code, 1, "{}", run.stderr);
+            assert!(
+                run.stderr.contains("JWT token is invalid"),
+                "{}",
+                run.stderr
+            );
+        }
+    }
+    let _ = std::fs::remove_file(registered);
+}
