@@ -3,8 +3,9 @@
 //! Sources: `files` (local globs), `appflow` (AppFlow flows writing to S3) and
 //! `dataexchange` (Data Exchange revisions exported to S3), over [`aws`]'s shared code.
 //! A run for a data interval asks each source for that window only: files by the
-//! date parts of a path template ([`template`]); an undated source takes a window only
-//! when declared a snapshot, and otherwise refuses ([`SourceError::NoWindow`]).
+//! date parts of a path template ([`template`]), AppFlow by the executions whose data
+//! starts in it, Data Exchange by the revisions created in it. A source that cannot
+//! take a window refuses and says why ([`SourceError::NoWindow`]).
 
 pub mod appflow;
 pub mod aws;
@@ -51,10 +52,10 @@ pub enum SourceError {
         path: std::path::PathBuf,
         message: String,
     },
-    #[error("cannot take the data interval {interval}: {} with no date parts ({}) in the path; add them to the path, or set window = \"snapshot\" on an undated source to land whatever is new in every interval", sources.iter().map(|(n, p)| format!("source {n:?} ({p})")).collect::<Vec<_>>().join(", "), template::PARTS.join(", "))]
+    #[error("cannot take the data interval {interval}: {}", refusals.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     NoWindow {
-        /// (source name, path) of every source that refuses.
-        sources: Vec<(String, String)>,
+        /// Every source that refuses, with why.
+        refusals: Vec<WindowRefusal>,
         interval: Interval,
     },
     #[error(transparent)]
@@ -66,6 +67,24 @@ impl SourceError {
     /// failure of the source.
     pub fn is_usage(&self) -> bool {
         matches!(self, Self::NoWindow { .. } | Self::BadPattern { .. })
+    }
+}
+
+/// Why one source cannot take a data interval, and what to change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("source {source_name:?} {reason}")]
+pub struct WindowRefusal {
+    pub source_name: String,
+    pub reason: String,
+}
+
+impl WindowRefusal {
+    /// The refusal as the error a source's `check_window` returns.
+    pub fn into_error(self, window: &Interval) -> SourceError {
+        SourceError::NoWindow {
+            refusals: vec![self],
+            interval: *window,
+        }
     }
 }
 
@@ -92,7 +111,7 @@ pub fn check_windows(configs: &[SourceConfig], window: &Interval) -> Result<(), 
     for config in configs {
         match build(config).check_window(window) {
             Ok(()) => {}
-            Err(SourceError::NoWindow { sources, .. }) => refused.extend(sources),
+            Err(SourceError::NoWindow { refusals, .. }) => refused.extend(refusals),
             Err(other) => return Err(other),
         }
     }
@@ -100,7 +119,7 @@ pub fn check_windows(configs: &[SourceConfig], window: &Interval) -> Result<(), 
         Ok(())
     } else {
         Err(SourceError::NoWindow {
-            sources: refused,
+            refusals: refused,
             interval: *window,
         })
     }
