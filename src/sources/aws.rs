@@ -676,6 +676,69 @@ mod tests {
     }
 
     #[test]
+    fn a_window_takes_by_data_time_and_never_what_was_landed() {
+        use crate::state::interval::parse_instant;
+        let t = |s: &str| parse_instant(s).expect(s);
+        let day = Interval::new(t("2026-01-01"), t("2026-01-02")).expect("day");
+        let mut cursor = SourceCursor::default();
+        cursor.positions.insert(
+            "f".into(),
+            Position {
+                id: "e9".into(),
+                at: position_time(t("2026-02-01").timestamp(), 0),
+            },
+        );
+        let at = position_time(t("2026-01-01T06:00:00Z").timestamp(), 0);
+        // Before the newest landed: not new without a window, taken by its own window.
+        assert!(!is_wanted(
+            &cursor,
+            "f",
+            "e1",
+            &at,
+            t("2026-01-01T06:00:00Z"),
+            None
+        ));
+        assert!(is_wanted(
+            &cursor,
+            "f",
+            "e1",
+            &at,
+            t("2026-01-01T06:00:00Z"),
+            Some(&day)
+        ));
+        // [start, end): the end belongs to the next interval.
+        assert!(!is_wanted(
+            &cursor,
+            "f",
+            "e1",
+            &at,
+            t("2026-01-02"),
+            Some(&day)
+        ));
+        cursor
+            .taken
+            .entry("f".into())
+            .or_default()
+            .insert("e1".into());
+        assert!(!is_wanted(
+            &cursor,
+            "f",
+            "e1",
+            &at,
+            t("2026-01-01T06:00:00Z"),
+            Some(&day)
+        ));
+        assert!(is_wanted(
+            &cursor,
+            "g",
+            "e1",
+            &at,
+            t("2026-01-01T06:00:00Z"),
+            Some(&day)
+        ));
+    }
+
+    #[test]
     fn positions_compare_by_time_and_skip_the_cursor_itself() {
         let at = position_time(1_700_000_000, 5);
         let later = position_time(1_700_000_001, 0);
