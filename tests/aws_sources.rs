@@ -814,6 +814,23 @@ fn appflow_windows_take_the_executions_whose_data_starts_in_them_once() {
     // An unwindowed run after the windows finds nothing new.
     ingest(&ctx, &stand, &pipeline(&ctx, &sources)).ok();
     assert_eq!(origins(&ctx, "crm"), windowed);
+
+    // `cdp backfill` over the three days lands the same, one manifest a day.
+    let backfill = TestContext::new();
+    let p = pipeline(&backfill, &sources);
+    let env = stand.env(backfill.path());
+    let env: Vec<(&str, &Path)> = env.iter().map(|(k, v)| (*k, v.as_path())).collect();
+    let args = [
+        "backfill",
+        &p.to_string_lossy(),
+        "--from",
+        JAN_1.0,
+        "--to",
+        JAN_3.1,
+    ];
+    backfill.cdp_with(&args, &env).ok();
+    assert_eq!(origins(&backfill, "crm"), windowed);
+    assert_eq!(manifests(&backfill, "crm").len(), 3);
 }
 
 #[test]
