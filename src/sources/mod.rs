@@ -137,3 +137,74 @@ pub fn build(config: &SourceConfig) -> Box<dyn Source + '_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::{Overrides, Pipeline};
+    use crate::state::interval::parse_instant;
+
+    #[test]
+    fn every_refusing_source_is_named_with_its_own_reason() {
+        let text = r#"
+[pipeline]
+name = "t"
+[lake]
+url = "file://lake"
+[warehouse]
+url = "duckdb://w.duckdb"
+[[sources]]
+name = "crm"
+kind = "files"
+path = "data/*.csv"
+entity = "person"
+columns = { Id = "record_id" }
+[[sources]]
+name = "sfdc"
+kind = "appflow"
+flows = ["contacts"]
+start = true
+entity = "person"
+columns = { Id = "record_id" }
+[[sources]]
+name = "scheduled"
+kind = "appflow"
+flows = ["contacts"]
+entity = "person"
+columns = { Id = "record_id" }
+[[sources]]
+name = "enrichment"
+kind = "dataexchange"
+data_sets = ["ds-1"]
+export_to = "s3://exports/cdp"
+entity = "person"
+columns = { Id = "record_id" }
+[entities.person]
+key = "record_id"
+"#;
+        let pipeline =
+            Pipeline::from_str(text, Path::new("p.toml"), &Overrides::default()).expect("valid");
+        let day = Interval::new(
+            parse_instant("2026-01-01").expect("start"),
+            parse_instant("2026-01-02").expect("end"),
+        )
+        .expect("day");
+        let err = check_windows(&pipeline.sources, &day).unwrap_err();
+        assert!(err.is_usage());
+        let text = err.to_string();
+        assert!(
+            text.starts_with("cannot take the data interval 2026-01-01T00:00:00Z/2026-01-02T00:00:00Z: source \"crm\" (data/*.csv) has no date parts ({yyyy}, "),
+            "{text}"
+        );
+        assert!(
+            text.contains("; source \"sfdc\" starts its flows (start = true): "),
+            "{text}"
+        );
+        assert!(
+            !text.contains("scheduled") && !text.contains("enrichment"),
+            "{text}"
+        );
+    }
+}
