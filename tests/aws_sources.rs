@@ -699,3 +699,232 @@ fn appflow_execution_with_no_records_lands_nothing_and_is_done() {
         "e1"
     );
 }
+
+// --- Data intervals ------------------------------------------------------------
+
+fn ingest_window(ctx: &TestContext, stand: &StandIn, pipeline: &Path, day: (&str, &str)) -> Run {
+    let env = stand.env(ctx.path());
+    let env: Vec<(&str, &Path)> = env.iter().map(|(k, v)| (*k, v.as_path())).collect();
+    let p = pipeline.to_string_lossy();
+    let args = [
+        "ingest",
+        &p,
+        "--interval-start",
+        day.0,
+        "--interval-end",
+        day.1,
+    ];
+    ctx.cdp_with(&args, &env)
+}
+
+/// Every file origin the source landed, over all its manifests, sorted (duplicates kept).
+fn origins(ctx: &TestContext, source: &str) -> Vec<String> {
+    let mut all: Vec<String> = manifests(ctx, source)
+        .iter()
+        .flat_map(|m| m["files"].as_array().unwrap().clone())
+        .map(|f| f["origin"].as_str().unwrap().to_string())
+        .collect();
+    all.sort();
+    all
+}
+
+/// Runs `windows` in the order given on a fresh lake and returns, per window, the
+/// origins it landed; then checks a re-run of each lands nothing.
+fn run_windows(
+    stand: &StandIn,
+    sources: &str,
+    source: &str,
+    windows: &[(&str, &str)],
+) -> (TestContext, Vec<Vec<String>>) {
+    let ctx = TestContext::new();
+    let p = pipeline(&ctx, sources);
+    let mut per_window = Vec::new();
+    for &w in windows {
+        let before = origins(&ctx, source);
+        let run = ingest_window(&ctx, stand, &p, w);
+        assert_eq!(run.code, 0, "{w:?}: {}", run.stderr);
+        let mut after = origins(&ctx, source);
+        for o in &before {
+            let i = after.iter().position(|a| a == o).unwrap();
+            after.remove(i);
+        }
+        per_window.push(after);
+    }
+    let landed = origins(&ctx, source);
+    for &w in windows {
+        let run = ingest_window(&ctx, stand, &p, w);
+        assert_eq!(run.code, 0, "re-run {w:?}: {}", run.stderr);
+    }
+    assert_eq!(origins(&ctx, source), landed, "a re-run landed something");
+    (ctx, per_window)
+}
+
+const JAN_1: (&str, &str) = ("2026-01-01", "2026-01-02");
+const JAN_2: (&str, &str) = ("2026-01-02", "2026-01-03");
+const JAN_3: (&str, &str) = ("2026-01-03", "2026-01-04");
+
+#[test]
+fn appflow_windows_take_the_executions_whose_data_starts_in_them_once() {
+    let day = 86_400;
+    let jan_1 = 1_767_225_600;
+    let execution = |id: &str, started_at: i64| {
+        json!({"id": id, "started_at": started_at,
+               "files": {"part-0": format!("Id,Email\n{id},{id}@example.com\n")}})
+    };
+    let mut pulled = execution("e2", jan_1 + day + 5);
+    // Started just after midnight, pulling the day before: its data is 1 January's.
+    pulled["data_pull_start"] = json!(jan_1 + 6 * 3600);
+    let executions = json!([
+        execution("e1", jan_1 + 3600),
+        pulled,
+        // Exactly on the boundary: [start, end) puts it in 2 January.
+        execution("e3", jan_1 + day),
+        {"id": "e4", "started_at": jan_1 + day + 7200, "status": "Error", "message": "Salesforce: REQUEST_LIMIT_EXCEEDED"},
+        execution("e5", jan_1 + 2 * day + 3600),
+        execution("e6", jan_1 + 3 * day - 1),
+    ]);
+    let scenario = json!({"page_size": 2, "flows": {"contacts": flow(executions, json!([]))}});
+    let scratch = TestContext::new();
+    let Some(stand) = StandIn::start(&scenario, scratch.path()) else {
+        return;
+    };
+    let sources = appflow_source(&stand, "crm", &["contacts"], "");
+    let url = |id: &str| format!("s3://appflow-out/salesforce/contacts/{id}/part-0");
+
+    // Out of order, as a backfill after a scheduled run would go.
+    let (ctx, per_window) = run_windows(&stand, &sources, "crm", &[JAN_2, JAN_1, JAN_3]);
+    assert_eq!(
+        per_window[0],
+        vec![url("e3")],
+        "e4 failed, e5 took up its data"
+    );
+    assert_eq!(per_window[1], vec![url("e1"), url("e2")]);
+    assert_eq!(per_window[2], vec![url("e5"), url("e6")]);
+    let windowed = origins(&ctx, "crm");
+    let position = &cursor(&ctx, "crm").unwrap()["positions"]["contacts"];
+    assert_eq!(
+        position["id"], "e6",
+        "an earlier window does not move it back"
+    );
+
+    // The same as one run without a window, and none twice.
+    let whole = TestContext::new();
+    ingest(&whole, &stand, &pipeline(&whole, &sources)).ok();
+    assert_eq!(origins(&whole, "crm"), windowed);
+    // An unwindowed run after the windows finds nothing new.
+    ingest(&ctx, &stand, &pipeline(&ctx, &sources)).ok();
+    assert_eq!(origins(&ctx, "crm"), windowed);
+
+    // `cdp backfill` over the three days lands the same, one manifest a day.
+    let backfill = TestContext::new();
+    let p = pipeline(&backfill, &sources);
+    let env = stand.env(backfill.path());
+    let env: Vec<(&str, &Path)> = env.iter().map(|(k, v)| (*k, v.as_path())).collect();
+    let args = [
+        "backfill",
+        &p.to_string_lossy(),
+        "--from",
+        JAN_1.0,
+        "--to",
+        JAN_3.1,
+    ];
+    backfill.cdp_with(&args, &env).ok();
+    assert_eq!(origins(&backfill, "crm"), windowed);
+    assert_eq!(manifests(&backfill, "crm").len(), 3);
+}
+
+#[test]
+fn appflow_window_with_no_executions_lands_nothing_and_succeeds() {
+    let ctx = TestContext::new();
+    let executions =
+        json!([{"id": "e1", "started_at": 1_767_225_600 + 3600, "files": {"part-0": CONTACTS}}]);
+    let scenario = json!({"flows": {"contacts": flow(executions, json!([]))}});
+    let Some(stand) = StandIn::start(&scenario, ctx.path()) else {
+        return;
+    };
+    let p = pipeline(&ctx, &appflow_source(&stand, "crm", &["contacts"], ""));
+    let run = ingest_window(&ctx, &stand, &p, JAN_2);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(manifests(&ctx, "crm").is_empty());
+    assert_eq!(cursor(&ctx, "crm"), None);
+    // The execution is still there for its own window.
+    ingest_window(&ctx, &stand, &p, JAN_1).ok();
+    assert_eq!(origins(&ctx, "crm").len(), 1);
+}
+
+#[test]
+fn appflow_start_with_a_window_is_refused_before_starting_anything() {
+    let ctx = TestContext::new();
+    let scenario = json!({"flows": {"contacts": flow(json!([]), json!([
+        {"id": "exec-1", "files": {"part-0": CONTACTS}}
+    ]))}});
+    let Some(stand) = StandIn::start(&scenario, ctx.path()) else {
+        return;
+    };
+    let p = pipeline(
+        &ctx,
+        &appflow_source(&stand, "crm", &["contacts"], "start = true"),
+    );
+    let run = ingest_window(&ctx, &stand, &p, JAN_1);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "error: cannot take the data interval 2026-01-01T00:00:00Z/2026-01-02T00:00:00Z: source \"crm\" starts its flows (start = true): an execution started now pulls what is new now, not the interval's data; set start = false"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(stand.calls_of("StartFlow"), 0);
+    assert_eq!(stand.calls_of("DescribeFlow"), 0);
+    assert!(!ctx.path().join("lake").exists());
+}
+
+#[test]
+fn dataexchange_windows_take_the_revisions_created_in_them_once() {
+    let rev = |id: &str, created_at: &str| {
+        json!({"id": id, "created_at": created_at, "assets": {"customers.csv":
+            format!("customer_id,email\n{id},{id}@example.com\n")}})
+    };
+    let mut draft = rev("rev-draft", "2026-01-02T06:00:00Z");
+    draft["finalized"] = json!(false);
+    let mut revoked = rev("rev-revoked", "2026-01-01T06:00:00Z");
+    revoked["revoked"] = json!(true);
+    let revisions = json!([
+        rev("rev-1", "2026-01-01T00:00:00Z"),
+        rev("rev-2", "2026-01-01T23:59:59Z"),
+        rev("rev-3", "2026-01-02T00:00:00Z"),
+        draft,
+        revoked,
+        rev("rev-4", "2026-01-03T12:00:00Z"),
+    ]);
+    let scenario = json!({"page_size": 2, "data_sets": {"ds-1": data_set(revisions)}});
+    let scratch = TestContext::new();
+    let Some(stand) = StandIn::start(&scenario, scratch.path()) else {
+        return;
+    };
+    let sources = dataexchange_source(&stand, "consumers", &["ds-1"], "");
+    let url = |id: &str| format!("s3://exports/cdp/ds-1/{id}/customers.csv");
+
+    let (ctx, per_window) = run_windows(&stand, &sources, "consumers", &[JAN_1, JAN_2, JAN_3]);
+    assert_eq!(per_window[0], vec![url("rev-1"), url("rev-2")]);
+    assert_eq!(per_window[1], vec![url("rev-3")]);
+    assert_eq!(per_window[2], vec![url("rev-4")]);
+    // Exported once each, re-runs included.
+    assert_eq!(stand.calls_of("CreateJob"), 4);
+
+    let whole = TestContext::new();
+    ingest(&whole, &stand, &pipeline(&whole, &sources)).ok();
+    assert_eq!(origins(&whole, "consumers"), origins(&ctx, "consumers"));
+
+    // A quiet day: nothing to export, exit 0, no cursor.
+    let quiet = TestContext::new();
+    let run = ingest_window(
+        &quiet,
+        &stand,
+        &pipeline(&quiet, &sources),
+        ("2026-01-05", "2026-01-06"),
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(manifests(&quiet, "consumers").is_empty());
+    assert_eq!(cursor(&quiet, "consumers"), None);
+}

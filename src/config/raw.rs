@@ -81,6 +81,8 @@ pub struct RawSource {
     pub flows: Option<Vec<String>>,
     /// appflow: start each flow (`StartFlow`) and wait for its execution (`true`), or
     /// only take the executions that ran on the flow's own schedule (`false`, default).
+    /// With `true` the source refuses a data interval; with `false` an interval takes
+    /// the executions whose data pull started in it.
     pub start: Option<bool>,
     /// appflow, dataexchange: how long to wait for an execution or export job
     /// (`"90s"`, `"30m"`); 30 minutes when absent.
@@ -119,7 +121,8 @@ pub struct RawSource {
     /// How the source takes a data interval (`--interval-start/--interval-end`):
     /// `path` by the date parts of `path` (the default when it has some); `snapshot`
     /// for an undated source, where every interval lands whatever is new or changed.
-    /// A source with neither refuses to run for an interval.
+    /// A files source with neither refuses to run for an interval. (appflow and
+    /// dataexchange sources take intervals by execution and revision time.)
     pub window: Option<WindowMode>,
 }
 

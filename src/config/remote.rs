@@ -18,7 +18,8 @@ pub enum RemoteSource {
 #[derive(Debug, Clone)]
 pub struct AppflowSource {
     pub flows: Vec<String>,
-    /// Start each flow and wait for it, rather than take scheduled executions.
+    /// Start each flow and wait for it, rather than take scheduled executions. Such a
+    /// source refuses a data interval: what a flow pulls now is not a past interval's.
     pub start: bool,
     pub wait_timeout: Duration,
     pub aws: AwsAccess,

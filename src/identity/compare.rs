@@ -222,6 +222,8 @@ fn jaro_ascii(a: &[u8], b: &[u8]) -> f64 {
     let (mut in_a, mut in_b) = (0u64, 0u64);
     let mut matches = 0usize;
     for (i, &c) in a.iter().enumerate() {
+        // j is also a bit position in in_b, so a plain index reads best.
+        #[allow(clippy::needless_range_loop)]
         for j in i.saturating_sub(range)..lb.min(i + range + 1) {
             if in_b & (1 << j) == 0 && b[j] == c {
                 in_a |= 1 << i;

@@ -1,6 +1,7 @@
 //! The `appflow` source: AppFlow flows that write to S3. For each flow it starts an
 //! execution and waits for it (`start = true`), or takes the executions that ran on the
-//! flow's own schedule since the cursor, waiting for one still running. An execution's
+//! flow's own schedule since the cursor, waiting for one still running; for a data
+//! interval, those whose data starts in it ([`data_time`]) not landed yet. An execution's
 //! files are under `<destination prefix>/<flow name>/<execution id>/`; they are
 //! downloaded, checked and landed in the raw zone. The cursor keeps each flow's last
 //! landed execution; a failed, timed-out or empty execution fails the source and moves
@@ -9,13 +10,13 @@
 use aws_sdk_appflow::types::{ExecutionRecord, ExecutionStatus, FileType};
 
 use super::aws::{self, Aws, Landing, RemoteError, Subject};
-use super::{Source, SourceError};
+use super::{Source, SourceError, WindowRefusal};
 use crate::config::remote::AppflowSource as Config;
 use crate::config::{FileFormat, FilesSource};
 use crate::lake::manifest::Manifest;
 use crate::lake::Lake;
 use crate::state::interval::Interval;
-use crate::state::{self, Position};
+use crate::state::{self, Position, SourceCursor};
 
 pub struct AppflowSource<'a> {
     name: &'a str,
@@ -203,14 +204,16 @@ impl<'a> AppflowSource<'a> {
         }
     }
 
-    /// The executions to land for one flow, oldest first.
+    /// The executions to land for one flow, oldest first: the one it starts, or the
+    /// scheduled ones the cursor and `window` want (see [`data_time`]).
     fn executions(
         &self,
         aws: &Aws,
         client: &aws_sdk_appflow::Client,
         subject: &Subject,
         flow: &str,
-        cursor: Option<&Position>,
+        cursor: &SourceCursor,
+        window: Option<&Interval>,
     ) -> Result<Vec<Execution>, RemoteError> {
         if self.config.start {
             let started = aws
@@ -223,17 +226,17 @@ impl<'a> AppflowSource<'a> {
             return Ok(vec![self.wait_for(aws, client, subject, flow, id)?]);
         }
         let mut records = self.records(aws, client, subject, flow, None)?;
-        records.retain(|r| {
-            let at = r
-                .started_at()
-                .map(|t| aws::position_time(t.secs(), t.subsec_nanos()))
-                .unwrap_or_default();
-            aws::is_new(cursor, r.execution_id().unwrap_or_default(), &at)
-        });
         records.sort_by_key(|r| r.started_at().map(|t| (t.secs(), t.subsec_nanos())));
         let mut done = Vec::new();
         for (i, record) in records.iter().enumerate() {
             let id = record.execution_id().unwrap_or_default();
+            let at = record
+                .started_at()
+                .map(|t| aws::position_time(t.secs(), t.subsec_nanos()))
+                .unwrap_or_default();
+            if !aws::is_wanted(cursor, flow, id, &at, data_time(record), window) {
+                continue;
+            }
             let execution = match record.execution_status() {
                 Some(ExecutionStatus::Inprogress) => self.wait_for(aws, client, subject, flow, id),
                 _ => self.succeeded(subject, record),
@@ -257,6 +260,17 @@ impl<'a> AppflowSource<'a> {
     }
 }
 
+/// When an execution's data starts: the start of its data pull (`dataPullStartTime`,
+/// which an incremental flow sets to where its last pull ended), else the moment the
+/// execution started. A data interval takes the executions whose data time is in it.
+fn data_time(record: &ExecutionRecord) -> chrono::DateTime<chrono::Utc> {
+    record
+        .data_pull_start_time()
+        .or(record.started_at())
+        .map(|t| aws::utc(t.secs(), t.subsec_nanos()))
+        .unwrap_or_default()
+}
+
 /// Whether a later execution succeeded (or may still: one running).
 fn superseded(later: &[ExecutionRecord]) -> bool {
     later.iter().any(|r| {
@@ -272,13 +286,17 @@ impl Source for AppflowSource<'_> {
         self.name
     }
 
-    /// Windows by execution or revision time are not taken yet: refused, never
-    /// silently widened to everything.
+    /// Scheduled executions take a window by their data time; a flow started by the
+    /// run cannot, as what it pulls now is not the interval's data.
     fn check_window(&self, window: &Interval) -> Result<(), SourceError> {
-        Err(SourceError::NoWindow {
-            sources: vec![(self.name.into(), format!("AppFlow flows"))],
-            interval: *window,
-        })
+        if !self.config.start {
+            return Ok(());
+        }
+        Err(WindowRefusal {
+            source_name: self.name.into(),
+            reason: "starts its flows (start = true): an execution started now pulls what is new now, not the interval's data; set start = false to take the executions the flows' schedules ran for the interval, or run without --interval-start/--interval-end".into(),
+        }
+        .into_error(window))
     }
 
     fn land(
@@ -302,8 +320,7 @@ impl Source for AppflowSource<'_> {
                 "check the flow's output format ({} expected) and the source's columns",
                 aws::format_name(dest.format)
             );
-            let cursor_at = cursor.positions.get(flow);
-            for execution in self.executions(&aws, &client, &subject, flow, cursor_at)? {
+            for execution in self.executions(&aws, &client, &subject, flow, &cursor, window)? {
                 let flow_prefix = [dest.prefix.as_str(), flow]
                     .iter()
                     .filter(|p| !p.is_empty())

@@ -18,6 +18,7 @@ use crate::config::{FileFormat, FilesSource};
 use crate::lake::manifest::{Manifest, ManifestFile};
 use crate::lake::{layout, Lake, LakeError};
 use crate::progress::Printer;
+use crate::state::interval::Interval;
 use crate::state::{self, Position, SourceCursor};
 
 #[derive(Debug, thiserror::Error)]
@@ -333,15 +334,39 @@ pub fn format_name(format: FileFormat) -> &'static str {
 
 /// Time as fixed-width RFC 3339 in UTC, so positions compare as text.
 pub fn position_time(secs: i64, nanos: u32) -> String {
-    chrono::DateTime::from_timestamp(secs, nanos)
-        .unwrap_or_default()
+    utc(secs, nanos)
         .format("%Y-%m-%dT%H:%M:%S%.9fZ")
         .to_string()
+}
+
+/// Time from seconds and nanoseconds since the epoch, in UTC.
+pub fn utc(secs: i64, nanos: u32) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp(secs, nanos).unwrap_or_default()
 }
 
 /// Whether an execution or revision at `at` with `id` comes after the cursor's.
 pub fn is_new(cursor: Option<&Position>, id: &str, at: &str) -> bool {
     cursor.is_none_or(|c| c.id != id && at > c.at.as_str())
+}
+
+/// Whether a run takes execution or revision `id` of flow or data set `key`: never one
+/// already landed; for a data interval, one whose data time `data_at` falls in it;
+/// without one, one whose position time `at` comes after the cursor's newest.
+pub fn is_wanted(
+    cursor: &SourceCursor,
+    key: &str,
+    id: &str,
+    at: &str,
+    data_at: chrono::DateTime<chrono::Utc>,
+    window: Option<&Interval>,
+) -> bool {
+    if cursor.taken.get(key).is_some_and(|ids| ids.contains(id)) {
+        return false;
+    }
+    match window {
+        Some(w) => w.contains(data_at),
+        None => is_new(cursor.positions.get(key), id, at),
+    }
 }
 
 /// One run's landing of a source: files copied in as they come, the manifest and the
@@ -446,7 +471,15 @@ impl<'a> Landing<'a> {
             Some(manifest)
         };
         if !positions.is_empty() {
-            cursor.positions.extend(positions);
+            for (key, position) in positions {
+                let taken = cursor.taken.entry(key.clone()).or_default();
+                taken.insert(position.id.clone());
+                // An earlier interval run later does not move the newest back.
+                let newest = cursor.positions.entry(key).or_default();
+                if position.at >= newest.at {
+                    *newest = position;
+                }
+            }
             state::write_cursor(self.lake, self.source_name, &cursor)?;
         }
         Ok(manifest)
@@ -640,6 +673,69 @@ mod tests {
             err.to_string(),
             "source \"s\": AppFlow flow \"f\": execution e2 still InProgress after 0s (wait_timeout); raise wait_timeout or run ingest again later"
         );
+    }
+
+    #[test]
+    fn a_window_takes_by_data_time_and_never_what_was_landed() {
+        use crate::state::interval::parse_instant;
+        let t = |s: &str| parse_instant(s).expect(s);
+        let day = Interval::new(t("2026-01-01"), t("2026-01-02")).expect("day");
+        let mut cursor = SourceCursor::default();
+        cursor.positions.insert(
+            "f".into(),
+            Position {
+                id: "e9".into(),
+                at: position_time(t("2026-02-01").timestamp(), 0),
+            },
+        );
+        let at = position_time(t("2026-01-01T06:00:00Z").timestamp(), 0);
+        // Before the newest landed: not new without a window, taken by its own window.
+        assert!(!is_wanted(
+            &cursor,
+            "f",
+            "e1",
+            &at,
+            t("2026-01-01T06:00:00Z"),
+            None
+        ));
+        assert!(is_wanted(
+            &cursor,
+            "f",
+            "e1",
+            &at,
+            t("2026-01-01T06:00:00Z"),
+            Some(&day)
+        ));
+        // [start, end): the end belongs to the next interval.
+        assert!(!is_wanted(
+            &cursor,
+            "f",
+            "e1",
+            &at,
+            t("2026-01-02"),
+            Some(&day)
+        ));
+        cursor
+            .taken
+            .entry("f".into())
+            .or_default()
+            .insert("e1".into());
+        assert!(!is_wanted(
+            &cursor,
+            "f",
+            "e1",
+            &at,
+            t("2026-01-01T06:00:00Z"),
+            Some(&day)
+        ));
+        assert!(is_wanted(
+            &cursor,
+            "g",
+            "e1",
+            &at,
+            t("2026-01-01T06:00:00Z"),
+            Some(&day)
+        ));
     }
 
     #[test]

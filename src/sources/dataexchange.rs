@@ -1,5 +1,6 @@
 //! The `dataexchange` source: finalized revisions of Data Exchange data sets. For
-//! each data set it lists the revisions newer than the cursor (all pages), exports
+//! each data set it lists the revisions newer than the cursor (all pages; for a data
+//! interval, those created in it that are not landed yet), exports
 //! each with an `EXPORT_REVISIONS_TO_S3` job to `<export_to>/<data set>/<revision>/`,
 //! waits for the job, and lands the exported assets (those matching `assets`) in the
 //! raw zone. The cursor keeps each data set's last landed revision; a failed or
@@ -17,7 +18,7 @@ use crate::config::{FileFormat, FilesSource};
 use crate::lake::manifest::Manifest;
 use crate::lake::Lake;
 use crate::state::interval::Interval;
-use crate::state::{self, Position};
+use crate::state::{self, Position, SourceCursor};
 
 pub struct DataexchangeSource<'a> {
     name: &'a str,
@@ -51,14 +52,16 @@ impl<'a> DataexchangeSource<'a> {
         }
     }
 
-    /// Finalized revisions newer than the cursor, oldest first: (id, created at).
+    /// Finalized, unrevoked revisions not landed yet, newer than the cursor's newest
+    /// or (for a data interval) created in `window`, oldest first: (id, created at).
     fn new_revisions(
         &self,
         aws: &Aws,
         client: &aws_sdk_dataexchange::Client,
         subject: &Subject,
         data_set: &str,
-        cursor: Option<&Position>,
+        cursor: &SourceCursor,
+        window: Option<&Interval>,
     ) -> Result<Vec<Position>, RemoteError> {
         let mut revisions = Vec::new();
         let mut token = None;
@@ -73,9 +76,11 @@ impl<'a> DataexchangeSource<'a> {
                 )
                 .map_err(|e| subject.call_error("ListDataSetRevisions", e))?;
             for r in page.revisions() {
-                let at = aws::position_time(r.created_at().secs(), r.created_at().subsec_nanos());
+                let (secs, nanos) = (r.created_at().secs(), r.created_at().subsec_nanos());
+                let at = aws::position_time(secs, nanos);
+                let created = aws::utc(secs, nanos);
                 let usable = r.finalized() && !r.revoked();
-                if usable && aws::is_new(cursor, r.id(), &at) {
+                if usable && aws::is_wanted(cursor, data_set, r.id(), &at, created, window) {
                     revisions.push(Position {
                         id: r.id().to_string(),
                         at,
@@ -176,13 +181,9 @@ impl Source for DataexchangeSource<'_> {
         self.name
     }
 
-    /// Windows by execution or revision time are not taken yet: refused, never
-    /// silently widened to everything.
-    fn check_window(&self, window: &Interval) -> Result<(), SourceError> {
-        Err(SourceError::NoWindow {
-            sources: vec![(self.name.into(), format!("Data Exchange data sets"))],
-            interval: *window,
-        })
+    /// Every window is taken, by revision creation time.
+    fn check_window(&self, _window: &Interval) -> Result<(), SourceError> {
+        Ok(())
     }
 
     fn land(
@@ -202,8 +203,9 @@ impl Source for DataexchangeSource<'_> {
         let bucket = &self.config.export_bucket;
         for data_set in &self.config.data_sets {
             let subject = self.subject(data_set);
-            let cursor_at = cursor.positions.get(data_set);
-            for revision in self.new_revisions(&aws, &client, &subject, data_set, cursor_at)? {
+            let revisions =
+                self.new_revisions(&aws, &client, &subject, data_set, &cursor, window)?;
+            for revision in revisions {
                 let prefix = [self.config.export_prefix.as_str(), data_set, &revision.id]
                     .iter()
                     .filter(|p| !p.is_empty())

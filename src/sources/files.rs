@@ -143,10 +143,15 @@ impl Source for FilesSource<'_> {
     fn check_window(&self, window: &Interval) -> Result<(), SourceError> {
         match self.config.window {
             Some(_) => Ok(()),
-            None => Err(SourceError::NoWindow {
-                sources: vec![(self.name.into(), self.config.pattern.clone())],
-                interval: *window,
-            }),
+            None => Err(super::WindowRefusal {
+                source_name: self.name.into(),
+                reason: format!(
+                    "({}) has no date parts ({}) in the path; add them to the path, or set window = \"snapshot\" on an undated source to land whatever is new in every interval",
+                    self.config.pattern,
+                    super::template::PARTS.join(", ")
+                ),
+            }
+            .into_error(window)),
         }
     }
 

@@ -3,8 +3,9 @@
 //! Sources: `files` (local globs), `appflow` (AppFlow flows writing to S3) and
 //! `dataexchange` (Data Exchange revisions exported to S3), over [`aws`]'s shared code.
 //! A run for a data interval asks each source for that window only: files by the
-//! date parts of a path template ([`template`]); an undated source takes a window only
-//! when declared a snapshot, and otherwise refuses ([`SourceError::NoWindow`]).
+//! date parts of a path template ([`template`]), AppFlow by the executions whose data
+//! starts in it, Data Exchange by the revisions created in it. A source that cannot
+//! take a window refuses and says why ([`SourceError::NoWindow`]).
 
 pub mod appflow;
 pub mod aws;
@@ -51,10 +52,10 @@ pub enum SourceError {
         path: std::path::PathBuf,
         message: String,
     },
-    #[error("cannot take the data interval {interval}: {} with no date parts ({}) in the path; add them to the path, or set window = \"snapshot\" on an undated source to land whatever is new in every interval", sources.iter().map(|(n, p)| format!("source {n:?} ({p})")).collect::<Vec<_>>().join(", "), template::PARTS.join(", "))]
+    #[error("cannot take the data interval {interval}: {}", refusals.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     NoWindow {
-        /// (source name, path) of every source that refuses.
-        sources: Vec<(String, String)>,
+        /// Every source that refuses, with why.
+        refusals: Vec<WindowRefusal>,
         interval: Interval,
     },
     #[error(transparent)]
@@ -66,6 +67,24 @@ impl SourceError {
     /// failure of the source.
     pub fn is_usage(&self) -> bool {
         matches!(self, Self::NoWindow { .. } | Self::BadPattern { .. })
+    }
+}
+
+/// Why one source cannot take a data interval, and what to change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("source {source_name:?} {reason}")]
+pub struct WindowRefusal {
+    pub source_name: String,
+    pub reason: String,
+}
+
+impl WindowRefusal {
+    /// The refusal as the error a source's `check_window` returns.
+    pub fn into_error(self, window: &Interval) -> SourceError {
+        SourceError::NoWindow {
+            refusals: vec![self],
+            interval: *window,
+        }
     }
 }
 
@@ -92,7 +111,7 @@ pub fn check_windows(configs: &[SourceConfig], window: &Interval) -> Result<(), 
     for config in configs {
         match build(config).check_window(window) {
             Ok(()) => {}
-            Err(SourceError::NoWindow { sources, .. }) => refused.extend(sources),
+            Err(SourceError::NoWindow { refusals, .. }) => refused.extend(refusals),
             Err(other) => return Err(other),
         }
     }
@@ -100,7 +119,7 @@ pub fn check_windows(configs: &[SourceConfig], window: &Interval) -> Result<(), 
         Ok(())
     } else {
         Err(SourceError::NoWindow {
-            sources: refused,
+            refusals: refused,
             interval: *window,
         })
     }
@@ -116,5 +135,76 @@ pub fn build(config: &SourceConfig) -> Box<dyn Source + '_> {
         Some(RemoteSource::Dataexchange(d)) => {
             Box::new(dataexchange::DataexchangeSource::new(&config.name, f, d))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::{Overrides, Pipeline};
+    use crate::state::interval::parse_instant;
+
+    #[test]
+    fn every_refusing_source_is_named_with_its_own_reason() {
+        let text = r#"
+[pipeline]
+name = "t"
+[lake]
+url = "file://lake"
+[warehouse]
+url = "duckdb://w.duckdb"
+[[sources]]
+name = "crm"
+kind = "files"
+path = "data/*.csv"
+entity = "person"
+columns = { Id = "record_id" }
+[[sources]]
+name = "sfdc"
+kind = "appflow"
+flows = ["contacts"]
+start = true
+entity = "person"
+columns = { Id = "record_id" }
+[[sources]]
+name = "scheduled"
+kind = "appflow"
+flows = ["contacts"]
+entity = "person"
+columns = { Id = "record_id" }
+[[sources]]
+name = "enrichment"
+kind = "dataexchange"
+data_sets = ["ds-1"]
+export_to = "s3://exports/cdp"
+entity = "person"
+columns = { Id = "record_id" }
+[entities.person]
+key = "record_id"
+"#;
+        let pipeline =
+            Pipeline::from_str(text, Path::new("p.toml"), &Overrides::default()).expect("valid");
+        let day = Interval::new(
+            parse_instant("2026-01-01").expect("start"),
+            parse_instant("2026-01-02").expect("end"),
+        )
+        .expect("day");
+        let err = check_windows(&pipeline.sources, &day).unwrap_err();
+        assert!(err.is_usage());
+        let text = err.to_string();
+        assert!(
+            text.starts_with("cannot take the data interval 2026-01-01T00:00:00Z/2026-01-02T00:00:00Z: source \"crm\" (data/*.csv) has no date parts ({yyyy}, "),
+            "{text}"
+        );
+        assert!(
+            text.contains("; source \"sfdc\" starts its flows (start = true): "),
+            "{text}"
+        );
+        assert!(
+            !text.contains("scheduled") && !text.contains("enrichment"),
+            "{text}"
+        );
     }
 }

@@ -5,7 +5,7 @@
 pub mod interval;
 pub mod lease;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -156,10 +156,14 @@ pub struct SourceCursor {
     pub landed: BTreeMap<String, String>,
     /// Lake keys of the manifests, oldest first.
     pub manifests: Vec<String>,
-    /// AppFlow and Data Exchange: per flow or data set, the last execution or
-    /// revision landed.
+    /// AppFlow and Data Exchange: per flow or data set, the newest execution or
+    /// revision landed; a run without a data interval takes what came after it.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub positions: BTreeMap<String, Position>,
+    /// AppFlow and Data Exchange: per flow or data set, the ids of every execution or
+    /// revision landed, so intervals run in any order land each one once.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub taken: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// The last execution or revision landed from a flow or data set.

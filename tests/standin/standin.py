@@ -141,6 +141,9 @@ class World:
             record = {"executionId": ex["id"], "executionStatus": status,
                       "startedAt": ex["started_at"], "lastUpdatedAt": ex["started_at"] + 30,
                       "executionResult": {"recordsProcessed": transferred, "bytesProcessed": 0, "bytesWritten": 0}}
+            # "data_pull_start": where an incremental flow's pull began (epoch seconds).
+            if "data_pull_start" in ex:
+                record["dataPullStartTime"] = ex["data_pull_start"]
             if status == "Error":
                 record["executionResult"]["errorInfo"] = {"putFailuresCount": 0, "executionMessage": ex.get("message", "")}
             records.append(record)
@@ -167,7 +170,8 @@ class World:
         for r in sorted(ds.get("revisions", []), key=lambda r: r["created_at"], reverse=True):
             revs.append({"Arn": f"arn:aws:dataexchange:us-east-1::data-sets/{ds_id}/revisions/{r['id']}",
                          "Id": r["id"], "DataSetId": ds_id, "CreatedAt": r["created_at"],
-                         "UpdatedAt": r["created_at"], "Finalized": r["finalized"]})
+                         "UpdatedAt": r["created_at"], "Finalized": r["finalized"],
+                         "Revoked": r.get("revoked", False)})
         return 200, self.page(revs, "Revisions", "NextToken", query.get("nextToken", [None])[0])
 
     def job_body(self, job):
