@@ -540,27 +540,33 @@ fn dataexchange_failures_name_the_data_set_and_keep_the_cursor() {
     );
 }
 
-/// The sample pipeline with its CRM contacts coming through an AppFlow flow and its
-/// consumer file through a Data Exchange revision: ingest, clean, resolve and load
-/// give the same warehouse as the plain sample run from local files.
-#[test]
-fn sample_pipeline_through_appflow_and_dataexchange_matches_the_file_run() {
-    let ctx = TestContext::new();
-    let scenario = json!({
-        "page_size": 1,
-        "flows": {"salesforce-contacts": flow(json!([
+/// The sample pipeline's AppFlow and Data Exchange side: its CRM contacts as two
+/// executions of a flow writing to `flows_bucket`, listed one a page, and its
+/// consumer file as one Data Exchange revision.
+fn sample_scenario(flows_bucket: &str) -> Value {
+    let mut contacts = flow(
+        json!([
             {"id": "exec-2025", "started_at": 1_735_689_600,
              "files": {"part-00000": {"from": "sample-data/crm/contacts_2025.csv"}}},
             {"id": "exec-2026", "started_at": 1_767_225_600,
              "files": {"part-00000": {"from": "sample-data/crm/contacts_2026.csv"}}}
-        ]), json!([]))},
+        ]),
+        json!([]),
+    );
+    contacts["bucket"] = json!(flows_bucket);
+    json!({
+        "page_size": 1,
+        "flows": {"salesforce-contacts": contacts},
         "data_sets": {"ds-consumers": data_set(json!([
             revision(1, 1, json!({"consumers.csv": {"from": "sample-data/enrichment/consumers.csv"}}))
         ]))}
-    });
-    let Some(stand) = StandIn::start(&scenario, ctx.path()) else {
-        return;
-    };
+    })
+}
+
+/// The sample pipeline file with `crm_contacts` as an appflow source and `enrichment`
+/// as a dataexchange source (with `export`, an export_to line or nothing) through the
+/// stand-in, and `[lake]` replaced by `lake` when given.
+fn sample_through_aws(stand: &StandIn, export: &str, lake: Option<&str>) -> String {
     let endpoints = format!(
         "endpoint_url = \"{}\"\ns3_endpoint_url = \"{}\"",
         stand.api_url(),
@@ -569,18 +575,45 @@ fn sample_pipeline_through_appflow_and_dataexchange_matches_the_file_run() {
     let sample = std::fs::read_to_string(common::sample_pipeline()).unwrap();
     let crm = "kind = \"files\"\npath = \"${CDP_DATA_DIR:-sample-data}/crm/contacts_{yyyy}.csv\"";
     let enrichment = "kind = \"files\"\nwindow = \"snapshot\"\npath = \"${CDP_DATA_DIR:-sample-data}/enrichment/consumers.csv\"";
-    assert!(sample.contains(crm) && sample.contains(enrichment));
-    let text = sample
+    let lake_block = "[lake]\nurl = \"${CDP_LAKE:-file://lake}\"\n";
+    assert!(sample.contains(crm) && sample.contains(enrichment) && sample.contains(lake_block));
+    sample
         .replace(
             crm,
             &format!("kind = \"appflow\"\nflows = [\"salesforce-contacts\"]\n{endpoints}"),
         )
         .replace(
             enrichment,
-            &format!("kind = \"dataexchange\"\ndata_sets = [\"ds-consumers\"]\nexport_to = \"s3://exports/cdp\"\n{endpoints}"),
-        );
+            &format!(
+                "kind = \"dataexchange\"\ndata_sets = [\"ds-consumers\"]\n{export}\n{endpoints}"
+            ),
+        )
+        .replace(lake_block, lake.unwrap_or(lake_block))
+}
+
+/// Asserts `ctx`'s warehouse holds what a plain sample run from local files loads.
+fn assert_same_warehouse_as_the_file_run(ctx: &TestContext) {
+    let plain = TestContext::new();
+    plain.step("run", &common::sample_pipeline(), &[]).ok();
+    let per_source = "SELECT source || '=' || count(*) AS n FROM person GROUP BY source ORDER BY 1";
+    assert_eq!(ctx.query(per_source), plain.query(per_source));
+    for table in ["person", "identity_graph", "customer_360", "orders"] {
+        assert_eq!(ctx.count(table), plain.count(table), "{table}");
+    }
+}
+
+/// The sample pipeline with its CRM contacts coming through an AppFlow flow and its
+/// consumer file through a Data Exchange revision: ingest, clean, resolve and load
+/// give the same warehouse as the plain sample run from local files.
+#[test]
+fn sample_pipeline_through_appflow_and_dataexchange_matches_the_file_run() {
+    let ctx = TestContext::new();
+    let Some(stand) = StandIn::start(&sample_scenario("appflow-out"), ctx.path()) else {
+        return;
+    };
     let p = ctx.path().join("aws.toml");
-    std::fs::write(&p, text).unwrap();
+    let export = "export_to = \"s3://exports/cdp\"";
+    std::fs::write(&p, sample_through_aws(&stand, export, None)).unwrap();
     let env = stand.env(ctx.path());
     let env: Vec<(&str, &Path)> = env.iter().map(|(k, v)| (*k, v.as_path())).collect();
     let (lake, wh) = (ctx.lake_url(), ctx.warehouse_url());
@@ -615,14 +648,112 @@ fn sample_pipeline_through_appflow_and_dataexchange_matches_the_file_run() {
         1
     );
     ctx.cdp_with(&[&["run", &p][..], &args].concat(), &env).ok();
+    assert_same_warehouse_as_the_file_run(&ctx);
+}
 
-    let plain = TestContext::new();
-    plain.step("run", &common::sample_pipeline(), &[]).ok();
-    let per_source = "SELECT source || '=' || count(*) AS n FROM person GROUP BY source ORDER BY 1";
-    assert_eq!(ctx.query(per_source), plain.query(per_source));
-    for table in ["person", "identity_graph", "customer_360", "orders"] {
-        assert_eq!(ctx.count(table), plain.count(table), "{table}");
+/// The same on a lake in the S3 emulator of tests/peers: the stand-in writes the flow's
+/// files (into the lake's own bucket) and the export job's assets into that emulator,
+/// the Data Exchange source (no export_to) stages its exports in the lake's
+/// `raw/enrichment/_exports/` and empties it once landed, every file is copied into
+/// the run's folder inside S3, and clean, resolve and load run from the S3 lake.
+#[test]
+fn sample_pipeline_through_appflow_and_dataexchange_on_an_s3_lake_matches_the_file_run() {
+    let test = "aws_sources_s3_lake";
+    let Some(s3) = common::peers::s3_endpoint(test) else {
+        return;
+    };
+    let bucket = common::peers::unique_bucket(test);
+    common::peers::create_bucket(&s3, &bucket);
+    let ctx = TestContext::new();
+    let mut scenario = sample_scenario(&bucket);
+    scenario["flows"]["salesforce-contacts"]["prefix"] = json!("appflow/salesforce");
+    let Some(stand) = StandIn::start_on_s3(&scenario, ctx.path(), &s3) else {
+        return;
+    };
+    let lake = format!(
+        "[lake]\nurl = \"s3://{bucket}/lake\"\nendpoint_url = \"{s3}\"\nforce_path_style = true\ncache_dir = \"{}\"\n",
+        ctx.path().join("cache").display()
+    );
+    let p = ctx.path().join("aws-s3.toml");
+    std::fs::write(&p, sample_through_aws(&stand, "", Some(&lake))).unwrap();
+    let mut env = stand.env(ctx.path());
+    env.push(("RUST_LOG", PathBuf::from("info")));
+    let env: Vec<(&str, &Path)> = env.iter().map(|(k, v)| (*k, v.as_path())).collect();
+    let wh = ctx.warehouse_url();
+    let p = p.to_string_lossy();
+    let args = ["--warehouse", wh.as_str()];
+
+    let started = std::time::Instant::now();
+    let run = ctx.cdp_with(&[&["ingest", &p][..], &args].concat(), &env);
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(
+        run.code,
+        0,
+        "{}\n{}",
+        run.stderr,
+        std::fs::read_to_string(&stand.log).unwrap_or_default()
+    );
+
+    // What landed, read back from the bucket.
+    let store = cdp::lake::Lake::open(&cdp::lake::LakeUrl::S3(cdp::lake::S3Location {
+        bucket: bucket.clone(),
+        prefix: "lake".into(),
+        region: Some("us-east-1".into()),
+        endpoint_url: Some(s3.clone()),
+        force_path_style: true,
+        cache_dir: Some(ctx.path().join("test-cache")),
+    }))
+    .expect("open the S3 lake");
+    let landed = |source: &str| -> Vec<Value> {
+        let cursor: Value = store
+            .get_json(&format!("_state/sources/{source}.json"))
+            .unwrap()
+            .unwrap_or_else(|| panic!("no cursor for {source}"));
+        let key = cursor["manifests"][0].as_str().unwrap();
+        let manifest: Value = store.get_json(key).unwrap().unwrap();
+        manifest["files"].as_array().unwrap().clone()
+    };
+    let (crm, enrichment) = (landed("crm_contacts"), landed("enrichment"));
+    let origins: Vec<&str> = crm.iter().map(|f| f["origin"].as_str().unwrap()).collect();
+    assert_eq!(
+        origins,
+        ["exec-2025", "exec-2026"].map(|e| format!(
+            "s3://{bucket}/appflow/salesforce/salesforce-contacts/{e}/part-00000"
+        ))
+    );
+    assert_eq!(enrichment.len(), 1);
+    assert_eq!(
+        enrichment[0]["origin"],
+        format!("s3://{bucket}/lake/raw/enrichment/_exports/ds-consumers/rev-1/consumers.csv")
+    );
+    for f in crm.iter().chain(&enrichment) {
+        assert!(store.exists(f["key"].as_str().unwrap()), "{f}");
     }
+    // Both sources wrote into the lake's bucket: three server-side copies, no upload.
+    assert_eq!(
+        run.stderr
+            .matches("copied within the lake's bucket")
+            .count(),
+        3,
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        store.list("raw/enrichment/_exports/").unwrap(),
+        Vec::<String>::new(),
+        "staged exports left behind"
+    );
+    let bytes: u64 = crm
+        .iter()
+        .chain(&enrichment)
+        .map(|f| f["bytes"].as_u64().unwrap())
+        .sum();
+    eprintln!(
+        "ingest through the stand-in into the S3 lake: {bytes} bytes from AppFlow + Data Exchange (and local files) in {secs:.2}s"
+    );
+
+    ctx.cdp_with(&[&["run", &p][..], &args].concat(), &env).ok();
+    assert_same_warehouse_as_the_file_run(&ctx);
 }
 
 /// Endpoints from AWS_ENDPOINT_URL_* rather than the pipeline file.

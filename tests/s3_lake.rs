@@ -145,6 +145,41 @@ fn s3_objects_written_over_time_are_invisible_until_committed() {
 }
 
 #[test]
+fn s3_copy_within_copies_an_object_of_the_lakes_bucket_server_side() {
+    let Some((lake, loc, cache)) = s3_lake("s3_copy_within") else {
+        return;
+    };
+    let content = b"id,email\n1,a@example.com\n";
+    // A name that needs encoding in the copy source.
+    lake.put("incoming/a b+c.csv", content).expect("put");
+    let local = cache.path().join("downloaded.csv");
+    std::fs::write(&local, content).expect("write");
+    let src = "lake/v1/incoming/a b+c.csv";
+    let key = "raw/s/run/000-a.csv";
+    assert_eq!(
+        lake.copy_within("another-bucket", src, key, &local)
+            .expect("other bucket"),
+        None
+    );
+    assert!(!lake.exists(key));
+    let (size, sha256) = lake
+        .copy_within(&loc.bucket, src, key, &local)
+        .expect("copy")
+        .expect("same bucket");
+    assert_eq!(
+        (size, sha256.clone()),
+        cdp::lake::sha256_file(&local).expect("sha")
+    );
+    // The staged copy is there; without it a reader downloads the copy, checked
+    // against the SHA-256 the copy recorded.
+    let staged = cache.path().join(key);
+    assert_eq!(std::fs::read(&staged).expect("staged"), content);
+    std::fs::remove_file(&staged).expect("remove staged");
+    let fetched = lake.fetch(key).expect("fetch");
+    assert_eq!(std::fs::read(fetched).expect("read"), content);
+}
+
+#[test]
 fn unreachable_endpoint_fails_after_bounded_retries_naming_the_host() {
     peers::set_aws_test_env();
     // A port nothing listens on: bind one, note it, close it.

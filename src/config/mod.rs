@@ -755,7 +755,7 @@ impl Validator<'_> {
             let line = self.line_of(spanned.span());
             let key = format!("sources[{i}]");
             let raw = spanned.into_inner();
-            let remote = self.remote_source(&key, line, &raw);
+            let remote = self.remote_source(&key, line, &raw, &lake);
             let mut source = self.files_source(&key, line, raw, &mut entities);
             source.remote = remote;
             if sources.iter().any(|s| s.name == source.name) {

@@ -92,6 +92,8 @@ pub struct RawSource {
     /// dataexchange: land only assets whose name matches this glob (`"*.csv"`).
     pub assets: Option<String>,
     /// dataexchange: where export jobs write, `s3://BUCKET/PREFIX`; `${VAR}` is expanded.
+    /// Required with a local lake; on an `s3://` lake it defaults to the lake's staging
+    /// prefix `raw/<source>/_exports/`, whose objects are deleted once landed.
     pub export_to: Option<String>,
     /// appflow, dataexchange: AWS region; the default chain's (AWS_REGION, profile) when absent.
     pub aws_region: Option<String>,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::raw::{RawSource, SourceKindName};
 use super::{parse_age, Validator};
+use crate::lake::{layout, LakeUrl};
 
 /// Where a remote source's files come from.
 #[derive(Debug, Clone)]
@@ -31,9 +32,12 @@ pub struct DataexchangeSource {
     pub data_sets: Vec<String>,
     /// Only assets whose name matches land.
     pub assets: Option<glob::Pattern>,
-    /// Bucket and key prefix (no trailing `/`) export jobs write under.
+    /// Bucket and key prefix (no trailing `/`) export jobs write under: `export_to`,
+    /// or on an S3 lake without it, the lake's staging prefix `raw/<source>/_exports`.
     pub export_bucket: String,
     pub export_prefix: String,
+    /// The exports are staged inside the lake (no `export_to`): deleted once landed.
+    pub export_staged: bool,
     pub wait_timeout: Duration,
     pub aws: AwsAccess,
 }
@@ -68,6 +72,7 @@ impl Validator<'_> {
         key: &str,
         line: usize,
         raw: &RawSource,
+        lake: &LakeUrl,
     ) -> Option<RemoteSource> {
         let kind = raw.kind;
         let mut only_for = |field: &str, set: bool, kinds: &[SourceKindName], what: &str| {
@@ -184,25 +189,40 @@ impl Validator<'_> {
                 })
                 .ok()
         });
-        let (export_bucket, export_prefix) = match expand(self, "export_to", &raw.export_to) {
-            None => {
-                self.problem(
-                    format!("{key}.export_to"),
-                    Some(line),
-                    "missing; a dataexchange source needs export_to = \"s3://BUCKET/PREFIX\" for its export jobs",
-                );
-                Default::default()
-            }
-            Some(url) => parse_s3_url(&url).unwrap_or_else(|m| {
+        let export_staged = raw.export_to.is_none() && matches!(lake, LakeUrl::S3(_));
+        let (export_bucket, export_prefix) = match (expand(self, "export_to", &raw.export_to), lake)
+        {
+            (Some(url), _) => parse_s3_url(&url).unwrap_or_else(|m| {
                 self.problem(format!("{key}.export_to"), Some(line), m);
                 Default::default()
             }),
+            (None, LakeUrl::S3(loc)) => {
+                let staging = layout::exports(&raw.name);
+                let prefix = if loc.prefix.is_empty() {
+                    staging
+                } else {
+                    format!("{}/{staging}", loc.prefix)
+                };
+                (loc.bucket.clone(), prefix)
+            }
+            (None, LakeUrl::Local(_)) => {
+                self.problem(
+                    format!("{key}.export_to"),
+                    Some(line),
+                    format!(
+                        "missing; source {:?} runs on a local lake, so its export jobs need export_to = \"s3://BUCKET/PREFIX\" (on an s3:// lake they default to the lake's raw/{}/_exports/)",
+                        raw.name, raw.name
+                    ),
+                );
+                Default::default()
+            }
         };
         Some(RemoteSource::Dataexchange(DataexchangeSource {
             data_sets,
             assets,
             export_bucket,
             export_prefix,
+            export_staged,
             wait_timeout,
             aws,
         }))
@@ -216,8 +236,12 @@ mod tests {
     use std::path::Path;
 
     fn pipeline(source: &str) -> Result<Pipeline, String> {
+        pipeline_on("file://lake", source)
+    }
+
+    fn pipeline_on(lake: &str, source: &str) -> Result<Pipeline, String> {
         let text = format!(
-            "[pipeline]\nname = \"t\"\n[lake]\nurl = \"file://lake\"\n[warehouse]\nurl = \"duckdb://w.duckdb\"\n\
+            "[pipeline]\nname = \"t\"\n[lake]\nurl = \"{lake}\"\n[warehouse]\nurl = \"duckdb://w.duckdb\"\n\
              [[sources]]\nname = \"crm\"\nentity = \"person\"\ncolumns = {{ Id = \"record_id\" }}\n{source}\n\
              [entities.person]\nkey = \"record_id\"\n"
         );
@@ -288,6 +312,39 @@ mod tests {
         );
         assert!(
             err.contains("sources[0].path: missing; a files source needs path"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn dataexchange_exports_default_to_the_s3_lakes_staging_prefix_only() {
+        let source = "kind = \"dataexchange\"\ndata_sets = [\"ds\"]";
+        let exports = |lake: &str, extra: &str| {
+            let p = pipeline_on(lake, &format!("{source}\n{extra}")).unwrap();
+            let Some(RemoteSource::Dataexchange(d)) = &p.sources[0].remote else {
+                panic!("not dataexchange")
+            };
+            (
+                d.export_bucket.clone(),
+                d.export_prefix.clone(),
+                d.export_staged,
+            )
+        };
+        assert_eq!(
+            exports("s3://acme/lake/v1", ""),
+            ("acme".into(), "lake/v1/raw/crm/_exports".into(), true)
+        );
+        assert_eq!(
+            exports("s3://acme", ""),
+            ("acme".into(), "raw/crm/_exports".into(), true)
+        );
+        assert_eq!(
+            exports("s3://acme/lake", "export_to = \"s3://other/x\""),
+            ("other".into(), "x".into(), false)
+        );
+        let err = pipeline(source).unwrap_err();
+        assert!(
+            err.contains("sources[0].export_to: missing; source \"crm\" runs on a local lake, so its export jobs need export_to = \"s3://BUCKET/PREFIX\" (on an s3:// lake they default to the lake's raw/crm/_exports/)"),
             "{err}"
         );
     }

@@ -10,7 +10,8 @@
 //! cache when it is missing or differs in size. Small JSON objects (state, manifests,
 //! the lease) are always read from S3 itself, never from the cache.
 //!
-//! Layout (see [`layout`]): `raw/<source>/<run>/…` with `_manifest.json`,
+//! Layout (see [`layout`]): `raw/<source>/<run>/…` with `_manifest.json` (and, for a
+//! Data Exchange source on S3, its export jobs' staging `raw/<source>/_exports/`),
 //! `clean/<entity>/<run>/`, `quarantine/<entity>/<run>/`, `reports/<run>/`,
 //! `identity/<run>/`, and `_state/` for run records, cursors and the lease.
 
@@ -325,6 +326,39 @@ impl Lake {
         self.write_with(key, |w| copy_hashing(&mut File::open(src)?, w))
     }
 
+    /// On an S3 lake in `bucket`, copies the object `src` (a full key there) to `key`
+    /// inside S3 rather than uploading `local`, its content already downloaded, which
+    /// becomes the staged copy; returns its size and SHA-256. `None`, doing nothing,
+    /// for another bucket, a local lake, or an object too large for one copy.
+    pub fn copy_within(
+        &self,
+        bucket: &str,
+        src: &str,
+        key: &str,
+        local: &Path,
+    ) -> Result<Option<(u64, String)>, LakeError> {
+        let Some(remote) = self.remote.as_ref().filter(|r| r.bucket() == bucket) else {
+            return Ok(None);
+        };
+        let (size, sha256) = sha256_file(local).map_err(LakeError::io(key))?;
+        if size > s3::MAX_COPY {
+            return Ok(None);
+        }
+        remote.copy_within(src, key, &sha256)?;
+        // The staged copy only spares a later download; without it a reader fetches.
+        let path = self.root.join(key);
+        let tmp = temp_sibling(&path);
+        let staged = path
+            .parent()
+            .map_or(Ok(()), fs::create_dir_all)
+            .and_then(|_| fs::copy(local, &tmp))
+            .and_then(|_| fs::rename(&tmp, &path));
+        if staged.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        Ok(Some((size, sha256)))
+    }
+
     pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, LakeError> {
         if let Some(remote) = &self.remote {
             return remote.get(key);
@@ -474,6 +508,11 @@ fn copy_hashing(input: &mut impl Read, out: &mut impl Write) -> io::Result<(u64,
 pub mod layout {
     pub fn raw_run(source: &str, run: &str) -> String {
         format!("raw/{source}/{run}")
+    }
+    /// Where a dataexchange source's export jobs write on an S3 lake without
+    /// `export_to`; staged there until landed in a run's folder.
+    pub fn exports(source: &str) -> String {
+        format!("raw/{source}/_exports")
     }
     pub fn clean(entity: &str, run: &str) -> String {
         format!("clean/{entity}/{run}/data.parquet")

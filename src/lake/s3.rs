@@ -21,7 +21,9 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::{ByteStream, Length};
-use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{
+    ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart, MetadataDirective,
+};
 use aws_sdk_s3::Client;
 use tokio::runtime::Runtime;
 
@@ -33,6 +35,8 @@ use super::{hex, sha256_file, temp_sibling, LakeError, S3Location};
 pub const MAX_ATTEMPTS: u32 = 4;
 /// Part size of a multipart upload; smaller objects go up in one request.
 pub const PART_SIZE: u64 = 16 << 20;
+/// The largest object one CopyObject request copies (5 GiB).
+pub const MAX_COPY: u64 = 5 << 30;
 
 /// What a HEAD request tells about an object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -301,6 +305,31 @@ impl S3Store {
         Ok(parts)
     }
 
+    /// The bucket the lake lives in.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// Copies the object `src` of the lake's bucket (a full key, not under the
+    /// prefix) to `key` inside S3 (CopyObject, up to [`MAX_COPY`]), recording `sha256`
+    /// as an upload does, so downloads check it the same way.
+    pub fn copy_within(&self, src: &str, key: &str, sha256: &str) -> Result<(), LakeError> {
+        let source = format!("{}/{}", self.bucket, encode_key(src));
+        self.rt
+            .block_on(
+                self.client
+                    .copy_object()
+                    .bucket(&self.bucket)
+                    .key(self.full_key(key))
+                    .copy_source(source)
+                    .metadata_directive(MetadataDirective::Replace)
+                    .metadata("sha256", sha256)
+                    .send(),
+            )
+            .map(|_| ())
+            .map_err(|e| self.err("copy", key, e))
+    }
+
     /// Writes `bytes` under `key` only if no object is there (a conditional put with
     /// `If-None-Match: *`); false when one was.
     pub fn put_if_absent(&self, key: &str, bytes: &[u8]) -> Result<bool, LakeError> {
@@ -464,6 +493,18 @@ impl S3Store {
     }
 }
 
+/// A key as CopyObject's source names it: percent-encoded, with '/' kept.
+fn encode_key(key: &str) -> String {
+    key.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 fn status<E, R>(e: &SdkError<E, R>) -> Option<u16>
 where
     R: HasStatus,
@@ -500,4 +541,16 @@ fn describe_host(client: &Client, loc: &S3Location) -> String {
         .map(|r| r.to_string())
         .unwrap_or_else(|| "us-east-1".into());
     format!("s3.{region} (AWS)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_sources_are_percent_encoded_but_keep_their_slashes() {
+        assert_eq!(encode_key("a/b-c_d.e~f/0.csv"), "a/b-c_d.e~f/0.csv");
+        assert_eq!(encode_key("x/a b+c%.csv"), "x/a%20b%2Bc%25.csv");
+        assert_eq!(encode_key("é"), "%C3%A9");
+    }
 }

@@ -248,6 +248,17 @@ impl Aws {
         Ok(keys)
     }
 
+    /// Deletes staged copies already landed; one that will not go is logged and left
+    /// (the next export of its revision overwrites it).
+    pub fn delete_staged(&self, bucket: &str, keys: &[String]) {
+        for key in keys {
+            let deleted = self.block_on(self.s3.delete_object().bucket(bucket).key(key).send());
+            if let Err(e) = deleted {
+                tracing::warn!(bucket, key, error = %DisplayErrorContext(&e), "cannot delete a staged export");
+            }
+        }
+    }
+
     /// Streams an object into a local file.
     fn download(
         &self,
@@ -397,7 +408,7 @@ impl<'a> Landing<'a> {
     }
 
     /// Downloads `s3://bucket/key`, checks it reads as `format` with the mapped columns,
-    /// and copies it into the run's raw folder.
+    /// and copies it into the run's raw folder (server-side when `bucket` is the lake's).
     pub fn land(
         &mut self,
         aws: &Aws,
@@ -430,7 +441,14 @@ impl<'a> Landing<'a> {
             layout::raw_run(self.source_name, self.run_id),
             self.files.len()
         );
-        let (bytes, sha256) = self.lake.put_file(&lake_key, tmp.path())?;
+        // An object already in the lake's bucket is copied there, not uploaded again.
+        let (bytes, sha256) = match self.lake.copy_within(bucket, key, &lake_key, tmp.path())? {
+            Some(copied) => {
+                tracing::info!(source = self.source_name, origin = %origin, key = %lake_key, "copied within the lake's bucket");
+                copied
+            }
+            None => self.lake.put_file(&lake_key, tmp.path())?,
+        };
         self.files.push(ManifestFile {
             key: lake_key,
             origin,

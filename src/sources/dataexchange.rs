@@ -1,11 +1,12 @@
 //! The `dataexchange` source: finalized revisions of Data Exchange data sets. For
 //! each data set it lists the revisions newer than the cursor (all pages; for a data
-//! interval, those created in it that are not landed yet), exports
-//! each with an `EXPORT_REVISIONS_TO_S3` job to `<export_to>/<data set>/<revision>/`,
-//! waits for the job, and lands the exported assets (those matching `assets`) in the
-//! raw zone. The cursor keeps each data set's last landed revision; a failed or
-//! timed-out job, or a revision with no matching assets, fails the source and moves no
-//! cursor.
+//! interval, those created in it that are not landed yet), exports each with an
+//! `EXPORT_REVISIONS_TO_S3` job to `<export_to>/<data set>/<revision>/` (without
+//! `export_to`, on an S3 lake: the lake's staging prefix `raw/<source>/_exports/`,
+//! emptied once landed), waits for the job, and lands the exported assets (those
+//! matching `assets`) in the raw zone. The cursor keeps each data set's last landed
+//! revision; a failed or timed-out job, or a revision with no matching assets, fails
+//! the source and moves no cursor.
 
 use aws_sdk_dataexchange::types::{
     ExportRevisionsToS3RequestDetails, RequestDetails, RevisionDestinationEntry, State, Type,
@@ -201,6 +202,7 @@ impl Source for DataexchangeSource<'_> {
         let mut landing = Landing::new(lake, self.name, run_id, self.files);
         let mut positions = Vec::new();
         let bucket = &self.config.export_bucket;
+        let mut staged = Vec::new();
         for data_set in &self.config.data_sets {
             let subject = self.subject(data_set);
             let revisions =
@@ -212,8 +214,11 @@ impl Source for DataexchangeSource<'_> {
                     .map(|p| format!("{p}/"))
                     .collect::<String>();
                 self.export(&aws, &client, &subject, data_set, &revision.id, &prefix)?;
-                let keys: Vec<String> = aws
-                    .list(&subject, bucket, &prefix)?
+                let exported = aws.list(&subject, bucket, &prefix)?;
+                if self.config.export_staged {
+                    staged.extend(exported.iter().cloned());
+                }
+                let keys: Vec<String> = exported
                     .into_iter()
                     .filter(|k| {
                         let name = &k[prefix.len()..];
@@ -253,6 +258,8 @@ impl Source for DataexchangeSource<'_> {
                 positions.push((data_set.clone(), revision));
             }
         }
-        Ok(landing.finish(cursor, positions)?)
+        let manifest = landing.finish(cursor, positions)?;
+        aws.delete_staged(bucket, &staged);
+        Ok(manifest)
     }
 }

@@ -22,8 +22,19 @@ fn repo() -> PathBuf {
 }
 
 impl StandIn {
-    /// Starts the stand-in on `scenario`; `None` (after saying so) when its venv is missing.
+    /// Starts the stand-in on `scenario`, with its own moto; `None` (after saying so)
+    /// when its venv is missing.
     pub fn start(scenario: &serde_json::Value, dir: &Path) -> Option<Self> {
+        Self::start_with(scenario, dir, None)
+    }
+
+    /// Like [`StandIn::start`], writing flow and job outputs into the S3 emulator at
+    /// `s3_url` (the S3 lake's) instead of its own moto.
+    pub fn start_on_s3(scenario: &serde_json::Value, dir: &Path, s3_url: &str) -> Option<Self> {
+        Self::start_with(scenario, dir, Some(s3_url))
+    }
+
+    fn start_with(scenario: &serde_json::Value, dir: &Path, s3_url: Option<&str>) -> Option<Self> {
         let python = std::env::var_os("CDP_STANDIN_PYTHON")
             .map(PathBuf::from)
             .unwrap_or_else(|| repo().join(".venv/standin/bin/python"));
@@ -40,7 +51,12 @@ impl StandIn {
         let path = dir.join("scenario.json");
         std::fs::write(&path, serde_json::to_vec_pretty(scenario).unwrap()).unwrap();
         let log = dir.join("standin.log");
-        let mut child = Command::new(python)
+        let mut command = Command::new(python);
+        match s3_url {
+            Some(url) => command.env("CDP_STANDIN_S3", url),
+            None => command.env_remove("CDP_STANDIN_S3"),
+        };
+        let mut child = command
             .arg(repo().join("tests/standin/standin.py"))
             .arg(&path)
             .arg(repo())
