@@ -63,6 +63,24 @@ fn meaning_problems_are_all_reported_at_once_with_exit_2() {
 }
 
 #[test]
+fn a_snowflake_warehouse_without_credentials_is_a_set_up_error_exit_2() {
+    let ctx = TestContext::new();
+    let cloud = SMALL.replace(
+        "url = \"duckdb://wh.duckdb\"",
+        "url = \"snowflake://loader@xy12345.eu-west-1/analytics/cdp\"",
+    );
+    let path = ctx.write("cloud.toml", &cloud);
+    let out = ctx.cdp(&["sql", "--pipeline", &path.to_string_lossy(), "SELECT 1"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("no credentials: set SNOWFLAKE_PASSWORD"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
 fn a_wrong_type_is_named_with_its_line() {
     let ctx = TestContext::new();
     let path = ctx.write(

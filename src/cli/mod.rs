@@ -29,12 +29,13 @@ use cdp::state::interval::{parse_instant, Interval, IntervalError};
 use cdp::state::lease::{Lease, LeaseError};
 use cdp::state::new_run_id;
 use cdp::steps::{Context, StepError};
+use cdp::warehouse::WarehouseError;
 
 const EXIT_CODES: &str = "\
 Exit codes:
   0  ok
   1  failure (I/O, warehouse, source errors)
-  2  bad usage or bad pipeline file
+  2  bad usage, bad pipeline file or set-up (e.g. a missing warehouse secret)
   3  quality gate failed (an error-level check went over its threshold)
   4  already running (another run holds the pipeline's lease)";
 
@@ -248,10 +249,16 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             Some(StepError::QualityGate { .. }) => return 3,
             // Transparent: the source error itself is not in the chain.
             Some(StepError::Source(e)) if e.is_usage() => return 2,
+            Some(StepError::Warehouse(WarehouseError::Setup { .. })) => return 2,
             _ => {}
         }
         if let Some(LeaseError::Held(_)) = cause.downcast_ref::<LeaseError>() {
             return 4;
+        }
+        // A missing secret or a lake the warehouse cannot load from: the set-up, not
+        // the warehouse, is wrong.
+        if let Some(WarehouseError::Setup { .. }) = cause.downcast_ref::<WarehouseError>() {
+            return 2;
         }
         if cause.downcast_ref::<IntervalError>().is_some()
             || cause
