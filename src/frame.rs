@@ -28,6 +28,57 @@ pub fn write_parquet(lake: &Lake, key: &str, df: &DataFrame) -> Result<Output, F
     sink.commit(lake)
 }
 
+/// The lake keys of Parquet files of at most about `max_bytes` each holding the
+/// object `output` (a local copy at `path`): the object itself when it is small
+/// enough, else parts under `load/<table>/<sha256 prefix>/`, split by rows. The parts
+/// are a function of the object's content, so a re-run after a crash rewrites the
+/// same files.
+pub fn split_for_load(
+    lake: &Lake,
+    table: &str,
+    output: &Output,
+    path: &std::path::Path,
+    max_bytes: u64,
+) -> Result<Vec<String>, FrameError> {
+    let key = output.key.as_str();
+    let size = std::fs::metadata(path)
+        .map_err(|source| LakeError::Io {
+            key: key.into(),
+            source,
+        })?
+        .len();
+    let parts = size.div_ceil(max_bytes.max(1));
+    if parts <= 1 || output.rows <= 1 {
+        return Ok(vec![key.to_string()]);
+    }
+    let polars = |source| FrameError::Polars {
+        key: key.into(),
+        source,
+    };
+    let rows_per_part = output.rows.div_ceil(parts);
+    let prefix = format!(
+        "load/{table}/{}",
+        &output.sha256[..16.min(output.sha256.len())]
+    );
+    let mut keys = Vec::new();
+    let mut offset = 0;
+    while offset < output.rows {
+        let df = LazyFrame::scan_parquet(
+            PlRefPath::try_from_path(path).map_err(polars)?,
+            ScanArgsParquet::default(),
+        )
+        .map_err(polars)?
+        .slice(offset as i64, rows_per_part as IdxSize)
+        .collect()
+        .map_err(polars)?;
+        let part = format!("{prefix}/part-{:05}.parquet", keys.len());
+        write_parquet(lake, &part, &df)?;
+        keys.push(part);
+        offset += rows_per_part;
+    }
+    Ok(keys)
+}
+
 pub fn read_parquet(lake: &Lake, key: &str) -> Result<DataFrame, FrameError> {
     let file = File::open(lake.local_path(key)).map_err(|source| LakeError::Io {
         key: key.into(),
@@ -106,5 +157,51 @@ impl ParquetSink {
             source,
         })?;
         Ok(Output { key, rows, sha256 })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lake::LakeUrl;
+
+    #[test]
+    fn a_big_object_is_split_into_load_sized_parts_holding_every_row_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(&LakeUrl::Local(dir.path().to_path_buf())).unwrap();
+        let n = 20_000u32;
+        // Distinct text so the file does not compress to nothing.
+        let df = df!(
+            "id" => (0..n).collect::<Vec<u32>>(),
+            "text" => (0..n).map(|i| format!("{:x}", u64::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15))).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let output = write_parquet(&lake, "clean/t/r1/data.parquet", &df).unwrap();
+        let path = lake.local_path(&output.key);
+        let size = std::fs::metadata(&path).unwrap().len();
+
+        let whole = split_for_load(&lake, "t", &output, &path, size).unwrap();
+        assert_eq!(whole, vec![output.key.clone()]);
+
+        let parts = split_for_load(&lake, "t", &output, &path, size / 4).unwrap();
+        assert!(parts.len() >= 4, "{parts:?}");
+        let mut ids = Vec::new();
+        for key in &parts {
+            assert!(key.starts_with("load/t/"), "{key}");
+            let part = read_parquet(&lake, key).unwrap();
+            ids.extend(
+                part.column("id")
+                    .unwrap()
+                    .u32()
+                    .unwrap()
+                    .into_no_null_iter(),
+            );
+        }
+        assert_eq!(ids, (0..n).collect::<Vec<u32>>());
+        // The same object gives the same parts again (a re-run after a crash).
+        assert_eq!(
+            split_for_load(&lake, "t", &output, &path, size / 4).unwrap(),
+            parts
+        );
     }
 }

@@ -19,6 +19,8 @@ struct Cloud {
     ctx: TestContext,
     pipeline: PathBuf,
     database: String,
+    s3: String,
+    bucket: String,
 }
 
 impl Cloud {
@@ -52,6 +54,8 @@ impl Cloud {
             ctx,
             pipeline,
             database,
+            s3,
+            bucket,
         })
     }
 
@@ -116,6 +120,36 @@ fn the_sample_pipeline_loads_snowflake_from_an_s3_lake_with_the_same_counts_as_d
     cloud.cdp(&["run", &cloud.p()], PEER_PASSWORD).ok();
     let loads = cloud.scalar("SELECT count(*) FROM _cdp_load_ledger");
     assert_eq!(loads, TABLES.len() as i64, "a table loaded twice");
+}
+
+/// With `load_file_mb` far below the sample's objects, each table is copied from
+/// several load-sized parts in the lake and still ends with the same rows.
+#[test]
+fn big_objects_are_loaded_from_load_sized_parts() {
+    let Some(cloud) = Cloud::new("cloud_parts") else {
+        return;
+    };
+    let text = std::fs::read_to_string(&cloud.pipeline).expect("read");
+    let text = text.replace("user = \"cdp\"\n", "user = \"cdp\"\nload_file_mb = 0.02\n");
+    std::fs::write(&cloud.pipeline, text).expect("write");
+    cloud.cdp(&["run", &cloud.p()], PEER_PASSWORD).ok();
+    let wh = cloud.ctx.warehouse_url();
+    cloud
+        .cdp(
+            &["load", &cloud.p(), "--warehouse", &wh, "--force"],
+            PEER_PASSWORD,
+        )
+        .ok();
+    for table in TABLES {
+        let sf = cloud.scalar(&format!("SELECT count(*) FROM {table}"));
+        assert_eq!(sf, cloud.ctx.count(table), "{table}");
+    }
+    // The person object went in as parts of at most about 20 KiB each.
+    let parts = peers::list_keys(&cloud.s3, &cloud.bucket, "lake/load/person/");
+    assert!(parts.len() > 3, "{parts:?}");
+    assert!(parts.iter().all(|k| k.ends_with(".parquet")), "{parts:?}");
+    let loads = cloud.scalar("SELECT count(*) FROM _cdp_load_ledger");
+    assert_eq!(loads, TABLES.len() as i64);
 }
 
 #[test]

@@ -43,6 +43,7 @@ impl Backend {
             sha256,
             run_id: key.split('/').nth(2).unwrap_or("r").into(),
             keys: keys.iter().map(|k| k.to_string()).collect(),
+            files: vec![key.into()],
         }
     }
 }

@@ -737,6 +737,17 @@ impl Validator<'_> {
                 sf.stage = stage.clone();
             }
             sf.storage_integration = w.storage_integration.clone();
+            match w.load_file_mb {
+                Some(mb) if mb.is_finite() && mb > 0.0 => {
+                    sf.load_file_bytes = (mb * 1024.0 * 1024.0).ceil() as u64;
+                }
+                Some(mb) => self.problem(
+                    "warehouse.load_file_mb",
+                    None,
+                    format!("{mb}: must be a positive size in MiB (Snowflake suggests 100-250)"),
+                ),
+                None => {}
+            }
             if let LakeUrl::S3(_) = &lake {
                 sf.lake_url = Some(lake.to_string());
             }

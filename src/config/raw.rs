@@ -65,6 +65,9 @@ pub struct RawWarehouse {
     pub stage: Option<String>,
     /// Storage integration the stage reads the lake bucket with.
     pub storage_integration: Option<String>,
+    /// Largest Parquet file a Snowflake load copies, in MiB (default 200): a bigger
+    /// object is split into parts of about this size in the lake first.
+    pub load_file_mb: Option<f64>,
 }
 
 /// `[[sources]]`: one place data comes from; `kind` picks the connector. One flat

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use super::{Context, Outcome, StepError};
 use crate::config::{CUSTOMER_360_TABLE, IDENTITY_GRAPH_TABLE};
+use crate::frame;
 use crate::state::{self, Output, Step, StepRecord};
 use crate::warehouse::{self, LoadObject, LoadOutcome};
 
@@ -65,12 +66,18 @@ pub fn run(ctx: &Context) -> Result<(Outcome, Vec<TableLoad>), StepError> {
     for table in &ctx.pipeline.load_tables {
         bar.set_message(format!("load {table}"));
         let (output, run_id) = object_of(table)?;
+        let path = ctx.lake.fetch(&output.key)?;
+        let files = match warehouse.load_file_bytes() {
+            Some(limit) => frame::split_for_load(&ctx.lake, table, output, &path, limit)?,
+            None => vec![output.key.clone()],
+        };
         let object = LoadObject {
             key: output.key.clone(),
-            path: ctx.lake.fetch(&output.key)?,
+            path,
             sha256: output.sha256.clone(),
             run_id: run_id.to_string(),
             keys: table_keys(ctx, table),
+            files,
         };
         let (rows, loaded) = match warehouse.load_snapshot(table, &object)? {
             LoadOutcome::Loaded { rows } => (rows, true),

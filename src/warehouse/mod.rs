@@ -111,6 +111,9 @@ pub struct LoadObject {
     pub run_id: String,
     /// Columns that identify a row; a back end that merges (Snowflake) merges on them.
     pub keys: Vec<String>,
+    /// Lake keys of the Parquet files holding the object: the object itself, or its
+    /// load-sized parts ([`crate::frame::split_for_load`]).
+    pub files: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,6 +145,11 @@ pub trait Warehouse {
         object: &LoadObject,
     ) -> Result<LoadOutcome, WarehouseError>;
     fn query(&mut self, sql: &str) -> Result<QueryResult, WarehouseError>;
+    /// The largest file one load should read, for a back end that copies files from
+    /// the lake (Snowflake); `None` reads the object whole.
+    fn load_file_bytes(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Opens the warehouse a URL names.

@@ -59,7 +59,12 @@ pub struct SnowflakeConfig {
     pub lake_url: Option<String>,
     /// Pipeline name, for the query tag.
     pub pipeline: String,
+    /// Largest Parquet file one COPY reads; bigger objects are split first.
+    pub load_file_bytes: u64,
 }
+
+/// Snowflake's advice: load files of about 100-250 MB compressed.
+pub const DEFAULT_LOAD_FILE_BYTES: u64 = 200 * 1024 * 1024;
 
 impl SnowflakeConfig {
     /// Parses `snowflake://[USER@]ACCOUNT_OR_HOST[:PORT]/DATABASE/SCHEMA?warehouse=WH&role=ROLE`.
@@ -91,6 +96,7 @@ impl SnowflakeConfig {
             schema: schema.into(),
             user,
             stage: "cdp_lake".into(),
+            load_file_bytes: DEFAULT_LOAD_FILE_BYTES,
             ..Self::default()
         };
         let full_host = host.contains(':')
@@ -352,6 +358,10 @@ struct Rows {
 }
 
 impl Warehouse for Snowflake {
+    fn load_file_bytes(&self) -> Option<u64> {
+        Some(self.conf.load_file_bytes)
+    }
+
     fn load_snapshot(
         &mut self,
         table: &str,
@@ -373,7 +383,7 @@ impl Warehouse for Snowflake {
         self.evolve(table, &columns)?;
         let load = load_table(table);
         self.exec("create load table", create_table_sql(&load, &columns, true))?;
-        self.exec("copy", copy_sql(&load, &self.conf.stage, &object.key))?;
+        self.exec("copy", copy_sql(&load, &self.conf.stage, &object.files))?;
         let rows = self.count("count loaded rows", &load)?;
         if !object.keys.is_empty() {
             let dups = self.count_duplicates(&load, &object.keys)?;
@@ -671,12 +681,13 @@ pub fn create_stage_sql(
     Ok(sql)
 }
 
-pub fn copy_sql(load: &str, stage: &str, key: &str) -> String {
+pub fn copy_sql(load: &str, stage: &str, files: &[String]) -> String {
+    let files: Vec<String> = files.iter().map(|f| quote_literal(f)).collect();
     format!(
         "COPY INTO {} FROM @{stage} FILES = ({}) FILE_FORMAT = (TYPE = PARQUET) \
          MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE FORCE = TRUE",
         sf_ident(load),
-        quote_literal(key)
+        files.join(", ")
     )
 }
 
@@ -813,7 +824,10 @@ mod tests {
             copy_sql(
                 "_cdp_load_person",
                 "cdp_lake",
-                "clean/person/r1/data.parquet",
+                &[
+                    "load/person/0123abcd/part-00000.parquet".into(),
+                    "load/person/0123abcd/part-00001.parquet".into(),
+                ],
             ),
             merge_sql("person", "_cdp_load_person", &keys, &names),
             delete_missing_sql("person", "_cdp_load_person", &keys),

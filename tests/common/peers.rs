@@ -63,6 +63,34 @@ pub fn unique_bucket(test: &str) -> String {
     .collect()
 }
 
+/// Keys under `prefix` in a bucket of the S3 emulator (first page: up to 1,000).
+pub fn list_keys(endpoint: &str, bucket: &str, prefix: &str) -> Vec<String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .load()
+            .await;
+        let conf = aws_sdk_s3::config::Builder::from(&shared)
+            .endpoint_url(endpoint)
+            .force_path_style(true)
+            .build();
+        let out = aws_sdk_s3::Client::from_conf(conf)
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .send()
+            .await
+            .expect("list");
+        out.contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_string))
+            .collect()
+    })
+}
+
 /// Creates a bucket on the S3 emulator.
 pub fn create_bucket(endpoint: &str, bucket: &str) {
     let rt = tokio::runtime::Builder::new_current_thread()
