@@ -63,8 +63,8 @@ pub fn unique_bucket(test: &str) -> String {
     .collect()
 }
 
-/// Keys under `prefix` in a bucket of the S3 emulator (first page: up to 1,000).
-pub fn list_keys(endpoint: &str, bucket: &str, prefix: &str) -> Vec<String> {
+/// Runs `f` with a client of the S3 emulator at `endpoint`, on a runtime of its own.
+fn with_s3<T>(endpoint: &str, f: impl AsyncFnOnce(aws_sdk_s3::Client) -> T) -> T {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -77,7 +77,14 @@ pub fn list_keys(endpoint: &str, bucket: &str, prefix: &str) -> Vec<String> {
             .endpoint_url(endpoint)
             .force_path_style(true)
             .build();
-        let out = aws_sdk_s3::Client::from_conf(conf)
+        f(aws_sdk_s3::Client::from_conf(conf)).await
+    })
+}
+
+/// Keys under `prefix` in a bucket of the S3 emulator (first page: up to 1,000).
+pub fn list_keys(endpoint: &str, bucket: &str, prefix: &str) -> Vec<String> {
+    with_s3(endpoint, async |client| {
+        let out = client
             .list_objects_v2()
             .bucket(bucket)
             .prefix(prefix)
@@ -93,23 +100,12 @@ pub fn list_keys(endpoint: &str, bucket: &str, prefix: &str) -> Vec<String> {
 
 /// Creates a bucket on the S3 emulator.
 pub fn create_bucket(endpoint: &str, bucket: &str) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .load()
-            .await;
-        let conf = aws_sdk_s3::config::Builder::from(&shared)
-            .endpoint_url(endpoint)
-            .force_path_style(true)
-            .build();
-        aws_sdk_s3::Client::from_conf(conf)
+    with_s3(endpoint, async |client| {
+        client
             .create_bucket()
             .bucket(bucket)
             .send()
             .await
             .expect("create bucket");
-    });
+    })
 }
