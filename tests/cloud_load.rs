@@ -81,6 +81,26 @@ impl Cloud {
         self.pipeline.to_string_lossy().into_owned()
     }
 
+    /// `cdp run` into Snowflake, then the same lake loaded into DuckDB as the
+    /// reference: each table's Snowflake count must equal DuckDB's; returns them.
+    fn run_and_compare_with_duckdb(&self) -> Vec<i64> {
+        self.cdp(&["run", &self.p()], PEER_PASSWORD).ok();
+        let wh = self.ctx.warehouse_url();
+        self.cdp(
+            &["load", &self.p(), "--warehouse", &wh, "--force"],
+            PEER_PASSWORD,
+        )
+        .ok();
+        TABLES
+            .iter()
+            .map(|table| {
+                let sf = self.scalar(&format!("SELECT count(*) FROM {table}"));
+                assert_eq!(sf, self.ctx.count(table), "{table}");
+                sf
+            })
+            .collect()
+    }
+
     fn scalar(&self, sql: &str) -> i64 {
         let run = self
             .cdp(
@@ -102,18 +122,7 @@ fn the_sample_pipeline_loads_snowflake_from_an_s3_lake_with_the_same_counts_as_d
     let Some(cloud) = Cloud::new("cloud_run") else {
         return;
     };
-    cloud.cdp(&["run", &cloud.p()], PEER_PASSWORD).ok();
-    // The same lake loaded into DuckDB is the reference.
-    let wh = cloud.ctx.warehouse_url();
-    cloud
-        .cdp(
-            &["load", &cloud.p(), "--warehouse", &wh, "--force"],
-            PEER_PASSWORD,
-        )
-        .ok();
-    for table in TABLES {
-        let sf = cloud.scalar(&format!("SELECT count(*) FROM {table}"));
-        assert_eq!(sf, cloud.ctx.count(table), "{table}");
+    for (table, sf) in TABLES.iter().zip(cloud.run_and_compare_with_duckdb()) {
         assert!(sf > 0, "{table} empty");
     }
     // Every query carries the pipeline's tag; a second run loads nothing again.
@@ -132,18 +141,7 @@ fn big_objects_are_loaded_from_load_sized_parts() {
     let text = std::fs::read_to_string(&cloud.pipeline).expect("read");
     let text = text.replace("user = \"cdp\"\n", "user = \"cdp\"\nload_file_mb = 0.02\n");
     std::fs::write(&cloud.pipeline, text).expect("write");
-    cloud.cdp(&["run", &cloud.p()], PEER_PASSWORD).ok();
-    let wh = cloud.ctx.warehouse_url();
-    cloud
-        .cdp(
-            &["load", &cloud.p(), "--warehouse", &wh, "--force"],
-            PEER_PASSWORD,
-        )
-        .ok();
-    for table in TABLES {
-        let sf = cloud.scalar(&format!("SELECT count(*) FROM {table}"));
-        assert_eq!(sf, cloud.ctx.count(table), "{table}");
-    }
+    cloud.run_and_compare_with_duckdb();
     // The person object went in as parts of at most about 20 KiB each.
     let parts = peers::list_keys(&cloud.s3, &cloud.bucket, "lake/load/person/");
     assert!(parts.len() > 3, "{parts:?}");

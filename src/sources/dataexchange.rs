@@ -193,9 +193,6 @@ impl Source for DataexchangeSource<'_> {
         run_id: &str,
         window: Option<&Interval>,
     ) -> Result<Option<Manifest>, SourceError> {
-        if let Some(w) = window {
-            self.check_window(w)?;
-        }
         let aws = Aws::connect(self.name, &self.config.aws)?;
         let client = self.client(&aws);
         let cursor = state::read_cursor(lake, self.name)?;

@@ -161,9 +161,6 @@ impl Source for FilesSource<'_> {
         run_id: &str,
         window: Option<&Interval>,
     ) -> Result<Option<Manifest>, SourceError> {
-        if let Some(w) = window {
-            self.check_window(w)?;
-        }
         let mut cursor = state::read_cursor(lake, self.name)?;
         let prefix = layout::raw_run(self.name, run_id);
         let mut files = Vec::new();

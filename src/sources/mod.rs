@@ -95,8 +95,9 @@ pub trait Source {
     /// not, rather than taking everything.
     fn check_window(&self, window: &Interval) -> Result<(), SourceError>;
     /// Lands what is new since the source's cursor under `raw/<source>/<run>/` (only
-    /// what falls in `window`, when given), writes the manifest last, advances the
-    /// cursor, and returns the manifest; `None` when there was nothing new.
+    /// what falls in `window`, when given: the caller has checked it with
+    /// [`check_windows`] first), writes the manifest last, advances the cursor, and
+    /// returns the manifest; `None` when there was nothing new.
     fn land(
         &self,
         lake: &Lake,
