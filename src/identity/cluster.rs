@@ -3,6 +3,10 @@
 //! first and lets a guard, which sees both whole clusters, refuse a merge: so a chain of
 //! weak or shared-identifier links cannot fuse people the direct evidence keeps apart.
 
+use std::sync::Arc;
+
+use rayon::prelude::*;
+
 pub struct UnionFind {
     parent: Vec<u32>,
     size: Vec<u32>,
@@ -57,7 +61,9 @@ impl UnionFind {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
     Merged,
-    Refused(String),
+    /// The guard's reason: shared, since one refusal between two clusters often
+    /// stands for many of their edges.
+    Refused(Arc<str>),
 }
 
 /// A lone record whose edges reach two persons that may not become one is ambiguous
@@ -75,62 +81,136 @@ pub struct Ambiguity<'a> {
 /// the edge is ambiguous. `different_people` tells two clusters that can never be
 /// one person; `too_weak`, that the evidence between them is thin. Edges inside one
 /// cluster are skipped. Returns the union-find and, per deciding edge, its index and
-/// decision.
+/// decision, in edge order.
 ///
 /// `different_people` must be monotone (a cluster that grows stays refused, as size,
 /// distinct-value and disagreement guards are), so its answer is kept per pair of
 /// clusters: the many edges between two households are judged once.
+///
+/// A decision only ever looks at records its edge's connected component holds (both
+/// clusters, and for ambiguity the lone record's neighbours), so the components are
+/// clustered side by side, each in edge order: the same decisions as one pass.
 pub fn merge_guarded(
     n: usize,
-    edges: impl Iterator<Item = (u32, u32, f64)>,
+    edges: &[(u32, u32, f64)],
     ambiguity: Option<Ambiguity>,
+    different_people: impl Fn(&[u32], &[u32]) -> Option<String> + Sync,
+    too_weak: impl Fn(&[u32], &[u32]) -> Option<String> + Sync,
+) -> (UnionFind, Vec<(usize, Decision)>) {
+    let mut linked = UnionFind::new(n);
+    for &(a, b, _) in edges {
+        linked.union(a, b);
+    }
+    // Each component's edges (ascending) and records; `local` numbers a record
+    // within its component.
+    let mut component_of = vec![u32::MAX; n];
+    let mut components: Vec<(Vec<usize>, Vec<u32>)> = Vec::new();
+    for (e, &(a, _, _)) in edges.iter().enumerate() {
+        let root = linked.find(a) as usize;
+        if component_of[root] == u32::MAX {
+            component_of[root] = components.len() as u32;
+            components.push(Default::default());
+        }
+        components[component_of[root] as usize].0.push(e);
+    }
+    let mut local = vec![u32::MAX; n];
+    for r in 0..n as u32 {
+        let root = linked.find(r) as usize;
+        if component_of[root] != u32::MAX {
+            let nodes = &mut components[component_of[root] as usize].1;
+            local[r as usize] = nodes.len() as u32;
+            nodes.push(r);
+        }
+    }
+    // Biggest first, so one large component does not run alone at the end.
+    components.sort_unstable_by_key(|(e, _)| std::cmp::Reverse(e.len()));
+    tracing::debug!(
+        components = components.len(),
+        largest_edges = components.first().map_or(0, |c| c.0.len()),
+        largest_records = components.first().map_or(0, |c| c.1.len()),
+        "clustering"
+    );
+    let mut decisions: Vec<(usize, Decision)> = components
+        .par_iter()
+        .flat_map_iter(|(component_edges, nodes)| {
+            merge_component(
+                nodes,
+                &local,
+                component_edges.iter().map(|&e| (e, edges[e])),
+                ambiguity.as_ref(),
+                &different_people,
+                &too_weak,
+            )
+        })
+        .collect();
+    decisions.par_sort_unstable_by_key(|(e, _)| *e);
+    let mut uf = UnionFind::new(n);
+    for (e, decision) in &decisions {
+        if *decision == Decision::Merged {
+            uf.union(edges[*e].0, edges[*e].1);
+        }
+    }
+    (uf, decisions)
+}
+
+/// [`merge_guarded`] over one connected component: `nodes` are its records and
+/// `local[r]` is record r's position among them.
+fn merge_component(
+    nodes: &[u32],
+    local: &[u32],
+    edges: impl Iterator<Item = (usize, (u32, u32, f64))>,
+    ambiguity: Option<&Ambiguity>,
     different_people: impl Fn(&[u32], &[u32]) -> Option<String>,
     too_weak: impl Fn(&[u32], &[u32]) -> Option<String>,
-) -> (UnionFind, Vec<(usize, Decision)>) {
-    let mut uf = UnionFind::new(n);
-    let mut members: Vec<Vec<u32>> = (0..n as u32).map(|i| vec![i]).collect();
+) -> Vec<(usize, Decision)> {
+    // Union-find and members by local position; members hold record numbers.
+    let mut uf = UnionFind::new(nodes.len());
+    let mut members: Vec<Vec<u32>> = nodes.iter().map(|&r| vec![r]).collect();
     let mut decisions = Vec::new();
     // Keyed by the two roots; a root that is absorbed is never looked up again.
-    let mut apart: foldhash::HashMap<(u32, u32), String> = Default::default();
-    let mut different = |members: &[Vec<u32>], x: u32, y: u32| -> Option<String> {
+    let mut apart: foldhash::HashMap<(u32, u32), Arc<str>> = Default::default();
+    let mut different = |members: &[Vec<u32>], x: u32, y: u32| -> Option<Arc<str>> {
         let key = (x.min(y), x.max(y));
         if let Some(why) = apart.get(&key) {
             return Some(why.clone());
         }
-        let why = different_people(&members[x as usize], &members[y as usize])?;
+        let why: Arc<str> = different_people(&members[x as usize], &members[y as usize])?.into();
         apart.insert(key, why.clone());
         Some(why)
     };
     // Lone records found ambiguous stay alone: their weaker edges are refused too.
-    let mut ambiguous = vec![false; if ambiguity.is_some() { n } else { 0 }];
-    for (e, (a, b, weight)) in edges.enumerate() {
-        let (ra, rb) = (uf.find(a), uf.find(b));
+    let mut ambiguous = vec![false; if ambiguity.is_some() { nodes.len() } else { 0 }];
+    let at = |r: u32| local[r as usize];
+    for (e, (a, b, weight)) in edges {
+        let (ra, rb) = (uf.find(at(a)), uf.find(at(b)));
         if ra == rb {
             continue;
         }
         let mut reason = different(&members, ra, rb)
-            .or_else(|| too_weak(&members[ra as usize], &members[rb as usize]));
+            .or_else(|| too_weak(&members[ra as usize], &members[rb as usize]).map(Arc::from));
         if let (None, Some(amb)) = (&reason, &ambiguity) {
             for (lone, other) in [(a, rb), (b, ra)] {
-                if members[uf.find(lone) as usize].len() != 1 {
+                let lone_root = uf.find(at(lone));
+                if members[lone_root as usize].len() != 1 {
                     continue;
                 }
-                if ambiguous[lone as usize] {
-                    reason = Some(format!(
-                        "ambiguous: record {lone} matches people who may not be one"
-                    ));
+                if ambiguous[at(lone) as usize] {
+                    reason = Some(
+                        format!("ambiguous: record {lone} matches people who may not be one")
+                            .into(),
+                    );
                     break;
                 }
                 for &(c, w) in &amb.neighbours[lone as usize] {
-                    let rc = uf.find(c);
-                    if w < weight - amb.margin || w > weight || rc == other || rc == uf.find(lone) {
+                    let rc = uf.find(at(c));
+                    if w < weight - amb.margin || w > weight || rc == other || rc == lone_root {
                         continue;
                     }
                     if let Some(why) = different(&members, other, rc) {
-                        ambiguous[lone as usize] = true;
+                        ambiguous[at(lone) as usize] = true;
                         reason = Some(format!(
                             "ambiguous: record {lone} matches record {c} nearly as well (weight {w:.2} vs {weight:.2}) and that person may not join this one ({why})"
-                        ));
+                        ).into());
                         break;
                     }
                 }
@@ -150,7 +230,7 @@ pub fn merge_guarded(
         members[root as usize].extend(moved);
         decisions.push((e, Decision::Merged));
     }
-    (uf, decisions)
+    decisions
 }
 
 #[cfg(test)]
@@ -172,7 +252,7 @@ mod tests {
                 |x, y| (a.contains(&x) && b.contains(&y)) || (a.contains(&y) && b.contains(&x));
             both(0, 3).then(|| "0 and 3 disagree".to_string())
         };
-        let (mut uf, decisions) = merge_guarded(5, edges.into_iter(), None, refuse, |_, _| None);
+        let (mut uf, decisions) = merge_guarded(5, &edges, None, refuse, |_, _| None);
         assert_eq!(uf.clusters(), vec![vec![0, 1], vec![2, 3, 4]]);
         assert_eq!(
             decisions[2],
@@ -198,8 +278,7 @@ mod tests {
             (a.contains(&0) && b.contains(&1) || a.contains(&1) && b.contains(&0))
                 .then(|| "0 and 1 differ".to_string())
         };
-        let (mut uf, decisions) =
-            merge_guarded(4, edges.into_iter(), Some(ambiguity), refuse, |_, _| None);
+        let (mut uf, decisions) = merge_guarded(4, &edges, Some(ambiguity), refuse, |_, _| None);
         assert_eq!(uf.clusters(), vec![vec![0, 3], vec![1], vec![2]]);
         assert!(matches!(&decisions[1].1, Decision::Refused(r) if r.starts_with("ambiguous")));
         assert!(matches!(&decisions[2].1, Decision::Refused(r) if r.starts_with("ambiguous")));

@@ -5,8 +5,6 @@
 //! one split off from a person whose id another part kept) gets a new id derived from
 //! its records, so the same input always gives the same ids.
 
-use std::collections::{HashMap, HashSet};
-
 use sha2::{Digest, Sha256};
 
 /// A record's identity in the graph: (source, record id).
@@ -28,24 +26,27 @@ pub struct IdChanges {
     pub merges: Vec<(String, String)>,
 }
 
-/// Assigns a person id to every cluster (clusters hold indices into `keys`).
+/// Assigns a person id to every cluster (clusters hold indices into `keys`). `had`
+/// is each record's previous assignment; `previous` is the whole previous assignment,
+/// whose ids a new one must not reuse.
 pub fn assign(
     clusters: &[Vec<u32>],
     keys: &[RecordKey],
-    previous: &HashMap<RecordKey, Assigned>,
+    had: &[Option<&Assigned>],
+    previous: &[Assigned],
     run_id: &str,
 ) -> (Vec<Assigned>, IdChanges) {
     // Larger clusters choose first so that, in a split, the bigger part keeps the id.
     let mut order: Vec<usize> = (0..clusters.len()).collect();
     order.sort_by(|&a, &b| clusters[b].len().cmp(&clusters[a].len()).then(a.cmp(&b)));
-    let mut taken: HashSet<String> = HashSet::new();
-    let known: HashSet<&str> = previous.values().map(|a| a.person_id.as_str()).collect();
+    let mut taken: foldhash::HashSet<String> = Default::default();
+    let known: foldhash::HashSet<&str> = previous.iter().map(|a| a.person_id.as_str()).collect();
     let mut result: Vec<Option<Assigned>> = vec![None; clusters.len()];
     let mut changes = IdChanges::default();
     for c in order {
         let mut candidates: Vec<&Assigned> = clusters[c]
             .iter()
-            .filter_map(|&i| previous.get(&keys[i as usize]))
+            .filter_map(|&i| had[i as usize])
             .collect();
         candidates
             .sort_by(|a, b| (&a.first_seen, &a.person_id).cmp(&(&b.first_seen, &b.person_id)));
@@ -108,21 +109,29 @@ mod tests {
         (0..n).map(|i| ("s".to_string(), i.to_string())).collect()
     }
 
+    /// `assign` given each record's previous assignment (indexed like `keys`).
+    fn assign_after(
+        clusters: &[Vec<u32>],
+        keys: &[RecordKey],
+        before: &[Assigned],
+        run_id: &str,
+    ) -> (Vec<Assigned>, IdChanges) {
+        let had: Vec<Option<&Assigned>> = before.iter().map(Some).collect();
+        assign(clusters, keys, &had, before, run_id)
+    }
+
     #[test]
     fn unchanged_input_keeps_every_id() {
         let k = keys(4);
         let clusters = vec![vec![0, 1], vec![2], vec![3]];
-        let (first, _) = assign(&clusters, &k, &HashMap::new(), "r1");
-        let k_ref = &k;
-        let prev: HashMap<_, _> = clusters
-            .iter()
-            .zip(&first)
-            .flat_map(|(c, a)| {
-                c.iter()
-                    .map(move |&i| (k_ref[i as usize].clone(), a.clone()))
-            })
-            .collect();
-        let (second, changes) = assign(&clusters, &k, &prev, "r2");
+        let (first, _) = assign(&clusters, &k, &[None; 4], &[], "r1");
+        let mut before = vec![first[0].clone(); 4];
+        for (c, a) in clusters.iter().zip(&first) {
+            for &i in c {
+                before[i as usize] = a.clone();
+            }
+        }
+        let (second, changes) = assign_after(&clusters, &k, &before, "r2");
         assert_eq!(first, second);
         assert_eq!(changes.minted, 0);
     }
@@ -134,15 +143,9 @@ mod tests {
             person_id: id.into(),
             first_seen: run.into(),
         };
-        let prev: HashMap<_, _> = [
-            (k[0].clone(), old("PA", "r1")),
-            (k[1].clone(), old("PB", "r2")),
-            (k[2].clone(), old("PA", "r1")),
-        ]
-        .into_iter()
-        .collect();
+        let before = [old("PA", "r1"), old("PB", "r2"), old("PA", "r1")];
         // 0 and 1 merge; 2 splits away from PA.
-        let (ids, changes) = assign(&[vec![0, 1], vec![2]], &k, &prev, "r3");
+        let (ids, changes) = assign_after(&[vec![0, 1], vec![2]], &k, &before, "r3");
         assert_eq!(ids[0].person_id, "PA");
         assert_ne!(ids[1].person_id, "PA");
         assert_eq!(ids[1].first_seen, "r3");

@@ -113,10 +113,15 @@ pub fn score(
     rule_pairs: Option<u64>,
     reuse: Option<Reuse>,
 ) -> Scored {
+    let started = std::time::Instant::now();
+    let lap =
+        |stage: &str| tracing::debug!(stage, seconds = started.elapsed().as_secs_f64(), "matching");
     let fields = fields(values, n, matching);
+    lap("fields");
     let dirty = reuse.as_ref().map(|r| r.dirty.as_slice());
     let (pairs, blocking) =
         blocking::candidate_pairs(values, n, &matching.blocking, &matching.block_limits, dirty);
+    lap("blocked");
     let k = fields.len();
     let levels: Vec<u8> = pairs
         .par_iter()
@@ -127,6 +132,7 @@ pub fn score(
         Some(r) => r.model,
         None => train(values, n, matching, &fields, &pairs, &levels, rule_pairs),
     };
+    lap("trained");
     let matcher = Matcher { fields, model };
     // From the stored levels; only exact agreement with term frequencies needs the value.
     let weights = pairs
@@ -148,6 +154,7 @@ pub fn score(
             matcher.weight_of(&outcomes)
         })
         .collect();
+    lap("weighed");
     Scored {
         matcher,
         pairs,

@@ -87,10 +87,12 @@ pub struct MatchingReport {
 /// What the last run left for this one.
 #[derive(Default)]
 pub struct PreviousRun {
-    pub assignment: HashMap<RecordKey, Assigned>,
-    /// Each record's row in the saved assignment, and per row a hash of every value
-    /// resolution looked at.
-    pub rows: HashMap<RecordKey, u32>,
+    /// Each record's row in the saved assignment.
+    pub rows: foldhash::HashMap<RecordKey, u32>,
+    /// Per row: the person id the record had.
+    pub assigned: Vec<Assigned>,
+    /// Per row: a hash of every value resolution looked at (empty when the state
+    /// predates fingerprints: every record then counts as changed).
     pub fingerprints: Vec<u64>,
     pub model: Option<SavedModel>,
     /// The scored pairs at or above the threshold, as assignment rows, with weights.
@@ -110,8 +112,8 @@ pub struct Resolution {
     /// Every merge and refusal, with the comparisons behind it (for `--explain`).
     pub decisions: DataFrame,
     /// The new assignment, to be saved as state for the next run, with each record's
-    /// fingerprint.
-    pub assignment: Vec<(RecordKey, Assigned, u64)>,
+    /// fingerprint ([`assignment_from_frame`] reads it back).
+    pub assignment: DataFrame,
     /// State for the next run: the model and the strong scored pairs (as rows of
     /// `assignment`).
     pub model: Option<SavedModel>,
@@ -224,10 +226,21 @@ pub fn resolve(
     lap("columns read");
     let mut columns: Vec<&String> = values.keys().collect();
     columns.sort();
+    let column_values: Vec<&Vec<Option<String>>> = columns.iter().map(|c| &values[*c]).collect();
     let fingerprints: Vec<u64> = (0..n)
         .into_par_iter()
-        .map(|i| fingerprint(columns.iter().map(|c| values[*c][i].as_deref())))
+        .map(|i| fingerprint(column_values.iter().map(|v| v[i].as_deref())))
         .collect();
+    // Each record's row in the last run's assignment, if it was there.
+    let previous_row: Vec<Option<u32>> = keys
+        .par_iter()
+        .map(|k| previous.rows.get(k).copied())
+        .collect();
+    lap("fingerprints");
+    let unchanged = |i: usize| {
+        previous_row[i].and_then(|row| previous.fingerprints.get(row as usize))
+            == Some(&fingerprints[i])
+    };
     // Edges, strongest first: rules in priority order, then scored pairs by weight.
     // A comparison's `max_holders` also keeps its columns' crowded values out of rules.
     let max_holders: HashMap<String, u32> = config
@@ -244,6 +257,7 @@ pub fn resolve(
         config.max_key_group,
         &max_holders,
     );
+    lap("rules");
     let rule_edges_len = rule_edges.len() as u64;
     let mut edges: Vec<(u32, u32, Link)> = rule_edges
         .into_iter()
@@ -258,23 +272,17 @@ pub fn resolve(
             .filter(|saved| !retrain && saved.config == config_text)
             .map(|saved| matcher::Reuse {
                 model: saved.model.clone(),
-                dirty: keys
-                    .iter()
-                    .zip(&fingerprints)
-                    .map(|(k, f)| previous_fingerprint(previous, k) != Some(*f))
-                    .collect(),
+                dirty: (0..n).map(|i| !unchanged(i)).collect(),
             });
         let trained = reuse.is_none();
         let mut scored = matcher::score(&values, n, m, linked, reuse);
         let mut reused = 0;
         if !trained {
             // Strong pairs between records that did not change stand as they were.
-            let mut current = vec![u32::MAX; previous.fingerprints.len()];
-            for (i, k) in keys.iter().enumerate() {
-                if let Some(&row) = previous.rows.get(k) {
-                    if previous.fingerprints[row as usize] == fingerprints[i] {
-                        current[row as usize] = i as u32;
-                    }
+            let mut current = vec![u32::MAX; previous.assigned.len()];
+            for (i, row) in previous_row.iter().enumerate() {
+                if let (Some(row), true) = (row, unchanged(i)) {
+                    current[*row as usize] = i as u32;
                 }
             }
             for &(a, b, w) in &previous.edges {
@@ -312,10 +320,14 @@ pub fn resolve(
         Link::Rule(_) => f64::INFINITY,
         Link::Scored(w) => w,
     };
-    let mut neighbours: Vec<Vec<(u32, f64)>> = vec![Vec::new(); n];
-    for &(a, b, link) in &edges {
-        neighbours[a as usize].push((b, weight(link)));
-        neighbours[b as usize].push((a, weight(link)));
+    // Each record's edges, for the ambiguity guard only.
+    let mut neighbours: Vec<Vec<(u32, f64)>> = Vec::new();
+    if config.guards.ambiguity_margin.is_some() {
+        neighbours = vec![Vec::new(); n];
+        for &(a, b, link) in &edges {
+            neighbours[a as usize].push((b, weight(link)));
+            neighbours[b as usize].push((a, weight(link)));
+        }
     }
     let ambiguity = config
         .guards
@@ -324,16 +336,25 @@ pub fn resolve(
             neighbours: &neighbours,
             margin,
         });
+    let weighted: Vec<(u32, u32, f64)> = edges
+        .iter()
+        .map(|&(a, b, link)| (a, b, weight(link)))
+        .collect();
     let (mut uf, decisions) = cluster::merge_guarded(
         n,
-        edges.iter().map(|&(a, b, link)| (a, b, weight(link))),
+        &weighted,
         ambiguity,
         |a, b| guard_set.refuse_hard(a, b),
         |a, b| guard_set.too_weak(a, b),
     );
     let clusters = uf.clusters();
     lap("clustered");
-    let (assigned, changes) = ids::assign(&clusters, &keys, &previous.assignment, run_id);
+    let had: Vec<Option<&Assigned>> = previous_row
+        .iter()
+        .map(|row| row.map(|r| &previous.assigned[r as usize]))
+        .collect();
+    let (assigned, changes) = ids::assign(&clusters, &keys, &had, &previous.assigned, run_id);
+    lap("ids assigned");
 
     // Each record is labelled by the first (strongest) merge that took it in.
     let mut linked_by: Vec<Option<Link>> = vec![None; n];
@@ -392,24 +413,18 @@ pub fn resolve(
         ],
     )?;
 
-    let decisions = decision_frame(&decisions, &edges, &keys, config)?;
-    lap("decisions explained");
-    let profiles = profiles(
-        records, config, &clusters, &assigned, &values, &sources, &keys,
-    )?;
-    lap("golden records");
-    let mut row_of = vec![0u32; n];
-    let mut assignment = Vec::with_capacity(n);
-    for (members, a) in clusters.iter().zip(&assigned) {
-        for &m in members {
-            row_of[m as usize] = assignment.len() as u32;
-            assignment.push((
-                keys[m as usize].clone(),
-                a.clone(),
-                fingerprints[m as usize],
-            ));
-        }
-    }
+    lap("graph");
+    let (decisions, profiles) = rayon::join(
+        || decision_frame(&decisions, &edges, &keys, config),
+        || {
+            profiles(
+                records, config, &clusters, &assigned, &values, &sources, &keys,
+            )
+        },
+    );
+    let (decisions, profiles) = (decisions?, profiles?);
+    lap("decisions explained and golden records chosen");
+    let (assignment, row_of) = assignment_frame(&clusters, &assigned, &keys, &fingerprints)?;
     let mut saved_edges = Vec::new();
     let mut saved_model = None;
     let matching = scored.map(|(m, s, config_text, trained, reused)| {
@@ -433,6 +448,8 @@ pub fn resolve(
             model: s.matcher.model,
         }
     });
+    // Millions of small strings: freed on the side while the caller writes.
+    std::thread::spawn(move || drop((values, neighbours)));
     Ok(Resolution {
         graph,
         profiles,
@@ -449,11 +466,6 @@ pub fn resolve(
             ids: changes,
         },
     })
-}
-
-fn previous_fingerprint(previous: &PreviousRun, key: &RecordKey) -> Option<u64> {
-    let row = *previous.rows.get(key)?;
-    previous.fingerprints.get(row as usize).copied()
 }
 
 /// A stable 64-bit hash (FNV-1a) of a record's values, to tell changed records.
@@ -523,11 +535,16 @@ fn decision_frame(
             Decision::Refused(_) => "refused",
         })
         .collect();
-    let link: Vec<String> = decisions
+    let rule_links: Vec<String> = config
+        .rules
+        .iter()
+        .map(|r| format!("rule {}", r.name))
+        .collect();
+    let link: Vec<&str> = decisions
         .iter()
         .map(|(e, _)| match edges[*e].2 {
-            Link::Rule(r) => format!("rule {}", config.rules[r].name),
-            Link::Scored(_) => PROBABILISTIC.to_string(),
+            Link::Rule(r) => rule_links[r].as_str(),
+            Link::Scored(_) => PROBABILISTIC,
         })
         .collect();
     let probability: Vec<Option<f64>> = decisions
@@ -541,7 +558,7 @@ fn decision_frame(
         .iter()
         .map(|(_, d)| match d {
             Decision::Merged => None,
-            Decision::Refused(reason) => Some(reason.as_str()),
+            Decision::Refused(reason) => Some(&**reason),
         })
         .collect();
     let [l_source, l_record, r_source, r_record, c_decision, c_link, c_probability, c_guard] =
@@ -601,33 +618,26 @@ fn profiles(
         "record_count".into(),
         clusters.iter().map(|c| c.len() as u32).collect::<Vec<_>>(),
     ));
-    let list = |name: &str, rows: Vec<Vec<String>>| -> Column {
-        let mut ca: ListChunked = rows
-            .into_iter()
-            .map(|v| Some(Series::new(PlSmallStr::EMPTY, v)))
-            .collect();
-        ca.rename(name.into());
-        ca.into_column()
-    };
-    let source_lists = clusters
-        .par_iter()
-        .map(|c| {
-            let mut s: Vec<String> = c.iter().map(|&m| sources[m as usize].clone()).collect();
-            s.sort();
-            s.dedup();
-            s
-        })
-        .collect();
-    columns.push(list("sources", source_lists));
-    let id_lists = clusters
-        .par_iter()
-        .map(|c| {
-            c.iter()
-                .map(|&m| format!("{}:{}", keys[m as usize].0, keys[m as usize].1))
-                .collect()
-        })
-        .collect();
-    columns.push(list("record_ids", id_lists));
+    let records_in_all = clusters.iter().map(Vec::len).sum();
+    let mut source_lists =
+        ListStringChunkedBuilder::new("sources".into(), clusters.len(), records_in_all);
+    let mut id_lists =
+        ListStringChunkedBuilder::new("record_ids".into(), clusters.len(), records_in_all);
+    let mut ids: Vec<String> = Vec::new();
+    for c in clusters {
+        let mut s: Vec<&str> = c.iter().map(|&m| sources[m as usize].as_str()).collect();
+        s.sort_unstable();
+        s.dedup();
+        source_lists.append_values_iter(s.into_iter());
+        ids.clear();
+        ids.extend(c.iter().map(|&m| {
+            let (source, id) = &keys[m as usize];
+            format!("{source}:{id}")
+        }));
+        id_lists.append_values_iter(ids.iter().map(String::as_str));
+    }
+    columns.push(source_lists.finish().into_column());
+    columns.push(id_lists.finish().into_column());
     columns.push(Column::new(
         "first_seen_run".into(),
         assigned
@@ -638,57 +648,82 @@ fn profiles(
     Ok(DataFrame::new(clusters.len(), columns)?)
 }
 
-/// The saved assignment as a frame: source, record_id, person_id, first_seen_run,
-/// fingerprint.
-pub fn assignment_frame(assignment: &[(RecordKey, Assigned, u64)]) -> PolarsResult<DataFrame> {
-    let n = assignment.len();
-    let text = |f: fn(&(RecordKey, Assigned, u64)) -> &str| -> Vec<&str> {
-        assignment.iter().map(f).collect()
+/// The assignment to save, a row per record, person by person: source, record_id,
+/// person_id, first_seen_run, fingerprint. Also each record's row.
+fn assignment_frame(
+    clusters: &[Vec<u32>],
+    assigned: &[Assigned],
+    keys: &[RecordKey],
+    fingerprints: &[u64],
+) -> PolarsResult<(DataFrame, Vec<u32>)> {
+    let n = keys.len();
+    let mut row_of = vec![0u32; n];
+    let mut order: Vec<(u32, &Assigned)> = Vec::with_capacity(n);
+    for (members, a) in clusters.iter().zip(assigned) {
+        for &m in members {
+            row_of[m as usize] = order.len() as u32;
+            order.push((m, a));
+        }
+    }
+    let key = |part: fn(&RecordKey) -> &str| -> Vec<&str> {
+        order
+            .iter()
+            .map(|&(m, _)| part(&keys[m as usize]))
+            .collect()
     };
-    DataFrame::new(
+    let person = |part: fn(&Assigned) -> &str| -> Vec<&str> {
+        order.iter().map(|&(_, a)| part(a)).collect()
+    };
+    let frame = DataFrame::new(
         n,
         vec![
-            Column::new("source".into(), text(|r| r.0 .0.as_str())),
-            Column::new("record_id".into(), text(|r| r.0 .1.as_str())),
-            Column::new("person_id".into(), text(|r| r.1.person_id.as_str())),
-            Column::new("first_seen_run".into(), text(|r| r.1.first_seen.as_str())),
+            Column::new("source".into(), key(|k| &k.0)),
+            Column::new("record_id".into(), key(|k| &k.1)),
+            Column::new("person_id".into(), person(|a| &a.person_id)),
+            Column::new("first_seen_run".into(), person(|a| &a.first_seen)),
             Column::new(
                 "fingerprint".into(),
-                assignment.iter().map(|r| r.2).collect::<Vec<u64>>(),
+                order
+                    .iter()
+                    .map(|&(m, _)| fingerprints[m as usize])
+                    .collect::<Vec<u64>>(),
             ),
         ],
-    )
+    )?;
+    Ok((frame, row_of))
 }
 
-/// Reads an assignment frame back into `previous`: the assignment, each key's row and
+/// Reads an assignment frame back into `previous`: each key's row, its person and
 /// each row's fingerprint.
 pub fn assignment_from_frame(df: &DataFrame, previous: &mut PreviousRun) -> PolarsResult<()> {
     let s = df.column("source")?.str()?;
     let r = df.column("record_id")?.str()?;
     let p = df.column("person_id")?.str()?;
     let f = df.column("first_seen_run")?.str()?;
-    let fp = df
-        .column("fingerprint")
-        .ok()
-        .and_then(|c| c.u64().ok().cloned());
-    previous.fingerprints = (0..df.height())
-        .map(|i| fp.as_ref().and_then(|c| c.get(i)).unwrap_or_default())
-        .collect();
-    for i in 0..df.height() {
-        let (Some(s), Some(r), Some(p), Some(f)) = (s.get(i), r.get(i), p.get(i), f.get(i)) else {
-            continue;
-        };
-        let key = (s.to_string(), r.to_string());
-        if fp.is_some() {
-            previous.rows.insert(key.clone(), i as u32);
-        }
-        previous.assignment.insert(
-            key,
-            Assigned {
-                person_id: p.to_string(),
-                first_seen: f.to_string(),
-            },
+    previous.fingerprints = match df.column("fingerprint").ok().map(|c| c.u64()) {
+        Some(fp) => fp?.iter().map(Option::unwrap_or_default).collect(),
+        None => Vec::new(),
+    };
+    previous.rows.reserve(df.height());
+    previous.assigned.reserve(df.height());
+    for (i, (((s, r), p), f)) in s
+        .iter()
+        .zip(r.iter())
+        .zip(p.iter())
+        .zip(f.iter())
+        .enumerate()
+    {
+        previous.rows.insert(
+            (
+                s.unwrap_or_default().to_string(),
+                r.unwrap_or_default().to_string(),
+            ),
+            i as u32,
         );
+        previous.assigned.push(Assigned {
+            person_id: p.unwrap_or_default().to_string(),
+            first_seen: f.unwrap_or_default().to_string(),
+        });
     }
     Ok(())
 }

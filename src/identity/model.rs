@@ -103,6 +103,15 @@ pub fn estimate_u(
     let chunks = 64usize;
     // Past a hundred pairs per record, more samples change u by little.
     let per_chunk = samples.min(100 * n).div_ceil(chunks);
+    // A comparison with no level but exact needs no sample: its u is exact below.
+    let sampled: Vec<usize> = (0..fields.len())
+        .filter(|&f| {
+            comparisons[f]
+                .levels
+                .iter()
+                .any(|l| *l != crate::config::Level::Exact)
+        })
+        .collect();
     let counts: Vec<Vec<Vec<u64>>> = (0..chunks)
         .into_par_iter()
         .map(|chunk| {
@@ -120,8 +129,8 @@ pub fn estimate_u(
                 if a == b {
                     continue;
                 }
-                for (f, field) in fields.iter().enumerate() {
-                    let c = field.compare(a, b);
+                for &f in &sampled {
+                    let c = fields[f].compare(a, b);
                     if c.level != NULL {
                         counts[f][c.level as usize] += 1;
                     }
@@ -146,6 +155,11 @@ pub fn estimate_u(
             } else {
                 None
             };
+            if !sampled.contains(&f) {
+                // Exact or not: nothing else to estimate.
+                let exact = exact_share.unwrap_or(0.0).clamp(FLOOR, 1.0);
+                return vec![exact, (1.0 - exact).clamp(FLOOR, 1.0)];
+            }
             // Sampled exact agreements are replaced by the exact figure.
             let skip = usize::from(exact_share.is_some());
             let rest: u64 = total[skip..].iter().sum();

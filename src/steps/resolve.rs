@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::{Context, Outcome, StepError};
 use crate::config::{CUSTOMER_360_TABLE, IDENTITY_GRAPH_TABLE};
-use crate::frame::{read_parquet, write_parquet};
+use crate::frame::{read_parquet, write_parquet, ParquetSink};
 use crate::identity::evaluate::{evaluate, Accuracy};
 use crate::identity::ids::RecordKey;
 use crate::identity::{self, ResolveReport};
@@ -48,21 +48,16 @@ pub fn run(ctx: &Context, retrain: bool) -> Result<(Outcome, Option<ResolveRepor
     }
     let lake = &ctx.lake;
     let spinner = ctx.printer.spinner("resolve identities");
-    let records = read_parquet(lake, &input_object.key)?;
-    let mut previous = identity::PreviousRun::default();
-    if lake.exists(ASSIGNMENT_KEY) {
-        identity::assignment_from_frame(&read_parquet(lake, ASSIGNMENT_KEY)?, &mut previous)
-            .map_err(identity::IdentityError::from)?;
-    }
-    // State another version wrote (or none) means training afresh, never failing.
-    if lake.exists(EDGES_KEY) {
-        let edges = identity::edges_from_frame(&read_parquet(lake, EDGES_KEY)?);
-        let model = lake.get_json(MODEL_KEY).ok().flatten();
-        if let (Ok(edges), Some(model)) = (edges, model) {
-            previous.edges = edges;
-            previous.model = Some(model);
-        }
-    }
+    // The clean records and the last run's state are read side by side.
+    let (records, previous) = std::thread::scope(|scope| {
+        let previous = scope.spawn(|| read_previous(lake));
+        let records = read_parquet(lake, &input_object.key);
+        (
+            records,
+            previous.join().expect("reading identity state panicked"),
+        )
+    });
+    let (records, previous) = (records?, previous?);
     let entity = ctx
         .pipeline
         .entity(&config.entity)
@@ -71,45 +66,58 @@ pub fn run(ctx: &Context, retrain: bool) -> Result<(Outcome, Option<ResolveRepor
     let resolution = identity::resolve(&records, config, &entity, &previous, retrain, &ctx.run_id)?;
     spinner.finish_and_clear();
 
+    // The run's outputs and the state for the next run are written side by side;
+    // the assignment with its fingerprints is published last (a crash before that
+    // leaves the old fingerprints, which only make more records look changed).
+    let run = &ctx.run_id;
+    let (graph, decisions, profiles, model, assignment) = std::thread::scope(|scope| {
+        // Written now, published (committed) only after everything else.
+        let assignment = scope.spawn(|| -> Result<ParquetSink, StepError> {
+            let mut sink = ParquetSink::create(lake, ASSIGNMENT_KEY)?;
+            sink.write(&resolution.assignment)?;
+            Ok(sink)
+        });
+        let graph =
+            scope.spawn(|| write_parquet(lake, &layout::identity_graph(run), &resolution.graph));
+        let decisions = scope.spawn(|| {
+            write_parquet(
+                lake,
+                &layout::identity_decisions(run),
+                &resolution.decisions,
+            )
+        });
+        let model = scope.spawn(|| -> Result<(), StepError> {
+            if let Some(m) = &resolution.report.matching {
+                let json = serde_json::to_vec_pretty(&m.model).expect("a model serialises");
+                lake.put(&layout::identity_model(run), &json)?;
+            }
+            if let Some(model) = &resolution.model {
+                let json = serde_json::to_vec_pretty(model).expect("a model serialises");
+                lake.put(MODEL_KEY, &json)?;
+                let edges = identity::edges_frame(&resolution.edges)
+                    .map_err(identity::IdentityError::from)?;
+                write_parquet(lake, EDGES_KEY, &edges)?;
+            }
+            Ok(())
+        });
+        let profiles = write_parquet(lake, &layout::profiles(run), &resolution.profiles);
+        let joined = "writing resolve outputs panicked";
+        (
+            graph.join().expect(joined),
+            decisions.join().expect(joined),
+            profiles,
+            model.join().expect(joined),
+            assignment.join().expect(joined),
+        )
+    });
+    model?;
     let mut outputs = BTreeMap::new();
-    outputs.insert(
-        IDENTITY_GRAPH_TABLE.to_string(),
-        write_parquet(
-            lake,
-            &layout::identity_graph(&ctx.run_id),
-            &resolution.graph,
-        )?,
-    );
+    outputs.insert(IDENTITY_GRAPH_TABLE.to_string(), graph?);
     // The clean records this run read, so that --explain can recompute comparisons.
     outputs.insert(INPUT.to_string(), input_object.clone());
-    outputs.insert(
-        DECISIONS.to_string(),
-        write_parquet(
-            lake,
-            &layout::identity_decisions(&ctx.run_id),
-            &resolution.decisions,
-        )?,
-    );
-    if let Some(m) = &resolution.report.matching {
-        let json = serde_json::to_vec_pretty(&m.model).expect("a model serialises");
-        lake.put(&layout::identity_model(&ctx.run_id), &json)?;
-    }
-    outputs.insert(
-        CUSTOMER_360_TABLE.to_string(),
-        write_parquet(lake, &layout::profiles(&ctx.run_id), &resolution.profiles)?,
-    );
-    let assignment = identity::assignment_frame(&resolution.assignment)
-        .map_err(identity::IdentityError::from)?;
-    // The model and scored pairs first, the assignment (with fingerprints) last: a
-    // crash in between leaves fingerprints that only make more records look changed.
-    if let Some(model) = &resolution.model {
-        let json = serde_json::to_vec_pretty(model).expect("a model serialises");
-        lake.put(MODEL_KEY, &json)?;
-        let edges =
-            identity::edges_frame(&resolution.edges).map_err(identity::IdentityError::from)?;
-        write_parquet(lake, EDGES_KEY, &edges)?;
-    }
-    write_parquet(lake, ASSIGNMENT_KEY, &assignment)?;
+    outputs.insert(DECISIONS.to_string(), decisions?);
+    outputs.insert(CUSTOMER_360_TABLE.to_string(), profiles?);
+    assignment?.commit(lake)?;
 
     let report = resolution.report;
     let mut figures = BTreeMap::new();
@@ -144,6 +152,26 @@ pub fn run(ctx: &Context, retrain: bool) -> Result<(Outcome, Option<ResolveRepor
     Ok((Outcome::Done(record), Some(report)))
 }
 
+/// What the last run left: the id assignment and, when both are readable, the
+/// model and its strong pairs (state another version wrote means training afresh,
+/// never failing).
+fn read_previous(lake: &Lake) -> Result<identity::PreviousRun, StepError> {
+    let mut previous = identity::PreviousRun::default();
+    if lake.exists(ASSIGNMENT_KEY) {
+        identity::assignment_from_frame(&read_parquet(lake, ASSIGNMENT_KEY)?, &mut previous)
+            .map_err(identity::IdentityError::from)?;
+    }
+    if lake.exists(EDGES_KEY) {
+        let edges = identity::edges_from_frame(&read_parquet(lake, EDGES_KEY)?);
+        let model = lake.get_json(MODEL_KEY).ok().flatten();
+        if let (Ok(edges), Some(model)) = (edges, model) {
+            previous.edges = edges;
+            previous.model = Some(model);
+        }
+    }
+    Ok(previous)
+}
+
 /// Scores the current identity graph against a truth file (`source,record_id,person_id`).
 pub fn score(lake: &Lake, truth_path: &std::path::Path) -> Result<Accuracy, StepError> {
     let record = state::read_step(lake, Step::Resolve)?.ok_or_else(|| StepError::MissingInput {
@@ -155,50 +183,96 @@ pub fn score(lake: &Lake, truth_path: &std::path::Path) -> Result<Accuracy, Step
         .get(IDENTITY_GRAPH_TABLE)
         .map(|o| o.key.clone())
         .unwrap_or_default();
-    let graph = read_parquet(lake, &graph_key)?;
-    let col = |name: &str| -> Result<Vec<String>, StepError> {
+    // The truth file is read while the graph is.
+    let truth_file = |e: std::io::Error| StepError::Truth {
+        file: truth_path.display().to_string(),
+        message: e.to_string(),
+    };
+    let (graph, truth) = std::thread::scope(|scope| {
+        let truth = scope.spawn(|| std::fs::read(truth_path));
+        let graph = read_parquet(lake, &graph_key);
+        (
+            graph,
+            truth.join().expect("reading the truth file panicked"),
+        )
+    });
+    let (graph, truth) = (graph?, truth.map_err(truth_file)?);
+    let col = |name: &str| -> Result<&polars::prelude::StringChunked, StepError> {
         Ok(graph
             .column(name)
-            .and_then(|c| c.str().cloned())
-            .map_err(identity::IdentityError::from)?
-            .iter()
-            .map(|v| v.unwrap_or_default().to_string())
-            .collect())
+            .and_then(|c| c.str())
+            .map_err(identity::IdentityError::from)?)
     };
     let (sources, records, persons) = (col("source")?, col("record_id")?, col("person_id")?);
-    let predicted: HashMap<RecordKey, String> =
-        sources.into_iter().zip(records).zip(persons).collect();
-    let truth = read_truth(truth_path)?;
-    Ok(evaluate(&predicted, &truth))
+    // Persons are numbered, predicted and true alike; records are looked up by key.
+    let mut predicted_person: foldhash::HashMap<&str, u32> = Default::default();
+    let mut person_of: foldhash::HashMap<(&[u8], &[u8]), u32> = Default::default();
+    person_of.reserve(graph.height());
+    for ((s, r), p) in sources.iter().zip(records.iter()).zip(persons.iter()) {
+        let next = predicted_person.len() as u32;
+        let p = *predicted_person
+            .entry(p.unwrap_or_default())
+            .or_insert(next);
+        let key = (
+            s.unwrap_or_default().as_bytes(),
+            r.unwrap_or_default().as_bytes(),
+        );
+        person_of.insert(key, p);
+    }
+    let in_both = truth_pairs(&truth, truth_path, &person_of)?;
+    Ok(evaluate(in_both))
 }
 
-fn read_truth(path: &std::path::Path) -> Result<HashMap<RecordKey, String>, StepError> {
+/// (predicted person, true person) of each record of the truth file (CSV with
+/// source,record_id,person_id) that the resolution holds.
+fn truth_pairs(
+    file: &[u8],
+    path: &std::path::Path,
+    person_of: &foldhash::HashMap<(&[u8], &[u8]), u32>,
+) -> Result<Vec<(u32, u32)>, StepError> {
     let bad = |message: String| StepError::Truth {
         file: path.display().to_string(),
         message,
     };
-    let mut reader = csv::Reader::from_path(path).map_err(|e| bad(e.to_string()))?;
-    let headers = reader.headers().map_err(|e| bad(e.to_string()))?.clone();
+    let mut reader = csv::Reader::from_reader(file);
+    let headers = reader
+        .byte_headers()
+        .map_err(|e| bad(e.to_string()))?
+        .clone();
     let pos = |name: &str| {
-        headers.iter().position(|h| h == name).ok_or_else(|| {
-            bad(format!(
-                "no column {name:?}; a truth file has source,record_id,person_id"
-            ))
-        })
+        headers
+            .iter()
+            .position(|h| h == name.as_bytes())
+            .ok_or_else(|| {
+                bad(format!(
+                    "no column {name:?}; a truth file has source,record_id,person_id"
+                ))
+            })
     };
     let (s, r, p) = (pos("source")?, pos("record_id")?, pos("person_id")?);
-    let mut truth = HashMap::new();
-    for (i, row) in reader.records().enumerate() {
-        let row = row.map_err(|e| bad(format!("row {}: {e}", i + 2)))?;
-        truth.insert(
-            (
-                row.get(s).unwrap_or("").to_string(),
-                row.get(r).unwrap_or("").to_string(),
-            ),
-            row.get(p).unwrap_or("").to_string(),
-        );
+    let mut true_person: foldhash::HashMap<Vec<u8>, u32> = Default::default();
+    let mut pairs = Vec::new();
+    let mut row = csv::ByteRecord::new();
+    let mut line = 1;
+    loop {
+        line += 1;
+        match reader.read_byte_record(&mut row) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => return Err(bad(format!("row {line}: {e}"))),
+        }
+        let field = |i: usize| row.get(i).unwrap_or_default();
+        let Some(&predicted) = person_of.get(&(field(s), field(r))) else {
+            continue;
+        };
+        let next = true_person.len() as u32;
+        let truth = match true_person.get(field(p)) {
+            Some(&t) => t,
+            None => *true_person.entry(field(p).to_vec()).or_insert(next),
+        };
+        pairs.push((predicted, truth));
     }
-    Ok(truth)
+    Ok(pairs)
 }
 
 /// Why a record sits in its person: the person's members, the merges that joined
