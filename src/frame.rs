@@ -92,6 +92,31 @@ pub fn read_parquet(lake: &Lake, key: &str) -> Result<DataFrame, FrameError> {
         })
 }
 
+/// The named columns of a Parquet object (those it has: a caller that needs one it
+/// lacks says so by name).
+pub fn read_parquet_columns(
+    lake: &Lake,
+    key: &str,
+    columns: &[&str],
+) -> Result<DataFrame, FrameError> {
+    let polars = |source| FrameError::Polars {
+        key: key.into(),
+        source,
+    };
+    let file = File::open(lake.local_path(key)).map_err(|source| LakeError::Io {
+        key: key.into(),
+        source,
+    })?;
+    let mut reader = ParquetReader::new(file);
+    let schema = reader.schema().map_err(polars)?;
+    let present: Vec<String> = columns
+        .iter()
+        .filter(|c| schema.contains(c))
+        .map(|c| c.to_string())
+        .collect();
+    reader.with_columns(Some(present)).finish().map_err(polars)
+}
+
 /// A Parquet object written batch by batch (one row group each), published whole by
 /// [`ParquetSink::commit`] and discarded if dropped before.
 pub struct ParquetSink {

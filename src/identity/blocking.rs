@@ -4,11 +4,10 @@
 //! enough to give pairs; a block larger than `max_block` (a common surname with
 //! nothing else) gives no pairs and is counted.
 
-use std::collections::HashMap;
-
 use rayon::prelude::*;
 use serde::Serialize;
 
+use super::text::Values;
 use crate::config::MatchRule;
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -21,20 +20,10 @@ pub struct BlockingStats {
 }
 
 /// The blocking columns of each rule as value ids per record (0: no value).
-pub fn ids(values: &HashMap<String, Vec<Option<String>>>, column: &str, n: usize) -> Vec<u32> {
-    let mut index: foldhash::HashMap<&str, u32> = Default::default();
-    let Some(col) = values.get(column) else {
-        return vec![0; n];
-    };
-    col.iter()
-        .map(|v| match v.as_deref().filter(|v| !v.is_empty()) {
-            None => 0,
-            Some(v) => {
-                let next = index.len() as u32 + 1;
-                *index.entry(v).or_insert(next)
-            }
-        })
-        .collect()
+pub fn ids(values: &Values, column: &str, n: usize) -> Vec<u32> {
+    values
+        .get(column)
+        .map_or_else(|| vec![0; n], |c| c.ids().to_vec())
 }
 
 /// Records grouped by their value ids in `columns` (a record missing one is left
@@ -65,7 +54,7 @@ pub fn groups(columns: &[Vec<u32>], n: usize) -> (u64, Vec<Vec<u32>>) {
 /// Candidate pairs (a < b), in a deterministic order, and per-rule figures. With
 /// `dirty`, only pairs touching a dirty record are generated (an incremental run).
 pub fn candidate_pairs(
-    values: &HashMap<String, Vec<Option<String>>>,
+    values: &Values,
     n: usize,
     rules: &[MatchRule],
     max_block: &[usize],
@@ -141,8 +130,9 @@ mod tests {
 
     #[test]
     fn a_pair_comes_from_its_first_rule_only_and_big_blocks_give_none() {
-        let col = |v: &[Option<&str>]| v.iter().map(|o| o.map(str::to_string)).collect();
-        let mut values = HashMap::new();
+        let col =
+            |v: &[Option<&str>]| super::super::text::TextColumn::from_values(v.iter().copied());
+        let mut values = Values::new();
         values.insert(
             "email".to_string(),
             col(&[Some("a"), Some("a"), None, Some("b")]),

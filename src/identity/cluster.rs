@@ -46,13 +46,17 @@ impl UnionFind {
     /// The sets, each sorted, ordered by their smallest member.
     pub fn clusters(&mut self) -> Vec<Vec<u32>> {
         let n = self.parent.len();
-        let mut by_root: foldhash::HashMap<u32, Vec<u32>> = Default::default();
+        // Members are visited in order, so a set's position is fixed by its smallest.
+        let mut position = vec![u32::MAX; n];
+        let mut out: Vec<Vec<u32>> = Vec::new();
         for i in 0..n as u32 {
-            let r = self.find(i);
-            by_root.entry(r).or_default().push(i);
+            let r = self.find(i) as usize;
+            if position[r] == u32::MAX {
+                position[r] = out.len() as u32;
+                out.push(Vec::with_capacity(self.size[r] as usize));
+            }
+            out[position[r] as usize].push(i);
         }
-        let mut out: Vec<Vec<u32>> = by_root.into_values().collect();
-        out.sort_unstable_by_key(|c| c[0]);
         out
     }
 }

@@ -4,6 +4,8 @@
 
 use chrono::NaiveDate;
 
+use super::text::TextColumn;
+use crate::clean::normalize::name;
 use crate::config::{Comparison, Level};
 
 /// The level of a pair where either record has no value: it weighs nothing.
@@ -24,6 +26,9 @@ pub struct Field {
     pub present: u64,
     levels: Vec<Level>,
     max_holders: u32,
+    /// Id -> the value in lower case (as an id) and its formal names, for the
+    /// nickname level (empty without one): worked out once per distinct value.
+    nicknames: Vec<(u32, &'static [&'static str])>,
 }
 
 /// The outcome of comparing two records on one field.
@@ -36,25 +41,41 @@ pub struct Compared {
 }
 
 impl Field {
-    /// `columns[c][i]`: column `c` of record `i`.
-    pub fn new(comparison: &Comparison, columns: &[&Vec<Option<String>>], n: usize) -> Self {
+    /// `columns[c]`: the comparison's column `c`, a value per record.
+    pub fn new(comparison: &Comparison, columns: &[&TextColumn], n: usize) -> Self {
         let width = columns.len().max(1);
+        // One id space over the columns' distinct values (several columns, such as
+        // phone and home phone, compare as one).
         let mut index: foldhash::HashMap<&str, u32> = Default::default();
         let mut text = vec![String::new()];
         let mut count = vec![0u32];
+        let ids_of: Vec<Vec<u32>> = columns
+            .iter()
+            .map(|column| {
+                (0..column.id_count() as u32)
+                    .map(|id| match id {
+                        0 => 0,
+                        id => {
+                            let v = column.text(id);
+                            *index.entry(v).or_insert_with(|| {
+                                text.push(v.to_string());
+                                count.push(0);
+                                (text.len() - 1) as u32
+                            })
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
         let mut ids = vec![0u32; n * width];
         let mut present = 0;
         for i in 0..n {
             let mut any = false;
             for (c, column) in columns.iter().enumerate() {
-                let Some(v) = column[i].as_deref().filter(|v| !v.is_empty()) else {
+                let id = ids_of[c][column.ids()[i] as usize];
+                if id == 0 {
                     continue;
-                };
-                let id = *index.entry(v).or_insert_with(|| {
-                    text.push(v.to_string());
-                    count.push(0);
-                    (text.len() - 1) as u32
-                });
+                }
                 // The same value twice in one record counts once.
                 if ids[i * width..i * width + c].contains(&id) {
                     continue;
@@ -73,6 +94,19 @@ impl Field {
             .iter()
             .map(|t| wants_numbers.then(|| as_number(t)).flatten())
             .collect();
+        let mut nicknames = Vec::new();
+        if comparison.levels.contains(&Level::Nickname) {
+            let mut lower_ids: foldhash::HashMap<String, u32> = Default::default();
+            nicknames = text
+                .iter()
+                .map(|t| {
+                    let lower = t.to_lowercase();
+                    let names = name::formal_names_of(&lower);
+                    let next = lower_ids.len() as u32;
+                    (*lower_ids.entry(lower).or_insert(next), names)
+                })
+                .collect();
+        }
         Field {
             ids,
             width,
@@ -82,6 +116,7 @@ impl Field {
             present,
             levels: comparison.levels.clone(),
             max_holders: comparison.max_holders.unwrap_or(u32::MAX),
+            nicknames,
         }
     }
 
@@ -163,10 +198,11 @@ impl Field {
         }
         match level {
             Level::Exact => false,
-            Level::Nickname => crate::clean::normalize::name::nickname_related(
-                &self.text[x as usize],
-                &self.text[y as usize],
-            ),
+            Level::Nickname => {
+                let ((lower_x, names_x), (lower_y, names_y)) =
+                    (self.nicknames[x as usize], self.nicknames[y as usize]);
+                lower_x == lower_y || name::share_a_formal_name(names_x, names_y)
+            }
             Level::JaroWinkler(t) => {
                 jaro_winkler(&self.text[x as usize], &self.text[y as usize]) >= t
             }
@@ -310,10 +346,10 @@ mod tests {
             u: None,
         };
         let width = rows[0].len();
-        let columns: Vec<Vec<Option<String>>> = (0..width)
-            .map(|c| rows.iter().map(|r| r[c].map(str::to_string)).collect())
+        let columns: Vec<TextColumn> = (0..width)
+            .map(|c| TextColumn::from_values(rows.iter().map(|r| r[c])))
             .collect();
-        let refs: Vec<&Vec<Option<String>>> = columns.iter().collect();
+        let refs: Vec<&TextColumn> = columns.iter().collect();
         Field::new(&comparison, &refs, rows.len())
     }
 
@@ -375,6 +411,26 @@ mod tests {
         assert_eq!(f.compare(0, 1).level, NULL);
         assert_eq!(f.compare(3, 4).level, 0);
         assert_eq!(f.compare(0, 3).level, 1);
+    }
+
+    #[test]
+    fn the_nickname_level_agrees_with_the_nickname_table() {
+        let names = ["Bob", "Robert", "bob", "Mary", "Nate", "Nathan", "Sandra"];
+        let rows: Vec<[Option<&str>; 1]> = names.iter().map(|n| [Some(*n)]).collect();
+        let rows: Vec<&[Option<&str>]> = rows.iter().map(|r| &r[..]).collect();
+        let f = field(&["exact", "nickname"], &rows);
+        for a in 0..names.len() {
+            for b in 0..names.len() {
+                let expected = match (a == b, name::nickname_related(names[a], names[b])) {
+                    (true, _) => 0,
+                    (false, true) => 1,
+                    (false, false) => 2,
+                };
+                assert_eq!(f.compare(a as u32, b as u32).level, expected, "{a} {b}");
+            }
+        }
+        assert_eq!(f.compare(0, 1).level, 1, "Bob is Robert");
+        assert_eq!(f.compare(3, 6).level, 2);
     }
 
     #[test]

@@ -8,13 +8,14 @@ use std::collections::HashMap;
 
 use polars::prelude::*;
 
+use super::text::{TextColumn, Values};
 use crate::config::{Strategy, Survivorship};
 
 /// What the chooser needs about each record, all as text.
 pub struct Evidence<'a> {
-    pub values: &'a HashMap<String, Vec<Option<String>>>,
+    pub values: &'a Values,
     pub sources: &'a [String],
-    pub recency: Option<&'a Vec<Option<String>>>,
+    pub recency: Option<&'a TextColumn>,
 }
 
 impl Evidence<'_> {
@@ -28,7 +29,7 @@ impl Evidence<'_> {
     }
 
     fn recency(&self, row: u32) -> Option<&str> {
-        self.recency.and_then(|r| r[row as usize].as_deref())
+        self.recency.and_then(|r| r.get(row as usize))
     }
 }
 
@@ -40,15 +41,18 @@ pub fn choose(
     survivorship: &Survivorship,
 ) -> Option<u32> {
     let values = evidence.values.get(column)?;
+    if let [only] = cluster {
+        return values.get(*only as usize).map(|_| *only);
+    }
     let present: Vec<u32> = cluster
         .iter()
         .copied()
-        .filter(|&r| values[r as usize].is_some())
+        .filter(|&r| values.get(r as usize).is_some())
         .collect();
     if present.len() <= 1 {
         return present.first().copied();
     }
-    let text = |r: u32| values[r as usize].as_deref().unwrap_or("");
+    let text = |r: u32| values.get(r as usize).unwrap_or("");
     // Most persons have a few records: counting by scan beats building a map for
     // every person and column; a big cluster gets the map.
     let counts: Option<HashMap<&str, usize>> = (present.len() > 32).then(|| {
@@ -110,25 +114,16 @@ mod tests {
 
     #[test]
     fn each_strategy_picks_its_row_with_deterministic_ties() {
-        let mut values = HashMap::new();
+        let mut values = Values::new();
         values.insert(
             "email".to_string(),
-            vec![
-                Some("a@x".to_string()),
-                Some("b@xx".into()),
-                Some("b@xx".into()),
-                None,
-            ],
+            TextColumn::from_values([Some("a@x"), Some("b@xx"), Some("b@xx"), None]),
         );
         let sources: Vec<String> = ["shop", "shop", "support", "crm"]
             .map(String::from)
             .to_vec();
-        let recency = vec![
-            Some("2024".to_string()),
-            Some("2020".into()),
-            Some("2021".into()),
-            Some("2026".into()),
-        ];
+        let recency =
+            TextColumn::from_values([Some("2024"), Some("2020"), Some("2021"), Some("2026")]);
         let ev = Evidence {
             values: &values,
             sources: &sources,

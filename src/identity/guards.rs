@@ -4,11 +4,10 @@
 //! prior left out) across every pair of two clusters before they merge (so a chain of shared-identifier links between
 //! people who differ cannot fuse them).
 
-use std::collections::HashMap;
-
 use super::blocking;
 use super::ids::RecordKey;
 use super::matcher::Matcher;
+use super::text::Values;
 use crate::config::Guards;
 
 enum Never {
@@ -30,7 +29,7 @@ pub struct GuardSet<'a> {
 impl<'a> GuardSet<'a> {
     pub fn new(
         config: &Guards,
-        values: &HashMap<String, Vec<Option<String>>>,
+        values: &Values,
         n: usize,
         matcher: Option<&'a Matcher>,
         keys: &'a [RecordKey],

@@ -40,7 +40,9 @@ pub fn assign(
     let mut order: Vec<usize> = (0..clusters.len()).collect();
     order.sort_by(|&a, &b| clusters[b].len().cmp(&clusters[a].len()).then(a.cmp(&b)));
     let mut taken: foldhash::HashSet<String> = Default::default();
-    let known: foldhash::HashSet<&str> = previous.iter().map(|a| a.person_id.as_str()).collect();
+    // Only a new id needs every old one (it must not reuse one): gathered then.
+    let known: std::cell::OnceCell<foldhash::HashSet<&str>> = std::cell::OnceCell::new();
+    let known = || known.get_or_init(|| previous.iter().map(|a| a.person_id.as_str()).collect());
     let mut result: Vec<Option<Assigned>> = vec![None; clusters.len()];
     let mut changes = IdChanges::default();
     for c in order {
@@ -74,7 +76,7 @@ pub fn assign(
                     .cloned()
                     .unwrap_or_default();
                 Assigned {
-                    person_id: mint(&seed, |id| taken.contains(id) || known.contains(id)),
+                    person_id: mint(&seed, |id| taken.contains(id) || known().contains(id)),
                     first_seen: run_id.to_string(),
                 }
             }

@@ -1,13 +1,12 @@
 //! Probabilistic matching end to end: candidate pairs from blocking, their comparison
 //! levels, u from random pairs, m by EM, and a match weight per candidate.
 
-use std::collections::HashMap;
-
 use rayon::prelude::*;
 
 use super::blocking::{self, BlockingStats};
 use super::compare::{Compared, Field, NULL};
 use super::model::{self, Model, Session};
+use super::text::{TextColumn, Values};
 use crate::config::Matching;
 
 /// A trained model with the fields it compares: scores any pair of records.
@@ -18,12 +17,7 @@ pub struct Matcher {
 
 impl Matcher {
     /// A matcher over these records under a known model.
-    pub fn new(
-        values: &HashMap<String, Vec<Option<String>>>,
-        n: usize,
-        matching: &Matching,
-        model: Model,
-    ) -> Self {
+    pub fn new(values: &Values, n: usize, matching: &Matching, model: Model) -> Self {
         Matcher {
             fields: fields(values, n, matching),
             model,
@@ -107,7 +101,7 @@ pub struct Reuse {
 
 /// `rule_pairs`: how many pairs the deterministic rules link, for the prior.
 pub fn score(
-    values: &HashMap<String, Vec<Option<String>>>,
+    values: &Values,
     n: usize,
     matching: &Matching,
     rule_pairs: Option<u64>,
@@ -119,18 +113,37 @@ pub fn score(
     let fields = fields(values, n, matching);
     lap("fields");
     let dirty = reuse.as_ref().map(|r| r.dirty.as_slice());
-    let (pairs, blocking) =
-        blocking::candidate_pairs(values, n, &matching.blocking, &matching.block_limits, dirty);
-    lap("blocked");
     let k = fields.len();
-    let levels: Vec<u8> = pairs
-        .par_iter()
-        .flat_map_iter(|&(a, b)| fields.iter().map(move |f| f.compare(a, b).level))
-        .collect();
-    tracing::info!(pairs = pairs.len(), "candidate pairs compared");
-    let model = match reuse {
-        Some(r) => r.model,
-        None => train(values, n, matching, &fields, &pairs, &levels, rule_pairs),
+    // u comes from random pairs, not from the candidates: it is sampled meanwhile.
+    let ((pairs, blocking, levels), u) = rayon::join(
+        || {
+            let (pairs, blocking) = blocking::candidate_pairs(
+                values,
+                n,
+                &matching.blocking,
+                &matching.block_limits,
+                dirty,
+            );
+            lap("blocked");
+            let levels: Vec<u8> = pairs
+                .par_iter()
+                .flat_map_iter(|&(a, b)| fields.iter().map(move |f| f.compare(a, b).level))
+                .collect();
+            tracing::info!(pairs = pairs.len(), "candidate pairs compared");
+            (pairs, blocking, levels)
+        },
+        || {
+            reuse.is_none().then(|| {
+                model::estimate_u(&fields, &matching.comparisons, n, matching.u_sample_pairs)
+            })
+        },
+    );
+    let model = match (reuse, u) {
+        (Some(r), _) => r.model,
+        (None, u) => {
+            let u = u.expect("u is sampled when training");
+            train(values, n, matching, u, &pairs, &levels, rule_pairs)
+        }
     };
     lap("trained");
     let matcher = Matcher { fields, model };
@@ -163,16 +176,12 @@ pub fn score(
     }
 }
 
-fn fields(
-    values: &HashMap<String, Vec<Option<String>>>,
-    n: usize,
-    matching: &Matching,
-) -> Vec<Field> {
+fn fields(values: &Values, n: usize, matching: &Matching) -> Vec<Field> {
     matching
         .comparisons
         .par_iter()
         .map(|c| {
-            let columns: Vec<&Vec<Option<String>>> = c
+            let columns: Vec<&TextColumn> = c
                 .columns
                 .iter()
                 .filter_map(|name| values.get(name))
@@ -182,17 +191,16 @@ fn fields(
         .collect()
 }
 
-/// u from random pairs, then m by EM, one session per training blocking rule.
+/// m by EM (u given, from random pairs), one session per training blocking rule.
 fn train(
-    values: &HashMap<String, Vec<Option<String>>>,
+    values: &Values,
     n: usize,
     matching: &Matching,
-    fields: &[Field],
+    u: Vec<Vec<f64>>,
     pairs: &[(u32, u32)],
     levels: &[u8],
     rule_pairs: Option<u64>,
 ) -> Model {
-    let u = model::estimate_u(fields, &matching.comparisons, n, matching.u_sample_pairs);
     let sessions: Vec<Session> = matching
         .train_on
         .iter()

@@ -20,6 +20,7 @@ pub mod ids;
 pub mod matcher;
 pub mod model;
 pub mod rules;
+pub mod text;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -34,6 +35,7 @@ use cluster::Decision;
 use ids::{Assigned, IdChanges, RecordKey};
 use model::Model;
 use rules::RuleStats;
+use text::{TextColumn, Values};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
@@ -138,19 +140,76 @@ pub fn text_column(
         .collect())
 }
 
-/// The named columns as text, each once.
+/// The named columns as interned text, each once.
 fn text_columns<'a>(
     df: &DataFrame,
     names: impl IntoIterator<Item = &'a str>,
     entity: &str,
-) -> Result<HashMap<String, Vec<Option<String>>>, IdentityError> {
+) -> Result<Values, IdentityError> {
     let mut names: Vec<&str> = names.into_iter().collect();
     names.sort_unstable();
     names.dedup();
     names
         .into_par_iter()
-        .map(|c| Ok((c.to_string(), text_column(df, c, entity)?)))
+        .map(|name| {
+            let column = df
+                .column(name)
+                .map_err(|_| IdentityError::MissingColumn(name.into(), entity.into()))?
+                .cast(&DataType::String)?;
+            Ok((
+                name.to_string(),
+                TextColumn::from_values(column.str()?.iter()),
+            ))
+        })
         .collect()
+}
+
+/// The columns resolution compares, keys on or keeps in golden records (the
+/// attributes and the recency column).
+fn columns_compared(config: &IdentityConfig) -> Vec<&str> {
+    let mut wanted: Vec<&str> = config
+        .rules
+        .iter()
+        .flat_map(|r| r.columns.iter().map(String::as_str))
+        .collect();
+    wanted.extend(config.attributes.iter().map(String::as_str));
+    wanted.extend(config.survivorship.order_by.as_deref());
+    if let Some(m) = &config.matching {
+        wanted.extend(
+            m.blocking
+                .iter()
+                .flat_map(|b| b.columns.iter().map(String::as_str)),
+        );
+        wanted.extend(
+            m.comparisons
+                .iter()
+                .flat_map(|c| c.columns.iter().map(String::as_str)),
+        );
+    }
+    wanted.extend(config.guards.max_distinct.iter().map(|(c, _)| c.as_str()));
+    let comparison_names: Vec<&str> = config
+        .matching
+        .iter()
+        .flat_map(|m| m.comparisons.iter().map(|c| c.name.as_str()))
+        .collect();
+    wanted.extend(
+        config
+            .guards
+            .never_disagree
+            .iter()
+            .map(String::as_str)
+            .filter(|c| !comparison_names.contains(c)),
+    );
+    wanted
+}
+
+/// Every column [`resolve`] reads from the clean records, given the entity's key.
+pub fn columns_read<'a>(config: &'a IdentityConfig, key_column: &'a str) -> Vec<&'a str> {
+    let mut columns = columns_compared(config);
+    columns.extend([SOURCE, key_column]);
+    columns.sort_unstable();
+    columns.dedup();
+    columns
 }
 
 /// Why two records were put together (or kept apart).
@@ -188,48 +247,17 @@ pub fn resolve(
         .zip(record_ids.iter().cloned())
         .collect();
 
-    let mut wanted: Vec<&str> = config
-        .rules
-        .iter()
-        .flat_map(|r| r.columns.iter().map(String::as_str))
-        .collect();
-    wanted.extend(config.attributes.iter().map(String::as_str));
-    wanted.extend(config.survivorship.order_by.as_deref());
-    if let Some(m) = &config.matching {
-        wanted.extend(
-            m.blocking
-                .iter()
-                .flat_map(|b| b.columns.iter().map(String::as_str)),
-        );
-        wanted.extend(
-            m.comparisons
-                .iter()
-                .flat_map(|c| c.columns.iter().map(String::as_str)),
-        );
-    }
-    wanted.extend(config.guards.max_distinct.iter().map(|(c, _)| c.as_str()));
-    let comparison_names: Vec<&str> = config
-        .matching
-        .iter()
-        .flat_map(|m| m.comparisons.iter().map(|c| c.name.as_str()))
-        .collect();
-    wanted.extend(
-        config
-            .guards
-            .never_disagree
-            .iter()
-            .map(String::as_str)
-            .filter(|c| !comparison_names.contains(c)),
-    );
+    let wanted = columns_compared(config);
     let values = text_columns(records, wanted, entity)?;
 
     lap("columns read");
     let mut columns: Vec<&String> = values.keys().collect();
     columns.sort();
-    let column_values: Vec<&Vec<Option<String>>> = columns.iter().map(|c| &values[*c]).collect();
+
+    let column_values: Vec<&TextColumn> = columns.iter().map(|c| &values[*c]).collect();
     let fingerprints: Vec<u64> = (0..n)
         .into_par_iter()
-        .map(|i| fingerprint(column_values.iter().map(|v| v[i].as_deref())))
+        .map(|i| fingerprint(column_values.iter().map(|v| v.get(i))))
         .collect();
     // Each record's row in the last run's assignment, if it was there.
     let previous_row: Vec<Option<u32>> = keys
@@ -414,17 +442,21 @@ pub fn resolve(
     )?;
 
     lap("graph");
-    let (decisions, profiles) = rayon::join(
-        || decision_frame(&decisions, &edges, &keys, config),
+    let ((decisions, profiles), assignment) = rayon::join(
         || {
-            profiles(
-                records, config, &clusters, &assigned, &values, &sources, &keys,
+            rayon::join(
+                || decision_frame(&decisions, &edges, &keys, config),
+                || {
+                    profiles(
+                        records, config, &clusters, &assigned, &values, &sources, &keys,
+                    )
+                },
             )
         },
+        || assignment_frame(&clusters, &assigned, &keys, &fingerprints),
     );
-    let (decisions, profiles) = (decisions?, profiles?);
-    lap("decisions explained and golden records chosen");
-    let (assignment, row_of) = assignment_frame(&clusters, &assigned, &keys, &fingerprints)?;
+    let (decisions, profiles, (assignment, row_of)) = (decisions?, profiles?, assignment?);
+    lap("decisions, golden records and assignment");
     let mut saved_edges = Vec::new();
     let mut saved_model = None;
     let matching = scored.map(|(m, s, config_text, trained, reused)| {
@@ -449,7 +481,7 @@ pub fn resolve(
         }
     });
     // Millions of small strings: freed on the side while the caller writes.
-    std::thread::spawn(move || drop((values, neighbours)));
+    std::thread::spawn(move || drop((values, neighbours, keys, sources, record_ids)));
     Ok(Resolution {
         graph,
         profiles,
@@ -584,7 +616,7 @@ fn profiles(
     config: &IdentityConfig,
     clusters: &[Vec<u32>],
     assigned: &[Assigned],
-    values: &HashMap<String, Vec<Option<String>>>,
+    values: &Values,
     sources: &[String],
     keys: &[RecordKey],
 ) -> Result<DataFrame, IdentityError> {
@@ -704,27 +736,26 @@ pub fn assignment_from_frame(df: &DataFrame, previous: &mut PreviousRun) -> Pola
         Some(fp) => fp?.iter().map(Option::unwrap_or_default).collect(),
         None => Vec::new(),
     };
-    previous.rows.reserve(df.height());
-    previous.assigned.reserve(df.height());
-    for (i, (((s, r), p), f)) in s
-        .iter()
-        .zip(r.iter())
-        .zip(p.iter())
-        .zip(f.iter())
-        .enumerate()
-    {
-        previous.rows.insert(
-            (
-                s.unwrap_or_default().to_string(),
-                r.unwrap_or_default().to_string(),
-            ),
-            i as u32,
-        );
-        previous.assigned.push(Assigned {
-            person_id: p.unwrap_or_default().to_string(),
-            first_seen: f.unwrap_or_default().to_string(),
-        });
-    }
+    let text = |v: Option<&str>| v.unwrap_or_default().to_string();
+    (previous.rows, previous.assigned) = rayon::join(
+        || {
+            let mut rows = foldhash::HashMap::default();
+            rows.reserve(df.height());
+            for (i, (s, r)) in s.iter().zip(r.iter()).enumerate() {
+                rows.insert((text(s), text(r)), i as u32);
+            }
+            rows
+        },
+        || {
+            p.iter()
+                .zip(f.iter())
+                .map(|(p, f)| Assigned {
+                    person_id: text(p),
+                    first_seen: text(f),
+                })
+                .collect()
+        },
+    );
     Ok(())
 }
 

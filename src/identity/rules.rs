@@ -2,11 +2,12 @@
 //! linked, rules in priority order. A value shared by too many records (a placeholder
 //! email, a call-centre phone) is not identifying and links nothing.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use serde::Serialize;
 
 use super::blocking::{groups, ids};
+use super::text::Values;
 use crate::config::MatchRule;
 
 /// Per-rule figures for the resolve report.
@@ -28,14 +29,14 @@ pub struct RuleStats {
 /// Returns (a, b, rule index) in rule order, then record order, and per-rule figures
 /// (merges are counted later, by clustering).
 pub fn edges(
-    values: &HashMap<String, Vec<Option<String>>>,
+    values: &Values,
     n: usize,
     rules: &[MatchRule],
     max_key_group: usize,
     max_holders: &HashMap<String, u32>,
 ) -> (Vec<(u32, u32, usize)>, Vec<RuleStats>) {
     let mut edges = Vec::new();
-    let mut seen: HashSet<(u32, u32)> = Default::default();
+    let mut seen: foldhash::HashSet<(u32, u32)> = Default::default();
     let mut stats = Vec::new();
     for (r, rule) in rules.iter().enumerate() {
         let columns: Vec<Vec<u32>> = rule
@@ -74,12 +75,13 @@ pub fn edges(
 /// no one.
 fn without_crowded(mut ids: Vec<u32>, limit: Option<&u32>) -> Vec<u32> {
     let Some(&limit) = limit else { return ids };
-    let mut counts: HashMap<u32, u32> = HashMap::new();
-    for &id in ids.iter().filter(|&&id| id != 0) {
-        *counts.entry(id).or_default() += 1;
+    // Ids are dense: 1 up to the number of distinct values.
+    let mut counts = vec![0u32; ids.iter().max().map_or(0, |&m| m as usize + 1)];
+    for &id in &ids {
+        counts[id as usize] += 1;
     }
     for id in &mut ids {
-        if counts.get(id).is_some_and(|&c| c > limit) {
+        if *id != 0 && counts[*id as usize] > limit {
             *id = 0;
         }
     }
@@ -90,13 +92,13 @@ fn without_crowded(mut ids: Vec<u32>, limit: Option<&u32>) -> Vec<u32> {
 mod tests {
     use super::*;
 
-    fn col(v: &[Option<&str>]) -> Vec<Option<String>> {
-        v.iter().map(|o| o.map(str::to_string)).collect()
+    fn col(v: &[Option<&str>]) -> super::super::text::TextColumn {
+        super::super::text::TextColumn::from_values(v.iter().copied())
     }
 
     #[test]
     fn compound_rules_need_every_column_and_big_groups_link_nothing() {
-        let mut values = HashMap::new();
+        let mut values = Values::new();
         values.insert(
             "email".into(),
             col(&[

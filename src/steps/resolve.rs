@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::{Context, Outcome, StepError};
 use crate::config::{CUSTOMER_360_TABLE, IDENTITY_GRAPH_TABLE};
-use crate::frame::{read_parquet, write_parquet, ParquetSink};
+use crate::frame::{read_parquet, read_parquet_columns, write_parquet, ParquetSink};
 use crate::identity::evaluate::{evaluate, Accuracy};
 use crate::identity::ids::RecordKey;
 use crate::identity::{self, ResolveReport};
@@ -48,21 +48,23 @@ pub fn run(ctx: &Context, retrain: bool) -> Result<(Outcome, Option<ResolveRepor
     }
     let lake = &ctx.lake;
     let spinner = ctx.printer.spinner("resolve identities");
-    // The clean records and the last run's state are read side by side.
+    let entity = ctx
+        .pipeline
+        .entity(&config.entity)
+        .map(|e| e.key.clone())
+        .unwrap_or_default();
+    // The clean records (the columns resolution uses) and the last run's state are
+    // read side by side.
     let (records, previous) = std::thread::scope(|scope| {
         let previous = scope.spawn(|| read_previous(lake));
-        let records = read_parquet(lake, &input_object.key);
+        let columns = identity::columns_read(config, &entity);
+        let records = read_parquet_columns(lake, &input_object.key, &columns);
         (
             records,
             previous.join().expect("reading identity state panicked"),
         )
     });
     let (records, previous) = (records?, previous?);
-    let entity = ctx
-        .pipeline
-        .entity(&config.entity)
-        .map(|e| e.key.clone())
-        .unwrap_or_default();
     let resolution = identity::resolve(&records, config, &entity, &previous, retrain, &ctx.run_id)?;
     spinner.finish_and_clear();
 

@@ -94,14 +94,20 @@ fn formal_candidates() -> &'static HashMap<String, Vec<&'static str>> {
 /// "Alexandra"). Case-insensitive.
 pub fn nickname_related(a: &str, b: &str) -> bool {
     let (a, b) = (a.to_lowercase(), b.to_lowercase());
-    if a == b {
-        return true;
-    }
-    let table = formal_candidates();
-    match (table.get(&a), table.get(&b)) {
-        (Some(x), Some(y)) => x.iter().any(|f| y.contains(f)),
-        _ => false,
-    }
+    a == b || share_a_formal_name(formal_names_of(&a), formal_names_of(&b))
+}
+
+/// Every formal name a lower-case first name may stand for (none when the nickname
+/// table does not know it).
+pub fn formal_names_of(lower_case: &str) -> &'static [&'static str] {
+    formal_candidates()
+        .get(lower_case)
+        .map_or(&[], Vec::as_slice)
+}
+
+/// Whether two names' formal names ([`formal_names_of`]) overlap.
+pub fn share_a_formal_name(a: &[&str], b: &[&str]) -> bool {
+    a.iter().any(|f| b.contains(f))
 }
 
 /// The formal first name behind a normalised first name, for matching: "Bob" ->

@@ -1,0 +1,71 @@
+//! Text columns as identity resolution reads them: each distinct value is stored once
+//! and every record holds a value id, so rules, blocking, comparisons and guards
+//! share one interning of a column instead of hashing a million strings each.
+
+use std::collections::HashMap;
+
+/// The columns resolution reads, by name.
+pub type Values = HashMap<String, TextColumn>;
+
+/// One column: a value id per record (0: no value; an empty string is no value) and
+/// each id's text.
+#[derive(Debug, Clone, Default)]
+pub struct TextColumn {
+    ids: Vec<u32>,
+    /// Id -> text; id 0 is "".
+    texts: Vec<Box<str>>,
+}
+
+impl TextColumn {
+    pub fn from_values<'a>(values: impl IntoIterator<Item = Option<&'a str>>) -> Self {
+        let mut index: foldhash::HashMap<&str, u32> = Default::default();
+        let mut texts: Vec<Box<str>> = vec!["".into()];
+        let ids = values
+            .into_iter()
+            .map(|v| match v.filter(|v| !v.is_empty()) {
+                None => 0,
+                Some(v) => *index.entry(v).or_insert_with(|| {
+                    texts.push(v.into());
+                    (texts.len() - 1) as u32
+                }),
+            })
+            .collect();
+        TextColumn { ids, texts }
+    }
+
+    /// Record `row`'s value.
+    pub fn get(&self, row: usize) -> Option<&str> {
+        match self.ids[row] {
+            0 => None,
+            id => Some(&self.texts[id as usize]),
+        }
+    }
+
+    /// Every record's value id (0: none); equal ids mean equal values.
+    pub fn ids(&self) -> &[u32] {
+        &self.ids
+    }
+
+    /// The text of value `id`.
+    pub fn text(&self, id: u32) -> &str {
+        &self.texts[id as usize]
+    }
+
+    /// Distinct values, plus one for "none".
+    pub fn id_count(&self) -> usize {
+        self.texts.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_values_share_an_id_and_empty_is_none() {
+        let c = TextColumn::from_values([Some("a"), None, Some(""), Some("b"), Some("a")]);
+        assert_eq!(c.ids(), &[1, 0, 0, 2, 1]);
+        assert_eq!((c.get(0), c.get(1), c.get(2)), (Some("a"), None, None));
+        assert_eq!((c.text(2), c.id_count()), ("b", 3));
+    }
+}
