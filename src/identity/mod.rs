@@ -333,7 +333,7 @@ pub fn resolve(
             .filter(|(_, &w)| w >= cut)
             .map(|(&(a, b), &w)| (a, b, Link::Scored(w)))
             .collect();
-        strong.sort_by(|x, y| {
+        strong.par_sort_by(|x, y| {
             let (Link::Scored(wx), Link::Scored(wy)) = (x.2, y.2) else {
                 return std::cmp::Ordering::Equal;
             };
@@ -377,13 +377,6 @@ pub fn resolve(
     );
     let clusters = uf.clusters();
     lap("clustered");
-    let had: Vec<Option<&Assigned>> = previous_row
-        .iter()
-        .map(|row| row.map(|r| &previous.assigned[r as usize]))
-        .collect();
-    let (assigned, changes) = ids::assign(&clusters, &keys, &had, &previous.assigned, run_id);
-    lap("ids assigned");
-
     // Each record is labelled by the first (strongest) merge that took it in.
     let mut linked_by: Vec<Option<Link>> = vec![None; n];
     let mut refused: BTreeMap<String, u64> = BTreeMap::new();
@@ -406,56 +399,37 @@ pub fn resolve(
             }
         }
     }
-
-    let mut person_of: Vec<&str> = vec![""; n];
-    for (members, a) in clusters.iter().zip(&assigned) {
-        for &m in members {
-            person_of[m as usize] = &a.person_id;
-        }
-    }
-    let rule_of: Vec<&str> = linked_by
+    let had: Vec<Option<&Assigned>> = previous_row
         .iter()
-        .map(|l| match l {
-            None => SINGLETON,
-            Some(Link::Rule(r)) => config.rules[*r].name.as_str(),
-            Some(Link::Scored(_)) => PROBABILISTIC,
-        })
+        .map(|row| row.map(|r| &previous.assigned[r as usize]))
         .collect();
-    let probability_of: Vec<Option<f64>> = linked_by
-        .iter()
-        .map(|l| match l {
-            Some(Link::Scored(w)) => Some(model::probability(*w)),
-            _ => None,
-        })
-        .collect();
-    let [g_source, g_record, g_person, g_rule, g_probability, g_run] = GRAPH_COLUMNS;
-    let graph = DataFrame::new(
-        n,
-        vec![
-            Column::new(g_source.into(), &sources),
-            Column::new(g_record.into(), &record_ids),
-            Column::new(g_person.into(), &person_of),
-            Column::new(g_rule.into(), &rule_of),
-            Column::new(g_probability.into(), &probability_of),
-            Column::new(g_run.into(), vec![run_id; n]),
-        ],
-    )?;
-
-    lap("graph");
-    let ((decisions, profiles), assignment) = rayon::join(
-        || {
-            rayon::join(
-                || decision_frame(&decisions, &edges, &keys, config),
+    // The decisions frame needs no person ids: it is built while they are assigned.
+    let (decisions, persons) = rayon::join(
+        || decision_frame(&decisions, &edges, &keys, config),
+        || -> Result<_, IdentityError> {
+            let (assigned, changes) =
+                ids::assign(&clusters, &keys, &had, &previous.assigned, run_id);
+            let graph = graph_frame(
+                &clusters,
+                &assigned,
+                &linked_by,
+                &sources,
+                &record_ids,
+                config,
+                run_id,
+            )?;
+            let (profiles, assignment) = rayon::join(
                 || {
                     profiles(
                         records, config, &clusters, &assigned, &values, &sources, &keys,
                     )
                 },
-            )
+                || assignment_frame(&clusters, &assigned, &keys, &fingerprints),
+            );
+            Ok((changes, graph, profiles?, assignment?))
         },
-        || assignment_frame(&clusters, &assigned, &keys, &fingerprints),
     );
-    let (decisions, profiles, (assignment, row_of)) = (decisions?, profiles?, assignment?);
+    let (decisions, (changes, graph, profiles, (assignment, row_of))) = (decisions?, persons?);
     lap("decisions, golden records and assignment");
     let mut saved_edges = Vec::new();
     let mut saved_model = None;
@@ -498,6 +472,53 @@ pub fn resolve(
             ids: changes,
         },
     })
+}
+
+/// The identity graph: each record's person, and the rule or match probability of
+/// the merge that took it in.
+fn graph_frame(
+    clusters: &[Vec<u32>],
+    assigned: &[Assigned],
+    linked_by: &[Option<Link>],
+    sources: &[String],
+    record_ids: &[String],
+    config: &IdentityConfig,
+    run_id: &str,
+) -> Result<DataFrame, IdentityError> {
+    let n = linked_by.len();
+    let mut person_of: Vec<&str> = vec![""; n];
+    for (members, a) in clusters.iter().zip(assigned) {
+        for &m in members {
+            person_of[m as usize] = &a.person_id;
+        }
+    }
+    let rule_of: Vec<&str> = linked_by
+        .iter()
+        .map(|l| match l {
+            None => SINGLETON,
+            Some(Link::Rule(r)) => config.rules[*r].name.as_str(),
+            Some(Link::Scored(_)) => PROBABILISTIC,
+        })
+        .collect();
+    let probability_of: Vec<Option<f64>> = linked_by
+        .iter()
+        .map(|l| match l {
+            Some(Link::Scored(w)) => Some(model::probability(*w)),
+            _ => None,
+        })
+        .collect();
+    let [g_source, g_record, g_person, g_rule, g_probability, g_run] = GRAPH_COLUMNS;
+    Ok(DataFrame::new(
+        n,
+        vec![
+            Column::new(g_source.into(), sources),
+            Column::new(g_record.into(), record_ids),
+            Column::new(g_person.into(), &person_of),
+            Column::new(g_rule.into(), &rule_of),
+            Column::new(g_probability.into(), &probability_of),
+            Column::new(g_run.into(), vec![run_id; n]),
+        ],
+    )?)
 }
 
 /// A stable 64-bit hash (FNV-1a) of a record's values, to tell changed records.
