@@ -163,6 +163,38 @@ fn truth_scoring_prints_pairwise_figures() {
 }
 
 #[test]
+fn a_bad_truth_file_is_named_with_what_is_wrong() {
+    let ctx = TestContext::new();
+    run(&ctx, &[]);
+    let resolve = |truth: &std::path::Path| {
+        ctx.cdp(&[
+            "resolve",
+            &sample_pipeline().to_string_lossy(),
+            "--lake",
+            &ctx.lake_url(),
+            "--warehouse",
+            &ctx.warehouse_url(),
+            "--truth",
+            &truth.to_string_lossy(),
+        ])
+    };
+    let no_person = ctx.write("truth-a.csv", "source,record_id\nshop_customers,100001\n");
+    let out = resolve(&no_person);
+    assert_ne!(out.code, 0, "{}", out.stdout);
+    assert!(out.stderr.contains("truth-a.csv"), "{}", out.stderr);
+    assert!(out.stderr.contains("person_id"), "{}", out.stderr);
+
+    let ragged = ctx.write(
+        "truth-b.csv",
+        "source,record_id,person_id\nshop_customers,100001,P1\nshop_customers,100002\n",
+    );
+    let out = resolve(&ragged);
+    assert_ne!(out.code, 0, "{}", out.stdout);
+    assert!(out.stderr.contains("truth-b.csv"), "{}", out.stderr);
+    assert!(out.stderr.contains("row 3"), "{}", out.stderr);
+}
+
+#[test]
 fn status_reports_each_step_and_json_is_machine_readable() {
     let ctx = TestContext::new();
     let lake = ctx.lake_url();

@@ -289,6 +289,40 @@ mod tests {
     }
 
     #[test]
+    fn components_clustered_apart_give_one_pass_decisions_in_edge_order() {
+        // Two components, their edges interleaved: {0,1,2} (0 and 2 may not meet) and
+        // {3,4,5} (no guard), plus record 6 alone.
+        let edges = [
+            (0, 1, 9.0),
+            (3, 4, 8.5),
+            (1, 2, 8.0),
+            (4, 5, 7.5),
+            (0, 2, 7.0),
+            (3, 5, 6.5),
+        ];
+        let refuse = |a: &[u32], b: &[u32]| {
+            let both =
+                |x, y| (a.contains(&x) && b.contains(&y)) || (a.contains(&y) && b.contains(&x));
+            both(0, 2).then(|| "0 and 2 differ".to_string())
+        };
+        let (mut uf, decisions) = merge_guarded(7, &edges, None, refuse, |_, _| None);
+        assert_eq!(
+            uf.clusters(),
+            vec![vec![0, 1], vec![2], vec![3, 4, 5], vec![6]]
+        );
+        assert_eq!(
+            decisions,
+            vec![
+                (0, Decision::Merged),
+                (1, Decision::Merged),
+                (2, Decision::Refused("0 and 2 differ".into())),
+                (3, Decision::Merged),
+                (4, Decision::Refused("0 and 2 differ".into())),
+            ]
+        );
+    }
+
+    #[test]
     fn transitive_links_form_one_cluster() {
         let mut uf = UnionFind::new(5);
         assert!(uf.union(0, 1));
