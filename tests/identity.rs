@@ -240,3 +240,30 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+#[test]
+fn an_identity_column_the_entity_lacks_is_named_before_anything_runs() {
+    let ctx = TestContext::new();
+    ctx.step("run", &sample_pipeline(), &[]).ok();
+    let text = std::fs::read_to_string(sample_pipeline()).expect("sample pipeline");
+    let text = text.replacen(
+        "attributes = [\"first_name\",",
+        "attributes = [\"shoe_size\", \"first_name\",",
+        1,
+    );
+    assert!(
+        text.contains("shoe_size"),
+        "the sample pipeline's attributes moved"
+    );
+    let pipeline = ctx.write("pipeline.toml", &text);
+    let out = ctx.cdp(&[
+        "resolve",
+        &pipeline.to_string_lossy(),
+        "--lake",
+        &ctx.lake_url(),
+        "--warehouse",
+        &ctx.warehouse_url(),
+    ]);
+    assert_eq!(out.code, 2, "bad config: {}", out.stderr);
+    assert!(out.stderr.contains("\"shoe_size\""), "{}", out.stderr);
+}
