@@ -241,6 +241,18 @@ fn merge_component(
 mod tests {
     use super::*;
 
+    /// A guard that refuses exactly the merges that would put `x` and `y` together.
+    fn keep_apart(
+        x: u32,
+        y: u32,
+        why: &str,
+    ) -> impl Fn(&[u32], &[u32]) -> Option<String> + Sync + '_ {
+        move |a, b| {
+            let across = (a.contains(&x) && b.contains(&y)) || (a.contains(&y) && b.contains(&x));
+            across.then(|| why.to_string())
+        }
+    }
+
     #[test]
     fn a_guard_sees_whole_clusters_and_later_edges_cannot_bypass_it() {
         // 0-1 and 2-3 merge; 1-2 would put 0 and 3 together, which the guard forbids.
@@ -251,11 +263,7 @@ mod tests {
             (0, 3, 6.0),
             (3, 4, 5.0),
         ];
-        let refuse = |a: &[u32], b: &[u32]| {
-            let both =
-                |x, y| (a.contains(&x) && b.contains(&y)) || (a.contains(&y) && b.contains(&x));
-            both(0, 3).then(|| "0 and 3 disagree".to_string())
-        };
+        let refuse = keep_apart(0, 3, "0 and 3 disagree");
         let (mut uf, decisions) = merge_guarded(5, &edges, None, refuse, |_, _| None);
         assert_eq!(uf.clusters(), vec![vec![0, 1], vec![2, 3, 4]]);
         assert_eq!(
@@ -278,10 +286,7 @@ mod tests {
             neighbours: &neighbours,
             margin: 3.0,
         };
-        let refuse = |a: &[u32], b: &[u32]| {
-            (a.contains(&0) && b.contains(&1) || a.contains(&1) && b.contains(&0))
-                .then(|| "0 and 1 differ".to_string())
-        };
+        let refuse = keep_apart(0, 1, "0 and 1 differ");
         let (mut uf, decisions) = merge_guarded(4, &edges, Some(ambiguity), refuse, |_, _| None);
         assert_eq!(uf.clusters(), vec![vec![0, 3], vec![1], vec![2]]);
         assert!(matches!(&decisions[1].1, Decision::Refused(r) if r.starts_with("ambiguous")));
@@ -300,11 +305,7 @@ mod tests {
             (0, 2, 7.0),
             (3, 5, 6.5),
         ];
-        let refuse = |a: &[u32], b: &[u32]| {
-            let both =
-                |x, y| (a.contains(&x) && b.contains(&y)) || (a.contains(&y) && b.contains(&x));
-            both(0, 2).then(|| "0 and 2 differ".to_string())
-        };
+        let refuse = keep_apart(0, 2, "0 and 2 differ");
         let (mut uf, decisions) = merge_guarded(7, &edges, None, refuse, |_, _| None);
         assert_eq!(
             uf.clusters(),
