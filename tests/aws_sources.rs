@@ -102,6 +102,16 @@ fn manifests(ctx: &TestContext, source: &str) -> Vec<Value> {
         .collect()
 }
 
+/// Where each file of a manifest came from, in its order.
+fn manifest_origins(manifest: &Value) -> Vec<String> {
+    manifest["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["origin"].as_str().unwrap().to_string())
+        .collect()
+}
+
 /// Files under a directory, at any depth.
 fn landed_files(dir: &Path) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -198,12 +208,7 @@ fn appflow_scheduled_executions_are_taken_across_pages_once() {
     let run = ingest(&ctx, &stand, &p).ok();
     assert!(run.stdout.contains("crm"), "{}", run.stdout);
     let m = manifests(&ctx, "crm");
-    let origins: Vec<&str> = m[0]["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["origin"].as_str().unwrap())
-        .collect();
+    let origins = manifest_origins(&m[0]);
     // Oldest first, the running one waited for.
     assert_eq!(
         origins,
@@ -424,12 +429,7 @@ fn dataexchange_exports_new_revisions_across_pages_once() {
     let run = ingest(&ctx, &stand, &p);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let m = manifests(&ctx, "consumers");
-    let origins: Vec<&str> = m[0]["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["origin"].as_str().unwrap())
-        .collect();
+    let origins = manifest_origins(&m[0]);
     assert_eq!(
         origins,
         (1..=3)
@@ -852,8 +852,7 @@ fn ingest_window(ctx: &TestContext, stand: &StandIn, pipeline: &Path, day: (&str
 fn origins(ctx: &TestContext, source: &str) -> Vec<String> {
     let mut all: Vec<String> = manifests(ctx, source)
         .iter()
-        .flat_map(|m| m["files"].as_array().unwrap().clone())
-        .map(|f| f["origin"].as_str().unwrap().to_string())
+        .flat_map(manifest_origins)
         .collect();
     all.sort();
     all

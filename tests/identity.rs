@@ -7,17 +7,6 @@ use std::path::Path;
 
 use common::{sample_pipeline, TestContext};
 
-fn person_of(ctx: &TestContext, source: &str, record: &str) -> String {
-    let rows = ctx.query(&format!(
-        "SELECT person_id FROM identity_graph WHERE source = '{source}' AND record_id = '{record}'"
-    ));
-    assert_eq!(rows.len(), 1, "{source}:{record} in the graph once");
-    rows[0]["person_id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
 #[test]
 fn explain_shows_the_merges_with_comparison_weights() {
     let ctx = TestContext::new();
@@ -34,7 +23,7 @@ fn explain_shows_the_merges_with_comparison_weights() {
             "crm_contacts:0035g0NUnbWJK1QAGX",
         ])
         .ok();
-    let person = person_of(&ctx, "crm_contacts", "0035g0NUnbWJK1QAGX");
+    let person = ctx.person_of("crm_contacts", "0035g0NUnbWJK1QAGX");
     assert!(
         out.stdout.starts_with(&format!(
             "crm_contacts:0035g0NUnbWJK1QAGX is in person {person}"
@@ -190,7 +179,7 @@ fn a_new_batch_is_scored_alone_and_joins_the_existing_person() {
     };
     step("run");
     let before = ctx.query("SELECT source, record_id, person_id FROM identity_graph ORDER BY 1, 2");
-    let walter = person_of(&ctx, "crm_contacts", "0035g0NUnbWJK1QAGX");
+    let walter = ctx.person_of("crm_contacts", "0035g0NUnbWJK1QAGX");
 
     // Walter Reynolds again, under a new CRM id, in a new file.
     std::fs::write(
@@ -215,10 +204,7 @@ fn a_new_batch_is_scored_alone_and_joins_the_existing_person() {
         scored < 50,
         "only pairs touching the new record are scored: {scored}"
     );
-    assert_eq!(
-        person_of(&ctx, "crm_contacts", "0035g0NEWRECORD1AA"),
-        walter
-    );
+    assert_eq!(ctx.person_of("crm_contacts", "0035g0NEWRECORD1AA"), walter);
     // Every earlier record keeps its person.
     let after = ctx.query("SELECT source, record_id, person_id FROM identity_graph ORDER BY 1, 2");
     let after: Vec<_> = after

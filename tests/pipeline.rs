@@ -6,34 +6,6 @@ use common::{sample_pipeline, Run, TestContext};
 
 const TABLES: [&str; 4] = ["person", "orders", "identity_graph", "customer_360"];
 
-fn counts(ctx: &TestContext) -> Vec<i64> {
-    TABLES.iter().map(|t| ctx.count(t)).collect()
-}
-
-fn person_ids(ctx: &TestContext) -> Vec<String> {
-    ctx.query(
-        "SELECT source || ':' || record_id || '=' || person_id AS a FROM identity_graph ORDER BY 1",
-    )
-    .into_iter()
-    .map(|r| r["a"].as_str().unwrap_or_default().to_string())
-    .collect()
-}
-
-fn person_of(ctx: &TestContext, source: &str, record_id: &str) -> String {
-    let rows = ctx.query(&format!(
-        "SELECT person_id FROM identity_graph WHERE source = '{source}' AND record_id = '{record_id}'"
-    ));
-    assert_eq!(
-        rows.len(),
-        1,
-        "{source}:{record_id} not in the graph exactly once"
-    );
-    rows[0]["person_id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
 /// Data rows of a sample file (one record a line after the header).
 fn sample_rows(file: &str) -> i64 {
     let text = std::fs::read_to_string(common::repo().join("sample-data").join(file)).unwrap();
@@ -50,7 +22,7 @@ fn sample_pipeline_loads_every_table_consistently() {
     let out = run(&ctx, &[]);
     assert!(out.stdout.contains("persons found"), "{}", out.stdout);
 
-    let [person, orders, graph, c360] = counts(&ctx)[..] else {
+    let [person, orders, graph, c360] = ctx.counts(&TABLES)[..] else {
         unreachable!()
     };
     let truth_records = sample_rows("truth.csv");
@@ -90,19 +62,19 @@ fn sample_pipeline_loads_every_table_consistently() {
 fn a_second_run_changes_nothing_and_a_forced_one_keeps_person_ids() {
     let ctx = TestContext::new();
     run(&ctx, &[]);
-    let (first_counts, first_ids) = (counts(&ctx), person_ids(&ctx));
+    let (first_counts, first_ids) = (ctx.counts(&TABLES), ctx.person_ids());
     let second = run(&ctx, &[]);
     assert!(
         second.stdout.contains("clean     up to date"),
         "{}",
         second.stdout
     );
-    assert_eq!(counts(&ctx), first_counts);
-    assert_eq!(person_ids(&ctx), first_ids);
+    assert_eq!(ctx.counts(&TABLES), first_counts);
+    assert_eq!(ctx.person_ids(), first_ids);
     run(&ctx, &["--force"]);
-    assert_eq!(counts(&ctx), first_counts);
+    assert_eq!(ctx.counts(&TABLES), first_counts);
     assert_eq!(
-        person_ids(&ctx),
+        ctx.person_ids(),
         first_ids,
         "person ids must survive a full recompute"
     );
@@ -116,8 +88,8 @@ fn steps_run_one_by_one_give_the_same_warehouse_as_run() {
     for step in ["ingest", "clean", "resolve", "load"] {
         steps.step(step, &sample_pipeline(), &[]).ok();
     }
-    assert_eq!(counts(&steps), counts(&whole));
-    assert_eq!(person_ids(&steps), person_ids(&whole));
+    assert_eq!(steps.counts(&TABLES), whole.counts(&TABLES));
+    assert_eq!(steps.person_ids(), whole.person_ids());
 }
 
 #[test]
@@ -125,12 +97,12 @@ fn known_duplicates_share_a_person_and_known_strangers_do_not() {
     let ctx = TestContext::new();
     run(&ctx, &[]);
     // Same true person (P0000001 in truth.csv), linked through a shared email.
-    let a = person_of(&ctx, KNOWN_SAME.0 .0, KNOWN_SAME.0 .1);
-    let b = person_of(&ctx, KNOWN_SAME.1 .0, KNOWN_SAME.1 .1);
+    let a = ctx.person_of(KNOWN_SAME.0 .0, KNOWN_SAME.0 .1);
+    let b = ctx.person_of(KNOWN_SAME.1 .0, KNOWN_SAME.1 .1);
     assert_eq!(a, b);
     // Different true persons (P0000001 and P0000006), in different households.
-    let c = person_of(&ctx, KNOWN_DIFFERENT.0 .0, KNOWN_DIFFERENT.0 .1);
-    let d = person_of(&ctx, KNOWN_DIFFERENT.1 .0, KNOWN_DIFFERENT.1 .1);
+    let c = ctx.person_of(KNOWN_DIFFERENT.0 .0, KNOWN_DIFFERENT.0 .1);
+    let d = ctx.person_of(KNOWN_DIFFERENT.1 .0, KNOWN_DIFFERENT.1 .1);
     assert_ne!(c, d);
 }
 

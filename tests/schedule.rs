@@ -146,19 +146,6 @@ fn backfill(ctx: &TestContext, pipeline: &Path, extra: &[&str]) -> Run {
     cdp(ctx, &args)
 }
 
-fn counts(ctx: &TestContext) -> Vec<i64> {
-    TABLES.iter().map(|t| ctx.count(t)).collect()
-}
-
-fn person_ids(ctx: &TestContext) -> Vec<String> {
-    ctx.query(
-        "SELECT source || ':' || record_id || '=' || person_id AS a FROM identity_graph ORDER BY 1",
-    )
-    .into_iter()
-    .map(|r| r["a"].as_str().unwrap_or_default().to_string())
-    .collect()
-}
-
 fn golden(ctx: &TestContext) -> Vec<String> {
     ctx.query("SELECT person_id || '|' || coalesce(email, '') || '|' || coalesce(first_name, '') AS g FROM customer_360 ORDER BY 1")
         .into_iter()
@@ -254,7 +241,7 @@ fn a_three_day_backfill_equals_three_scheduled_runs() {
             "{}",
             out.stdout
         );
-        after_each.push(counts(&scheduled));
+        after_each.push(scheduled.counts(&TABLES));
     }
     // Each interval landed its own day and nothing else; the snapshot source landed
     // once; the warehouse grew with every interval.
@@ -277,8 +264,8 @@ fn a_three_day_backfill_equals_three_scheduled_runs() {
         out.stdout
     );
 
-    assert_eq!(counts(&backfilled), counts(&scheduled));
-    assert_eq!(person_ids(&backfilled), person_ids(&scheduled));
+    assert_eq!(backfilled.counts(&TABLES), scheduled.counts(&TABLES));
+    assert_eq!(backfilled.person_ids(), scheduled.person_ids());
     assert_eq!(golden(&backfilled), golden(&scheduled));
 
     // Status knows every interval, the same way for both.
@@ -337,18 +324,18 @@ fn a_killed_backfill_resumes_where_it_stopped() {
         "{}",
         out.stdout
     );
-    assert_eq!(counts(&ctx), counts(&reference));
-    assert_eq!(person_ids(&ctx), person_ids(&reference));
+    assert_eq!(ctx.counts(&TABLES), reference.counts(&TABLES));
+    assert_eq!(ctx.person_ids(), reference.person_ids());
 
     // --rerun runs done intervals again; nothing changed, so neither does the warehouse.
-    let before = person_ids(&ctx);
+    let before = ctx.person_ids();
     let out = backfill(&ctx, &pipeline, &["--rerun"]).ok();
     assert!(
         out.stdout.contains("3 interval(s) run, 0 skipped"),
         "{}",
         out.stdout
     );
-    assert_eq!(person_ids(&ctx), before);
+    assert_eq!(ctx.person_ids(), before);
 }
 
 #[test]
@@ -391,8 +378,8 @@ fn a_backfill_killed_inside_an_interval_resumes_to_the_same_state() {
         "{}",
         out.stdout
     );
-    assert_eq!(counts(&ctx), counts(&reference));
-    assert_eq!(person_ids(&ctx), person_ids(&reference));
+    assert_eq!(ctx.counts(&TABLES), reference.counts(&TABLES));
+    assert_eq!(ctx.person_ids(), reference.person_ids());
 }
 
 #[test]
@@ -400,7 +387,7 @@ fn a_second_concurrent_run_exits_4_and_changes_nothing() {
     let ctx = TestContext::new();
     let (pipeline, _) = dated(&ctx);
     let mut child = paused_backfill(&ctx, &pipeline, 1);
-    let before_counts = counts(&ctx);
+    let before_counts = ctx.counts(&TABLES);
     let before = files(&ctx);
 
     let second = run_interval(&ctx, &pipeline, 1);
@@ -428,7 +415,7 @@ fn a_second_concurrent_run_exits_4_and_changes_nothing() {
         waited.1
     );
     assert_eq!(after, before, "the refused runs wrote nothing");
-    assert_eq!(counts(&ctx), before_counts);
+    assert_eq!(ctx.counts(&TABLES), before_counts);
     assert_eq!(
         status_json["lease"]["command"], "backfill",
         "status shows who runs: {status_json}"
@@ -505,7 +492,7 @@ fn a_full_refresh_rebuilds_from_the_lake_and_keeps_person_ids() {
     let ctx = TestContext::new();
     let (pipeline, _) = dated(&ctx);
     backfill(&ctx, &pipeline, &[]).ok();
-    let (ids, n) = (person_ids(&ctx), counts(&ctx));
+    let (ids, n) = (ctx.person_ids(), ctx.counts(&TABLES));
     let clean_run = status(&ctx, &pipeline)["clean"]["run_id"].clone();
     // The sources are gone: a full refresh must not need them.
     std::fs::rename(ctx.path().join("data"), ctx.path().join("gone")).expect("rename");
@@ -518,8 +505,8 @@ fn a_full_refresh_rebuilds_from_the_lake_and_keeps_person_ids() {
         clean_run,
         "clean rebuilt"
     );
-    assert_eq!(counts(&ctx), n);
-    assert_eq!(person_ids(&ctx), ids, "person ids survive a full refresh");
+    assert_eq!(ctx.counts(&TABLES), n);
+    assert_eq!(ctx.person_ids(), ids, "person ids survive a full refresh");
     // It is not for one interval.
     let mut args = vec!["run".to_string(), p, "--full-refresh".into()];
     args.extend(interval_args(0));

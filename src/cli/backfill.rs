@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 
-use cdp::config::Overrides;
 use cdp::lake::{Lake, LakeUrl};
 use cdp::progress::Printer;
 use cdp::sources;
@@ -41,12 +40,8 @@ pub struct Args {
     /// List the intervals and what would happen to each; write nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Use this lake instead of the file's (`file://DIR`).
-    #[arg(long, value_name = "URL")]
-    pub lake: Option<String>,
-    /// Use this warehouse instead of the file's (`duckdb://FILE`).
-    #[arg(long, value_name = "URL")]
-    pub warehouse: Option<String>,
+    #[command(flatten)]
+    pub target: super::TargetArgs,
     /// Recompute each interval's steps even when their inputs have not changed.
     #[arg(long)]
     pub force: bool,
@@ -77,10 +72,7 @@ const PAUSE_AFTER: &str = "CDP_TEST_BACKFILL_PAUSE_AFTER";
 
 pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     let intervals = split(args.from, args.to, args.every.into())?;
-    let overrides = Overrides {
-        lake: args.lake.clone(),
-        warehouse: args.warehouse.clone(),
-    };
+    let overrides = args.target.overrides();
     let (pipeline, pipeline_text) = super::load_pipeline(&args.pipeline, &overrides)?;
     // Refuse before anything runs when a source cannot take a window.
     sources::check_windows(&pipeline.sources, &intervals[0])?;

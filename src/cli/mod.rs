@@ -107,12 +107,8 @@ pub enum Command {
 pub struct StepArgs {
     /// The pipeline file (TOML).
     pub pipeline: PathBuf,
-    /// Use this lake instead of the file's (`file://DIR`).
-    #[arg(long, value_name = "URL")]
-    pub lake: Option<String>,
-    /// Use this warehouse instead of the file's (`duckdb://FILE`).
-    #[arg(long, value_name = "URL")]
-    pub warehouse: Option<String>,
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// Re-run even when the inputs have not changed since the last success.
     #[arg(long)]
     pub force: bool,
@@ -128,6 +124,26 @@ pub struct StepArgs {
     pub wait: WaitArg,
 }
 
+/// `--lake` and `--warehouse`: where a run reads and writes instead of the file's.
+#[derive(Debug, Clone, Args)]
+pub struct TargetArgs {
+    /// Use this lake instead of the file's (`file://DIR`).
+    #[arg(long, value_name = "URL")]
+    pub lake: Option<String>,
+    /// Use this warehouse instead of the file's (`duckdb://FILE`).
+    #[arg(long, value_name = "URL")]
+    pub warehouse: Option<String>,
+}
+
+impl TargetArgs {
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            lake: self.lake.clone(),
+            warehouse: self.warehouse.clone(),
+        }
+    }
+}
+
 /// `--wait SECONDS`, shared by every command that takes the lease.
 #[derive(Debug, Clone, Args)]
 pub struct WaitArg {
@@ -139,10 +155,7 @@ pub struct WaitArg {
 
 impl StepArgs {
     fn overrides(&self) -> Overrides {
-        Overrides {
-            lake: self.lake.clone(),
-            warehouse: self.warehouse.clone(),
-        }
+        self.target.overrides()
     }
 
     fn interval(&self) -> anyhow::Result<Option<Interval>> {

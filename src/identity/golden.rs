@@ -8,19 +8,21 @@ use std::collections::HashMap;
 
 use polars::prelude::*;
 
+use super::ids::RecordKey;
 use super::text::{TextColumn, Values};
 use crate::config::{Strategy, Survivorship};
 
 /// What the chooser needs about each record, all as text.
 pub struct Evidence<'a> {
     pub values: &'a Values,
-    pub sources: &'a [String],
+    /// Each record's (source, record id).
+    pub keys: &'a [RecordKey],
     pub recency: Option<&'a TextColumn>,
 }
 
 impl Evidence<'_> {
     fn priority(&self, survivorship: &Survivorship, row: u32) -> usize {
-        let s = &self.sources[row as usize];
+        let s = &self.keys[row as usize].0;
         survivorship
             .source_priority
             .iter()
@@ -119,14 +121,16 @@ mod tests {
             "email".to_string(),
             TextColumn::from_values([Some("a@x"), Some("b@xx"), Some("b@xx"), None]),
         );
-        let sources: Vec<String> = ["shop", "shop", "support", "crm"]
-            .map(String::from)
-            .to_vec();
+        let keys: Vec<RecordKey> = ["shop", "shop", "support", "crm"]
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.to_string(), i.to_string()))
+            .collect();
         let recency =
             TextColumn::from_values([Some("2024"), Some("2020"), Some("2021"), Some("2026")]);
         let ev = Evidence {
             values: &values,
-            sources: &sources,
+            keys: &keys,
             recency: Some(&recency),
         };
         let all = [0, 1, 2, 3];

@@ -233,18 +233,10 @@ pub fn resolve(
     let started = std::time::Instant::now();
     let lap =
         |stage: &str| tracing::info!(stage, seconds = started.elapsed().as_secs_f64(), "resolve");
-    let sources: Vec<String> = text_column(records, SOURCE, entity)?
+    let keys: Vec<RecordKey> = text_column(records, SOURCE, entity)?
         .into_iter()
-        .map(Option::unwrap_or_default)
-        .collect();
-    let record_ids: Vec<String> = text_column(records, key_column, entity)?
-        .into_iter()
-        .map(Option::unwrap_or_default)
-        .collect();
-    let keys: Vec<RecordKey> = sources
-        .iter()
-        .cloned()
-        .zip(record_ids.iter().cloned())
+        .zip(text_column(records, key_column, entity)?)
+        .map(|(source, id)| (source.unwrap_or_default(), id.unwrap_or_default()))
         .collect();
 
     let wanted = columns_compared(config);
@@ -409,21 +401,9 @@ pub fn resolve(
         || -> Result<_, IdentityError> {
             let (assigned, changes) =
                 ids::assign(&clusters, &keys, &had, &previous.assigned, run_id);
-            let graph = graph_frame(
-                &clusters,
-                &assigned,
-                &linked_by,
-                &sources,
-                &record_ids,
-                config,
-                run_id,
-            )?;
+            let graph = graph_frame(&clusters, &assigned, &linked_by, &keys, config, run_id)?;
             let (profiles, assignment) = rayon::join(
-                || {
-                    profiles(
-                        records, config, &clusters, &assigned, &values, &sources, &keys,
-                    )
-                },
+                || profiles(records, config, &clusters, &assigned, &values, &keys),
                 || assignment_frame(&clusters, &assigned, &keys, &fingerprints),
             );
             Ok((changes, graph, profiles?, assignment?))
@@ -455,7 +435,7 @@ pub fn resolve(
         }
     });
     // Millions of small strings: freed on the side while the caller writes.
-    std::thread::spawn(move || drop((values, neighbours, keys, sources, record_ids)));
+    std::thread::spawn(move || drop((values, neighbours, keys)));
     Ok(Resolution {
         graph,
         profiles,
@@ -474,14 +454,18 @@ pub fn resolve(
     })
 }
 
+/// One part of every record's key (its source or its id).
+fn key_part(keys: &[RecordKey], part: fn(&RecordKey) -> &String) -> Vec<&str> {
+    keys.iter().map(|k| part(k).as_str()).collect()
+}
+
 /// The identity graph: each record's person, and the rule or match probability of
 /// the merge that took it in.
 fn graph_frame(
     clusters: &[Vec<u32>],
     assigned: &[Assigned],
     linked_by: &[Option<Link>],
-    sources: &[String],
-    record_ids: &[String],
+    keys: &[RecordKey],
     config: &IdentityConfig,
     run_id: &str,
 ) -> Result<DataFrame, IdentityError> {
@@ -511,8 +495,8 @@ fn graph_frame(
     Ok(DataFrame::new(
         n,
         vec![
-            Column::new(g_source.into(), sources),
-            Column::new(g_record.into(), record_ids),
+            Column::new(g_source.into(), key_part(keys, |k| &k.0)),
+            Column::new(g_record.into(), key_part(keys, |k| &k.1)),
             Column::new(g_person.into(), &person_of),
             Column::new(g_rule.into(), &rule_of),
             Column::new(g_probability.into(), &probability_of),
@@ -638,12 +622,11 @@ fn profiles(
     clusters: &[Vec<u32>],
     assigned: &[Assigned],
     values: &Values,
-    sources: &[String],
     keys: &[RecordKey],
 ) -> Result<DataFrame, IdentityError> {
     let evidence = golden::Evidence {
         values,
-        sources,
+        keys,
         recency: config
             .survivorship
             .order_by
@@ -678,7 +661,7 @@ fn profiles(
         ListStringChunkedBuilder::new("record_ids".into(), clusters.len(), records_in_all);
     let mut ids: Vec<String> = Vec::new();
     for c in clusters {
-        let mut s: Vec<&str> = c.iter().map(|&m| sources[m as usize].as_str()).collect();
+        let mut s: Vec<&str> = c.iter().map(|&m| keys[m as usize].0.as_str()).collect();
         s.sort_unstable();
         s.dedup();
         source_lists.append_values_iter(s.into_iter());

@@ -532,11 +532,7 @@ pub fn inspect(path: &Path, format: FileFormat, config: &FilesSource) -> Result<
     let decoded = || super::compression::open(path).map_err(|e| e.to_string());
     match format {
         FileFormat::Csv => {
-            let mut reader = csv::ReaderBuilder::new()
-                .delimiter(config.delimiter)
-                .has_headers(config.header)
-                .flexible(true)
-                .from_reader(decoded()?);
+            let mut reader = super::files::csv_reader(config, decoded()?);
             let header: Vec<String> = reader
                 .headers()
                 .map_err(|e| format!("not CSV: {e}"))?
@@ -546,20 +542,7 @@ pub fn inspect(path: &Path, format: FileFormat, config: &FilesSource) -> Result<
             if config.header && !header.iter().any(|h| mapped.contains(&h.as_str())) {
                 return Err(none_mapped(header));
             }
-            let mut record = csv::ByteRecord::new();
-            let mut rows = 0;
-            // A malformed record is still a row; the cleaner quarantines it.
-            loop {
-                match reader.read_byte_record(&mut record) {
-                    Ok(false) => break,
-                    Ok(true) => rows += 1,
-                    Err(e) if matches!(e.kind(), csv::ErrorKind::Io(_)) => {
-                        return Err(e.to_string())
-                    }
-                    Err(_) => rows += 1,
-                }
-            }
-            Ok(rows)
+            super::files::count_csv_rows(&mut reader).map_err(|e| e.to_string())
         }
         FileFormat::Jsonl => {
             let mut rows = 0;

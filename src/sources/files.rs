@@ -89,25 +89,9 @@ impl<'a> FilesSource<'a> {
     fn count_rows(&self, path: &Path, format: FileFormat) -> Result<u64, SourceError> {
         match format {
             FileFormat::Csv => {
-                let mut reader = csv::ReaderBuilder::new()
-                    .delimiter(self.config.delimiter)
-                    .has_headers(self.config.header)
-                    .flexible(true)
-                    .from_reader(compression::open(path).map_err(self.read_err(path))?);
-                let mut record = csv::ByteRecord::new();
-                let mut rows = 0;
-                // A malformed record is still a row; the cleaner quarantines it.
-                loop {
-                    match reader.read_byte_record(&mut record) {
-                        Ok(false) => break,
-                        Ok(true) => rows += 1,
-                        Err(e) if matches!(e.kind(), csv::ErrorKind::Io(_)) => {
-                            return Err(self.read_err(path)(std::io::Error::other(e.to_string())))
-                        }
-                        Err(_) => rows += 1,
-                    }
-                }
-                Ok(rows)
+                let input = compression::open(path).map_err(self.read_err(path))?;
+                count_csv_rows(&mut csv_reader(self.config, input))
+                    .map_err(|e| self.read_err(path)(std::io::Error::other(e.to_string())))
             }
             FileFormat::Jsonl => {
                 let reader = BufReader::new(compression::open(path).map_err(self.read_err(path))?);
@@ -208,5 +192,34 @@ impl Source for FilesSource<'_> {
         cursor.manifests.push(manifest_key);
         state::write_cursor(lake, self.name, &cursor)?;
         Ok(Some(manifest))
+    }
+}
+
+/// A CSV reader over a source file's text, set up as the cleaner reads it.
+pub(super) fn csv_reader<R: std::io::Read>(
+    config: &config::FilesSource,
+    input: R,
+) -> csv::Reader<R> {
+    csv::ReaderBuilder::new()
+        .delimiter(config.delimiter)
+        .has_headers(config.header)
+        .flexible(true)
+        .from_reader(input)
+}
+
+/// The data rows left in `reader`. A malformed record is still a row (the cleaner
+/// quarantines it); only an I/O error stops the count.
+pub(super) fn count_csv_rows<R: std::io::Read>(
+    reader: &mut csv::Reader<R>,
+) -> Result<u64, csv::Error> {
+    let mut record = csv::ByteRecord::new();
+    let mut rows = 0;
+    loop {
+        match reader.read_byte_record(&mut record) {
+            Ok(false) => return Ok(rows),
+            Ok(true) => rows += 1,
+            Err(e) if matches!(e.kind(), csv::ErrorKind::Io(_)) => return Err(e),
+            Err(_) => rows += 1,
+        }
     }
 }

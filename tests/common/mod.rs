@@ -87,15 +87,7 @@ impl TestContext {
 
     /// `cdp ARGS` with extra environment variables.
     pub fn cdp_with(&self, args: &[&str], env: &[(&str, &Path)]) -> Run {
-        let mut cmd = Command::new(cdp_bin());
-        cmd.args(args)
-            .current_dir(self.path())
-            .env("CDP_DATA_DIR", repo().join("sample-data"))
-            .env("CDP_NO_PROGRESS", "1")
-            .env_remove("RUST_LOG")
-            .env_remove("CDP_PIPELINE")
-            .env_remove("CDP_LAKE")
-            .env_remove("CDP_WAREHOUSE");
+        let mut cmd = self.command(args);
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -163,6 +155,37 @@ impl TestContext {
         self.query(&format!("SELECT count(*) AS n FROM \"{table}\""))[0]["n"]
             .as_i64()
             .expect("count")
+    }
+
+    /// Row counts of the warehouse tables named.
+    pub fn counts(&self, tables: &[&str]) -> Vec<i64> {
+        tables.iter().map(|t| self.count(t)).collect()
+    }
+
+    /// Every record's person, as `source:record_id=person_id`, sorted.
+    pub fn person_ids(&self) -> Vec<String> {
+        self.query(
+            "SELECT source || ':' || record_id || '=' || person_id AS a FROM identity_graph ORDER BY 1",
+        )
+        .into_iter()
+        .map(|r| r["a"].as_str().unwrap_or_default().to_string())
+        .collect()
+    }
+
+    /// The person of one record, which must be in the identity graph exactly once.
+    pub fn person_of(&self, source: &str, record_id: &str) -> String {
+        let rows = self.query(&format!(
+            "SELECT person_id FROM identity_graph WHERE source = '{source}' AND record_id = '{record_id}'"
+        ));
+        assert_eq!(
+            rows.len(),
+            1,
+            "{source}:{record_id} not in the graph exactly once"
+        );
+        rows[0]["person_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     pub fn write(&self, name: &str, text: &str) -> PathBuf {
