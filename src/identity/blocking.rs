@@ -30,25 +30,64 @@ pub fn ids(values: &Values, column: &str, n: usize) -> Vec<u32> {
 /// out): how many records had them all, and the groups of two or more, ordered by
 /// their first record so that the same input always gives the same order.
 pub fn groups(columns: &[Vec<u32>], n: usize) -> (u64, Vec<Vec<u32>>) {
-    // Every record's key side by side in one buffer, so a key costs no allocation.
-    let width = columns.len();
-    let mut keys = vec![0u32; n * width];
-    for (c, col) in columns.iter().enumerate() {
-        for (i, &id) in col.iter().enumerate().take(n) {
-            keys[i * width + c] = id;
+    let Some((first, rest)) = columns.split_first() else {
+        return (0, Vec::new());
+    };
+    let mut ids = first[..n].to_vec();
+    for column in rest {
+        ids = combined(&ids, &column[..n]);
+    }
+    // A counting sort by id: each id's records, in record order, without hashing.
+    let id_count = ids.iter().max().map_or(1, |&m| m as usize + 1);
+    let mut starts = vec![0u32; id_count + 1];
+    for &id in &ids {
+        starts[id as usize + 1] += 1;
+    }
+    let keyed = n as u64 - u64::from(starts[1]);
+    for id in 1..=id_count {
+        starts[id] += starts[id - 1];
+    }
+    let mut next = starts.clone();
+    let mut members = vec![0u32; n];
+    for (i, &id) in ids.iter().enumerate() {
+        members[next[id as usize] as usize] = i as u32;
+        next[id as usize] += 1;
+    }
+    // Met in record order, a group is met at its first record.
+    let mut groups = Vec::new();
+    for (i, &id) in ids.iter().enumerate() {
+        let (start, end) = (
+            starts[id as usize] as usize,
+            starts[id as usize + 1] as usize,
+        );
+        if id != 0 && end - start > 1 && members[start] == i as u32 {
+            groups.push(members[start..end].to_vec());
         }
     }
-    let mut groups: foldhash::HashMap<&[u32], Vec<u32>> = Default::default();
-    let mut keyed = 0;
-    for (i, key) in keys.chunks_exact(width.max(1)).enumerate().take(n) {
-        if width > 0 && !key.contains(&0) {
-            keyed += 1;
-            groups.entry(key).or_default().push(i as u32);
-        }
-    }
-    let mut groups: Vec<Vec<u32>> = groups.into_values().filter(|g| g.len() > 1).collect();
-    groups.sort_unstable_by_key(|g| g[0]);
     (keyed, groups)
+}
+
+/// One id per distinct pair of ids in `a` and `b` (0 when either is 0), dense from 1.
+fn combined(a: &[u32], b: &[u32]) -> Vec<u32> {
+    let mut keyed: Vec<(u64, u32)> = a
+        .iter()
+        .zip(b)
+        .enumerate()
+        .filter(|(_, (&x, &y))| x != 0 && y != 0)
+        .map(|(i, (&x, &y))| ((u64::from(x) << 32) | u64::from(y), i as u32))
+        .collect();
+    keyed.par_sort_unstable_by_key(|&(key, _)| key);
+    let mut ids = vec![0u32; a.len()];
+    let mut last = None;
+    let mut id = 0;
+    for (key, i) in keyed {
+        if last != Some(key) {
+            id += 1;
+            last = Some(key);
+        }
+        ids[i as usize] = id;
+    }
+    ids
 }
 
 /// Candidate pairs (a < b), in a deterministic order, and per-rule figures. With
@@ -127,6 +166,19 @@ pub fn candidate_pairs(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn groups_hold_records_agreeing_on_every_column_in_first_record_order() {
+        let a = vec![1, 2, 1, 0, 2, 1, 3];
+        let b = vec![5, 6, 5, 5, 7, 5, 6];
+        let (keyed, g) = groups(&[a.clone(), b], 7);
+        assert_eq!(keyed, 6);
+        assert_eq!(g, vec![vec![0, 2, 5]]);
+        let (keyed, g) = groups(&[a], 7);
+        assert_eq!(keyed, 6);
+        assert_eq!(g, vec![vec![0, 2, 5], vec![1, 4]]);
+        assert_eq!(groups(&[], 7), (0, vec![]));
+    }
 
     #[test]
     fn a_pair_comes_from_its_first_rule_only_and_big_blocks_give_none() {

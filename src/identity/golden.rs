@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use polars::prelude::*;
 
 use super::ids::RecordKey;
-use super::text::{TextColumn, Values};
+use super::text::Values;
 use crate::config::{Strategy, Survivorship};
 
 /// What the chooser needs about each record, all as text.
@@ -17,7 +17,8 @@ pub struct Evidence<'a> {
     pub values: &'a Values,
     /// Each record's (source, record id).
     pub keys: &'a [RecordKey],
-    pub recency: Option<&'a TextColumn>,
+    /// Each record's rank in the recency column's order (0: no value).
+    pub recency: Option<&'a [u32]>,
 }
 
 impl Evidence<'_> {
@@ -30,8 +31,8 @@ impl Evidence<'_> {
             .unwrap_or(usize::MAX)
     }
 
-    fn recency(&self, row: u32) -> Option<&str> {
-        self.recency.and_then(|r| r.get(row as usize))
+    fn recency(&self, row: u32) -> u32 {
+        self.recency.map_or(0, |r| r[row as usize])
     }
 }
 
@@ -104,6 +105,7 @@ pub fn gather(column: &Column, winners: &[Option<u32>]) -> PolarsResult<Column> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::identity::text::TextColumn;
 
     fn survivorship(default: Strategy) -> Survivorship {
         Survivorship {
@@ -126,8 +128,7 @@ mod tests {
             .enumerate()
             .map(|(i, s)| (s.to_string(), i.to_string()))
             .collect();
-        let recency =
-            TextColumn::from_values([Some("2024"), Some("2020"), Some("2021"), Some("2026")]);
+        let recency = [3, 1, 2, 4];
         let ev = Evidence {
             values: &values,
             keys: &keys,

@@ -4,7 +4,7 @@
 use rayon::prelude::*;
 
 use super::blocking::{self, BlockingStats};
-use super::compare::{Compared, Field, NULL};
+use super::compare::{visit_prefetched, Compared, Field, NULL};
 use super::model::{self, Model, Session};
 use super::text::{TextColumn, Values};
 use crate::config::Matching;
@@ -13,14 +13,41 @@ use crate::config::Matching;
 pub struct Matcher {
     pub fields: Vec<Field>,
     pub model: Model,
+    /// Per comparison, the model's weight of each level and, with term frequencies,
+    /// of exact agreement on each value: worked out once, not per pair.
+    weights: Vec<(Vec<f64>, Option<Vec<f64>>)>,
 }
 
 impl Matcher {
     /// A matcher over these records under a known model.
     pub fn new(values: &Values, n: usize, matching: &Matching, model: Model) -> Self {
+        Self::with(fields(values, n, matching), model)
+    }
+
+    fn with(fields: Vec<Field>, model: Model) -> Self {
+        let weights = fields
+            .iter()
+            .enumerate()
+            .map(|(c, field)| {
+                let comparison = &model.comparisons[c];
+                let weight = |level: u8, value: u32| {
+                    model.partial_weight(c, Compared { level, value }, field)
+                };
+                let levels = (0..comparison.levels.len() as u8)
+                    .map(|l| weight(l, 0))
+                    .collect();
+                let by_value = comparison.term_frequency.then(|| {
+                    (0..field.value_count() as u32)
+                        .map(|v| weight(0, v))
+                        .collect()
+                });
+                (levels, by_value)
+            })
+            .collect();
         Matcher {
-            fields: fields(values, n, matching),
+            fields,
             model,
+            weights,
         }
     }
 
@@ -28,13 +55,23 @@ impl Matcher {
         self.fields.iter().map(|f| f.compare(a, b)).collect()
     }
 
-    fn weight_of(&self, outcomes: &[Compared]) -> f64 {
-        self.model.prior_weight() + self.model.evidence(outcomes, &self.fields)
+    /// [`Model::partial_weight`] of comparison `c`'s outcome, from the tables.
+    fn partial_weight(&self, c: usize, outcome: Compared) -> f64 {
+        let (levels, by_value) = &self.weights[c];
+        match (outcome.level, by_value) {
+            (NULL, _) => 0.0,
+            (0, Some(by_value)) if outcome.value != 0 => by_value[outcome.value as usize],
+            (level, _) => levels[level as usize],
+        }
     }
 
     /// The evidence between `a` and `b` alone (log2 Bayes factor, no prior).
     pub fn evidence(&self, a: u32, b: u32) -> f64 {
-        self.model.evidence(&self.compare(a, b), &self.fields)
+        self.fields
+            .iter()
+            .enumerate()
+            .map(|(c, f)| self.partial_weight(c, f.compare(a, b)))
+            .sum()
     }
 
     /// Index of the comparison called `name`.
@@ -125,9 +162,16 @@ pub fn score(
                 dirty,
             );
             lap("blocked");
+            let all: Vec<&Field> = fields.iter().collect();
             let levels: Vec<u8> = pairs
-                .par_iter()
-                .flat_map_iter(|&(a, b)| fields.iter().map(move |f| f.compare(a, b).level))
+                .par_chunks(4096)
+                .flat_map_iter(|chunk| {
+                    let mut levels = Vec::with_capacity(chunk.len() * k);
+                    visit_prefetched(&all, chunk, |a, b| {
+                        levels.extend(fields.iter().map(|f| f.compare(a, b).level));
+                    });
+                    levels
+                })
                 .collect();
             tracing::info!(pairs = pairs.len(), "candidate pairs compared");
             (pairs, blocking, levels)
@@ -146,25 +190,25 @@ pub fn score(
         }
     };
     lap("trained");
-    let matcher = Matcher { fields, model };
+    let matcher = Matcher::with(fields, model);
     // From the stored levels; only exact agreement with term frequencies needs the value.
     let weights = pairs
         .par_iter()
         .zip(levels.par_chunks(k.max(1)))
         .map(|(&(a, b), levels)| {
-            let outcomes: Vec<Compared> = levels
+            let evidence: f64 = levels
                 .iter()
                 .enumerate()
-                .map(|(c, &level)| Compared {
-                    level,
-                    value: if level == 0 && matcher.model.comparisons[c].term_frequency {
+                .map(|(c, &level)| {
+                    let value = if level == 0 && matcher.model.comparisons[c].term_frequency {
                         matcher.fields[c].compare(a, b).value
                     } else {
                         0
-                    },
+                    };
+                    matcher.partial_weight(c, Compared { level, value })
                 })
-                .collect();
-            matcher.weight_of(&outcomes)
+                .sum();
+            matcher.model.prior_weight() + evidence
         })
         .collect();
     lap("weighed");

@@ -164,8 +164,49 @@ fn text_columns<'a>(
         .collect()
 }
 
+/// Each record's rank in column `name`'s order (0: no value, equal values share a
+/// rank), ordered in the column's own type: dates and numbers as such, not as text.
+fn recency_ranks(df: &DataFrame, name: &str, entity: &str) -> Result<Vec<u32>, IdentityError> {
+    let column = df
+        .column(name)
+        .map_err(|_| IdentityError::MissingColumn(name.into(), entity.into()))?;
+    let physical = column.to_physical_repr();
+    Ok(if physical.dtype().is_integer() {
+        let values = physical.cast(&DataType::Int64)?;
+        ranks(values.i64()?.iter(), |a, b| a.cmp(b))
+    } else if physical.dtype().is_float() {
+        let values = physical.cast(&DataType::Float64)?;
+        ranks(values.f64()?.iter(), |a, b| a.total_cmp(b))
+    } else {
+        let values = physical.cast(&DataType::String)?;
+        let texts = values.str()?.iter().map(|v| v.filter(|v| !v.is_empty()));
+        ranks(texts, |a, b| a.cmp(b))
+    })
+}
+
+/// Dense ranks of `values` in the order `cmp` gives, from 1; none is 0.
+fn ranks<T: Send>(
+    values: impl ExactSizeIterator<Item = Option<T>>,
+    cmp: impl Fn(&T, &T) -> std::cmp::Ordering + Sync,
+) -> Vec<u32> {
+    let mut ranks = vec![0; values.len()];
+    let mut present: Vec<(T, u32)> = values
+        .enumerate()
+        .filter_map(|(i, v)| Some((v?, i as u32)))
+        .collect();
+    present.par_sort_unstable_by(|a, b| cmp(&a.0, &b.0));
+    let mut rank = 0;
+    for (k, (_, i)) in present.iter().enumerate() {
+        if k == 0 || cmp(&present[k - 1].0, &present[k].0).is_ne() {
+            rank += 1;
+        }
+        ranks[*i as usize] = rank;
+    }
+    ranks
+}
+
 /// The columns resolution compares, keys on or keeps in golden records (the
-/// attributes and the recency column).
+/// attributes; the recency column is read apart, in its own type).
 fn columns_compared(config: &IdentityConfig) -> Vec<&str> {
     let mut wanted: Vec<&str> = config
         .rules
@@ -173,7 +214,6 @@ fn columns_compared(config: &IdentityConfig) -> Vec<&str> {
         .flat_map(|r| r.columns.iter().map(String::as_str))
         .collect();
     wanted.extend(config.attributes.iter().map(String::as_str));
-    wanted.extend(config.survivorship.order_by.as_deref());
     if let Some(m) = &config.matching {
         wanted.extend(
             m.blocking
@@ -207,6 +247,7 @@ fn columns_compared(config: &IdentityConfig) -> Vec<&str> {
 pub fn columns_read<'a>(config: &'a IdentityConfig, key_column: &'a str) -> Vec<&'a str> {
     let mut columns = columns_compared(config);
     columns.extend([SOURCE, key_column]);
+    columns.extend(config.survivorship.order_by.as_deref());
     columns.sort_unstable();
     columns.dedup();
     columns
@@ -240,7 +281,16 @@ pub fn resolve(
         .collect();
 
     let wanted = columns_compared(config);
-    let values = text_columns(records, wanted, entity)?;
+    let order_by = config.survivorship.order_by.as_deref();
+    let (values, recency) = rayon::join(
+        || text_columns(records, wanted, entity),
+        || {
+            order_by
+                .map(|o| recency_ranks(records, o, entity))
+                .transpose()
+        },
+    );
+    let (values, recency) = (values?, recency?);
 
     lap("columns read");
     let mut columns: Vec<&String> = values.keys().collect();
@@ -403,7 +453,14 @@ pub fn resolve(
                 ids::assign(&clusters, &keys, &had, &previous.assigned, run_id);
             let graph = graph_frame(&clusters, &assigned, &linked_by, &keys, config, run_id)?;
             let (profiles, assignment) = rayon::join(
-                || profiles(records, config, &clusters, &assigned, &values, &keys),
+                || {
+                    let evidence = golden::Evidence {
+                        values: &values,
+                        keys: &keys,
+                        recency: recency.as_deref(),
+                    };
+                    profiles(records, config, &clusters, &assigned, &evidence)
+                },
                 || assignment_frame(&clusters, &assigned, &keys, &fingerprints),
             );
             Ok((changes, graph, profiles?, assignment?))
@@ -621,18 +678,8 @@ fn profiles(
     config: &IdentityConfig,
     clusters: &[Vec<u32>],
     assigned: &[Assigned],
-    values: &Values,
-    keys: &[RecordKey],
+    evidence: &golden::Evidence,
 ) -> Result<DataFrame, IdentityError> {
-    let evidence = golden::Evidence {
-        values,
-        keys,
-        recency: config
-            .survivorship
-            .order_by
-            .as_ref()
-            .and_then(|o| values.get(o)),
-    };
     let mut columns = vec![Column::new(
         "person_id".into(),
         assigned
@@ -643,7 +690,7 @@ fn profiles(
     for attribute in &config.attributes {
         let winners: Vec<Option<u32>> = clusters
             .par_iter()
-            .map(|c| golden::choose(attribute, c, &evidence, &config.survivorship))
+            .map(|c| golden::choose(attribute, c, evidence, &config.survivorship))
             .collect();
         let column = records
             .column(attribute)
@@ -661,13 +708,16 @@ fn profiles(
         ListStringChunkedBuilder::new("record_ids".into(), clusters.len(), records_in_all);
     let mut ids: Vec<String> = Vec::new();
     for c in clusters {
-        let mut s: Vec<&str> = c.iter().map(|&m| keys[m as usize].0.as_str()).collect();
+        let mut s: Vec<&str> = c
+            .iter()
+            .map(|&m| evidence.keys[m as usize].0.as_str())
+            .collect();
         s.sort_unstable();
         s.dedup();
         source_lists.append_values_iter(s.into_iter());
         ids.clear();
         ids.extend(c.iter().map(|&m| {
-            let (source, id) = &keys[m as usize];
+            let (source, id) = &evidence.keys[m as usize];
             format!("{source}:{id}")
         }));
         id_lists.append_values_iter(ids.iter().map(String::as_str));

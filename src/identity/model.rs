@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::compare::{Compared, Field, NULL};
+use super::compare::{visit_prefetched, Compared, Field, NULL};
 use crate::config::{Comparison, Matching};
 
 /// Smallest probability any level gets, so that no single level is infinitely
@@ -61,15 +61,6 @@ impl Model {
             level.u
         };
         (level.m / u).log2()
-    }
-
-    /// log2 Bayes factor of a pair's comparison outcomes, without the prior.
-    pub fn evidence(&self, outcomes: &[Compared], fields: &[Field]) -> f64 {
-        outcomes
-            .iter()
-            .enumerate()
-            .map(|(c, &o)| self.partial_weight(c, o, &fields[c]))
-            .sum()
     }
 
     pub fn prior_weight(&self) -> f64 {
@@ -126,18 +117,20 @@ pub fn estimate_u(
             // The left records in order: the same random pairs, fewer cache misses.
             let mut left: Vec<u32> = (0..per_chunk).map(|_| rng.below(n as u64) as u32).collect();
             left.sort_unstable();
-            for a in left {
-                let b = rng.below(n as u64) as u32;
-                if a == b {
-                    continue;
-                }
+            let pairs: Vec<(u32, u32)> = left
+                .into_iter()
+                .map(|a| (a, rng.below(n as u64) as u32))
+                .filter(|(a, b)| a != b)
+                .collect();
+            let sampled_fields: Vec<&Field> = sampled.iter().map(|&f| &fields[f]).collect();
+            visit_prefetched(&sampled_fields, &pairs, |a, b| {
                 for &f in &sampled {
                     let c = fields[f].compare(a, b);
                     if c.level != NULL {
                         counts[f][c.level as usize] += 1;
                     }
                 }
-            }
+            });
             counts
         })
         .collect();

@@ -3,6 +3,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use rayon::prelude::*;
+
 use super::{Context, Outcome, StepError};
 use crate::config::{CUSTOMER_360_TABLE, IDENTITY_GRAPH_TABLE};
 use crate::frame::{read_parquet, read_parquet_columns, write_parquet, ParquetSink};
@@ -185,96 +187,118 @@ pub fn score(lake: &Lake, truth_path: &std::path::Path) -> Result<Accuracy, Step
         .get(IDENTITY_GRAPH_TABLE)
         .map(|o| o.key.clone())
         .unwrap_or_default();
-    // The truth file is read while the graph is.
-    let truth_file = |e: std::io::Error| StepError::Truth {
-        file: truth_path.display().to_string(),
-        message: e.to_string(),
-    };
-    let (graph, truth) = std::thread::scope(|scope| {
-        let truth = scope.spawn(|| std::fs::read(truth_path));
-        let graph = read_parquet(lake, &graph_key);
-        (
-            graph,
-            truth.join().expect("reading the truth file panicked"),
-        )
-    });
-    let (graph, truth) = (graph?, truth.map_err(truth_file)?);
-    let col = |name: &str| -> Result<&polars::prelude::StringChunked, StepError> {
-        Ok(graph
-            .column(name)
-            .and_then(|c| c.str())
-            .map_err(identity::IdentityError::from)?)
-    };
-    let (sources, records, persons) = (col("source")?, col("record_id")?, col("person_id")?);
-    // Persons are numbered, predicted and true alike; records are looked up by key.
-    let mut predicted_person: foldhash::HashMap<&str, u32> = Default::default();
-    let mut person_of: foldhash::HashMap<(&[u8], &[u8]), u32> = Default::default();
-    person_of.reserve(graph.height());
-    for ((s, r), p) in sources.iter().zip(records.iter()).zip(persons.iter()) {
-        let next = predicted_person.len() as u32;
-        let p = *predicted_person
-            .entry(p.unwrap_or_default())
-            .or_insert(next);
-        let key = (
-            s.unwrap_or_default().as_bytes(),
-            r.unwrap_or_default().as_bytes(),
-        );
-        person_of.insert(key, p);
-    }
-    let in_both = truth_pairs(&truth, truth_path, &person_of)?;
-    Ok(evaluate(in_both))
+    std::thread::scope(|scope| {
+        // The truth file is read and parsed while the graph is read and indexed.
+        let truth = scope.spawn(|| Truth::read(truth_path));
+        let graph = read_parquet(lake, &graph_key)?;
+        let col = |name: &str| -> Result<&polars::prelude::StringChunked, StepError> {
+            Ok(graph
+                .column(name)
+                .and_then(|c| c.str())
+                .map_err(identity::IdentityError::from)?)
+        };
+        let (sources, records, persons) = (col("source")?, col("record_id")?, col("person_id")?);
+        // Persons are numbered, predicted and true alike; records are looked up by key.
+        let mut predicted_person: foldhash::HashMap<&str, u32> = Default::default();
+        let mut person_of: foldhash::HashMap<(&[u8], &[u8]), u32> = Default::default();
+        person_of.reserve(graph.height());
+        for ((s, r), p) in sources.iter().zip(records.iter()).zip(persons.iter()) {
+            let next = predicted_person.len() as u32;
+            let p = *predicted_person
+                .entry(p.unwrap_or_default())
+                .or_insert(next);
+            let key = (
+                s.unwrap_or_default().as_bytes(),
+                r.unwrap_or_default().as_bytes(),
+            );
+            person_of.insert(key, p);
+        }
+        let truth = truth.join().expect("reading the truth file panicked")?;
+        let in_both: Vec<(u32, u32)> = truth
+            .rows
+            .par_iter()
+            .filter_map(|row| {
+                let key = (
+                    &truth.text[row.source.clone()],
+                    &truth.text[row.record.clone()],
+                );
+                person_of.get(&key).map(|&p| (p, row.person))
+            })
+            .collect();
+        Ok(evaluate(in_both))
+    })
 }
 
-/// (predicted person, true person) of each record of the truth file (CSV with
-/// source,record_id,person_id) that the resolution holds.
-fn truth_pairs(
-    file: &[u8],
-    path: &std::path::Path,
-    person_of: &foldhash::HashMap<(&[u8], &[u8]), u32>,
-) -> Result<Vec<(u32, u32)>, StepError> {
-    let bad = |message: String| StepError::Truth {
-        file: path.display().to_string(),
-        message,
-    };
-    let mut reader = csv::Reader::from_reader(file);
-    let headers = reader
-        .byte_headers()
-        .map_err(|e| bad(e.to_string()))?
-        .clone();
-    let pos = |name: &str| {
-        headers
-            .iter()
-            .position(|h| h == name.as_bytes())
-            .ok_or_else(|| {
-                bad(format!(
-                    "no column {name:?}; a truth file has source,record_id,person_id"
-                ))
-            })
-    };
-    let (s, r, p) = (pos("source")?, pos("record_id")?, pos("person_id")?);
-    let mut true_person: foldhash::HashMap<Vec<u8>, u32> = Default::default();
-    let mut pairs = Vec::new();
-    let mut row = csv::ByteRecord::new();
-    let mut line = 1;
-    loop {
-        line += 1;
-        match reader.read_byte_record(&mut row) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(e) => return Err(bad(format!("row {line}: {e}"))),
+/// A truth file (CSV with source,record_id,person_id): each row's source and record
+/// id as ranges of one buffer, and its true person, numbered.
+struct Truth {
+    text: Vec<u8>,
+    rows: Vec<TruthRow>,
+}
+
+struct TruthRow {
+    source: std::ops::Range<usize>,
+    record: std::ops::Range<usize>,
+    person: u32,
+}
+
+impl Truth {
+    fn read(path: &std::path::Path) -> Result<Self, StepError> {
+        let bad = |message: String| StepError::Truth {
+            file: path.display().to_string(),
+            message,
+        };
+        let file = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+        let mut reader = csv::Reader::from_reader(file.as_slice());
+        let headers = reader
+            .byte_headers()
+            .map_err(|e| bad(e.to_string()))?
+            .clone();
+        let pos = |name: &str| {
+            headers
+                .iter()
+                .position(|h| h == name.as_bytes())
+                .ok_or_else(|| {
+                    bad(format!(
+                        "no column {name:?}; a truth file has source,record_id,person_id"
+                    ))
+                })
+        };
+        let (s, r, p) = (pos("source")?, pos("record_id")?, pos("person_id")?);
+        let mut truth = Truth {
+            text: Vec::with_capacity(file.len()),
+            rows: Vec::new(),
+        };
+        let mut true_person: foldhash::HashMap<Vec<u8>, u32> = Default::default();
+        let mut row = csv::ByteRecord::new();
+        let mut line = 1;
+        loop {
+            line += 1;
+            match reader.read_byte_record(&mut row) {
+                Ok(false) => break,
+                Ok(true) => {}
+                Err(e) => return Err(bad(format!("row {line}: {e}"))),
+            }
+            let field = |i: usize| row.get(i).unwrap_or_default();
+            let next = true_person.len() as u32;
+            let person = match true_person.get(field(p)) {
+                Some(&t) => t,
+                None => *true_person.entry(field(p).to_vec()).or_insert(next),
+            };
+            let mut keep = |bytes: &[u8]| {
+                let start = truth.text.len();
+                truth.text.extend_from_slice(bytes);
+                start..truth.text.len()
+            };
+            let (source, record) = (keep(field(s)), keep(field(r)));
+            truth.rows.push(TruthRow {
+                source,
+                record,
+                person,
+            });
         }
-        let field = |i: usize| row.get(i).unwrap_or_default();
-        let Some(&predicted) = person_of.get(&(field(s), field(r))) else {
-            continue;
-        };
-        let next = true_person.len() as u32;
-        let truth = match true_person.get(field(p)) {
-            Some(&t) => t,
-            None => *true_person.entry(field(p).to_vec()).or_insert(next),
-        };
-        pairs.push((predicted, truth));
+        Ok(truth)
     }
-    Ok(pairs)
 }
 
 /// Why a record sits in its person: the person's members, the merges that joined
