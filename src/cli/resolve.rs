@@ -45,6 +45,11 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         print!("{}", explanation_text(&e));
         return Ok(());
     }
+    // The truth file is read while identities are resolved.
+    let truth = args
+        .truth
+        .clone()
+        .map(|path| std::thread::spawn(move || cdp::steps::resolve::Truth::read(&path)));
     let (ctx, _lease) = super::open(&args.step, global, "resolve")?;
     let (outcome, report) = cdp::steps::resolve::run(&ctx, args.retrain)?;
     ctx.finished(cdp::state::Step::Resolve, &outcome)?;
@@ -52,8 +57,9 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         (Outcome::Done(_), Some(report)) => println!("{}", report_text(&report)),
         _ => println!("resolve: up to date (run {})", outcome.record().run_id),
     }
-    if let Some(truth) = &args.truth {
-        let accuracy = cdp::steps::resolve::score(&ctx.lake, truth)?;
+    if let Some(truth) = truth {
+        let truth = truth.join().expect("reading the truth file panicked")?;
+        let accuracy = cdp::steps::resolve::score(&ctx.lake, &truth)?;
         println!("{}", accuracy_line(&accuracy));
     }
     Ok(())

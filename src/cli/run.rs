@@ -134,7 +134,8 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     println!("load      into {}", ctx.pipeline.warehouse);
     println!("{}", super::load::loads_table(&s.loads));
     if let Some(truth) = &args.truth {
-        let accuracy = steps::resolve::score(&ctx.lake, truth)?;
+        let truth = steps::resolve::Truth::read(truth)?;
+        let accuracy = steps::resolve::score(&ctx.lake, &truth)?;
         println!("{}", super::resolve::accuracy_line(&accuracy));
     }
     println!("elapsed   {}", render::elapsed(start.elapsed()));

@@ -252,11 +252,7 @@ impl Field {
 
 /// Calls `visit` on each pair in order, the value ids of the pair a few places on
 /// being fetched meanwhile in each of `fields`.
-pub fn visit_prefetched(
-    fields: &[&Field],
-    pairs: &[(u32, u32)],
-    mut visit: impl FnMut(u32, u32),
-) {
+pub fn visit_prefetched(fields: &[&Field], pairs: &[(u32, u32)], mut visit: impl FnMut(u32, u32)) {
     const AHEAD: usize = 8;
     for (i, &(a, b)) in pairs.iter().enumerate() {
         if let Some(&(x, y)) = pairs.get(i + AHEAD) {

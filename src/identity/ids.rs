@@ -5,6 +5,7 @@
 //! one split off from a person whose id another part kept) gets a new id derived from
 //! its records, so the same input always gives the same ids.
 
+use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 /// A record's identity in the graph: (source, record id).
@@ -45,6 +46,7 @@ pub fn assign(
     let known = || known.get_or_init(|| previous.iter().map(|a| a.person_id.as_str()).collect());
     let mut result: Vec<Option<Assigned>> = vec![None; clusters.len()];
     let mut changes = IdChanges::default();
+    let mut to_mint = Vec::new();
     for c in order {
         let mut candidates: Vec<&Assigned> = clusters[c]
             .iter()
@@ -57,7 +59,7 @@ pub fn assign(
             .iter()
             .find(|a| !taken.contains(&a.person_id))
             .map(|a| (*a).clone());
-        let assigned = match chosen {
+        match chosen {
             Some(a) => {
                 changes.kept += 1;
                 for other in candidates.iter().filter(|o| o.person_id != a.person_id) {
@@ -65,42 +67,56 @@ pub fn assign(
                         .merges
                         .push((a.person_id.clone(), other.person_id.clone()));
                 }
-                a
+                taken.insert(a.person_id.clone());
+                result[c] = Some(a);
             }
-            None => {
-                changes.minted += 1;
-                let seed = clusters[c]
-                    .iter()
-                    .map(|&i| &keys[i as usize])
-                    .min()
-                    .cloned()
-                    .unwrap_or_default();
-                Assigned {
-                    person_id: mint(&seed, |id| taken.contains(id) || known().contains(id)),
-                    first_seen: run_id.to_string(),
-                }
-            }
+            None => to_mint.push(c),
+        }
+    }
+    // A new id never equals an old one, so kept ids do not depend on new ones: new
+    // ids are derived side by side, then checked in order (a clash takes a salt).
+    let seed = |c: usize| {
+        clusters[c]
+            .iter()
+            .map(|&i| &keys[i as usize])
+            .min()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let first_tries: Vec<String> = to_mint.par_iter().map(|&c| id_of(&seed(c), 0)).collect();
+    for (c, first_try) in to_mint.into_iter().zip(first_tries) {
+        changes.minted += 1;
+        let in_use = |id: &str| taken.contains(id) || known().contains(id);
+        let person_id = if in_use(&first_try) {
+            mint(&seed(c), in_use)
+        } else {
+            first_try
         };
-        taken.insert(assigned.person_id.clone());
-        result[c] = Some(assigned);
+        taken.insert(person_id.clone());
+        result[c] = Some(Assigned {
+            person_id,
+            first_seen: run_id.to_string(),
+        });
     }
     (result.into_iter().flatten().collect(), changes)
 }
 
 /// A new id from the cluster's smallest record key; salted until it is free.
 fn mint(seed: &RecordKey, in_use: impl Fn(&str) -> bool) -> String {
-    for salt in 0u32.. {
-        let mut h = Sha256::new();
-        h.update(seed.0.as_bytes());
-        h.update([0]);
-        h.update(seed.1.as_bytes());
-        h.update(salt.to_le_bytes());
-        let id = format!("P{}", crate::lake::hex(&h.finalize()[..6]).to_uppercase());
-        if !in_use(&id) {
-            return id;
-        }
-    }
-    unreachable!("u32 salts exhausted")
+    (0u32..)
+        .map(|salt| id_of(seed, salt))
+        .find(|id| !in_use(id))
+        .expect("u32 salts exhausted")
+}
+
+/// The id a record key gives with `salt`.
+fn id_of(seed: &RecordKey, salt: u32) -> String {
+    let mut h = Sha256::new();
+    h.update(seed.0.as_bytes());
+    h.update([0]);
+    h.update(seed.1.as_bytes());
+    h.update(salt.to_le_bytes());
+    format!("P{}", crate::lake::hex(&h.finalize()[..6]).to_uppercase())
 }
 
 #[cfg(test)]
@@ -120,6 +136,15 @@ mod tests {
     ) -> (Vec<Assigned>, IdChanges) {
         let had: Vec<Option<&Assigned>> = before.iter().map(Some).collect();
         assign(clusters, keys, &had, before, run_id)
+    }
+
+    #[test]
+    fn a_new_id_that_is_taken_is_salted() {
+        let seed = ("s".to_string(), "1".to_string());
+        let first = id_of(&seed, 0);
+        assert_eq!(mint(&seed, |_| false), first);
+        assert_eq!(mint(&seed, |id| id == first), id_of(&seed, 1));
+        assert_ne!(id_of(&seed, 1), first);
     }
 
     #[test]

@@ -176,8 +176,9 @@ fn read_previous(lake: &Lake) -> Result<identity::PreviousRun, StepError> {
     Ok(previous)
 }
 
-/// Scores the current identity graph against a truth file (`source,record_id,person_id`).
-pub fn score(lake: &Lake, truth_path: &std::path::Path) -> Result<Accuracy, StepError> {
+/// Scores the current identity graph against a truth file (`source,record_id,person_id`),
+/// read beforehand (it may be read while resolution runs).
+pub fn score(lake: &Lake, truth: &Truth) -> Result<Accuracy, StepError> {
     let record = state::read_step(lake, Step::Resolve)?.ok_or_else(|| StepError::MissingInput {
         step: "resolve --truth",
         hint: "nothing resolved yet; run `cdp resolve` first".into(),
@@ -187,9 +188,7 @@ pub fn score(lake: &Lake, truth_path: &std::path::Path) -> Result<Accuracy, Step
         .get(IDENTITY_GRAPH_TABLE)
         .map(|o| o.key.clone())
         .unwrap_or_default();
-    std::thread::scope(|scope| {
-        // The truth file is read and parsed while the graph is read and indexed.
-        let truth = scope.spawn(|| Truth::read(truth_path));
+    {
         let graph = read_parquet(lake, &graph_key)?;
         let col = |name: &str| -> Result<&polars::prelude::StringChunked, StepError> {
             Ok(graph
@@ -213,7 +212,6 @@ pub fn score(lake: &Lake, truth_path: &std::path::Path) -> Result<Accuracy, Step
             );
             person_of.insert(key, p);
         }
-        let truth = truth.join().expect("reading the truth file panicked")?;
         let in_both: Vec<(u32, u32)> = truth
             .rows
             .par_iter()
@@ -226,12 +224,12 @@ pub fn score(lake: &Lake, truth_path: &std::path::Path) -> Result<Accuracy, Step
             })
             .collect();
         Ok(evaluate(in_both))
-    })
+    }
 }
 
 /// A truth file (CSV with source,record_id,person_id): each row's source and record
 /// id as ranges of one buffer, and its true person, numbered.
-struct Truth {
+pub struct Truth {
     text: Vec<u8>,
     rows: Vec<TruthRow>,
 }
@@ -243,7 +241,7 @@ struct TruthRow {
 }
 
 impl Truth {
-    fn read(path: &std::path::Path) -> Result<Self, StepError> {
+    pub fn read(path: &std::path::Path) -> Result<Self, StepError> {
         let bad = |message: String| StepError::Truth {
             file: path.display().to_string(),
             message,
