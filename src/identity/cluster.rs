@@ -75,9 +75,41 @@ pub enum Decision {
 /// unless one edge beats the other by more than `margin` (log2 odds). Stronger edges
 /// were decided first, so only weaker ones compete.
 pub struct Ambiguity<'a> {
-    /// Per record, its edges: (other record, weight).
-    pub neighbours: &'a [Vec<(u32, f64)>],
+    pub neighbours: &'a Neighbours,
     pub margin: f64,
+}
+
+/// Each record's edges, as (other record, weight) in edge order, all in one list.
+pub struct Neighbours {
+    starts: Vec<u32>,
+    list: Vec<(u32, f64)>,
+}
+
+impl Neighbours {
+    pub fn new(n: usize, edges: &[(u32, u32, f64)]) -> Self {
+        let mut starts = vec![0u32; n + 1];
+        for &(a, b, _) in edges {
+            starts[a as usize + 1] += 1;
+            starts[b as usize + 1] += 1;
+        }
+        for r in 1..=n {
+            starts[r] += starts[r - 1];
+        }
+        let mut next = starts.clone();
+        let mut list = vec![(0, 0.0); 2 * edges.len()];
+        for &(a, b, w) in edges {
+            for (from, to) in [(a, b), (b, a)] {
+                list[next[from as usize] as usize] = (to, w);
+                next[from as usize] += 1;
+            }
+        }
+        Neighbours { starts, list }
+    }
+
+    pub fn of(&self, record: u32) -> &[(u32, f64)] {
+        let r = record as usize;
+        &self.list[self.starts[r] as usize..self.starts[r + 1] as usize]
+    }
 }
 
 /// Takes weighted `edges` (record, record, weight) strongest first, merging the two
@@ -209,7 +241,7 @@ fn merge_component(
                     );
                     break;
                 }
-                for &(c, w) in &amb.neighbours[lone as usize] {
+                for &(c, w) in amb.neighbours.of(lone) {
                     let rc = uf.find(at(c));
                     if w < weight - amb.margin || w > weight || rc == other || rc == lone_root {
                         continue;
@@ -288,11 +320,8 @@ mod tests {
     fn a_lone_record_between_two_incompatible_persons_joins_neither() {
         // 0 and 1 may never be one person; 2 matches both about equally, 3 matches 0 far better.
         let edges = [(3, 0, 9.0), (2, 0, 5.0), (2, 1, 4.5), (3, 1, 2.0)];
-        let mut neighbours = vec![Vec::new(); 4];
-        for &(a, b, w) in &edges {
-            neighbours[a as usize].push((b, w));
-            neighbours[b as usize].push((a, w));
-        }
+        let neighbours = Neighbours::new(4, &edges);
+        assert_eq!(neighbours.of(2), &[(0, 5.0), (1, 4.5)]);
         let ambiguity = Ambiguity {
             neighbours: &neighbours,
             margin: 3.0,

@@ -390,26 +390,20 @@ pub fn resolve(
         Link::Rule(_) => f64::INFINITY,
         Link::Scored(w) => w,
     };
-    // Each record's edges, for the ambiguity guard only.
-    let mut neighbours: Vec<Vec<(u32, f64)>> = Vec::new();
-    if config.guards.ambiguity_margin.is_some() {
-        neighbours = vec![Vec::new(); n];
-        for &(a, b, link) in &edges {
-            neighbours[a as usize].push((b, weight(link)));
-            neighbours[b as usize].push((a, weight(link)));
-        }
-    }
-    let ambiguity = config
-        .guards
-        .ambiguity_margin
-        .map(|margin| cluster::Ambiguity {
-            neighbours: &neighbours,
-            margin,
-        });
     let weighted: Vec<(u32, u32, f64)> = edges
         .iter()
         .map(|&(a, b, link)| (a, b, weight(link)))
         .collect();
+    // Each record's edges, for the ambiguity guard only.
+    let neighbours = config
+        .guards
+        .ambiguity_margin
+        .map(|_| cluster::Neighbours::new(n, &weighted));
+    let ambiguity = config
+        .guards
+        .ambiguity_margin
+        .zip(neighbours.as_ref())
+        .map(|(margin, neighbours)| cluster::Ambiguity { neighbours, margin });
     let (mut uf, decisions) = cluster::merge_guarded(
         n,
         &weighted,
@@ -446,27 +440,31 @@ pub fn resolve(
         .map(|row| row.map(|r| &previous.assigned[r as usize]))
         .collect();
     // The decisions frame needs no person ids: it is built while they are assigned.
-    let (decisions, persons) = rayon::join(
+    let evidence = golden::Evidence {
+        values: &values,
+        keys: &keys,
+        recency: recency.as_deref(),
+    };
+    // The decisions and the golden records need no person ids: they are built while
+    // ids are assigned.
+    let (decisions, (persons, golden)) = rayon::join(
         || decision_frame(&decisions, &edges, &keys, config),
-        || -> Result<_, IdentityError> {
-            let (assigned, changes) =
-                ids::assign(&clusters, &keys, &had, &previous.assigned, run_id);
-            let graph = graph_frame(&clusters, &assigned, &linked_by, &keys, config, run_id)?;
-            let (profiles, assignment) = rayon::join(
-                || {
-                    let evidence = golden::Evidence {
-                        values: &values,
-                        keys: &keys,
-                        recency: recency.as_deref(),
-                    };
-                    profiles(records, config, &clusters, &assigned, &evidence)
+        || {
+            rayon::join(
+                || -> Result<_, IdentityError> {
+                    let (assigned, changes) =
+                        ids::assign(&clusters, &keys, &had, &previous.assigned, run_id);
+                    let graph =
+                        graph_frame(&clusters, &assigned, &linked_by, &keys, config, run_id)?;
+                    let assignment = assignment_frame(&clusters, &assigned, &keys, &fingerprints)?;
+                    Ok((assigned, changes, graph, assignment))
                 },
-                || assignment_frame(&clusters, &assigned, &keys, &fingerprints),
-            );
-            Ok((changes, graph, profiles?, assignment?))
+                || golden_columns(records, config, &clusters, &evidence),
+            )
         },
     );
-    let (decisions, (changes, graph, profiles, (assignment, row_of))) = (decisions?, persons?);
+    let (decisions, (assigned, changes, graph, (assignment, row_of))) = (decisions?, persons?);
+    let profiles = profiles(&assigned, golden?)?;
     lap("decisions, golden records and assignment");
     let mut saved_edges = Vec::new();
     let mut saved_model = None;
@@ -672,21 +670,26 @@ fn decision_frame(
     )?)
 }
 
-/// One golden record per person: its id, each attribute, and where it came from.
-fn profiles(
+/// One golden record per person: its id, its `golden` columns, and the run that first
+/// saw the id.
+fn profiles(assigned: &[Assigned], golden: Vec<Column>) -> Result<DataFrame, IdentityError> {
+    let column = |name: &str, part: fn(&Assigned) -> &str| {
+        Column::new(name.into(), assigned.iter().map(part).collect::<Vec<_>>())
+    };
+    let mut columns = vec![column("person_id", |a| &a.person_id)];
+    columns.extend(golden);
+    columns.push(column("first_seen_run", |a| &a.first_seen));
+    Ok(DataFrame::new(assigned.len(), columns)?)
+}
+
+/// Each person's attributes, chosen among its records, and where they came from.
+fn golden_columns(
     records: &DataFrame,
     config: &IdentityConfig,
     clusters: &[Vec<u32>],
-    assigned: &[Assigned],
     evidence: &golden::Evidence,
-) -> Result<DataFrame, IdentityError> {
-    let mut columns = vec![Column::new(
-        "person_id".into(),
-        assigned
-            .iter()
-            .map(|a| a.person_id.as_str())
-            .collect::<Vec<_>>(),
-    )];
+) -> Result<Vec<Column>, IdentityError> {
+    let mut columns = Vec::new();
     for attribute in &config.attributes {
         let winners: Vec<Option<u32>> = clusters
             .par_iter()
@@ -706,32 +709,27 @@ fn profiles(
         ListStringChunkedBuilder::new("sources".into(), clusters.len(), records_in_all);
     let mut id_lists =
         ListStringChunkedBuilder::new("record_ids".into(), clusters.len(), records_in_all);
-    let mut ids: Vec<String> = Vec::new();
+    // Buffers reused across persons: no allocation per record.
+    let (mut sources, mut ids, mut ends): (Vec<&str>, String, Vec<usize>) = Default::default();
     for c in clusters {
-        let mut s: Vec<&str> = c
-            .iter()
-            .map(|&m| evidence.keys[m as usize].0.as_str())
-            .collect();
-        s.sort_unstable();
-        s.dedup();
-        source_lists.append_values_iter(s.into_iter());
+        sources.clear();
+        sources.extend(c.iter().map(|&m| evidence.keys[m as usize].0.as_str()));
+        sources.sort_unstable();
+        sources.dedup();
+        source_lists.append_values_iter(sources.iter().copied());
         ids.clear();
-        ids.extend(c.iter().map(|&m| {
+        ends.clear();
+        for &m in c {
             let (source, id) = &evidence.keys[m as usize];
-            format!("{source}:{id}")
-        }));
-        id_lists.append_values_iter(ids.iter().map(String::as_str));
+            ids.extend([source.as_str(), ":", id.as_str()]);
+            ends.push(ids.len());
+        }
+        let starts = std::iter::once(0).chain(ends.iter().copied());
+        id_lists.append_values_iter(starts.zip(&ends).map(|(start, &end)| &ids[start..end]));
     }
     columns.push(source_lists.finish().into_column());
     columns.push(id_lists.finish().into_column());
-    columns.push(Column::new(
-        "first_seen_run".into(),
-        assigned
-            .iter()
-            .map(|a| a.first_seen.as_str())
-            .collect::<Vec<_>>(),
-    ));
-    Ok(DataFrame::new(clusters.len(), columns)?)
+    Ok(columns)
 }
 
 /// The assignment to save, a row per record, person by person: source, record_id,
