@@ -27,7 +27,7 @@ time_it() {
 }
 
 if [ ! -f "$DATA" ]; then
-  # Twelve person-like columns: text, dates, a timestamp, numbers; zstd like cdp's own.
+  # Twelve person-like columns: text, dates, a timestamp, numbers; Snappy like cdp's own.
   "$PY" - "$DATA" "$ROWS" <<'PY'
 import sys, duckdb
 path, rows = sys.argv[1], int(sys.argv[2])
@@ -41,7 +41,7 @@ COPY (
          TIMESTAMP '2020-01-01' + to_seconds(i % 100000000) AS updated_at,
          (i % 100000) / 100.0 AS total_spent, (1 + i % 6)::INTEGER AS household_size
   FROM range({rows}) t(i)
-) TO '{path}' (FORMAT parquet, COMPRESSION zstd)
+) TO '{path}' (FORMAT parquet, COMPRESSION snappy)
 """)
 PY
 fi
@@ -107,7 +107,7 @@ mib=$(py "f'{$bytes/1048576:,.0f}'")
   echo "## Load and lake upload (issue 5)"
   echo
   echo "Produced by \`bench/load.sh\` ($(date -u +%Y-%m-%d)), part of \`make bench\`."
-  echo "$(py "f'{$ROWS:,}'") rows of 12 person-like columns in one zstd Parquet file ($mib MiB)."
+  echo "$(py "f'{$ROWS:,}'") rows of 12 person-like columns in one Snappy Parquet file ($mib MiB)."
   echo "cdp: \`cdp load\` of that file as the current clean snapshot into a new DuckDB file"
   echo "(one transaction: \`CREATE OR REPLACE TABLE ... AS SELECT * FROM read_parquet(...)\`, the"
   echo "row count, the ledger row). DuckDB alone: \`COPY person FROM 'file.parquet'\` into an empty"

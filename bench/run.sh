@@ -53,7 +53,8 @@ machine="$(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores, $(fr
 {
   echo "# Benchmarks"
   echo
-  echo "Produced by \`make bench\` ($(date -u +%Y-%m-%d)); do not edit by hand."
+  echo "Tables produced by \`make bench\` ($(date -u +%Y-%m-%d)); do not edit them by hand. The notes"
+  echo "under a table come from bench/notes/ (written by hand; each names the run it reads)."
   echo "Machine: $machine."
   echo
   echo "## Clean (issue 3)"
@@ -77,6 +78,7 @@ machine="$(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores, $(fr
 # shellcheck disable=SC2086
 bash bench/identity.sh ${BENCH_IDENTITY_PERSONS:-40000 400000}
 { echo; cat "$WORK/identity.md"; } >> BENCHMARKS.md
+[ ! -f bench/notes/identity.md ] || { echo; cat bench/notes/identity.md; } >> BENCHMARKS.md
 # Loading and lake upload (issue 5): BENCH_LOAD_ROWS, default 10,000,000.
 bash bench/load.sh
 cat BENCHMARKS.md
