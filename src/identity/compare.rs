@@ -326,8 +326,9 @@ fn jaro_winkler_bound(p: &[u8; 32], q: &[u8; 32]) -> f64 {
     }
 }
 
-/// A text's bytes counted in 31 buckets (letters apart, case folded), its length in
-/// the last slot; all zero for text [`jaro_winkler`] does not take its fast path on.
+/// A text's bytes counted in 31 buckets (the letters of one case each in a bucket of
+/// their own), its length in the last slot; all zero for text [`jaro_winkler`] does
+/// not take its fast path on.
 fn bag(text: &str) -> [u8; 32] {
     let mut bag = [0u8; 32];
     if text.is_ascii() && !text.is_empty() && text.len() <= 64 {

@@ -842,3 +842,24 @@ pub fn edges_from_frame(df: &DataFrame) -> PolarsResult<Vec<(u32, u32, f64)>> {
         .filter_map(|i| Some((l.get(i)?, r.get(i)?, w.get(i)?)))
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recency_ranks_order_values_in_their_own_type() {
+        let df = df!(
+            "n" => [Some(10i64), None, Some(9), Some(10)],
+            "s" => [Some("b"), Some(""), None, Some("a")],
+        )
+        .unwrap();
+        // 9 before 10, as numbers (as text "10" would come first); ties share a rank.
+        assert_eq!(recency_ranks(&df, "n", "e").unwrap(), vec![2, 0, 1, 2]);
+        assert_eq!(recency_ranks(&df, "s", "e").unwrap(), vec![2, 0, 0, 1]);
+        assert!(matches!(
+            recency_ranks(&df, "missing", "e"),
+            Err(IdentityError::MissingColumn(..))
+        ));
+    }
+}
