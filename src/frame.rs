@@ -79,12 +79,16 @@ pub fn split_for_load(
     Ok(keys)
 }
 
-pub fn read_parquet(lake: &Lake, key: &str) -> Result<DataFrame, FrameError> {
+fn parquet_reader(lake: &Lake, key: &str) -> Result<ParquetReader<File>, FrameError> {
     let file = File::open(lake.local_path(key)).map_err(|source| LakeError::Io {
         key: key.into(),
         source,
     })?;
-    ParquetReader::new(file)
+    Ok(ParquetReader::new(file))
+}
+
+pub fn read_parquet(lake: &Lake, key: &str) -> Result<DataFrame, FrameError> {
+    parquet_reader(lake, key)?
         .finish()
         .map_err(|source| FrameError::Polars {
             key: key.into(),
@@ -103,11 +107,7 @@ pub fn read_parquet_columns(
         key: key.into(),
         source,
     };
-    let file = File::open(lake.local_path(key)).map_err(|source| LakeError::Io {
-        key: key.into(),
-        source,
-    })?;
-    let mut reader = ParquetReader::new(file);
+    let mut reader = parquet_reader(lake, key)?;
     let schema = reader.schema().map_err(polars)?;
     let present: Vec<String> = columns
         .iter()

@@ -37,22 +37,13 @@ pub fn groups(columns: &[Vec<u32>], n: usize) -> (u64, Vec<Vec<u32>>) {
     for column in rest {
         ids = combined(&ids, &column[..n]);
     }
-    // A counting sort by id: each id's records, in record order, without hashing.
+    // Each id's records, in record order, without hashing.
     let id_count = ids.iter().max().map_or(1, |&m| m as usize + 1);
-    let mut starts = vec![0u32; id_count + 1];
-    for &id in &ids {
-        starts[id as usize + 1] += 1;
-    }
+    let (starts, members) = by_key(
+        id_count,
+        ids.iter().enumerate().map(|(i, &id)| (id, i as u32)),
+    );
     let keyed = n as u64 - u64::from(starts[1]);
-    for id in 1..=id_count {
-        starts[id] += starts[id - 1];
-    }
-    let mut next = starts.clone();
-    let mut members = vec![0u32; n];
-    for (i, &id) in ids.iter().enumerate() {
-        members[next[id as usize] as usize] = i as u32;
-        next[id as usize] += 1;
-    }
     // Met in record order, a group is met at its first record.
     let mut groups = Vec::new();
     for (i, &id) in ids.iter().enumerate() {
@@ -65,6 +56,29 @@ pub fn groups(columns: &[Vec<u32>], n: usize) -> (u64, Vec<Vec<u32>>) {
         }
     }
     (keyed, groups)
+}
+
+/// Items grouped by key (keys below `key_count`), each group in the items' order: a
+/// counting sort. Returns where each key's group starts (`key_count + 1` offsets, the
+/// last one the number of items) and the grouped items.
+pub fn by_key<T: Copy + Default>(
+    key_count: usize,
+    items: impl Iterator<Item = (u32, T)> + Clone,
+) -> (Vec<u32>, Vec<T>) {
+    let mut starts = vec![0u32; key_count + 1];
+    for (key, _) in items.clone() {
+        starts[key as usize + 1] += 1;
+    }
+    for k in 1..=key_count {
+        starts[k] += starts[k - 1];
+    }
+    let mut next = starts.clone();
+    let mut grouped = vec![T::default(); starts[key_count] as usize];
+    for (key, item) in items {
+        grouped[next[key as usize] as usize] = item;
+        next[key as usize] += 1;
+    }
+    (starts, grouped)
 }
 
 /// One id per distinct pair of ids in `a` and `b` (0 when either is 0), dense from 1.

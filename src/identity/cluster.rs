@@ -87,22 +87,12 @@ pub struct Neighbours {
 
 impl Neighbours {
     pub fn new(n: usize, edges: &[(u32, u32, f64)]) -> Self {
-        let mut starts = vec![0u32; n + 1];
-        for &(a, b, _) in edges {
-            starts[a as usize + 1] += 1;
-            starts[b as usize + 1] += 1;
-        }
-        for r in 1..=n {
-            starts[r] += starts[r - 1];
-        }
-        let mut next = starts.clone();
-        let mut list = vec![(0, 0.0); 2 * edges.len()];
-        for &(a, b, w) in edges {
-            for (from, to) in [(a, b), (b, a)] {
-                list[next[from as usize] as usize] = (to, w);
-                next[from as usize] += 1;
-            }
-        }
+        let (starts, list) = super::blocking::by_key(
+            n,
+            edges
+                .iter()
+                .flat_map(|&(a, b, w)| [(a, (b, w)), (b, (a, w))]),
+        );
         Neighbours { starts, list }
     }
 

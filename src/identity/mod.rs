@@ -123,16 +123,19 @@ pub struct Resolution {
     pub report: ResolveReport,
 }
 
+/// Column `name` of `entity`'s records, or an error naming both.
+fn column<'a>(df: &'a DataFrame, name: &str, entity: &str) -> Result<&'a Column, IdentityError> {
+    df.column(name)
+        .map_err(|_| IdentityError::MissingColumn(name.into(), entity.into()))
+}
+
 /// A column as text, one value per row; `entity` names the data in the error.
 pub fn text_column(
     df: &DataFrame,
     name: &str,
     entity: &str,
 ) -> Result<Vec<Option<String>>, IdentityError> {
-    let column = df
-        .column(name)
-        .map_err(|_| IdentityError::MissingColumn(name.into(), entity.into()))?
-        .cast(&DataType::String)?;
+    let column = column(df, name, entity)?.cast(&DataType::String)?;
     Ok(column
         .str()?
         .iter()
@@ -152,10 +155,7 @@ fn text_columns<'a>(
     names
         .into_par_iter()
         .map(|name| {
-            let column = df
-                .column(name)
-                .map_err(|_| IdentityError::MissingColumn(name.into(), entity.into()))?
-                .cast(&DataType::String)?;
+            let column = column(df, name, entity)?.cast(&DataType::String)?;
             Ok((
                 name.to_string(),
                 TextColumn::from_values(column.str()?.iter()),
@@ -167,10 +167,7 @@ fn text_columns<'a>(
 /// Each record's rank in column `name`'s order (0: no value, equal values share a
 /// rank), ordered in the column's own type: dates and numbers as such, not as text.
 fn recency_ranks(df: &DataFrame, name: &str, entity: &str) -> Result<Vec<u32>, IdentityError> {
-    let column = df
-        .column(name)
-        .map_err(|_| IdentityError::MissingColumn(name.into(), entity.into()))?;
-    let physical = column.to_physical_repr();
+    let physical = column(df, name, entity)?.to_physical_repr();
     Ok(if physical.dtype().is_integer() {
         let values = physical.cast(&DataType::Int64)?;
         ranks(values.i64()?.iter(), |a, b| a.cmp(b))
@@ -439,7 +436,6 @@ pub fn resolve(
         .iter()
         .map(|row| row.map(|r| &previous.assigned[r as usize]))
         .collect();
-    // The decisions frame needs no person ids: it is built while they are assigned.
     let evidence = golden::Evidence {
         values: &values,
         keys: &keys,
@@ -695,9 +691,7 @@ fn golden_columns(
             .par_iter()
             .map(|c| golden::choose(attribute, c, evidence, &config.survivorship))
             .collect();
-        let column = records
-            .column(attribute)
-            .map_err(|_| IdentityError::MissingColumn(attribute.clone(), config.entity.clone()))?;
+        let column = column(records, attribute, &config.entity)?;
         columns.push(golden::gather(column, &winners)?);
     }
     columns.push(Column::new(

@@ -188,43 +188,41 @@ pub fn score(lake: &Lake, truth: &Truth) -> Result<Accuracy, StepError> {
         .get(IDENTITY_GRAPH_TABLE)
         .map(|o| o.key.clone())
         .unwrap_or_default();
-    {
-        let graph = read_parquet(lake, &graph_key)?;
-        let col = |name: &str| -> Result<&polars::prelude::StringChunked, StepError> {
-            Ok(graph
-                .column(name)
-                .and_then(|c| c.str())
-                .map_err(identity::IdentityError::from)?)
-        };
-        let (sources, records, persons) = (col("source")?, col("record_id")?, col("person_id")?);
-        // Persons are numbered, predicted and true alike; records are looked up by key.
-        let mut predicted_person: foldhash::HashMap<&str, u32> = Default::default();
-        let mut person_of: foldhash::HashMap<(&[u8], &[u8]), u32> = Default::default();
-        person_of.reserve(graph.height());
-        for ((s, r), p) in sources.iter().zip(records.iter()).zip(persons.iter()) {
-            let next = predicted_person.len() as u32;
-            let p = *predicted_person
-                .entry(p.unwrap_or_default())
-                .or_insert(next);
-            let key = (
-                s.unwrap_or_default().as_bytes(),
-                r.unwrap_or_default().as_bytes(),
-            );
-            person_of.insert(key, p);
-        }
-        let in_both: Vec<(u32, u32)> = truth
-            .rows
-            .par_iter()
-            .filter_map(|row| {
-                let key = (
-                    &truth.text[row.source.clone()],
-                    &truth.text[row.record.clone()],
-                );
-                person_of.get(&key).map(|&p| (p, row.person))
-            })
-            .collect();
-        Ok(evaluate(in_both))
+    let graph = read_parquet_columns(lake, &graph_key, &["source", "record_id", "person_id"])?;
+    let col = |name: &str| -> Result<&polars::prelude::StringChunked, StepError> {
+        Ok(graph
+            .column(name)
+            .and_then(|c| c.str())
+            .map_err(identity::IdentityError::from)?)
+    };
+    let (sources, records, persons) = (col("source")?, col("record_id")?, col("person_id")?);
+    // Persons are numbered, predicted and true alike; records are looked up by key.
+    let mut predicted_person: foldhash::HashMap<&str, u32> = Default::default();
+    let mut person_of: foldhash::HashMap<(&[u8], &[u8]), u32> = Default::default();
+    person_of.reserve(graph.height());
+    for ((s, r), p) in sources.iter().zip(records.iter()).zip(persons.iter()) {
+        let next = predicted_person.len() as u32;
+        let p = *predicted_person
+            .entry(p.unwrap_or_default())
+            .or_insert(next);
+        let key = (
+            s.unwrap_or_default().as_bytes(),
+            r.unwrap_or_default().as_bytes(),
+        );
+        person_of.insert(key, p);
     }
+    let in_both: Vec<(u32, u32)> = truth
+        .rows
+        .par_iter()
+        .filter_map(|row| {
+            let key = (
+                &truth.text[row.source.clone()],
+                &truth.text[row.record.clone()],
+            );
+            person_of.get(&key).map(|&p| (p, row.person))
+        })
+        .collect();
+    Ok(evaluate(in_both))
 }
 
 /// A truth file (CSV with source,record_id,person_id): each row's source and record
