@@ -62,6 +62,11 @@ id,given,family,mail,tel,addr,born
 ";
 
 fn household_pipeline(dir: &Path) -> std::path::PathBuf {
+    household_pipeline_with(dir, "")
+}
+
+/// [`household_pipeline`] with `guards` added to its `[identity.guards]`.
+fn household_pipeline_with(dir: &Path, guards: &str) -> std::path::PathBuf {
     std::fs::write(dir.join("people.csv"), HOUSEHOLD).unwrap();
     let pipeline = format!(
         r#"
@@ -110,10 +115,11 @@ comparisons = [
 ]
 [identity.guards]
 never_disagree = ["given"]
+{guards}
 [load]
 tables = ["member", "identity_graph", "customer_360"]
 "#,
-        dir = dir.display()
+        dir = dir.display(),
     );
     let path = dir.join("household.toml");
     std::fs::write(&path, pipeline).unwrap();
@@ -155,6 +161,56 @@ fn a_shared_mailbox_landline_and_address_do_not_fuse_a_household() {
         "{}",
         explained.stdout
     );
+}
+
+#[test]
+fn a_minimum_cluster_weight_above_every_edge_keeps_even_lone_records_apart() {
+    // Maria's two records agree on everything: about +36 bits of evidence, far above
+    // the threshold, yet below a minimum of 100 for the mean evidence between clusters.
+    let ctx = TestContext::new();
+    let pipeline = household_pipeline_with(ctx.path(), "min_cluster_weight = 100.0");
+    let p = pipeline.to_string_lossy().into_owned();
+    ctx.cdp(&["run", &p]).ok();
+    let wh = format!("{}/wh.duckdb", ctx.path().display());
+    let persons = |wh: &str| -> Vec<String> {
+        ctx.query_at(
+            wh,
+            "SELECT person_id FROM identity_graph ORDER BY record_id",
+        )
+        .iter()
+        .map(|r| r["person_id"].as_str().unwrap().to_string())
+        .collect()
+    };
+    let apart = persons(&wh);
+    assert_ne!(apart[0], apart[1], "Maria's duplicate is held apart");
+    let out = ctx.cdp(&["resolve", &p, "--force"]).ok();
+    assert!(out.stdout.contains("min_cluster_weight"), "{}", out.stdout);
+    let lake = format!("file://{}/lake", ctx.path().display());
+    let explained = ctx
+        .cdp(&["resolve", &p, "--lake", &lake, "--explain", "2"])
+        .ok();
+    assert!(
+        explained
+            .stdout
+            .contains("min_cluster_weight: mean evidence"),
+        "{}",
+        explained.stdout
+    );
+
+    // At 30 the same pair merges: the guard weighs the evidence, not the threshold.
+    let ctx = TestContext::new();
+    let pipeline = household_pipeline_with(ctx.path(), "min_cluster_weight = 30.0");
+    let p = pipeline.to_string_lossy().into_owned();
+    ctx.cdp(&["run", &p]).ok();
+    let joined: Vec<String> = ctx
+        .query_at(
+            &format!("{}/wh.duckdb", ctx.path().display()),
+            "SELECT person_id FROM identity_graph ORDER BY record_id",
+        )
+        .iter()
+        .map(|r| r["person_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(joined[0], joined[1], "Maria's duplicate joins her");
 }
 
 #[test]

@@ -438,7 +438,8 @@ pub struct Comparison {
 pub enum Level {
     Exact,
     /// First names one may use for the other (a nickname, or one formal name behind
-    /// both), from the nickname table.
+    /// both), from the nickname table, reading a rare spelling one slip from a name the
+    /// table knows as that name.
     Nickname,
     JaroWinkler(f64),
     Levenshtein(usize),

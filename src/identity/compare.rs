@@ -2,7 +2,10 @@
 //! once (value ids, counts for term frequencies, parsed numbers for date and numeric
 //! levels), so comparing two records is integer work except for the fuzzy levels.
 
+use std::borrow::Cow;
+
 use chrono::NaiveDate;
+use rayon::prelude::*;
 
 use super::text::TextColumn;
 use crate::clean::normalize::name;
@@ -26,9 +29,10 @@ pub struct Field {
     pub present: u64,
     levels: Vec<Level>,
     max_holders: u32,
-    /// Id -> the value in lower case (as an id) and its formal names, for the
-    /// nickname level (empty without one): worked out once per distinct value.
-    nicknames: Vec<(u32, &'static [&'static str])>,
+    /// Id -> the value in lower case (as an id) and its formal names, slips read
+    /// ([`name::formal_names_allowing_slips`]), for the nickname level (empty without
+    /// one): worked out once per distinct value.
+    nicknames: Vec<(u32, Cow<'static, [&'static str]>)>,
     /// Id -> the value's bytes counted in 31 buckets, its length in the last slot
     /// (0: no bound), for the Jaro-Winkler levels (empty without one): a cheap bound
     /// that settles most unlike pairs without working out the similarity.
@@ -102,14 +106,19 @@ impl Field {
             .collect();
         let mut nicknames = Vec::new();
         if comparison.levels.contains(&Level::Nickname) {
-            let mut lower_ids: foldhash::HashMap<String, u32> = Default::default();
-            nicknames = text
-                .iter()
-                .map(|t| {
-                    let lower = t.to_lowercase();
-                    let names = name::formal_names_of(&lower);
-                    let next = lower_ids.len() as u32;
-                    (*lower_ids.entry(lower).or_insert(next), names)
+            let lower: Vec<String> = text.iter().map(|t| t.to_lowercase()).collect();
+            // Lower-case name -> (its id, records holding it in any case).
+            let mut holders: foldhash::HashMap<&str, (u32, u32)> = Default::default();
+            for (l, &c) in lower.iter().zip(&count) {
+                let next = holders.len() as u32;
+                holders.entry(l).or_insert((next, 0)).1 += c;
+            }
+            let held = |name: &str| holders.get(name).map_or(0, |&(_, c)| c);
+            nicknames = lower
+                .par_iter()
+                .map(|l| {
+                    let names = name::formal_names_allowing_slips(l, held);
+                    (holders[l.as_str()].0, names)
                 })
                 .collect();
         }
@@ -253,7 +262,7 @@ impl Field {
             Level::Exact => false,
             Level::Nickname => {
                 let ((lower_x, names_x), (lower_y, names_y)) =
-                    (self.nicknames[x as usize], self.nicknames[y as usize]);
+                    (&self.nicknames[x as usize], &self.nicknames[y as usize]);
                 lower_x == lower_y || name::share_a_formal_name(names_x, names_y)
             }
             Level::JaroWinkler(t) => {
