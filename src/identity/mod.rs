@@ -685,19 +685,31 @@ fn golden_columns(
     clusters: &[Vec<u32>],
     evidence: &golden::Evidence,
 ) -> Result<Vec<Column>, IdentityError> {
-    let mut columns = Vec::new();
-    for attribute in &config.attributes {
-        let winners: Vec<Option<u32>> = clusters
-            .par_iter()
-            .map(|c| golden::choose(attribute, c, evidence, &config.survivorship))
-            .collect();
-        let column = column(records, attribute, &config.entity)?;
-        columns.push(golden::gather(column, &winners)?);
-    }
-    columns.push(Column::new(
-        "record_count".into(),
-        clusters.iter().map(|c| c.len() as u32).collect::<Vec<_>>(),
-    ));
+    // The attributes side by side, and beside them the per-person record lists.
+    let (attributes, lists) = rayon::join(
+        || {
+            config
+                .attributes
+                .par_iter()
+                .map(|attribute| {
+                    let winners: Vec<Option<u32>> = clusters
+                        .par_iter()
+                        .map(|c| golden::choose(attribute, c, evidence, &config.survivorship))
+                        .collect();
+                    let column = column(records, attribute, &config.entity)?;
+                    Ok(golden::gather(column, &winners)?)
+                })
+                .collect::<Result<Vec<Column>, IdentityError>>()
+        },
+        || record_lists(clusters, evidence.keys),
+    );
+    let mut columns = attributes?;
+    columns.extend(lists);
+    Ok(columns)
+}
+
+/// Per person: how many records, from which sources, and their `source:id` keys.
+fn record_lists(clusters: &[Vec<u32>], keys: &[RecordKey]) -> [Column; 3] {
     let records_in_all = clusters.iter().map(Vec::len).sum();
     let mut source_lists =
         ListStringChunkedBuilder::new("sources".into(), clusters.len(), records_in_all);
@@ -707,23 +719,28 @@ fn golden_columns(
     let (mut sources, mut ids, mut ends): (Vec<&str>, String, Vec<usize>) = Default::default();
     for c in clusters {
         sources.clear();
-        sources.extend(c.iter().map(|&m| evidence.keys[m as usize].0.as_str()));
+        sources.extend(c.iter().map(|&m| keys[m as usize].0.as_str()));
         sources.sort_unstable();
         sources.dedup();
         source_lists.append_values_iter(sources.iter().copied());
         ids.clear();
         ends.clear();
         for &m in c {
-            let (source, id) = &evidence.keys[m as usize];
+            let (source, id) = &keys[m as usize];
             ids.extend([source.as_str(), ":", id.as_str()]);
             ends.push(ids.len());
         }
         let starts = std::iter::once(0).chain(ends.iter().copied());
         id_lists.append_values_iter(starts.zip(&ends).map(|(start, &end)| &ids[start..end]));
     }
-    columns.push(source_lists.finish().into_column());
-    columns.push(id_lists.finish().into_column());
-    Ok(columns)
+    [
+        Column::new(
+            "record_count".into(),
+            clusters.iter().map(|c| c.len() as u32).collect::<Vec<_>>(),
+        ),
+        source_lists.finish().into_column(),
+        id_lists.finish().into_column(),
+    ]
 }
 
 /// The assignment to save, a row per record, person by person: source, record_id,
