@@ -196,37 +196,78 @@ pub fn score(lake: &Lake, truth: &Truth) -> Result<Accuracy, StepError> {
             .map_err(identity::IdentityError::from)?)
     };
     let (sources, records, persons) = (col("source")?, col("record_id")?, col("person_id")?);
-    // Persons are numbered, predicted and true alike; records are looked up by key.
-    let mut predicted_person: foldhash::HashMap<&str, u32> = Default::default();
-    let mut person_of: foldhash::HashMap<(&[u8], &[u8]), u32> = Default::default();
-    person_of.reserve(graph.height());
-    for ((s, r), p) in sources.iter().zip(records.iter()).zip(persons.iter()) {
-        let next = predicted_person.len() as u32;
-        let p = *predicted_person
-            .entry(p.unwrap_or_default())
-            .or_insert(next);
-        let key = (
-            s.unwrap_or_default().as_bytes(),
-            r.unwrap_or_default().as_bytes(),
-        );
-        person_of.insert(key, p);
+    let (sources, records, persons) = (bytes_of(sources), bytes_of(records), bytes_of(persons));
+    let n = sources.len();
+    // Predicted persons numbered by sorting their ids' hashes (ids compared only
+    // where hashes tie, so a collision cannot join two persons).
+    let mut by_person: Vec<(u64, u32)> = (0..n as u32)
+        .into_par_iter()
+        .map(|i| (key_hash(&[persons[i as usize]]), i))
+        .collect();
+    by_person.par_sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| persons[a.1 as usize].cmp(persons[b.1 as usize]))
+    });
+    let mut predicted = vec![0u32; n];
+    let mut number = 0;
+    for (k, &(_, row)) in by_person.iter().enumerate() {
+        if k > 0 && persons[row as usize] != persons[by_person[k - 1].1 as usize] {
+            number += 1;
+        }
+        predicted[row as usize] = number;
     }
+    // The graph's records by key hash, merged with the truth's rows (in hash order).
+    let key = |i: u32| (sources[i as usize], records[i as usize]);
+    let mut graph_rows: Vec<(u64, u32)> = (0..n as u32)
+        .into_par_iter()
+        .map(|i| (key_hash(&[sources[i as usize], records[i as usize]]), i))
+        .collect();
+    graph_rows.par_sort_unstable();
+    // Slices of the truth side by side, each from its first hash on.
     let in_both: Vec<(u32, u32)> = truth
         .rows
-        .par_iter()
-        .filter_map(|row| {
-            let key = (
-                &truth.text[row.source.clone()],
-                &truth.text[row.record.clone()],
-            );
-            person_of.get(&key).map(|&p| (p, row.person))
+        .par_chunks(1 << 16)
+        .flat_map_iter(|rows| {
+            let mut g = graph_rows.partition_point(|(h, _)| *h < rows[0].hash);
+            let mut found = Vec::with_capacity(rows.len());
+            for row in rows {
+                while g < n && graph_rows[g].0 < row.hash {
+                    g += 1;
+                }
+                let wanted = truth.key(row);
+                // Among the graph's records with this hash (one, unless hashes collide).
+                let mut same_hash = graph_rows[g..].iter().take_while(|(h, _)| *h == row.hash);
+                if let Some(&(_, i)) = same_hash.find(|&&(_, i)| key(i) == wanted) {
+                    found.push((predicted[i as usize], row.person));
+                }
+            }
+            found
         })
         .collect();
     Ok(evaluate(in_both))
 }
 
+/// A hash of byte strings, each length-prefixed so that parts cannot run together.
+fn key_hash(parts: &[&[u8]]) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = foldhash::fast::FixedState::with_seed(0x7472_7574).build_hasher();
+    for part in parts {
+        hasher.write_usize(part.len());
+        hasher.write(part);
+    }
+    hasher.finish()
+}
+
+/// A text column's values as bytes (a null as empty), for indexing and sorting.
+fn bytes_of(column: &polars::prelude::StringChunked) -> Vec<&[u8]> {
+    column
+        .iter()
+        .map(|v| v.unwrap_or_default().as_bytes())
+        .collect()
+}
+
 /// A truth file (CSV with source,record_id,person_id): each row's source and record
-/// id as ranges of one buffer, and its true person, numbered.
+/// id as ranges of one buffer, and its true person, numbered; rows in key-hash order.
 pub struct Truth {
     text: Vec<u8>,
     rows: Vec<TruthRow>,
@@ -236,6 +277,8 @@ struct TruthRow {
     source: std::ops::Range<usize>,
     record: std::ops::Range<usize>,
     person: u32,
+    /// [`key_hash`] of source and record id.
+    hash: u64,
 }
 
 impl Truth {
@@ -291,9 +334,20 @@ impl Truth {
                 source,
                 record,
                 person,
+                hash: key_hash(&[field(s), field(r)]),
             });
         }
+        // In hash order, for the merge with the identity graph in [`score`].
+        truth.rows.sort_unstable_by_key(|row| row.hash);
         Ok(truth)
+    }
+
+    /// A row's (source, record id).
+    fn key(&self, row: &TruthRow) -> (&[u8], &[u8]) {
+        (
+            &self.text[row.source.clone()],
+            &self.text[row.record.clone()],
+        )
     }
 }
 
@@ -463,4 +517,17 @@ pub fn explain(
         members,
         decisions: explained,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_parts_cannot_run_together() {
+        let h = |parts: &[&str]| key_hash(&parts.iter().map(|p| p.as_bytes()).collect::<Vec<_>>());
+        assert_ne!(h(&["crm", "12"]), h(&["crm1", "2"]));
+        assert_ne!(h(&["crm", ""]), h(&["", "crm"]));
+        assert_eq!(h(&["crm", "12"]), h(&["crm", "12"]));
+    }
 }
