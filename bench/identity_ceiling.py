@@ -28,7 +28,7 @@ con.execute(f"set temp_directory = '{spill.name}'")
 con.execute(f"create table t as select * from read_csv('{truth}', all_varchar=true)")
 con.execute(f"""
 create table r as
-select row_number() over () rid, c.source, c.record_id::varchar record_id, t.person_id tp, lower(first_name_formal) fn,
+select row_number() over () rid, t.person_id tp, lower(first_name_formal) fn,
        lower(last_name) ln, birth_date::varchar dob, email_key em, phone ph,
        home_phone hp, street st, postcode pc
 from '{parquet}' c join t on t.source = c.source and t.record_id = c.record_id::varchar

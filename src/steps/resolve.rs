@@ -209,12 +209,12 @@ pub fn score(lake: &Lake, truth: &Truth) -> Result<Accuracy, StepError> {
             .then_with(|| persons[a.1 as usize].cmp(persons[b.1 as usize]))
     });
     let mut predicted = vec![0u32; n];
-    let mut number = 0;
-    for (k, &(_, row)) in by_person.iter().enumerate() {
-        if k > 0 && persons[row as usize] != persons[by_person[k - 1].1 as usize] {
-            number += 1;
+    let same_person =
+        |a: &(u64, u32), b: &(u64, u32)| persons[a.1 as usize] == persons[b.1 as usize];
+    for (number, rows) in by_person.chunk_by(same_person).enumerate() {
+        for &(_, row) in rows {
+            predicted[row as usize] = number as u32;
         }
-        predicted[row as usize] = number;
     }
     // The graph's records by key hash, merged with the truth's rows (in hash order).
     let key = |i: u32| (sources[i as usize], records[i as usize]);
