@@ -127,42 +127,68 @@ pub fn merge_guarded(
     for &(a, b, _) in edges {
         linked.union(a, b);
     }
-    // Each component's edges (ascending) and records; `local` numbers a record
-    // within its component.
-    let mut component_of = vec![u32::MAX; n];
-    let mut components: Vec<(Vec<usize>, Vec<u32>)> = Vec::new();
-    for (e, &(a, _, _)) in edges.iter().enumerate() {
-        let root = linked.find(a) as usize;
-        if component_of[root] == u32::MAX {
-            component_of[root] = components.len() as u32;
-            components.push(Default::default());
+    // Components numbered in order of their first edge; each one's edges (ascending)
+    // and records in flat lists (a counting sort, not a vector per component).
+    let mut component_of_root = vec![u32::MAX; n];
+    let mut count = 0u32;
+    let mut component = |root: u32| {
+        let c = &mut component_of_root[root as usize];
+        if *c == u32::MAX {
+            *c = count;
+            count += 1;
         }
-        components[component_of[root] as usize].0.push(e);
-    }
+        *c
+    };
+    let edge_component: Vec<u32> = edges
+        .iter()
+        .map(|&(a, _, _)| component(linked.find(a)))
+        .collect();
+    let record_component: Vec<u32> = (0..n as u32)
+        .map(|r| component_of_root[linked.find(r) as usize])
+        .collect();
+    let count = count as usize;
+    let (edge_starts, edge_list) = super::blocking::by_key(
+        count,
+        edge_component
+            .iter()
+            .enumerate()
+            .map(|(e, &c)| (c, e as u32)),
+    );
+    let (node_starts, node_list) = super::blocking::by_key(
+        count,
+        record_component
+            .iter()
+            .enumerate()
+            .filter(|(_, &c)| c != u32::MAX)
+            .map(|(r, &c)| (c, r as u32)),
+    );
+    // `local` numbers a record within its component.
     let mut local = vec![u32::MAX; n];
-    for r in 0..n as u32 {
-        let root = linked.find(r) as usize;
-        if component_of[root] != u32::MAX {
-            let nodes = &mut components[component_of[root] as usize].1;
-            local[r as usize] = nodes.len() as u32;
-            nodes.push(r);
+    for c in 0..count {
+        let nodes = &node_list[node_starts[c] as usize..node_starts[c + 1] as usize];
+        for (i, &r) in nodes.iter().enumerate() {
+            local[r as usize] = i as u32;
         }
     }
+    let span = |starts: &[u32], c: usize| starts[c] as usize..starts[c + 1] as usize;
     // Biggest first, so one large component does not run alone at the end.
-    components.sort_unstable_by_key(|(e, _)| std::cmp::Reverse(e.len()));
+    let mut order: Vec<usize> = (0..count).collect();
+    order.sort_unstable_by_key(|&c| std::cmp::Reverse(span(&edge_starts, c).len()));
     tracing::debug!(
-        components = components.len(),
-        largest_edges = components.first().map_or(0, |c| c.0.len()),
-        largest_records = components.first().map_or(0, |c| c.1.len()),
+        components = count,
+        largest_edges = order.first().map_or(0, |&c| span(&edge_starts, c).len()),
+        largest_records = order.first().map_or(0, |&c| span(&node_starts, c).len()),
         "clustering"
     );
-    let mut decisions: Vec<(usize, Decision)> = components
+    let mut decisions: Vec<(usize, Decision)> = order
         .par_iter()
-        .flat_map_iter(|(component_edges, nodes)| {
+        .flat_map_iter(|&c| {
             merge_component(
-                nodes,
+                &node_list[span(&node_starts, c)],
                 &local,
-                component_edges.iter().map(|&e| (e, edges[e])),
+                edge_list[span(&edge_starts, c)]
+                    .iter()
+                    .map(|&e| (e as usize, edges[e as usize])),
                 ambiguity.as_ref(),
                 &different_people,
                 &too_weak,
