@@ -412,7 +412,7 @@ pub fn resolve(
     lap("clustered");
     // Each record is labelled by the first (strongest) merge that took it in.
     let mut linked_by: Vec<Option<Link>> = vec![None; n];
-    let mut refused: BTreeMap<String, u64> = BTreeMap::new();
+    let mut refused: BTreeMap<&str, u64> = BTreeMap::new();
     let mut probabilistic_merges = 0;
     for (e, decision) in &decisions {
         let (a, b, link) = edges[*e];
@@ -427,7 +427,7 @@ pub fn resolve(
             }
             Decision::Refused(reason) => {
                 let guard = reason.split(':').next().unwrap_or_default();
-                let guard = guard.split('.').next().unwrap_or_default().to_string();
+                let guard = guard.split('.').next().unwrap_or_default();
                 *refused.entry(guard).or_default() += 1;
             }
         }
@@ -499,7 +499,10 @@ pub fn resolve(
             persons: clusters.len() as u64,
             rules: rule_stats,
             matching,
-            refused,
+            refused: refused
+                .into_iter()
+                .map(|(guard, count)| (guard.to_string(), count))
+                .collect(),
             ids: changes,
         },
     })
@@ -708,38 +711,50 @@ fn golden_columns(
     Ok(columns)
 }
 
-/// Per person: how many records, from which sources, and their `source:id` keys.
+/// Per person: how many records, from which sources, and their `source:id` keys (the
+/// two lists built side by side).
 fn record_lists(clusters: &[Vec<u32>], keys: &[RecordKey]) -> [Column; 3] {
     let records_in_all = clusters.iter().map(Vec::len).sum();
-    let mut source_lists =
-        ListStringChunkedBuilder::new("sources".into(), clusters.len(), records_in_all);
-    let mut id_lists =
-        ListStringChunkedBuilder::new("record_ids".into(), clusters.len(), records_in_all);
-    // Buffers reused across persons: no allocation per record.
-    let (mut sources, mut ids, mut ends): (Vec<&str>, String, Vec<usize>) = Default::default();
-    for c in clusters {
-        sources.clear();
-        sources.extend(c.iter().map(|&m| keys[m as usize].0.as_str()));
-        sources.sort_unstable();
-        sources.dedup();
-        source_lists.append_values_iter(sources.iter().copied());
-        ids.clear();
-        ends.clear();
-        for &m in c {
-            let (source, id) = &keys[m as usize];
-            ids.extend([source.as_str(), ":", id.as_str()]);
-            ends.push(ids.len());
-        }
-        let starts = std::iter::once(0).chain(ends.iter().copied());
-        id_lists.append_values_iter(starts.zip(&ends).map(|(start, &end)| &ids[start..end]));
-    }
+    let (source_lists, id_lists) = rayon::join(
+        || {
+            let mut lists =
+                ListStringChunkedBuilder::new("sources".into(), clusters.len(), records_in_all);
+            // A buffer reused across persons: no allocation per record.
+            let mut sources: Vec<&str> = Vec::new();
+            for c in clusters {
+                sources.clear();
+                sources.extend(c.iter().map(|&m| keys[m as usize].0.as_str()));
+                sources.sort_unstable();
+                sources.dedup();
+                lists.append_values_iter(sources.iter().copied());
+            }
+            lists.finish().into_column()
+        },
+        || {
+            let mut lists =
+                ListStringChunkedBuilder::new("record_ids".into(), clusters.len(), records_in_all);
+            let (mut ids, mut ends): (String, Vec<usize>) = Default::default();
+            for c in clusters {
+                ids.clear();
+                ends.clear();
+                for &m in c {
+                    let (source, id) = &keys[m as usize];
+                    ids.extend([source.as_str(), ":", id.as_str()]);
+                    ends.push(ids.len());
+                }
+                let starts = std::iter::once(0).chain(ends.iter().copied());
+                lists.append_values_iter(starts.zip(&ends).map(|(start, &end)| &ids[start..end]));
+            }
+            lists.finish().into_column()
+        },
+    );
     [
         Column::new(
             "record_count".into(),
             clusters.iter().map(|c| c.len() as u32).collect::<Vec<_>>(),
         ),
-        source_lists.finish().into_column(),
-        id_lists.finish().into_column(),
+        source_lists,
+        id_lists,
     ]
 }
 
