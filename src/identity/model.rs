@@ -7,8 +7,6 @@
 //! level; exact agreement on a rare value weighs more than on a common one when the
 //! comparison asks for term-frequency adjustment.
 
-use std::collections::HashMap;
-
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -187,11 +185,24 @@ pub struct Session {
 type Patterns<'a> = Vec<(&'a [u8], f64)>;
 
 /// Distinct comparison patterns of the given pairs and how often each occurs.
-fn patterns<'a>(levels: &'a [u8], k: usize, pairs: impl Iterator<Item = usize>) -> Patterns<'a> {
-    let mut counts: HashMap<&[u8], u64> = HashMap::new();
-    for p in pairs {
-        *counts.entry(&levels[p * k..(p + 1) * k]).or_default() += 1;
-    }
+fn patterns<'a>(
+    levels: &'a [u8],
+    k: usize,
+    pairs: impl ParallelIterator<Item = usize>,
+) -> Patterns<'a> {
+    // Counted in parallel parts, then added up: millions of pairs, a few hundred patterns.
+    type Counts<'a> = foldhash::HashMap<&'a [u8], u64>;
+    let counts = pairs
+        .fold(Counts::default, |mut counts, p| {
+            *counts.entry(&levels[p * k..(p + 1) * k]).or_default() += 1;
+            counts
+        })
+        .reduce(Counts::default, |mut all, part| {
+            for (pattern, count) in part {
+                *all.entry(pattern).or_default() += count;
+            }
+            all
+        });
     let mut v: Vec<_> = counts.into_iter().map(|(p, c)| (p, c as f64)).collect();
     v.sort_by(|a, b| a.0.cmp(b.0));
     v
@@ -291,7 +302,7 @@ pub fn fit(
             .collect();
         let mut m = start.clone();
         let mut share = 0.5;
-        let found = patterns(levels, k, session.pairs.iter().copied());
+        let found = patterns(levels, k, session.pairs.par_iter().copied());
         if found.is_empty() {
             continue;
         }
@@ -324,7 +335,7 @@ pub fn fit(
     // The share of matches among all candidates, m and u fixed.
     let mut share = 0.1;
     let mut fixed = m.clone();
-    let all = patterns(levels, k, 0..candidates);
+    let all = patterns(levels, k, (0..candidates).into_par_iter());
     em(
         &all,
         &mut fixed,
