@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use rayon::prelude::*;
 use serde::Serialize;
 
 use super::blocking::{groups, ids};
@@ -38,13 +39,19 @@ pub fn edges(
     let mut edges = Vec::new();
     let mut seen: foldhash::HashSet<(u32, u32)> = Default::default();
     let mut stats = Vec::new();
-    for (r, rule) in rules.iter().enumerate() {
-        let columns: Vec<Vec<u32>> = rule
-            .columns
-            .iter()
-            .map(|c| without_crowded(ids(values, c, n), max_holders.get(c)))
-            .collect();
-        let (keyed, groups) = groups(&columns, n);
+    // Each rule's groups side by side; their pairs are then taken in priority order.
+    let grouped: Vec<(u64, Vec<Vec<u32>>)> = rules
+        .par_iter()
+        .map(|rule| {
+            let columns: Vec<Vec<u32>> = rule
+                .columns
+                .iter()
+                .map(|c| without_crowded(ids(values, c, n), max_holders.get(c)))
+                .collect();
+            groups(&columns, n)
+        })
+        .collect();
+    for (r, (rule, (keyed, groups))) in rules.iter().zip(grouped).enumerate() {
         let mut s = RuleStats {
             rule: rule.name.clone(),
             keyed_records: keyed,
