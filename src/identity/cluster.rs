@@ -162,15 +162,14 @@ pub fn merge_guarded(
             .filter(|(_, &c)| c != u32::MAX)
             .map(|(r, &c)| (c, r as u32)),
     );
+    let span = |starts: &[u32], c: usize| starts[c] as usize..starts[c + 1] as usize;
     // `local` numbers a record within its component.
     let mut local = vec![u32::MAX; n];
     for c in 0..count {
-        let nodes = &node_list[node_starts[c] as usize..node_starts[c + 1] as usize];
-        for (i, &r) in nodes.iter().enumerate() {
+        for (i, &r) in node_list[span(&node_starts, c)].iter().enumerate() {
             local[r as usize] = i as u32;
         }
     }
-    let span = |starts: &[u32], c: usize| starts[c] as usize..starts[c + 1] as usize;
     // Biggest first, so one large component does not run alone at the end.
     let mut order: Vec<usize> = (0..count).collect();
     order.sort_unstable_by_key(|&c| std::cmp::Reverse(span(&edge_starts, c).len()));

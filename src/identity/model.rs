@@ -466,6 +466,23 @@ mod tests {
     }
 
     #[test]
+    fn patterns_are_counted_once_each_in_order_over_the_chosen_pairs() {
+        // Two comparisons per pair; 10,000 pairs, so rayon splits the count into parts.
+        let levels: Vec<u8> = (0..10_000u32)
+            .flat_map(|p| [(p % 3) as u8, if p % 5 == 0 { NULL } else { 1 }])
+            .collect();
+        let all = patterns(&levels, 2, (0..10_000).into_par_iter());
+        let total: f64 = all.iter().map(|(_, c)| c).sum();
+        assert_eq!(total, 10_000.0);
+        assert_eq!(all.len(), 6);
+        assert!(all.windows(2).all(|w| w[0].0 < w[1].0));
+        // Pair 0 is (0, NULL); (0, NULL) holds every 15th pair.
+        assert_eq!(all.iter().find(|(p, _)| *p == [0, NULL]).unwrap().1, 667.0);
+        let some = patterns(&levels, 2, [0usize, 3, 6].into_par_iter());
+        assert_eq!(some, vec![(&[0u8, 1u8][..], 2.0), (&[0u8, NULL][..], 1.0)]);
+    }
+
+    #[test]
     fn probability_and_weight_are_inverse() {
         for p in [0.01, 0.5, 0.9, 0.999] {
             assert!((probability(weight_of(p)) - p).abs() < 1e-9);
