@@ -44,30 +44,28 @@ pub fn choose(
     survivorship: &Survivorship,
 ) -> Option<u32> {
     let values = evidence.values.get(column)?;
+    // Value ids: equal ids are equal values, and 0 is none.
+    let id = |r: u32| values.ids()[r as usize];
     if let [only] = cluster {
-        return values.get(*only as usize).map(|_| *only);
+        return (id(*only) != 0).then_some(*only);
     }
-    let present: Vec<u32> = cluster
-        .iter()
-        .copied()
-        .filter(|&r| values.get(r as usize).is_some())
-        .collect();
+    let present: Vec<u32> = cluster.iter().copied().filter(|&r| id(r) != 0).collect();
     if present.len() <= 1 {
         return present.first().copied();
     }
-    let text = |r: u32| values.get(r as usize).unwrap_or("");
+    let text = |r: u32| values.text(id(r));
     // Most persons have a few records: counting by scan beats building a map for
     // every person and column; a big cluster gets the map.
-    let counts: Option<HashMap<&str, usize>> = (present.len() > 32).then(|| {
+    let counts: Option<HashMap<u32, usize>> = (present.len() > 32).then(|| {
         let mut counts = HashMap::new();
         for &r in &present {
-            *counts.entry(text(r)).or_default() += 1;
+            *counts.entry(id(r)).or_default() += 1;
         }
         counts
     });
     let frequency = |r: u32| match &counts {
-        Some(counts) => counts[text(r)],
-        None => present.iter().filter(|&&o| text(o) == text(r)).count(),
+        Some(counts) => counts[&id(r)],
+        None => present.iter().filter(|&&o| id(o) == id(r)).count(),
     };
     // Greater is better in every comparison below.
     let recency = |a: u32, b: u32| evidence.recency(a).cmp(&evidence.recency(b));
