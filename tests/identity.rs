@@ -119,11 +119,22 @@ never_disagree = ["given"]
 [load]
 tables = ["member", "identity_graph", "customer_360"]
 "#,
-        dir = dir.display(),
+        dir = dir.display()
     );
     let path = dir.join("household.toml");
     std::fs::write(&path, pipeline).unwrap();
     path
+}
+
+/// The household warehouse's person of each record, in record-id order.
+fn household_persons(ctx: &TestContext) -> Vec<String> {
+    ctx.query_at(
+        &format!("{}/wh.duckdb", ctx.path().display()),
+        "SELECT person_id FROM identity_graph ORDER BY record_id",
+    )
+    .iter()
+    .map(|r| r["person_id"].as_str().unwrap().to_string())
+    .collect()
 }
 
 #[test]
@@ -135,15 +146,7 @@ fn a_shared_mailbox_landline_and_address_do_not_fuse_a_household() {
     let out = ctx.cdp(&["resolve", &p, "--force"]).ok();
     assert!(out.stdout.contains("never_disagree"), "{}", out.stdout);
     ctx.cdp(&["load", &p]).ok();
-    let wh = format!("{}/wh.duckdb", ctx.path().display());
-    let persons: Vec<String> = ctx
-        .query_at(
-            &wh,
-            "SELECT person_id FROM identity_graph ORDER BY record_id",
-        )
-        .iter()
-        .map(|r| r["person_id"].as_str().unwrap().to_string())
-        .collect();
+    let persons = household_persons(&ctx);
     assert_eq!(persons[0], persons[1], "Maria's duplicate joins her");
     assert_eq!(
         persons[2], persons[3],
@@ -171,17 +174,7 @@ fn a_minimum_cluster_weight_above_every_edge_keeps_even_lone_records_apart() {
     let pipeline = household_pipeline_with(ctx.path(), "min_cluster_weight = 100.0");
     let p = pipeline.to_string_lossy().into_owned();
     ctx.cdp(&["run", &p]).ok();
-    let wh = format!("{}/wh.duckdb", ctx.path().display());
-    let persons = |wh: &str| -> Vec<String> {
-        ctx.query_at(
-            wh,
-            "SELECT person_id FROM identity_graph ORDER BY record_id",
-        )
-        .iter()
-        .map(|r| r["person_id"].as_str().unwrap().to_string())
-        .collect()
-    };
-    let apart = persons(&wh);
+    let apart = household_persons(&ctx);
     assert_ne!(apart[0], apart[1], "Maria's duplicate is held apart");
     let out = ctx.cdp(&["resolve", &p, "--force"]).ok();
     assert!(out.stdout.contains("min_cluster_weight"), "{}", out.stdout);
@@ -202,14 +195,7 @@ fn a_minimum_cluster_weight_above_every_edge_keeps_even_lone_records_apart() {
     let pipeline = household_pipeline_with(ctx.path(), "min_cluster_weight = 30.0");
     let p = pipeline.to_string_lossy().into_owned();
     ctx.cdp(&["run", &p]).ok();
-    let joined: Vec<String> = ctx
-        .query_at(
-            &format!("{}/wh.duckdb", ctx.path().display()),
-            "SELECT person_id FROM identity_graph ORDER BY record_id",
-        )
-        .iter()
-        .map(|r| r["person_id"].as_str().unwrap().to_string())
-        .collect();
+    let joined = household_persons(&ctx);
     assert_eq!(joined[0], joined[1], "Maria's duplicate joins her");
 }
 
