@@ -51,7 +51,8 @@ fn explain_shows_the_merges_with_comparison_weights() {
 }
 
 /// A household and a pipeline whose columns are not the sample's: the parents share
-/// surname, address, landline and one mailbox; each also has a duplicate record.
+/// surname, address, landline and one mailbox; each also has a duplicate record, and
+/// Maria a third with no first name but her own mailbox.
 const HOUSEHOLD: &str = "\
 id,given,family,mail,tel,addr,born
 1,Maria,Lopez,lopez.family@example.com,704-531-6227,12 Oak Street,1970-03-02
@@ -59,13 +60,15 @@ id,given,family,mail,tel,addr,born
 3,Jorge,Lopez,lopez.family@example.com,704.531.6227,12 Oak Street,
 4,Jorge,Lopes,jorge.l@example.com,704-531-6227,12 Oak Street,1968-11-20
 5,Ana,Smith,ana@example.com,704-531-9999,1 Elm Street,1990-01-01
+6,,Lopez,maria.lopez70@example.com,704-531-6227,12 Oak Street,
 ";
 
 fn household_pipeline(dir: &Path) -> std::path::PathBuf {
     household_pipeline_with(dir, "")
 }
 
-/// [`household_pipeline`] with `guards` added to its `[identity.guards]`.
+/// [`household_pipeline`] with `guards` added to its `[identity.guards]` (or new
+/// sections after it).
 fn household_pipeline_with(dir: &Path, guards: &str) -> std::path::PathBuf {
     std::fs::write(dir.join("people.csv"), HOUSEHOLD).unwrap();
     let pipeline = format!(
@@ -197,6 +200,48 @@ fn a_minimum_cluster_weight_above_every_edge_keeps_even_lone_records_apart() {
     ctx.cdp(&["run", &p]).ok();
     let joined = household_persons(&ctx);
     assert_eq!(joined[0], joined[1], "Maria's duplicate joins her");
+}
+
+#[test]
+fn a_record_without_a_first_name_joins_the_relative_its_mailbox_names() {
+    // Record 6 has no first name; surname, landline and address fit Maria and Jorge
+    // alike. Its mailbox spells "maria" beside the surname, so it joins Maria, and the
+    // guard keeps it from Jorge.
+    let ctx = TestContext::new();
+    let fill = "[identity.first_name_from_email]
+first_name = \"given\"
+last_name = \"family\"
+email = \"mail\"";
+    let pipeline = household_pipeline_with(ctx.path(), fill);
+    let p = pipeline.to_string_lossy().into_owned();
+    ctx.cdp(&["run", &p]).ok();
+    let out = ctx.cdp(&["resolve", &p, "--force"]).ok();
+    assert!(
+        out.stdout
+            .contains("first names read from email addresses, for matching: 1"),
+        "{}",
+        out.stdout
+    );
+    let lake = format!("file://{}/lake", ctx.path().display());
+    let explained = ctx
+        .cdp(&["resolve", &p, "--lake", &lake, "--explain", "6"])
+        .ok();
+    assert!(
+        explained.stdout.contains("given: exact"),
+        "compared as the run compared it: {}",
+        explained.stdout
+    );
+    ctx.cdp(&["load", &p]).ok();
+    let persons = household_persons(&ctx);
+    assert_eq!(persons[5], persons[0], "the mailbox's Maria");
+    assert_ne!(persons[5], persons[2]);
+    // Golden records keep the names sources gave: Maria's comes from records 1-2.
+    let given = ctx.query_at(
+        &format!("{}/wh.duckdb", ctx.path().display()),
+        "SELECT given FROM customer_360 ORDER BY given NULLS LAST",
+    );
+    let given: Vec<&str> = given.iter().map(|r| r["given"].as_str().unwrap()).collect();
+    assert_eq!(given, ["Ana", "Jorge", "Maria"]);
 }
 
 #[test]

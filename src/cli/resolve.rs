@@ -126,6 +126,12 @@ pub fn report_text(r: &ResolveReport) -> String {
             render::table(&["comparison", "level", "m", "u", "weight"], &rows)
         ));
     }
+    if r.first_names_from_email > 0 {
+        extra.push_str(&format!(
+            "\nfirst names read from email addresses, for matching: {}",
+            r.first_names_from_email
+        ));
+    }
     if !r.refused.is_empty() {
         let refused: Vec<String> = r.refused.iter().map(|(g, n)| format!("{g} {n}")).collect();
         extra.push_str(&format!(

@@ -403,6 +403,16 @@ pub struct IdentityConfig {
     pub survivorship: Survivorship,
     pub matching: Option<Matching>,
     pub guards: Guards,
+    pub first_name_from_email: Option<NameFromEmail>,
+}
+
+/// Where a record without a first name gets one for matching: its email address, when
+/// that spells a first name known in the data beside the record's last name.
+#[derive(Debug, Clone)]
+pub struct NameFromEmail {
+    pub first_name: String,
+    pub last_name: String,
+    pub email: String,
 }
 
 /// Fellegi-Sunter matching: blocking rules give candidate pairs, comparisons score them.
@@ -1431,6 +1441,22 @@ impl Validator<'_> {
             .matching
             .map(|m| self.matching(m, line, &has, &entity.name));
         let guards = self.guards(raw.guards, line, &has, matching.as_ref(), &entity.name);
+        let first_name_from_email = raw.first_name_from_email.map(|f| {
+            for c in [&f.first_name, &f.last_name, &f.email] {
+                if !has(c) {
+                    self.problem(
+                        "identity.first_name_from_email",
+                        Some(line),
+                        format!("entity {:?} has no column {c:?}", entity.name),
+                    );
+                }
+            }
+            NameFromEmail {
+                first_name: f.first_name,
+                last_name: f.last_name,
+                email: f.email,
+            }
+        });
         Some(IdentityConfig {
             entity: raw.entity,
             rules: raw
@@ -1446,6 +1472,7 @@ impl Validator<'_> {
             survivorship,
             matching,
             guards,
+            first_name_from_email,
         })
     }
 
@@ -1723,6 +1750,10 @@ comparisons = [
 ]
 [identity.guards]
 never_disagree = ["shoe_size"]
+[identity.first_name_from_email]
+first_name = "first"
+last_name = "last"
+email = "email"
 "#
         );
         let err = parse(&text).expect_err("invalid").to_string();
@@ -1732,6 +1763,8 @@ never_disagree = ["shoe_size"]
             "identity.matching.comparisons[0].levels: unknown level \"soundex\"",
             "identity.matching.comparisons[0].m: 2 values given; one per level plus one for \"else\" is 3",
             "identity.guards.never_disagree: \"shoe_size\" is neither a comparison nor a column",
+            "identity.first_name_from_email: entity \"person\" has no column \"first\"",
+            "identity.first_name_from_email: entity \"person\" has no column \"last\"",
         ] {
             assert!(err.contains(want), "{want}\n{err}");
         }
@@ -1742,7 +1775,9 @@ never_disagree = ["shoe_size"]
                 "\"exact\", \"soundex\"], m = [0.9, 0.1]",
                 "\"exact\", \"levenshtein <= 2\"]",
             )
-            .replace("\"shoe_size\"", "\"dob\"");
+            .replace("\"shoe_size\"", "\"dob\"")
+            .replace("\"first\"", "\"email\"")
+            .replace("\"last\"", "\"email\"");
         let p = parse(&good).expect("valid");
         let m = p
             .identity

@@ -274,6 +274,19 @@ pub struct RawIdentity {
     pub matching: Option<RawMatching>,
     /// What clustering may never do, whatever the evidence.
     pub guards: Option<RawGuards>,
+    /// Read a missing first name from the record's email address, for matching.
+    pub first_name_from_email: Option<RawNameFromEmail>,
+}
+
+/// `[identity.first_name_from_email]`: the three columns involved.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNameFromEmail {
+    /// The column filled where it is empty (the one rules and comparisons use).
+    pub first_name: String,
+    /// The record's last name, which the address must spell beside the first name.
+    pub last_name: String,
+    pub email: String,
 }
 
 /// `[identity.matching]`: per-field comparisons scored with m/u probabilities.

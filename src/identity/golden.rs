@@ -9,12 +9,15 @@ use std::collections::HashMap;
 use polars::prelude::*;
 
 use super::ids::RecordKey;
-use super::text::Values;
+use super::text::{TextColumn, Values};
 use crate::config::{Strategy, Survivorship};
 
 /// What the chooser needs about each record, all as text.
 pub struct Evidence<'a> {
     pub values: &'a Values,
+    /// A column as the sources gave it, where matching filled in values it read
+    /// elsewhere: golden records keep only what sources said.
+    pub as_given: Option<(&'a str, &'a TextColumn)>,
     /// Each record's (source, record id).
     pub keys: &'a [RecordKey],
     /// Each record's rank in the recency column's order (0: no value).
@@ -43,7 +46,10 @@ pub fn choose(
     evidence: &Evidence,
     survivorship: &Survivorship,
 ) -> Option<u32> {
-    let values = evidence.values.get(column)?;
+    let values = match evidence.as_given {
+        Some((name, as_given)) if name == column => as_given,
+        _ => evidence.values.get(column)?,
+    };
     // Value ids: equal ids are equal values, and 0 is none.
     let id = |r: u32| values.ids()[r as usize];
     if let [only] = cluster {
@@ -129,6 +135,7 @@ mod tests {
         let recency = [3, 1, 2, 4];
         let ev = Evidence {
             values: &values,
+            as_given: None,
             keys: &keys,
             recency: Some(&recency),
         };
@@ -148,6 +155,18 @@ mod tests {
         assert_eq!(
             choose("email", &[3], &ev, &survivorship(Strategy::MostRecent)),
             None
+        );
+
+        // Row 2's value was filled in by matching: as given, a@x and b@xx tie and the
+        // more recent row wins.
+        let as_given = TextColumn::from_values([Some("a@x"), Some("b@xx"), None, None]);
+        let ev = Evidence {
+            as_given: Some(("email", &as_given)),
+            ..ev
+        };
+        assert_eq!(
+            choose("email", &all, &ev, &survivorship(Strategy::MostFrequent)),
+            Some(0)
         );
     }
 }

@@ -13,6 +13,7 @@
 pub mod blocking;
 pub mod cluster;
 pub mod compare;
+pub mod email_names;
 pub mod evaluate;
 pub mod golden;
 pub mod guards;
@@ -69,6 +70,8 @@ pub struct ResolveReport {
     pub matching: Option<MatchingReport>,
     /// Merges refused, by guard.
     pub refused: BTreeMap<String, u64>,
+    /// Empty first names read from the record's email address, for matching.
+    pub first_names_from_email: u64,
     pub ids: IdChanges,
 }
 
@@ -224,6 +227,13 @@ fn columns_compared(config: &IdentityConfig) -> Vec<&str> {
         );
     }
     wanted.extend(config.guards.max_distinct.iter().map(|(c, _)| c.as_str()));
+    if let Some(f) = &config.first_name_from_email {
+        wanted.extend([
+            f.first_name.as_str(),
+            f.last_name.as_str(),
+            f.email.as_str(),
+        ]);
+    }
     let comparison_names: Vec<&str> = config
         .matching
         .iter()
@@ -287,7 +297,17 @@ pub fn resolve(
                 .transpose()
         },
     );
-    let (values, recency) = (values?, recency?);
+    let (mut values, recency) = (values?, recency?);
+    // Golden records keep the first names sources gave, not those read from addresses.
+    let as_given: Option<(&str, TextColumn)> = config
+        .first_name_from_email
+        .as_ref()
+        .filter(|f| config.attributes.contains(&f.first_name))
+        .map(|f| (f.first_name.as_str(), values[&f.first_name].clone()));
+    let first_names_from_email = config
+        .first_name_from_email
+        .as_ref()
+        .map_or(0, |columns| email_names::fill(&mut values, columns));
 
     lap("columns read");
     let mut columns: Vec<&String> = values.keys().collect();
@@ -438,6 +458,7 @@ pub fn resolve(
         .collect();
     let evidence = golden::Evidence {
         values: &values,
+        as_given: as_given.as_ref().map(|(name, column)| (*name, column)),
         keys: &keys,
         recency: recency.as_deref(),
     };
@@ -503,6 +524,7 @@ pub fn resolve(
                 .into_iter()
                 .map(|(guard, count)| (guard.to_string(), count))
                 .collect(),
+            first_names_from_email,
             ids: changes,
         },
     })
@@ -600,8 +622,23 @@ pub fn explain_pairs(
     let Some(matching) = &config.matching else {
         return Ok(vec![String::new(); pairs.len()]);
     };
-    let columns = matching.comparisons.iter().flat_map(|c| &c.columns);
-    let values = text_columns(records, columns.map(String::as_str), &config.entity)?;
+    let mut columns: Vec<&str> = matching
+        .comparisons
+        .iter()
+        .flat_map(|c| c.columns.iter().map(String::as_str))
+        .collect();
+    if let Some(f) = &config.first_name_from_email {
+        columns.extend([
+            f.first_name.as_str(),
+            f.last_name.as_str(),
+            f.email.as_str(),
+        ]);
+    }
+    let mut values = text_columns(records, columns, &config.entity)?;
+    // The names the run read from mailboxes, as it compared them.
+    if let Some(f) = &config.first_name_from_email {
+        email_names::fill(&mut values, f);
+    }
     let matcher = matcher::Matcher::new(&values, records.height(), matching, model.clone());
     Ok(pairs.iter().map(|&(a, b)| matcher.explain(a, b)).collect())
 }

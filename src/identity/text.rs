@@ -46,6 +46,15 @@ impl TextColumn {
         &self.ids
     }
 
+    /// Gives record `row` value `id`, one the column already holds.
+    pub fn set(&mut self, row: usize, id: u32) {
+        assert!(
+            (id as usize) < self.texts.len(),
+            "value id {id} out of range"
+        );
+        self.ids[row] = id;
+    }
+
     /// The text of value `id`.
     pub fn text(&self, id: u32) -> &str {
         &self.texts[id as usize]
