@@ -10,11 +10,17 @@ instead, the record fits two people and the data alone cannot say which. Prints 
 pairwise figures of a resolver that is perfect on every other record and either leaves
 those records alone or places each with the candidate holding the most records.
 
+A record without a first name takes the one its mailbox spells beside its last name,
+as `cdp resolve` reads it with `[identity.first_name_from_email]` (the same shapes, a
+name at least two records hold, or the formal name behind a nickname).
+
 It is an estimate, not a bound: near-misses (typos, similar streets) are not counted
 as evidence, and only the first 200 other persons sharing a record's rarest value are
 examined (so ambiguity is, if anything, under-counted and the ceiling over-stated).
 """
 
+import os
+import re
 import sys
 import tempfile
 
@@ -27,12 +33,74 @@ con.execute("set threads=2")
 con.execute(f"set temp_directory = '{spill.name}'")
 con.execute(f"create table t as select * from read_csv('{truth}', all_varchar=true)")
 con.execute(f"""
-create table r as
-select row_number() over () rid, t.person_id tp, lower(first_name_formal) fn,
-       lower(last_name) ln, birth_date::varchar dob, email_key em, phone ph,
-       home_phone hp, street st, postcode pc
+create table joined as
+select row_number() over () rid, t.person_id tp, c.*
 from '{parquet}' c join t on t.source = c.source and t.record_id = c.record_id::varchar
 """)
+con.execute("""
+create table r as
+select rid, tp, lower(first_name_formal) fn, lower(last_name) ln, birth_date::varchar dob,
+       email_key em, phone ph, home_phone hp, street st, postcode pc
+from joined
+""")
+con.execute("create table mail as select rid, email_key email, last_name surname from joined")
+
+
+def nicknames():
+    """Nickname -> formal name, for nicknames of one formal name only (data/nicknames.csv)."""
+    path = os.path.join(os.path.dirname(__file__), "..", "data", "nicknames.csv")
+    formals = {}
+    with open(path) as f:
+        next(f)
+        for line in f:
+            formal, _, nicks = line.strip().partition(",")
+            for nick in filter(None, nicks.split("|")):
+                formals.setdefault(nick.lower(), set()).add(formal)
+    return {n: next(iter(f)) for n, f in formals.items() if len(f) == 1}
+
+
+def letters(text):
+    return "".join(c for c in text.lower() if c.isalpha())
+
+
+def name_in_email(email, last):
+    """The first name a mailbox spells beside `last` ("jane.doe84", "janedoe", "doe.jane")."""
+    last = letters(last)
+    if len(last) < 2:
+        return None
+    local = email.split("@")[0].lower().rstrip("0123456789")
+    parts = [p for p in re.split(r"[._-]", local) if p]
+    if len(parts) >= 2 and parts[-1] == last:
+        first = parts[0]
+    elif len(parts) == 2 and parts[0] == last:
+        first = parts[1]
+    elif len(parts) == 1:
+        first = parts[0][: -len(last)] if parts[0].endswith(last) else parts[0]
+    else:
+        return None
+    ok = len(first) >= 2 and first != last and first.isascii() and first.isalpha()
+    return first if ok else None
+
+
+known = {
+    letters(name): name
+    for (name,) in con.execute("select fn from r where fn is not null group by fn having count(*) >= 2").fetchall()
+}
+nick = nicknames()
+filled = []
+for rid, email, last in con.execute(
+    "select rid, email, surname from r join mail using (rid) where fn is null and email is not null and surname is not null"
+).fetchall():
+    spelled = name_in_email(email, last)
+    if spelled is None:
+        continue
+    name = known.get(spelled) or known.get(letters(nick.get(spelled, "")))
+    if name:
+        filled.append((rid, name))
+con.execute("create table filled (rid bigint, fn varchar)")
+con.executemany("insert into filled values (?, ?)", filled)
+con.execute("update r set fn = filled.fn from filled where r.rid = filled.rid")
+
 con.execute("""
 create table fv as
 select rid, tp, 'fn' f, fn v from r where fn is not null union all
