@@ -122,8 +122,9 @@ done
   echo "\"exact\" is the share of true persons whose records form exactly one predicted person."
   echo "The ceiling row is no resolver: it estimates the F1 the records allow"
   echo "(bench/identity_ceiling.py): a record whose linking evidence (the values another record"
-  echo "of its own person carries) is held in full by another person too fits two people, and"
-  echo "is left alone by an otherwise perfect resolver."
+  echo "of its own person carries, with first names read from mailboxes as cdp reads them) is"
+  echo "held in full by another person too fits two people, and is left alone by an otherwise"
+  echo "perfect resolver."
   echo
   echo "| records | resolver | wall s, median (runs) | peak RSS MiB | precision | recall | F1 | exact % |"
   echo "|---:|---|---:|---:|---:|---:|---:|---:|"

@@ -140,6 +140,14 @@ fn household_persons(ctx: &TestContext) -> Vec<String> {
     .collect()
 }
 
+/// What `--explain` says of a household record, read from the test's lake.
+fn household_explain(ctx: &TestContext, pipeline: &str, record: &str) -> String {
+    let lake = format!("file://{}/lake", ctx.path().display());
+    ctx.cdp(&["resolve", pipeline, "--lake", &lake, "--explain", record])
+        .ok()
+        .stdout
+}
+
 #[test]
 fn a_shared_mailbox_landline_and_address_do_not_fuse_a_household() {
     let ctx = TestContext::new();
@@ -158,14 +166,11 @@ fn a_shared_mailbox_landline_and_address_do_not_fuse_a_household() {
     assert_ne!(persons[0], persons[2], "the couple stays two people");
     assert_ne!(persons[4], persons[0]);
 
-    let lake = format!("file://{}/lake", ctx.path().display());
-    let explained = ctx
-        .cdp(&["resolve", &p, "--lake", &lake, "--explain", "3"])
-        .ok();
+    let explained = household_explain(&ctx, &p, "3");
     assert!(
-        explained.stdout.contains("guard: never_disagree.given"),
+        explained.contains("guard: never_disagree.given"),
         "{}",
-        explained.stdout
+        explained
     );
 }
 
@@ -181,16 +186,11 @@ fn a_minimum_cluster_weight_above_every_edge_keeps_even_lone_records_apart() {
     assert_ne!(apart[0], apart[1], "Maria's duplicate is held apart");
     let out = ctx.cdp(&["resolve", &p, "--force"]).ok();
     assert!(out.stdout.contains("min_cluster_weight"), "{}", out.stdout);
-    let lake = format!("file://{}/lake", ctx.path().display());
-    let explained = ctx
-        .cdp(&["resolve", &p, "--lake", &lake, "--explain", "2"])
-        .ok();
+    let explained = household_explain(&ctx, &p, "2");
     assert!(
-        explained
-            .stdout
-            .contains("min_cluster_weight: mean evidence"),
+        explained.contains("min_cluster_weight: mean evidence"),
         "{}",
-        explained.stdout
+        explained
     );
 
     // At 30 the same pair merges: the guard weighs the evidence, not the threshold.
@@ -222,14 +222,11 @@ email = \"mail\"";
         "{}",
         out.stdout
     );
-    let lake = format!("file://{}/lake", ctx.path().display());
-    let explained = ctx
-        .cdp(&["resolve", &p, "--lake", &lake, "--explain", "6"])
-        .ok();
+    let explained = household_explain(&ctx, &p, "6");
     assert!(
-        explained.stdout.contains("given: exact"),
+        explained.contains("given: exact"),
         "compared as the run compared it: {}",
-        explained.stdout
+        explained
     );
     ctx.cdp(&["load", &p]).ok();
     let persons = household_persons(&ctx);
