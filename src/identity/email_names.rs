@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 
 use rayon::prelude::*;
+use unicode_normalization::UnicodeNormalization;
 
 use super::text::{TextColumn, Values};
 use crate::clean::normalize::name;
@@ -79,6 +80,8 @@ fn name_in_email(email: &str, last_name: &str) -> Option<String> {
         return None;
     }
     let local = email.split('@').next()?.to_lowercase();
+    // A "+tag" is not part of the name, nor are the digits people add.
+    let local = local.split('+').next()?;
     let local = local.trim_end_matches(|c: char| c.is_ascii_digit());
     let parts: Vec<&str> = local
         .split(['.', '_', '-'])
@@ -94,11 +97,12 @@ fn name_in_email(email: &str, last_name: &str) -> Option<String> {
         .then(|| first.to_string())
 }
 
-/// A name's letters in lower case: "O'Brien" -> "obrien".
+/// A name's letters as a mailbox would spell them: "O'Brien" -> "obrien", "Muñoz" ->
+/// "munoz" (accents dropped).
 fn letters(text: &str) -> String {
-    text.chars()
-        .filter(|c| c.is_alphabetic())
-        .flat_map(char::to_lowercase)
+    text.nfkd()
+        .filter(char::is_ascii_alphabetic)
+        .map(|c| c.to_ascii_lowercase())
         .collect()
 }
 
@@ -115,6 +119,8 @@ mod tests {
             "jane.q.doe@example.com",
             "doe.jane@example.com",
             "jane84@example.com",
+            "jane.doe+shop@example.com",
+            "Jane.Doe.1984@example.com",
         ] {
             assert_eq!(
                 name_in_email(email, "Doe").as_deref(),
@@ -125,6 +131,10 @@ mod tests {
         assert_eq!(
             name_in_email("mary.obrien@example.com", "O'Brien").as_deref(),
             Some("mary")
+        );
+        assert_eq!(
+            name_in_email("jose.munoz@example.com", "Muñoz").as_deref(),
+            Some("jose")
         );
     }
 
