@@ -500,6 +500,7 @@ impl fmt::Display for Level {
 pub struct Guards {
     pub max_cluster_size: usize,
     pub max_distinct: Vec<(String, usize)>,
+    pub max_per_source: Vec<(String, usize)>,
     pub never_disagree: Vec<String>,
     pub min_cluster_weight: Option<f64>,
     pub ambiguity_margin: Option<f64>,
@@ -1441,6 +1442,25 @@ impl Validator<'_> {
             .matching
             .map(|m| self.matching(m, line, &has, &entity.name));
         let guards = self.guards(raw.guards, line, &has, matching.as_ref(), &entity.name);
+        for (source, limit) in &guards.max_per_source {
+            if !sources
+                .iter()
+                .any(|s| &s.name == source && s.entity == entity.name)
+            {
+                self.problem(
+                    format!("identity.guards.max_per_source.{source}"),
+                    Some(line),
+                    format!("no source of entity {:?} is called {source:?}", entity.name),
+                );
+            }
+            if *limit == 0 {
+                self.problem(
+                    format!("identity.guards.max_per_source.{source}"),
+                    Some(line),
+                    "at least 1",
+                );
+            }
+        }
         let first_name_from_email = raw.first_name_from_email.map(|f| {
             for c in [&f.first_name, &f.last_name, &f.email] {
                 if !has(c) {
@@ -1643,6 +1663,7 @@ impl Validator<'_> {
         let raw = raw.unwrap_or(raw::RawGuards {
             max_cluster_size: None,
             max_distinct: Default::default(),
+            max_per_source: Default::default(),
             never_disagree: Vec::new(),
             min_cluster_weight: None,
             ambiguity_margin: None,
@@ -1681,6 +1702,7 @@ impl Validator<'_> {
         Guards {
             max_cluster_size,
             max_distinct: raw.max_distinct.into_iter().collect(),
+            max_per_source: raw.max_per_source.into_iter().collect(),
             never_disagree: raw.never_disagree,
             min_cluster_weight: raw.min_cluster_weight,
             ambiguity_margin: raw.ambiguity_margin,
@@ -1750,6 +1772,7 @@ comparisons = [
 ]
 [identity.guards]
 never_disagree = ["shoe_size"]
+max_per_source = { nowhere = 1 }
 [identity.first_name_from_email]
 first_name = "first"
 last_name = "last"
@@ -1763,6 +1786,7 @@ email = "email"
             "identity.matching.comparisons[0].levels: unknown level \"soundex\"",
             "identity.matching.comparisons[0].m: 2 values given; one per level plus one for \"else\" is 3",
             "identity.guards.never_disagree: \"shoe_size\" is neither a comparison nor a column",
+            "identity.guards.max_per_source.nowhere: no source of entity \"person\" is called \"nowhere\"",
             "identity.first_name_from_email: entity \"person\" has no column \"first\"",
             "identity.first_name_from_email: entity \"person\" has no column \"last\"",
         ] {
@@ -1776,6 +1800,7 @@ email = "email"
                 "\"exact\", \"levenshtein <= 2\"]",
             )
             .replace("\"shoe_size\"", "\"dob\"")
+            .replace("nowhere", "crm")
             .replace("\"first\"", "\"email\"")
             .replace("\"last\"", "\"email\"");
         let p = parse(&good).expect("valid");

@@ -358,6 +358,10 @@ pub struct RawGuards {
     /// Most distinct values of a column within one person (say 3 emails).
     #[serde(default)]
     pub max_distinct: IndexMap<String, usize>,
+    /// Most records one person may have from a source (a vendor file with one record
+    /// per consumer: 1).
+    #[serde(default)]
+    pub max_per_source: IndexMap<String, usize>,
     /// Comparisons (or columns) on which two records of one person may never disagree:
     /// both present and in the comparison's "else" level (or unequal, for a column).
     #[serde(default)]

@@ -1,5 +1,5 @@
 //! The guards clustering must respect whatever the evidence: a maximum person size, a
-//! limit of distinct values per identifier in one person, identifiers two records of
+//! limit of records per source and of distinct values per identifier in one person, identifiers two records of
 //! one person may never disagree on, and a minimum mean evidence (log2 Bayes factor,
 //! prior left out) across every pair of two clusters before they merge (so a chain of shared-identifier links between
 //! people who differ cannot fuse them).
@@ -19,6 +19,8 @@ enum Never {
 
 pub struct GuardSet<'a> {
     max_cluster_size: usize,
+    /// Per limited source: its name, the limit, and whether each record is from it.
+    per_source: Vec<(String, usize, Vec<bool>)>,
     distinct: Vec<(String, usize, Vec<u32>)>,
     never: Vec<Never>,
     min_weight: Option<f64>,
@@ -44,6 +46,14 @@ impl<'a> GuardSet<'a> {
             .collect();
         GuardSet {
             max_cluster_size: config.max_cluster_size,
+            per_source: config
+                .max_per_source
+                .iter()
+                .map(|(source, limit)| {
+                    let from = keys.iter().map(|(s, _)| s == source).collect();
+                    (source.clone(), *limit, from)
+                })
+                .collect(),
             distinct: config
                 .max_distinct
                 .iter()
@@ -70,6 +80,14 @@ impl<'a> GuardSet<'a> {
                 "max_cluster_size: {size} records > {}",
                 self.max_cluster_size
             ));
+        }
+        for (source, limit, from) in &self.per_source {
+            let count = a.iter().chain(b).filter(|&&r| from[r as usize]).count();
+            if count > *limit {
+                return Some(format!(
+                    "max_per_source.{source}: {count} records > {limit}"
+                ));
+            }
         }
         for (column, limit, ids) in &self.distinct {
             let mut seen: Vec<u32> = a
@@ -128,5 +146,36 @@ impl<'a> GuardSet<'a> {
             }
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_source_of_one_record_per_person_keeps_two_of_its_records_apart() {
+        let keys: Vec<RecordKey> = [("vendor", "1"), ("vendor", "2"), ("crm", "3"), ("crm", "4")]
+            .iter()
+            .map(|(s, id)| (s.to_string(), id.to_string()))
+            .collect();
+        let config = Guards {
+            max_cluster_size: 50,
+            max_distinct: Vec::new(),
+            max_per_source: vec![("vendor".into(), 1)],
+            never_disagree: Vec::new(),
+            min_cluster_weight: None,
+            ambiguity_margin: None,
+        };
+        let guards = GuardSet::new(&config, &Values::new(), keys.len(), None, &keys);
+        assert_eq!(
+            guards.refuse_hard(&[0, 2], &[3]),
+            None,
+            "two CRM records may"
+        );
+        assert_eq!(
+            guards.refuse_hard(&[0, 2], &[1]).as_deref(),
+            Some("max_per_source.vendor: 2 records > 1")
+        );
     }
 }
