@@ -415,6 +415,13 @@ pub struct NameFromEmail {
     pub email: String,
 }
 
+impl NameFromEmail {
+    /// The columns filling reads: first name, last name, email.
+    pub fn columns(&self) -> [&str; 3] {
+        [&self.first_name, &self.last_name, &self.email]
+    }
+}
+
 /// Fellegi-Sunter matching: blocking rules give candidate pairs, comparisons score them.
 #[derive(Debug, Clone)]
 pub struct Matching {
@@ -1463,7 +1470,7 @@ impl Validator<'_> {
         }
         let first_name_from_email = raw.first_name_from_email.map(|f| {
             for c in [&f.first_name, &f.last_name, &f.email] {
-                if !has(c) {
+                if !has(c.as_str()) {
                     self.problem(
                         "identity.first_name_from_email",
                         Some(line),

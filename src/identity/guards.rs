@@ -1,8 +1,9 @@
 //! The guards clustering must respect whatever the evidence: a maximum person size, a
-//! limit of records per source and of distinct values per identifier in one person, identifiers two records of
-//! one person may never disagree on, and a minimum mean evidence (log2 Bayes factor,
-//! prior left out) across every pair of two clusters before they merge (so a chain of shared-identifier links between
-//! people who differ cannot fuse them).
+//! limit of records per source and of distinct values per identifier in one person,
+//! identifiers two records of one person may never disagree on, and a minimum mean
+//! evidence (log2 Bayes factor, prior left out) across every pair of two clusters
+//! before they merge (so a chain of shared-identifier links between people who differ
+//! cannot fuse them).
 
 use super::blocking;
 use super::ids::RecordKey;

@@ -228,11 +228,7 @@ fn columns_compared(config: &IdentityConfig) -> Vec<&str> {
     }
     wanted.extend(config.guards.max_distinct.iter().map(|(c, _)| c.as_str()));
     if let Some(f) = &config.first_name_from_email {
-        wanted.extend([
-            f.first_name.as_str(),
-            f.last_name.as_str(),
-            f.email.as_str(),
-        ]);
+        wanted.extend(f.columns());
     }
     let comparison_names: Vec<&str> = config
         .matching
@@ -628,11 +624,7 @@ pub fn explain_pairs(
         .flat_map(|c| c.columns.iter().map(String::as_str))
         .collect();
     if let Some(f) = &config.first_name_from_email {
-        columns.extend([
-            f.first_name.as_str(),
-            f.last_name.as_str(),
-            f.email.as_str(),
-        ]);
+        columns.extend(f.columns());
     }
     let mut values = text_columns(records, columns, &config.entity)?;
     // The names the run read from mailboxes, as it compared them.
