@@ -228,6 +228,11 @@ email = \"mail\"";
         "compared as the run compared it: {}",
         explained
     );
+    assert!(
+        explained.contains("first name is read from its email"),
+        "{}",
+        explained
+    );
     ctx.cdp(&["load", &p]).ok();
     let persons = household_persons(&ctx);
     assert_eq!(persons[5], persons[0], "the mailbox's Maria");

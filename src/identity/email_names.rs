@@ -19,15 +19,15 @@ use crate::config::NameFromEmail;
 const MIN_HOLDERS: u32 = 2;
 
 /// Fills each empty first name that the record's email spells beside its last name;
-/// returns how many were filled.
-pub fn fill(values: &mut Values, columns: &NameFromEmail) -> u64 {
+/// returns the rows filled, in order.
+pub fn fill(values: &mut Values, columns: &NameFromEmail) -> Vec<usize> {
     let (Some(emails), Some(last_names)) =
         (values.get(&columns.email), values.get(&columns.last_name))
     else {
-        return 0;
+        return Vec::new();
     };
     let Some(first_names) = values.get(&columns.first_name) else {
-        return 0;
+        return Vec::new();
     };
     let known = known_names(first_names);
     let fills: Vec<(usize, u32)> = first_names
@@ -43,10 +43,13 @@ pub fn fill(values: &mut Values, columns: &NameFromEmail) -> u64 {
     let first_names = values
         .get_mut(&columns.first_name)
         .expect("looked up above");
-    for &(row, id) in &fills {
-        first_names.set(row, id);
-    }
-    fills.len() as u64
+    fills
+        .into_iter()
+        .map(|(row, id)| {
+            first_names.set(row, id);
+            row
+        })
+        .collect()
 }
 
 /// The column's names held by at least [`MIN_HOLDERS`] records, by their letters in
@@ -205,7 +208,7 @@ mod tests {
             last_name: "last".into(),
             email: "email".into(),
         };
-        assert_eq!(fill(&mut values, &columns), 1);
+        assert_eq!(fill(&mut values, &columns), [3]);
         let first = &values["first"];
         let read: Vec<Option<&str>> = (0..7).map(|r| first.get(r)).collect();
         assert_eq!(

@@ -300,10 +300,9 @@ pub fn resolve(
         .as_ref()
         .filter(|f| config.attributes.contains(&f.first_name))
         .map(|f| (f.first_name.as_str(), values[&f.first_name].clone()));
-    let first_names_from_email = config
-        .first_name_from_email
-        .as_ref()
-        .map_or(0, |columns| email_names::fill(&mut values, columns));
+    let first_names_from_email = config.first_name_from_email.as_ref().map_or(0, |columns| {
+        email_names::fill(&mut values, columns).len() as u64
+    });
 
     lap("columns read");
     let mut columns: Vec<&String> = values.keys().collect();
@@ -627,12 +626,28 @@ pub fn explain_pairs(
         columns.extend(f.columns());
     }
     let mut values = text_columns(records, columns, &config.entity)?;
-    // The names the run read from mailboxes, as it compared them.
-    if let Some(f) = &config.first_name_from_email {
-        email_names::fill(&mut values, f);
-    }
+    // The names the run read from mailboxes, compared as the run compared them, and
+    // said to be read so.
+    let filled = match &config.first_name_from_email {
+        Some(f) => email_names::fill(&mut values, f),
+        None => Vec::new(),
+    };
+    let read_from_email = |r: u32| filled.binary_search(&(r as usize)).is_ok();
     let matcher = matcher::Matcher::new(&values, records.height(), matching, model.clone());
-    Ok(pairs.iter().map(|&(a, b)| matcher.explain(a, b)).collect())
+    Ok(pairs
+        .iter()
+        .map(|&(a, b)| {
+            let mut text = matcher.explain(a, b);
+            for (side, r) in [("left", a), ("right", b)] {
+                if read_from_email(r) {
+                    text.push_str(&format!(
+                        "; the {side} record's first name is read from its email"
+                    ));
+                }
+            }
+            text
+        })
+        .collect())
 }
 
 fn decision_frame(
