@@ -460,6 +460,9 @@ pub enum Level {
     Nickname,
     JaroWinkler(f64),
     Levenshtein(usize),
+    /// One typing slip apart: a character added, dropped or changed, or two
+    /// neighbouring characters swapped (a swap is two Levenshtein edits).
+    Slip,
     /// Both values are dates at most this many days apart.
     Days(i64),
     /// Both values are numbers at most this far apart.
@@ -472,7 +475,7 @@ impl std::str::FromStr for Level {
         let words: Vec<&str> = s.split_whitespace().collect();
         let bad = || {
             format!(
-                "unknown level {s:?}; expected \"exact\", \"nickname\", \"jaro_winkler >= 0.9\", \"levenshtein <= 2\", \"days <= 31\" or \"abs <= 5\""
+                "unknown level {s:?}; expected \"exact\", \"nickname\", \"jaro_winkler >= 0.9\", \"levenshtein <= 2\", \"one slip\", \"days <= 31\" or \"abs <= 5\""
             )
         };
         match words.as_slice() {
@@ -483,6 +486,7 @@ impl std::str::FromStr for Level {
                 _ => Err(format!("{s:?}: the similarity must be between 0 and 1")),
             },
             ["levenshtein", "<=", x] => x.parse().map(Level::Levenshtein).map_err(|_| bad()),
+            ["one", "slip"] => Ok(Level::Slip),
             ["days", "<=", x] => x.parse().map(Level::Days).map_err(|_| bad()),
             ["abs", "<=", x] => x.parse().map(Level::Abs).map_err(|_| bad()),
             _ => Err(bad()),
@@ -497,6 +501,7 @@ impl fmt::Display for Level {
             Level::Nickname => write!(f, "nickname"),
             Level::JaroWinkler(t) => write!(f, "jaro_winkler >= {t}"),
             Level::Levenshtein(k) => write!(f, "levenshtein <= {k}"),
+            Level::Slip => write!(f, "one slip"),
             Level::Days(d) => write!(f, "days <= {d}"),
             Level::Abs(x) => write!(f, "abs <= {x}"),
         }
@@ -1763,6 +1768,22 @@ rules = [{ name = "email", match = ["email"] }]
             p.load_tables,
             vec!["person", IDENTITY_GRAPH_TABLE, CUSTOMER_360_TABLE]
         );
+    }
+
+    #[test]
+    fn levels_read_back_as_written() {
+        for text in [
+            "exact",
+            "nickname",
+            "one slip",
+            "levenshtein <= 2",
+            "days <= 31",
+        ] {
+            let level: Level = text.parse().expect(text);
+            assert_eq!(level.to_string(), text);
+        }
+        assert_eq!("one slip".parse::<Level>(), Ok(Level::Slip));
+        assert!("two slips".parse::<Level>().is_err());
     }
 
     #[test]

@@ -278,6 +278,7 @@ impl Field {
                 *similarity >= t
             }
             Level::Levenshtein(k) => within_edits(tx, ty, k),
+            Level::Slip => name::one_slip_apart(tx, ty),
             Level::Days(d) => self.numbers_within(x, y, d as f64),
             Level::Abs(d) => self.numbers_within(x, y, d),
         })
@@ -505,6 +506,32 @@ mod tests {
         assert_eq!(f.compare(0, 4).level, NULL);
         assert_eq!(f.compare(0, 5).level, 3, "else");
         assert_eq!(f.frequency(f.compare(0, 2).value), 2.0 / 5.0);
+    }
+
+    #[test]
+    fn one_slip_counts_a_swap_as_one_typo_where_levenshtein_counts_two() {
+        let rows: [&[Option<&str>]; 5] = [
+            &[Some("jane.doe84@x.com")],
+            &[Some("jnae.doe84@x.com")],
+            &[Some("jane.doe4@x.com")],
+            &[Some("jane.doe85@x.com")],
+            &[Some("jane.doe47@x.com")],
+        ];
+        let slip = field(&["exact", "one slip"], &rows);
+        let edits = field(&["exact", "levenshtein <= 1"], &rows);
+        assert_eq!(
+            (slip.compare(0, 1).level, edits.compare(0, 1).level),
+            (1, 2)
+        );
+        assert_eq!(
+            (slip.compare(0, 2).level, edits.compare(0, 2).level),
+            (1, 1)
+        );
+        assert_eq!(
+            (slip.compare(0, 3).level, edits.compare(0, 3).level),
+            (1, 1)
+        );
+        assert_eq!(slip.compare(3, 4).level, 2, "two changes are not one slip");
     }
 
     #[test]

@@ -143,7 +143,7 @@ pub fn formal_names_allowing_slips(
 
 /// Whether `a` and `b` differ by exactly one slip: one letter added, dropped or
 /// changed, or two neighbouring letters swapped.
-fn one_slip_apart(a: &str, b: &str) -> bool {
+pub fn one_slip_apart(a: &str, b: &str) -> bool {
     if a.is_ascii() && b.is_ascii() {
         return one_slip(a.as_bytes(), b.as_bytes());
     }
