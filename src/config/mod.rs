@@ -1453,26 +1453,19 @@ impl Validator<'_> {
         let matching = raw
             .matching
             .map(|m| self.matching(m, line, &has, &entity.name));
-        let guards = self.guards(raw.guards, line, &has, matching.as_ref(), &entity.name);
-        for (source, limit) in &guards.max_per_source {
-            if !sources
+        let is_source = |name: &str| {
+            sources
                 .iter()
-                .any(|s| &s.name == source && s.entity == entity.name)
-            {
-                self.problem(
-                    format!("identity.guards.max_per_source.{source}"),
-                    Some(line),
-                    format!("no source of entity {:?} is called {source:?}", entity.name),
-                );
-            }
-            if *limit == 0 {
-                self.problem(
-                    format!("identity.guards.max_per_source.{source}"),
-                    Some(line),
-                    "at least 1",
-                );
-            }
-        }
+                .any(|s| s.name == name && s.entity == entity.name)
+        };
+        let guards = self.guards(
+            raw.guards,
+            line,
+            &has,
+            &is_source,
+            matching.as_ref(),
+            &entity.name,
+        );
         let first_name_from_email = raw.first_name_from_email.map(|f| {
             for c in [&f.first_name, &f.last_name, &f.email] {
                 if !has(c.as_str()) {
@@ -1669,6 +1662,7 @@ impl Validator<'_> {
         raw: Option<raw::RawGuards>,
         line: usize,
         has: &dyn Fn(&str) -> bool,
+        is_source: &dyn Fn(&str) -> bool,
         matching: Option<&Matching>,
         entity: &str,
     ) -> Guards {
@@ -1686,6 +1680,22 @@ impl Validator<'_> {
                 Some(line),
                 format!("entity {entity:?} has no column {c:?}"),
             );
+        }
+        for (source, limit) in &raw.max_per_source {
+            if !is_source(source) {
+                self.problem(
+                    format!("identity.guards.max_per_source.{source}"),
+                    Some(line),
+                    format!("no source of entity {entity:?} is called {source:?}"),
+                );
+            }
+            if *limit == 0 {
+                self.problem(
+                    format!("identity.guards.max_per_source.{source}"),
+                    Some(line),
+                    "at least 1",
+                );
+            }
         }
         let is_comparison =
             |n: &str| matching.is_some_and(|m| m.comparisons.iter().any(|c| c.name == n));

@@ -294,15 +294,18 @@ pub fn resolve(
         },
     );
     let (mut values, recency) = (values?, recency?);
-    // Golden records keep the first names sources gave, not those read from addresses.
-    let as_given: Option<(&str, TextColumn)> = config
-        .first_name_from_email
-        .as_ref()
-        .filter(|f| config.attributes.contains(&f.first_name))
-        .map(|f| (f.first_name.as_str(), values[&f.first_name].clone()));
-    let first_names_from_email = config.first_name_from_email.as_ref().map_or(0, |columns| {
-        email_names::fill(&mut values, columns).len() as u64
-    });
+    let (as_given, first_names_from_email) = match &config.first_name_from_email {
+        None => (None, 0),
+        Some(f) => {
+            // Golden records keep the first names sources gave, not those read from
+            // addresses.
+            let as_given: Option<(&str, TextColumn)> = config
+                .attributes
+                .contains(&f.first_name)
+                .then(|| (f.first_name.as_str(), values[&f.first_name].clone()));
+            (as_given, email_names::fill(&mut values, f).len() as u64)
+        }
+    };
 
     lap("columns read");
     let mut columns: Vec<&String> = values.keys().collect();
