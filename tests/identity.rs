@@ -70,7 +70,13 @@ fn household_pipeline(dir: &Path) -> std::path::PathBuf {
 /// [`household_pipeline`] with `guards` added to its `[identity.guards]` (or new
 /// sections after it).
 fn household_pipeline_with(dir: &Path, guards: &str) -> std::path::PathBuf {
-    std::fs::write(dir.join("people.csv"), HOUSEHOLD).unwrap();
+    people_pipeline(dir, HOUSEHOLD, 0.9, guards)
+}
+
+/// The household pipeline over other `people` (its CSV columns), matching at
+/// `threshold`.
+fn people_pipeline(dir: &Path, people: &str, threshold: f64, guards: &str) -> std::path::PathBuf {
+    std::fs::write(dir.join("people.csv"), people).unwrap();
     let pipeline = format!(
         r#"
 [pipeline]
@@ -105,7 +111,7 @@ born = "date"
 [identity]
 entity = "member"
 [identity.matching]
-threshold = 0.9
+threshold = {threshold}
 prior = 0.01
 blocking = [{{ name = "family", on = ["family"] }}, {{ name = "tel", on = ["tel"] }}]
 comparisons = [
@@ -244,6 +250,95 @@ email = \"mail\"";
     );
     let given: Vec<&str> = given.iter().map(|r| r["given"].as_str().unwrap()).collect();
     assert_eq!(given, ["Ana", "Jorge", "Maria"]);
+}
+
+#[test]
+fn two_namesakes_seen_twice_each_stay_two_without_a_corroborating_value() {
+    // Two Maria Lopezes, each with two records that agree on everything; across them
+    // only the name agrees. The threshold is set so low that a name alone is an edge.
+    let namesakes = "\
+id,given,family,mail,tel,addr,born
+1,Maria,Lopez,maria.a@example.com,704-531-1111,12 Oak Street,1970-03-02
+2,Maria,Lopez,maria.a@example.com,704-531-1111,12 Oak Street,
+3,Maria,Lopez,maria.b@example.com,980-222-3333,9 Pine Road,
+4,Maria,Lopez,maria.b@example.com,980-222-3333,9 Pine Road,
+";
+    let corroborate = "corroborate = [\"mail\", \"tel\", \"addr\", \"born\"]";
+    let ctx = TestContext::new();
+    let p = people_pipeline(ctx.path(), namesakes, 0.005, corroborate);
+    let p = p.to_string_lossy().into_owned();
+    ctx.cdp(&["run", &p]).ok();
+    let persons = household_persons(&ctx);
+    assert_eq!(persons[0], persons[1]);
+    assert_eq!(persons[2], persons[3]);
+    assert_ne!(persons[0], persons[2], "the namesakes stay two people");
+    let explained = household_explain(&ctx, &p, "3");
+    assert!(
+        explained.contains(
+            "guard: corroborate: no pair of these 2 and 2 records agrees on mail, tel, addr, born"
+        ),
+        "{}",
+        explained
+    );
+
+    // Without the guard the name's edge fuses them.
+    let ctx = TestContext::new();
+    let p = people_pipeline(ctx.path(), namesakes, 0.005, "");
+    let p = p.to_string_lossy().into_owned();
+    ctx.cdp(&["run", &p]).ok();
+    let persons = household_persons(&ctx);
+    assert_eq!(persons[0], persons[2]);
+}
+
+#[test]
+fn a_lone_record_with_the_family_mailbox_joins_the_member_it_names() {
+    // Record 3 has Maria's name and the mailbox Jorge uses, and nothing else: too
+    // little for an edge to either. Jorge lives with the Maria of record 1, not with
+    // the namesake of record 4, so record 3 is hers.
+    let family = "\
+id,given,family,mail,tel,addr,born
+1,Maria,Lopez,maria.l@example.com,704-531-6227,12 Oak Street,1970-03-02
+2,Jorge,Lopez,lopez.family@example.com,704-531-1234,12 Oak Street,1968-11-20
+3,Maria,Lopez,lopez.family@example.com,,,
+4,Maria,Lopez,mlopez@example.com,980-222-3333,9 Pine Road,1985-06-01
+";
+    let households = "[identity.households]
+identifiers = [\"mail\", \"tel\"]
+address = [\"addr\"]
+name = [\"given\", \"family\"]";
+    let ctx = TestContext::new();
+    let p = people_pipeline(ctx.path(), family, 0.9, "");
+    let p = p.to_string_lossy().into_owned();
+    ctx.cdp(&["run", &p]).ok();
+    let alone = household_persons(&ctx);
+    assert!(
+        alone[2] != alone[0] && alone[2] != alone[3],
+        "without the pass it stays alone"
+    );
+
+    let ctx = TestContext::new();
+    let p = people_pipeline(ctx.path(), family, 0.9, households);
+    let p = p.to_string_lossy().into_owned();
+    ctx.cdp(&["run", &p]).ok();
+    let persons = household_persons(&ctx);
+    assert_eq!(persons[2], persons[0], "the Maria who lives with Jorge");
+    assert_ne!(persons[2], persons[1]);
+    assert_ne!(persons[2], persons[3]);
+    let out = ctx.cdp(&["resolve", &p, "--force"]).ok();
+    assert!(
+        out.stdout
+            .contains("lone records joined to the household member they name: 1"),
+        "{}",
+        out.stdout
+    );
+    let explained = household_explain(&ctx, &p, "3");
+    assert!(
+        explained.contains(
+            "merged people:3 -- people:1 by household (its identifier is held by people:2, of a person at this person's address)"
+        ),
+        "{}",
+        explained
+    );
 }
 
 #[test]

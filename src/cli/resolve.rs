@@ -132,6 +132,12 @@ pub fn report_text(r: &ResolveReport) -> String {
             r.first_names_from_email
         ));
     }
+    if r.household_merges > 0 {
+        extra.push_str(&format!(
+            "\nlone records joined to the household member they name: {}",
+            r.household_merges
+        ));
+    }
     if !r.refused.is_empty() {
         let refused: Vec<String> = r.refused.iter().map(|(g, n)| format!("{g} {n}")).collect();
         extra.push_str(&format!(

@@ -404,6 +404,28 @@ pub struct IdentityConfig {
     pub matching: Option<Matching>,
     pub guards: Guards,
     pub first_name_from_email: Option<NameFromEmail>,
+    pub households: Option<Households>,
+}
+
+/// A lone record that shares an identifier (a family mailbox, a landline) with one
+/// person and holds exactly the name of another person at that person's address
+/// joins that other person.
+#[derive(Debug, Clone)]
+pub struct Households {
+    pub identifiers: Vec<String>,
+    pub address: Vec<String>,
+    pub name: Vec<String>,
+}
+
+impl Households {
+    /// Every column the pass reads.
+    pub fn columns(&self) -> impl Iterator<Item = &str> {
+        self.identifiers
+            .iter()
+            .chain(&self.address)
+            .chain(&self.name)
+            .map(String::as_str)
+    }
 }
 
 /// Where a record without a first name gets one for matching: its email address, when
@@ -515,6 +537,7 @@ pub struct Guards {
     pub max_per_source: Vec<(String, usize)>,
     pub never_disagree: Vec<String>,
     pub min_cluster_weight: Option<f64>,
+    pub corroborate: Vec<String>,
     pub ambiguity_margin: Option<f64>,
 }
 
@@ -1482,6 +1505,39 @@ impl Validator<'_> {
                 email: f.email,
             }
         });
+        let households = raw.households.map(|h| {
+            if h.identifiers.is_empty() {
+                self.problem(
+                    "identity.households.identifiers",
+                    Some(line),
+                    "at least one column",
+                );
+            }
+            for (what, list) in [("address", &h.address), ("name", &h.name)] {
+                // Their value ids are packed in one 128-bit key.
+                if list.is_empty() || list.len() > 4 {
+                    self.problem(
+                        format!("identity.households.{what}"),
+                        Some(line),
+                        "one to four columns",
+                    );
+                }
+            }
+            for c in h.identifiers.iter().chain(&h.address).chain(&h.name) {
+                if !has(c.as_str()) {
+                    self.problem(
+                        "identity.households",
+                        Some(line),
+                        format!("entity {:?} has no column {c:?}", entity.name),
+                    );
+                }
+            }
+            Households {
+                identifiers: h.identifiers,
+                address: h.address,
+                name: h.name,
+            }
+        });
         Some(IdentityConfig {
             entity: raw.entity,
             rules: raw
@@ -1498,6 +1554,7 @@ impl Validator<'_> {
             matching,
             guards,
             first_name_from_email,
+            households,
         })
     }
 
@@ -1672,6 +1729,7 @@ impl Validator<'_> {
             max_per_source: Default::default(),
             never_disagree: Vec::new(),
             min_cluster_weight: None,
+            corroborate: Vec::new(),
             ambiguity_margin: None,
         });
         for c in raw.max_distinct.keys().filter(|c| !has(c)) {
@@ -1710,6 +1768,13 @@ impl Validator<'_> {
                 format!("{c:?} is neither a comparison nor a column of entity {entity:?}"),
             );
         }
+        for c in raw.corroborate.iter().filter(|c| !is_comparison(c)) {
+            self.problem(
+                "identity.guards.corroborate",
+                Some(line),
+                format!("{c:?} is not a comparison of [identity.matching]"),
+            );
+        }
         if raw.min_cluster_weight.is_some() && matching.is_none() {
             self.problem(
                 "identity.guards.min_cluster_weight",
@@ -1727,6 +1792,7 @@ impl Validator<'_> {
             max_per_source: raw.max_per_source.into_iter().collect(),
             never_disagree: raw.never_disagree,
             min_cluster_weight: raw.min_cluster_weight,
+            corroborate: raw.corroborate,
             ambiguity_margin: raw.ambiguity_margin,
         }
     }
@@ -1811,10 +1877,15 @@ comparisons = [
 [identity.guards]
 never_disagree = ["shoe_size"]
 max_per_source = { nowhere = 1 }
+corroborate = ["dob", "colour"]
 [identity.first_name_from_email]
 first_name = "first"
 last_name = "last"
 email = "email"
+[identity.households]
+identifiers = []
+address = ["house"]
+name = ["email", "email", "email", "email", "email"]
 "#
         );
         let err = parse(&text).expect_err("invalid").to_string();
@@ -1827,6 +1898,10 @@ email = "email"
             "identity.guards.max_per_source.nowhere: no source of entity \"person\" is called \"nowhere\"",
             "identity.first_name_from_email: entity \"person\" has no column \"first\"",
             "identity.first_name_from_email: entity \"person\" has no column \"last\"",
+            "identity.guards.corroborate: \"colour\" is not a comparison of [identity.matching]",
+            "identity.households.identifiers: at least one column",
+            "identity.households.name: one to four columns",
+            "identity.households: entity \"person\" has no column \"house\"",
         ] {
             assert!(err.contains(want), "{want}\n{err}");
         }
@@ -1840,7 +1915,11 @@ email = "email"
             .replace("\"shoe_size\"", "\"dob\"")
             .replace("nowhere", "crm")
             .replace("\"first\"", "\"email\"")
-            .replace("\"last\"", "\"email\"");
+            .replace("\"last\"", "\"email\"")
+            .replace(", \"colour\"", "")
+            .replace("identifiers = []", "identifiers = [\"email\"]")
+            .replace("\"house\"", "\"email\"")
+            .replace(", \"email\", \"email\", \"email\"]", "]");
         let p = parse(&good).expect("valid");
         let m = p
             .identity
@@ -1849,6 +1928,9 @@ email = "email"
             .expect("matching");
         assert_eq!(m.comparisons[1].levels, vec![Level::Exact, Level::Days(30)]);
         assert_eq!(m.train_on, vec![0]);
+        let identity = p.identity.as_ref().expect("identity");
+        assert_eq!(identity.guards.corroborate, ["dob"]);
+        assert_eq!(identity.households.as_ref().map(|h| h.name.len()), Some(2));
     }
 
     #[test]

@@ -276,6 +276,23 @@ pub struct RawIdentity {
     pub guards: Option<RawGuards>,
     /// Read a missing first name from the record's email address, for matching.
     pub first_name_from_email: Option<RawNameFromEmail>,
+    /// Join a lone record to the member of a household whose name it has, when it
+    /// carries the household's shared identifier.
+    pub households: Option<RawHouseholds>,
+}
+
+/// `[identity.households]`: which columns hold a household's shared identifiers, its
+/// address, and a member's name.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHouseholds {
+    /// Identifier columns (a family mailbox, a landline), compared across columns.
+    pub identifiers: Vec<String>,
+    /// Columns that together are an address (at most four); the persons at one
+    /// address are a household.
+    pub address: Vec<String>,
+    /// Columns a lone record and the member it joins hold exactly alike (at most four).
+    pub name: Vec<String>,
 }
 
 /// `[identity.first_name_from_email]`: the three columns involved.
@@ -369,6 +386,11 @@ pub struct RawGuards {
     /// Mean evidence (log2 Bayes factor, prior left out) over every pair across two
     /// clusters they must reach before they merge; no such check when absent.
     pub min_cluster_weight: Option<f64>,
+    /// Comparisons one pair of records must agree on at the comparison's first (most
+    /// alike) level before two persons of two or more records each merge: a shared
+    /// name alone does not make two established persons one.
+    #[serde(default)]
+    pub corroborate: Vec<String>,
     /// A lone record whose edges reach two persons that may not merge joins neither,
     /// unless its best edge beats the other by more than this (log2 odds); off when absent.
     pub ambiguity_margin: Option<f64>,

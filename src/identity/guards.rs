@@ -1,9 +1,10 @@
 //! The guards clustering must respect whatever the evidence: a maximum person size, a
 //! limit of records per source and of distinct values per identifier in one person,
-//! identifiers two records of one person may never disagree on, and a minimum mean
+//! identifiers two records of one person may never disagree on, a minimum mean
 //! evidence (log2 Bayes factor, prior left out) across every pair of two clusters
 //! before they merge (so a chain of shared-identifier links between people who differ
-//! cannot fuse them).
+//! cannot fuse them), and corroboration: two persons of two or more records each
+//! merge only when some pair of their records agrees on more than a name.
 
 use super::blocking;
 use super::ids::RecordKey;
@@ -25,6 +26,8 @@ pub struct GuardSet<'a> {
     distinct: Vec<(String, usize, Vec<u32>)>,
     never: Vec<Never>,
     min_weight: Option<f64>,
+    /// Comparisons (by index) of which one must agree across two multi-record clusters.
+    corroborate: Vec<usize>,
     matcher: Option<&'a Matcher>,
     keys: &'a [RecordKey],
 }
@@ -62,9 +65,19 @@ impl<'a> GuardSet<'a> {
                 .collect(),
             never,
             min_weight: config.min_cluster_weight.filter(|_| matcher.is_some()),
+            corroborate: config
+                .corroborate
+                .iter()
+                .filter_map(|name| matcher?.comparison(name))
+                .collect(),
             matcher,
             keys,
         }
+    }
+
+    fn corroborate_names(&self, m: &Matcher) -> String {
+        let names: Vec<&str> = self.corroborate.iter().map(|&c| m.name(c)).collect();
+        names.join(", ")
     }
 
     fn key(&self, r: u32) -> String {
@@ -131,8 +144,28 @@ impl<'a> GuardSet<'a> {
         None
     }
 
-    /// Whether the mean evidence between two clusters is below `min_cluster_weight`.
+    /// Whether the evidence between two clusters is too thin: two persons of two or
+    /// more records each that no pair of records corroborates, or a mean evidence below
+    /// `min_cluster_weight`.
     pub fn too_weak(&self, a: &[u32], b: &[u32]) -> Option<String> {
+        if let (false, Some(m), true) = (
+            self.corroborate.is_empty(),
+            self.matcher,
+            a.len().min(b.len()) >= 2,
+        ) {
+            let corroborated = a.iter().any(|&x| {
+                b.iter()
+                    .any(|&y| self.corroborate.iter().any(|&c| m.agrees(c, x, y)))
+            });
+            if !corroborated {
+                return Some(format!(
+                    "corroborate: no pair of these {} and {} records agrees on {}",
+                    a.len(),
+                    b.len(),
+                    self.corroborate_names(m)
+                ));
+            }
+        }
         if let (Some(min), Some(m)) = (self.min_weight, self.matcher) {
             let total: f64 = a
                 .iter()
@@ -166,6 +199,7 @@ mod tests {
             max_per_source: vec![("vendor".into(), 1)],
             never_disagree: Vec::new(),
             min_cluster_weight: None,
+            corroborate: Vec::new(),
             ambiguity_margin: None,
         };
         let guards = GuardSet::new(&config, &Values::new(), keys.len(), None, &keys);

@@ -79,10 +79,20 @@ impl Matcher {
         self.model.comparisons.iter().position(|c| c.name == name)
     }
 
+    /// The name of comparison `c`.
+    pub fn name(&self, c: usize) -> &str {
+        &self.model.comparisons[c].name
+    }
+
     /// Whether the pair disagrees on comparison `c`: both present, level "else".
     pub fn disagrees(&self, c: usize, a: u32, b: u32) -> bool {
         let level = self.fields[c].compare(a, b).level;
         level != NULL && level as usize == self.model.comparisons[c].levels.len() - 1
+    }
+
+    /// Whether comparison `c` of two records is at its first (most alike) level.
+    pub fn agrees(&self, c: usize, a: u32, b: u32) -> bool {
+        self.fields[c].compare(a, b).level == 0
     }
 
     /// Each comparison's level and weight, for people: `first_name: exact (+6.21)`.

@@ -17,12 +17,14 @@ pub mod email_names;
 pub mod evaluate;
 pub mod golden;
 pub mod guards;
+pub mod household;
 pub mod ids;
 pub mod matcher;
 pub mod model;
 pub mod rules;
 pub mod text;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use polars::prelude::*;
@@ -58,6 +60,8 @@ pub const GRAPH_COLUMNS: [&str; 6] = [
 
 /// The rule value of a record that nothing linked to another.
 pub const SINGLETON: &str = "singleton";
+/// The link of a record joined to a household member (`[identity.households]`).
+pub const HOUSEHOLD: &str = "household";
 /// The rule value of a record linked by probabilistic matching.
 pub const PROBABILISTIC: &str = "probabilistic";
 
@@ -72,6 +76,8 @@ pub struct ResolveReport {
     pub refused: BTreeMap<String, u64>,
     /// Empty first names read from the record's email address, for matching.
     pub first_names_from_email: u64,
+    /// Lone records joined to a household member (`[identity.households]`).
+    pub household_merges: u64,
     pub ids: IdChanges,
 }
 
@@ -230,6 +236,9 @@ fn columns_compared(config: &IdentityConfig) -> Vec<&str> {
     if let Some(f) = &config.first_name_from_email {
         wanted.extend(f.columns());
     }
+    if let Some(h) = &config.households {
+        wanted.extend(h.columns());
+    }
     let comparison_names: Vec<&str> = config
         .matching
         .iter()
@@ -262,6 +271,10 @@ enum Link {
     Rule(usize),
     /// Match weight (log2 odds).
     Scored(f64),
+    /// A household member's name, through this record's shared identifier.
+    Household {
+        via: u32,
+    },
 }
 
 pub fn resolve(
@@ -402,7 +415,7 @@ pub fn resolve(
     let matcher = scored.as_ref().map(|(_, s, ..)| &s.matcher);
     let guard_set = guards::GuardSet::new(&config.guards, &values, n, matcher, &keys);
     let weight = |link: Link| match link {
-        Link::Rule(_) => f64::INFINITY,
+        Link::Rule(_) | Link::Household { .. } => f64::INFINITY,
         Link::Scored(w) => w,
     };
     let weighted: Vec<(u32, u32, f64)> = edges
@@ -419,19 +432,33 @@ pub fn resolve(
         .ambiguity_margin
         .zip(neighbours.as_ref())
         .map(|(margin, neighbours)| cluster::Ambiguity { neighbours, margin });
-    let (mut uf, decisions) = cluster::merge_guarded(
+    let (mut uf, mut decisions) = cluster::merge_guarded(
         n,
         &weighted,
         ambiguity,
         |a, b| guard_set.refuse_hard(a, b),
         |a, b| guard_set.too_weak(a, b),
     );
+    if let Some(h) = &config.households {
+        let joined = household::join(&mut uf, &values, n, h, config.max_key_group, |a, b| {
+            guard_set.refuse_hard(a, b)
+        });
+        for j in joined {
+            edges.push((j.record, j.named, Link::Household { via: j.via }));
+            let decision = match j.refused {
+                None => Decision::Merged,
+                Some(reason) => Decision::Refused(reason.into()),
+            };
+            decisions.push((edges.len() - 1, decision));
+        }
+    }
     let clusters = uf.clusters();
     lap("clustered");
     // Each record is labelled by the first (strongest) merge that took it in.
     let mut linked_by: Vec<Option<Link>> = vec![None; n];
     let mut refused: BTreeMap<&str, u64> = BTreeMap::new();
     let mut probabilistic_merges = 0;
+    let mut household_merges = 0;
     for (e, decision) in &decisions {
         let (a, b, link) = edges[*e];
         match decision {
@@ -439,6 +466,7 @@ pub fn resolve(
                 match link {
                     Link::Rule(r) => rule_stats[r].merges += 1,
                     Link::Scored(_) => probabilistic_merges += 1,
+                    Link::Household { .. } => household_merges += 1,
                 }
                 linked_by[a as usize].get_or_insert(link);
                 linked_by[b as usize].get_or_insert(link);
@@ -523,6 +551,7 @@ pub fn resolve(
                 .map(|(guard, count)| (guard.to_string(), count))
                 .collect(),
             first_names_from_email,
+            household_merges,
             ids: changes,
         },
     })
@@ -556,6 +585,7 @@ fn graph_frame(
             None => SINGLETON,
             Some(Link::Rule(r)) => config.rules[*r].name.as_str(),
             Some(Link::Scored(_)) => PROBABILISTIC,
+            Some(Link::Household { .. }) => HOUSEHOLD,
         })
         .collect();
     let probability_of: Vec<Option<f64>> = linked_by
@@ -678,18 +708,25 @@ fn decision_frame(
         .iter()
         .map(|r| format!("rule {}", r.name))
         .collect();
-    let link: Vec<&str> = decisions
+    let link: Vec<Cow<str>> = decisions
         .iter()
         .map(|(e, _)| match edges[*e].2 {
-            Link::Rule(r) => rule_links[r].as_str(),
-            Link::Scored(_) => PROBABILISTIC,
+            Link::Rule(r) => Cow::from(rule_links[r].as_str()),
+            Link::Scored(_) => Cow::from(PROBABILISTIC),
+            Link::Household { via } => {
+                let (source, id) = &keys[via as usize];
+                Cow::from(format!(
+                    "{HOUSEHOLD} (its identifier is held by {source}:{id}, of a person at this person's address)"
+                ))
+            }
         })
         .collect();
+    let link: Vec<&str> = link.iter().map(|l| l.as_ref()).collect();
     let probability: Vec<Option<f64>> = decisions
         .iter()
         .map(|(e, _)| match edges[*e].2 {
             Link::Scored(w) => Some(model::probability(w)),
-            Link::Rule(_) => None,
+            Link::Rule(_) | Link::Household { .. } => None,
         })
         .collect();
     let guard: Vec<Option<&str>> = decisions

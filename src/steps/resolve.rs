@@ -126,6 +126,7 @@ pub fn run(ctx: &Context, retrain: bool) -> Result<(Outcome, Option<ResolveRepor
     let report = resolution.report;
     let mut figures = BTreeMap::new();
     figures.insert("persons".to_string(), report.persons);
+    figures.insert("household_merges".to_string(), report.household_merges);
     figures.insert("ids.kept".to_string(), report.ids.kept);
     figures.insert("ids.minted".to_string(), report.ids.minted);
     figures.insert("ids.merges".to_string(), report.ids.merges.len() as u64);
