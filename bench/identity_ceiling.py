@@ -14,9 +14,12 @@ A record without a first name takes the one its mailbox spells beside its last n
 as `cdp resolve` reads it with `[identity.first_name_from_email]` (the same shapes, a
 name at least two records hold, or the formal name behind a nickname).
 
-It is an estimate, not a bound: near-misses (typos, similar streets) are not counted
-as evidence, and only the first 200 other persons sharing a record's rarest value are
-examined (so ambiguity is, if anything, under-counted and the ceiling over-stated).
+It is an estimate, not a bound. Near-misses (typos, similar streets) and household
+evidence (a family mailbox held by a relative at the address of the person a record
+names, as `cdp resolve` reads it with `[identity.households]`) are not counted as
+evidence, so a resolver may pass it. Only the first 200 other persons sharing a record's
+rarest value are examined (so there ambiguity is, if anything, under-counted and the
+ceiling over-stated).
 """
 
 import os
