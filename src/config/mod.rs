@@ -1490,15 +1490,14 @@ impl Validator<'_> {
             &entity.name,
         );
         let first_name_from_email = raw.first_name_from_email.map(|f| {
-            for c in [&f.first_name, &f.last_name, &f.email] {
-                if !has(c.as_str()) {
-                    self.problem(
-                        "identity.first_name_from_email",
-                        Some(line),
-                        format!("entity {:?} has no column {c:?}", entity.name),
-                    );
-                }
-            }
+            let columns = [&f.first_name, &f.last_name, &f.email];
+            self.columns_exist(
+                "identity.first_name_from_email",
+                line,
+                columns,
+                &has,
+                &entity.name,
+            );
             NameFromEmail {
                 first_name: f.first_name,
                 last_name: f.last_name,
@@ -1523,15 +1522,8 @@ impl Validator<'_> {
                     );
                 }
             }
-            for c in h.identifiers.iter().chain(&h.address).chain(&h.name) {
-                if !has(c.as_str()) {
-                    self.problem(
-                        "identity.households",
-                        Some(line),
-                        format!("entity {:?} has no column {c:?}", entity.name),
-                    );
-                }
-            }
+            let columns = h.identifiers.iter().chain(&h.address).chain(&h.name);
+            self.columns_exist("identity.households", line, columns, &has, &entity.name);
             Households {
                 identifiers: h.identifiers,
                 address: h.address,
@@ -1711,6 +1703,24 @@ impl Validator<'_> {
             em_iterations: raw.em_iterations.unwrap_or(50),
             u_sample_pairs: raw.u_sample_pairs.unwrap_or(1_000_000),
             prior: raw.prior,
+        }
+    }
+
+    /// A problem under `key` for each of `columns` the entity lacks.
+    fn columns_exist<'c>(
+        &mut self,
+        key: &str,
+        line: usize,
+        columns: impl IntoIterator<Item = &'c String>,
+        has: &dyn Fn(&str) -> bool,
+        entity: &str,
+    ) {
+        for c in columns.into_iter().filter(|c| !has(c)) {
+            self.problem(
+                key,
+                Some(line),
+                format!("entity {entity:?} has no column {c:?}"),
+            );
         }
     }
 
