@@ -24,6 +24,7 @@ pub struct Joined {
     pub refused: Option<String>,
 }
 
+/// The columns the pass reads.
 struct Columns<'a> {
     identifiers: Vec<&'a TextColumn>,
     address: Vec<&'a TextColumn>,
