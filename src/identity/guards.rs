@@ -75,11 +75,6 @@ impl<'a> GuardSet<'a> {
         }
     }
 
-    fn corroborate_names(&self, m: &Matcher) -> String {
-        let names: Vec<&str> = self.corroborate.iter().map(|&c| m.name(c)).collect();
-        names.join(", ")
-    }
-
     fn key(&self, r: u32) -> String {
         let (s, id) = &self.keys[r as usize];
         format!("{s}:{id}")
@@ -148,21 +143,19 @@ impl<'a> GuardSet<'a> {
     /// more records each that no pair of records corroborates, or a mean evidence below
     /// `min_cluster_weight`.
     pub fn too_weak(&self, a: &[u32], b: &[u32]) -> Option<String> {
-        if let (false, Some(m), true) = (
-            self.corroborate.is_empty(),
-            self.matcher,
-            a.len().min(b.len()) >= 2,
-        ) {
+        let established = a.len() >= 2 && b.len() >= 2;
+        if let (Some(m), true) = (self.matcher, established && !self.corroborate.is_empty()) {
             let corroborated = a.iter().any(|&x| {
                 b.iter()
                     .any(|&y| self.corroborate.iter().any(|&c| m.agrees(c, x, y)))
             });
             if !corroborated {
+                let names: Vec<&str> = self.corroborate.iter().map(|&c| m.name(c)).collect();
                 return Some(format!(
                     "corroborate: no pair of these {} and {} records agrees on {}",
                     a.len(),
                     b.len(),
-                    self.corroborate_names(m)
+                    names.join(", ")
                 ));
             }
         }

@@ -140,6 +140,18 @@ pub fn join(
     let (starts, list) = blocking::by_key(n, home.iter().enumerate().map(|(r, &h)| (h, r as u32)));
     let members = |h: u32| &list[starts[h as usize] as usize..starts[h as usize + 1] as usize];
 
+    // The persons of `holders` other than record `r`'s, each once, with its first
+    // record among them.
+    let others = |r: u32, holders: &mut dyn Iterator<Item = &u32>| -> Vec<(u32, u32)> {
+        let mut persons: Vec<(u32, u32)> = holders
+            .map(|&h| (home[h as usize], h))
+            .filter(|&(p, _)| p != home[r as usize])
+            .collect();
+        persons.sort_unstable();
+        persons.dedup_by_key(|v| v.0);
+        persons
+    };
+
     // Lone records with a name, and the other persons holding one of their
     // identifiers, each with the record that does.
     let lone: Vec<u32> = (0..n as u32)
@@ -152,16 +164,12 @@ pub fn join(
     let tied: Vec<(u32, Vec<(u32, u32)>)> = lone
         .into_par_iter()
         .filter_map(|r| {
-            let mut via: Vec<(u32, u32)> = columns
+            let mut holders = columns
                 .identifiers(r)
                 .map(|t| by_identifier.get(&t))
                 .filter(|holders| holders.len() <= max_key_group)
-                .flatten()
-                .map(|&h| (home[h as usize], h))
-                .filter(|&(p, _)| p != home[r as usize])
-                .collect();
-            via.sort_unstable();
-            via.dedup_by_key(|v| v.0);
+                .flatten();
+            let via = others(r, &mut holders);
             (!via.is_empty()).then_some((r, via))
         })
         .collect();
@@ -200,17 +208,13 @@ pub fn join(
     let chosen: Vec<Option<(u32, u32, u32)>> = tied
         .par_iter()
         .map(|(r, via)| {
+            let name = columns.name(*r).expect("lone records have names");
+            let named = others(*r, &mut by_name.get(&name).iter());
+            if named.is_empty() {
+                return None;
+            }
             let households: Vec<(u32, Vec<u32>)> =
                 via.iter().map(|&(j, h)| (h, household(j))).collect();
-            let name = columns.name(*r).expect("lone records have names");
-            let mut named: Vec<(u32, u32)> = by_name
-                .get(&name)
-                .iter()
-                .map(|&h| (home[h as usize], h))
-                .filter(|&(p, _)| p != home[*r as usize])
-                .collect();
-            named.sort_unstable();
-            named.dedup_by_key(|v| v.0);
             let mut found = named.into_iter().filter_map(|(p, holder)| {
                 households
                     .iter()
