@@ -5,8 +5,9 @@
 # (bench/baseline_splink.py) resolve the same clean records; time, peak RSS and
 # pairwise P/R/F1 go to bench/out/identity.md, with an estimate of the F1 the
 # records allow (bench/identity_ceiling.py).
-# usage: bash bench/identity.sh [PERSONS...]   (default 2000 40000 400000: about 5k, 100k
-# and 1M person records)
+# usage: bash bench/identity.sh [PERSONS[:embedded]...]   (default 2000 40000 400000
+# 40000:embedded: about 5k, 100k and 1M person records with census-shaped surnames, and
+# 100k from the namesake-dense population `cdp gen --surnames embedded`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cdp/target}"
@@ -16,7 +17,7 @@ VENV="bench/.venv"
 WORK="bench/out"
 PIPELINE=pipelines/customer360.toml
 SIZES=("$@")
-[ ${#SIZES[@]} -gt 0 ] || SIZES=(2000 40000 400000)
+[ ${#SIZES[@]} -gt 0 ] || SIZES=(2000 40000 400000 40000:embedded)
 mkdir -p "$WORK"
 [ -x "$CDP" ] || cargo build --release --locked
 
@@ -61,10 +62,18 @@ accuracy() {
 }
 
 rows=()
-for n in "${SIZES[@]}"; do
+for size in "${SIZES[@]}"; do
+  persons=${size%%:*} pool=census
+  [ "$size" = "$persons" ] || pool=${size#*:}
+  # n names this size's files; always generated afresh, so a changed generator is measured.
+  n=$persons
+  [ "$pool" = census ] || n="$persons-$pool"
   data="$WORK/data-$n"
-  [ -f "$data/truth.csv" ] || "$CDP" gen --persons "$n" --seed 42 --out "$data" -q
+  rm -rf "$data"
+  "$CDP" gen --persons "$persons" --seed 42 --surnames "$pool" --out "$data" -q > /dev/null
   records=$(($(wc -l < "$data/truth.csv") - 1))
+  [ "$pool" = census ] || records="$records, $pool surnames"
+
   for variant in cdp rules; do
     lake="$WORK/idlake-$variant-$n"
     pipeline=$PIPELINE

@@ -68,3 +68,34 @@ fn another_seed_gives_other_data_and_the_sample_pipeline_runs_on_it_unchanged() 
         .expect("n");
     assert_eq!(ctx.count("person") + quarantined, truth_rows);
 }
+
+/// Distinct surnames among the enrichment file's people (it writes names plainly).
+fn distinct_surnames(dir: &std::path::Path) -> usize {
+    let mut reader = csv::Reader::from_path(dir.join("enrichment/consumers.csv")).expect("csv");
+    let names: std::collections::HashSet<String> = reader
+        .records()
+        .map(|r| r.expect("row")[2].to_ascii_lowercase())
+        .collect();
+    names.len()
+}
+
+#[test]
+fn embedded_surnames_make_a_namesake_dense_population() {
+    let ctx = TestContext::new();
+    for (pool, out) in [("census", "c"), ("embedded", "e")] {
+        ctx.cdp(&["gen", "--persons", "3000", "--surnames", pool, "--out", out])
+            .ok();
+    }
+    let (census, embedded) = (
+        distinct_surnames(&ctx.path().join("c")),
+        distinct_surnames(&ctx.path().join("e")),
+    );
+    // 317 embedded names plus typos, against a long census-shaped tail.
+    assert!(embedded < 450, "embedded pool: {embedded} surnames");
+    assert!(
+        census > 2 * embedded,
+        "census {census}, embedded {embedded}"
+    );
+    let bad = ctx.cdp(&["gen", "--surnames", "rare", "--out", "x"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+}

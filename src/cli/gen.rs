@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use cdp::gen::{generate, GenOptions};
+use cdp::gen::{generate, GenOptions, SurnamePool};
 use cdp::progress::Printer;
 
 use super::{render, GlobalArgs};
@@ -20,6 +20,17 @@ pub struct Args {
     /// Directory to write (created if missing).
     #[arg(long)]
     pub out: PathBuf,
+    /// `census`: surnames as common as in the 2010 US census (a long tail).
+    /// `embedded`: only the few hundred commonest, so namesakes are about
+    /// twenty times commoner; a stress test for identity resolution.
+    #[arg(long, value_enum, default_value_t = Surnames::Census)]
+    pub surnames: Surnames,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Surnames {
+    Census,
+    Embedded,
 }
 
 pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
@@ -29,6 +40,10 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         persons: args.persons,
         seed: args.seed,
         out: args.out.clone(),
+        surnames: match args.surnames {
+            Surnames::Census => SurnamePool::Census,
+            Surnames::Embedded => SurnamePool::Embedded,
+        },
     };
     let report = generate(&opts, &mut |done| bar.set_position(done))
         .with_context(|| format!("writing generated data to {}", args.out.display()))?;

@@ -356,6 +356,39 @@ pub const SURNAMES: &[&str] = &[
     "O'Connor", "De La Cruz", "Van Dyke", "Smith-Jones",
 ];
 
+/// Name parts composed into the surnames past the embedded list (see `surnames`).
+#[rustfmt::skip]
+pub const SURNAME_STARTS: &[&str] = &[
+    "Ab", "Ad", "Al", "Alt", "Am", "An", "Ar", "Ash", "Bal", "Bar", "Bau", "Bel", "Ber",
+    "Bl", "Bo", "Bran", "Bre", "Bur", "Cal", "Car", "Cas", "Chal", "Cor", "Cr", "Dal",
+    "Dan", "Del", "Der", "Dr", "Dun", "Eb", "Ed", "El", "Em", "Er", "Fal", "Far", "Fel",
+    "Fin", "Fr", "Gal", "Gar", "Gil", "Gol", "Gr", "Hal", "Har", "Hei", "Hol", "Hun", "Ib",
+    "Ing", "Jan", "Jar", "Kal", "Kar", "Ken", "Kir", "Kl", "Kow", "Kr", "Lam", "Lan",
+    "Lind", "Lor", "Mac", "Mal", "Mar", "Mel", "Mor", "Nak", "Nor", "Nov", "Ok", "Ol",
+    "Or", "Os", "Pal", "Pen", "Pol", "Pr", "Quin", "Ral", "Ren", "Ros", "Sal", "Sch",
+    "Sel", "Sh", "Sor", "St", "Str", "Tal", "Ten", "Thor", "Tr", "Ul", "Val", "Ven", "Wal",
+    "Wes", "Whit", "Win", "Yam", "Yor", "Zel", "Zim", "Bj", "Dob", "Fitz", "Haz", "Ind",
+    "Jov", "Lev", "Mik", "Nad", "Pet", "Rad", "Sev", "Tom", "Vol", "Wyn", "Yev",
+];
+
+/// Joins a surname start to its end.
+pub const SURNAME_JOINS: &[&str] = &["a", "e", "i", "o", "u", "en", "er", "an", "el", "ar"];
+
+/// Surname endings from many languages.
+#[rustfmt::skip]
+pub const SURNAME_ENDS: &[&str] = &[
+    "ley", "ford", "ton", "well", "wood", "man", "mann", "berg", "stein", "ski", "sky",
+    "czyk", "ova", "ez", "son", "sen", "ini", "etti", "ura", "oto", "ard", "ick", "ing",
+    "ridge", "field", "worth", "by", "dale", "ham", "more", "ner", "ler", "ger", "ke",
+    "ko", "aki", "awa", "ida", "ano", "ella", "ari", "eau", "ot", "et", "in", "ovic",
+    "enko", "escu", "idis", "opoulos", "yan", "ian", "ak", "ek", "ik", "stad", "strom",
+    "lund", "qvist", "gaard", "holm", "hart", "hardt", "haus", "feld", "baum", "ach",
+    "ich", "off", "ov", "ev", "ster", "bury", "combe", "wick", "cott", "croft", "ward",
+    "win", "ane", "ey", "ie", "y", "ah", "ou", "um", "ois", "anu", "ani", "ega", "illa",
+    "ero", "eros", "ales", "arte", "uez", "eda", "rich", "tz", "nik", "vich", "las", "dos",
+    "tti", "lli", "zzi", "ssen", "mont", "ville", "court", "land",
+];
+
 /// City, state, ZIP prefix (first three digits) and the local area code.
 pub const CITIES: &[(&str, &str, &str, u16)] = &[
     ("New York", "NY", "100", 212),

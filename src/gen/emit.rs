@@ -7,6 +7,7 @@ use std::rc::Rc;
 use super::data::{CITIES, STREET_TYPES};
 use super::people::{Address, Household, Person, Population};
 use super::rng::{Permutation, Rng};
+use super::surnames::SurnamePool;
 use super::text::{
     civil, date_time, days, email_typo, iso_date, json_string, messy_phone, pad, recase, typo,
     DASHES, DIGITS, E164, PAREN,
@@ -59,13 +60,13 @@ pub struct Emitter {
 
 impl Emitter {
     /// All output is a function of `seed`.
-    pub fn new(seed: u64) -> Self {
+    pub fn new(seed: u64, surnames: SurnamePool) -> Self {
         let mut rng = Rng::new(seed);
         let contact_ids = Permutation::new(&mut rng, 62u64.pow(9));
         let consumer_ids = Permutation::new(&mut rng, 10_000_000_000);
         Emitter {
             rng,
-            population: Population::new(),
+            population: Population::new(surnames),
             contact_ids,
             consumer_ids,
             contacts: 0,
@@ -225,7 +226,7 @@ impl Emitter {
             let year = civil(p.birth).0;
             Some(
                 self.population
-                    .personal_mailbox(&mut self.rng, p.first, p.middle, p.last, year),
+                    .personal_mailbox(&mut self.rng, p.first, p.middle, &p.last, year),
             )
         } else {
             self.email(hh, p)

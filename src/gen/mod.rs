@@ -17,7 +17,10 @@ mod data;
 mod emit;
 mod people;
 mod rng;
+mod surnames;
 mod text;
+
+pub use surnames::SurnamePool;
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
@@ -31,6 +34,8 @@ pub struct GenOptions {
     pub seed: u64,
     /// Output directory; created if missing. Unrelated files are left alone.
     pub out: PathBuf,
+    /// Census-shaped surnames, or a namesake-dense population for stress tests.
+    pub surnames: SurnamePool,
 }
 
 /// What [`generate`] wrote.
@@ -109,7 +114,7 @@ pub fn generate(opts: &GenOptions, progress: &mut dyn FnMut(u64)) -> io::Result<
 }
 
 fn run(opts: &GenOptions, sinks: &mut Sinks, progress: &mut dyn FnMut(u64)) -> io::Result<u64> {
-    let mut emitter = emit::Emitter::new(opts.seed);
+    let mut emitter = emit::Emitter::new(opts.seed, opts.surnames);
     let mut done = 0;
     while done < opts.persons {
         let size = emitter.household(sinks, done + 1, opts.persons - done)?;

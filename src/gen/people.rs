@@ -6,10 +6,9 @@
 use std::collections::HashSet;
 use std::hash::BuildHasher;
 
-use super::data::{
-    FirstName, CITIES, DOMAINS, FEMALE, INCOME_BANDS, MALE, STREETS, STREET_TYPES, SURNAMES,
-};
+use super::data::{FirstName, CITIES, DOMAINS, FEMALE, INCOME_BANDS, MALE, STREETS, STREET_TYPES};
 use super::rng::{Rng, Skewed};
+use super::surnames::{SurnamePool, Surnames};
 use super::text::{days, letters, Phone};
 use crate::clean::normalize::email;
 
@@ -31,7 +30,7 @@ pub struct Person {
     pub female: bool,
     pub first: FirstName,
     pub middle: Option<char>,
-    pub last: &'static str,
+    pub last: String,
     /// Birth date as days since the epoch.
     pub birth: i64,
     pub email: Option<String>,
@@ -66,7 +65,7 @@ impl Household {
 pub struct Population {
     male: Skewed,
     female: Skewed,
-    surnames: Skewed,
+    surnames: Surnames,
     cities: Skewed,
     taken_mailboxes: HashSet<u64>,
     taken_phones: HashSet<Phone>,
@@ -74,11 +73,11 @@ pub struct Population {
 
 impl Population {
     /// Builds the samplers for the embedded name and city lists.
-    pub fn new() -> Self {
+    pub fn new(surnames: SurnamePool) -> Self {
         Population {
             male: Skewed::new(MALE.len(), 12),
             female: Skewed::new(FEMALE.len(), 12),
-            surnames: Skewed::new(SURNAMES.len(), 6),
+            surnames: Surnames::new(surnames),
             cities: Skewed::new(CITIES.len(), 10),
             taken_mailboxes: HashSet::new(),
             taken_phones: HashSet::new(),
@@ -137,7 +136,7 @@ impl Population {
             _ => 5,
         }
         .min(max_size);
-        let surname = SURNAMES[self.surnames.sample(rng)];
+        let surname = self.surnames.sample(rng);
         let home = self.address(rng, None);
         let previous = if rng.chance(0.2) {
             let same_city = rng.chance(0.5).then_some(home.city);
@@ -149,7 +148,7 @@ impl Population {
         let area = CITIES[home.city].3;
         let landline = rng.chance(0.4).then(|| self.claim_phone(rng, area));
         let family_email = (size > 1 && rng.chance(0.25)).then(|| {
-            let drawn = family_email(rng, surname);
+            let drawn = family_email(rng, &surname);
             self.claim_mailbox(rng, drawn)
         });
         let income_band = rng.pick(INCOME_BANDS);
@@ -165,13 +164,13 @@ impl Population {
         let members = (0..size)
             .map(|i| {
                 let (female, year, last) = match i {
-                    0 => (head_female, head_year, surname),
+                    0 => (head_female, head_year, surname.clone()),
                     1 => {
                         let own_name = rng.chance(0.15);
                         let last = if own_name {
-                            SURNAMES[self.surnames.sample(rng)]
+                            self.surnames.sample(rng)
                         } else {
-                            surname
+                            surname.clone()
                         };
                         let year = (head_year + rng.range(-6, 6)).clamp(1940, 2006);
                         (head_female == rng.chance(0.05), year, last)
@@ -179,7 +178,7 @@ impl Population {
                     _ => (
                         rng.chance(0.5),
                         (head_year + rng.range(20, 38)).min(2006),
-                        surname,
+                        surname.clone(),
                     ),
                 };
                 self.person(rng, first_id + i, female, year, last, area)
@@ -201,7 +200,7 @@ impl Population {
         id: u64,
         female: bool,
         year: i64,
-        last: &'static str,
+        last: String,
         area: u16,
     ) -> Person {
         let first = if female {
@@ -216,7 +215,7 @@ impl Population {
             days(year, 1, 1) + rng.below((days(year + 1, 1, 1) - days(year, 1, 1)) as u64) as i64;
         let email = rng
             .chance(0.85)
-            .then(|| self.personal_mailbox(rng, first, middle, last, year));
+            .then(|| self.personal_mailbox(rng, first, middle, &last, year));
         let mobile = rng.chance(0.85).then(|| {
             // People keep their number when they move, so some area codes are foreign.
             let area = if rng.chance(0.6) {

@@ -2,7 +2,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::{generate, GenOptions, GenReport, FILES};
+use super::{generate, GenOptions, GenReport, SurnamePool, FILES};
 
 /// A fresh directory under the system temp dir, removed on drop.
 struct TempDir(PathBuf);
@@ -30,6 +30,7 @@ fn run(persons: u64, seed: u64, tag: &str) -> (TempDir, GenReport) {
         persons,
         seed,
         out: dir.0.clone(),
+        surnames: SurnamePool::Census,
     };
     let report = generate(&opts, &mut |_| {}).unwrap();
     (dir, report)
