@@ -124,7 +124,9 @@ done
 {
   echo "## Identity resolution (issue 4)"
   echo
-  echo "\`cdp gen --seed 42\` data (sizes in person records), cleaned once by \`cdp clean\`; each"
+  echo "\`cdp gen --seed 42\` data (sizes in person records; surnames as common as in the 2010 US"
+  echo "census, except the rows marked \"embedded surnames\": \`--surnames embedded\`, the"
+  echo "namesake-dense population), cleaned once by \`cdp clean\`; each"
   echo "resolver then reads the same clean records. Seconds and peak RSS are the whole process"
   echo "(GNU time): the median of three runs (each run in brackets; a first resolve starts each"
   echo "time from the lake as cleaning left it) and the highest peak. P/R/F1 are pairwise;"
