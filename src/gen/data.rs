@@ -371,6 +371,9 @@ pub const SURNAME_STARTS: &[&str] = &[
     "Jov", "Lev", "Mik", "Nad", "Pet", "Rad", "Sev", "Tom", "Vol", "Wyn", "Yev",
 ];
 
+/// Particles before a composed surname.
+pub const SURNAME_PARTICLES: &[&str] = &["O'", "Mc", "Van ", "De ", "Di ", "Le ", "Du "];
+
 /// Joins a surname start to its end.
 pub const SURNAME_JOINS: &[&str] = &["a", "e", "i", "o", "u", "en", "er", "an", "el", "ar"];
 

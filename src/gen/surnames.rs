@@ -10,7 +10,7 @@
 //! With these constants Smith is 0.72%, the top 25 cover 10.0% and the top 239
 //! 26.7%: namesakes are, if anything, a little commoner than in the census.
 
-use super::data::{SURNAMES, SURNAME_ENDS, SURNAME_JOINS, SURNAME_STARTS};
+use super::data::{SURNAMES, SURNAME_ENDS, SURNAME_JOINS, SURNAME_PARTICLES, SURNAME_STARTS};
 use super::rng::{Rng, Skewed};
 
 /// How many surname ranks the population draws from.
@@ -50,24 +50,36 @@ impl Surnames {
 }
 
 /// The surname at `rank`: an embedded name, or one composed from parts. The
-/// rank is scrambled first so neighbouring ranks do not look alike.
+/// rank is scrambled first so neighbouring ranks do not look alike. Like real
+/// names, 3% carry a particle ("O'", "Van ") and 1% join two names with a hyphen.
 fn name_at(rank: usize) -> String {
     if let Some(name) = SURNAMES.get(rank) {
         return (*name).to_string();
     }
     let mut h = (rank as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     h ^= h >> 29;
-    let mut part = |parts: &[&'static str]| {
-        let p = parts[(h % parts.len() as u64) as usize];
-        h /= parts.len() as u64;
-        p
+    let mut composed = || {
+        let mut part = |parts: &[&'static str]| {
+            let p = parts[(h % parts.len() as u64) as usize];
+            h /= parts.len() as u64;
+            p
+        };
+        let (start, join, end) = (
+            part(SURNAME_STARTS),
+            part(SURNAME_JOINS),
+            part(SURNAME_ENDS),
+        );
+        format!("{start}{join}{end}")
     };
-    let (start, join, end) = (
-        part(SURNAME_STARTS),
-        part(SURNAME_JOINS),
-        part(SURNAME_ENDS),
-    );
-    format!("{start}{join}{end}")
+    let name = composed();
+    match rank % 100 {
+        0..=2 => {
+            let particle = SURNAME_PARTICLES[rank / 100 % SURNAME_PARTICLES.len()];
+            format!("{particle}{name}")
+        }
+        3 => format!("{name}-{}", composed()),
+        _ => name,
+    }
 }
 
 #[cfg(test)]
@@ -111,12 +123,22 @@ mod tests {
             .map(name_at)
             .collect();
         for n in &names {
+            let letters = n.chars().filter(char::is_ascii_alphabetic).count();
             assert!(
-                n.len() >= 4 && n.chars().all(|c| c.is_ascii_alphabetic()),
+                letters >= 4
+                    && n.chars()
+                        .all(|c| c.is_ascii_alphabetic() || "' -".contains(c)),
                 "{n}"
             );
             assert!(n.starts_with(|c: char| c.is_ascii_uppercase()), "{n}");
         }
+        let count = |f: &dyn Fn(&String) -> bool| names.iter().filter(|n| f(n)).count();
+        assert_eq!(count(&|n| n.contains('-')), 200, "double-barrelled");
+        assert_eq!(
+            count(&|n| n.contains(['\'', ' ']) || n.starts_with("Mc")),
+            600,
+            "particles"
+        );
         let distinct: std::collections::HashSet<&String> = names.iter().collect();
         assert!(distinct.len() > 18_000, "{} distinct", distinct.len());
         assert_eq!(name_at(0), "Smith");
