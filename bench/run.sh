@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # make bench: measures cdp against baselines on this machine and writes BENCHMARKS.md.
 # BENCH_PERSONS (default 3,900,000, about 10 million person records) sets the size
-# of the clean benchmark; BENCH_IDENTITY_PERSONS (default "2000 40000 400000 40000:embedded") the sizes
-# of the identity benchmark (bench/identity.sh).
+# of the clean benchmark; BENCH_IDENTITY_PERSONS the sizes of the
+# identity benchmark (default: those bench/identity.sh names).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cdp/target}"
@@ -76,7 +76,7 @@ machine="$(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores, $(fr
 
 # Identity resolution: cdp, the rules alone and Splink at about 5k, 100k and 1M records.
 # shellcheck disable=SC2086
-bash bench/identity.sh ${BENCH_IDENTITY_PERSONS:-2000 40000 400000 40000:embedded}
+bash bench/identity.sh ${BENCH_IDENTITY_PERSONS:-}
 { echo; cat "$WORK/identity.md"; } >> BENCHMARKS.md
 [ ! -f bench/notes/identity.md ] || { echo; cat bench/notes/identity.md; } >> BENCHMARKS.md
 # Loading and lake upload (issue 5): BENCH_LOAD_ROWS, default 10,000,000.

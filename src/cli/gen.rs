@@ -23,14 +23,23 @@ pub struct Args {
     /// `census`: surnames as common as in the 2010 US census (a long tail).
     /// `embedded`: only the few hundred commonest, so namesakes are about
     /// twenty times commoner; a stress test for identity resolution.
-    #[arg(long, value_enum, default_value_t = Surnames::Census)]
-    pub surnames: Surnames,
+    #[arg(long, value_enum, default_value_t = SurnamesArg::Census)]
+    pub surnames: SurnamesArg,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum Surnames {
+pub enum SurnamesArg {
     Census,
     Embedded,
+}
+
+impl From<SurnamesArg> for SurnamePool {
+    fn from(s: SurnamesArg) -> Self {
+        match s {
+            SurnamesArg::Census => SurnamePool::Census,
+            SurnamesArg::Embedded => SurnamePool::Embedded,
+        }
+    }
 }
 
 pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
@@ -40,10 +49,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         persons: args.persons,
         seed: args.seed,
         out: args.out.clone(),
-        surnames: match args.surnames {
-            Surnames::Census => SurnamePool::Census,
-            Surnames::Embedded => SurnamePool::Embedded,
-        },
+        surnames: args.surnames.into(),
     };
     let report = generate(&opts, &mut |done| bar.set_position(done))
         .with_context(|| format!("writing generated data to {}", args.out.display()))?;

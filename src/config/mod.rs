@@ -1410,13 +1410,8 @@ impl Validator<'_> {
             if rule.columns.is_empty() {
                 self.problem(format!("identity.rules[{i}].match"), Some(line), "empty");
             }
-            for c in rule.columns.iter().filter(|c| !has(c)) {
-                self.problem(
-                    format!("identity.rules[{i}].match"),
-                    Some(line),
-                    format!("entity {:?} has no column {c:?}", entity.name),
-                );
-            }
+            let key = format!("identity.rules[{i}].match");
+            self.columns_exist(&key, line, &rule.columns, &has, &entity.name);
         }
         let attributes = raw.attributes.unwrap_or_else(|| {
             entity
@@ -1426,13 +1421,7 @@ impl Validator<'_> {
                 .map(|c| c.name.clone())
                 .collect()
         });
-        for a in attributes.iter().filter(|a| !has(a)) {
-            self.problem(
-                "identity.attributes",
-                Some(line),
-                format!("entity {:?} has no column {a:?}", entity.name),
-            );
-        }
+        self.columns_exist("identity.attributes", line, &attributes, &has, &entity.name);
         let s = raw.survivorship;
         let survivorship = match s {
             None => Survivorship {
@@ -1557,15 +1546,6 @@ impl Validator<'_> {
         has: &dyn Fn(&str) -> bool,
         entity: &str,
     ) -> Matching {
-        let missing = |this: &mut Self, key: String, columns: &[String]| {
-            for c in columns.iter().filter(|c| !has(c)) {
-                this.problem(
-                    key.clone(),
-                    Some(line),
-                    format!("entity {entity:?} has no column {c:?}"),
-                );
-            }
-        };
         if !(raw.threshold > 0.0 && raw.threshold < 1.0) {
             self.problem(
                 "identity.matching.threshold",
@@ -1595,7 +1575,8 @@ impl Validator<'_> {
                     "empty",
                 );
             }
-            missing(self, format!("identity.matching.blocking[{i}].on"), &b.on);
+            let key = format!("identity.matching.blocking[{i}].on");
+            self.columns_exist(&key, line, &b.on, has, entity);
         }
         if raw.comparisons.is_empty() {
             self.problem(
@@ -1610,7 +1591,7 @@ impl Validator<'_> {
             if c.columns.is_empty() {
                 self.problem(format!("{key}.columns"), Some(line), "empty");
             }
-            missing(self, format!("{key}.columns"), &c.columns);
+            self.columns_exist(&format!("{key}.columns"), line, &c.columns, has, entity);
             let mut levels = Vec::new();
             for l in &c.levels {
                 match l.parse::<Level>() {
@@ -1742,12 +1723,9 @@ impl Validator<'_> {
             corroborate: Vec::new(),
             ambiguity_margin: None,
         });
-        for c in raw.max_distinct.keys().filter(|c| !has(c)) {
-            self.problem(
-                format!("identity.guards.max_distinct.{c}"),
-                Some(line),
-                format!("entity {entity:?} has no column {c:?}"),
-            );
+        for c in raw.max_distinct.keys() {
+            let key = format!("identity.guards.max_distinct.{c}");
+            self.columns_exist(&key, line, [c], has, entity);
         }
         for (source, limit) in &raw.max_per_source {
             if !is_source(source) {

@@ -59,7 +59,7 @@ pub struct Emitter {
 }
 
 impl Emitter {
-    /// All output is a function of `seed`.
+    /// All output is a function of `seed` and `surnames`.
     pub fn new(seed: u64, surnames: SurnamePool) -> Self {
         let mut rng = Rng::new(seed);
         let contact_ids = Permutation::new(&mut rng, 62u64.pow(9));

@@ -19,10 +19,9 @@ const RANKS: usize = 1_200_000;
 const OFFSET: u64 = 12;
 
 /// Where surnames come from.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SurnamePool {
     /// Census-shaped: the embedded names as the head of a 1.2-million-name tail.
-    #[default]
     Census,
     /// Only the embedded names, skewed within themselves: a namesake-dense
     /// population for stress tests (what `cdp gen` drew before the tail).
