@@ -41,10 +41,35 @@ fn explain_shows_the_merges_with_comparison_weights() {
     assert!(out.stdout.contains("first_name: "), "{}", out.stdout);
     assert!(out.stdout.contains("prior ("), "{}", out.stdout);
 
-    let missing = ctx.cdp(&["resolve", &p, "--lake", &lake, "--explain", "nobody:1"]);
-    assert_eq!(missing.code, 1);
+    // The person id customer_360 shows explains the same person.
+    let by_person = ctx
+        .cdp(&["resolve", &p, "--lake", &lake, "--explain", &person])
+        .ok();
     assert!(
-        missing.stderr.contains("no record \"nobody:1\""),
+        by_person.stdout.starts_with(&format!("person {person} (")),
+        "{}",
+        by_person.stdout
+    );
+    let members = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.trim_start().starts_with("member "))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(members(&by_person.stdout), members(&out.stdout));
+    assert!(
+        by_person
+            .stdout
+            .contains("member crm_contacts:0035g0NUnbWJK1QAGX"),
+        "{}",
+        by_person.stdout
+    );
+
+    // Regression: an unknown subject was exit 1 (a failure); it is a bad argument.
+    let missing = ctx.cdp(&["resolve", &p, "--lake", &lake, "--explain", "nobody:1"]);
+    assert_eq!(missing.code, 2, "{}", missing.stderr);
+    assert!(
+        missing.stderr.contains("no record or person \"nobody:1\""),
         "{}",
         missing.stderr
     );

@@ -167,6 +167,152 @@ fn a_bad_truth_file_is_named_with_what_is_wrong() {
 }
 
 #[test]
+fn truth_records_that_never_reached_the_graph_count_as_misses() {
+    let ctx = TestContext::new();
+    let truth = common::repo().join("sample-data/truth.csv");
+    let out = run(&ctx, &["--truth", &truth.to_string_lossy()]);
+    // The sample quarantines person records (invalid birth dates): they are in the
+    // truth, not in the graph. Regression: they used to vanish from the score.
+    let absent = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("truth records absent from the identity graph"))
+        .unwrap_or_else(|| panic!("an absent line in:\n{}", out.stdout));
+    let q = ctx.path().join("lake/quarantine/person");
+    let q_file = std::fs::read_dir(&q)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let quarantined = ctx.query(&format!(
+        "SELECT count(*) AS n FROM read_parquet('{}/rows.parquet')",
+        q_file.display()
+    ))[0]["n"]
+        .as_i64()
+        .unwrap();
+    assert!(
+        absent.contains(&format!("scored as misses: {quarantined} (")),
+        "{absent} (quarantined {quarantined})"
+    );
+    assert!(absent.contains("quarantined: "), "{absent}");
+    let records: i64 = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("precision="))
+        .and_then(|l| l.split("(records ").nth(1))
+        .and_then(|r| r.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .expect("records figure");
+    assert_eq!(records + quarantined, sample_rows("truth.csv"));
+}
+
+#[test]
+fn a_truth_file_that_matches_nothing_is_refused() {
+    let ctx = TestContext::new();
+    run(&ctx, &[]);
+    let other = ctx.write(
+        "other-truth.csv",
+        "source,record_id,person_id\nelsewhere,1,P1\nelsewhere,2,P1\n",
+    );
+    let out = ctx.step(
+        "resolve",
+        &sample_pipeline(),
+        &["--truth", &other.to_string_lossy()],
+    );
+    // Regression: this printed precision, recall and F1 of 1.0000 and exited 0.
+    assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
+    assert!(!out.stdout.contains("f1=1.0000"), "{}", out.stdout);
+    assert!(out.stderr.contains("other-truth.csv"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("none of its 2 records"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_source_whose_every_row_is_quarantined_closes_the_gate_and_status_says_so() {
+    let ctx = TestContext::new();
+    // The key column's header is mistyped: every row lacks its key.
+    ctx.write("in/people.csv", "Idd,Name\n1,Ann\n2,Bob\n3,Cy\n");
+    ctx.write("in/more.csv", "Id,Name\n7,Dee\n");
+    let pipeline = ctx.write(
+        "p.toml",
+        r#"
+[pipeline]
+name = "gate"
+[lake]
+url = "file://lake"
+[warehouse]
+url = "duckdb://wh.duckdb"
+[[sources]]
+name = "people"
+kind = "files"
+path = "in/people.csv"
+entity = "person"
+columns = { Id = "id", Name = "name" }
+[[sources]]
+name = "more"
+kind = "files"
+path = "in/more.csv"
+entity = "person"
+columns = { Id = "id", Name = "name" }
+[entities.person]
+key = "id"
+"#,
+    );
+    let out = ctx.cdp(&["run", &pipeline.to_string_lossy()]);
+    // Regression: this exited 0 with only a warning, and the source vanished.
+    assert_eq!(out.code, 3, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr
+            .contains("source \"people\" had all 3 of its rows quarantined"),
+        "{}",
+        out.stderr
+    );
+    // The check table that explains the gate is printed too.
+    assert!(
+        out.stdout
+            .contains("person: 4 rows read, 1 clean, 3 quarantined"),
+        "{}",
+        out.stdout
+    );
+    // And `cdp status` shows the failure instead of "never run".
+    let status = ctx.cdp(&["status", &pipeline.to_string_lossy()]).ok();
+    let clean = status
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("clean "))
+        .expect("a clean row");
+    assert!(clean.contains("FAILED (quality_gate)"), "{}", status.stdout);
+    assert!(
+        status.stdout.contains("clean failed in run "),
+        "{}",
+        status.stdout
+    );
+    let json = ctx
+        .cdp(&["status", &pipeline.to_string_lossy(), "--format", "json"])
+        .ok();
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).expect("json");
+    assert_eq!(
+        v["failed"]["clean"]["kind"], "quality_gate",
+        "{}",
+        json.stdout
+    );
+    assert!(v["failed"]["ingest"].is_null(), "{}", json.stdout);
+
+    // Fixed, the next run succeeds and the failure is no longer current.
+    ctx.write("in/people.csv", "Id,Name\n1,Ann\n2,Bob\n3,Cy\n");
+    ctx.cdp(&["run", &pipeline.to_string_lossy()]).ok();
+    let json = ctx
+        .cdp(&["status", &pipeline.to_string_lossy(), "--format", "json"])
+        .ok();
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).expect("json");
+    assert!(v["failed"]["clean"].is_null(), "{}", json.stdout);
+}
+
+#[test]
 fn status_reports_each_step_and_json_is_machine_readable() {
     let ctx = TestContext::new();
     let lake = ctx.lake_url();

@@ -89,6 +89,7 @@ pub struct EntityCleaner<'a> {
     rows_quarantined: u64,
     rows_unparseable: u64,
     rows_by_source: Vec<(String, u64)>,
+    quarantined_by_source: Vec<(String, u64)>,
 }
 
 impl<'a> EntityCleaner<'a> {
@@ -135,6 +136,7 @@ impl<'a> EntityCleaner<'a> {
             rows_quarantined: 0,
             rows_unparseable: 0,
             rows_by_source: Vec::new(),
+            quarantined_by_source: Vec::new(),
         })
     }
 
@@ -362,6 +364,17 @@ impl<'a> EntityCleaner<'a> {
         self.rows_clean += clean.height() as u64;
         self.rows_quarantined += quarantine.height() as u64;
         self.rows_unparseable += raw.rejects.len() as u64;
+        let [source_column, ..] = QUARANTINE_COLUMNS;
+        for source in quarantine.column(source_column)?.str()?.iter().flatten() {
+            match self
+                .quarantined_by_source
+                .iter_mut()
+                .find(|(s, _)| s == source)
+            {
+                Some((_, c)) => *c += 1,
+                None => self.quarantined_by_source.push((source.to_string(), 1)),
+            }
+        }
         for (c, rule) in entity.columns.iter().enumerate() {
             let column = clean.column(&rule.name)?;
             self.nulls[c] += column.null_count() as u64;
@@ -472,6 +485,7 @@ impl<'a> EntityCleaner<'a> {
             entity: entity.name.clone(),
             rows_read: self.rows_read,
             rows_by_source: self.rows_by_source,
+            quarantined_by_source: self.quarantined_by_source,
             rows_clean: self.rows_clean,
             rows_quarantined: self.rows_quarantined,
             rows_unparseable: self.rows_unparseable,

@@ -157,6 +157,9 @@ pub struct EntityReport {
     pub rows_read: u64,
     /// Rows read per source, parse rejects included.
     pub rows_by_source: Vec<(String, u64)>,
+    /// Rows quarantined, per source (sources with none are left out).
+    #[serde(default)]
+    pub quarantined_by_source: Vec<(String, u64)>,
     pub rows_clean: u64,
     pub rows_quarantined: u64,
     /// Of the quarantined rows, those the parser could not read.
@@ -167,6 +170,27 @@ pub struct EntityReport {
     pub columns: Vec<ColumnProfile>,
     /// Files whose columns differed from their source's mapping.
     pub schema_drift: Vec<SchemaDrift>,
+}
+
+impl EntityReport {
+    /// Rows quarantined from `source`.
+    pub fn quarantined_from(&self, source: &str) -> u64 {
+        self.quarantined_by_source
+            .iter()
+            .find(|(s, _)| s == source)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    /// Sources of this entity that gave rows and had every one quarantined: (source,
+    /// rows). A mistyped key column header does that, and a whole source must not
+    /// vanish from a run unnoticed.
+    pub fn sources_all_quarantined(&self) -> Vec<(&str, u64)> {
+        self.rows_by_source
+            .iter()
+            .filter(|(s, n)| *n > 0 && self.quarantined_from(s) >= *n)
+            .map(|(s, n)| (s.as_str(), *n))
+            .collect()
+    }
 }
 
 /// `reports/<run>/quality.json`.

@@ -15,10 +15,11 @@ use cdp::lake::{Lake, LakeUrl};
 use cdp::progress::Printer;
 use cdp::sources;
 use cdp::state::interval::{split, Every, Interval};
-use cdp::state::{self, new_run_id, IntervalState};
-use cdp::steps::Context;
+use cdp::state::lease::Lease;
+use cdp::state::{self, new_run_id};
+use cdp::steps::run::{backfill, done_by, BackfillOptions, IntervalEvent, LEASE_TTL};
 
-use super::{render, GlobalArgs, WaitArg, LEASE_TTL};
+use super::{render, GlobalArgs, WaitArg};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -82,9 +83,14 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     let lake = Lake::open(&pipeline.lake)
         .with_context(|| format!("opening the lake {}", pipeline.lake))?;
     let backfill_id = new_run_id();
-    let mut lease = super::take_lease(&lake, &backfill_id, "backfill", &args.wait)?;
+    let mut lease = Lease::acquire_waiting(
+        &lake,
+        &backfill_id,
+        "backfill",
+        LEASE_TTL,
+        Duration::from_secs(args.wait.wait),
+    )?;
     tracing::info!(pipeline = %pipeline.name, run_id = %backfill_id, from = %args.from, to = %args.to, intervals = intervals.len(), "backfill start");
-    let pause_after: Option<usize> = std::env::var(PAUSE_AFTER).ok().and_then(|v| v.parse().ok());
 
     println!(
         "cdp backfill {} ({} interval(s), every {})",
@@ -96,80 +102,55 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     let bar = printer.bar(intervals.len() as u64, "backfill");
     // An interval takes a while: keep the elapsed time moving.
     bar.enable_steady_tick(Duration::from_millis(250));
-    let index = state::read_intervals(&lake)?;
-    let mut last_run_id = String::new();
-    let (mut ran, mut skipped) = (0, 0);
     let start = Instant::now();
-    for (n, interval) in intervals.iter().enumerate() {
-        bar.set_message(interval.start.format("%Y-%m-%d %H:%M").to_string());
-        if let Some(done) = index.get(&interval.key()).filter(|s| s.is_done()) {
-            if !args.rerun {
-                bar.suspend(|| println!("{interval}  skipped: done by run {}", done_by(done)));
-                bar.inc(1);
-                skipped += 1;
-                continue;
+    let options = BackfillOptions {
+        rerun: args.rerun,
+        force: args.force,
+        pause_after: std::env::var(PAUSE_AFTER).ok().and_then(|v| v.parse().ok()),
+    };
+    let on_event = |event: IntervalEvent| {
+        match event {
+            IntervalEvent::Skipped { interval, done_by } => {
+                bar.suspend(|| println!("{interval}  skipped: done by run {done_by}"));
+            }
+            IntervalEvent::Done {
+                interval,
+                run_id,
+                summary: s,
+            } => {
+                let landed: u64 = s.landed.iter().flatten().map(|l| l.rows).sum();
+                let persons = s
+                    .resolve
+                    .as_ref()
+                    .map(|r| format!(", {} persons", r.record().rows_out))
+                    .unwrap_or_default();
+                bar.suspend(|| {
+                    println!(
+                        "{interval}  done: run {run_id}, {landed} rows landed, {} clean rows{persons}",
+                        s.clean.record().rows_out
+                    )
+                });
             }
         }
-        let run_id = distinct_run_id(&last_run_id);
-        last_run_id = run_id.clone();
-        let ctx = Context {
-            pipeline: pipeline.clone(),
-            pipeline_text: pipeline_text.clone(),
-            lake: lake.clone(),
-            run_id: run_id.clone(),
-            // The bar across intervals is the only one shown.
-            printer: Printer::new(true),
-            force: args.force,
-            interval: Some(*interval),
-        };
-        let s = super::run::steps_in_order(&ctx, false)
-            .with_context(|| format!("interval {interval} (run {run_id})"))?;
-        let landed: u64 = s.landed.iter().flatten().map(|l| l.rows).sum();
-        let persons = s
-            .resolve
-            .as_ref()
-            .map(|r| format!(", {} persons", r.record().rows_out))
-            .unwrap_or_default();
-        bar.suspend(|| {
-            println!(
-                "{interval}  done: run {run_id}, {landed} rows landed, {} clean rows{persons}",
-                s.clean.record().rows_out
-            )
-        });
         bar.inc(1);
-        ran += 1;
-        lease.renew(LEASE_TTL)?;
-        if pause_after == Some(n + 1) {
-            eprintln!("{PAUSE_AFTER}: paused after {} interval(s)", n + 1);
-            std::thread::sleep(Duration::from_secs(120));
-        }
-    }
+    };
+    let done = backfill(
+        &pipeline,
+        &pipeline_text,
+        &lake,
+        &mut lease,
+        &intervals,
+        &options,
+        on_event,
+    )?;
     bar.finish_and_clear();
     println!(
-        "{ran} interval(s) run, {skipped} skipped as done; elapsed {}",
+        "{} interval(s) run, {} skipped as done; elapsed {}",
+        done.ran,
+        done.skipped,
         render::elapsed(start.elapsed())
     );
     Ok(())
-}
-
-fn done_by(state: &IntervalState) -> &str {
-    state
-        .steps
-        .values()
-        .map(|r| r.run_id.as_str())
-        .max()
-        .unwrap_or_default()
-}
-
-/// Run ids name lake folders, so two intervals within one millisecond must not share one.
-fn distinct_run_id(last: &str) -> String {
-    loop {
-        let id = new_run_id();
-        if id != last {
-            return id;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
 }
 
 /// Prints the plan from the interval index, without creating the lake or the warehouse.

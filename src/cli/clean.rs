@@ -7,13 +7,23 @@ use super::{render, GlobalArgs, StepArgs};
 
 pub fn run(args: StepArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let (ctx, _lease) = super::open(&args, global, "clean")?;
-    let (outcome, report) = cdp::steps::clean::run(&ctx)?;
+    let (outcome, report) = ctx
+        .attempt(cdp::state::Step::Clean, || cdp::steps::clean::run(&ctx))
+        .inspect_err(print_gate_checks)?;
     ctx.finished(cdp::state::Step::Clean, &outcome)?;
     match (&outcome, report) {
         (Outcome::Done(_), Some(report)) => println!("{}", checks_table(&report)),
         _ => println!("clean: up to date (run {})", outcome.record().run_id),
     }
     Ok(())
+}
+
+/// On a closed quality gate, the check table that explains it (on stdout, like the
+/// table of a passing run), before the error itself.
+pub fn print_gate_checks(err: &cdp::steps::StepError) {
+    if let cdp::steps::StepError::QualityGate { checks, .. } = err.innermost() {
+        println!("{}", checks_table(checks));
+    }
 }
 
 pub fn checks_table(report: &QualityReport) -> String {

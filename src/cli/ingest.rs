@@ -6,7 +6,8 @@ use super::{render, GlobalArgs, StepArgs};
 
 pub fn run(args: StepArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let (ctx, _lease) = super::open(&args, global, "ingest")?;
-    let (outcome, landed) = cdp::steps::ingest::run(&ctx)?;
+    let (outcome, landed) =
+        ctx.attempt(cdp::state::Step::Ingest, || cdp::steps::ingest::run(&ctx))?;
     ctx.finished(cdp::state::Step::Ingest, &outcome)?;
     println!("ingest {} (run {})", ctx.pipeline.name, ctx.run_id);
     println!("{}", landed_table(&landed));

@@ -17,17 +17,15 @@ mod validate;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use cdp::config::{ConfigError, Overrides, Pipeline};
-use cdp::lake::Lake;
-use cdp::progress::Printer;
+use cdp::identity::evaluate::TruthError;
+use cdp::identity::explain::ExplainError;
 use cdp::sources::SourceError;
 use cdp::state::interval::{parse_instant, Interval, IntervalError};
 use cdp::state::lease::{Lease, LeaseError};
-use cdp::state::new_run_id;
 use cdp::steps::{Context, StepError};
 use cdp::warehouse::WarehouseError;
 
@@ -171,51 +169,20 @@ pub fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
     parse_instant(text).map_err(|e| e.to_string())
 }
 
-/// How long a lease holds before another run may take it over.
-const LEASE_TTL: Duration = Duration::from_secs(6 * 60 * 60);
-
 pub fn load_pipeline(path: &Path, overrides: &Overrides) -> anyhow::Result<(Pipeline, String)> {
-    let pipeline = Pipeline::load(path, overrides)?;
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok((pipeline, text))
+    Ok(cdp::steps::run::load_pipeline(path, overrides)?)
 }
 
 /// Loads the pipeline, opens its lake and takes the lease for one command.
 fn open(args: &StepArgs, global: &GlobalArgs, command: &str) -> anyhow::Result<(Context, Lease)> {
-    let interval = args.interval()?;
-    let (pipeline, pipeline_text) = load_pipeline(&args.pipeline, &args.overrides())?;
-    // A source that cannot take the window is refused before the lake is touched.
-    if let (Some(window), "ingest" | "run") = (&interval, command) {
-        cdp::sources::check_windows(&pipeline.sources, window)?;
-    }
-    let lake = Lake::open(&pipeline.lake)
-        .with_context(|| format!("opening the lake {}", pipeline.lake))?;
-    let run_id = new_run_id();
-    let lease = take_lease(&lake, &run_id, command, &args.wait)?;
-    tracing::info!(pipeline = %pipeline.name, run_id = %run_id, command, interval = %interval.map(|i| i.to_string()).unwrap_or_default(), "start");
-    Ok((
-        Context {
-            pipeline,
-            pipeline_text,
-            lake,
-            run_id,
-            printer: Printer::new(global.quiet),
-            force: args.force,
-            interval,
-        },
-        lease,
-    ))
-}
-
-fn take_lease(lake: &Lake, run_id: &str, command: &str, wait: &WaitArg) -> anyhow::Result<Lease> {
-    Ok(Lease::acquire_waiting(
-        lake,
-        run_id,
-        command,
-        LEASE_TTL,
-        Duration::from_secs(wait.wait),
-    )?)
+    let options = cdp::steps::run::OpenOptions {
+        overrides: args.overrides(),
+        force: args.force,
+        interval: args.interval()?,
+        wait: Duration::from_secs(args.wait.wait),
+        quiet: global.quiet,
+    };
+    Ok(cdp::steps::run::open(&args.pipeline, command, &options)?)
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -255,15 +222,13 @@ pub fn init_logging(global: &GlobalArgs) {
 /// 2 for bad configuration, 3 for a closed quality gate, 4 for a held lease, else 1.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
+        // Transparent step errors hide what they wrap from the chain: ask the step
+        // error itself.
+        if let Some(code) = cause.downcast_ref::<StepError>().and_then(step_exit_code) {
+            return code;
+        }
         if cause.downcast_ref::<ConfigError>().is_some() {
             return 2;
-        }
-        match cause.downcast_ref::<StepError>() {
-            Some(StepError::QualityGate { .. }) => return 3,
-            // Transparent: the source error itself is not in the chain.
-            Some(StepError::Source(e)) if e.is_usage() => return 2,
-            Some(StepError::Warehouse(WarehouseError::Setup { .. })) => return 2,
-            _ => {}
         }
         if let Some(LeaseError::Held(_)) = cause.downcast_ref::<LeaseError>() {
             return 4;
@@ -274,6 +239,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             return 2;
         }
         if cause.downcast_ref::<IntervalError>().is_some()
+            || cause.downcast_ref::<TruthError>().is_some()
             || cause
                 .downcast_ref::<SourceError>()
                 .is_some_and(SourceError::is_usage)
@@ -284,8 +250,30 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
     1
 }
 
+fn step_exit_code(err: &StepError) -> Option<u8> {
+    match err.innermost() {
+        StepError::QualityGate { .. } => Some(3),
+        StepError::Config(_) | StepError::Truth(_) => Some(2),
+        StepError::Lease(LeaseError::Held(_)) => Some(4),
+        StepError::Source(e) if e.is_usage() => Some(2),
+        StepError::Warehouse(WarehouseError::Setup { .. }) => Some(2),
+        // An --explain subject that is not there: the argument is wrong.
+        StepError::Explain(ExplainError::NotFound(_) | ExplainError::Ambiguous { .. }) => Some(2),
+        _ => None,
+    }
+}
+
 pub fn hint(err: &anyhow::Error) -> Option<&'static str> {
     for cause in err.chain() {
+        let step = cause.downcast_ref::<StepError>().map(StepError::innermost);
+        if let Some(StepError::Lease(LeaseError::Held(_))) = step {
+            return Some("wait for it to finish (or pass --wait SECONDS); a crashed run's lease expires after 6 hours or as soon as its process is gone");
+        }
+        if let Some(StepError::QualityGate { .. }) = step {
+            return Some(
+                "nothing from this run was published; the last good clean output is still current",
+            );
+        }
         if let Some(LeaseError::Held(_)) = cause.downcast_ref::<LeaseError>() {
             return Some("wait for it to finish (or pass --wait SECONDS); a crashed run's lease expires after 6 hours or as soon as its process is gone");
         }

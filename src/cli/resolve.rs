@@ -4,9 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 
-use cdp::identity::evaluate::Accuracy;
+use cdp::identity::evaluate::Truth;
+use cdp::identity::explain::{Explanation, Subject};
 use cdp::identity::ResolveReport;
-use cdp::steps::resolve::Explanation;
+use cdp::steps::resolve::TruthReport;
 use cdp::steps::Outcome;
 
 use super::{render, GlobalArgs, StepArgs};
@@ -20,9 +21,10 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub truth: Option<PathBuf>,
     /// Explain the last resolution of one record (`source:record_id`, or a record id
-    /// only one source uses): its person, the merges that built it with each
-    /// comparison's level and weight, and the merges guards refused. Resolves nothing.
-    #[arg(long, value_name = "RECORD", conflicts_with = "truth")]
+    /// only one source uses) or one person (a `person_id` of customer_360): the
+    /// person's members, the merges that built it with each comparison's level and
+    /// weight, and the merges guards refused. Resolves nothing.
+    #[arg(long, value_name = "RECORD|PERSON", conflicts_with = "truth")]
     pub explain: Option<String>,
     /// Re-estimate the matching model and score every candidate pair (by default the
     /// last run's model is kept and only pairs touching new or changed records are
@@ -49,9 +51,11 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     let truth = args
         .truth
         .clone()
-        .map(|path| std::thread::spawn(move || cdp::steps::resolve::Truth::read(&path)));
+        .map(|path| std::thread::spawn(move || Truth::read(&path)));
     let (ctx, _lease) = super::open(&args.step, global, "resolve")?;
-    let (outcome, report) = cdp::steps::resolve::run(&ctx, args.retrain)?;
+    let (outcome, report) = ctx.attempt(cdp::state::Step::Resolve, || {
+        cdp::steps::resolve::run(&ctx, args.retrain)
+    })?;
     ctx.finished(cdp::state::Step::Resolve, &outcome)?;
     match (&outcome, report) {
         (Outcome::Done(_), Some(report)) => println!("{}", report_text(&report)),
@@ -59,8 +63,8 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     }
     if let Some(truth) = truth {
         let truth = truth.join().expect("reading the truth file panicked")?;
-        let accuracy = cdp::steps::resolve::score(&ctx.lake, &truth)?;
-        println!("{}", accuracy_line(&accuracy));
+        let scored = cdp::steps::resolve::score(&ctx.lake, &ctx.pipeline, &truth)?;
+        println!("{}", accuracy_text(&scored));
     }
     Ok(())
 }
@@ -167,15 +171,17 @@ pub fn report_text(r: &ResolveReport) -> String {
 
 pub fn explanation_text(e: &Explanation) -> String {
     let key = |k: &(String, String)| format!("{}:{}", k.0, k.1);
-    let mut out = format!(
-        "{} is in person {} ({} records, linked by {})\n",
-        key(&e.record),
-        e.person_id,
-        e.members.len(),
-        e.rule
-    );
-    for m in &e.members {
-        out.push_str(&format!("  member {}\n", key(m)));
+    let mut out = match &e.subject {
+        Subject::Record { key: record, rule } => format!(
+            "{} is in person {} ({} records, linked by {rule})\n",
+            key(record),
+            e.person_id,
+            e.members.len(),
+        ),
+        Subject::Person => format!("person {} ({} records)\n", e.person_id, e.members.len()),
+    };
+    for (m, rule) in &e.members {
+        out.push_str(&format!("  member {} (linked by {rule})\n", key(m)));
     }
     for d in &e.decisions {
         let p = d
@@ -184,7 +190,7 @@ pub fn explanation_text(e: &Explanation) -> String {
             .unwrap_or_default();
         out.push_str(&format!(
             "{} {} -- {} by {}{p}\n",
-            d.decision,
+            d.decision(),
             key(&d.left),
             key(&d.right),
             d.link
@@ -199,8 +205,11 @@ pub fn explanation_text(e: &Explanation) -> String {
     out
 }
 
-pub fn accuracy_line(a: &Accuracy) -> String {
-    format!(
+/// The accuracy line (`precision=… recall=… f1=…`, which scripts read), then, when
+/// truth records never reached the identity graph, how many and why.
+pub fn accuracy_text(t: &TruthReport) -> String {
+    let a = &t.accuracy;
+    let mut out = format!(
         "precision={:.4} recall={:.4} f1={:.4} (records {}, true persons {}, predicted persons {}, persons found exactly {} = {:.1}%, pairs true {} predicted {} correct {})",
         a.precision,
         a.recall,
@@ -213,5 +222,18 @@ pub fn accuracy_line(a: &Accuracy) -> String {
         a.true_pairs,
         a.predicted_pairs,
         a.correct_pairs
-    )
+    );
+    if a.absent > 0 {
+        let why: Vec<String> = t
+            .absent_by_reason
+            .iter()
+            .map(|(reason, n)| format!("{n} {reason}"))
+            .collect();
+        out.push_str(&format!(
+            "\ntruth records absent from the identity graph, scored as misses: {} ({})",
+            a.absent,
+            why.join(", ")
+        ));
+    }
+    out
 }

@@ -4,11 +4,8 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use cdp::clean::quality::QualityReport;
-use cdp::state::Step;
-use cdp::steps::ingest::Landed;
-use cdp::steps::load::TableLoad;
-use cdp::steps::{self, Context, Outcome};
+use cdp::state::Figure;
+use cdp::steps::{self, Outcome};
 
 use super::{render, GlobalArgs, StepArgs};
 
@@ -26,50 +23,12 @@ pub struct Args {
     pub full_refresh: bool,
 }
 
-/// What one pass of the steps did.
-pub struct Summary {
-    /// `None` under --full-refresh (nothing ingested).
-    pub landed: Option<Vec<Landed>>,
-    pub clean: Outcome,
-    pub report: Option<QualityReport>,
-    pub resolve: Option<Outcome>,
-    pub loads: Vec<TableLoad>,
-}
-
-/// The steps in order on one context; `cdp run` and each interval of `cdp backfill`.
-pub fn steps_in_order(ctx: &Context, full_refresh: bool) -> anyhow::Result<Summary> {
-    let landed = if full_refresh {
-        None
-    } else {
-        let (outcome, landed) = steps::ingest::run(ctx)?;
-        ctx.finished(Step::Ingest, &outcome)?;
-        Some(landed)
-    };
-    let (clean, report) = steps::clean::run(ctx)?;
-    ctx.finished(Step::Clean, &clean)?;
-    let resolve = if ctx.pipeline.identity.is_some() {
-        let outcome = steps::resolve::run(ctx, false)?.0;
-        ctx.finished(Step::Resolve, &outcome)?;
-        Some(outcome)
-    } else {
-        None
-    };
-    let (load, loads) = steps::load::run(ctx)?;
-    ctx.finished(Step::Load, &load)?;
-    Ok(Summary {
-        landed,
-        clean,
-        report,
-        resolve,
-        loads,
-    })
-}
-
 pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     let start = Instant::now();
     let (mut ctx, _lease) = super::open(&args.step, global, "run")?;
     ctx.force |= args.full_refresh;
-    let s = steps_in_order(&ctx, args.full_refresh)?;
+    let s =
+        steps::run::run(&ctx, args.full_refresh).inspect_err(super::clean::print_gate_checks)?;
 
     let state = |o: &Outcome| match o {
         Outcome::Done(_) => "done",
@@ -86,27 +45,27 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
             let landed_rows: Vec<Vec<String>> = landed
                 .iter()
                 .map(|l| {
-                    let read = c
-                        .figures
-                        .get(&format!("rows.{}", l.source))
-                        .copied()
-                        .unwrap_or(0);
-                    vec![l.source.clone(), read.to_string(), l.rows.to_string()]
+                    let read = c.figure(Figure::SourceRows(&l.source));
+                    let quarantined = c.figure(Figure::SourceQuarantined(&l.source));
+                    vec![
+                        l.source.clone(),
+                        read.to_string(),
+                        quarantined.to_string(),
+                        l.rows.to_string(),
+                    ]
                 })
                 .collect();
             println!(
                 "{}",
-                render::table(&["source", "rows read", "newly landed"], &landed_rows)
+                render::table(
+                    &["source", "rows read", "quarantined", "newly landed"],
+                    &landed_rows
+                )
             );
         }
         None => println!("ingest    skipped (full refresh from the lake)"),
     }
-    let quarantined: u64 = c
-        .figures
-        .iter()
-        .filter(|(k, _)| k.starts_with("quarantined."))
-        .map(|(_, v)| v)
-        .sum();
+    let quarantined = c.figure_total(Figure::EntityQuarantined);
     println!(
         "clean     {} ({} rows in, {} clean, {quarantined} quarantined)",
         state(&s.clean),
@@ -134,9 +93,9 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     println!("load      into {}", ctx.pipeline.warehouse);
     println!("{}", super::load::loads_table(&s.loads));
     if let Some(truth) = &args.truth {
-        let truth = steps::resolve::Truth::read(truth)?;
-        let accuracy = steps::resolve::score(&ctx.lake, &truth)?;
-        println!("{}", super::resolve::accuracy_line(&accuracy));
+        let truth = cdp::identity::evaluate::Truth::read(truth)?;
+        let scored = steps::resolve::score(&ctx.lake, &ctx.pipeline, &truth)?;
+        println!("{}", super::resolve::accuracy_text(&scored));
     }
     println!("elapsed   {}", render::elapsed(start.elapsed()));
     Ok(())

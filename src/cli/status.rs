@@ -34,8 +34,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let (pipeline, _) = super::load_pipeline(&args.pipeline, &overrides)?;
     let lake = Lake::open(&pipeline.lake)?;
     let mut records = Vec::new();
+    let mut failures = Vec::new();
     for step in Step::ALL {
         records.push((step, state::read_step(&lake, step)?));
+        failures.push((step, state::read_failure(&lake, step)?));
     }
     let intervals = state::read_intervals(&lake)?;
     let holder = lease::current(&lake)?;
@@ -63,6 +65,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     })
                 })
                 .collect();
+            // Each step's failure newer than its last success, or null.
+            let failed: serde_json::Map<String, serde_json::Value> = failures
+                .iter()
+                .map(|(s, f)| {
+                    (
+                        s.as_str().to_string(),
+                        serde_json::to_value(f).unwrap_or_default(),
+                    )
+                })
+                .collect();
+            map.insert("failed".into(), failed.into());
             map.insert("intervals".into(), list.into());
             map.insert("lease".into(), serde_json::to_value(&holder)?);
             println!("{}", serde_json::to_string_pretty(&map)?);
@@ -70,21 +83,32 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Format::Table => {
             let rows: Vec<Vec<String>> = records
                 .iter()
-                .map(|(s, r)| match r {
-                    Some(r) => vec![
+                .zip(&failures)
+                .map(|((s, r), (_, failed))| match failed {
+                    // A failure newer than the last success is what a reader needs.
+                    Some(f) => vec![
                         s.as_str().into(),
-                        r.run_id.clone(),
-                        r.finished_at.clone(),
-                        r.rows_in.to_string(),
-                        r.rows_out.to_string(),
-                    ],
-                    None => vec![
-                        s.as_str().into(),
-                        "never run".into(),
-                        String::new(),
+                        format!("FAILED ({}): {}", f.kind.as_str(), f.run_id),
+                        f.failed_at.clone(),
                         String::new(),
                         String::new(),
                     ],
+                    None => match r {
+                        Some(r) => vec![
+                            s.as_str().into(),
+                            r.run_id.clone(),
+                            r.finished_at.clone(),
+                            r.rows_in.to_string(),
+                            r.rows_out.to_string(),
+                        ],
+                        None => vec![
+                            s.as_str().into(),
+                            "never run".into(),
+                            String::new(),
+                            String::new(),
+                            String::new(),
+                        ],
+                    },
                 })
                 .collect();
             println!("pipeline {} (lake {})", pipeline.name, pipeline.lake);
@@ -121,6 +145,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                         &rows
                     )
                 );
+            }
+            for (step, f) in failures.iter().filter_map(|(s, f)| Some((s, f.as_ref()?))) {
+                println!("{} failed in run {}: {}", step.as_str(), f.run_id, f.reason);
             }
             if let Some(h) = holder {
                 println!(

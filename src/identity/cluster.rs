@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
+use super::guards::{Guard, Refusal};
+
 pub struct UnionFind {
     parent: Vec<u32>,
     size: Vec<u32>,
@@ -67,7 +69,7 @@ pub enum Decision {
     Merged,
     /// The guard's reason: shared, since one refusal between two clusters often
     /// stands for many of their edges.
-    Refused(Arc<str>),
+    Refused(Arc<Refusal>),
 }
 
 /// A lone record whose edges reach two persons that may not become one is ambiguous
@@ -120,8 +122,8 @@ pub fn merge_guarded(
     n: usize,
     edges: &[(u32, u32, f64)],
     ambiguity: Option<Ambiguity>,
-    different_people: impl Fn(&[u32], &[u32]) -> Option<String> + Sync,
-    too_weak: impl Fn(&[u32], &[u32]) -> Option<String> + Sync,
+    different_people: impl Fn(&[u32], &[u32]) -> Option<Refusal> + Sync,
+    too_weak: impl Fn(&[u32], &[u32]) -> Option<Refusal> + Sync,
 ) -> (UnionFind, Vec<(usize, Decision)>) {
     let mut linked = UnionFind::new(n);
     for &(a, b, _) in edges {
@@ -211,22 +213,23 @@ fn merge_component(
     local: &[u32],
     edges: impl Iterator<Item = (usize, (u32, u32, f64))>,
     ambiguity: Option<&Ambiguity>,
-    different_people: impl Fn(&[u32], &[u32]) -> Option<String>,
-    too_weak: impl Fn(&[u32], &[u32]) -> Option<String>,
+    different_people: impl Fn(&[u32], &[u32]) -> Option<Refusal>,
+    too_weak: impl Fn(&[u32], &[u32]) -> Option<Refusal>,
 ) -> Vec<(usize, Decision)> {
     // Union-find and members by local position; members hold record numbers.
     let mut uf = UnionFind::new(nodes.len());
     let mut members: Vec<Vec<u32>> = nodes.iter().map(|&r| vec![r]).collect();
     let mut decisions = Vec::new();
     // Keyed by the two roots; a root that is absorbed is never looked up again.
-    type Apart = foldhash::HashMap<(u32, u32), Arc<str>>;
+    type Apart = foldhash::HashMap<(u32, u32), Arc<Refusal>>;
     let mut apart = Apart::default();
     let different = |apart: &mut Apart, members: &[Vec<u32>], x: u32, y: u32| {
         let key = (x.min(y), x.max(y));
         if let Some(why) = apart.get(&key) {
             return Some(why.clone());
         }
-        let why: Arc<str> = different_people(&members[x as usize], &members[y as usize])?.into();
+        let why: Arc<Refusal> =
+            different_people(&members[x as usize], &members[y as usize])?.into();
         apart.insert(key, why.clone());
         Some(why)
     };
@@ -242,7 +245,7 @@ fn merge_component(
         // weaker one, so it is not recorded again.
         let refused_before = apart.contains_key(&(ra.min(rb), ra.max(rb)));
         let mut reason = different(&mut apart, &members, ra, rb)
-            .or_else(|| too_weak(&members[ra as usize], &members[rb as usize]).map(Arc::from));
+            .or_else(|| too_weak(&members[ra as usize], &members[rb as usize]).map(Arc::new));
         if let (None, Some(amb)) = (&reason, &ambiguity) {
             for (lone, other) in [(a, rb), (b, ra)] {
                 let lone_root = uf.find(at(lone));
@@ -250,10 +253,10 @@ fn merge_component(
                     continue;
                 }
                 if ambiguous[at(lone) as usize] {
-                    reason = Some(
-                        format!("ambiguous: record {lone} matches people who may not be one")
-                            .into(),
-                    );
+                    reason = Some(Arc::new(Refusal::new(
+                        Guard::Ambiguous,
+                        format!("record {lone} matches people who may not be one"),
+                    )));
                     break;
                 }
                 for &(c, w) in amb.neighbours.of(lone) {
@@ -263,9 +266,10 @@ fn merge_component(
                     }
                     if let Some(why) = different(&mut apart, &members, other, rc) {
                         ambiguous[at(lone) as usize] = true;
-                        reason = Some(format!(
-                            "ambiguous: record {lone} matches record {c} nearly as well (weight {w:.2} vs {weight:.2}) and that person may not join this one ({why})"
-                        ).into());
+                        reason = Some(Arc::new(Refusal::new(
+                            Guard::Ambiguous,
+                            format!("record {lone} matches record {c} nearly as well (weight {w:.2} vs {weight:.2}) and that person may not join this one ({why})"),
+                        )));
                         break;
                     }
                 }
@@ -299,11 +303,15 @@ mod tests {
         x: u32,
         y: u32,
         why: &str,
-    ) -> impl Fn(&[u32], &[u32]) -> Option<String> + Sync + '_ {
+    ) -> impl Fn(&[u32], &[u32]) -> Option<Refusal> + Sync + '_ {
         move |a, b| {
             let across = (a.contains(&x) && b.contains(&y)) || (a.contains(&y) && b.contains(&x));
-            across.then(|| why.to_string())
+            across.then(|| Refusal::new(Guard::NeverDisagree, why))
         }
+    }
+
+    fn refused(why: &str) -> Decision {
+        Decision::Refused(Arc::new(Refusal::new(Guard::NeverDisagree, why)))
     }
 
     #[test]
@@ -325,7 +333,7 @@ mod tests {
             vec![
                 (0, Decision::Merged),
                 (1, Decision::Merged),
-                (2, Decision::Refused("0 and 3 disagree".into())),
+                (2, refused("0 and 3 disagree")),
                 (4, Decision::Merged),
             ]
         );
@@ -344,8 +352,8 @@ mod tests {
         let refuse = keep_apart(0, 1, "0 and 1 differ");
         let (mut uf, decisions) = merge_guarded(4, &edges, Some(ambiguity), refuse, |_, _| None);
         assert_eq!(uf.clusters(), vec![vec![0, 3], vec![1], vec![2]]);
-        assert!(matches!(&decisions[1].1, Decision::Refused(r) if r.starts_with("ambiguous")));
-        assert!(matches!(&decisions[2].1, Decision::Refused(r) if r.starts_with("ambiguous")));
+        assert!(matches!(&decisions[1].1, Decision::Refused(r) if r.guard == Guard::Ambiguous));
+        assert!(matches!(&decisions[2].1, Decision::Refused(r) if r.guard == Guard::Ambiguous));
     }
 
     #[test]
@@ -371,7 +379,7 @@ mod tests {
             vec![
                 (0, Decision::Merged),
                 (1, Decision::Merged),
-                (2, Decision::Refused("0 and 2 differ".into())),
+                (2, refused("0 and 2 differ")),
                 (3, Decision::Merged),
             ]
         );

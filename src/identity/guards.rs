@@ -12,6 +12,72 @@ use super::matcher::Matcher;
 use super::text::Values;
 use crate::config::Guards;
 
+/// The guard behind a refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Guard {
+    MaxClusterSize,
+    MaxPerSource,
+    MaxDistinct,
+    NeverDisagree,
+    Corroborate,
+    MinClusterWeight,
+    /// A lone record that matches two persons who may not be one about equally well.
+    Ambiguous,
+}
+
+impl Guard {
+    /// The guard's name as the pipeline file spells it (and reports count it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MaxClusterSize => "max_cluster_size",
+            Self::MaxPerSource => "max_per_source",
+            Self::MaxDistinct => "max_distinct",
+            Self::NeverDisagree => "never_disagree",
+            Self::Corroborate => "corroborate",
+            Self::MinClusterWeight => "min_cluster_weight",
+            Self::Ambiguous => "ambiguous",
+        }
+    }
+}
+
+/// Why a guard refused a merge: the guard, what it applies to (a source or column,
+/// for the guards keyed by one), and what it saw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub guard: Guard,
+    pub target: Option<String>,
+    pub detail: String,
+}
+
+impl Refusal {
+    pub fn new(guard: Guard, detail: impl Into<String>) -> Self {
+        Self {
+            guard,
+            target: None,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn on(guard: Guard, target: &str, detail: impl Into<String>) -> Self {
+        Self {
+            guard,
+            target: Some(target.to_string()),
+            detail: detail.into(),
+        }
+    }
+}
+
+/// `guard.target: detail`, as the decisions output and `--explain` show it.
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(self.guard.as_str())?;
+        if let Some(t) = &self.target {
+            write!(f, ".{t}")?;
+        }
+        write!(f, ": {}", self.detail)
+    }
+}
+
 enum Never {
     /// A comparison of the model: disagreeing means its "else" level.
     Comparison(usize, String),
@@ -82,19 +148,21 @@ impl<'a> GuardSet<'a> {
 
     /// The guards that say two clusters are different people (not merely that the
     /// evidence between them is thin).
-    pub fn refuse_hard(&self, a: &[u32], b: &[u32]) -> Option<String> {
+    pub fn refuse_hard(&self, a: &[u32], b: &[u32]) -> Option<Refusal> {
         let size = a.len() + b.len();
         if size > self.max_cluster_size {
-            return Some(format!(
-                "max_cluster_size: {size} records > {}",
-                self.max_cluster_size
+            return Some(Refusal::new(
+                Guard::MaxClusterSize,
+                format!("{size} records > {}", self.max_cluster_size),
             ));
         }
         for (source, limit, from) in &self.per_source {
             let count = a.iter().chain(b).filter(|&&r| from[r as usize]).count();
             if count > *limit {
-                return Some(format!(
-                    "max_per_source.{source}: {count} records > {limit}"
+                return Some(Refusal::on(
+                    Guard::MaxPerSource,
+                    source,
+                    format!("{count} records > {limit}"),
                 ));
             }
         }
@@ -108,9 +176,10 @@ impl<'a> GuardSet<'a> {
             seen.sort_unstable();
             seen.dedup();
             if seen.len() > *limit {
-                return Some(format!(
-                    "max_distinct.{column}: {} values > {limit}",
-                    seen.len()
+                return Some(Refusal::on(
+                    Guard::MaxDistinct,
+                    column,
+                    format!("{} values > {limit}", seen.len()),
                 ));
             }
         }
@@ -127,10 +196,10 @@ impl<'a> GuardSet<'a> {
                         }
                     };
                     if disagree {
-                        return Some(format!(
-                            "never_disagree.{name}: {} vs {}",
-                            self.key(x),
-                            self.key(y)
+                        return Some(Refusal::on(
+                            Guard::NeverDisagree,
+                            name,
+                            format!("{} vs {}", self.key(x), self.key(y)),
                         ));
                     }
                 }
@@ -142,7 +211,7 @@ impl<'a> GuardSet<'a> {
     /// Whether the evidence between two clusters is too thin: two persons of two or
     /// more records each that no pair of records corroborates, or a mean evidence below
     /// `min_cluster_weight`.
-    pub fn too_weak(&self, a: &[u32], b: &[u32]) -> Option<String> {
+    pub fn too_weak(&self, a: &[u32], b: &[u32]) -> Option<Refusal> {
         let established = a.len() >= 2 && b.len() >= 2;
         if let (Some(m), true) = (self.matcher, established && !self.corroborate.is_empty()) {
             let corroborated = a.iter().any(|&x| {
@@ -151,11 +220,14 @@ impl<'a> GuardSet<'a> {
             });
             if !corroborated {
                 let names: Vec<&str> = self.corroborate.iter().map(|&c| m.name(c)).collect();
-                return Some(format!(
-                    "corroborate: no pair of these {} and {} records agrees on {}",
-                    a.len(),
-                    b.len(),
-                    names.join(", ")
+                return Some(Refusal::new(
+                    Guard::Corroborate,
+                    format!(
+                        "no pair of these {} and {} records agrees on {}",
+                        a.len(),
+                        b.len(),
+                        names.join(", ")
+                    ),
                 ));
             }
         }
@@ -166,9 +238,12 @@ impl<'a> GuardSet<'a> {
                 .sum();
             let mean = total / (a.len() * b.len()) as f64;
             if mean < min {
-                return Some(format!(
-                    "min_cluster_weight: mean evidence {mean:.2} over {} pairs < {min}",
-                    a.len() * b.len()
+                return Some(Refusal::new(
+                    Guard::MinClusterWeight,
+                    format!(
+                        "mean evidence {mean:.2} over {} pairs < {min}",
+                        a.len() * b.len()
+                    ),
                 ));
             }
         }
@@ -201,9 +276,8 @@ mod tests {
             None,
             "two CRM records may"
         );
-        assert_eq!(
-            guards.refuse_hard(&[0, 2], &[1]).as_deref(),
-            Some("max_per_source.vendor: 2 records > 1")
-        );
+        let refusal = guards.refuse_hard(&[0, 2], &[1]).expect("refused");
+        assert_eq!(refusal.guard, Guard::MaxPerSource);
+        assert_eq!(refusal.to_string(), "max_per_source.vendor: 2 records > 1");
     }
 }

@@ -9,6 +9,9 @@ use rayon::prelude::*;
 
 use super::blocking;
 use super::cluster::UnionFind;
+#[cfg(test)]
+use super::guards::Guard;
+use super::guards::Refusal;
 use super::text::{TextColumn, Values};
 use crate::config::Households;
 
@@ -21,7 +24,7 @@ pub struct Joined {
     /// A record of the other person of the household, holding its identifier.
     pub via: u32,
     /// Why a guard refused the link; `None` when the record joined.
-    pub refused: Option<String>,
+    pub refused: Option<Refusal>,
 }
 
 /// The columns the pass reads.
@@ -120,7 +123,7 @@ pub fn join(
     n: usize,
     config: &Households,
     max_key_group: usize,
-    refuse: impl Fn(&[u32], &[u32]) -> Option<String>,
+    refuse: impl Fn(&[u32], &[u32]) -> Option<Refusal>,
 ) -> Vec<Joined> {
     let pick = |names: &[String]| -> Vec<&TextColumn> {
         names.iter().filter_map(|c| values.get(c)).collect()
@@ -326,9 +329,10 @@ mod tests {
 
         let (values, config) = household();
         let mut uf = UnionFind::new(5);
-        let joined = join(&mut uf, &values, 5, &config, 20, |_, _| Some("no".into()));
+        let no = Refusal::new(Guard::MaxClusterSize, "no");
+        let joined = join(&mut uf, &values, 5, &config, 20, |_, _| Some(no.clone()));
         assert_eq!(joined.len(), 1);
-        assert_eq!(joined[0].refused.as_deref(), Some("no"));
+        assert_eq!(joined[0].refused.as_ref(), Some(&no));
         assert_ne!(uf.find(3), uf.find(0));
     }
 

@@ -15,6 +15,7 @@ pub mod cluster;
 pub mod compare;
 pub mod email_names;
 pub mod evaluate;
+pub mod explain;
 pub mod golden;
 pub mod guards;
 pub mod household;
@@ -108,6 +109,46 @@ pub struct PreviousRun {
     pub model: Option<SavedModel>,
     /// The scored pairs at or above the threshold, as assignment rows, with weights.
     pub edges: Vec<(u32, u32, f64)>,
+}
+
+/// What a saved model depends on: every setting of `[identity.matching]` that changes
+/// the trained weights or the pairs kept (the threshold decides which scored pairs are
+/// saved), written out field by field, so a model is reused exactly when they match.
+pub fn model_key(m: &crate::config::Matching) -> String {
+    let rules = |rules: &[crate::config::MatchRule]| -> Vec<serde_json::Value> {
+        rules
+            .iter()
+            .map(|r| serde_json::json!([r.name, r.columns]))
+            .collect()
+    };
+    let comparisons: Vec<serde_json::Value> = m
+        .comparisons
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "name": c.name,
+                "columns": c.columns,
+                "levels": c.levels.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "term_frequency": c.term_frequency,
+                "max_holders": c.max_holders,
+                "m": c.m,
+                "u": c.u,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "version": 2,
+        "threshold": m.threshold,
+        "blocking": rules(&m.blocking),
+        "block_limits": m.block_limits,
+        "comparisons": comparisons,
+        "em_iterations": m.em_iterations,
+        "u_sample_pairs": m.u_sample_pairs,
+        "prior": m.prior,
+        "rule_recall": m.rule_recall,
+        "train_on": m.train_on,
+    })
+    .to_string()
 }
 
 /// A trained model and the matching configuration it was trained for.
@@ -363,7 +404,7 @@ pub fn resolve(
         .collect();
     let scored = config.matching.as_ref().map(|m| {
         let linked = (!config.rules.is_empty()).then_some(rule_edges_len);
-        let config_text = format!("{m:?}");
+        let config_text = model_key(m);
         let reuse = previous
             .model
             .as_ref()
@@ -447,7 +488,7 @@ pub fn resolve(
             edges.push((j.record, j.named, Link::Household { via: j.via }));
             let decision = match j.refused {
                 None => Decision::Merged,
-                Some(reason) => Decision::Refused(reason.into()),
+                Some(reason) => Decision::Refused(std::sync::Arc::new(reason)),
             };
             decisions.push((edges.len() - 1, decision));
         }
@@ -456,7 +497,7 @@ pub fn resolve(
     lap("clustered");
     // Each record is labelled by the first (strongest) merge that took it in.
     let mut linked_by: Vec<Option<Link>> = vec![None; n];
-    let mut refused: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut refused: BTreeMap<guards::Guard, u64> = BTreeMap::new();
     let mut probabilistic_merges = 0;
     let mut household_merges = 0;
     for (e, decision) in &decisions {
@@ -471,11 +512,7 @@ pub fn resolve(
                 linked_by[a as usize].get_or_insert(link);
                 linked_by[b as usize].get_or_insert(link);
             }
-            Decision::Refused(reason) => {
-                let guard = reason.split(':').next().unwrap_or_default();
-                let guard = guard.split('.').next().unwrap_or_default();
-                *refused.entry(guard).or_default() += 1;
-            }
+            Decision::Refused(reason) => *refused.entry(reason.guard).or_default() += 1,
         }
     }
     let had: Vec<Option<&Assigned>> = previous_row
@@ -548,7 +585,7 @@ pub fn resolve(
             matching,
             refused: refused
                 .into_iter()
-                .map(|(guard, count)| (guard.to_string(), count))
+                .map(|(guard, count)| (guard.as_str().to_string(), count))
                 .collect(),
             first_names_from_email,
             household_merges,
@@ -729,11 +766,11 @@ fn decision_frame(
             Link::Rule(_) | Link::Household { .. } => None,
         })
         .collect();
-    let guard: Vec<Option<&str>> = decisions
+    let guard: Vec<Option<String>> = decisions
         .iter()
         .map(|(_, d)| match d {
             Decision::Merged => None,
-            Decision::Refused(reason) => Some(&**reason),
+            Decision::Refused(reason) => Some(reason.to_string()),
         })
         .collect();
     let [l_source, l_record, r_source, r_record, c_decision, c_link, c_probability, c_guard] =
@@ -956,6 +993,47 @@ pub fn edges_from_frame(df: &DataFrame) -> PolarsResult<Vec<(u32, u32, f64)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_saved_model_is_keyed_on_the_matching_settings_not_their_debug_text() {
+        use crate::config::{Comparison, Level, MatchRule, Matching};
+        let matching = Matching {
+            threshold: 0.5,
+            blocking: vec![MatchRule {
+                name: "last".into(),
+                columns: vec!["last_name".into()],
+            }],
+            block_limits: vec![500],
+            comparisons: vec![Comparison {
+                name: "first".into(),
+                columns: vec!["first_name".into()],
+                levels: vec![Level::Exact, Level::JaroWinkler(0.9)],
+                term_frequency: true,
+                max_holders: None,
+                m: None,
+                u: None,
+            }],
+            em_iterations: 50,
+            u_sample_pairs: 1000,
+            prior: None,
+            rule_recall: 0.7,
+            train_on: vec![0],
+        };
+        let key = model_key(&matching);
+        assert_eq!(key, model_key(&matching.clone()), "deterministic");
+        let mut other = matching.clone();
+        other.comparisons[0].levels[1] = Level::JaroWinkler(0.88);
+        assert_ne!(model_key(&other), key, "a level changes the model");
+        let mut other = matching.clone();
+        other.threshold = 0.6;
+        assert_ne!(
+            model_key(&other),
+            key,
+            "the threshold decides the pairs kept"
+        );
+        let value: serde_json::Value = serde_json::from_str(&key).expect("JSON");
+        assert_eq!(value["comparisons"][0]["levels"][1], "jaro_winkler >= 0.9");
+    }
 
     #[test]
     fn recency_ranks_order_values_in_their_own_type() {

@@ -67,6 +67,87 @@ pub struct StepRecord {
     pub figures: BTreeMap<String, u64>,
 }
 
+/// The named figures step records carry (their keys in [`StepRecord::figures`]):
+/// written and read through this one type, never spelled by hand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Figure<'a> {
+    /// Rows a source gave (ingest: landed; clean: read).
+    SourceRows(&'a str),
+    /// Rows of a source quarantined by clean.
+    SourceQuarantined(&'a str),
+    /// Rows of an entity quarantined by clean.
+    EntityQuarantined(&'a str),
+    /// Rows of a warehouse table loaded.
+    TableRows(&'a str),
+    /// Resolve: persons, id changes, merges by rule or matching, refusals by guard.
+    Persons,
+    HouseholdMerges,
+    IdsKept,
+    IdsMinted,
+    IdsMerged,
+    RuleMerges(&'a str),
+    CandidatePairs,
+    ReusedEdges,
+    Edges,
+    MatchingMerges,
+    Refused(&'a str),
+}
+
+impl Figure<'_> {
+    /// The figure's key in a step record.
+    pub fn key(self) -> String {
+        match self {
+            Self::SourceRows(s) => format!("rows.{s}"),
+            Self::SourceQuarantined(s) => format!("quarantined_source.{s}"),
+            Self::EntityQuarantined(e) => format!("quarantined.{e}"),
+            Self::TableRows(t) => format!("table.{t}"),
+            Self::Persons => "persons".into(),
+            Self::HouseholdMerges => "household_merges".into(),
+            Self::IdsKept => "ids.kept".into(),
+            Self::IdsMinted => "ids.minted".into(),
+            Self::IdsMerged => "ids.merges".into(),
+            Self::RuleMerges(r) => format!("rule.{r}.merges"),
+            Self::CandidatePairs => "matching.candidate_pairs".into(),
+            Self::ReusedEdges => "matching.reused_edges".into(),
+            Self::Edges => "matching.edges".into(),
+            Self::MatchingMerges => "matching.merges".into(),
+            Self::Refused(g) => format!("refused.{g}"),
+        }
+    }
+}
+
+/// Builds a step record's figures.
+#[derive(Debug, Default)]
+pub struct Figures(BTreeMap<String, u64>);
+
+impl Figures {
+    pub fn set(&mut self, figure: Figure, value: u64) -> &mut Self {
+        self.0.insert(figure.key(), value);
+        self
+    }
+
+    pub fn into_map(self) -> BTreeMap<String, u64> {
+        self.0
+    }
+}
+
+impl StepRecord {
+    /// A figure of this record; 0 when it was not recorded.
+    pub fn figure(&self, figure: Figure) -> u64 {
+        self.figures.get(&figure.key()).copied().unwrap_or(0)
+    }
+
+    /// The sum of one kind of figure over every name (every entity's quarantine, say).
+    pub fn figure_total(&self, kind: fn(&'static str) -> Figure<'static>) -> u64 {
+        let prefix = kind("").key();
+        self.figures
+            .iter()
+            .filter(|(k, _)| k.starts_with(&prefix))
+            .map(|(_, v)| v)
+            .sum()
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Output {
     pub key: String,
@@ -89,6 +170,57 @@ pub fn write_step(lake: &Lake, record: &StepRecord) -> Result<(), LakeError> {
         record,
     )?;
     lake.put_json(&record.step.key(), record)
+}
+
+/// How a failed step run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// An error-level check went over its threshold (exit 3); nothing was published.
+    QualityGate,
+    /// Anything else (exit 1 or 2).
+    Error,
+}
+
+impl FailureKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::QualityGate => "quality_gate",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// A step's last failed run, kept beside its last success: `cdp status` shows it when
+/// it is newer than the success.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FailedRun {
+    pub step: Step,
+    pub run_id: String,
+    pub failed_at: String,
+    pub kind: FailureKind,
+    /// The error, with its causes.
+    pub reason: String,
+}
+
+fn failure_key(step: Step) -> String {
+    format!("_state/failed/{}.json", step.as_str())
+}
+
+pub fn write_failure(lake: &Lake, failure: &FailedRun) -> Result<(), LakeError> {
+    lake.put_json(&failure_key(failure.step), failure)
+}
+
+/// The step's last failure, if it failed after its last success (or never succeeded).
+pub fn read_failure(lake: &Lake, step: Step) -> Result<Option<FailedRun>, LakeError> {
+    let failure: Option<FailedRun> = lake.get_json(&failure_key(step))?;
+    let Some(failure) = failure else {
+        return Ok(None);
+    };
+    let success = read_step(lake, step)?;
+    Ok(success
+        .is_none_or(|s| s.run_id < failure.run_id)
+        .then_some(failure))
 }
 
 /// What one step did for one interval, as `cdp status` and `cdp backfill` see it.
@@ -193,4 +325,35 @@ pub fn fingerprint(parts: &[&str]) -> String {
         h.update([0u8]);
     }
     crate::lake::hex(&h.finalize()[..12])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figures_are_written_and_read_through_one_type() {
+        let mut figures = Figures::default();
+        figures
+            .set(Figure::EntityQuarantined("person"), 3)
+            .set(Figure::EntityQuarantined("orders"), 4)
+            .set(Figure::SourceQuarantined("crm"), 7)
+            .set(Figure::SourceRows("crm"), 10);
+        let record = StepRecord {
+            step: Step::Clean,
+            run_id: "r".into(),
+            started_at: String::new(),
+            finished_at: String::new(),
+            input: String::new(),
+            rows_in: 0,
+            rows_out: 0,
+            outputs: BTreeMap::new(),
+            figures: figures.into_map(),
+        };
+        assert_eq!(record.figure(Figure::SourceRows("crm")), 10);
+        assert_eq!(record.figure(Figure::SourceRows("shop")), 0);
+        // Entity totals do not pick up the per-source figures beside them.
+        assert_eq!(record.figure_total(Figure::EntityQuarantined), 7);
+        assert_eq!(record.figure_total(Figure::SourceQuarantined), 7);
+    }
 }

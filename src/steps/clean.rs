@@ -14,7 +14,7 @@ use crate::config::{CheckRule, EntityConfig, Pipeline, SourceKind};
 use crate::frame::ParquetSink;
 use crate::lake::layout;
 use crate::lake::manifest::Manifest;
-use crate::state::{self, Step, StepRecord};
+use crate::state::{self, Figure, Figures, Step, StepRecord};
 
 /// Rows per batch; `CDP_BATCH_ROWS` overrides it (tests use small batches).
 fn batch_rows() -> usize {
@@ -212,7 +212,7 @@ pub fn run(ctx: &Context) -> Result<(Outcome, Option<QualityReport>), StepError>
     }
     bar.finish_and_clear();
 
-    let failed: Vec<String> = reports
+    let mut failed: Vec<String> = reports
         .iter()
         .flat_map(|r| {
             r.checks
@@ -221,6 +221,15 @@ pub fn run(ctx: &Context) -> Result<(Outcome, Option<QualityReport>), StepError>
                 .map(move |c| format!("{}: {}", r.entity, c.check))
         })
         .collect();
+    // The source gate: a source whose every row was quarantined closes the gate.
+    for r in &reports {
+        for (source, rows) in r.sources_all_quarantined() {
+            failed.push(format!(
+                "{}: source {source:?} had all {rows} of its rows quarantined (see the quarantine's reasons; a misnamed key column does this)",
+                r.entity
+            ));
+        }
+    }
     let report = QualityReport {
         schema_version: 1,
         run_id: ctx.run_id.clone(),
@@ -238,16 +247,20 @@ pub fn run(ctx: &Context) -> Result<(Outcome, Option<QualityReport>), StepError>
         return Err(StepError::QualityGate {
             failed,
             report: lake.local_path(&report_key).display().to_string(),
+            checks: Box::new(report),
         });
     }
     for (entity, sink) in pending {
         outputs.insert(entity, sink.commit(lake)?);
     }
-    let mut figures = BTreeMap::new();
+    let mut figures = Figures::default();
     for e in &report.entities {
-        figures.insert(format!("quarantined.{}", e.entity), e.rows_quarantined);
+        figures.set(Figure::EntityQuarantined(&e.entity), e.rows_quarantined);
+        for (source, rows) in &e.quarantined_by_source {
+            figures.set(Figure::SourceQuarantined(source), *rows);
+        }
         for (source, rows) in &e.rows_by_source {
-            figures.insert(format!("rows.{source}"), *rows);
+            figures.set(Figure::SourceRows(source), *rows);
         }
     }
     let record = StepRecord {
@@ -259,7 +272,7 @@ pub fn run(ctx: &Context) -> Result<(Outcome, Option<QualityReport>), StepError>
         rows_in: report.entities.iter().map(|e| e.rows_read).sum(),
         rows_out: report.entities.iter().map(|e| e.rows_clean).sum(),
         outputs,
-        figures,
+        figures: figures.into_map(),
     };
     state::write_step(lake, &record)?;
     Ok((Outcome::Done(record), Some(report)))

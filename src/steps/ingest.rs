@@ -73,7 +73,7 @@ pub fn run(ctx: &Context) -> Result<(Outcome, Vec<Landed>), StepError> {
         outputs,
         figures: landed
             .iter()
-            .map(|l| (format!("rows.{}", l.source), l.rows))
+            .map(|l| (state::Figure::SourceRows(&l.source).key(), l.rows))
             .collect(),
     };
     state::write_step(&ctx.lake, &record)?;

@@ -104,7 +104,7 @@ pub fn run(ctx: &Context) -> Result<(Outcome, Vec<TableLoad>), StepError> {
         outputs,
         figures: loads
             .iter()
-            .map(|l| (format!("table.{}", l.table), l.rows))
+            .map(|l| (state::Figure::TableRows(&l.table).key(), l.rows))
             .collect(),
     };
     state::write_step(&ctx.lake, &record)?;

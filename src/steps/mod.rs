@@ -7,7 +7,9 @@ pub mod clean;
 pub mod ingest;
 pub mod load;
 pub mod resolve;
+pub mod run;
 
+use crate::clean::quality::QualityReport;
 use crate::clean::CleanError;
 use crate::config::Pipeline;
 use crate::frame::FrameError;
@@ -21,12 +23,36 @@ use crate::warehouse::WarehouseError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("cannot read pipeline file {}", path.display())]
+    ReadPipeline {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Lease(#[from] crate::state::lease::LeaseError),
+    /// A backfill's interval failed; the error names it.
+    #[error("interval {interval} (run {run_id}): {source}")]
+    Interval {
+        interval: Interval,
+        run_id: String,
+        source: Box<StepError>,
+    },
     #[error("{step}: nothing to work on yet: {hint}")]
     MissingInput { step: &'static str, hint: String },
-    #[error("quality gate closed: {} error check(s) over threshold: {}; report: {report}", failed.len(), failed.join(", "))]
-    QualityGate { failed: Vec<String>, report: String },
-    #[error("truth file {file}: {message}")]
-    Truth { file: String, message: String },
+    #[error("quality gate closed: {} problem(s): {}; report: {report}", failed.len(), failed.join(", "))]
+    QualityGate {
+        failed: Vec<String>,
+        report: String,
+        /// The checks that closed the gate, for printing beside the error.
+        checks: Box<QualityReport>,
+    },
+    #[error(transparent)]
+    Truth(#[from] crate::identity::evaluate::TruthError),
+    #[error(transparent)]
+    Explain(#[from] crate::identity::explain::ExplainError),
     #[error(transparent)]
     Source(#[from] SourceError),
     #[error(transparent)]
@@ -73,7 +99,59 @@ impl Outcome {
     }
 }
 
+impl StepError {
+    /// The error behind a backfill's interval wrapper.
+    pub fn innermost(&self) -> &StepError {
+        match self {
+            Self::Interval { source, .. } => source.innermost(),
+            other => other,
+        }
+    }
+
+    /// The whole message: this error and every cause, as `a: b: c` (a cause whose text
+    /// the message already holds is not repeated).
+    pub fn chain_text(&self) -> String {
+        let mut text = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(c) = cause {
+            let more = c.to_string();
+            if !text.contains(&more) {
+                text.push_str(": ");
+                text.push_str(&more);
+            }
+            cause = c.source();
+        }
+        text
+    }
+}
+
 impl Context {
+    /// Runs one step's work; when it fails, records the failure (`cdp status` shows it
+    /// beside the last success) before handing the error on.
+    pub fn attempt<T>(
+        &self,
+        step: Step,
+        work: impl FnOnce() -> Result<T, StepError>,
+    ) -> Result<T, StepError> {
+        work().inspect_err(|err| {
+            let kind = match err.innermost() {
+                StepError::QualityGate { .. } => state::FailureKind::QualityGate,
+                _ => state::FailureKind::Error,
+            };
+            let failure = state::FailedRun {
+                step,
+                run_id: self.run_id.clone(),
+                failed_at: state::now_rfc3339(),
+                kind,
+                reason: err.chain_text(),
+            };
+            tracing::info!(run_id = %self.run_id, step = step.as_str(), kind = kind.as_str(), "step failed");
+            if let Err(e) = state::write_failure(&self.lake, &failure) {
+                tracing::warn!(step = step.as_str(), error = %e, "could not record the failed run");
+            }
+        })
+    }
+
     /// Marks the end of a step in this run: one log event with the run id, step,
     /// interval and counts, and for a run with an interval, the interval index entry
     /// (`cdp status`, and how `cdp backfill` knows an interval is done).

@@ -3,16 +3,16 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use rayon::prelude::*;
-
 use super::{Context, Outcome, StepError};
+use crate::config::Pipeline;
 use crate::config::{CUSTOMER_360_TABLE, IDENTITY_GRAPH_TABLE};
 use crate::frame::{read_parquet, read_parquet_columns, write_parquet, ParquetSink};
-use crate::identity::evaluate::{evaluate, Accuracy};
+use crate::identity::evaluate::{self, Accuracy, Truth};
+use crate::identity::explain::Explanation;
 use crate::identity::ids::RecordKey;
 use crate::identity::{self, ResolveReport};
 use crate::lake::{layout, Lake};
-use crate::state::{self, Step, StepRecord};
+use crate::state::{self, Figure, Figures, Step, StepRecord};
 
 /// The step output holding every merge and refusal (not a warehouse table).
 pub const DECISIONS: &str = "identity_decisions";
@@ -124,23 +124,25 @@ pub fn run(ctx: &Context, retrain: bool) -> Result<(Outcome, Option<ResolveRepor
     assignment?.commit(lake)?;
 
     let report = resolution.report;
-    let mut figures = BTreeMap::new();
-    figures.insert("persons".to_string(), report.persons);
-    figures.insert("household_merges".to_string(), report.household_merges);
-    figures.insert("ids.kept".to_string(), report.ids.kept);
-    figures.insert("ids.minted".to_string(), report.ids.minted);
-    figures.insert("ids.merges".to_string(), report.ids.merges.len() as u64);
+    let mut figures = Figures::default();
+    figures
+        .set(Figure::Persons, report.persons)
+        .set(Figure::HouseholdMerges, report.household_merges)
+        .set(Figure::IdsKept, report.ids.kept)
+        .set(Figure::IdsMinted, report.ids.minted)
+        .set(Figure::IdsMerged, report.ids.merges.len() as u64);
     for r in &report.rules {
-        figures.insert(format!("rule.{}.merges", r.rule), r.merges);
+        figures.set(Figure::RuleMerges(&r.rule), r.merges);
     }
     if let Some(m) = &report.matching {
-        figures.insert("matching.candidate_pairs".into(), m.candidate_pairs);
-        figures.insert("matching.reused_edges".into(), m.reused_edges);
-        figures.insert("matching.edges".into(), m.edges);
-        figures.insert("matching.merges".into(), m.merges);
+        figures
+            .set(Figure::CandidatePairs, m.candidate_pairs)
+            .set(Figure::ReusedEdges, m.reused_edges)
+            .set(Figure::Edges, m.edges)
+            .set(Figure::MatchingMerges, m.merges);
     }
     for (guard, count) in &report.refused {
-        figures.insert(format!("refused.{guard}"), *count);
+        figures.set(Figure::Refused(guard), *count);
     }
     let record = StepRecord {
         step: Step::Resolve,
@@ -151,7 +153,7 @@ pub fn run(ctx: &Context, retrain: bool) -> Result<(Outcome, Option<ResolveRepor
         rows_in: report.records,
         rows_out: report.persons,
         outputs,
-        figures,
+        figures: figures.into_map(),
     };
     state::write_step(lake, &record)?;
     Ok((Outcome::Done(record), Some(report)))
@@ -177,9 +179,19 @@ fn read_previous(lake: &Lake) -> Result<identity::PreviousRun, StepError> {
     Ok(previous)
 }
 
-/// Scores the current identity graph against a truth file (`source,record_id,person_id`),
-/// read beforehand (it may be read while resolution runs).
-pub fn score(lake: &Lake, truth: &Truth) -> Result<Accuracy, StepError> {
+/// What scoring against a truth file found: the accuracy, and why the truth records
+/// absent from the identity graph are absent (`quarantined: <check>`, or not in the
+/// clean data at all), with counts.
+#[derive(Debug, Clone)]
+pub struct TruthReport {
+    pub accuracy: Accuracy,
+    pub absent_by_reason: BTreeMap<String, u64>,
+}
+
+/// Scores the current identity graph against a truth file, read beforehand (it may be
+/// read while resolution runs). Every truth record counts; those the graph lacks are
+/// looked up in the last clean run's quarantine to say why.
+pub fn score(lake: &Lake, pipeline: &Pipeline, truth: &Truth) -> Result<TruthReport, StepError> {
     let record = state::read_step(lake, Step::Resolve)?.ok_or_else(|| StepError::MissingInput {
         step: "resolve --truth",
         hint: "nothing resolved yet; run `cdp resolve` first".into(),
@@ -196,189 +208,68 @@ pub fn score(lake: &Lake, truth: &Truth) -> Result<Accuracy, StepError> {
             .and_then(|c| c.str())
             .map_err(identity::IdentityError::from)?)
     };
-    let (sources, records, persons) = (col("source")?, col("record_id")?, col("person_id")?);
-    let (sources, records, persons) = (bytes_of(sources), bytes_of(records), bytes_of(persons));
-    let n = sources.len();
-    // Predicted persons numbered by sorting their ids' hashes (ids compared only
-    // where hashes tie, so a collision cannot join two persons).
-    let mut by_person: Vec<(u64, u32)> = (0..n as u32)
-        .into_par_iter()
-        .map(|i| (key_hash(&[persons[i as usize]]), i))
-        .collect();
-    by_person.par_sort_unstable_by(|a, b| {
-        a.0.cmp(&b.0)
-            .then_with(|| persons[a.1 as usize].cmp(persons[b.1 as usize]))
-    });
-    let mut predicted = vec![0u32; n];
-    let same_person =
-        |a: &(u64, u32), b: &(u64, u32)| persons[a.1 as usize] == persons[b.1 as usize];
-    for (number, rows) in by_person.chunk_by(same_person).enumerate() {
-        for &(_, row) in rows {
-            predicted[row as usize] = number as u32;
+    let scored = evaluate::score(col("source")?, col("record_id")?, col("person_id")?, truth)?;
+    let mut absent_by_reason = BTreeMap::new();
+    if !scored.absent.is_empty() {
+        let quarantined = quarantined_keys(lake, pipeline)?;
+        for key in &scored.absent {
+            let reason = match quarantined.get(key) {
+                Some(check) => format!("quarantined: {check}"),
+                None => "not in the clean data".to_string(),
+            };
+            *absent_by_reason.entry(reason).or_insert(0) += 1;
         }
     }
-    // The graph's records by key hash, merged with the truth's rows (in hash order).
-    let key = |i: u32| (sources[i as usize], records[i as usize]);
-    let mut graph_rows: Vec<(u64, u32)> = (0..n as u32)
-        .into_par_iter()
-        .map(|i| (key_hash(&[sources[i as usize], records[i as usize]]), i))
-        .collect();
-    graph_rows.par_sort_unstable();
-    // Slices of the truth side by side, each from its first hash on.
-    let in_both: Vec<(u32, u32)> = truth
-        .rows
-        .par_chunks(1 << 16)
-        .flat_map_iter(|rows| {
-            let mut g = graph_rows.partition_point(|(h, _)| *h < rows[0].hash);
-            let mut found = Vec::with_capacity(rows.len());
-            for row in rows {
-                while g < n && graph_rows[g].0 < row.hash {
-                    g += 1;
-                }
-                let wanted = truth.key(row);
-                // Among the graph's records with this hash (one, unless hashes collide).
-                let mut same_hash = graph_rows[g..].iter().take_while(|(h, _)| *h == row.hash);
-                if let Some(&(_, i)) = same_hash.find(|&&(_, i)| key(i) == wanted) {
-                    found.push((predicted[i as usize], row.person));
-                }
-            }
-            found
-        })
-        .collect();
-    Ok(evaluate(in_both))
+    Ok(TruthReport {
+        accuracy: scored.accuracy,
+        absent_by_reason,
+    })
 }
 
-/// A hash of byte strings, each length-prefixed so that parts cannot run together.
-fn key_hash(parts: &[&[u8]]) -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = foldhash::fast::FixedState::with_seed(0x7472_7574).build_hasher();
-    for part in parts {
-        hasher.write_usize(part.len());
-        hasher.write(part);
-    }
-    hasher.finish()
-}
-
-/// A text column's values as bytes (a null as empty), for indexing and sorting.
-fn bytes_of(column: &polars::prelude::StringChunked) -> Vec<&[u8]> {
-    column
-        .iter()
-        .map(|v| v.unwrap_or_default().as_bytes())
-        .collect()
-}
-
-/// A truth file (CSV with source,record_id,person_id): each row's source and record
-/// id as ranges of one buffer, and its true person, numbered; rows in key-hash order.
-pub struct Truth {
-    text: Vec<u8>,
-    rows: Vec<TruthRow>,
-}
-
-struct TruthRow {
-    source: std::ops::Range<usize>,
-    record: std::ops::Range<usize>,
-    person: u32,
-    /// [`key_hash`] of source and record id.
-    hash: u64,
-}
-
-impl Truth {
-    pub fn read(path: &std::path::Path) -> Result<Self, StepError> {
-        let bad = |message: String| StepError::Truth {
-            file: path.display().to_string(),
-            message,
-        };
-        let file = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-        let mut reader = csv::Reader::from_reader(file.as_slice());
-        let headers = reader
-            .byte_headers()
-            .map_err(|e| bad(e.to_string()))?
-            .clone();
-        let pos = |name: &str| {
-            headers
-                .iter()
-                .position(|h| h == name.as_bytes())
-                .ok_or_else(|| {
-                    bad(format!(
-                        "no column {name:?}; a truth file has source,record_id,person_id"
-                    ))
-                })
-        };
-        let (s, r, p) = (pos("source")?, pos("record_id")?, pos("person_id")?);
-        let mut truth = Truth {
-            text: Vec::with_capacity(file.len()),
-            rows: Vec::new(),
-        };
-        let mut true_person: foldhash::HashMap<Vec<u8>, u32> = Default::default();
-        let mut row = csv::ByteRecord::new();
-        let mut line = 1;
-        loop {
-            line += 1;
-            match reader.read_byte_record(&mut row) {
-                Ok(false) => break,
-                Ok(true) => {}
-                Err(e) => return Err(bad(format!("row {line}: {e}"))),
-            }
-            let field = |i: usize| row.get(i).unwrap_or_default();
-            let next = true_person.len() as u32;
-            let person = match true_person.get(field(p)) {
-                Some(&t) => t,
-                None => *true_person.entry(field(p).to_vec()).or_insert(next),
-            };
-            let mut keep = |bytes: &[u8]| {
-                let start = truth.text.len();
-                truth.text.extend_from_slice(bytes);
-                start..truth.text.len()
-            };
-            let (source, record) = (keep(field(s)), keep(field(r)));
-            truth.rows.push(TruthRow {
-                source,
-                record,
-                person,
-                hash: key_hash(&[field(s), field(r)]),
-            });
+/// (source, record key) -> the check that quarantined it, from the last clean run's
+/// quarantine of the identity entity.
+fn quarantined_keys(
+    lake: &Lake,
+    pipeline: &Pipeline,
+) -> Result<HashMap<RecordKey, String>, StepError> {
+    let mut out = HashMap::new();
+    let Some(identity) = &pipeline.identity else {
+        return Ok(out);
+    };
+    let Some(entity) = pipeline.entity(&identity.entity) else {
+        return Ok(out);
+    };
+    let Some(clean) = state::read_step(lake, Step::Clean)? else {
+        return Ok(out);
+    };
+    let Some(output) = clean
+        .outputs
+        .get(&super::clean::quarantine_output(&entity.name))
+    else {
+        return Ok(out);
+    };
+    let frame = read_parquet_columns(lake, &output.key, &["source", "check", "record"])?;
+    let text = |c: &str| identity::text_column(&frame, c, &entity.name);
+    let (sources, checks, rows) = (text("source")?, text("check")?, text("record")?);
+    for ((source, check), row) in sources.into_iter().zip(checks).zip(rows) {
+        // The quarantined row as it arrived (JSON of the entity's columns); parser
+        // rejects have no columns and cannot be matched by key.
+        let key = row
+            .and_then(|r| serde_json::from_str::<serde_json::Value>(&r).ok())
+            .and_then(|v| v.get(&entity.key)?.as_str().map(str::to_string));
+        if let (Some(source), Some(key)) = (source, key) {
+            out.insert((source, key), check.unwrap_or_default());
         }
-        // In hash order, for the merge with the identity graph in [`score`].
-        truth.rows.sort_unstable_by_key(|row| row.hash);
-        Ok(truth)
     }
-
-    /// A row's (source, record id).
-    fn key(&self, row: &TruthRow) -> (&[u8], &[u8]) {
-        (
-            &self.text[row.source.clone()],
-            &self.text[row.record.clone()],
-        )
-    }
+    Ok(out)
 }
 
-/// Why a record sits in its person: the person's members, the merges that joined
-/// them, and the merges that guards refused, from the last resolve run.
-pub struct Explanation {
-    pub record: RecordKey,
-    pub person_id: String,
-    pub rule: String,
-    pub members: Vec<RecordKey>,
-    /// Rows of the decisions frame touching the person: (decision, left, right, link,
-    /// probability, comparisons, guard).
-    pub decisions: Vec<ExplainedDecision>,
-}
-
-pub struct ExplainedDecision {
-    pub decision: String,
-    pub left: RecordKey,
-    pub right: RecordKey,
-    pub link: String,
-    pub probability: Option<f64>,
-    pub comparisons: Option<String>,
-    pub guard: Option<String>,
-}
-
-/// `record` is `source:record_id`, or a record id that only one source uses.
-/// `identity_config` and `key_column` let merges be explained comparison by comparison.
+/// Explains the last resolution of `subject` (a record as `source:record_id`, a record
+/// id only one source uses, or a person id): `identity_config` and `key_column` let
+/// merges be explained comparison by comparison.
 pub fn explain(
     lake: &Lake,
-    record: &str,
+    subject: &str,
     identity_config: Option<&crate::config::IdentityConfig>,
     key_column: &str,
 ) -> Result<Explanation, StepError> {
@@ -397,88 +288,8 @@ pub fn explain(
             })?;
         Ok(read_parquet(lake, &key)?)
     };
-    let graph = output(IDENTITY_GRAPH_TABLE)?;
-    let text = |df: &polars::prelude::DataFrame, c: &str| identity::text_column(df, c, "resolve");
-    let (sources, ids, persons, rules) = (
-        text(&graph, "source")?,
-        text(&graph, "record_id")?,
-        text(&graph, "person_id")?,
-        text(&graph, "rule")?,
-    );
-    let key_of = |i: usize| -> RecordKey {
-        (
-            sources[i].clone().unwrap_or_default(),
-            ids[i].clone().unwrap_or_default(),
-        )
-    };
-    let wanted: Vec<usize> = (0..graph.height())
-        .filter(|&i| {
-            let (s, r) = key_of(i);
-            r == record || format!("{s}:{r}") == record
-        })
-        .collect();
-    let i = match wanted.as_slice() {
-        [i] => *i,
-        [] => {
-            return Err(StepError::MissingInput {
-                step: "resolve --explain",
-                hint: format!("no record {record:?} in the identity graph (give source:record_id)"),
-            })
-        }
-        many => {
-            let names: Vec<String> = many
-                .iter()
-                .map(|&i| format!("{}:{}", key_of(i).0, key_of(i).1))
-                .collect();
-            return Err(StepError::MissingInput {
-                step: "resolve --explain",
-                hint: format!("{record:?} is ambiguous: {}", names.join(", ")),
-            });
-        }
-    };
-    let person = persons[i].clone().unwrap_or_default();
-    let members: Vec<RecordKey> = (0..graph.height())
-        .filter(|&j| persons[j].as_deref() == Some(person.as_str()))
-        .map(key_of)
-        .collect();
-    let decisions = output(DECISIONS)?;
-    let cols: Vec<Vec<Option<String>>> = identity::DECISION_COLUMNS
-        .iter()
-        .map(|c| text(&decisions, c))
-        .collect::<Result<_, _>>()?;
-    let probability = decisions
-        .column("match_probability")
-        .and_then(|c| c.f64().cloned())
-        .map_err(identity::IdentityError::from)?;
-    let is_member = |s: &Option<String>, r: &Option<String>| {
-        members
-            .iter()
-            .any(|(ms, mr)| s.as_deref() == Some(ms.as_str()) && r.as_deref() == Some(mr.as_str()))
-    };
-    let this = key_of(i);
-    let mut explained: Vec<ExplainedDecision> = (0..decisions.height())
-        .filter(|&d| {
-            let left = is_member(&cols[0][d], &cols[1][d]);
-            let right = is_member(&cols[2][d], &cols[3][d]);
-            match cols[4][d].as_deref() {
-                Some("merged") => left && right,
-                // Refusals between the person and anyone, and touching this record.
-                _ => left || right,
-            }
-        })
-        .map(|d| {
-            let get = |c: usize| cols[c][d].clone().unwrap_or_default();
-            ExplainedDecision {
-                decision: get(4),
-                left: (get(0), get(1)),
-                right: (get(2), get(3)),
-                link: get(5),
-                probability: probability.get(d),
-                comparisons: None,
-                guard: cols[7][d].clone(),
-            }
-        })
-        .collect();
+    let mut explained =
+        identity::explain::explain(&output(IDENTITY_GRAPH_TABLE)?, &output(DECISIONS)?, subject)?;
     // Merges are explained comparison by comparison, from the records and the model
     // of that run.
     if let (Some(config), Some(input)) = (identity_config, run.outputs.get(INPUT)) {
@@ -486,49 +297,29 @@ pub fn explain(
             lake.get_json(&layout::identity_model(&run.run_id))?;
         if let Some(model) = model {
             let records = read_parquet(lake, &input.key)?;
-            let rows: HashMap<RecordKey, u32> = {
-                let ids = text(&records, key_column)?;
-                let srcs = text(&records, crate::clean::read::SOURCE)?;
-                srcs.into_iter()
-                    .zip(ids)
-                    .enumerate()
-                    .map(|(i, (s, r))| ((s.unwrap_or_default(), r.unwrap_or_default()), i as u32))
-                    .collect()
-            };
-            let wanted: Vec<usize> = (0..explained.len())
-                .filter(|&d| explained[d].decision == "merged")
+            let text = |c: &str| identity::text_column(&records, c, "identity input");
+            let rows: HashMap<RecordKey, u32> = text(crate::clean::read::SOURCE)?
+                .into_iter()
+                .zip(text(key_column)?)
+                .enumerate()
+                .map(|(i, (s, r))| ((s.unwrap_or_default(), r.unwrap_or_default()), i as u32))
+                .collect();
+            let decisions = &mut explained.decisions;
+            let wanted: Vec<usize> = (0..decisions.len())
+                .filter(|&d| decisions[d].merged)
                 .filter(|&d| {
-                    rows.contains_key(&explained[d].left) && rows.contains_key(&explained[d].right)
+                    rows.contains_key(&decisions[d].left) && rows.contains_key(&decisions[d].right)
                 })
                 .collect();
             let pairs: Vec<(u32, u32)> = wanted
                 .iter()
-                .map(|&d| (rows[&explained[d].left], rows[&explained[d].right]))
+                .map(|&d| (rows[&decisions[d].left], rows[&decisions[d].right]))
                 .collect();
             let texts = identity::explain_pairs(&records, config, &model, &pairs)?;
             for (d, text) in wanted.into_iter().zip(texts) {
-                explained[d].comparisons = Some(text);
+                decisions[d].comparisons = Some(text);
             }
         }
     }
-    Ok(Explanation {
-        record: this,
-        person_id: person,
-        rule: rules[i].clone().unwrap_or_default(),
-        members,
-        decisions: explained,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn key_parts_cannot_run_together() {
-        let h = |parts: &[&str]| key_hash(&parts.iter().map(|p| p.as_bytes()).collect::<Vec<_>>());
-        assert_ne!(h(&["crm", "12"]), h(&["crm1", "2"]));
-        assert_ne!(h(&["crm", ""]), h(&["", "crm"]));
-        assert_eq!(h(&["crm", "12"]), h(&["crm", "12"]));
-    }
+    Ok(explained)
 }
