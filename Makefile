@@ -1,4 +1,5 @@
-# cdp: the two commands a newcomer needs are `make demo` and `make test`.
+# cdp: `make install` puts cdp on the PATH; `make demo` and `make test` are the two
+# commands a newcomer needs next.
 # Builds share one cache: export CARGO_TARGET_DIR=$HOME/.cache/cdp/target (as .ci/run does).
 
 CARGO ?= cargo
@@ -24,11 +25,12 @@ PIPELINE := pipelines/customer360.toml
 PEERS_VENV := .venv/peers
 PEERS_STAMP := $(PEERS_VENV)/.installed-$(shell cksum < tests/peers/requirements.txt | cut -d' ' -f1)
 
-.PHONY: all build demo test lint fmt sample-data bench clean-demo help peers peers-up peers-down
+.PHONY: all build demo test lint fmt sample-data bench clean-demo help peers peers-up peers-down install
 
 all: build
 
 help:
+	@echo "make install      build the release binary and install it as $(PREFIX)/bin/cdp"
 	@echo "make demo         build and run the sample pipeline end to end (./lake, ./warehouse.duckdb)"
 	@echo "make test         run every test, with the S3 and Snowflake emulators up on 127.0.0.1"
 	@echo "make peers-up     start the emulators; \`source .venv/peers-run/env\` then cargo test"
@@ -41,6 +43,12 @@ help:
 
 build:
 	$(CARGO) build --locked $(CARGO_FEATURES)
+
+# The release binary on the PATH: $(PREFIX)/bin/cdp (~/.cargo/bin, which rustup puts on
+# the PATH). `make install PREFIX=/usr/local` for /usr/local/bin.
+PREFIX ?= $(HOME)/.cargo
+install:
+	$(CARGO) install --locked --path . --root $(PREFIX)
 
 demo: build
 	$(CDP) run $(PIPELINE) --truth sample-data/truth.csv

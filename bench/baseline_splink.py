@@ -1,4 +1,4 @@
-"""Splink baseline for identity resolution (issue 4): cdp resolve vs Splink on DuckDB.
+"""Splink baseline for identity resolution: cdp resolve vs Splink on DuckDB.
 
 usage: baseline_splink.py CLEAN_PARQUET TRUTH_CSV OUT_JSON
 

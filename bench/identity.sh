@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Identity benchmark (issue 4), called by bench/run.sh: at each size, `cdp resolve`
+# Identity benchmark, called by bench/run.sh: at each size, `cdp resolve`
 # (Fellegi-Sunter and guards), the deterministic rules alone (the same pipeline
 # without [identity.matching]/[identity.guards]) and Splink on DuckDB
 # (bench/baseline_splink.py) resolve the same clean records; time, peak RSS and
@@ -122,7 +122,7 @@ PY
 done
 
 {
-  echo "## Identity resolution (issue 4)"
+  echo "## Identity resolution: accuracy and speed against Splink"
   echo
   echo "\`cdp gen --seed 42\` data (sizes in person records; surnames as common as in the 2010 US"
   echo "census, except the rows marked \"embedded surnames\": \`--surnames embedded\`, the"

@@ -104,7 +104,7 @@ read -r s3_s s3_mb < <(CDP_LAKE="s3://$bucket/lake" CDP_WAREHOUSE="duckdb://$WOR
 py() { python3 -c "print($1)"; }
 mib=$(py "f'{$bytes/1048576:,.0f}'")
 {
-  echo "## Load and lake upload (issue 5)"
+  echo "## Load into DuckDB and lake upload"
   echo
   echo "Produced by \`bench/load.sh\` ($(date -u +%Y-%m-%d)), part of \`make bench\`."
   echo "$(py "f'{$ROWS:,}'") rows of 12 person-like columns in one Snappy Parquet file ($mib MiB)."
@@ -137,7 +137,7 @@ import re, sys, pathlib
 new = pathlib.Path(sys.argv[1]).read_text()
 bench = pathlib.Path("BENCHMARKS.md")
 text = bench.read_text() if bench.exists() else "# Benchmarks\n"
-text = re.sub(r"\n## Load and lake upload \(issue 5\)\n.*?(?=\n## |\Z)", "", text, flags=re.S).rstrip("\n")
+text = re.sub(r"\n## Load (?:and lake upload \(issue 5\)|into DuckDB and lake upload)\n.*?(?=\n## |\Z)", "", text, flags=re.S).rstrip("\n")
 bench.write_text(text + "\n\n" + new)
 PY
 cat "$WORK/load.md"

@@ -57,7 +57,7 @@ machine="$(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores, $(fr
   echo "under a table come from bench/notes/ (written by hand; each names the run it reads)."
   echo "Machine: $machine."
   echo
-  echo "## Clean (issue 3)"
+  echo "## Clean: throughput against a DuckDB SQL baseline"
   echo
   echo "\`cdp gen --persons $PERSONS --seed 42\`: $person_records person records and $order_rows orders"
   echo "($total rows) in CSV and JSON lines. cdp: \`cdp clean\` with pipelines/customer360.toml"
@@ -79,6 +79,6 @@ machine="$(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores, $(fr
 bash bench/identity.sh ${BENCH_IDENTITY_PERSONS:-}
 { echo; cat "$WORK/identity.md"; } >> BENCHMARKS.md
 [ ! -f bench/notes/identity.md ] || { echo; cat bench/notes/identity.md; } >> BENCHMARKS.md
-# Loading and lake upload (issue 5): BENCH_LOAD_ROWS, default 10,000,000.
+# Loading and lake upload: BENCH_LOAD_ROWS, default 10,000,000.
 bash bench/load.sh
 cat BENCHMARKS.md
