@@ -64,8 +64,33 @@ const DEFAULT_TIMESTAMP_FORMATS: &[&str] = &[
     "%Y-%m-%d %H:%M:%S%.f",
 ];
 
+/// The years a date or timestamp may fall in unless its column says otherwise: a
+/// year like -1 or 0220 parses, but in customer data it is a typo or a placeholder.
+pub const PLAUSIBLE_YEARS: std::ops::RangeInclusive<i32> = 1800..=2200;
+
+fn plausible(t: &str, year: i32, years: &std::ops::RangeInclusive<i32>) -> Result<(), String> {
+    if years.contains(&year) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{t:?}: year {year} is outside the plausible years {}-{}",
+            years.start(),
+            years.end()
+        ))
+    }
+}
+
 /// Days since 1970-01-01.
 pub fn date(raw: &str, formats: &[String]) -> Normalized<i32> {
+    date_in(raw, formats, &PLAUSIBLE_YEARS)
+}
+
+/// Days since 1970-01-01, refusing a year outside `years`.
+pub fn date_in(
+    raw: &str,
+    formats: &[String],
+    years: &std::ops::RangeInclusive<i32>,
+) -> Normalized<i32> {
     let t = raw.trim();
     if t.is_empty() {
         return Ok(None);
@@ -77,7 +102,11 @@ pub fn date(raw: &str, formats: &[String]) -> Normalized<i32> {
         formats.iter().find_map(|f| parse_date(t, f))
     };
     match parsed {
-        Some(d) => Ok(Some((d - epoch).num_days() as i32)),
+        Some(d) => {
+            use chrono::Datelike;
+            plausible(t, d.year(), years)?;
+            Ok(Some((d - epoch).num_days() as i32))
+        }
         None => Err(format!(
             "{t:?} is not a date ({})",
             shown(formats, &["%Y-%m-%d"])
@@ -85,8 +114,18 @@ pub fn date(raw: &str, formats: &[String]) -> Normalized<i32> {
     }
 }
 
-/// Milliseconds since the Unix epoch, UTC.
+/// Milliseconds since the Unix epoch, UTC, refusing a year outside [`PLAUSIBLE_YEARS`].
 pub fn timestamp(raw: &str, formats: &[String], zone: Option<Tz>) -> Normalized<i64> {
+    let millis = timestamp_any_year(raw, formats, zone)?;
+    if let Some(ms) = millis {
+        use chrono::Datelike;
+        let year = DateTime::from_timestamp_millis(ms).map_or(i32::MIN, |d| d.year());
+        plausible(raw.trim(), year, &PLAUSIBLE_YEARS)?;
+    }
+    Ok(millis)
+}
+
+fn timestamp_any_year(raw: &str, formats: &[String], zone: Option<Tz>) -> Normalized<i64> {
     let t = raw.trim();
     if t.is_empty() {
         return Ok(None);
@@ -151,6 +190,24 @@ mod tests {
         assert_eq!(date("01/02/1970", &f), Ok(Some(1)));
         assert!(date("1985-02-30", &f).is_err());
         assert!(date("unknown", &f).unwrap_err().contains("%m/%d/%Y"));
+    }
+
+    #[test]
+    fn years_no_customer_record_has_are_refused() {
+        // Regression: -0001-01-01 and year 220 passed as clean dates.
+        let iso = fmts(&["%Y-%m-%d"]);
+        let err = date("-0001-01-01", &iso).unwrap_err();
+        assert!(
+            err.contains("year -1 is outside the plausible years 1800-2200"),
+            "{err}"
+        );
+        assert!(date("0220-05-01", &iso).is_err());
+        assert!(date("1800-01-01", &iso).is_ok());
+        assert!(date("2200-12-31", &iso).is_ok());
+        assert!(date_in("1700-01-01", &iso, &(1600..=2000)).is_ok());
+        let none: Vec<String> = Vec::new();
+        assert!(timestamp("0001-01-01T00:00:00Z", &none, None).is_err());
+        assert!(timestamp("2024-01-01T00:00:00Z", &none, None).is_ok());
     }
 
     #[test]
