@@ -79,7 +79,25 @@ pub fn run(ctx: &Context) -> Result<(Outcome, Vec<TableLoad>), StepError> {
             keys: table_keys(ctx, table),
             files,
         };
-        let (rows, loaded) = match warehouse.load_snapshot(table, &object)? {
+        let outcome = warehouse.load_snapshot(table, &object).map_err(|source| {
+            // Tables load one transaction each: say which ones now hold this run's
+            // data and which still hold the previous load's, until a load succeeds.
+            let done: Vec<&str> = loads.iter().map(|l: &TableLoad| l.table.as_str()).collect();
+            let pending: Vec<&str> = ctx
+                .pipeline
+                .load_tables
+                .iter()
+                .map(String::as_str)
+                .skip_while(|t| *t != table)
+                .collect();
+            StepError::PartialLoad {
+                table: table.clone(),
+                loaded: done.iter().map(|t| t.to_string()).collect(),
+                not_loaded: pending.iter().map(|t| t.to_string()).collect(),
+                source,
+            }
+        })?;
+        let (rows, loaded) = match outcome {
             LoadOutcome::Loaded { rows } => (rows, true),
             LoadOutcome::AlreadyCurrent { rows } => (rows, false),
         };

@@ -33,6 +33,16 @@ pub enum StepError {
     },
     #[error(transparent)]
     Lease(#[from] crate::state::lease::LeaseError),
+    /// A load failed after other tables of the run had loaded: the warehouse holds a
+    /// mix of this run's and the previous load's tables until a load succeeds.
+    #[error("loading {table:?} failed; {} now hold this run's data, {} still hold the previous load's until a load succeeds", list_or_none(loaded), list_or_none(not_loaded))]
+    PartialLoad {
+        table: String,
+        loaded: Vec<String>,
+        not_loaded: Vec<String>,
+        #[source]
+        source: WarehouseError,
+    },
     /// A backfill's interval failed; the error names it.
     #[error("interval {interval} (run {run_id}): {source}")]
     Interval {
@@ -99,12 +109,28 @@ impl Outcome {
     }
 }
 
+fn list_or_none(tables: &[String]) -> String {
+    if tables.is_empty() {
+        "no tables".into()
+    } else {
+        tables.join(", ")
+    }
+}
+
 impl StepError {
     /// The error behind a backfill's interval wrapper.
     pub fn innermost(&self) -> &StepError {
         match self {
             Self::Interval { source, .. } => source.innermost(),
             other => other,
+        }
+    }
+
+    /// The warehouse error behind this one, if any.
+    pub fn warehouse(&self) -> Option<&WarehouseError> {
+        match self.innermost() {
+            Self::Warehouse(e) | Self::PartialLoad { source: e, .. } => Some(e),
+            _ => None,
         }
     }
 
