@@ -82,16 +82,18 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     let lake = Lake::open(&pipeline.lake)
         .with_context(|| format!("opening the lake {}", pipeline.lake))?;
     let backfill_id = new_run_id();
+    super::note_run_id(&backfill_id);
     let mut lease = super::take_lease(&lake, &backfill_id, "backfill", &args.wait)?;
+    cdp::warehouse::check_writable(&pipeline.warehouse, Duration::from_secs(args.wait.wait))?;
     tracing::info!(pipeline = %pipeline.name, run_id = %backfill_id, from = %args.from, to = %args.to, intervals = intervals.len(), "backfill start");
     let pause_after: Option<usize> = std::env::var(PAUSE_AFTER).ok().and_then(|v| v.parse().ok());
 
-    println!(
+    outln!(
         "cdp backfill {} ({} interval(s), every {})",
         pipeline.name,
         intervals.len(),
         format!("{:?}", args.every).to_lowercase()
-    );
+    )?;
     let printer = Printer::new(global.quiet);
     let bar = printer.bar(intervals.len() as u64, "backfill");
     // An interval takes a while: keep the elapsed time moving.
@@ -104,7 +106,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         bar.set_message(interval.start.format("%Y-%m-%d %H:%M").to_string());
         if let Some(done) = index.get(&interval.key()).filter(|s| s.is_done()) {
             if !args.rerun {
-                bar.suspend(|| println!("{interval}  skipped: done by run {}", done_by(done)));
+                bar.suspend(|| outln!("{interval}  skipped: done by run {}", done_by(done)))?;
                 bar.inc(1);
                 skipped += 1;
                 continue;
@@ -121,6 +123,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
             printer: Printer::new(true),
             force: args.force,
             interval: Some(*interval),
+            wait: Duration::from_secs(args.wait.wait),
         };
         let s = super::run::steps_in_order(&ctx, false)
             .with_context(|| format!("interval {interval} (run {run_id})"))?;
@@ -131,11 +134,11 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
             .map(|r| format!(", {} persons", r.record().rows_out))
             .unwrap_or_default();
         bar.suspend(|| {
-            println!(
+            outln!(
                 "{interval}  done: run {run_id}, {landed} rows landed, {} clean rows{persons}",
                 s.clean.record().rows_out
             )
-        });
+        })?;
         bar.inc(1);
         ran += 1;
         lease.renew(LEASE_TTL)?;
@@ -145,10 +148,10 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         }
     }
     bar.finish_and_clear();
-    println!(
+    outln!(
         "{ran} interval(s) run, {skipped} skipped as done; elapsed {}",
         render::elapsed(start.elapsed())
-    );
+    )?;
     Ok(())
 }
 

@@ -10,8 +10,8 @@ pub fn run(args: StepArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let (outcome, report) = cdp::steps::clean::run(&ctx)?;
     ctx.finished(cdp::state::Step::Clean, &outcome)?;
     match (&outcome, report) {
-        (Outcome::Done(_), Some(report)) => println!("{}", checks_table(&report)),
-        _ => println!("clean: up to date (run {})", outcome.record().run_id),
+        (Outcome::Done(_), Some(report)) => outln!("{}", checks_table(&report))?,
+        _ => outln!("clean: up to date (run {})", outcome.record().run_id)?,
     }
     Ok(())
 }

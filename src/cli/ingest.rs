@@ -8,8 +8,8 @@ pub fn run(args: StepArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let (ctx, _lease) = super::open(&args, global, "ingest")?;
     let (outcome, landed) = cdp::steps::ingest::run(&ctx)?;
     ctx.finished(cdp::state::Step::Ingest, &outcome)?;
-    println!("ingest {} (run {})", ctx.pipeline.name, ctx.run_id);
-    println!("{}", landed_table(&landed));
+    outln!("ingest {} (run {})", ctx.pipeline.name, ctx.run_id)?;
+    outln!("{}", landed_table(&landed))?;
     Ok(())
 }
 

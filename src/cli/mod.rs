@@ -2,11 +2,29 @@
 //! codes, and one file per subcommand that calls the library and prints the result.
 //! Data (query results, `--format json`) goes to stdout; logs and progress to stderr.
 
+/// `println!` to stdout that returns the write error instead of panicking, so a
+/// closed pipe (`cdp ... | head -1`) ends the command quietly (see [`is_broken_pipe`]).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
+/// `print!` to stdout, returning the write error; see [`outln!`].
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
 mod backfill;
 mod clean;
 mod gen;
 mod ingest;
 mod load;
+mod logging;
 mod render;
 mod resolve;
 mod run;
@@ -15,6 +33,7 @@ mod status;
 mod validate;
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -30,6 +49,27 @@ use cdp::state::lease::{Lease, LeaseError};
 use cdp::state::new_run_id;
 use cdp::steps::{Context, StepError};
 use cdp::warehouse::WarehouseError;
+
+pub use logging::{init_logging, report_end, End};
+
+/// A command used wrongly in a way clap cannot see (no pipeline and no warehouse, a
+/// bad `--warehouse` URL, a warehouse file that is not there); exit 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// The run id of this command (a step, run or backfill), for the run-finished event.
+static RUN_ID: OnceLock<String> = OnceLock::new();
+
+/// Records this command's run id for the run-finished event.
+pub fn note_run_id(run_id: &str) {
+    let _ = RUN_ID.set(run_id.to_string());
+}
+
+/// This command's run id, once it has one.
+pub fn run_id() -> Option<&'static str> {
+    RUN_ID.get().map(String::as_str)
+}
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -53,7 +93,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
     /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -100,6 +140,24 @@ pub enum Command {
     Sql(sql::Args),
     /// Generate realistic synthetic source data with a ground-truth file.
     Gen(gen::Args),
+}
+
+impl Command {
+    /// The subcommand's name, as typed.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Validate(_) => "validate",
+            Self::Ingest(_) => "ingest",
+            Self::Clean(_) => "clean",
+            Self::Resolve(_) => "resolve",
+            Self::Load(_) => "load",
+            Self::Run(_) => "run",
+            Self::Backfill(_) => "backfill",
+            Self::Status(_) => "status",
+            Self::Sql(_) => "sql",
+            Self::Gen(_) => "gen",
+        }
+    }
 }
 
 /// What every step command takes.
@@ -192,8 +250,15 @@ fn open(args: &StepArgs, global: &GlobalArgs, command: &str) -> anyhow::Result<(
     let lake = Lake::open(&pipeline.lake)
         .with_context(|| format!("opening the lake {}", pipeline.lake))?;
     let run_id = new_run_id();
+    note_run_id(&run_id);
     let lease = take_lease(&lake, &run_id, command, &args.wait)?;
-    tracing::info!(pipeline = %pipeline.name, run_id = %run_id, command, interval = %interval.map(|i| i.to_string()).unwrap_or_default(), "start");
+    let wait = Duration::from_secs(args.wait.wait);
+    // A run loads last: a warehouse that stays locked must stop it before ingest,
+    // clean and resolve do their work, not after.
+    if command == "run" {
+        cdp::warehouse::check_writable(&pipeline.warehouse, wait)?;
+    }
+    tracing::info!(pipeline = %pipeline.name, run_id = %run_id, command, interval = interval.map(tracing::field::display), "start");
     Ok((
         Context {
             pipeline,
@@ -203,6 +268,7 @@ fn open(args: &StepArgs, global: &GlobalArgs, command: &str) -> anyhow::Result<(
             printer: Printer::new(global.quiet),
             force: args.force,
             interval,
+            wait,
         },
         lease,
     ))
@@ -234,28 +300,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-pub fn init_logging(global: &GlobalArgs) {
-    use tracing_subscriber::EnvFilter;
-    let default = match (global.quiet, global.verbose, global.log_format) {
-        (true, _, _) => "error",
-        (_, 0, LogFormat::Text) => "warn",
-        (_, 0, LogFormat::Json) | (_, 1, _) => "info",
-        _ => "debug",
-    };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match global.log_format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.with_target(false).try_init(),
-    };
-}
-
 /// 2 for bad configuration, 3 for a closed quality gate, 4 for a held lease, else 1.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
-        if cause.downcast_ref::<ConfigError>().is_some() {
+        if cause.downcast_ref::<ConfigError>().is_some()
+            || cause.downcast_ref::<UsageError>().is_some()
+        {
             return 2;
         }
         match cause.downcast_ref::<StepError>() {
@@ -289,6 +339,9 @@ pub fn hint(err: &anyhow::Error) -> Option<&'static str> {
         if let Some(LeaseError::Held(_)) = cause.downcast_ref::<LeaseError>() {
             return Some("wait for it to finish (or pass --wait SECONDS); a crashed run's lease expires after 6 hours or as soon as its process is gone");
         }
+        if let Some(WarehouseError::Locked { .. }) = cause.downcast_ref::<WarehouseError>() {
+            return Some("another process (a load, or a query holding it open for writing) has the warehouse file; wait for it, or pass --wait SECONDS");
+        }
         if let Some(StepError::QualityGate { .. }) = cause.downcast_ref::<StepError>() {
             return Some(
                 "nothing from this run was published; the last good clean output is still current",
@@ -296,6 +349,15 @@ pub fn hint(err: &anyhow::Error) -> Option<&'static str> {
         }
     }
     None
+}
+
+/// The error-level checks that closed the quality gate, if that is what failed.
+pub fn failed_checks(err: &anyhow::Error) -> Option<&[String]> {
+    err.chain()
+        .find_map(|c| match c.downcast_ref::<StepError>() {
+            Some(StepError::QualityGate { failed, .. }) => Some(failed.as_slice()),
+            _ => None,
+        })
 }
 
 pub fn is_broken_pipe(err: &anyhow::Error) -> bool {

@@ -75,10 +75,10 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         Outcome::Done(_) => "done",
         Outcome::UpToDate(_) => "up to date",
     };
-    print!("cdp run {} (run {}", ctx.pipeline.name, ctx.run_id);
+    out!("cdp run {} (run {}", ctx.pipeline.name, ctx.run_id)?;
     match &ctx.interval {
-        Some(i) => println!(", interval {i})"),
-        None => println!(")"),
+        Some(i) => outln!(", interval {i})")?,
+        None => outln!(")")?,
     }
     let c = s.clean.record();
     match &s.landed {
@@ -94,12 +94,12 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
                     vec![l.source.clone(), read.to_string(), l.rows.to_string()]
                 })
                 .collect();
-            println!(
+            outln!(
                 "{}",
                 render::table(&["source", "rows read", "newly landed"], &landed_rows)
-            );
+            )?;
         }
-        None => println!("ingest    skipped (full refresh from the lake)"),
+        None => outln!("ingest    skipped (full refresh from the lake)")?,
     }
     let quarantined: u64 = c
         .figures
@@ -107,37 +107,37 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         .filter(|(k, _)| k.starts_with("quarantined."))
         .map(|(_, v)| v)
         .sum();
-    println!(
+    outln!(
         "clean     {} ({} rows in, {} clean, {quarantined} quarantined)",
         state(&s.clean),
         c.rows_in,
         c.rows_out
-    );
+    )?;
     if let Some(report) = &s.report {
         if report
             .entities
             .iter()
             .any(|e| e.checks.iter().any(|c| c.status != "pass"))
         {
-            println!("{}", super::clean::checks_table(report));
+            outln!("{}", super::clean::checks_table(report))?;
         }
     }
     if let Some(r) = &s.resolve {
         let rec = r.record();
-        println!(
+        outln!(
             "resolve   {} ({} records resolved, {} persons found)",
             state(r),
             rec.rows_in,
             rec.rows_out
-        );
+        )?;
     }
-    println!("load      into {}", ctx.pipeline.warehouse);
-    println!("{}", super::load::loads_table(&s.loads));
+    outln!("load      into {}", ctx.pipeline.warehouse)?;
+    outln!("{}", super::load::loads_table(&s.loads))?;
     if let Some(truth) = &args.truth {
         let truth = steps::resolve::Truth::read(truth)?;
         let accuracy = steps::resolve::score(&ctx.lake, &truth)?;
-        println!("{}", super::resolve::accuracy_line(&accuracy));
+        outln!("{}", super::resolve::accuracy_line(&accuracy))?;
     }
-    println!("elapsed   {}", render::elapsed(start.elapsed()));
+    outln!("elapsed   {}", render::elapsed(start.elapsed()))?;
     Ok(())
 }
