@@ -293,8 +293,20 @@ fn run_finished(events: &[serde_json::Value]) -> &serde_json::Value {
 fn json_logs_are_json_to_the_last_line_with_a_run_finished_event() {
     let ctx = TestContext::new();
     let p = small(&ctx);
+    // A file with a column the mapping does not name and one missing: a drift warning.
+    ctx.write("in/drift.csv", "Id,Email,Extra\n3,c@x.com,z\n");
     let ok = ctx.cdp(&["--log-format", "json", "run", &p]).ok();
     let events = json_lines(&ok);
+    let drift = events
+        .iter()
+        .find(|e| e["message"] == "schema drift")
+        .unwrap_or_else(|| panic!("{events:?}"));
+    assert_eq!(drift["unmapped"], serde_json::json!(["Extra"]), "{drift}");
+    assert_eq!(
+        drift["missing"],
+        serde_json::json!(["Birthdate"]),
+        "{drift}"
+    );
     let steps: Vec<&serde_json::Value> = events
         .iter()
         .filter(|e| e["message"] == "step finished")
