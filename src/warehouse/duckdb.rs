@@ -214,7 +214,7 @@ fn query_err(e: ::duckdb::Error) -> WarehouseError {
 /// (`2024-01-31 12:00:00.5`), intervals as DuckDB writes them (`1 month 2 days
 /// 03:00:00`), blobs as lower-case hex, lists as arrays, structs and maps as objects,
 /// and any other type as Arrow's text for it.
-pub fn cell(array: &dyn Array, row: usize) -> serde_json::Value {
+fn cell(array: &dyn Array, row: usize) -> serde_json::Value {
     use serde_json::Value as J;
     if array.data_type() == &DataType::Null || array.is_null(row) {
         return J::Null;
