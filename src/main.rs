@@ -47,20 +47,30 @@ fn main() -> ExitCode {
     // SAFETY: sets a process-wide allocator option; no allocation is in flight here.
     unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
     no_transparent_huge_pages();
+    let started = std::time::Instant::now();
     let args = cli::Cli::parse();
     cli::init_logging(&args.global);
-    match cli::run(args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            if cli::is_broken_pipe(&err) {
-                return ExitCode::SUCCESS;
-            }
-            let code = cli::exit_code(&err);
-            eprintln!("error: {err:#}");
-            if let Some(hint) = cli::hint(&err) {
-                eprintln!("hint: {hint}");
-            }
-            ExitCode::from(code)
-        }
-    }
+    let global = args.global.clone();
+    let command = args.command.name();
+    let result = cli::run(args);
+    let (code, error) = match &result {
+        Ok(()) => (0, None),
+        // A closed stdout (`cdp ... | head -1`) is the reader being done, not a failure.
+        Err(err) if cli::is_broken_pipe(err) => (0, None),
+        Err(err) => (
+            cli::exit_code(err),
+            Some((format!("{err:#}"), cli::hint(err), cli::failed_checks(err))),
+        ),
+    };
+    cli::report_end(
+        &global,
+        &cli::End {
+            command,
+            run_id: cli::run_id(),
+            exit_code: code,
+            elapsed: started.elapsed(),
+            error,
+        },
+    );
+    ExitCode::from(code)
 }

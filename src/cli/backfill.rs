@@ -5,6 +5,7 @@
 //! backfill resumes where it stopped; `--dry-run` lists the plan and writes nothing.
 
 use std::io::Write as _;
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -83,6 +84,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     let lake = Lake::open(&pipeline.lake)
         .with_context(|| format!("opening the lake {}", pipeline.lake))?;
     let backfill_id = new_run_id();
+    super::note_run_id(&backfill_id);
     let mut lease = Lease::acquire_waiting(
         &lake,
         &backfill_id,
@@ -90,14 +92,15 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         LEASE_TTL,
         Duration::from_secs(args.wait.wait),
     )?;
+    cdp::warehouse::check_writable(&pipeline.warehouse, Duration::from_secs(args.wait.wait))?;
     tracing::info!(pipeline = %pipeline.name, run_id = %backfill_id, from = %args.from, to = %args.to, intervals = intervals.len(), "backfill start");
 
-    println!(
+    outln!(
         "cdp backfill {} ({} interval(s), every {})",
         pipeline.name,
         intervals.len(),
         format!("{:?}", args.every).to_lowercase()
-    );
+    )?;
     let printer = Printer::new(global.quiet);
     let bar = printer.bar(intervals.len() as u64, "backfill");
     // An interval takes a while: keep the elapsed time moving.
@@ -106,12 +109,16 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     let options = BackfillOptions {
         rerun: args.rerun,
         force: args.force,
+        wait: Duration::from_secs(args.wait.wait),
         pause_after: std::env::var(PAUSE_AFTER).ok().and_then(|v| v.parse().ok()),
     };
+    // A closed stdout stops the backfill after the interval it shows (its state is
+    // saved); the error is handed on once the library returns.
+    let mut closed: Option<std::io::Error> = None;
     let on_event = |event: IntervalEvent| {
-        match event {
+        let shown = match event {
             IntervalEvent::Skipped { interval, done_by } => {
-                bar.suspend(|| println!("{interval}  skipped: done by run {done_by}"));
+                bar.suspend(|| outln!("{interval}  skipped: done by run {done_by}"))
             }
             IntervalEvent::Done {
                 interval,
@@ -125,14 +132,21 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
                     .map(|r| format!(", {} persons", r.record().rows_out))
                     .unwrap_or_default();
                 bar.suspend(|| {
-                    println!(
+                    outln!(
                         "{interval}  done: run {run_id}, {landed} rows landed, {} clean rows{persons}",
                         s.clean.record().rows_out
                     )
-                });
+                })
+            }
+        };
+        bar.inc(1);
+        match shown {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => {
+                closed = Some(e);
+                ControlFlow::Break(())
             }
         }
-        bar.inc(1);
     };
     let done = backfill(
         &pipeline,
@@ -144,12 +158,15 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         on_event,
     )?;
     bar.finish_and_clear();
-    println!(
+    if let Some(e) = closed {
+        return Err(e.into());
+    }
+    outln!(
         "{} interval(s) run, {} skipped as done; elapsed {}",
         done.ran,
         done.skipped,
         render::elapsed(start.elapsed())
-    );
+    )?;
     Ok(())
 }
 

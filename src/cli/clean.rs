@@ -12,8 +12,8 @@ pub fn run(args: StepArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         .inspect_err(print_gate_checks)?;
     ctx.finished(cdp::state::Step::Clean, &outcome)?;
     match (&outcome, report) {
-        (Outcome::Done(_), Some(report)) => println!("{}", checks_table(&report)),
-        _ => println!("clean: up to date (run {})", outcome.record().run_id),
+        (Outcome::Done(_), Some(report)) => outln!("{}", checks_table(&report))?,
+        _ => outln!("clean: up to date (run {})", outcome.record().run_id)?,
     }
     Ok(())
 }
@@ -22,7 +22,8 @@ pub fn run(args: StepArgs, global: &GlobalArgs) -> anyhow::Result<()> {
 /// table of a passing run), before the error itself.
 pub fn print_gate_checks(err: &cdp::steps::StepError) {
     if let cdp::steps::StepError::QualityGate { checks, .. } = err.innermost() {
-        println!("{}", checks_table(checks));
+        // The error follows either way; a closed stdout only loses the table.
+        let _ = outln!("{}", checks_table(checks));
     }
 }
 

@@ -59,14 +59,14 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         .iter()
         .map(|f| vec![f.path.display().to_string(), f.rows.to_string()])
         .collect();
-    println!(
+    outln!(
         "generated {} persons in {} households into {} (seed {}) in {}",
         report.persons,
         report.households,
         args.out.display(),
         args.seed,
         render::elapsed(start.elapsed())
-    );
-    println!("{}", render::table(&["file", "rows"], &rows));
+    )?;
+    outln!("{}", render::table(&["file", "rows"], &rows))?;
     Ok(())
 }

@@ -9,8 +9,8 @@ pub fn run(args: StepArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let (outcome, landed) =
         ctx.attempt(cdp::state::Step::Ingest, || cdp::steps::ingest::run(&ctx))?;
     ctx.finished(cdp::state::Step::Ingest, &outcome)?;
-    println!("ingest {} (run {})", ctx.pipeline.name, ctx.run_id);
-    println!("{}", landed_table(&landed));
+    outln!("ingest {} (run {})", ctx.pipeline.name, ctx.run_id)?;
+    outln!("{}", landed_table(&landed))?;
     Ok(())
 }
 

@@ -8,8 +8,8 @@ pub fn run(args: StepArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let (ctx, _lease) = super::open(&args, global, "load")?;
     let (outcome, loads) = ctx.attempt(cdp::state::Step::Load, || cdp::steps::load::run(&ctx))?;
     ctx.finished(cdp::state::Step::Load, &outcome)?;
-    println!("load into {}", ctx.pipeline.warehouse);
-    println!("{}", loads_table(&loads));
+    outln!("load into {}", ctx.pipeline.warehouse)?;
+    outln!("{}", loads_table(&loads))?;
     Ok(())
 }
 

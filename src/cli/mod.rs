@@ -2,11 +2,29 @@
 //! codes, and one file per subcommand that calls the library and prints the result.
 //! Data (query results, `--format json`) goes to stdout; logs and progress to stderr.
 
+/// `println!` to stdout that returns the write error instead of panicking, so a
+/// closed pipe (`cdp ... | head -1`) ends the command quietly (see [`is_broken_pipe`]).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
+/// `print!` to stdout, returning the write error; see [`outln!`].
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
 mod backfill;
 mod clean;
 mod gen;
 mod ingest;
 mod load;
+mod logging;
 mod render;
 mod resolve;
 mod run;
@@ -15,6 +33,7 @@ mod status;
 mod validate;
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -28,6 +47,27 @@ use cdp::state::interval::{parse_instant, Interval, IntervalError};
 use cdp::state::lease::{Lease, LeaseError};
 use cdp::steps::{Context, StepError};
 use cdp::warehouse::WarehouseError;
+
+pub use logging::{init_logging, report_end, End};
+
+/// A command used wrongly in a way clap cannot see (no pipeline and no warehouse, a
+/// bad `--warehouse` URL, a warehouse file that is not there); exit 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// The run id of this command (a step, run or backfill), for the run-finished event.
+static RUN_ID: OnceLock<String> = OnceLock::new();
+
+/// Records this command's run id for the run-finished event.
+pub fn note_run_id(run_id: &str) {
+    let _ = RUN_ID.set(run_id.to_string());
+}
+
+/// This command's run id, once it has one.
+pub fn run_id() -> Option<&'static str> {
+    RUN_ID.get().map(String::as_str)
+}
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -51,7 +91,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
     /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -98,6 +138,24 @@ pub enum Command {
     Sql(sql::Args),
     /// Generate realistic synthetic source data with a ground-truth file.
     Gen(gen::Args),
+}
+
+impl Command {
+    /// The subcommand's name, as typed.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Validate(_) => "validate",
+            Self::Ingest(_) => "ingest",
+            Self::Clean(_) => "clean",
+            Self::Resolve(_) => "resolve",
+            Self::Load(_) => "load",
+            Self::Run(_) => "run",
+            Self::Backfill(_) => "backfill",
+            Self::Status(_) => "status",
+            Self::Sql(_) => "sql",
+            Self::Gen(_) => "gen",
+        }
+    }
 }
 
 /// What every step command takes.
@@ -182,7 +240,9 @@ fn open(args: &StepArgs, global: &GlobalArgs, command: &str) -> anyhow::Result<(
         wait: Duration::from_secs(args.wait.wait),
         quiet: global.quiet,
     };
-    Ok(cdp::steps::run::open(&args.pipeline, command, &options)?)
+    let (ctx, lease) = cdp::steps::run::open(&args.pipeline, command, &options)?;
+    note_run_id(&ctx.run_id);
+    Ok((ctx, lease))
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -201,24 +261,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-pub fn init_logging(global: &GlobalArgs) {
-    use tracing_subscriber::EnvFilter;
-    let default = match (global.quiet, global.verbose, global.log_format) {
-        (true, _, _) => "error",
-        (_, 0, LogFormat::Text) => "warn",
-        (_, 0, LogFormat::Json) | (_, 1, _) => "info",
-        _ => "debug",
-    };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match global.log_format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.with_target(false).try_init(),
-    };
-}
-
 /// 2 for bad configuration, 3 for a closed quality gate, 4 for a held lease, else 1.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
@@ -227,7 +269,9 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         if let Some(code) = cause.downcast_ref::<StepError>().and_then(step_exit_code) {
             return code;
         }
-        if cause.downcast_ref::<ConfigError>().is_some() {
+        if cause.downcast_ref::<ConfigError>().is_some()
+            || cause.downcast_ref::<UsageError>().is_some()
+        {
             return 2;
         }
         if let Some(LeaseError::Held(_)) = cause.downcast_ref::<LeaseError>() {
@@ -281,6 +325,9 @@ pub fn hint(err: &anyhow::Error) -> Option<&'static str> {
         if let Some(LeaseError::Held(_)) = cause.downcast_ref::<LeaseError>() {
             return Some("wait for it to finish (or pass --wait SECONDS); a crashed run's lease expires after 6 hours or as soon as its process is gone");
         }
+        if let Some(WarehouseError::Locked { .. }) = cause.downcast_ref::<WarehouseError>() {
+            return Some("another process (a load, or a query holding it open for writing) has the warehouse file; wait for it, or pass --wait SECONDS");
+        }
         if let Some(StepError::QualityGate { .. }) = cause.downcast_ref::<StepError>() {
             return Some(
                 "nothing from this run was published; the last good clean output is still current",
@@ -288,6 +335,15 @@ pub fn hint(err: &anyhow::Error) -> Option<&'static str> {
         }
     }
     None
+}
+
+/// The error-level checks that closed the quality gate, if that is what failed.
+pub fn failed_checks(err: &anyhow::Error) -> Option<&[String]> {
+    err.chain()
+        .find_map(|c| match c.downcast_ref::<StepError>() {
+            Some(StepError::QualityGate { failed, .. }) => Some(failed.as_slice()),
+            _ => None,
+        })
 }
 
 pub fn is_broken_pipe(err: &anyhow::Error) -> bool {

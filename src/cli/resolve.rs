@@ -44,7 +44,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
             .map(|e| e.key.clone())
             .unwrap_or_default();
         let e = cdp::steps::resolve::explain(&lake, record, identity, &key)?;
-        print!("{}", explanation_text(&e));
+        out!("{}", explanation_text(&e))?;
         return Ok(());
     }
     // The truth file is read while identities are resolved.
@@ -58,13 +58,13 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     })?;
     ctx.finished(cdp::state::Step::Resolve, &outcome)?;
     match (&outcome, report) {
-        (Outcome::Done(_), Some(report)) => println!("{}", report_text(&report)),
-        _ => println!("resolve: up to date (run {})", outcome.record().run_id),
+        (Outcome::Done(_), Some(report)) => outln!("{}", report_text(&report))?,
+        _ => outln!("resolve: up to date (run {})", outcome.record().run_id)?,
     }
     if let Some(truth) = truth {
         let truth = truth.join().expect("reading the truth file panicked")?;
         let scored = cdp::steps::resolve::score(&ctx.lake, &ctx.pipeline, &truth)?;
-        println!("{}", accuracy_text(&scored));
+        outln!("{}", accuracy_text(&scored))?;
     }
     Ok(())
 }

@@ -34,10 +34,10 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
         Outcome::Done(_) => "done",
         Outcome::UpToDate(_) => "up to date",
     };
-    print!("cdp run {} (run {}", ctx.pipeline.name, ctx.run_id);
+    out!("cdp run {} (run {}", ctx.pipeline.name, ctx.run_id)?;
     match &ctx.interval {
-        Some(i) => println!(", interval {i})"),
-        None => println!(")"),
+        Some(i) => outln!(", interval {i})")?,
+        None => outln!(")")?,
     }
     let c = s.clean.record();
     match &s.landed {
@@ -55,48 +55,48 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
                     ]
                 })
                 .collect();
-            println!(
+            outln!(
                 "{}",
                 render::table(
                     &["source", "rows read", "quarantined", "newly landed"],
                     &landed_rows
                 )
-            );
+            )?;
         }
-        None => println!("ingest    skipped (full refresh from the lake)"),
+        None => outln!("ingest    skipped (full refresh from the lake)")?,
     }
     let quarantined = c.figure_total(Figure::EntityQuarantined);
-    println!(
+    outln!(
         "clean     {} ({} rows in, {} clean, {quarantined} quarantined)",
         state(&s.clean),
         c.rows_in,
         c.rows_out
-    );
+    )?;
     if let Some(report) = &s.report {
         if report
             .entities
             .iter()
             .any(|e| e.checks.iter().any(|c| c.status != "pass"))
         {
-            println!("{}", super::clean::checks_table(report));
+            outln!("{}", super::clean::checks_table(report))?;
         }
     }
     if let Some(r) = &s.resolve {
         let rec = r.record();
-        println!(
+        outln!(
             "resolve   {} ({} records resolved, {} persons found)",
             state(r),
             rec.rows_in,
             rec.rows_out
-        );
+        )?;
     }
-    println!("load      into {}", ctx.pipeline.warehouse);
-    println!("{}", super::load::loads_table(&s.loads));
+    outln!("load      into {}", ctx.pipeline.warehouse)?;
+    outln!("{}", super::load::loads_table(&s.loads))?;
     if let Some(truth) = &args.truth {
         let truth = cdp::identity::evaluate::Truth::read(truth)?;
         let scored = steps::resolve::score(&ctx.lake, &ctx.pipeline, &truth)?;
-        println!("{}", super::resolve::accuracy_text(&scored));
+        outln!("{}", super::resolve::accuracy_text(&scored))?;
     }
-    println!("elapsed   {}", render::elapsed(start.elapsed()));
+    outln!("elapsed   {}", render::elapsed(start.elapsed()))?;
     Ok(())
 }

@@ -78,7 +78,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             map.insert("failed".into(), failed.into());
             map.insert("intervals".into(), list.into());
             map.insert("lease".into(), serde_json::to_value(&holder)?);
-            println!("{}", serde_json::to_string_pretty(&map)?);
+            outln!("{}", serde_json::to_string_pretty(&map)?)?;
         }
         Format::Table => {
             let rows: Vec<Vec<String>> = records
@@ -111,14 +111,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     },
                 })
                 .collect();
-            println!("pipeline {} (lake {})", pipeline.name, pipeline.lake);
-            println!(
+            outln!("pipeline {} (lake {})", pipeline.name, pipeline.lake)?;
+            outln!(
                 "{}",
                 render::table(
                     &["step", "last run", "finished", "rows in", "rows out"],
                     &rows
                 )
-            );
+            )?;
             let rows: Vec<Vec<String>> = intervals
                 .values()
                 .flat_map(|i| {
@@ -138,22 +138,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 })
                 .collect();
             if !rows.is_empty() {
-                println!(
+                outln!(
                     "{}",
                     render::table(
                         &["interval", "step", "run", "outcome", "rows in", "rows out"],
                         &rows
                     )
-                );
+                )?;
             }
             for (step, f) in failures.iter().filter_map(|(s, f)| Some((s, f.as_ref()?))) {
-                println!("{} failed in run {}: {}", step.as_str(), f.run_id, f.reason);
+                outln!("{} failed in run {}: {}", step.as_str(), f.run_id, f.reason)?;
             }
             if let Some(h) = holder {
-                println!(
+                outln!(
                     "running: run {} ({}) on {} pid {} since {}",
-                    h.run_id, h.command, h.host, h.pid, h.acquired_at
-                );
+                    h.run_id,
+                    h.command,
+                    h.host,
+                    h.pid,
+                    h.acquired_at
+                )?;
             }
         }
     }

@@ -12,9 +12,9 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let (p, _) = super::load_pipeline(&args.pipeline, &Overrides::default())?;
-    println!("{}: ok (pipeline {:?})", args.pipeline.display(), p.name);
-    println!("  lake       {}", p.lake);
-    println!("  warehouse  {}", p.warehouse);
+    outln!("{}: ok (pipeline {:?})", args.pipeline.display(), p.name)?;
+    outln!("  lake       {}", p.lake)?;
+    outln!("  warehouse  {}", p.warehouse)?;
     for s in &p.sources {
         let SourceKind::Files(f) = &s.kind;
         let window = match (f.window, f.template.unit()) {
@@ -22,27 +22,27 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             (Some(WindowMode::Snapshot), _) => "window: snapshot".into(),
             _ => "takes no window".into(),
         };
-        println!(
+        outln!(
             "  source     {} -> {} (files {}; {})",
             s.name,
             s.entity,
             f.pattern,
             window.to_lowercase()
-        );
+        )?;
     }
     for e in &p.entities {
-        println!(
+        outln!(
             "  entity     {} (key {}, {} columns, {} checks)",
             e.name,
             e.key,
             e.columns.len(),
             e.checks.len()
-        );
+        )?;
     }
     if let Some(i) = &p.identity {
         let rules: Vec<&str> = i.rules.iter().map(|r| r.name.as_str()).collect();
-        println!("  identity   {} by {}", i.entity, rules.join(", "));
+        outln!("  identity   {} by {}", i.entity, rules.join(", "))?;
     }
-    println!("  load       {}", p.load_tables.join(", "));
+    outln!("  load       {}", p.load_tables.join(", "))?;
     Ok(())
 }

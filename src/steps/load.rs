@@ -57,7 +57,8 @@ pub fn run(ctx: &Context) -> Result<(Outcome, Vec<TableLoad>), StepError> {
                 hint: format!("the last {step} run produced no {table:?}"),
             })
     };
-    let mut warehouse = warehouse::open_for_run(&ctx.pipeline.warehouse, &ctx.run_id)?;
+    let mut warehouse =
+        warehouse::open_for_run_waiting(&ctx.pipeline.warehouse, &ctx.run_id, ctx.wait)?;
     let bar = ctx
         .printer
         .bar(ctx.pipeline.load_tables.len() as u64, "load");

@@ -90,6 +90,8 @@ pub struct Context {
     /// The data interval this run is for (ingest takes only its window); `None`
     /// takes everything new.
     pub interval: Option<Interval>,
+    /// How long to wait for a warehouse another process holds locked (`--wait`).
+    pub wait: std::time::Duration,
 }
 
 /// How a step ended.
@@ -186,11 +188,10 @@ impl Context {
             Outcome::Done(r) => (r, "done"),
             Outcome::UpToDate(r) => (r, "up_to_date"),
         };
-        let interval = self.interval.map(|i| i.to_string()).unwrap_or_default();
         tracing::info!(
             run_id = %self.run_id,
             step = step.as_str(),
-            interval = %interval,
+            interval = self.interval.map(tracing::field::display),
             outcome = what,
             rows_in = r.rows_in,
             rows_out = r.rows_out,

@@ -3,6 +3,7 @@
 //! ([`backfill`]). The command line only parses arguments and prints what these
 //! return; a Rust caller (a service, a test) runs a pipeline the same way.
 
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::time::Duration;
 
@@ -61,11 +62,16 @@ pub fn open(
     let lake = Lake::open(&pipeline.lake)?;
     let run_id = new_run_id();
     let lease = Lease::acquire_waiting(&lake, &run_id, command, LEASE_TTL, options.wait)?;
+    // A run loads last: a warehouse that stays locked must stop it before ingest,
+    // clean and resolve do their work, not after.
+    if command == "run" {
+        crate::warehouse::check_writable(&pipeline.warehouse, options.wait)?;
+    }
     tracing::info!(
         pipeline = %pipeline.name,
         run_id = %run_id,
         command,
-        interval = options.interval.map(|i| i.to_string()),
+        interval = options.interval.map(tracing::field::display),
         "start"
     );
     Ok((
@@ -77,6 +83,7 @@ pub fn open(
             printer: Printer::new(options.quiet),
             force: options.force,
             interval: options.interval,
+            wait: options.wait,
         },
         lease,
     ))
@@ -145,6 +152,8 @@ pub enum IntervalEvent<'a> {
 pub struct BackfillOptions {
     pub rerun: bool,
     pub force: bool,
+    /// How long a load waits for a locked warehouse.
+    pub wait: Duration,
     /// Test hook: after this many intervals, stop still holding the lease (as a run
     /// killed then would), so a test can kill the process and resume.
     pub pause_after: Option<usize>,
@@ -160,7 +169,8 @@ pub struct BackfillSummary {
 /// Runs the steps once per interval, oldest first, each exactly as a scheduled run
 /// with that interval would, under the caller's lease (renewed after each interval).
 /// Intervals the interval index shows done are skipped unless `rerun`, so a killed
-/// backfill resumes where it stopped. `on_event` hears of each interval as it ends.
+/// backfill resumes where it stopped. `on_event` hears of each interval as it ends,
+/// and may stop the backfill there (`Break`: the summary counts what was done).
 #[allow(clippy::too_many_arguments)]
 pub fn backfill(
     pipeline: &Pipeline,
@@ -169,7 +179,7 @@ pub fn backfill(
     lease: &mut Lease,
     intervals: &[Interval],
     options: &BackfillOptions,
-    mut on_event: impl FnMut(IntervalEvent),
+    mut on_event: impl FnMut(IntervalEvent) -> ControlFlow<()>,
 ) -> Result<BackfillSummary, StepError> {
     let index = state::read_intervals(lake)?;
     let mut last_run_id = String::new();
@@ -177,11 +187,14 @@ pub fn backfill(
     for (n, interval) in intervals.iter().enumerate() {
         if let Some(done) = index.get(&interval.key()).filter(|s| s.is_done()) {
             if !options.rerun {
-                on_event(IntervalEvent::Skipped {
+                summary.skipped += 1;
+                let shown = on_event(IntervalEvent::Skipped {
                     interval,
                     done_by: done_by(done),
                 });
-                summary.skipped += 1;
+                if shown.is_break() {
+                    return Ok(summary);
+                }
                 continue;
             }
         }
@@ -196,19 +209,23 @@ pub fn backfill(
             printer: Printer::new(true),
             force: options.force,
             interval: Some(*interval),
+            wait: options.wait,
         };
         let s = run(&ctx, false).map_err(|source| StepError::Interval {
             interval: *interval,
             run_id: run_id.clone(),
             source: Box::new(source),
         })?;
-        on_event(IntervalEvent::Done {
+        summary.ran += 1;
+        lease.renew(LEASE_TTL)?;
+        let shown = on_event(IntervalEvent::Done {
             interval,
             run_id: &run_id,
             summary: &s,
         });
-        summary.ran += 1;
-        lease.renew(LEASE_TTL)?;
+        if shown.is_break() {
+            return Ok(summary);
+        }
         if options.pause_after == Some(n + 1) {
             eprintln!("backfill test hook: paused after {} interval(s)", n + 1);
             std::thread::sleep(Duration::from_secs(120));

@@ -8,6 +8,7 @@ pub mod snowflake;
 
 use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Where the warehouse is, as written in the pipeline file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,12 +45,61 @@ impl WarehouseUrl {
     }
 }
 
-/// A URL with any password part hidden, for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.find('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
-        _ => url.to_string(),
+/// URL parameters whose values are shown in messages; any other value is hidden.
+const PLAIN_PARAMS: &[&str] = &["warehouse", "role", "account", "protocol"];
+
+/// A warehouse URL as it may appear in a message: the user-info part (`user:password@`)
+/// and the values of parameters other than [`PLAIN_PARAMS`] become `***`. The user
+/// info ends at the *last* `@` (as the parser reads it), so a password holding `@`
+/// stays hidden; when an `@` follows a `?`, nothing after the scheme is shown, since
+/// it cannot be told whether the `@` belongs to a password or to a parameter. Every
+/// message that quotes a warehouse URL as written goes through here.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return if url.contains(['@', '?', ':']) {
+            "***".into()
+        } else {
+            url.to_string()
+        };
+    };
+    let last_at = rest.rfind('@');
+    if let (Some(at), Some(q)) = (last_at, rest.find('?')) {
+        if q < at {
+            return format!("{scheme}://***");
+        }
     }
+    let (userinfo, tail) = match last_at {
+        Some(at) => ("***@", &rest[at + 1..]),
+        None => ("", rest),
+    };
+    let (path, query) = match tail.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (tail, None),
+    };
+    let mut out = format!("{scheme}://{userinfo}{path}");
+    if let Some(query) = query {
+        let params: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, v)) if PLAIN_PARAMS.contains(&k) => format!("{k}={v}"),
+                Some((k, _)) if is_name(k) => format!("{k}=***"),
+                _ => "***".into(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
+    }
+    out
+}
+
+/// A parameter name worth showing (`password`), as opposed to stray text that may be
+/// part of a secret.
+fn is_name(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 32
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 impl fmt::Display for WarehouseUrl {
@@ -61,23 +111,58 @@ impl fmt::Display for WarehouseUrl {
     }
 }
 
+/// DuckDB's own message for a failure. DuckDB's error type carries a source that
+/// says only "Unknown error code", so the message is kept as text and ends the chain.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct EngineError(pub String);
+
+impl From<::duckdb::Error> for EngineError {
+    fn from(e: ::duckdb::Error) -> Self {
+        Self(e.to_string().trim_end().to_string())
+    }
+}
+
+impl EngineError {
+    /// The process holding a DuckDB file's lock, from DuckDB's "Could not set lock on
+    /// file ... (PID 1234)" message; `None` for any other failure.
+    pub fn lock_holder(&self) -> Option<Option<u32>> {
+        if !self.0.contains("Could not set lock") {
+            return None;
+        }
+        let pid = self.0.split("PID ").nth(1).and_then(|rest| {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        });
+        Some(pid)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum WarehouseError {
     #[error("cannot open warehouse {url}")]
     Open {
         url: String,
         #[source]
-        source: Box<::duckdb::Error>,
+        source: EngineError,
+    },
+    /// Another process holds the DuckDB file's lock (a load, or a query that opened it
+    /// for writing), and it stayed held for as long as this command would wait.
+    #[error("warehouse {url} is locked by another process{}; waited {waited_secs}s", pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    Locked {
+        url: String,
+        pid: Option<u32>,
+        waited_secs: u64,
     },
     #[error("warehouse: loading table {table:?} from {key}")]
     Load {
         table: String,
         key: String,
         #[source]
-        source: Box<::duckdb::Error>,
+        source: EngineError,
     },
     #[error("warehouse: query failed")]
-    Query(#[source] Box<::duckdb::Error>),
+    Query(#[source] EngineError),
     /// A Snowflake request failed; `step` says which (login, copy, merge, ...).
     #[error("warehouse {url} (host {host}): {step}: {message}")]
     Snowflake {
@@ -152,9 +237,19 @@ pub trait Warehouse {
     }
 }
 
-/// Opens the warehouse a URL names.
+/// Opens the warehouse a URL names, for loading (a DuckDB file is created if missing).
 pub fn open(url: &WarehouseUrl) -> Result<Box<dyn Warehouse>, WarehouseError> {
     open_for_run(url, "-")
+}
+
+/// Opens the warehouse for queries only. A DuckDB file is opened read-only, so a
+/// query neither creates a file that is not there (a mistyped path is an error naming
+/// it) nor holds the write lock a load needs, and works on a read-only mount.
+pub fn open_for_query(url: &WarehouseUrl) -> Result<Box<dyn Warehouse>, WarehouseError> {
+    match url {
+        WarehouseUrl::Duckdb(path) => Ok(Box::new(duckdb::DuckDb::open_read_only(path)?)),
+        WarehouseUrl::Snowflake(conf) => Ok(Box::new(snowflake::Snowflake::open(conf, "-")?)),
+    }
 }
 
 /// Opens the warehouse for one run; Snowflake tags its queries with the run id.
@@ -162,9 +257,29 @@ pub fn open_for_run(
     url: &WarehouseUrl,
     run_id: &str,
 ) -> Result<Box<dyn Warehouse>, WarehouseError> {
+    open_for_run_waiting(url, run_id, Duration::ZERO)
+}
+
+/// [`open_for_run`], waiting up to `wait` (polling with backoff) while another
+/// process holds a DuckDB file's lock.
+pub fn open_for_run_waiting(
+    url: &WarehouseUrl,
+    run_id: &str,
+    wait: Duration,
+) -> Result<Box<dyn Warehouse>, WarehouseError> {
     match url {
-        WarehouseUrl::Duckdb(path) => Ok(Box::new(duckdb::DuckDb::open(path)?)),
+        WarehouseUrl::Duckdb(path) => Ok(Box::new(duckdb::DuckDb::open_waiting(path, wait)?)),
         WarehouseUrl::Snowflake(conf) => Ok(Box::new(snowflake::Snowflake::open(conf, run_id)?)),
+    }
+}
+
+/// Checks, before a run does any work, that its load will be able to open the
+/// warehouse: a DuckDB file must not stay locked by another process for longer than
+/// `wait`. Snowflake is checked when the load logs in.
+pub fn check_writable(url: &WarehouseUrl, wait: Duration) -> Result<(), WarehouseError> {
+    match url {
+        WarehouseUrl::Duckdb(path) => duckdb::DuckDb::open_waiting(path, wait).map(drop),
+        WarehouseUrl::Snowflake(_) => Ok(()),
     }
 }
 
@@ -186,5 +301,48 @@ mod tests {
         assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
         let err = WarehouseUrl::parse("snowflake://u:secret@acct/db/s").expect_err("password");
         assert!(!err.contains("secret"), "{err}");
+    }
+
+    /// Each URL holds the password `p@ss@word` (or a `?password=` value) somewhere; no
+    /// part of it may reach a message.
+    #[test]
+    fn no_fragment_of_a_password_reaches_a_message() {
+        for url in [
+            "snowflake://user:p%40ss@word@acct/DB/SCH",
+            "snowflake://user:p@ss@word@acct/DB/SCH",
+            "snowflake://user:p@ss@word@acct/DB",
+            "snowflake://acct/DB/SCH?password=p@ss@word",
+            "snowflake://acct/DB/SCH?password=passw0rd",
+            "snowflake://acct/DB/SCH?warehouse=WH&pwd=passw0rd",
+            "snowflake://user:pa?ss@word@acct/DB/SCH",
+            "snowflake://user:pa/ss@word@acct/DB/SCH",
+            "snowflake://user:pa/ss@word@acct/DB",
+            "snowflake://user:pa?ss@word@acct",
+            "postgres://user:p@ss@word@host/db",
+            "user:p@ss@word@host",
+        ] {
+            let err = WarehouseUrl::parse(url).expect_err(url);
+            for fragment in [
+                "p%40ss", "p@ss", "ss@word", "word@", "passw0rd", "pa?ss", "pa/ss",
+            ] {
+                assert!(!err.contains(fragment), "{url}: {err}");
+                assert!(!redact(url).contains(fragment), "{url}: {}", redact(url));
+            }
+        }
+        assert_eq!(
+            redact("snowflake://me@acct/DB/S?warehouse=WH&password=x"),
+            "snowflake://***@acct/DB/S?warehouse=WH&password=***"
+        );
+        assert_eq!(redact("duckdb://w.duckdb"), "duckdb://w.duckdb");
+    }
+
+    #[test]
+    fn a_duckdb_lock_error_names_the_holder() {
+        let e = EngineError("IO Error: Could not set lock on file \"/x/w.duckdb\": Conflicting lock is held in /usr/bin/cdp (PID 4242) by user me.".into());
+        assert_eq!(e.lock_holder(), Some(Some(4242)));
+        assert_eq!(
+            EngineError("Parser Error: syntax error".into()).lock_holder(),
+            None
+        );
     }
 }

@@ -83,6 +83,17 @@ impl SnowflakeConfig {
                 Some((user, host)) => (Some(user.to_string()), host),
                 None => (None, authority),
             };
+        // A `@` past the host, or a port that is not a number, is a password the
+        // authority was cut short in (it held a `/` or `?`).
+        let port_ok = host
+            .rsplit_once(':')
+            .is_none_or(|(_, port)| !port.is_empty() && port.chars().all(|c| c.is_ascii_digit()));
+        if path.contains('@') || query.contains('@') || !port_ok {
+            return Err(
+                "a password never goes in the URL; set SNOWFLAKE_PASSWORD or use a key pair (a port must be a number)"
+                    .into(),
+            );
+        }
         let mut parts = path.split('/').filter(|p| !p.is_empty());
         let (Some(database), Some(schema), None) = (parts.next(), parts.next(), parts.next())
         else {
@@ -117,6 +128,12 @@ impl SnowflakeConfig {
                 "account" => conf.account = v.into(),
                 "protocol" if v == "http" => conf.http = true,
                 "protocol" if v == "https" => conf.http = false,
+                "password" | "pwd" | "passwd" | "passphrase" | "private_key" | "token" => {
+                    return Err(
+                        "a password never goes in the URL; set SNOWFLAKE_PASSWORD or use a key pair"
+                            .into(),
+                    )
+                }
                 _ => {
                     return Err(format!(
                         "unknown URL parameter {k:?}; use warehouse, role, account or protocol"
@@ -376,7 +393,7 @@ impl Warehouse for Snowflake {
         let columns = parquet_columns(&object.path).map_err(|e| WarehouseError::Load {
             table: table.into(),
             key: object.key.clone(),
-            source: Box::new(e),
+            source: e.into(),
         })?;
         // The stage first: a lake it cannot read fails the load before the table changes.
         self.ensure_stage()?;
