@@ -279,13 +279,14 @@ impl Validator<'_> {
             &entity.name,
         );
         let first_name_from_email = raw.first_name_from_email.map(|f| {
-            let columns = [&f.first_name, &f.last_name, &f.email];
-            self.columns_exist(
-                "identity.first_name_from_email",
-                columns,
-                &has,
-                &entity.name,
-            );
+            for (field, column) in [
+                ("first_name", &f.first_name),
+                ("last_name", &f.last_name),
+                ("email", &f.email),
+            ] {
+                let key = format!("identity.first_name_from_email.{field}");
+                self.columns_exist(&key, [column], &has, &entity.name);
+            }
             NameFromEmail {
                 first_name: f.first_name,
                 last_name: f.last_name,
@@ -302,8 +303,14 @@ impl Validator<'_> {
                     self.problem(format!("identity.households.{what}"), "one to four columns");
                 }
             }
-            let columns = h.identifiers.iter().chain(&h.address).chain(&h.name);
-            self.columns_exist("identity.households", columns, &has, &entity.name);
+            for (field, columns) in [
+                ("identifiers", &h.identifiers),
+                ("address", &h.address),
+                ("name", &h.name),
+            ] {
+                let key = format!("identity.households.{field}");
+                self.columns_exist(&key, columns, &has, &entity.name);
+            }
             Households {
                 identifiers: h.identifiers,
                 address: h.address,

@@ -432,12 +432,12 @@ name = ["email", "email", "email", "email", "email"]
             "identity.matching.comparisons[0].m: 2 values given; one per level plus one for \"else\" is 3",
             "identity.guards.never_disagree: \"shoe_size\" is neither a comparison nor a column",
             "identity.guards.max_per_source.nowhere: no source of entity \"person\" is called \"nowhere\"",
-            "identity.first_name_from_email: entity \"person\" has no column \"first\"",
-            "identity.first_name_from_email: entity \"person\" has no column \"last\"",
+            "line 34: identity.first_name_from_email.first_name: entity \"person\" has no column \"first\"",
+            "line 35: identity.first_name_from_email.last_name: entity \"person\" has no column \"last\"",
             "identity.guards.corroborate: \"colour\" is not a comparison of [identity.matching]",
             "identity.households.identifiers: at least one column",
             "identity.households.name: one to four columns",
-            "identity.households: entity \"person\" has no column \"house\"",
+            "line 39: identity.households.address: entity \"person\" has no column \"house\"",
         ] {
             assert!(err.contains(want), "{want}\n{err}");
         }

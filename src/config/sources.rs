@@ -48,17 +48,6 @@ pub enum Connector {
     Dataexchange(DataexchangeConnector),
 }
 
-impl Connector {
-    /// The kind's name as the file writes it.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Files(_) => SourceKindName::Files.name(),
-            Self::Appflow(_) => SourceKindName::Appflow.name(),
-            Self::Dataexchange(_) => SourceKindName::Dataexchange.name(),
-        }
-    }
-}
-
 /// Files on the local disk (or a mounted share), found by a path template.
 #[derive(Debug, Clone)]
 pub struct FilesConnector {
