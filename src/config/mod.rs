@@ -744,6 +744,21 @@ name = ["email", "email", "email", "email", "email"]
     }
 
     #[test]
+    fn a_column_named_like_a_secret_is_only_a_name() {
+        let text = GOOD
+            .replace(
+                "Email = \"email\" }",
+                "Email = \"email\", Token = \"token\" }",
+            )
+            .replace(
+                "email = \"email\", dob",
+                "token = \"text\", email = \"email\", dob",
+            );
+        let p = parse(&text).expect("valid");
+        assert!(p.entity("person").and_then(|e| e.column("token")).is_some());
+    }
+
+    #[test]
     fn ages_beyond_a_century_or_the_clock_are_not_ages() {
         assert_eq!(parse_age("36h"), chrono::Duration::try_hours(36));
         assert_eq!(parse_age("36525d"), Some(MAX_AGE));

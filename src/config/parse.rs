@@ -364,9 +364,15 @@ impl Collector<'_> {
     fn secrets(&mut self, path: &mut Vec<Seg>, value: &mut DeValue<'_>) {
         match value {
             DeValue::Table(t) => {
+                // The keys of a map are names (of columns, entities, sources), not
+                // settings: a column called "token" is no secret.
+                let names = matches!(
+                    path.last(),
+                    Some(Seg::Key(k)) if NAME_MAPS.contains(&k.as_str())
+                );
                 let secret: Vec<(String, usize)> = t
                     .iter()
-                    .filter(|(k, _)| is_secret_key(k.get_ref()))
+                    .filter(|(k, _)| !names && is_secret_key(k.get_ref()))
                     .map(|(k, _)| (k.get_ref().to_string(), k.span().start))
                     .collect();
                 for (name, offset) in secret {
@@ -403,6 +409,9 @@ impl Collector<'_> {
         }
     }
 }
+
+/// Tables whose keys are names the user chooses rather than settings.
+const NAME_MAPS: [&str; 4] = ["entities", "columns", "max_distinct", "max_per_source"];
 
 /// The sections a pipeline file may have.
 const SECTIONS: [&str; 7] = [
