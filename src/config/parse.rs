@@ -515,11 +515,14 @@ pub(super) fn raw_pipeline(text: &str, doc: &Doc<'_>) -> Parsed {
                 sources.extend(c.section(&path, item));
             }
         }
-        Some((v, _)) => c.push(
-            "sources".into(),
-            Some(v.span().start),
-            "expected an array of tables: [[sources]]".into(),
-        ),
+        Some((v, _)) => {
+            c.structural = true;
+            c.push(
+                "sources".into(),
+                Some(v.span().start),
+                "expected an array of tables: [[sources]]".into(),
+            );
+        }
     }
     let mut entities = indexmap::IndexMap::new();
     match root.get("entities").map(|v| (v, v.get_ref())) {
@@ -535,11 +538,14 @@ pub(super) fn raw_pipeline(text: &str, doc: &Doc<'_>) -> Parsed {
                 }
             }
         }
-        Some((v, _)) => c.push(
-            "entities".into(),
-            Some(v.span().start),
-            "expected a table per entity: [entities.NAME]".into(),
-        ),
+        Some((v, _)) => {
+            c.structural = true;
+            c.push(
+                "entities".into(),
+                Some(v.span().start),
+                "expected a table per entity: [entities.NAME]".into(),
+            );
+        }
     }
     let identity = root
         .get("identity")
