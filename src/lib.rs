@@ -15,4 +15,5 @@ pub mod progress;
 pub mod sources;
 pub mod state;
 pub mod steps;
+pub mod vocab;
 pub mod warehouse;

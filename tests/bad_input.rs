@@ -63,6 +63,52 @@ fn meaning_problems_are_all_reported_at_once_with_exit_2() {
 }
 
 #[test]
+fn every_mistake_in_a_file_is_reported_in_one_run_with_exit_2() {
+    // Once: one serde error per run, and a check took keys of another check kind.
+    let ctx = TestContext::new();
+    let broken = SMALL
+        .replace("kind = \"files\"", "kind = \"files\"\nheader = \"yes\"\nflw = \"x\"")
+        .replace(
+            "{ check = \"not_null\", column = \"record_id\", max_failing = 1 }",
+            "{ check = \"not_null\", column = \"record_id\", severity = \"eror\" },\n  { check = \"not_null\", column = \"email\", pattern = \"^x\" },\n  { check = \"range\", column = \"birth_date\", min = 9, max = 1 },\n",
+        )
+        .replace("[identity]", "[identity]\nrulez = []");
+    let path = ctx.write("broken.toml", &broken);
+    let out = ctx.cdp(&["validate", &path.to_string_lossy()]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    insta::assert_snapshot!("one_pass", redact(&out.stderr, &ctx));
+}
+
+#[test]
+fn a_password_in_the_file_is_refused_and_never_echoed() {
+    let ctx = TestContext::new();
+    let with_password = SMALL.replace(
+        "url = \"duckdb://wh.duckdb\"",
+        "url = \"snowflake://loader@xy12345.eu-west-1/analytics/cdp\"\npassword = \"s3cr3t-Pa55\"",
+    );
+    // Valid TOML, and a syntax error on the password's own line (TOML errors quote it).
+    for text in [
+        with_password.clone(),
+        with_password.replace("\"s3cr3t-Pa55\"", "\"s3cr3t-Pa55"),
+    ] {
+        let path = ctx.write("secret.toml", &text);
+        let out = ctx.cdp(&["validate", &path.to_string_lossy()]);
+        assert_eq!(out.code, 2, "{}", out.stderr);
+        assert!(!out.stderr.contains("s3cr3t"), "{}", out.stderr);
+        assert!(!out.stdout.contains("s3cr3t"), "{}", out.stdout);
+        assert!(out.stderr.contains("line 10"), "{}", out.stderr);
+    }
+    let path = ctx.write("secret.toml", &with_password);
+    let out = ctx.cdp(&["validate", &path.to_string_lossy()]);
+    assert!(
+        out.stderr
+            .contains("warehouse.password: a secret never goes in the pipeline file; put it in the environment: SNOWFLAKE_PASSWORD"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
 fn a_snowflake_warehouse_without_credentials_is_a_set_up_error_exit_2() {
     let ctx = TestContext::new();
     let cloud = SMALL.replace(

@@ -16,17 +16,14 @@ use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::CleanError;
-use crate::config::{EntityConfig, FileFormat, FilesSource};
+use crate::config::{EntityConfig, ReadOptions};
 use crate::lake::manifest::{Manifest, ManifestFile};
 use crate::lake::Lake;
 use crate::sources::compression::{self, Decoded};
+use crate::vocab::FileFormat;
 
 /// Lineage columns every cleaned row carries.
-pub const SOURCE: &str = "source";
-pub const SOURCE_FILE: &str = "source_file";
-pub const SOURCE_LINE: &str = "source_line";
-pub const LANDED_RUN: &str = "landed_run";
-pub const LINEAGE: [&str; 4] = [SOURCE, SOURCE_FILE, SOURCE_LINE, LANDED_RUN];
+pub use crate::vocab::{LANDED_RUN, LINEAGE, SOURCE, SOURCE_FILE, SOURCE_LINE};
 
 /// A field longer than this is refused (a runaway quote usually causes it).
 pub const MAX_FIELD_BYTES: usize = 1 << 20;
@@ -56,7 +53,7 @@ pub struct SchemaDrift {
 /// One source's landings, newest first, with its column mapping.
 pub struct SourceInput<'a> {
     pub name: &'a str,
-    pub config: &'a FilesSource,
+    pub config: &'a ReadOptions,
     pub manifests: Vec<Manifest>,
 }
 
@@ -436,7 +433,7 @@ fn open_decoded(lake: &Lake, file: &ManifestFile) -> Result<Decoded, CleanError>
 fn open_cursor(
     lake: &Lake,
     file: &ManifestFile,
-    config: &FilesSource,
+    config: &ReadOptions,
     mapping: &HashMap<&str, usize>,
 ) -> Result<(Cursor, Vec<String>), CleanError> {
     match file.format {

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use cdp::config::{Overrides, SourceKind, WindowMode};
+use cdp::config::{Connector, Overrides, WindowMode};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -16,19 +16,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     outln!("  lake       {}", p.lake)?;
     outln!("  warehouse  {}", p.warehouse)?;
     for s in &p.sources {
-        let SourceKind::Files(f) = &s.kind;
-        let window = match (f.window, f.template.unit()) {
-            (Some(WindowMode::Path), Some(unit)) => format!("window by path, per {unit:?}"),
-            (Some(WindowMode::Snapshot), _) => "window: snapshot".into(),
-            _ => "takes no window".into(),
+        let what = match &s.connector {
+            Connector::Files(f) => {
+                let window = match (f.window, f.template.unit()) {
+                    (Some(WindowMode::Path), Some(unit)) => format!("window by path, per {unit:?}"),
+                    (Some(WindowMode::Snapshot), _) => "window: snapshot".into(),
+                    _ => "takes no window".into(),
+                };
+                format!("files {}; {}", f.pattern, window.to_lowercase())
+            }
+            Connector::Appflow(a) => format!("appflow {}", a.flows.join(", ")),
+            Connector::Dataexchange(d) => format!("dataexchange {}", d.data_sets.join(", ")),
         };
-        outln!(
-            "  source     {} -> {} (files {}; {})",
-            s.name,
-            s.entity,
-            f.pattern,
-            window.to_lowercase()
-        )?;
+        outln!("  source     {} -> {} ({what})", s.name, s.entity)?;
     }
     for e in &p.entities {
         outln!(

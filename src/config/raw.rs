@@ -1,25 +1,24 @@
 //! The pipeline file exactly as written: serde structs that reject unknown keys and
-//! wrong types (the TOML parser then names the key and its line). Nothing here is
-//! checked for meaning; `config::validate` turns these into a [`super::Pipeline`].
+//! wrong types. [`super::parse`] deserializes them section by section and names the key
+//! and line of each error. Nothing here is checked for meaning; the validators beside
+//! each stage's types turn these into a [`super::Pipeline`].
 
 use indexmap::IndexMap;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
-use toml::Spanned;
 
-use super::{CheckKind, ColumnKind, FileFormat, OnInvalid, Severity, Strategy, WindowMode};
+use super::{CheckKind, ColumnKind, OnInvalid, Severity, Strategy, WindowMode};
+use crate::vocab::FileFormat;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The whole file; built by [`super::parse`] from its sections.
+#[derive(Debug)]
 pub struct RawPipeline {
     pub pipeline: RawMeta,
     pub lake: RawLake,
     pub warehouse: RawWarehouse,
-    #[serde(default)]
-    pub sources: Vec<Spanned<RawSource>>,
-    #[serde(default)]
-    pub entities: IndexMap<String, Spanned<RawEntity>>,
-    pub identity: Option<Spanned<RawIdentity>>,
+    pub sources: Vec<RawSource>,
+    pub entities: IndexMap<String, RawEntity>,
+    pub identity: Option<RawIdentity>,
     pub load: Option<RawLoad>,
 }
 
@@ -27,7 +26,7 @@ pub struct RawPipeline {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawMeta {
-    pub name: Spanned<String>,
+    pub name: String,
 }
 
 /// `[lake]`: where the lake is, as a URL (`file://DIR` or `s3://BUCKET/PREFIX`;
@@ -36,16 +35,16 @@ pub struct RawMeta {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLake {
-    pub url: Spanned<String>,
+    pub url: String,
     /// S3 region; by default the chain's (AWS_REGION, profile), else us-east-1.
     pub region: Option<String>,
     /// S3-compatible endpoint, e.g. `http://127.0.0.1:9000`; `${VAR}` is expanded.
-    pub endpoint_url: Option<Spanned<String>>,
+    pub endpoint_url: Option<String>,
     /// Path-style requests (`host/bucket/key`), which most S3-compatible stores need.
     #[serde(default)]
     pub force_path_style: bool,
     /// Local staging directory for S3 objects; `${VAR}` is expanded.
-    pub cache_dir: Option<Spanned<String>>,
+    pub cache_dir: Option<String>,
 }
 
 /// `[warehouse]`: where tables go, as a URL (`duckdb://FILE` or
@@ -56,11 +55,11 @@ pub struct RawLake {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawWarehouse {
-    pub url: Spanned<String>,
+    pub url: String,
     /// Snowflake user; else the URL's `USER@`, else SNOWFLAKE_USER. `${VAR}` is expanded.
-    pub user: Option<Spanned<String>>,
+    pub user: Option<String>,
     /// PEM private key file for key-pair (JWT) auth; `${VAR}` is expanded.
-    pub private_key_path: Option<Spanned<String>>,
+    pub private_key_path: Option<String>,
     /// External stage over the lake prefix; created if missing (default `cdp_lake`).
     pub stage: Option<String>,
     /// Storage integration the stage reads the lake bucket with.

@@ -11,16 +11,17 @@ use aws_sdk_appflow::types::{ExecutionRecord, ExecutionStatus, FileType};
 
 use super::aws::{self, Aws, Landing, RemoteError, Subject};
 use super::{Source, SourceError, WindowRefusal};
-use crate::config::remote::AppflowSource as Config;
-use crate::config::{FileFormat, FilesSource};
+use crate::config::AppflowConnector as Config;
+use crate::config::ReadOptions;
 use crate::lake::manifest::Manifest;
 use crate::lake::Lake;
 use crate::state::interval::Interval;
 use crate::state::{self, Position, SourceCursor};
+use crate::vocab::FileFormat;
 
 pub struct AppflowSource<'a> {
     name: &'a str,
-    files: &'a FilesSource,
+    files: &'a ReadOptions,
     config: &'a Config,
 }
 
@@ -39,7 +40,7 @@ struct Execution {
 }
 
 impl<'a> AppflowSource<'a> {
-    pub fn new(name: &'a str, files: &'a FilesSource, config: &'a Config) -> Self {
+    pub fn new(name: &'a str, files: &'a ReadOptions, config: &'a Config) -> Self {
         Self {
             name,
             files,

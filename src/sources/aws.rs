@@ -13,13 +13,14 @@ use std::time::{Duration, Instant};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use polars::prelude::{ParquetReader, SerReader};
 
-use crate::config::remote::AwsAccess;
-use crate::config::{FileFormat, FilesSource};
+use crate::config::AwsAccess;
+use crate::config::ReadOptions;
 use crate::lake::manifest::{Manifest, ManifestFile};
 use crate::lake::{layout, Lake, LakeError};
 use crate::progress::Printer;
 use crate::state::interval::Interval;
 use crate::state::{self, Position, SourceCursor};
+use crate::vocab::FileFormat;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RemoteError {
@@ -387,7 +388,7 @@ pub struct Landing<'a> {
     lake: &'a Lake,
     source_name: &'a str,
     run_id: &'a str,
-    files_config: &'a FilesSource,
+    files_config: &'a ReadOptions,
     files: Vec<ManifestFile>,
 }
 
@@ -396,7 +397,7 @@ impl<'a> Landing<'a> {
         lake: &'a Lake,
         source_name: &'a str,
         run_id: &'a str,
-        files_config: &'a FilesSource,
+        files_config: &'a ReadOptions,
     ) -> Self {
         Self {
             lake,
@@ -516,7 +517,7 @@ impl Drop for Landing<'_> {
 
 /// Checks that a landed file reads as `format` and carries at least one mapped
 /// column; returns its data rows (counted as the cleaner reads them).
-pub fn inspect(path: &Path, format: FileFormat, config: &FilesSource) -> Result<u64, String> {
+pub fn inspect(path: &Path, format: FileFormat, config: &ReadOptions) -> Result<u64, String> {
     let mapped: Vec<&str> = config.columns.iter().map(|(s, _)| s.as_str()).collect();
     let none_mapped = |found: Vec<String>| {
         format!(
@@ -589,9 +590,8 @@ pub fn inspect(path: &Path, format: FileFormat, config: &FilesSource) -> Result<
 mod tests {
     use super::*;
 
-    fn config(columns: &[&str]) -> FilesSource {
-        FilesSource {
-            pattern: String::new(),
+    fn config(columns: &[&str]) -> ReadOptions {
+        ReadOptions {
             format: None,
             delimiter: b',',
             header: true,
@@ -600,8 +600,6 @@ mod tests {
                 .map(|c| (c.to_string(), c.to_string()))
                 .collect(),
             region: "US".into(),
-            template: Default::default(),
-            window: None,
         }
     }
 

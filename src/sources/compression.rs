@@ -12,9 +12,6 @@ pub type Decoded = Box<dyn Read + Send>;
 const GZIP: &[u8] = &[0x1f, 0x8b];
 const ZSTD: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
 
-/// Extensions naming a compression, looked through to find the format.
-pub const EXTENSIONS: [&str; 4] = ["gz", "gzip", "zst", "zstd"];
-
 pub fn open(path: &Path) -> io::Result<Decoded> {
     decode(File::open(path)?)
 }

@@ -14,21 +14,22 @@ use aws_sdk_dataexchange::types::{
 
 use super::aws::{self, Aws, Landing, RemoteError, Subject};
 use super::{Source, SourceError};
-use crate::config::remote::DataexchangeSource as Config;
-use crate::config::{FileFormat, FilesSource};
+use crate::config::DataexchangeConnector as Config;
+use crate::config::ReadOptions;
 use crate::lake::manifest::Manifest;
 use crate::lake::Lake;
 use crate::state::interval::Interval;
 use crate::state::{self, Position, SourceCursor};
+use crate::vocab::FileFormat;
 
 pub struct DataexchangeSource<'a> {
     name: &'a str,
-    files: &'a FilesSource,
+    files: &'a ReadOptions,
     config: &'a Config,
 }
 
 impl<'a> DataexchangeSource<'a> {
-    pub fn new(name: &'a str, files: &'a FilesSource, config: &'a Config) -> Self {
+    pub fn new(name: &'a str, files: &'a ReadOptions, config: &'a Config) -> Self {
         Self {
             name,
             files,

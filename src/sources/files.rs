@@ -10,27 +10,29 @@ use std::path::{Path, PathBuf};
 use polars::prelude::{ParquetReader, SerReader};
 
 use super::{compression, Source, SourceError};
-use crate::config::{self, FileFormat, WindowMode};
+use crate::config::{FilesConnector, ReadOptions, WindowMode};
 use crate::lake::manifest::{Manifest, ManifestFile};
 use crate::lake::{layout, sha256_file, Lake};
 use crate::state;
 use crate::state::interval::Interval;
+use crate::vocab::FileFormat;
 
 pub struct FilesSource<'a> {
     name: &'a str,
-    config: &'a config::FilesSource,
+    read: &'a ReadOptions,
+    files: &'a FilesConnector,
 }
 
 impl<'a> FilesSource<'a> {
-    pub fn new(name: &'a str, config: &'a config::FilesSource) -> Self {
-        Self { name, config }
+    pub fn new(name: &'a str, read: &'a ReadOptions, files: &'a FilesConnector) -> Self {
+        Self { name, read, files }
     }
 
     /// The files to consider: every partition, or those of `window`. An empty window
     /// is not an error (a quiet day); an empty source without one is.
     fn matching_files(&self, window: Option<&Interval>) -> Result<Vec<PathBuf>, SourceError> {
-        let template = &self.config.template;
-        let window = window.filter(|_| self.config.window == Some(WindowMode::Path));
+        let template = &self.files.template;
+        let window = window.filter(|_| self.files.window == Some(WindowMode::Path));
         let globs = match window {
             Some(w) => template.globs_in(w),
             None => vec![template.glob_all()],
@@ -57,7 +59,7 @@ impl<'a> FilesSource<'a> {
                 tracing::warn!(source = %self.name, window = %w, partitions = globs.len(), "no files in the window's partitions");
             }
         } else if files.is_empty() {
-            let pattern = &self.config.pattern;
+            let pattern = &self.files.pattern;
             return Err(SourceError::NoFiles {
                 source_name: self.name.into(),
                 pattern: pattern.clone(),
@@ -67,7 +69,7 @@ impl<'a> FilesSource<'a> {
     }
 
     fn format_of(&self, path: &Path) -> Result<FileFormat, SourceError> {
-        self.config
+        self.read
             .format
             .or_else(|| FileFormat::from_path(path))
             .ok_or_else(|| SourceError::UnknownFormat {
@@ -90,7 +92,7 @@ impl<'a> FilesSource<'a> {
         match format {
             FileFormat::Csv => {
                 let input = compression::open(path).map_err(self.read_err(path))?;
-                count_csv_rows(&mut csv_reader(self.config, input))
+                count_csv_rows(&mut csv_reader(self.read, input))
                     .map_err(|e| self.read_err(path)(std::io::Error::other(e.to_string())))
             }
             FileFormat::Jsonl => {
@@ -125,13 +127,13 @@ impl Source for FilesSource<'_> {
     }
 
     fn check_window(&self, window: &Interval) -> Result<(), SourceError> {
-        match self.config.window {
+        match self.files.window {
             Some(_) => Ok(()),
             None => Err(super::WindowRefusal {
                 source_name: self.name.into(),
                 reason: format!(
                     "({}) has no date parts ({}) in the path; add them to the path, or set window = \"snapshot\" on an undated source to land whatever is new in every interval",
-                    self.config.pattern,
+                    self.files.pattern,
                     super::template::PARTS.join(", ")
                 ),
             }
@@ -196,10 +198,7 @@ impl Source for FilesSource<'_> {
 }
 
 /// A CSV reader over a source file's text, set up as the cleaner reads it.
-pub(super) fn csv_reader<R: std::io::Read>(
-    config: &config::FilesSource,
-    input: R,
-) -> csv::Reader<R> {
+pub(super) fn csv_reader<R: std::io::Read>(config: &ReadOptions, input: R) -> csv::Reader<R> {
     csv::ReaderBuilder::new()
         .delimiter(config.delimiter)
         .has_headers(config.header)

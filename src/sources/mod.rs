@@ -14,7 +14,7 @@ pub mod dataexchange;
 pub mod files;
 pub mod template;
 
-use crate::config::{SourceConfig, SourceKind};
+use crate::config::{Connector, SourceConfig};
 use crate::lake::manifest::Manifest;
 use crate::lake::{Lake, LakeError};
 use crate::state::interval::Interval;
@@ -128,13 +128,12 @@ pub fn check_windows(configs: &[SourceConfig], window: &Interval) -> Result<(), 
 
 /// Builds the connector a source's config asks for.
 pub fn build(config: &SourceConfig) -> Box<dyn Source + '_> {
-    use crate::config::remote::RemoteSource;
-    let SourceKind::Files(f) = &config.kind;
-    match &config.remote {
-        None => Box::new(files::FilesSource::new(&config.name, f)),
-        Some(RemoteSource::Appflow(a)) => Box::new(appflow::AppflowSource::new(&config.name, f, a)),
-        Some(RemoteSource::Dataexchange(d)) => {
-            Box::new(dataexchange::DataexchangeSource::new(&config.name, f, d))
+    let read = &config.read;
+    match &config.connector {
+        Connector::Files(f) => Box::new(files::FilesSource::new(&config.name, read, f)),
+        Connector::Appflow(a) => Box::new(appflow::AppflowSource::new(&config.name, read, a)),
+        Connector::Dataexchange(d) => {
+            Box::new(dataexchange::DataexchangeSource::new(&config.name, read, d))
         }
     }
 }

@@ -10,7 +10,7 @@ use super::{Context, Outcome, StepError};
 use crate::clean::quality::QualityReport;
 use crate::clean::read::{RawFrame, RawReader, SourceInput};
 use crate::clean::{html, EntityCleaner, KeySet};
-use crate::config::{CheckRule, EntityConfig, Pipeline, SourceKind};
+use crate::config::{CheckRule, EntityConfig, Pipeline};
 use crate::frame::ParquetSink;
 use crate::lake::layout;
 use crate::lake::manifest::Manifest;
@@ -105,9 +105,7 @@ pub fn run(ctx: &Context) -> Result<(Outcome, Option<QualityReport>), StepError>
         .pipeline
         .sources
         .iter()
-        .map(|s| match &s.kind {
-            SourceKind::Files(f) => (s.name.clone(), f.region.clone()),
-        })
+        .map(|s| (s.name.clone(), s.read.region.clone()))
         .collect();
     let regions = Arc::new(regions);
     let total_rows: u64 = inputs
@@ -138,7 +136,7 @@ pub fn run(ctx: &Context) -> Result<(Outcome, Option<QualityReport>), StepError>
             .pipeline
             .sources_of(&entity.name)
             .map(|s| {
-                let SourceKind::Files(config) = &s.kind;
+                let config = &s.read;
                 let manifests = inputs
                     .iter()
                     .find(|(n, _)| *n == s.name)

@@ -1,23 +1,17 @@
-//! The AWS side of `appflow` and `dataexchange` sources: which flows or data sets,
-//! how long to wait, and how to reach the services. Checked here; the columns,
-//! format and region of the landed files are checked as for a `files` source.
+//! The AWS connectors of `appflow` and `dataexchange` sources: which flows or data
+//! sets, how long to wait, and how to reach the services. Checked here; the columns,
+//! format and region of the landed files are a source's reading options, checked as for
+//! any source (see [`super::sources`]).
 
 use std::time::Duration;
 
-use super::raw::{RawSource, SourceKindName};
+use super::raw::RawSource;
 use super::{parse_age, Validator};
 use crate::lake::{layout, LakeUrl};
 
-/// Where a remote source's files come from.
+/// An AppFlow connector: flows whose executions write files to S3.
 #[derive(Debug, Clone)]
-pub enum RemoteSource {
-    Appflow(AppflowSource),
-    Dataexchange(DataexchangeSource),
-}
-
-/// An AppFlow source: flows whose executions write files to S3.
-#[derive(Debug, Clone)]
-pub struct AppflowSource {
+pub struct AppflowConnector {
     pub flows: Vec<String>,
     /// Start each flow and wait for it, rather than take scheduled executions. Such a
     /// source refuses a data interval: what a flow pulls now is not a past interval's.
@@ -26,9 +20,9 @@ pub struct AppflowSource {
     pub aws: AwsAccess,
 }
 
-/// A Data Exchange source: revisions of data sets, exported to S3 by jobs.
+/// A Data Exchange connector: revisions of data sets, exported to S3 by jobs.
 #[derive(Debug, Clone)]
-pub struct DataexchangeSource {
+pub struct DataexchangeConnector {
     pub data_sets: Vec<String>,
     /// Only assets whose name matches land.
     pub assets: Option<glob::Pattern>,
@@ -53,6 +47,9 @@ pub struct AwsAccess {
 /// Waits longer than this need saying so.
 const DEFAULT_WAIT: Duration = Duration::from_secs(30 * 60);
 
+/// The longest wait a connector may be given: a week.
+const MAX_WAIT: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// Splits `s3://bucket/prefix/` into ("bucket", "prefix").
 pub fn parse_s3_url(url: &str) -> Result<(String, String), String> {
     let rest = url
@@ -66,134 +63,84 @@ pub fn parse_s3_url(url: &str) -> Result<(String, String), String> {
 }
 
 impl Validator<'_> {
-    /// The remote part of a source; `None` for a files source (or a broken one).
-    pub(super) fn remote_source(
+    /// How long to wait for an execution or an export job.
+    fn wait_timeout(&mut self, key: &str, raw: &RawSource) -> Duration {
+        let Some(text) = raw.wait_timeout.as_deref() else {
+            return DEFAULT_WAIT;
+        };
+        match parse_age(text).and_then(|d| d.to_std().ok()) {
+            Some(d) if !d.is_zero() && d <= MAX_WAIT => d,
+            Some(_) => {
+                self.problem(
+                    format!("{key}.wait_timeout"),
+                    format!("{text:?}: must be more than nothing and at most \"7d\""),
+                );
+                DEFAULT_WAIT
+            }
+            None => {
+                self.problem(
+                    format!("{key}.wait_timeout"),
+                    format!("{text:?}: expected a duration such as \"90s\", \"30m\", \"2h\" (at most \"7d\")"),
+                );
+                DEFAULT_WAIT
+            }
+        }
+    }
+
+    fn aws_access(&mut self, key: &str, raw: &RawSource) -> AwsAccess {
+        let mut expand = |field: &str, v: &Option<String>| {
+            v.as_ref()
+                .map(|v| self.expand(&format!("{key}.{field}"), v))
+        };
+        AwsAccess {
+            endpoint_url: expand("endpoint_url", &raw.endpoint_url),
+            s3_endpoint_url: expand("s3_endpoint_url", &raw.s3_endpoint_url),
+            region: raw.aws_region.clone(),
+        }
+    }
+
+    pub(super) fn appflow(&mut self, key: &str, raw: &RawSource) -> AppflowConnector {
+        let flows = raw.flows.clone().unwrap_or_default();
+        if flows.is_empty() || flows.iter().any(|f| f.trim().is_empty()) {
+            self.problem(
+                format!("{key}.flows"),
+                "missing; an appflow source needs flows = [\"FLOW NAME\", ...]",
+            );
+        }
+        AppflowConnector {
+            flows,
+            start: raw.start.unwrap_or(false),
+            wait_timeout: self.wait_timeout(key, raw),
+            aws: self.aws_access(key, raw),
+        }
+    }
+
+    pub(super) fn dataexchange(
         &mut self,
         key: &str,
-        line: usize,
         raw: &RawSource,
         lake: &LakeUrl,
-    ) -> Option<RemoteSource> {
-        let kind = raw.kind;
-        let mut only_for = |field: &str, set: bool, kinds: &[SourceKindName], what: &str| {
-            if set && !kinds.contains(&kind) {
-                self.problem(
-                    format!("{key}.{field}"),
-                    Some(line),
-                    format!("only {what} sources take {field}"),
-                );
-            }
-        };
-        use SourceKindName::{Appflow, Dataexchange, Files};
-        let aws_kinds = [Appflow, Dataexchange];
-        only_for("path", raw.path.is_some(), &[Files], "files");
-        only_for("flows", raw.flows.is_some(), &[Appflow], "appflow");
-        only_for("start", raw.start.is_some(), &[Appflow], "appflow");
-        only_for(
-            "data_sets",
-            raw.data_sets.is_some(),
-            &[Dataexchange],
-            "dataexchange",
-        );
-        only_for(
-            "assets",
-            raw.assets.is_some(),
-            &[Dataexchange],
-            "dataexchange",
-        );
-        only_for(
-            "export_to",
-            raw.export_to.is_some(),
-            &[Dataexchange],
-            "dataexchange",
-        );
-        let aws_what = "appflow and dataexchange";
-        only_for(
-            "wait_timeout",
-            raw.wait_timeout.is_some(),
-            &aws_kinds,
-            aws_what,
-        );
-        only_for("aws_region", raw.aws_region.is_some(), &aws_kinds, aws_what);
-        only_for(
-            "endpoint_url",
-            raw.endpoint_url.is_some(),
-            &aws_kinds,
-            aws_what,
-        );
-        let s3_set = raw.s3_endpoint_url.is_some();
-        only_for("s3_endpoint_url", s3_set, &aws_kinds, aws_what);
-
-        if kind == Files {
-            if raw.path.is_none() {
-                self.problem(
-                    format!("{key}.path"),
-                    Some(line),
-                    "missing; a files source needs path (a glob)",
-                );
-            }
-            return None;
-        }
-        let wait_timeout = match raw.wait_timeout.as_deref() {
-            None => DEFAULT_WAIT,
-            Some(text) => match parse_age(text).and_then(|d| d.to_std().ok()) {
-                Some(d) if !d.is_zero() => d,
-                _ => {
-                    self.problem(
-                        format!("{key}.wait_timeout"),
-                        Some(line),
-                        format!("{text:?}: expected a duration such as \"90s\", \"30m\", \"2h\""),
-                    );
-                    DEFAULT_WAIT
-                }
-            },
-        };
-        let expand = |this: &mut Self, field: &str, v: &Option<String>| {
-            v.as_ref()
-                .map(|v| this.expand(&format!("{key}.{field}"), line, v))
-        };
-        let aws = AwsAccess {
-            region: raw.aws_region.clone(),
-            endpoint_url: expand(self, "endpoint_url", &raw.endpoint_url),
-            s3_endpoint_url: expand(self, "s3_endpoint_url", &raw.s3_endpoint_url),
-        };
-        let names = |list: &Option<Vec<String>>| list.clone().unwrap_or_default();
-        if kind == Appflow {
-            let flows = names(&raw.flows);
-            if flows.is_empty() || flows.iter().any(|f| f.trim().is_empty()) {
-                self.problem(
-                    format!("{key}.flows"),
-                    Some(line),
-                    "missing; an appflow source needs flows = [\"FLOW NAME\", ...]",
-                );
-            }
-            return Some(RemoteSource::Appflow(AppflowSource {
-                flows,
-                start: raw.start.unwrap_or(false),
-                wait_timeout,
-                aws,
-            }));
-        }
-        let data_sets = names(&raw.data_sets);
+    ) -> DataexchangeConnector {
+        let data_sets = raw.data_sets.clone().unwrap_or_default();
         if data_sets.is_empty() || data_sets.iter().any(|d| d.trim().is_empty()) {
             self.problem(
                 format!("{key}.data_sets"),
-                Some(line),
                 "missing; a dataexchange source needs data_sets = [\"DATA SET ID\", ...]",
             );
         }
         let assets = raw.assets.as_deref().and_then(|a| {
             glob::Pattern::new(a)
-                .map_err(|e| {
-                    self.problem(format!("{key}.assets"), Some(line), format!("{a:?}: {e}"))
-                })
+                .map_err(|e| self.problem(format!("{key}.assets"), format!("{a:?}: {e}")))
                 .ok()
         });
         let export_staged = raw.export_to.is_none() && matches!(lake, LakeUrl::S3(_));
-        let (export_bucket, export_prefix) = match (expand(self, "export_to", &raw.export_to), lake)
-        {
+        let export_to = raw
+            .export_to
+            .as_ref()
+            .map(|v| self.expand(&format!("{key}.export_to"), v));
+        let (export_bucket, export_prefix) = match (export_to, lake) {
             (Some(url), _) => parse_s3_url(&url).unwrap_or_else(|m| {
-                self.problem(format!("{key}.export_to"), Some(line), m);
+                self.problem(format!("{key}.export_to"), m);
                 Default::default()
             }),
             (None, LakeUrl::S3(loc)) => {
@@ -208,7 +155,6 @@ impl Validator<'_> {
             (None, LakeUrl::Local(_)) => {
                 self.problem(
                     format!("{key}.export_to"),
-                    Some(line),
                     format!(
                         "missing; source {:?} runs on a local lake, so its export jobs need export_to = \"s3://BUCKET/PREFIX\" (on an s3:// lake they default to the lake's raw/{}/_exports/)",
                         raw.name, raw.name
@@ -217,22 +163,22 @@ impl Validator<'_> {
                 Default::default()
             }
         };
-        Some(RemoteSource::Dataexchange(DataexchangeSource {
+        DataexchangeConnector {
             data_sets,
             assets,
             export_bucket,
             export_prefix,
             export_staged,
-            wait_timeout,
-            aws,
-        }))
+            wait_timeout: self.wait_timeout(key, raw),
+            aws: self.aws_access(key, raw),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Overrides, Pipeline};
+    use crate::config::{Connector, Overrides, Pipeline};
     use std::path::Path;
 
     fn pipeline(source: &str) -> Result<Pipeline, String> {
@@ -255,8 +201,8 @@ mod tests {
             "kind = \"appflow\"\nflows = [\"f1\", \"f2\"]\nstart = true\nwait_timeout = \"90s\"\naws_region = \"eu-west-1\"",
         )
         .unwrap();
-        let Some(RemoteSource::Appflow(a)) = &p.sources[0].remote else {
-            panic!("not appflow: {:?}", p.sources[0].remote)
+        let Connector::Appflow(a) = &p.sources[0].connector else {
+            panic!("not appflow: {:?}", p.sources[0].connector)
         };
         assert_eq!(a.flows, ["f1", "f2"]);
         assert!(a.start);
@@ -267,7 +213,7 @@ mod tests {
             "kind = \"dataexchange\"\ndata_sets = [\"ds\"]\nassets = \"*.csv\"\nexport_to = \"s3://b/x/y/\"",
         )
         .unwrap();
-        let Some(RemoteSource::Dataexchange(d)) = &p.sources[0].remote else {
+        let Connector::Dataexchange(d) = &p.sources[0].connector else {
             panic!("not dataexchange")
         };
         assert_eq!(
@@ -283,7 +229,7 @@ mod tests {
         let err =
             pipeline("kind = \"appflow\"\npath = \"x\"\nwait_timeout = \"soon\"").unwrap_err();
         assert!(
-            err.contains("sources[0].path: only files sources take path"),
+            err.contains("sources[0].path: `path` applies only to source kind files"),
             "{err}"
         );
         assert!(
@@ -298,7 +244,7 @@ mod tests {
         let err =
             pipeline("kind = \"dataexchange\"\ndata_sets = [\"ds\"]\nflows = [\"f\"]").unwrap_err();
         assert!(
-            err.contains("sources[0].flows: only appflow sources take flows"),
+            err.contains("sources[0].flows: `flows` applies only to source kind appflow"),
             "{err}"
         );
         assert!(err.contains("sources[0].export_to: missing"), "{err}");
@@ -306,7 +252,7 @@ mod tests {
         let err = pipeline("kind = \"files\"\nendpoint_url = \"http://x\"").unwrap_err();
         assert!(
             err.contains(
-                "sources[0].endpoint_url: only appflow and dataexchange sources take endpoint_url"
+                "sources[0].endpoint_url: `endpoint_url` applies only to source kinds appflow and dataexchange"
             ),
             "{err}"
         );
@@ -317,11 +263,33 @@ mod tests {
     }
 
     #[test]
+    fn a_wait_timeout_too_long_for_the_clock_is_refused_with_its_line() {
+        // Once a panic at run time (Instant + Duration overflowed).
+        let err =
+            pipeline("kind = \"appflow\"\nflows = [\"f\"]\nwait_timeout = \"99999999999999h\"")
+                .unwrap_err();
+        assert!(
+            err.contains(
+                "line 13: sources[0].wait_timeout: \"99999999999999h\": expected a duration"
+            ),
+            "{err}"
+        );
+        let err =
+            pipeline("kind = \"appflow\"\nflows = [\"f\"]\nwait_timeout = \"8d\"").unwrap_err();
+        assert!(
+            err.contains(
+                "sources[0].wait_timeout: \"8d\": must be more than nothing and at most \"7d\""
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn dataexchange_exports_default_to_the_s3_lakes_staging_prefix_only() {
         let source = "kind = \"dataexchange\"\ndata_sets = [\"ds\"]";
         let exports = |lake: &str, extra: &str| {
             let p = pipeline_on(lake, &format!("{source}\n{extra}")).unwrap();
-            let Some(RemoteSource::Dataexchange(d)) = &p.sources[0].remote else {
+            let Connector::Dataexchange(d) = &p.sources[0].connector else {
                 panic!("not dataexchange")
             };
             (

@@ -1,0 +1,267 @@
+//! `[[sources]]`: where data comes from. A source is its reading options (format,
+//! delimiter, header, column mapping, phone region), which say how its landed files
+//! read whatever brought them, plus one [`Connector`] that brings them: files matched
+//! by a path template, AppFlow flows or Data Exchange data sets (see [`super::aws`]).
+//! A key of one connector written on a source of another kind is a problem.
+
+use std::collections::BTreeSet;
+
+use serde::Deserialize;
+
+use super::aws::{AppflowConnector, DataexchangeConnector};
+use super::raw::{RawSource, SourceKindName};
+use super::{is_identifier, is_position, ColumnKind, ColumnRule, EntityConfig, Kind, Validator};
+use crate::lake::LakeUrl;
+use crate::sources::template::{PathTemplate, PARTS};
+use crate::vocab::FileFormat;
+
+/// One source, validated.
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    pub name: String,
+    pub entity: String,
+    /// How its files read, whatever brought them.
+    pub read: ReadOptions,
+    /// What brings its files.
+    pub connector: Connector,
+}
+
+/// How a source's landed files read.
+#[derive(Debug, Clone)]
+pub struct ReadOptions {
+    /// The format, when the file name should not decide it.
+    pub format: Option<FileFormat>,
+    pub delimiter: u8,
+    /// Whether a CSV file's first row names its columns; else they are "1", "2", ...
+    pub header: bool,
+    /// (source column, canonical column), in file order.
+    pub columns: Vec<(String, String)>,
+    /// Default phone region (ISO 3166 alpha-2).
+    pub region: String,
+}
+
+/// What brings a source's files to the lake.
+#[derive(Debug, Clone)]
+pub enum Connector {
+    Files(FilesConnector),
+    Appflow(AppflowConnector),
+    Dataexchange(DataexchangeConnector),
+}
+
+/// Files on the local disk (or a mounted share), found by a path template.
+#[derive(Debug, Clone)]
+pub struct FilesConnector {
+    /// The `path` as written (after `${VAR}` expansion).
+    pub pattern: String,
+    /// The same path as a template of dated partitions.
+    pub template: PathTemplate,
+    /// How it takes a data interval; `None`: it cannot.
+    pub window: Option<WindowMode>,
+}
+
+/// How a source takes a run's data interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WindowMode {
+    /// By the date parts of its path: the partitions that start in the interval.
+    Path,
+    /// Undated: every interval lands whatever is new or changed since the cursor.
+    Snapshot,
+}
+
+impl Kind for SourceKindName {
+    const OF: &'static str = "source";
+    fn name(self) -> &'static str {
+        match self {
+            Self::Files => "files",
+            Self::Appflow => "appflow",
+            Self::Dataexchange => "dataexchange",
+        }
+    }
+}
+
+/// Keys only some connectors take; the others apply to every source.
+const CONNECTOR_KEYS: &[(&str, &[SourceKindName])] = {
+    use SourceKindName::{Appflow, Dataexchange, Files};
+    const AWS: &[SourceKindName] = &[Appflow, Dataexchange];
+    &[
+        ("path", &[Files]),
+        ("window", &[Files]),
+        ("flows", &[Appflow]),
+        ("start", &[Appflow]),
+        ("data_sets", &[Dataexchange]),
+        ("assets", &[Dataexchange]),
+        ("export_to", &[Dataexchange]),
+        ("wait_timeout", AWS),
+        ("aws_region", AWS),
+        ("endpoint_url", AWS),
+        ("s3_endpoint_url", AWS),
+    ]
+};
+
+/// Field delimiters a CSV reader cannot tell from the rest of the file.
+const BAD_DELIMITERS: [u8; 3] = [b'\n', b'\r', b'"'];
+
+impl Validator<'_> {
+    /// One source: its name, reading options and connector; the columns it maps are
+    /// added to its entity as text when the entity has no rule for them.
+    pub(super) fn source(
+        &mut self,
+        key: &str,
+        raw: RawSource,
+        lake: &LakeUrl,
+        entities: &mut [EntityConfig],
+    ) -> SourceConfig {
+        self.keys_for_kind(key, raw.kind, CONNECTOR_KEYS);
+        if !is_identifier(&raw.name) {
+            self.problem(
+                format!("{key}.name"),
+                format!("{:?}: use lower-case letters, digits and '_'", raw.name),
+            );
+        }
+        let connector = match raw.kind {
+            SourceKindName::Files => Connector::Files(self.files_connector(key, &raw)),
+            SourceKindName::Appflow => Connector::Appflow(self.appflow(key, &raw)),
+            SourceKindName::Dataexchange => {
+                Connector::Dataexchange(self.dataexchange(key, &raw, lake))
+            }
+        };
+        let read = self.read_options(key, &raw);
+        self.map_columns(key, &raw, entities);
+        SourceConfig {
+            name: raw.name,
+            entity: raw.entity,
+            read,
+            connector,
+        }
+    }
+
+    fn files_connector(&mut self, key: &str, raw: &RawSource) -> FilesConnector {
+        let Some(path) = &raw.path else {
+            self.problem(
+                format!("{key}.path"),
+                "missing; a files source needs path (a glob)",
+            );
+            return FilesConnector {
+                pattern: String::new(),
+                template: PathTemplate::default(),
+                window: None,
+            };
+        };
+        let pattern = self.expand(&format!("{key}.path"), path);
+        let template = match PathTemplate::parse(&pattern) {
+            Ok(t) => t,
+            Err(m) => {
+                self.problem(format!("{key}.path"), m);
+                PathTemplate::default()
+            }
+        };
+        let window = match (raw.window, template.unit()) {
+            (Some(WindowMode::Path), None) => {
+                self.problem(
+                    format!("{key}.window"),
+                    format!("\"path\" needs date parts in path ({}); set window = \"snapshot\" for an undated source", PARTS.join(", ")),
+                );
+                None
+            }
+            (None, Some(_)) => Some(WindowMode::Path),
+            (w, _) => w,
+        };
+        FilesConnector {
+            pattern,
+            template,
+            window,
+        }
+    }
+
+    fn read_options(&mut self, key: &str, raw: &RawSource) -> ReadOptions {
+        let delimiter = match raw.delimiter.as_deref() {
+            None => b',',
+            Some(d) if d.len() == 1 && !BAD_DELIMITERS.contains(&d.as_bytes()[0]) => {
+                d.as_bytes()[0]
+            }
+            Some(d) if d.len() == 1 => {
+                self.problem(
+                    format!("{key}.delimiter"),
+                    format!("{d:?}: a line break or a quote cannot separate fields"),
+                );
+                b','
+            }
+            Some(d) => {
+                self.problem(
+                    format!("{key}.delimiter"),
+                    format!("{d:?}: must be a single ASCII character"),
+                );
+                b','
+            }
+        };
+        let header = raw.header.unwrap_or(true);
+        if raw.header.is_some() && raw.format.is_some_and(|x| x != FileFormat::Csv) {
+            self.problem(format!("{key}.header"), "only CSV files take header");
+        }
+        if let Some(c) = raw.columns.keys().find(|c| !header && !is_position(c)) {
+            self.problem(
+                format!("{key}.columns"),
+                format!(
+                    "{c:?}: with header = false, columns are named by position: \"1\", \"2\", ..."
+                ),
+            );
+        }
+        ReadOptions {
+            format: raw.format,
+            delimiter,
+            header,
+            columns: raw
+                .columns
+                .iter()
+                .map(|(s, c)| (s.clone(), c.clone()))
+                .collect(),
+            region: raw
+                .region
+                .clone()
+                .unwrap_or_else(|| "US".into())
+                .to_ascii_uppercase(),
+        }
+    }
+
+    /// Checks the mapping against the entity and adds unruled columns to it as text.
+    fn map_columns(&mut self, key: &str, raw: &RawSource, entities: &mut [EntityConfig]) {
+        let Some(entity) = entities.iter_mut().find(|e| e.name == raw.entity) else {
+            self.problem(
+                format!("{key}.entity"),
+                format!(
+                    "unknown entity {:?}; declare [entities.{}]",
+                    raw.entity, raw.entity
+                ),
+            );
+            return;
+        };
+        let mut seen = BTreeSet::new();
+        for (source_column, canonical) in &raw.columns {
+            let ckey = format!("{key}.columns.{source_column}");
+            if !seen.insert(canonical) {
+                self.problem(&ckey, format!("two source columns map to {canonical:?}"));
+            }
+            // A mapped column without a rule is carried as plain text.
+            match entity.column(canonical) {
+                None => entity
+                    .columns
+                    .push(ColumnRule::plain(canonical, ColumnKind::Text)),
+                Some(c) if c.derived => self.problem(
+                    &ckey,
+                    format!("{canonical:?} is written by another column's rule; map the source column elsewhere"),
+                ),
+                Some(_) => {}
+            }
+        }
+        if !raw.columns.values().any(|c| *c == entity.key) {
+            self.problem(
+                format!("{key}.columns"),
+                format!(
+                    "no source column maps to the entity key {:?} of entity {:?}",
+                    entity.key, entity.name
+                ),
+            );
+        }
+    }
+}
