@@ -102,6 +102,25 @@ impl LakeStore for LocalStore {
             match fs::hard_link(&tmp, &path) {
                 Ok(()) => Ok(true),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+                // A file system without hard links (FAT, some network shares): an
+                // exclusive create still lets one racer win, though a reader may see
+                // the content before it is whole.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Unsupported | io::ErrorKind::PermissionDenied
+                    ) =>
+                {
+                    match fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .open(&path)
+                    {
+                        Ok(mut f) => f.write_all(bytes).and_then(|_| f.sync_all()).map(|_| true),
+                        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+                        Err(e) => Err(e),
+                    }
+                }
                 Err(e) => Err(e),
             }
         })();
