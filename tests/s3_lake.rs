@@ -65,7 +65,8 @@ fn s3_lake_keeps_the_lake_contract() {
 
 /// Trials of eight threads, each with its own lake handle and cache, taking the
 /// lease at once over one left by a process of this host that is gone: exactly
-/// one holds it each time.
+/// one holds it each time. (moto checks If-None-Match and then writes, not
+/// atomically as S3 does; the lease reads its generation back to cover that.)
 #[test]
 fn s3_lease_takeover_over_a_dead_holder_has_exactly_one_winner() {
     use cdp::state::lease::{Lease, LeaseError};

@@ -10,8 +10,9 @@
 //! one creates it. To take the lease a run reads the newest generation `g`: held by a
 //! live run that has not expired, it is refused; otherwise (free, released, stale or
 //! unreadable) it creates `g + 1` naming itself. It then lists the generations again
-//! and holds the lease only if its own is still the newest; a run that read an older
-//! generation and created a lower one backs off and removes it. Generations only
+//! and holds the lease only if its own is still the newest and reads back as its
+//! own; a run that read an older generation and created a lower one backs off and
+//! removes it. Generations only
 //! grow (releasing creates the next one, marked released, and only generations below
 //! the newest are ever removed), so no key is created twice and a slow racer cannot
 //! win a generation that others have moved past. Taking over needs no read-modify-
@@ -169,6 +170,12 @@ impl Lease {
                 // A run that read a newer generation got there first; ours was
                 // created from an older reading and is void.
                 lake.delete(&layout::lease_generation(generation))?;
+                continue;
+            }
+            // Read back: on a store whose create-if-absent is not atomic (an emulator
+            // that checks, then writes) a racer's record may have replaced ours.
+            let ours = lake.get_json::<Record>(&layout::lease_generation(generation));
+            if !matches!(&ours, Ok(Some(r)) if *r == record) {
                 continue;
             }
             let lease = Self {
