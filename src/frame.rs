@@ -207,7 +207,7 @@ mod tests {
             "text" => (0..n).map(|i| format!("{:x}", u64::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15))).collect::<Vec<_>>(),
         )
         .unwrap();
-        let output = write_parquet(&lake, "clean/t/r1/data.parquet", &df).unwrap();
+        let output = write_parquet(&lake, &crate::lake::layout::clean("t", "r1"), &df).unwrap();
         let path = lake.local_path(&output.key);
         let size = std::fs::metadata(&path).unwrap().len();
 

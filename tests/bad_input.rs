@@ -200,7 +200,10 @@ fn a_second_concurrent_run_exits_4_and_changes_nothing() {
         "pid": std::process::id(), "command": "run", "acquired_at": "2026-01-01T00:00:00Z",
         "expires_at": 4_000_000_000i64
     });
-    ctx.write("lake/_state/lease.json", &holder.to_string());
+    ctx.write(
+        "lake/_state/lease/00000000000000000001.json",
+        &holder.to_string(),
+    );
     let out = ctx.cdp(&["run", &pipeline.to_string_lossy()]);
     assert_eq!(out.code, 4, "{}", out.stderr);
     assert!(out.stderr.contains("already running"), "{}", out.stderr);

@@ -129,3 +129,154 @@ fn csv_without_a_header_row_maps_columns_by_position() {
         out.stderr
     );
 }
+
+/// The manifest of the only landing of source `contacts`.
+fn only_manifest(ctx: &TestContext) -> serde_json::Value {
+    let runs: Vec<_> = std::fs::read_dir(ctx.path().join("lake/raw/contacts"))
+        .expect("raw")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    serde_json::from_slice(&std::fs::read(runs[0].join("_manifest.json")).expect("manifest"))
+        .expect("json")
+}
+
+fn origins(manifest: &serde_json::Value) -> Vec<String> {
+    manifest["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .map(|f| f["origin"].as_str().expect("origin").to_string())
+        .collect()
+}
+
+/// `cdp ingest`, failing the test if it has not finished within a minute.
+fn ingest_within_a_minute(ctx: &TestContext, pipeline: &std::path::Path) -> common::Run {
+    let lake = ctx.lake_url();
+    let mut child = ctx
+        .command(&["ingest", &pipeline.to_string_lossy(), "--lake", &lake])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let started = std::time::Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(60) {
+            child.kill().expect("kill");
+            panic!("ingest still running after a minute");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output").into()
+}
+
+#[test]
+fn folder_links_back_into_the_tree_land_each_file_once_and_do_not_hang() {
+    use std::os::unix::fs::symlink;
+    let ctx = TestContext::new();
+    let p = ctx.write(
+        "p.toml",
+        &PIPELINE.replace("path = \"data/*\"", "path = \"in/**/*.csv\""),
+    );
+    ctx.write("in/a.csv", "Id,Email\n1,a@example.com\n");
+    ctx.write("in/sub/b.csv", "Id,Email\n2,b@example.com\n");
+    // A loop to the folder itself, one to its parent, and a second name for a file.
+    symlink(".", ctx.path().join("in/loop")).unwrap();
+    symlink("..", ctx.path().join("in/sub/up")).unwrap();
+    symlink("a.csv", ctx.path().join("in/sub/alias.csv")).unwrap();
+    let out = ingest_within_a_minute(&ctx, &p).ok();
+    let manifest = only_manifest(&ctx);
+    assert_eq!(
+        origins(&manifest),
+        ["in/a.csv", "in/sub/b.csv"],
+        "{}",
+        out.stderr
+    );
+    assert!(manifest.get("skipped").is_none(), "{manifest}");
+}
+
+#[test]
+fn a_folder_link_out_of_the_tree_is_not_followed_and_is_listed_as_skipped() {
+    use std::os::unix::fs::symlink;
+    let ctx = TestContext::new();
+    let p = ctx.write(
+        "p.toml",
+        &PIPELINE.replace("path = \"data/*\"", "path = \"in/**/*.csv\""),
+    );
+    ctx.write("in/a.csv", "Id,Email\n1,a@example.com\n");
+    ctx.write("elsewhere/b.csv", "Id,Email\n2,b@example.com\n");
+    symlink("../elsewhere", ctx.path().join("in/ext")).unwrap();
+    let out = ingest_within_a_minute(&ctx, &p).ok();
+    let manifest = only_manifest(&ctx);
+    assert_eq!(origins(&manifest), ["in/a.csv"]);
+    assert_eq!(manifest["skipped"][0]["path"], "in/ext", "{manifest}");
+    assert!(
+        out.stderr.contains("in/ext") && out.stderr.contains("not followed"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_name_that_is_not_utf8_is_skipped_with_a_warning_and_alone_fails_the_source() {
+    use std::os::unix::ffi::OsStrExt;
+    let ctx = TestContext::new();
+    let p = ctx.write(
+        "p.toml",
+        &PIPELINE.replace("path = \"data/*\"", "path = \"in/*.csv\""),
+    );
+    let bad = ctx
+        .path()
+        .join("in")
+        .join(std::ffi::OsStr::from_bytes(b"caf\xe9.csv"));
+    std::fs::create_dir_all(ctx.path().join("in")).unwrap();
+    std::fs::write(&bad, "Id,Email\n9,z@example.com\n").unwrap();
+    // Nothing readable: the source fails, naming what it skipped.
+    let out = ingest_within_a_minute(&ctx, &p);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("nothing readable matches")
+            && out
+                .stderr
+                .contains("caf\u{fffd}.csv: the name is not valid UTF-8"),
+        "{}",
+        out.stderr
+    );
+    // With a readable file beside it, that lands and the manifest lists the other.
+    ctx.write("in/ok.csv", "Id,Email\n1,a@example.com\n");
+    let out = ingest_within_a_minute(&ctx, &p).ok();
+    assert!(out.stderr.contains("caf\u{fffd}.csv"), "{}", out.stderr);
+    let manifest = only_manifest(&ctx);
+    assert_eq!(origins(&manifest), ["in/ok.csv"]);
+    assert_eq!(
+        manifest["skipped"],
+        serde_json::json!([{"path": "in/caf\u{fffd}.csv", "reason": "the name is not valid UTF-8"}])
+    );
+}
+
+#[test]
+fn files_under_an_unreadable_folder_are_skipped_with_a_warning() {
+    use std::os::unix::fs::PermissionsExt;
+    let ctx = TestContext::new();
+    let p = ctx.write(
+        "p.toml",
+        &PIPELINE.replace("path = \"data/*\"", "path = \"in/**/*.csv\""),
+    );
+    ctx.write("in/a.csv", "Id,Email\n1,a@example.com\n");
+    ctx.write("in/locked/b.csv", "Id,Email\n2,b@example.com\n");
+    let locked = ctx.path().join("in/locked");
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+    if std::fs::read_dir(&locked).is_ok() {
+        // Root reads a mode-000 folder anyway: nothing to test here.
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+        eprintln!("skipped: this user reads mode-000 folders (root)");
+        return;
+    }
+    let out = ingest_within_a_minute(&ctx, &p);
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = out.ok();
+    assert!(out.stderr.contains("in/locked"), "{}", out.stderr);
+    let manifest = only_manifest(&ctx);
+    assert_eq!(origins(&manifest), ["in/a.csv"]);
+    assert_eq!(manifest["skipped"][0]["path"], "in/locked", "{manifest}");
+}

@@ -55,6 +55,92 @@ fn s3_lake_puts_gets_lists_and_deletes_like_the_local_lake() {
 }
 
 #[test]
+fn s3_lake_keeps_the_lake_contract() {
+    let Some((lake, _, _cache)) = s3_lake("s3_contract") else {
+        return;
+    };
+    assert!(!lake.is_local());
+    cdp::lake::contract::run(&lake);
+}
+
+/// Trials of eight threads, each with its own lake handle and cache, taking the
+/// lease at once over one left by a process of this host that is gone: exactly
+/// one holds it each time. (moto checks If-None-Match and then writes, not
+/// atomically as S3 does; the lease reads its generation back to cover that.)
+#[test]
+fn s3_lease_takeover_over_a_dead_holder_has_exactly_one_winner() {
+    use cdp::state::lease::{Lease, LeaseError};
+    let Some(endpoint) = peers::s3_endpoint("s3_lease_race") else {
+        return;
+    };
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into());
+    let racers = 8;
+    let trials = 20;
+    let mut bad = Vec::new();
+    for trial in 0..trials {
+        let bucket = peers::unique_bucket("s3_lease_race");
+        peers::create_bucket(&endpoint, &bucket);
+        let caches: Vec<_> = (0..racers)
+            .map(|_| tempfile::tempdir().expect("tempdir"))
+            .collect();
+        let lakes: Vec<Lake> = caches
+            .iter()
+            .map(|c| {
+                Lake::open(&LakeUrl::S3(location(&endpoint, &bucket, c.path()))).expect("open")
+            })
+            .collect();
+        // A pid above any kernel's pid_max: its holder is gone.
+        let dead = serde_json::json!({
+            "run_id": "dead", "host": host, "pid": u32::MAX - 1, "command": "ingest",
+            "acquired_at": "2026-01-01T00:00:00.000Z", "expires_at": i64::MAX,
+        });
+        assert!(lakes[0]
+            .create_new(
+                &cdp::lake::layout::lease_generation(1),
+                dead.to_string().as_bytes()
+            )
+            .expect("stale lease"));
+        let start = std::sync::Barrier::new(racers);
+        let tried = std::sync::Barrier::new(racers);
+        let held = std::thread::scope(|s| {
+            let handles: Vec<_> = lakes
+                .iter()
+                .enumerate()
+                .map(|(i, lake)| {
+                    let (start, tried) = (&start, &tried);
+                    s.spawn(move || {
+                        start.wait();
+                        let got = Lease::acquire(
+                            lake,
+                            &format!("t{trial}-{i}"),
+                            "ingest",
+                            Duration::from_secs(60),
+                        );
+                        tried.wait();
+                        match got {
+                            Ok(_) => true,
+                            Err(LeaseError::Held(_)) => false,
+                            Err(e) => panic!("racer {i}: {e}"),
+                        }
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("join"))
+                .filter(|h| *h)
+                .count()
+        });
+        if held != 1 {
+            bad.push((trial, held));
+        }
+    }
+    assert!(bad.is_empty(), "(trial, holders) of {trials}: {bad:?}");
+}
+
+#[test]
 fn s3_create_new_is_a_conditional_put() {
     let Some((lake, _, _cache)) = s3_lake("s3_create_new") else {
         return;

@@ -308,7 +308,8 @@ fn a_killed_backfill_resumes_where_it_stopped() {
     child.kill().expect("kill");
     child.wait().expect("wait");
     // The killed run's lease is still there; its process is gone, so it is stale.
-    assert!(ctx.path().join("lake/_state/lease.json").exists());
+    let generations = std::fs::read_dir(ctx.path().join("lake/_state/lease")).expect("lease");
+    assert!(generations.count() > 0);
     let v = status(&ctx, &pipeline);
     assert_eq!(v["intervals"].as_array().map(Vec::len), Some(1), "{v}");
 
@@ -442,13 +443,13 @@ fn a_stale_lease_expires() {
         .as_secs() as i64;
     // A live holder (this test process) whose lease has not expired: refused.
     ctx.write(
-        "lake/_state/lease.json",
+        "lake/_state/lease/00000000000000000001.json",
         &lease(std::process::id(), now + 3600),
     );
     assert_eq!(run_interval(&ctx, &pipeline, 0).code, 4);
     // The same live holder past its expiry: taken over.
     ctx.write(
-        "lake/_state/lease.json",
+        "lake/_state/lease/00000000000000000001.json",
         &lease(std::process::id(), now - 1),
     );
     let out = run_interval(&ctx, &pipeline, 0).ok();
@@ -457,10 +458,14 @@ fn a_stale_lease_expires() {
         "{}",
         out.stderr
     );
-    assert!(
-        !ctx.path().join("lake/_state/lease.json").exists(),
-        "released"
-    );
+    // The newest generation of the lease records its release.
+    let newest = std::fs::read_dir(ctx.path().join("lake/_state/lease"))
+        .expect("lease")
+        .map(|e| e.expect("entry").path())
+        .max()
+        .expect("a generation");
+    let record = std::fs::read_to_string(newest).expect("read");
+    assert!(record.contains("released_at"), "released: {record}");
 }
 
 #[test]

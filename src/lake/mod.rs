@@ -3,18 +3,25 @@
 //! rename), and a step publishes by writing its manifest or state record last, so a
 //! reader never sees half a run.
 //!
-//! Two back ends answer to the same methods: a local directory, and S3 ([`s3`]). The
-//! S3 lake keeps a local staging directory (the cache): objects are written there
-//! first and uploaded when committed, and readers that need a file path (Parquet,
-//! DuckDB) get one through [`Lake::local_path`], which downloads the object into the
-//! cache when it is missing or differs in size. Small JSON objects (state, manifests,
-//! the lease) are always read from S3 itself, never from the cache.
+//! [`Lake`] is the handle every step holds; behind it one [`LakeStore`] per back end
+//! answers the same operations, chosen from the pipeline's [`LakeUrl`] by
+//! [`LakeUrl::build`]: a local directory ([`local`]), or S3 ([`s3`]). Both write
+//! through a local directory: the lake itself, or for S3 a staging directory (the
+//! cache) whose objects are uploaded when committed. Readers that need a file path
+//! (Parquet, DuckDB) get one through [`Lake::local_path`], which on S3 downloads the
+//! object into the cache when it is missing or differs in size. Small JSON objects
+//! (state, manifests, the lease) are always read from the store itself. One contract
+//! suite ([`contract`]) runs against both back ends.
 //!
-//! Layout (see [`layout`]): `raw/<source>/<run>/…` with `_manifest.json` (and, for a
-//! Data Exchange source on S3, its export jobs' staging `raw/<source>/_exports/`),
-//! `clean/<entity>/<run>/`, `quarantine/<entity>/<run>/`, `reports/<run>/`,
-//! `identity/<run>/`, and `_state/` for run records, cursors and the lease.
+//! Keys are spelled in one place, [`layout`]: `raw/<source>/<run>/…` with
+//! `_manifest.json`, `clean/<entity>/<run>/`, `quarantine/<entity>/<run>/`,
+//! `reports/<run>/`, `identity/<run>/`, and `_state/` for run records, cursors and
+//! the lease.
 
+#[doc(hidden)]
+pub mod contract;
+pub mod layout;
+pub mod local;
 pub mod manifest;
 pub mod s3;
 
@@ -22,6 +29,7 @@ use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
@@ -54,7 +62,7 @@ pub struct S3Location {
 }
 
 impl S3Location {
-    fn cache_root(&self) -> PathBuf {
+    pub(crate) fn cache_root(&self) -> PathBuf {
         self.cache_dir.clone().unwrap_or_else(|| {
             std::env::temp_dir()
                 .join("cdp-lake")
@@ -156,36 +164,82 @@ impl LakeError {
     }
 }
 
-/// A lake: a local directory, or an S3 prefix staged through a local directory.
+impl LakeUrl {
+    /// The store behind this URL: the closed set of back ends, picked here.
+    pub fn build(&self) -> Result<Arc<dyn LakeStore>, LakeError> {
+        Ok(match self {
+            Self::Local(root) => Arc::new(local::LocalStore::open(root)?),
+            Self::S3(loc) => Arc::new(s3::S3Lake::new(loc, s3::S3Store::connect(loc)?)?),
+        })
+    }
+}
+
+/// What a lake back end does. Every write goes through a local file first: the
+/// [`Lake`] stages it under [`LakeStore::root`], renames it to its key's path there,
+/// then [`LakeStore::publish`]es it.
+pub trait LakeStore: fmt::Debug + Send + Sync {
+    /// The local directory behind keys: the lake itself, or the staging cache.
+    fn root(&self) -> &Path;
+
+    /// Whether the lake is that local directory itself (nothing remote behind it).
+    fn is_local(&self) -> bool;
+
+    /// Makes the complete file staged at `staged` (`root/key`) the object `key`.
+    fn publish(&self, key: &str, staged: &Path) -> Result<(), LakeError>;
+
+    /// The object's bytes, or None when there is none.
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, LakeError>;
+
+    fn exists(&self, key: &str) -> Result<bool, LakeError>;
+
+    /// Every key starting with `prefix` (a string prefix, not only a folder), sorted.
+    fn list(&self, prefix: &str) -> Result<Vec<String>, LakeError>;
+
+    /// Removes an object; removing a missing one is not an error.
+    fn delete(&self, key: &str) -> Result<(), LakeError>;
+
+    /// Creates an object only if none exists, atomically and whole (a reader sees no
+    /// object or all of `bytes`); false when one was already there.
+    fn create_new(&self, key: &str, bytes: &[u8]) -> Result<bool, LakeError>;
+
+    /// The path of an up-to-date local copy of `key` (missing when the object is).
+    fn fetch(&self, key: &str) -> Result<PathBuf, LakeError>;
+
+    /// See [`Lake::copy_within`]; None where the back end has no such copy.
+    fn copy_within(
+        &self,
+        _bucket: &str,
+        _src: &str,
+        _key: &str,
+        _local: &Path,
+    ) -> Result<Option<(u64, String)>, LakeError> {
+        Ok(None)
+    }
+}
+
+/// A lake: the handle every step holds, over one [`LakeStore`].
 #[derive(Debug, Clone)]
 pub struct Lake {
-    /// The lake itself (local) or its staging cache (S3).
-    root: PathBuf,
-    remote: Option<Arc<s3::S3Store>>,
+    store: Arc<dyn LakeStore>,
 }
 
 impl Lake {
     pub fn open(url: &LakeUrl) -> Result<Self, LakeError> {
-        match url {
-            LakeUrl::Local(root) => {
-                fs::create_dir_all(root).map_err(LakeError::io(""))?;
-                Ok(Self {
-                    root: root.clone(),
-                    remote: None,
-                })
-            }
-            LakeUrl::S3(loc) => Self::with_store(loc, s3::S3Store::connect(loc)?),
-        }
+        Ok(Self {
+            store: url.build()?,
+        })
     }
 
     /// An S3 lake over an already connected store (tests tune its part size).
     pub fn with_store(loc: &S3Location, store: s3::S3Store) -> Result<Self, LakeError> {
-        let root = loc.cache_root();
-        fs::create_dir_all(&root).map_err(LakeError::io(""))?;
         Ok(Self {
-            root,
-            remote: Some(Arc::new(store)),
+            store: Arc::new(s3::S3Lake::new(loc, store)?),
         })
+    }
+
+    /// Whether the lake is a local directory (not staged for a remote store).
+    pub fn is_local(&self) -> bool {
+        self.store.is_local()
     }
 
     /// The local file behind a key, for readers that want a path (Parquet, DuckDB).
@@ -197,58 +251,19 @@ impl Lake {
             Ok(path) => path,
             Err(err) => {
                 tracing::error!(key, error = %err, "lake: cannot stage object");
-                self.root.join(key)
+                self.store.root().join(key)
             }
         }
     }
 
     /// Like [`Lake::local_path`], with the error: the path of a local copy of `key`.
     pub fn fetch(&self, key: &str) -> Result<PathBuf, LakeError> {
-        let path = self.root.join(key);
-        let Some(remote) = &self.remote else {
-            return Ok(path);
-        };
-        match remote.head(key)? {
-            None => {
-                // The cache never outlives the lake: a deleted object goes here too.
-                let _ = fs::remove_file(&path);
-            }
-            Some(info) => {
-                let cached = fs::metadata(&path).map(|m| m.len()).ok();
-                if cached != Some(info.size) {
-                    remote.download(key, &info, &path)?;
-                }
-            }
-        }
-        Ok(path)
+        self.store.fetch(key)
     }
 
-    /// Every key under `prefix` (`raw/crm/`), in no particular order.
+    /// Every key starting with `prefix` (`raw/crm/`), sorted.
     pub fn list(&self, prefix: &str) -> Result<Vec<String>, LakeError> {
-        if let Some(remote) = &self.remote {
-            return remote.list(prefix);
-        }
-        let mut keys = Vec::new();
-        let mut stack = vec![self.root.clone()];
-        while let Some(dir) = stack.pop() {
-            let entries = match fs::read_dir(&dir) {
-                Ok(e) => e,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(LakeError::io(prefix)(e)),
-            };
-            for entry in entries {
-                let path = entry.map_err(LakeError::io(prefix))?.path();
-                if path.is_dir() {
-                    stack.push(path);
-                } else if let Ok(rel) = path.strip_prefix(&self.root) {
-                    let key = rel.to_string_lossy().replace('\\', "/");
-                    if key.starts_with(prefix) && !key.contains(".tmp-") {
-                        keys.push(key);
-                    }
-                }
-            }
-        }
-        Ok(keys)
+        self.store.list(prefix)
     }
 
     /// Writes an object atomically through a writer: readers see the old object or
@@ -258,7 +273,7 @@ impl Lake {
         key: &str,
         write: impl FnOnce(&mut BufWriter<File>) -> io::Result<T>,
     ) -> Result<T, LakeError> {
-        let path = self.root.join(key);
+        let path = self.store.root().join(key);
         let tmp = temp_sibling(&path);
         let result = (|| {
             if let Some(dir) = path.parent() {
@@ -275,26 +290,15 @@ impl Lake {
             let _ = fs::remove_file(&tmp);
         }
         let value = result.map_err(LakeError::io(key))?;
-        self.upload(key, &path)?;
+        self.store.publish(key, &path)?;
         Ok(value)
-    }
-
-    /// On S3, uploads the staged copy of `key`; a failed upload drops the copy too.
-    fn upload(&self, key: &str, path: &Path) -> Result<(), LakeError> {
-        if let Some(remote) = &self.remote {
-            if let Err(e) = remote.put_file(key, path) {
-                let _ = fs::remove_file(path);
-                return Err(e);
-            }
-        }
-        Ok(())
     }
 
     /// Starts an object written over time (a Parquet file batch by batch): nothing is
     /// visible under `key` until [`AtomicFile::commit`]; dropping it uncommitted
     /// leaves no trace.
     pub fn create(&self, key: &str) -> Result<AtomicFile, LakeError> {
-        let path = self.root.join(key);
+        let path = self.store.root().join(key);
         let tmp = temp_sibling(&path);
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir).map_err(LakeError::io(key))?;
@@ -314,11 +318,7 @@ impl Lake {
     }
 
     pub fn put_json<T: Serialize>(&self, key: &str, value: &T) -> Result<(), LakeError> {
-        let bytes = serde_json::to_vec_pretty(value).map_err(|source| LakeError::Json {
-            key: key.to_string(),
-            source,
-        })?;
-        self.put(key, &bytes)
+        self.put(key, &to_json(key, value)?)
     }
 
     /// Copies a local file into the lake and returns its size and SHA-256.
@@ -337,37 +337,11 @@ impl Lake {
         key: &str,
         local: &Path,
     ) -> Result<Option<(u64, String)>, LakeError> {
-        let Some(remote) = self.remote.as_ref().filter(|r| r.bucket() == bucket) else {
-            return Ok(None);
-        };
-        let (size, sha256) = sha256_file(local).map_err(LakeError::io(key))?;
-        if size > s3::MAX_COPY {
-            return Ok(None);
-        }
-        remote.copy_within(src, key, &sha256)?;
-        // The staged copy only spares a later download; without it a reader fetches.
-        let path = self.root.join(key);
-        let tmp = temp_sibling(&path);
-        let staged = path
-            .parent()
-            .map_or(Ok(()), fs::create_dir_all)
-            .and_then(|_| fs::copy(local, &tmp))
-            .and_then(|_| fs::rename(&tmp, &path));
-        if staged.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        Ok(Some((size, sha256)))
+        self.store.copy_within(bucket, src, key, local)
     }
 
     pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, LakeError> {
-        if let Some(remote) = &self.remote {
-            return remote.get(key);
-        }
-        match fs::read(self.root.join(key)) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(LakeError::io(key)(e)),
-        }
+        self.store.get(key)
     }
 
     pub fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, LakeError> {
@@ -387,50 +361,69 @@ impl Lake {
     /// Whether an object is there. On S3 a failed request is logged and reads as
     /// absent; the read or write that follows then reports it.
     pub fn exists(&self, key: &str) -> bool {
-        match &self.remote {
-            None => self.root.join(key).exists(),
-            Some(remote) => remote
-                .head(key)
-                .unwrap_or_else(|err| {
-                    tracing::error!(key, error = %err, "lake: cannot check object");
-                    None
-                })
-                .is_some(),
-        }
+        self.store.exists(key).unwrap_or_else(|err| {
+            tracing::error!(key, error = %err, "lake: cannot check object");
+            false
+        })
     }
 
-    /// Creates an object only if none exists; false when it was already there.
+    /// Creates an object only if none exists, atomically and whole; false when it
+    /// was already there.
     pub fn create_new(&self, key: &str, bytes: &[u8]) -> Result<bool, LakeError> {
-        if let Some(remote) = &self.remote {
-            return remote.put_if_absent(key, bytes);
-        }
-        let path = self.root.join(key);
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir).map_err(LakeError::io(key))?;
-        }
-        match fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-        {
-            Ok(mut f) => {
-                f.write_all(bytes).map_err(LakeError::io(key))?;
-                Ok(true)
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
-            Err(e) => Err(LakeError::io(key)(e)),
-        }
+        self.store.create_new(key, bytes)
     }
 
-    pub fn delete(&self, key: &str) -> Result<(), LakeError> {
-        if let Some(remote) = &self.remote {
-            remote.delete(key)?;
-        }
-        match fs::remove_file(self.root.join(key)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(LakeError::io(key)(e)),
-            _ => Ok(()),
-        }
+    /// [`Lake::create_new`] of a value as JSON.
+    pub fn create_new_json<T: Serialize>(&self, key: &str, value: &T) -> Result<bool, LakeError> {
+        self.create_new(key, &to_json(key, value)?)
     }
+
+    /// Removes an object; removing a missing one is not an error.
+    pub fn delete(&self, key: &str) -> Result<(), LakeError> {
+        self.store.delete(key)
+    }
+
+    /// Removes the temporary files (`*.tmp-<pid>-<n>`) that processes which no longer
+    /// exist left under the lake's local directory (the lake itself, or the S3
+    /// staging cache) when they were killed mid-write; returns their paths. Only runs
+    /// under the lease call this, so no live writer is disturbed.
+    pub fn remove_dead_temps(&self) -> Result<Vec<PathBuf>, LakeError> {
+        let mut removed = Vec::new();
+        let mut stack = vec![self.store.root().to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            let entries = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(LakeError::io("")(e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(LakeError::io(""))?;
+                let path = entry.path();
+                let kind = entry.file_type().map_err(LakeError::io(""))?;
+                if kind.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                let pid = entry.file_name().to_str().and_then(temp_pid);
+                if pid.is_some_and(|pid| !pid_alive(pid)) {
+                    match fs::remove_file(&path) {
+                        Ok(()) => removed.push(path),
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(LakeError::io("")(e)),
+                    }
+                }
+            }
+        }
+        removed.sort();
+        Ok(removed)
+    }
+}
+
+fn to_json<T: Serialize>(key: &str, value: &T) -> Result<Vec<u8>, LakeError> {
+    serde_json::to_vec_pretty(value).map_err(|source| LakeError::Json {
+        key: key.to_string(),
+        source,
+    })
 }
 
 /// An object being written; see [`Lake::create`].
@@ -459,7 +452,7 @@ impl AtomicFile {
             .and_then(|f| f.sync_all())
             .and_then(|_| fs::rename(&self.tmp, &self.path));
         result.map_err(LakeError::io(&self.key))?;
-        self.lake.upload(&self.key, &self.path)
+        self.lake.store.publish(&self.key, &self.path)
     }
 }
 
@@ -470,11 +463,35 @@ impl Drop for AtomicFile {
     }
 }
 
-/// A temporary name beside `path`, unique to this process.
+/// A temporary name beside `path`, unique to this process and call:
+/// `<name>.tmp-<pid>-<n>`. Listings hide such names, and [`Lake::remove_dead_temps`]
+/// clears those of processes that died.
 pub(crate) fn temp_sibling(path: &Path) -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".tmp-{}", std::process::id()));
+    name.push(format!(".tmp-{}-{n}", std::process::id()));
     path.with_file_name(name)
+}
+
+/// The process id in a temporary name made by [`temp_sibling`] (or by earlier
+/// versions, `<name>.tmp-<pid>`); None for any other name.
+pub(crate) fn temp_pid(name: &str) -> Option<u32> {
+    let (_, tail) = name.rsplit_once(".tmp-")?;
+    let (pid, n) = tail.split_once('-').unwrap_or((tail, "0"));
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(pid) || !digits(n) {
+        return None;
+    }
+    pid.parse().ok()
+}
+
+/// Whether a process with this id exists on this host (assumed so where there is
+/// no `/proc` to ask).
+pub(crate) fn pid_alive(pid: u32) -> bool {
+    pid == std::process::id()
+        || !Path::new("/proc/self").exists()
+        || Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// Lower-case hex of a digest.
@@ -504,42 +521,6 @@ fn copy_hashing(input: &mut impl Read, out: &mut impl Write) -> io::Result<(u64,
     Ok((total, hex(&hasher.finalize())))
 }
 
-/// Where each step's objects live. One place, so every step agrees.
-pub mod layout {
-    pub fn raw_run(source: &str, run: &str) -> String {
-        format!("raw/{source}/{run}")
-    }
-    /// Where a dataexchange source's export jobs write on an S3 lake without
-    /// `export_to`; staged there until landed in a run's folder.
-    pub fn exports(source: &str) -> String {
-        format!("raw/{source}/_exports")
-    }
-    pub fn clean(entity: &str, run: &str) -> String {
-        format!("clean/{entity}/{run}/data.parquet")
-    }
-    pub fn quarantine(entity: &str, run: &str) -> String {
-        format!("quarantine/{entity}/{run}/rows.parquet")
-    }
-    pub fn quality_report(run: &str) -> String {
-        format!("reports/{run}/quality.json")
-    }
-    pub fn quality_html(run: &str) -> String {
-        format!("reports/{run}/quality.html")
-    }
-    pub fn identity_graph(run: &str) -> String {
-        format!("identity/{run}/graph.parquet")
-    }
-    pub fn identity_decisions(run: &str) -> String {
-        format!("identity/{run}/decisions.parquet")
-    }
-    pub fn identity_model(run: &str) -> String {
-        format!("identity/{run}/model.json")
-    }
-    pub fn profiles(run: &str) -> String {
-        format!("identity/{run}/profiles.parquet")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -557,26 +538,63 @@ mod tests {
         assert!(LakeUrl::parse("gs://b").is_err());
     }
 
-    #[test]
-    fn atomic_write_leaves_no_temp_and_failed_write_keeps_old_object() {
+    fn local() -> (tempfile::TempDir, Lake) {
         let dir = tempfile::tempdir().expect("tempdir");
         let lake = Lake::open(&LakeUrl::Local(dir.path().into())).expect("open");
+        (dir, lake)
+    }
+
+    #[test]
+    fn the_local_lake_keeps_the_lake_contract() {
+        let (_dir, lake) = local();
+        assert!(lake.is_local());
+        contract::run(&lake);
+    }
+
+    #[test]
+    fn a_failed_write_leaves_no_temporary_file_on_disk() {
+        let (dir, lake) = local();
         lake.put("a/b.txt", b"one").expect("put");
         let failed: Result<(), _> = lake.write_with("a/b.txt", |w| {
             w.write_all(b"half")?;
             Err(io::Error::other("crash"))
         });
         assert!(failed.is_err());
-        assert_eq!(lake.get("a/b.txt").expect("get"), Some(b"one".to_vec()));
         let names: Vec<_> = fs::read_dir(dir.path().join("a")).expect("dir").collect();
         assert_eq!(names.len(), 1, "temp file left behind");
     }
 
     #[test]
-    fn create_new_refuses_an_existing_object() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let lake = Lake::open(&LakeUrl::Local(dir.path().into())).expect("open");
-        assert!(lake.create_new("_state/lock", b"x").expect("first"));
-        assert!(!lake.create_new("_state/lock", b"y").expect("second"));
+    fn temporary_names_carry_the_writers_pid() {
+        let tmp = temp_sibling(Path::new("/l/raw/a.csv"));
+        let name = tmp.file_name().and_then(|n| n.to_str()).expect("name");
+        assert_eq!(temp_pid(name), Some(std::process::id()));
+        assert_eq!(temp_pid("a.csv.tmp-123"), Some(123), "older form");
+        assert_eq!(temp_pid("a.csv.tmp-123-4"), Some(123));
+        assert_eq!(temp_pid("a.tmp-x.csv"), None);
+        assert_eq!(temp_pid("a.csv"), None);
+        assert_ne!(temp_sibling(Path::new("a")), temp_sibling(Path::new("a")));
+    }
+
+    #[test]
+    fn temporary_files_of_dead_processes_are_removed_and_live_ones_kept() {
+        let (dir, lake) = local();
+        // A pid above any kernel's pid_max belongs to no process.
+        let dead = dir.path().join("raw/crm/r1/000-a.csv.tmp-4294967294-0");
+        let dead_old_form = dir.path().join("clean/p/r1/data.parquet.tmp-4294967293");
+        let ours = temp_sibling(&dir.path().join("clean/p/r2/data.parquet"));
+        let object = dir.path().join("raw/crm/r1/001-b.csv");
+        for path in [&dead, &dead_old_form, &ours, &object] {
+            fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            fs::write(path, b"x").expect("write");
+        }
+        let removed = lake.remove_dead_temps().expect("sweep");
+        let mut want = vec![dead_old_form.clone(), dead.clone()];
+        want.sort();
+        assert_eq!(removed, want);
+        assert!(!dead.exists() && !dead_old_form.exists());
+        assert!(ours.exists(), "a live writer's temp was removed");
+        assert!(object.exists(), "an object was removed");
+        assert_eq!(lake.list("").expect("list"), ["raw/crm/r1/001-b.csv"]);
     }
 }

@@ -11,9 +11,14 @@
 //! single-part download also checks the CRC32 S3 returns. (A multipart object's
 //! checksum is a checksum of part checksums, so the SHA-256 is what checks it whole.)
 //! Objects larger than one part go up as a multipart upload, aborted if a part fails.
+//!
+//! [`S3Store`] speaks to the bucket; [`S3Lake`] is the lake back end over it, which
+//! stages every object in a local directory (the cache) and keeps that cache from
+//! outliving the lake's objects.
 
+use std::fs;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
@@ -29,7 +34,7 @@ use tokio::runtime::Runtime;
 
 use sha2::{Digest, Sha256};
 
-use super::{hex, sha256_file, temp_sibling, LakeError, S3Location};
+use super::{hex, sha256_file, temp_sibling, LakeError, LakeStore, S3Location};
 
 /// Attempts per request (the first try and its retries).
 pub const MAX_ATTEMPTS: u32 = 4;
@@ -488,8 +493,114 @@ impl S3Store {
                     }
                 }
             }
+            keys.sort();
             Ok(keys)
         })
+    }
+}
+
+/// The S3 back end of a lake: a bucket and prefix, staged through a local cache.
+#[derive(Debug)]
+pub struct S3Lake {
+    remote: S3Store,
+    cache: PathBuf,
+}
+
+impl S3Lake {
+    pub fn new(loc: &S3Location, remote: S3Store) -> Result<Self, LakeError> {
+        let cache = loc.cache_root();
+        fs::create_dir_all(&cache).map_err(LakeError::io(""))?;
+        Ok(Self { remote, cache })
+    }
+}
+
+impl LakeStore for S3Lake {
+    fn root(&self) -> &Path {
+        &self.cache
+    }
+
+    fn is_local(&self) -> bool {
+        false
+    }
+
+    /// Uploads the staged copy; a failed upload drops the copy too.
+    fn publish(&self, key: &str, staged: &Path) -> Result<(), LakeError> {
+        if let Err(e) = self.remote.put_file(key, staged) {
+            let _ = fs::remove_file(staged);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, LakeError> {
+        self.remote.get(key)
+    }
+
+    fn exists(&self, key: &str) -> Result<bool, LakeError> {
+        Ok(self.remote.head(key)?.is_some())
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<String>, LakeError> {
+        self.remote.list(prefix)
+    }
+
+    fn delete(&self, key: &str) -> Result<(), LakeError> {
+        self.remote.delete(key)?;
+        match fs::remove_file(self.cache.join(key)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(LakeError::io(key)(e)),
+            _ => Ok(()),
+        }
+    }
+
+    fn create_new(&self, key: &str, bytes: &[u8]) -> Result<bool, LakeError> {
+        self.remote.put_if_absent(key, bytes)
+    }
+
+    /// Downloads the object into the cache unless a copy of the same size is there.
+    fn fetch(&self, key: &str) -> Result<PathBuf, LakeError> {
+        let path = self.cache.join(key);
+        match self.remote.head(key)? {
+            None => {
+                // The cache never outlives the lake: a deleted object goes here too.
+                let _ = fs::remove_file(&path);
+            }
+            Some(info) => {
+                let cached = fs::metadata(&path).map(|m| m.len()).ok();
+                if cached != Some(info.size) {
+                    self.remote.download(key, &info, &path)?;
+                }
+            }
+        }
+        Ok(path)
+    }
+
+    fn copy_within(
+        &self,
+        bucket: &str,
+        src: &str,
+        key: &str,
+        local: &Path,
+    ) -> Result<Option<(u64, String)>, LakeError> {
+        if self.remote.bucket() != bucket {
+            return Ok(None);
+        }
+        let (size, sha256) = sha256_file(local).map_err(LakeError::io(key))?;
+        if size > MAX_COPY {
+            return Ok(None);
+        }
+        self.remote.copy_within(src, key, &sha256)?;
+        // The staged copy only spares a later download; without it a reader fetches.
+        let path = self.cache.join(key);
+        let tmp = temp_sibling(&path);
+        let staged = path
+            .parent()
+            .map_or(Ok(()), fs::create_dir_all)
+            .and_then(|_| fs::copy(local, &tmp))
+            .and_then(|_| fs::rename(&tmp, &path));
+        if staged.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        Ok(Some((size, sha256)))
     }
 }
 

@@ -437,11 +437,7 @@ impl<'a> Landing<'a> {
             }
         })?;
         let name = key.rsplit('/').next().unwrap_or(key);
-        let lake_key = format!(
-            "{}/{:03}-{name}",
-            layout::raw_run(self.source_name, self.run_id),
-            self.files.len()
-        );
+        let lake_key = layout::raw_file(self.source_name, self.run_id, self.files.len(), name);
         // An object already in the lake's bucket is copied there, not uploaded again.
         let (bytes, sha256) = match self.lake.copy_within(bucket, key, &lake_key, tmp.path())? {
             Some(copied) => {
@@ -476,12 +472,9 @@ impl<'a> Landing<'a> {
                 run_id: self.run_id.into(),
                 created_at: state::now_rfc3339(),
                 files,
+                skipped: Vec::new(),
             };
-            let key = format!(
-                "{}/{}",
-                layout::raw_run(self.source_name, self.run_id),
-                Manifest::FILE_NAME
-            );
+            let key = layout::raw_manifest(self.source_name, self.run_id);
             self.lake.put_json(&key, &manifest)?;
             for f in &manifest.files {
                 cursor.landed.insert(f.origin.clone(), f.sha256.clone());

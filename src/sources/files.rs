@@ -2,16 +2,26 @@
 //! are. With date parts in the path, a run for a data interval takes the partitions
 //! that start in it (see [`super::template`]). A file is landed again only when its content changes (path + SHA-256 in the
 //! cursor), so re-running ingest on the same files lands nothing.
+//!
+//! The glob is matched by walking from its literal folder (`in/` for `in/**/*.csv`).
+//! Links to files are followed, and each file lands once however many paths reach
+//! it (by its canonical path); links to folders are not followed, since they lead
+//! back into the folder searched (a loop, or files found anyway) or out of it. What
+//! cannot be read (a folder, a name that is not UTF-8) is skipped with a warning and
+//! listed in the manifest's `skipped`; a source with nothing readable left fails.
 
-use std::fs::File;
+use std::collections::HashSet;
+use std::fs::{self, File};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
+
+use glob::{MatchOptions, Pattern};
 
 use polars::prelude::{ParquetReader, SerReader};
 
 use super::{compression, Source, SourceError};
 use crate::config::{FilesConnector, ReadOptions, WindowMode};
-use crate::lake::manifest::{Manifest, ManifestFile};
+use crate::lake::manifest::{Manifest, ManifestFile, Skipped};
 use crate::lake::{layout, sha256_file, Lake};
 use crate::state;
 use crate::state::interval::Interval;
@@ -28,28 +38,34 @@ impl<'a> FilesSource<'a> {
         Self { name, read, files }
     }
 
-    /// The files to consider: every partition, or those of `window`. An empty window
-    /// is not an error (a quiet day); an empty source without one is.
-    fn matching_files(&self, window: Option<&Interval>) -> Result<Vec<PathBuf>, SourceError> {
+    /// The files to consider: every partition, or those of `window`, each once, and
+    /// what had to be skipped. An empty window is not an error (a quiet day); an
+    /// empty source without one is, and so is one where all it found was unreadable.
+    fn matching_files(&self, window: Option<&Interval>) -> Result<Found, SourceError> {
         let template = &self.files.template;
         let window = window.filter(|_| self.files.window == Some(WindowMode::Path));
         let globs = match window {
             Some(w) => template.globs_in(w),
             None => vec![template.glob_all()],
         };
-        let mut files = Vec::new();
+        let mut found = Found::default();
         for pattern in &globs {
-            let paths = glob::glob(pattern).map_err(|e| SourceError::BadPattern {
+            found.walk(pattern).map_err(|e| SourceError::BadPattern {
                 source_name: self.name.into(),
                 pattern: pattern.clone(),
                 message: e.to_string(),
             })?;
-            let mut part: Vec<PathBuf> = paths
-                .filter_map(Result::ok)
-                .filter(|p| p.is_file())
-                .collect();
-            part.sort();
-            files.extend(part);
+        }
+        for s in &found.skipped {
+            tracing::warn!(source = %self.name, path = %s.path, reason = %s.reason, "skipped");
+        }
+        let files = &found.files;
+        if files.is_empty() && !found.skipped.is_empty() {
+            return Err(SourceError::NothingReadable {
+                source_name: self.name.into(),
+                pattern: self.files.pattern.clone(),
+                skipped: found.skipped,
+            });
         }
         if let (true, Some(w)) = (files.is_empty(), window) {
             // A yearly file and a daily run: most days own no partition at all.
@@ -65,7 +81,7 @@ impl<'a> FilesSource<'a> {
                 pattern: pattern.clone(),
             });
         }
-        Ok(files)
+        Ok(found)
     }
 
     fn format_of(&self, path: &Path) -> Result<FileFormat, SourceError> {
@@ -148,9 +164,9 @@ impl Source for FilesSource<'_> {
         window: Option<&Interval>,
     ) -> Result<Option<Manifest>, SourceError> {
         let mut cursor = state::read_cursor(lake, self.name)?;
-        let prefix = layout::raw_run(self.name, run_id);
         let mut files = Vec::new();
-        for path in self.matching_files(window)? {
+        let found = self.matching_files(window)?;
+        for path in found.files {
             let origin = path.display().to_string();
             let (_, sha256) = sha256_file(&path).map_err(self.read_err(&path))?;
             if cursor.landed.get(&origin) == Some(&sha256) {
@@ -159,8 +175,7 @@ impl Source for FilesSource<'_> {
             let format = self.format_of(&path)?;
             let rows = self.count_rows(&path, format)?;
             let name = path.file_name().unwrap_or_default().to_string_lossy();
-            // Keep names unique when a glob spans folders with equal file names.
-            let key = format!("{prefix}/{:03}-{name}", files.len());
+            let key = layout::raw_file(self.name, run_id, files.len(), &name);
             let (bytes, copied_sha) = lake.put_file(&key, &path)?;
             if copied_sha != sha256 {
                 // The file changed while we copied it; land it next run.
@@ -185,8 +200,9 @@ impl Source for FilesSource<'_> {
             run_id: run_id.into(),
             created_at: state::now_rfc3339(),
             files,
+            skipped: found.skipped,
         };
-        let manifest_key = format!("{prefix}/{}", Manifest::FILE_NAME);
+        let manifest_key = layout::raw_manifest(self.name, run_id);
         lake.put_json(&manifest_key, &manifest)?;
         for f in &manifest.files {
             cursor.landed.insert(f.origin.clone(), f.sha256.clone());
@@ -194,6 +210,140 @@ impl Source for FilesSource<'_> {
         cursor.manifests.push(manifest_key);
         state::write_cursor(lake, self.name, &cursor)?;
         Ok(Some(manifest))
+    }
+}
+
+/// What a source's globs found: files in order, each once, and what was skipped.
+#[derive(Debug, Default)]
+struct Found {
+    files: Vec<PathBuf>,
+    skipped: Vec<Skipped>,
+    /// Canonical paths of the files found so far.
+    seen: HashSet<PathBuf>,
+}
+
+/// How `glob::glob` matches: a wildcard stays within one path component.
+const MATCH: MatchOptions = MatchOptions {
+    case_sensitive: true,
+    require_literal_separator: true,
+    require_literal_leading_dot: false,
+};
+
+impl Found {
+    /// Adds the files `pattern` matches, walking from its literal folder, in sorted
+    /// order within each folder.
+    fn walk(&mut self, pattern: &str) -> Result<(), glob::PatternError> {
+        let matcher = Pattern::new(pattern)?;
+        let parts: Vec<&str> = pattern.split('/').collect();
+        let Some(first_wild) = parts.iter().position(|p| p.contains(['*', '?', '['])) else {
+            // No wildcard: the pattern names one file.
+            self.add_file(PathBuf::from(pattern));
+            return Ok(());
+        };
+        let base = match parts[..first_wild].join("/") {
+            b if b.is_empty() && pattern.starts_with('/') => "/".to_string(),
+            b => b,
+        };
+        let base = PathBuf::from(base);
+        // Folder levels the pattern can reach below its base.
+        let levels = if pattern.contains("**") {
+            usize::MAX
+        } else {
+            parts.len() - first_wild - 1
+        };
+        let Ok(base_real) = fs::canonicalize(if base.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            &base
+        }) else {
+            return Ok(());
+        };
+        let mut matched = Vec::new();
+        let mut stack = vec![(base.clone(), 0usize)];
+        while let Some((dir, depth)) = stack.pop() {
+            let read = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                &dir
+            };
+            let mut entries: Vec<fs::DirEntry> = match fs::read_dir(read) {
+                Ok(entries) => entries.filter_map(Result::ok).collect(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    self.skip(&dir, format!("cannot read the folder: {e}"));
+                    continue;
+                }
+            };
+            entries.sort_by_key(|e| e.file_name());
+            let mut subdirs = Vec::new();
+            for entry in entries {
+                let path = dir.join(entry.file_name());
+                let Ok(kind) = entry.file_type() else {
+                    continue;
+                };
+                // A link counts as what it points to; a broken one as nothing.
+                let Ok(target) = fs::metadata(&path) else {
+                    continue;
+                };
+                if path.to_str().is_none() {
+                    // Matched as the name shows (U+FFFD for the bytes that are not
+                    // UTF-8), so only what the pattern would take is reported.
+                    let shown = path.to_string_lossy();
+                    let wanted = if target.is_dir() {
+                        depth < levels
+                    } else {
+                        matcher.matches_with(&shown, MATCH)
+                    };
+                    if wanted {
+                        self.skip(&path, "the name is not valid UTF-8".into());
+                    }
+                    continue;
+                }
+                if target.is_file() {
+                    if matcher.matches_path_with(&path, MATCH) {
+                        matched.push(path);
+                    }
+                } else if target.is_dir() && depth < levels {
+                    if !kind.is_symlink() {
+                        subdirs.push((path, depth + 1));
+                    } else if fs::canonicalize(&path).is_ok_and(|t| t.starts_with(&base_real)) {
+                        tracing::debug!(link = %path.display(), "folder link back into the folder searched; not followed");
+                    } else {
+                        self.skip(
+                            &path,
+                            format!(
+                                "a link to a folder outside {}; not followed",
+                                base_real.display()
+                            ),
+                        );
+                    }
+                }
+            }
+            stack.extend(subdirs);
+        }
+        // In path order, as glob lists them; the first path to a file keeps it.
+        matched.sort();
+        for path in matched {
+            self.add_file(path);
+        }
+        Ok(())
+    }
+
+    /// Adds a file unless it was found already (under this or another path).
+    fn add_file(&mut self, path: PathBuf) {
+        let Ok(real) = fs::canonicalize(&path) else {
+            return;
+        };
+        if real.is_file() && self.seen.insert(real) {
+            self.files.push(path);
+        }
+    }
+
+    fn skip(&mut self, path: &Path, reason: String) {
+        self.skipped.push(Skipped {
+            path: path.to_string_lossy().into_owned(),
+            reason,
+        });
     }
 }
 
@@ -220,5 +370,64 @@ pub(super) fn count_csv_rows<R: std::io::Read>(
             Err(e) if matches!(e.kind(), csv::ErrorKind::Io(_)) => return Err(e),
             Err(_) => rows += 1,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn found(root: &Path, pattern: &str) -> Found {
+        let mut found = Found::default();
+        found
+            .walk(&format!("{}/{pattern}", root.display()))
+            .expect("pattern");
+        found
+    }
+
+    fn names(root: &Path, found: &Found) -> Vec<String> {
+        found
+            .files
+            .iter()
+            .map(|p| {
+                p.strip_prefix(root)
+                    .expect("under root")
+                    .display()
+                    .to_string()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_walk_matches_as_glob_does_and_never_loops() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        for f in ["in/a.csv", "in/b.txt", "in/sub/c.csv", "in/sub/deep/d.csv"] {
+            let path = root.join(f);
+            fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            fs::write(path, "x").expect("write");
+        }
+        symlink(".", root.join("in/loop")).expect("link");
+        symlink("..", root.join("in/sub/up")).expect("link");
+        symlink("../a.csv", root.join("in/sub/same.csv")).expect("link");
+        symlink("missing.csv", root.join("in/broken.csv")).expect("link");
+        // A wildcard stays in its component; `**` spans zero or more folders.
+        assert_eq!(names(root, &found(root, "in/*.csv")), ["in/a.csv"]);
+        // A link to a file is followed (here the only path to in/a.csv that matches).
+        assert_eq!(
+            names(root, &found(root, "in/*/*.csv")),
+            ["in/sub/c.csv", "in/sub/same.csv"]
+        );
+        let all = found(root, "in/**/*.csv");
+        assert_eq!(
+            names(root, &all),
+            ["in/a.csv", "in/sub/c.csv", "in/sub/deep/d.csv"]
+        );
+        assert!(all.skipped.is_empty(), "{:?}", all.skipped);
+        // No wildcard: the one file, or nothing.
+        assert_eq!(names(root, &found(root, "in/a.csv")), ["in/a.csv"]);
+        assert!(found(root, "in/none.csv").files.is_empty());
+        assert!(found(root, "nowhere/*.csv").files.is_empty());
     }
 }

@@ -28,6 +28,12 @@ pub enum SourceError {
         source_name: String,
         pattern: String,
     },
+    #[error("source {source_name:?}: nothing readable matches {pattern:?}; skipped {}", skipped.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    NothingReadable {
+        source_name: String,
+        pattern: String,
+        skipped: Vec<crate::lake::manifest::Skipped>,
+    },
     #[error("source {source_name:?}: bad glob {pattern:?}: {message}")]
     BadPattern {
         source_name: String,

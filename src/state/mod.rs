@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::lake::{Lake, LakeError};
+use crate::lake::{layout, Lake, LakeError};
 use interval::Interval;
 
 /// A run id sorts in time order: `20261125T210400123Z`.
@@ -44,7 +44,7 @@ impl Step {
     }
 
     fn key(self) -> String {
-        format!("_state/steps/{}.json", self.as_str())
+        layout::step_record(self.as_str())
     }
 }
 
@@ -162,11 +162,7 @@ pub fn read_step(lake: &Lake, step: Step) -> Result<Option<StepRecord>, LakeErro
 /// Publishes a step's record: the moment its outputs become current.
 pub fn write_step(lake: &Lake, record: &StepRecord) -> Result<(), LakeError> {
     lake.put_json(
-        &format!(
-            "_state/runs/{}/{}.json",
-            record.run_id,
-            record.step.as_str()
-        ),
+        &layout::run_step_record(&record.run_id, record.step.as_str()),
         record,
     )?;
     lake.put_json(&record.step.key(), record)
@@ -204,7 +200,7 @@ pub struct FailedRun {
 }
 
 fn failure_key(step: Step) -> String {
-    format!("_state/failed/{}.json", step.as_str())
+    crate::lake::layout::failed_step_record(step.as_str())
 }
 
 pub fn write_failure(lake: &Lake, failure: &FailedRun) -> Result<(), LakeError> {
@@ -253,11 +249,9 @@ impl IntervalState {
     }
 }
 
-const INTERVALS_KEY: &str = "_state/intervals.json";
-
 /// The interval index, by [`Interval::key`] (so in time order).
 pub fn read_intervals(lake: &Lake) -> Result<BTreeMap<String, IntervalState>, LakeError> {
-    Ok(lake.get_json(INTERVALS_KEY)?.unwrap_or_default())
+    Ok(lake.get_json(&layout::intervals())?.unwrap_or_default())
 }
 
 /// Records a step's run for an interval. Only the lease holder writes, so the
@@ -277,7 +271,7 @@ pub fn record_interval(
         })
         .steps
         .insert(step.as_str().to_string(), run);
-    lake.put_json(INTERVALS_KEY, &index)
+    lake.put_json(&layout::intervals(), &index)
 }
 
 /// A files source's cursor: the fingerprints of everything it has landed, and the
@@ -308,12 +302,42 @@ pub struct Position {
 
 pub fn read_cursor(lake: &Lake, source: &str) -> Result<SourceCursor, LakeError> {
     Ok(lake
-        .get_json(&format!("_state/sources/{source}.json"))?
+        .get_json(&layout::source_cursor(source))?
         .unwrap_or_default())
 }
 
 pub fn write_cursor(lake: &Lake, source: &str, cursor: &SourceCursor) -> Result<(), LakeError> {
-    lake.put_json(&format!("_state/sources/{source}.json"), cursor)
+    lake.put_json(&layout::source_cursor(source), cursor)
+}
+
+/// Removes the files of landings that never wrote their manifest (a run killed
+/// while landing), except `current_run`'s; returns the keys removed. A landing
+/// without its manifest is never read, so this only frees the space. Call it only
+/// while holding the lease, when no other run can be landing.
+pub fn remove_unfinished_landings(
+    lake: &Lake,
+    current_run: &str,
+) -> Result<Vec<String>, LakeError> {
+    let keys = lake.list(layout::RAW)?;
+    let mut landings: BTreeMap<(&str, &str), (bool, Vec<&String>)> = BTreeMap::new();
+    for key in &keys {
+        if let Some((source, run, file)) = layout::parse_raw_key(key) {
+            let landing = landings.entry((source, run)).or_default();
+            landing.0 |= file == layout::MANIFEST;
+            landing.1.push(key);
+        }
+    }
+    let mut removed = Vec::new();
+    for ((_, run), (finished, files)) in landings {
+        if finished || run == current_run {
+            continue;
+        }
+        for key in files {
+            lake.delete(key)?;
+            removed.push(key.clone());
+        }
+    }
+    Ok(removed)
 }
 
 /// A short stable digest of some text, for input fingerprints.

@@ -37,11 +37,7 @@ pub fn run(ctx: &Context) -> Result<(Outcome, Vec<Landed>), StepError> {
             )
         });
         if let Some(m) = &manifest {
-            let key = format!(
-                "{}/{}",
-                crate::lake::layout::raw_run(&m.source, &m.run_id),
-                crate::lake::manifest::Manifest::FILE_NAME
-            );
+            let key = crate::lake::layout::raw_manifest(&m.source, &m.run_id);
             outputs.insert(
                 config.name.clone(),
                 Output {

@@ -19,12 +19,6 @@ pub const DECISIONS: &str = "identity_decisions";
 /// The clean records a resolve run read (not a warehouse table either).
 pub const INPUT: &str = "identity_input";
 
-/// Where the id assignment lives between runs.
-const ASSIGNMENT_KEY: &str = "_state/identity/assignment.parquet";
-/// The trained model and the strong scored pairs, reused by the next run.
-const MODEL_KEY: &str = "_state/identity/model.json";
-const EDGES_KEY: &str = "_state/identity/edges.parquet";
-
 /// `retrain`: estimate the model afresh and score every candidate pair, instead of
 /// reusing the last run's model and its scores between unchanged records.
 pub fn run(ctx: &Context, retrain: bool) -> Result<(Outcome, Option<ResolveReport>), StepError> {
@@ -77,7 +71,7 @@ pub fn run(ctx: &Context, retrain: bool) -> Result<(Outcome, Option<ResolveRepor
     let (graph, decisions, profiles, model, assignment) = std::thread::scope(|scope| {
         // Written now, published (committed) only after everything else.
         let assignment = scope.spawn(|| -> Result<ParquetSink, StepError> {
-            let mut sink = ParquetSink::create(lake, ASSIGNMENT_KEY)?;
+            let mut sink = ParquetSink::create(lake, &layout::identity_assignment())?;
             sink.write(&resolution.assignment)?;
             Ok(sink)
         });
@@ -97,10 +91,10 @@ pub fn run(ctx: &Context, retrain: bool) -> Result<(Outcome, Option<ResolveRepor
             }
             if let Some(model) = &resolution.model {
                 let json = serde_json::to_vec_pretty(model).expect("a model serialises");
-                lake.put(MODEL_KEY, &json)?;
+                lake.put(&layout::identity_model_state(), &json)?;
                 let edges = identity::edges_frame(&resolution.edges)
                     .map_err(identity::IdentityError::from)?;
-                write_parquet(lake, EDGES_KEY, &edges)?;
+                write_parquet(lake, &layout::identity_edges(), &edges)?;
             }
             Ok(())
         });
@@ -164,13 +158,18 @@ pub fn run(ctx: &Context, retrain: bool) -> Result<(Outcome, Option<ResolveRepor
 /// never failing).
 fn read_previous(lake: &Lake) -> Result<identity::PreviousRun, StepError> {
     let mut previous = identity::PreviousRun::default();
-    if lake.exists(ASSIGNMENT_KEY) {
-        identity::assignment_from_frame(&read_parquet(lake, ASSIGNMENT_KEY)?, &mut previous)
+    let assignment_key = layout::identity_assignment();
+    if lake.exists(&assignment_key) {
+        identity::assignment_from_frame(&read_parquet(lake, &assignment_key)?, &mut previous)
             .map_err(identity::IdentityError::from)?;
     }
-    if lake.exists(EDGES_KEY) {
-        let edges = identity::edges_from_frame(&read_parquet(lake, EDGES_KEY)?);
-        let model = lake.get_json(MODEL_KEY).ok().flatten();
+    let edges_key = layout::identity_edges();
+    if lake.exists(&edges_key) {
+        let edges = identity::edges_from_frame(&read_parquet(lake, &edges_key)?);
+        let model = lake
+            .get_json(&layout::identity_model_state())
+            .ok()
+            .flatten();
         if let (Ok(edges), Some(model)) = (edges, model) {
             previous.edges = edges;
             previous.model = Some(model);
