@@ -231,6 +231,16 @@ fn the_readme_tutorial_runs_as_written() {
         );
         assert_eq!(out.code, 0, "{context}");
         if let Some(shown) = &step.shown_output {
+            // CDP_README_UPDATE=1 writes the new output into README.md (review the diff).
+            if std::env::var_os("CDP_README_UPDATE").is_some()
+                && redact(shown) != redact(&out.stdout)
+            {
+                let path = repo().join("README.md");
+                let text = std::fs::read_to_string(&path).expect("README.md");
+                std::fs::write(&path, text.replacen(shown.as_str(), &out.stdout, 1))
+                    .expect("write README.md");
+                continue;
+            }
             assert_eq!(
                 redact(shown),
                 redact(&out.stdout),
