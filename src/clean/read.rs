@@ -34,6 +34,7 @@ use crate::lake::manifest::{Manifest, ManifestFile};
 use crate::lake::Lake;
 use crate::sources::compression::{self, Decoded};
 use json::Json;
+pub use records::{count_csv_rows, count_jsonl_rows};
 use records::{Item, Line, Lines, Record, Splitter};
 
 /// Lineage columns every cleaned row carries.

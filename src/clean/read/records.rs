@@ -304,6 +304,38 @@ impl<R: BufRead> Splitter<R> {
     }
 }
 
+/// Data rows of a CSV text, counted the way the cleaner reads them (a refused line is
+/// a row too), in bounded memory.
+pub fn count_csv_rows<R: BufRead>(input: R, delimiter: u8, header: bool) -> io::Result<u64> {
+    let mut splitter = Splitter::new(input, delimiter);
+    let mut rows = 0;
+    match splitter.next_item()? {
+        None => return Ok(0),
+        Some(Item::Record(_, r)) => splitter.width = Some(r.len()),
+        Some(Item::Bad(..)) => {}
+    }
+    if !header {
+        rows += 1;
+    }
+    while splitter.next_item()?.is_some() {
+        rows += 1;
+    }
+    Ok(rows)
+}
+
+/// Non-blank lines of a JSON lines text, in bounded memory.
+pub fn count_jsonl_rows<R: BufRead>(input: R) -> io::Result<u64> {
+    let mut lines = Lines::new(input, 1 << 20);
+    let mut rows = 0;
+    while let Some(line) = lines.next_line()? {
+        match line {
+            Line::Text(t) if t.iter().all(u8::is_ascii_whitespace) => {}
+            _ => rows += 1,
+        }
+    }
+    Ok(rows)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -362,6 +394,14 @@ mod tests {
             "{out:?}"
         );
         assert_eq!(out[1..], ["2:2|b", "3:3|c\"d|e", "4:4|d"]);
+    }
+
+    #[test]
+    fn rows_are_counted_the_way_they_are_read() {
+        let text = b"a,b\n1,\"x\n2,y\n\n3,z\n";
+        assert_eq!(count_csv_rows(&text[..], b',', true).expect("count"), 3);
+        assert_eq!(count_csv_rows(&text[..], b',', false).expect("count"), 4);
+        assert_eq!(count_jsonl_rows(&b"{}\n \n{}"[..]).expect("count"), 2);
     }
 
     #[test]
