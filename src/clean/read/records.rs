@@ -42,6 +42,7 @@ impl<R: BufRead> Lines<R> {
         let mut buf = Vec::new();
         let mut total: u64 = 0;
         let mut ended = false;
+        let mut end_bytes = 0;
         loop {
             let avail = match self.inner.fill_buf() {
                 Ok(b) => b,
@@ -51,16 +52,33 @@ impl<R: BufRead> Lines<R> {
             if avail.is_empty() {
                 break;
             }
-            let (take, found) = match avail.iter().position(|b| *b == b'\n') {
-                Some(i) => (i + 1, true),
-                None => (avail.len(), false),
+            // A line ends at `\n`, `\r\n` or a lone `\r` (old Mac files).
+            let (take, end) = match avail.iter().position(|b| *b == b'\n' || *b == b'\r') {
+                Some(i) => (i + 1, Some(avail[i])),
+                None => (avail.len(), None),
             };
             let room = self.cap.saturating_sub(buf.len());
             buf.extend_from_slice(&avail[..take.min(room)]);
             total += take as u64;
             self.inner.consume(take);
-            if found {
+            if let Some(end) = end {
                 ended = true;
+                end_bytes = 1;
+                if end == b'\r' {
+                    let next = loop {
+                        match self.inner.fill_buf() {
+                            Ok(b) => break b.first().copied(),
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                            Err(e) => return Err(e),
+                        }
+                    };
+                    if next == Some(b'\n') {
+                        self.inner.consume(1);
+                        total += 1;
+                        end_bytes = 2;
+                        buf.push(b'\n');
+                    }
+                }
                 break;
             }
         }
@@ -68,15 +86,18 @@ impl<R: BufRead> Lines<R> {
             return Ok(None);
         }
         self.number += 1;
-        let content = total - ended as u64;
+        let content = total - end_bytes;
         if content > self.cap as u64 {
             return Ok(Some(Line::TooLong(content)));
         }
         if ended {
-            buf.pop();
-        }
-        if buf.last() == Some(&b'\r') {
-            buf.pop();
+            // Drop the line end: `\n`, `\r` or `\r\n`.
+            if buf.last() == Some(&b'\n') {
+                buf.pop();
+            }
+            if buf.last() == Some(&b'\r') {
+                buf.pop();
+            }
         }
         if self.number == 1 && buf.starts_with(b"\xef\xbb\xbf") {
             buf.drain(..3);
@@ -361,6 +382,8 @@ mod tests {
 
     #[test]
     fn quoted_fields_escapes_crlf_and_blank_lines() {
+        let mac = b"a,b\r1,2\r\r3,4";
+        assert_eq!(items(mac, Some(2)), ["1:a|b", "2:1|2", "4:3|4"]);
         let text = b"\xef\xbb\xbfa,b\r\n\"x,1\",\"say \"\"hi\"\"\"\r\n\r\n\"multi\nline\",2\nab\"c,\"\"\n3,";
         assert_eq!(
             items(text, Some(2)),
