@@ -4,7 +4,7 @@
 //! cursor), so re-running ingest on the same files lands nothing.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use polars::prelude::{ParquetReader, SerReader};

@@ -152,6 +152,9 @@ struct FieldParser {
     /// A quote was just seen inside quotes: either an escaped quote or the close.
     quote_pending: bool,
     at_field_start: bool,
+    /// A closing quote was followed by more text (`"ab"cd`): tolerated on one line,
+    /// but in a record spanning lines it means the opening quote was a stray one.
+    text_after_close: bool,
 }
 
 impl FieldParser {
@@ -161,6 +164,7 @@ impl FieldParser {
         self.in_quotes = false;
         self.quote_pending = false;
         self.at_field_start = true;
+        self.text_after_close = false;
     }
 
     /// Feeds one line (without its end); true when the record ends with it.
@@ -178,6 +182,9 @@ impl FieldParser {
                         continue;
                     }
                     self.in_quotes = false;
+                    if b != delimiter {
+                        self.text_after_close = true;
+                    }
                 } else {
                     if b == b'"' {
                         self.quote_pending = true;
@@ -303,13 +310,19 @@ impl<R: BufRead> Splitter<R> {
                 }
             }
             let fields = self.parser.record.len();
-            if complete && self.width.is_none_or(|w| w == fields) {
+            let clean_close = !self.parser.text_after_close;
+            if complete && clean_close && self.width.is_none_or(|w| w == fields) {
                 return Ok(Some(Item::Record(
                     number,
                     std::mem::take(&mut self.parser.record),
                 )));
             }
-            let reason = if complete {
+            let reason = if complete && !clean_close {
+                format!(
+                    "a quote opened on this line is not closed: the next quote, on line {}, is followed by text",
+                    taken.last().map_or(number, |(n, _)| *n)
+                )
+            } else if complete {
                 format!(
                     "a quote opened on this line is not closed: it runs to line {} and makes a record of {fields} fields, expected {}",
                     taken.last().map_or(number, |(n, _)| *n),
@@ -413,10 +426,21 @@ mod tests {
         let text = b"1,\"a\n2,b\n3,c\"d,e\n4,d\n";
         let out = items(text, Some(2));
         assert!(
-            out[0].starts_with("1!a quote opened on this line is not closed: it runs to line 3"),
+            out[0].starts_with("1!a quote opened on this line is not closed"),
             "{out:?}"
         );
         assert_eq!(out[1..], ["2:2|b", "3:3|c\"d|e", "4:4|d"]);
+        // Closed by the next field's opening quote, into a record of the right width.
+        let text = b"1,\"a\n2,b\n3,\"c\n4,d\n";
+        let out = items(text, Some(2));
+        assert!(
+            out[0].starts_with(
+                "1!a quote opened on this line is not closed: the next quote, on line 3"
+            ),
+            "{out:?}"
+        );
+        assert_eq!(out[1], "2:2|b");
+        assert_eq!(out[3], "4:4|d");
     }
 
     #[test]
