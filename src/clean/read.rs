@@ -948,15 +948,19 @@ fn read_cursor(
                 let Json::Object(members, _) = &object else {
                     continue;
                 };
+                // Wide objects check duplicates through a set, narrow ones pairwise.
+                let mut distinct: HashSet<&str> = HashSet::new();
                 for (i, (k, _)) in members.iter().enumerate() {
                     if keys.len() < MAX_KEYS_TRACKED && !keys.contains(k.as_ref()) {
                         keys.insert(k.to_string());
                     }
+                    let duplicate = if members.len() > 32 {
+                        !distinct.insert(k.as_ref())
+                    } else {
+                        members[..i].iter().any(|(p, _)| p == k)
+                    };
                     // Of duplicate keys the first is read (see `Json::get`); say so once.
-                    if members.len() > 1
-                        && !warned.contains(k.as_ref())
-                        && members[..i].iter().any(|(p, _)| p == k)
-                    {
+                    if duplicate && !warned.contains(k.as_ref()) {
                         tracing::warn!(file = %ctx.origin, line, key = %k, "duplicate key: the first one is read, the others are ignored");
                         warned.insert(k.to_string());
                     }
