@@ -1,16 +1,29 @@
 //! Reads what the sources landed (CSV, JSON lines, Parquet) in batches of text rows
 //! for one entity: the entity's canonical columns, all as text, plus lineage
 //! (`source`, `source_file`, `source_line`, `landed_run`). A row the parser cannot take
-//! (wrong field count, an unterminated quote, invalid UTF-8, an over-long field, a line
-//! that is not a JSON object, a file without the key column) becomes a [`Reject`] with
-//! its file and line, never a silent drop. When a later landing of a source carries a
-//! record key again, the later row supersedes the earlier. Memory is bounded by the
-//! batch size, whatever the input size.
+//! (wrong field count, an unterminated quote, invalid UTF-8, an over-long field or
+//! line, a line that is not a JSON object, a file without the key column) becomes a
+//! [`Reject`] with its file and line, never a silent drop, and reading goes on at the
+//! next line: a stray quote costs its own line only ([`records`]). A file that cannot
+//! be read at all (corrupt compression, a damaged Parquet file, an I/O error) becomes
+//! one reject with line 0 and the reason, and the other files are read. Limits apply
+//! while reading, so memory is bounded by the batch size and the record limit,
+//! whatever the line length (Parquet files are read whole).
+//!
+//! JSON lines map keys by dotted path (`default_address.address1`, `items.0.sku`); a
+//! nested object or array mapped whole becomes its JSON text; numbers keep the text
+//! they were written in ([`json`]). Of duplicate CSV columns or JSON keys the first is
+//! read and the others are ignored with a warning. Parquet lists and structs become
+//! JSON text. A mapped key that no line of a JSON lines file carries is reported
+//! missing in the file's [`SchemaDrift`].
 
-use std::collections::{HashMap, HashSet, VecDeque};
+mod json;
+mod records;
+
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::hash::Hasher;
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -21,6 +34,9 @@ use crate::lake::manifest::{Manifest, ManifestFile};
 use crate::lake::Lake;
 use crate::sources::compression::{self, Decoded};
 use crate::vocab::FileFormat;
+use json::Json;
+pub use records::{count_csv_rows, count_jsonl_rows};
+use records::{Item, Line, Lines, Record, Splitter};
 
 /// Lineage columns every cleaned row carries.
 pub use crate::vocab::{LANDED_RUN, LINEAGE, SOURCE, SOURCE_FILE, SOURCE_LINE};
@@ -117,22 +133,42 @@ impl Rows {
 /// Where the reader is in one file.
 enum Cursor {
     Csv {
-        reader: csv::Reader<Decoded>,
+        splitter: Splitter<BufReader<Decoded>>,
+        /// Without a header row, the first record, read to learn the width.
+        first: Option<(u64, Record)>,
         targets: Vec<Option<usize>>,
         header: Vec<String>,
     },
     Jsonl {
-        lines: std::io::Split<BufReader<Decoded>>,
-        line: u64,
-        targets: HashMap<String, usize>,
+        lines: Lines<BufReader<Decoded>>,
+        /// (dotted path in the object, column index), in mapping order.
+        targets: Vec<(String, usize)>,
+        /// Per target: whether any line of the file carried it.
+        seen: Vec<bool>,
+        /// Top-level keys met in the file (at most [`MAX_KEYS_TRACKED`]).
+        keys: BTreeSet<String>,
+        /// Duplicate keys already warned about.
+        warned: HashSet<String>,
     },
     Parquet {
-        df: DataFrame,
-        columns: Vec<(usize, Column)>,
+        height: usize,
+        columns: Vec<(usize, ParquetText)>,
         next: usize,
     },
     /// Every row of the file is refused for this reason (say, no key column).
     RejectAll { inner: Box<Cursor>, reason: String },
+}
+
+/// Top-level JSON keys remembered per file for the drift report.
+const MAX_KEYS_TRACKED: usize = 1000;
+
+/// One mapped Parquet column, as text.
+enum ParquetText {
+    Text(StringChunked),
+    /// Lists and structs, as JSON text.
+    Json(Vec<Option<String>>),
+    /// Binary values: text when they are UTF-8, else the row is refused.
+    Binary(BinaryChunked),
 }
 
 /// The file being read and what it belongs to.
@@ -143,6 +179,8 @@ struct Open {
     cursor: Cursor,
     /// Supersede by key: keys seen in newer landings of this source.
     supersede: bool,
+    /// For JSON lines, the drift report, filled in once the whole file is read.
+    drift: Option<SchemaDrift>,
 }
 
 /// Reads one entity's landed files batch by batch.
@@ -163,6 +201,8 @@ pub struct RawReader<'a> {
     origins: Vec<[String; 3]>,
     pub superseded: u64,
     pub drift: Vec<SchemaDrift>,
+    /// Files refused as a whole since the last batch (one reject each).
+    file_rejects: Vec<Reject>,
 }
 
 /// A 64-bit hash of a key's parts, fixed-seeded (the same every run) and fast; for
@@ -227,6 +267,7 @@ impl<'a> RawReader<'a> {
             origins: Vec::new(),
             superseded: 0,
             drift: Vec::new(),
+            file_rejects: Vec::new(),
         })
     }
 
@@ -235,19 +276,35 @@ impl<'a> RawReader<'a> {
         let mut rows = Rows::new(self.width);
         let mut rejects = Vec::new();
         while rows.len() < max_rows {
-            if self.open.is_none() && !self.open_next()? {
-                break;
+            if self.open.is_none() {
+                let more = self.open_next()?;
+                rejects.append(&mut self.file_rejects);
+                if !more {
+                    break;
+                }
             }
             let Some(open) = self.open.as_mut() else {
-                break;
+                continue;
             };
             let start = rows.len();
-            let done = read_some(open, &mut rows, &mut rejects, max_rows)?;
+            let done = match read_some(open, &mut rows, &mut rejects, max_rows) {
+                Ok(done) => done,
+                Err(e) => {
+                    // A file that breaks mid-way (a truncated gzip, an I/O error) is
+                    // refused from here on; the rows before the break stay read.
+                    let reject = file_reject(&open.source, &open.origin, &e);
+                    tracing::warn!(file = %open.origin, reason = %reject.reason, "file refused");
+                    rejects.push(reject);
+                    true
+                }
+            };
             if open.supersede {
                 self.supersede(start, &mut rows);
             }
             if done {
-                self.open = None;
+                if let Some(open) = self.open.take() {
+                    self.close(open);
+                }
             }
         }
         if rows.len() == 0 && rejects.is_empty() && self.open.is_none() && self.queue.is_empty() {
@@ -366,10 +423,40 @@ impl<'a> RawReader<'a> {
             .find(|(_, canon)| self.names.get(self.key_index) == Some(canon))
             .map(|(raw, _)| raw.clone())
             .unwrap_or_default();
-        let (cursor, present) = open_cursor(self.lake, file, src.config, &mapping)?;
-        let mut drift = SchemaDrift {
+        let (cursor, present) = match open_cursor(self.lake, file, src.config, &mapping) {
+            Ok(opened) => opened,
+            Err(e) => {
+                let reject = file_reject(src.name, &file.origin, &e);
+                tracing::warn!(file = %file.origin, reason = %reject.reason, "file refused");
+                self.file_rejects.push(reject);
+                return Ok(true);
+            }
+        };
+        let base = SchemaDrift {
             source: src.name.to_string(),
             file: file.origin.clone(),
+            unmapped: Vec::new(),
+            missing: Vec::new(),
+            empty: file.bytes == 0,
+        };
+        // JSON lines: which keys the file holds is known once all of it is read.
+        let Some(present) = present else {
+            self.origins.push([
+                src.name.to_string(),
+                file.origin.clone(),
+                manifest.run_id.clone(),
+            ]);
+            self.open = Some(Open {
+                source: src.name.to_string(),
+                origin: file.origin.clone(),
+                origin_id: (self.origins.len() - 1) as u32,
+                cursor,
+                supersede: src.manifests.len() > 1,
+                drift: Some(base),
+            });
+            return Ok(true);
+        };
+        let mut drift = SchemaDrift {
             unmapped: present
                 .iter()
                 .filter(|c| !mapping.contains_key(c.as_str()))
@@ -380,7 +467,7 @@ impl<'a> RawReader<'a> {
                 .filter(|k| !present.iter().any(|p| p == *k))
                 .map(|k| k.to_string())
                 .collect(),
-            empty: file.bytes == 0,
+            ..base
         };
         drift.missing.sort();
         let cursor = if drift.missing.contains(&key_source_column) && !drift.empty {
@@ -408,8 +495,60 @@ impl<'a> RawReader<'a> {
             origin_id: (self.origins.len() - 1) as u32,
             cursor,
             supersede: src.manifests.len() > 1,
+            drift: None,
         });
         Ok(true)
+    }
+
+    /// Done with a file: for JSON lines, its drift report from every line read.
+    fn close(&mut self, open: Open) {
+        let (
+            Some(mut drift),
+            Cursor::Jsonl {
+                targets,
+                seen,
+                keys,
+                ..
+            },
+        ) = (open.drift, open.cursor)
+        else {
+            return;
+        };
+        drift.unmapped = keys
+            .into_iter()
+            .filter(|k| {
+                !targets.iter().any(|(path, _)| {
+                    path == k || (path.starts_with(k.as_str()) && path[k.len()..].starts_with('.'))
+                })
+            })
+            .collect();
+        drift.missing = targets
+            .iter()
+            .zip(&seen)
+            .filter(|(_, seen)| !**seen)
+            .map(|((path, _), _)| path.clone())
+            .collect();
+        drift.missing.sort();
+        drift.missing.dedup();
+        if !drift.unmapped.is_empty() || !drift.missing.is_empty() || drift.empty {
+            tracing::warn!(file = %drift.file, unmapped = ?drift.unmapped, missing = ?drift.missing, empty = drift.empty, "schema drift");
+            self.drift.push(drift);
+        }
+    }
+}
+
+/// A whole file refused: one reject, line 0, with the reason.
+fn file_reject(source: &str, origin: &str, e: &CleanError) -> Reject {
+    let message = match e {
+        CleanError::Read { message, .. } => message.clone(),
+        other => other.to_string(),
+    };
+    Reject {
+        source: source.to_string(),
+        file: origin.to_string(),
+        line: 0,
+        reason: format!("file not read: {message}"),
+        raw: String::new(),
     }
 }
 
@@ -428,25 +567,39 @@ fn open_decoded(lake: &Lake, file: &ManifestFile) -> Result<Decoded, CleanError>
     })
 }
 
-/// Opens a file and returns its cursor and the column names present in it (for JSON
-/// lines, the keys of the first object).
+/// Opens a file and returns its cursor and the column names present in it (`None`
+/// for JSON lines, whose keys are known only once every line is read).
 fn open_cursor(
     lake: &Lake,
     file: &ManifestFile,
     config: &ReadOptions,
     mapping: &HashMap<&str, usize>,
-) -> Result<(Cursor, Vec<String>), CleanError> {
+) -> Result<(Cursor, Option<Vec<String>>), CleanError> {
+    let read_err = |message: String| CleanError::Read {
+        file: file.origin.clone(),
+        message,
+    };
     match file.format {
         FileFormat::Csv => {
-            let mut reader = csv::ReaderBuilder::new()
-                .delimiter(config.delimiter)
-                .has_headers(config.header)
-                .flexible(true)
-                .from_reader(open_decoded(lake, file)?);
-            let header: Vec<String> = match reader.byte_headers() {
+            let mut splitter = Splitter::new(
+                BufReader::with_capacity(1 << 16, open_decoded(lake, file)?),
+                config.delimiter,
+            );
+            let first = match splitter.next_item() {
+                Ok(None) => None,
+                Ok(Some(Item::Record(line, record))) => Some((line, record)),
+                Ok(Some(Item::Bad(line, reason, _))) => {
+                    return Err(read_err(format!(
+                        "cannot read the header (line {line}): {reason}"
+                    )))
+                }
+                Err(e) => return Err(read_err(format!("cannot read the header: {e}"))),
+            };
+            let header: Vec<String> = match &first {
+                None => Vec::new(),
                 // Without a header row, the first record only tells the width.
-                Ok(h) if !config.header => (1..=h.len()).map(|i| i.to_string()).collect(),
-                Ok(h) => h
+                Some((_, r)) if !config.header => (1..=r.len()).map(|i| i.to_string()).collect(),
+                Some((_, r)) => r
                     .iter()
                     .map(|h| {
                         String::from_utf8_lossy(h)
@@ -455,89 +608,165 @@ fn open_cursor(
                             .to_string()
                     })
                     .collect(),
-                Err(e) => {
-                    return Err(CleanError::Read {
-                        file: file.origin.clone(),
-                        message: format!("cannot read the header: {e}"),
-                    })
-                }
             };
             let header: Vec<String> = header
                 .into_iter()
                 .filter(|h| !h.is_empty() || file.bytes > 0)
                 .collect();
-            let targets = header
-                .iter()
-                .map(|h| mapping.get(h.as_str()).copied())
-                .collect();
+            splitter.width = Some(header.len());
+            // Of duplicate column names, the first column is read; the others are
+            // ignored, with a warning.
+            let mut targets: Vec<Option<usize>> = Vec::with_capacity(header.len());
+            for (i, h) in header.iter().enumerate() {
+                let target = mapping.get(h.as_str()).copied();
+                if target.is_some() && header[..i].contains(h) {
+                    tracing::warn!(file = %file.origin, column = %h, "duplicate column: the first one is read, this one is ignored");
+                    targets.push(None);
+                } else {
+                    targets.push(target);
+                }
+            }
+            let first = if config.header { None } else { first };
             Ok((
                 Cursor::Csv {
-                    reader,
+                    splitter,
+                    first,
                     targets,
                     header: header.clone(),
                 },
-                header,
+                Some(header),
             ))
         }
         FileFormat::Jsonl => {
-            // Peek at the first object for the drift report; read from the top after.
-            let mut present = Vec::new();
-            let mut peek = BufReader::new(open_decoded(lake, file)?);
-            let mut first = String::new();
-            if peek.read_line(&mut first).is_ok() {
-                if let Ok(serde_json::Value::Object(o)) =
-                    serde_json::from_str::<serde_json::Value>(&first)
-                {
-                    present = o.keys().cloned().collect();
-                }
-            }
-            // Optional keys may be absent from the first object; count only keys absent
-            // from it that are unknown, not mapped ones it happens to omit.
-            let absent: Vec<String> = mapping
-                .keys()
-                .filter(|k| !present.iter().any(|p| p == *k))
-                .map(|k| k.to_string())
-                .collect();
-            present.extend(absent);
-            let lines = BufReader::new(open_decoded(lake, file)?).split(b'\n');
-            let targets = mapping.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+            let lines = Lines::new(
+                BufReader::with_capacity(1 << 16, open_decoded(lake, file)?),
+                MAX_FIELD_BYTES,
+            );
+            let mut targets: Vec<(String, usize)> =
+                mapping.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+            targets.sort();
+            let seen = vec![false; targets.len()];
             Ok((
                 Cursor::Jsonl {
                     lines,
-                    line: 0,
                     targets,
+                    seen,
+                    keys: BTreeSet::new(),
+                    warned: HashSet::new(),
                 },
-                present,
+                None,
             ))
         }
         FileFormat::Parquet => {
-            let df = ParquetReader::new(open_file(lake, file)?).finish()?;
+            let handle = open_file(lake, file)?;
+            // A damaged file must not take the run down, even if the reader panics.
+            let df = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                ParquetReader::new(handle).finish()
+            }))
+            .map_err(|_| read_err("not a readable Parquet file (the reader failed)".into()))?
+            .map_err(|e| read_err(format!("not a readable Parquet file: {e}")))?;
             let mut columns = Vec::new();
             let mut present = Vec::new();
             for column in df.columns() {
                 present.push(column.name().to_string());
                 if let Some(i) = mapping.get(column.name().as_str()) {
-                    columns.push((*i, column.cast(&DataType::String)?));
+                    let named = |e: PolarsError| {
+                        read_err(format!("column {:?}: {e}", column.name().as_str()))
+                    };
+                    let text = match column.dtype() {
+                        DataType::List(_) | DataType::Array(..) | DataType::Struct(_) => {
+                            let series = column.as_materialized_series();
+                            ParquetText::Json(
+                                series
+                                    .iter()
+                                    .map(|v| {
+                                        (!v.is_null()).then(|| {
+                                            let mut out = String::new();
+                                            any_json(&v, &mut out);
+                                            out
+                                        })
+                                    })
+                                    .collect(),
+                            )
+                        }
+                        DataType::Binary => {
+                            ParquetText::Binary(column.binary().map_err(named)?.clone())
+                        }
+                        _ => ParquetText::Text(
+                            column
+                                .cast(&DataType::String)
+                                .and_then(|c| c.str().cloned())
+                                .map_err(named)?,
+                        ),
+                    };
+                    columns.push((*i, text));
                 }
             }
             Ok((
                 Cursor::Parquet {
-                    df,
+                    height: df.height(),
                     columns,
                     next: 0,
                 },
-                present,
+                Some(present),
             ))
         }
     }
 }
 
-fn json_text(v: &serde_json::Value) -> Option<std::borrow::Cow<'_, str>> {
+/// A Parquet value as JSON text (lists and structs nest).
+fn any_json(v: &AnyValue, out: &mut String) {
+    let string = |s: &str, out: &mut String| {
+        out.push_str(&serde_json::Value::String(s.to_string()).to_string())
+    };
     match v {
-        serde_json::Value::Null => None,
-        serde_json::Value::String(s) => present(s).map(Into::into),
-        other => Some(other.to_string().into()),
+        AnyValue::Null => out.push_str("null"),
+        AnyValue::Boolean(b) => out.push_str(if *b { "true" } else { "false" }),
+        AnyValue::String(s) => string(s, out),
+        AnyValue::StringOwned(s) => string(s.as_str(), out),
+        AnyValue::Binary(b) => string(&String::from_utf8_lossy(b), out),
+        AnyValue::BinaryOwned(b) => string(&String::from_utf8_lossy(b), out),
+        AnyValue::List(items) | AnyValue::Array(items, _) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                any_json(&item, out);
+            }
+            out.push(']');
+        }
+        AnyValue::Struct(_, _, fields) => {
+            let values: Vec<AnyValue> = v._iter_struct_av().collect();
+            struct_json(fields.iter().map(|f| f.name().as_str()), &values, out);
+        }
+        AnyValue::StructOwned(payload) => {
+            struct_json(payload.1.iter().map(|f| f.name().as_str()), &payload.0, out);
+        }
+        v if v.is_primitive_numeric() => {
+            let text = v.to_string();
+            // NaN and infinities are not JSON numbers.
+            if text.bytes().any(|b| b.is_ascii_alphabetic() && b != b'e') {
+                string(&text, out)
+            } else {
+                out.push_str(&text)
+            }
+        }
+        other => string(&other.str_value(), out),
     }
+}
+
+fn struct_json<'n>(names: impl Iterator<Item = &'n str>, values: &[AnyValue], out: &mut String) {
+    out.push('{');
+    for (i, (name, value)) in names.zip(values).enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&serde_json::Value::String(name.to_string()).to_string());
+        out.push(':');
+        any_json(value, out);
+    }
+    out.push('}');
 }
 
 /// Blank text is a missing value.
@@ -614,47 +843,31 @@ fn read_cursor(
             Ok(done)
         }
         Cursor::Csv {
-            reader,
+            splitter,
+            first,
             targets,
             header,
         } => {
-            let mut record = csv::ByteRecord::new();
             while rows.len() < max_rows {
-                let line = reader.position().line();
-                match reader.read_byte_record(&mut record) {
-                    Ok(false) => return Ok(true),
-                    Ok(true) => {}
-                    Err(e) => {
-                        if let csv::ErrorKind::Io(_) = e.kind() {
-                            return Err(ctx.read_err(e.to_string()));
-                        }
-                        let line = e.position().map_or(line, |p| p.line());
-                        ctx.reject(rejects, line, format!("malformed CSV: {e}"), String::new());
+                let item = match first.take() {
+                    Some((line, record)) => Item::Record(line, record),
+                    None => match splitter.next_item() {
+                        Ok(Some(item)) => item,
+                        Ok(None) => return Ok(true),
+                        Err(e) => return Err(ctx.read_err(format!("{e}"))),
+                    },
+                };
+                let (line, record) = match item {
+                    Item::Record(line, record) => (line, record),
+                    Item::Bad(line, reason, raw) => {
+                        ctx.reject(rejects, line, reason, raw);
                         continue;
                     }
-                }
-                let line = record.position().map_or(line, |p| p.line());
-                let raw = || {
-                    let fields: Vec<String> = record
-                        .iter()
-                        .map(|f| String::from_utf8_lossy(f).into_owned())
-                        .collect();
-                    let mut text = fields.join(",");
-                    text.truncate(4096);
-                    text
                 };
                 let header_len = header.len();
                 if record.len() != header_len {
-                    let spans_lines = record.iter().any(|f| f.contains(&b'\n'));
-                    let reason = if spans_lines && record.len() < header_len {
-                        format!(
-                            "expected {header_len} fields, found {}: a quote opened on this line is not closed",
-                            record.len()
-                        )
-                    } else {
-                        format!("expected {header_len} fields, found {}", record.len())
-                    };
-                    ctx.reject(rejects, line, reason, raw());
+                    let reason = format!("expected {header_len} fields, found {}", record.len());
+                    ctx.reject(rejects, line, reason, record.raw());
                     continue;
                 }
                 let mut values = vec![None; width];
@@ -681,7 +894,7 @@ fn read_cursor(
                     }
                 }
                 match problem {
-                    Some(reason) => ctx.reject(rejects, line, reason, raw()),
+                    Some(reason) => ctx.reject(rejects, line, reason, record.raw()),
                     None => ctx.push(rows, line, &values),
                 }
             }
@@ -689,64 +902,111 @@ fn read_cursor(
         }
         Cursor::Jsonl {
             lines,
-            line,
             targets,
+            seen,
+            keys,
+            warned,
         } => {
             while rows.len() < max_rows {
-                let Some(next) = lines.next() else {
-                    return Ok(true);
+                let next = lines
+                    .next_line()
+                    .map_err(|e| ctx.read_err(format!("{e} (after line {})", lines.number)))?;
+                let line = lines.number;
+                let bytes = match next {
+                    None => return Ok(true),
+                    Some(Line::TooLong(n)) => {
+                        let reason =
+                            format!("line is {n} bytes, over the {MAX_FIELD_BYTES}-byte limit");
+                        ctx.reject(rejects, line, reason, String::new());
+                        continue;
+                    }
+                    Some(Line::Text(bytes)) => bytes,
                 };
-                *line += 1;
-                let bytes = next.map_err(|e| ctx.read_err(e.to_string()))?;
                 let Ok(text) = std::str::from_utf8(&bytes) else {
                     let raw = String::from_utf8_lossy(&bytes).chars().take(4096).collect();
-                    ctx.reject(rejects, *line, "invalid UTF-8".into(), raw);
+                    ctx.reject(rejects, line, "invalid UTF-8".into(), raw);
                     continue;
                 };
                 if text.trim().is_empty() {
                     continue;
                 }
                 let snippet = || text.chars().take(4096).collect::<String>();
-                if text.len() > MAX_FIELD_BYTES {
-                    let reason = format!(
-                        "line is {} bytes, over the {MAX_FIELD_BYTES}-byte limit",
-                        text.len()
-                    );
-                    ctx.reject(rejects, *line, reason, snippet());
-                    continue;
-                }
-                let object = match serde_json::from_str::<serde_json::Value>(text) {
-                    Ok(serde_json::Value::Object(o)) => o,
+                let object = match json::parse(text) {
+                    Ok(object @ Json::Object(..)) => object,
                     Ok(_) => {
-                        ctx.reject(rejects, *line, "not a JSON object".into(), snippet());
+                        ctx.reject(rejects, line, "not a JSON object".into(), snippet());
                         continue;
                     }
                     Err(e) => {
-                        ctx.reject(rejects, *line, format!("invalid JSON: {e}"), snippet());
+                        ctx.reject(rejects, line, format!("invalid JSON: {e}"), snippet());
                         continue;
                     }
                 };
-                let mut values = vec![None; width];
-                for (k, v) in &object {
-                    if let Some(i) = targets.get(k) {
-                        values[*i] = json_text(v);
+                let Json::Object(members, _) = &object else {
+                    continue;
+                };
+                // Wide objects check duplicates through a set, narrow ones pairwise.
+                let mut distinct: HashSet<&str> = HashSet::new();
+                for (i, (k, _)) in members.iter().enumerate() {
+                    if keys.len() < MAX_KEYS_TRACKED && !keys.contains(k.as_ref()) {
+                        keys.insert(k.to_string());
+                    }
+                    let duplicate = if members.len() > 32 {
+                        !distinct.insert(k.as_ref())
+                    } else {
+                        members[..i].iter().any(|(p, _)| p == k)
+                    };
+                    // Of duplicate keys the first is read (see `Json::get`); say so once.
+                    if duplicate && !warned.contains(k.as_ref()) {
+                        tracing::warn!(file = %ctx.origin, line, key = %k, "duplicate key: the first one is read, the others are ignored");
+                        warned.insert(k.to_string());
                     }
                 }
-                ctx.push(rows, *line, &values);
+                let mut values: Vec<Option<std::borrow::Cow<str>>> = vec![None; width];
+                for ((path, i), seen) in targets.iter().zip(seen.iter_mut()) {
+                    if let Some(v) = object.get(path) {
+                        *seen = true;
+                        values[*i] = v.text().filter(|t| present(t).is_some());
+                    }
+                }
+                ctx.push(rows, line, &values);
             }
             Ok(false)
         }
-        Cursor::Parquet { df, columns, next } => {
-            let end = (*next + max_rows - rows.len()).min(df.height());
+        Cursor::Parquet {
+            height,
+            columns,
+            next,
+        } => {
+            let end = (*next + max_rows - rows.len()).min(*height);
             for row in *next..end {
                 let mut values = vec![None; width];
+                let mut problem = None;
                 for (i, column) in columns.iter() {
-                    values[*i] = column.str()?.get(row).and_then(present);
+                    values[*i] = match column {
+                        ParquetText::Text(c) => c.get(row).and_then(present),
+                        ParquetText::Json(c) => c[row].as_deref(),
+                        ParquetText::Binary(c) => match c.get(row).map(std::str::from_utf8) {
+                            None => None,
+                            Some(Ok(s)) => present(s),
+                            Some(Err(e)) => {
+                                problem = Some(format!(
+                                    "column {:?} holds binary data that is not UTF-8 text (at byte {})",
+                                    c.name().as_str(),
+                                    e.valid_up_to()
+                                ));
+                                None
+                            }
+                        },
+                    };
                 }
-                ctx.push(rows, row as u64 + 1, &values);
+                match problem {
+                    Some(reason) => ctx.reject(rejects, row as u64 + 1, reason, String::new()),
+                    None => ctx.push(rows, row as u64 + 1, &values),
+                }
             }
             *next = end;
-            Ok(end == df.height())
+            Ok(end == *height)
         }
     }
 }

@@ -12,7 +12,7 @@
 
 use std::collections::HashSet;
 use std::fs::{self, File};
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use glob::{MatchOptions, Pattern};
@@ -106,21 +106,15 @@ impl<'a> FilesSource<'a> {
     /// Data rows in a file, counted the way the cleaner will read it.
     fn count_rows(&self, path: &Path, format: FileFormat) -> Result<u64, SourceError> {
         match format {
+            // Counted by the cleaner's own bounded readers: a long line costs no memory.
             FileFormat::Csv => {
-                let input = compression::open(path).map_err(self.read_err(path))?;
-                count_csv_rows(&mut csv_reader(self.read, input))
-                    .map_err(|e| self.read_err(path)(std::io::Error::other(e.to_string())))
+                let input = BufReader::new(compression::open(path).map_err(self.read_err(path))?);
+                crate::clean::read::count_csv_rows(input, self.read.delimiter, self.read.header)
+                    .map_err(self.read_err(path))
             }
             FileFormat::Jsonl => {
-                let reader = BufReader::new(compression::open(path).map_err(self.read_err(path))?);
-                let mut rows = 0;
-                for line in reader.split(b'\n') {
-                    let line = line.map_err(self.read_err(path))?;
-                    if !line.iter().all(u8::is_ascii_whitespace) {
-                        rows += 1;
-                    }
-                }
-                Ok(rows)
+                let input = BufReader::new(compression::open(path).map_err(self.read_err(path))?);
+                crate::clean::read::count_jsonl_rows(input).map_err(self.read_err(path))
             }
             FileFormat::Parquet => {
                 let file = File::open(path).map_err(self.read_err(path))?;
@@ -173,7 +167,15 @@ impl Source for FilesSource<'_> {
                 continue;
             }
             let format = self.format_of(&path)?;
-            let rows = self.count_rows(&path, format)?;
+            // A damaged file (say, a truncated gzip) still lands: the cleaner refuses
+            // it with its reason and reads the other files.
+            let rows = match self.count_rows(&path, format) {
+                Ok(rows) => rows,
+                Err(e) => {
+                    tracing::warn!(file = %origin, error = %e, "cannot count the rows; landed for the cleaner to refuse");
+                    0
+                }
+            };
             let name = path.file_name().unwrap_or_default().to_string_lossy();
             let key = layout::raw_file(self.name, run_id, files.len(), &name);
             let (bytes, copied_sha) = lake.put_file(&key, &path)?;
