@@ -267,7 +267,7 @@ key = "id"
     assert_eq!(out.code, 3, "{}\n{}", out.stdout, out.stderr);
     assert!(
         out.stderr
-            .contains("source \"people\" had all 3 of its rows quarantined"),
+            .contains("source \"people\" had 3 of its 3 rows quarantined"),
         "{}",
         out.stderr
     );
@@ -310,6 +310,72 @@ key = "id"
         .ok();
     let v: serde_json::Value = serde_json::from_str(&json.stdout).expect("json");
     assert!(v["failed"]["clean"].is_null(), "{}", json.stdout);
+}
+
+#[test]
+fn a_source_sets_its_own_quarantine_limit_and_names_the_columns_it_ignores() {
+    let ctx = TestContext::new();
+    // One row of three lacks its key; the file has a column nobody maps.
+    ctx.write("in/people.csv", "Id,Name,Notes\n1,Ann,x\n,Bob,y\n3,Cy,z\n");
+    let pipeline = |limit: &str, ignore: &str| {
+        ctx.write(
+            "p.toml",
+            &format!(
+                r#"
+[pipeline]
+name = "limits"
+[lake]
+url = "file://lake"
+[warehouse]
+url = "duckdb://wh.duckdb"
+[[sources]]
+name = "people"
+kind = "files"
+path = "in/people.csv"
+entity = "person"
+columns = {{ Id = "id", Name = "name" }}
+{limit}
+{ignore}
+[entities.person]
+key = "id"
+checks = [{{ check = "not_null", column = "id", max_failing = 5 }}]
+"#
+            ),
+        )
+    };
+    // Without `ignore`, the unmapped column is schema drift, warned about.
+    let p = pipeline("", "");
+    let out = ctx.cdp(&["run", &p.to_string_lossy()]).ok();
+    assert!(out.stderr.contains("schema drift"), "{}", out.stderr);
+    assert!(out.stderr.contains("Notes"), "{}", out.stderr);
+
+    // Declared as ignored, it is not; and a limit of 0 quarantined rows closes the
+    // gate on the one keyless row (the default limit lets it through).
+    let p = pipeline("max_quarantined = 0", r#"ignore = ["Notes"]"#);
+    let out = ctx.cdp(&["run", &p.to_string_lossy(), "--force"]);
+    assert_eq!(out.code, 3, "{}\n{}", out.stdout, out.stderr);
+    assert!(!out.stderr.contains("schema drift"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("source \"people\" had 1 of its 3 rows quarantined (max_quarantined: 0"),
+        "{}",
+        out.stderr
+    );
+
+    // A column both mapped and ignored, or a bad limit, is refused at validate.
+    let p = pipeline("max_quarantined = \"lots\"", r#"ignore = ["Name"]"#);
+    let out = ctx.cdp(&["validate", &p.to_string_lossy()]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("sources[0].max_quarantined"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("\"Name\" is mapped in columns"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]

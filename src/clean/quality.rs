@@ -204,17 +204,6 @@ impl EntityReport {
             .find(|(s, _)| s == source)
             .map_or(0, |(_, n)| *n)
     }
-
-    /// Sources of this entity that gave rows and had every one quarantined: (source,
-    /// rows). A mistyped key column header does that, and a whole source must not
-    /// vanish from a run unnoticed.
-    pub fn sources_all_quarantined(&self) -> Vec<(&str, u64)> {
-        self.rows_by_source
-            .iter()
-            .filter(|(s, n)| *n > 0 && self.quarantined_from(s) >= *n)
-            .map(|(s, n)| (s.as_str(), *n))
-            .collect()
-    }
 }
 
 /// `reports/<run>/quality.json`.

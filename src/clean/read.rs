@@ -480,10 +480,7 @@ impl<'a> RawReader<'a> {
         } else {
             cursor
         };
-        if !drift.unmapped.is_empty() || !drift.missing.is_empty() || drift.empty {
-            tracing::warn!(file = %file.origin, unmapped = ?drift.unmapped, missing = ?drift.missing, empty = drift.empty, "schema drift");
-            self.drift.push(drift);
-        }
+        self.record_drift(drift);
         self.origins.push([
             src.name.to_string(),
             file.origin.clone(),
@@ -498,6 +495,20 @@ impl<'a> RawReader<'a> {
             drift: None,
         });
         Ok(true)
+    }
+
+    /// Keeps a file's drift report (and warns) when it differs from the mapping in a
+    /// way the source did not declare: columns its `ignore` list names are expected.
+    fn record_drift(&mut self, mut drift: SchemaDrift) {
+        if let Some(src) = self.sources.iter().find(|s| s.name == drift.source) {
+            drift
+                .unmapped
+                .retain(|c| !src.config.ignore.iter().any(|i| i == c));
+        }
+        if !drift.unmapped.is_empty() || !drift.missing.is_empty() || drift.empty {
+            tracing::warn!(file = %drift.file, unmapped = ?drift.unmapped, missing = ?drift.missing, empty = drift.empty, "schema drift");
+            self.drift.push(drift);
+        }
     }
 
     /// Done with a file: for JSON lines, its drift report from every line read.
@@ -530,10 +541,7 @@ impl<'a> RawReader<'a> {
             .collect();
         drift.missing.sort();
         drift.missing.dedup();
-        if !drift.unmapped.is_empty() || !drift.missing.is_empty() || drift.empty {
-            tracing::warn!(file = %drift.file, unmapped = ?drift.unmapped, missing = ?drift.missing, empty = drift.empty, "schema drift");
-            self.drift.push(drift);
-        }
+        self.record_drift(drift);
     }
 }
 

@@ -157,6 +157,36 @@ impl Kind for CheckKind {
     }
 }
 
+impl Validator<'_> {
+    /// A tolerance: a count (`10`) or a percentage (`"5%"`); a bad one is a problem
+    /// under `key` (and tolerates nothing).
+    pub(super) fn threshold(&mut self, key: &str, value: &toml::Value) -> Threshold {
+        match value {
+            toml::Value::Integer(n) if *n >= 0 => Threshold::Count(*n as u64),
+            toml::Value::String(s) => match s
+                .strip_suffix('%')
+                .and_then(|p| p.trim().parse::<f64>().ok())
+            {
+                Some(p) if (0.0..=100.0).contains(&p) => Threshold::Fraction(p / 100.0),
+                _ => {
+                    self.problem(
+                        key,
+                        format!("{s:?}: use a count like 10 or a percentage like \"5%\""),
+                    );
+                    Threshold::Count(0)
+                }
+            },
+            other => {
+                self.problem(
+                    key,
+                    format!("{other}: use a count like 10 or a percentage like \"5%\""),
+                );
+                Threshold::Count(0)
+            }
+        }
+    }
+}
+
 /// Keys only some check kinds take; the others (`severity`, `max_failing`,
 /// `quarantine`) apply to every check. `column` and `columns` are checked by kind.
 const CHECK_KEYS: &[(&str, &[CheckKind])] = {
@@ -451,29 +481,9 @@ impl Validator<'_> {
             },
         };
         let severity = c.severity.unwrap_or(Severity::Error);
-        let max_failing = match c.max_failing {
+        let max_failing = match &c.max_failing {
             None => Threshold::Count(0),
-            Some(toml::Value::Integer(n)) if n >= 0 => Threshold::Count(n as u64),
-            Some(toml::Value::String(s)) => match s
-                .strip_suffix('%')
-                .and_then(|p| p.trim().parse::<f64>().ok())
-            {
-                Some(p) if (0.0..=100.0).contains(&p) => Threshold::Fraction(p / 100.0),
-                _ => {
-                    self.problem(
-                        format!("{key}.max_failing"),
-                        format!("{s:?}: use a count like 10 or a percentage like \"5%\""),
-                    );
-                    Threshold::Count(0)
-                }
-            },
-            Some(other) => {
-                self.problem(
-                    format!("{key}.max_failing"),
-                    format!("{other}: use a count like 10 or a percentage like \"5%\""),
-                );
-                Threshold::Count(0)
-            }
+            Some(v) => self.threshold(&format!("{key}.max_failing"), v),
         };
         if kind.is_dataset_level() && c.quarantine == Some(true) {
             self.problem(

@@ -120,6 +120,15 @@ pub struct RawSource {
     pub delimiter: Option<String>,
     /// Source column -> canonical entity column. Unmapped source columns are not carried.
     pub columns: IndexMap<String, String>,
+    /// Source columns deliberately left unmapped: not carried, and not reported as
+    /// schema drift (any other unmapped column is, with a warning, on every run).
+    #[serde(default)]
+    pub ignore: Vec<String>,
+    /// The quarantine gate for this source: how many of its rows may be quarantined
+    /// in one clean run, as a count (`100`) or a percentage (`"5%"`), before the gate
+    /// closes (exit 3). Without it, the gate closes only when every row of a source
+    /// that gave rows is quarantined (a misnamed key column does that).
+    pub max_quarantined: Option<toml::Value>,
     /// Default phone region for this source (ISO 3166 alpha-2); `US` when absent.
     pub region: Option<String>,
     /// How the source takes a data interval (`--interval-start/--interval-end`):

@@ -24,6 +24,8 @@ pub struct SourceConfig {
     pub read: ReadOptions,
     /// What brings its files.
     pub connector: Connector,
+    /// Rows of this source one clean run may quarantine; `None`: all but every one.
+    pub max_quarantined: Option<super::Threshold>,
 }
 
 /// How a source's landed files read.
@@ -34,6 +36,8 @@ pub struct ReadOptions {
     pub delimiter: u8,
     /// Whether a CSV file's first row names its columns; else they are "1", "2", ...
     pub header: bool,
+    /// Source columns deliberately left unmapped (no drift warning for them).
+    pub ignore: Vec<String>,
     /// (source column, canonical column), in file order.
     pub columns: Vec<(String, String)>,
     /// Default phone region (ISO 3166 alpha-2).
@@ -128,11 +132,16 @@ impl Validator<'_> {
         };
         let read = self.read_options(key, &raw);
         self.map_columns(key, &raw, entities);
+        let max_quarantined = raw
+            .max_quarantined
+            .as_ref()
+            .map(|v| self.threshold(&format!("{key}.max_quarantined"), v));
         SourceConfig {
             name: raw.name,
             entity: raw.entity,
             read,
             connector,
+            max_quarantined,
         }
     }
 
@@ -207,10 +216,17 @@ impl Validator<'_> {
                 ),
             );
         }
+        for c in raw.ignore.iter().filter(|c| raw.columns.contains_key(*c)) {
+            self.problem(
+                format!("{key}.ignore"),
+                format!("{c:?} is mapped in columns; a column is either mapped or ignored"),
+            );
+        }
         ReadOptions {
             format: raw.format,
             delimiter,
             header,
+            ignore: raw.ignore.clone(),
             columns: raw
                 .columns
                 .iter()

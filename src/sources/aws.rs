@@ -588,6 +588,7 @@ mod tests {
             format: None,
             delimiter: b',',
             header: true,
+            ignore: Vec::new(),
             columns: columns
                 .iter()
                 .map(|c| (c.to_string(), c.to_string()))

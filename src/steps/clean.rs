@@ -219,13 +219,28 @@ pub fn run(ctx: &Context) -> Result<(Outcome, Option<QualityReport>), StepError>
                 .map(move |c| format!("{}: {}", r.entity, c.check))
         })
         .collect();
-    // The source gate: a source whose every row was quarantined closes the gate.
+    // The source gate: by default a source that gave rows and had every one
+    // quarantined closes it; `max_quarantined` on a source sets its own limit.
     for r in &reports {
-        for (source, rows) in r.sources_all_quarantined() {
-            failed.push(format!(
-                "{}: source {source:?} had all {rows} of its rows quarantined (see the quarantine's reasons; a misnamed key column does this)",
-                r.entity
-            ));
+        for (source, rows) in &r.rows_by_source {
+            let quarantined = r.quarantined_from(source);
+            let limit = ctx
+                .pipeline
+                .sources
+                .iter()
+                .find(|s| &s.name == source)
+                .and_then(|s| s.max_quarantined);
+            let closed = match limit {
+                Some(limit) => !limit.allows(quarantined, *rows),
+                None => *rows > 0 && quarantined >= *rows,
+            };
+            if closed {
+                let allowed = limit.map_or("all but every one".to_string(), |l| l.to_string());
+                failed.push(format!(
+                    "{}: source {source:?} had {quarantined} of its {rows} rows quarantined (max_quarantined: {allowed}; see the quarantine's reasons, a misnamed key column quarantines every row)",
+                    r.entity
+                ));
+            }
         }
     }
     let report = QualityReport {
