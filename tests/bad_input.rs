@@ -5,33 +5,7 @@ mod common;
 
 use common::{redact, TestContext};
 
-/// A small pipeline over files the test writes.
-const SMALL: &str = r#"
-[pipeline]
-name = "small"
-
-[lake]
-url = "file://lake"
-
-[warehouse]
-url = "duckdb://wh.duckdb"
-
-[[sources]]
-name = "crm"
-kind = "files"
-path = "in/*.csv"
-entity = "person"
-columns = { Id = "record_id", Email = "email", Birthdate = "birth_date" }
-
-[entities.person]
-key = "record_id"
-columns = { email = "email", birth_date = { kind = "date", formats = ["%Y-%m-%d"] } }
-checks = [{ check = "not_null", column = "record_id", max_failing = 1 }]
-
-[identity]
-entity = "person"
-rules = [{ name = "email", match = ["email"] }]
-"#;
+use common::SMALL_PIPELINE as SMALL;
 
 #[test]
 fn a_broken_pipeline_file_exits_2_naming_the_key_and_line() {

@@ -10,33 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::{Run, TestContext};
 
-/// A small pipeline over files the test writes, with its warehouse in `wh.duckdb`.
-const SMALL: &str = r#"
-[pipeline]
-name = "small"
-
-[lake]
-url = "file://lake"
-
-[warehouse]
-url = "duckdb://wh.duckdb"
-
-[[sources]]
-name = "crm"
-kind = "files"
-path = "in/*.csv"
-entity = "person"
-columns = { Id = "record_id", Email = "email", Birthdate = "birth_date" }
-
-[entities.person]
-key = "record_id"
-columns = { email = "email", birth_date = { kind = "date", formats = ["%Y-%m-%d"] } }
-checks = [{ check = "not_null", column = "record_id", max_failing = 1 }]
-
-[identity]
-entity = "person"
-rules = [{ name = "email", match = ["email"] }]
-"#;
+use common::SMALL_PIPELINE as SMALL;
 
 /// A context with SMALL and one input file, not yet run.
 fn small(ctx: &TestContext) -> String {
@@ -474,4 +448,14 @@ fn a_password_in_a_warehouse_url_is_never_printed_and_exits_2() {
         assert_eq!(out.code, 2, "{url}: {}", out.stderr);
         assert_no_secret(&out);
     }
+}
+
+#[test]
+fn a_wait_too_long_for_the_clock_is_no_panic() {
+    // Regression: `--wait 18446744073709551615` panicked (exit 101) adding it to now.
+    let ctx = TestContext::new();
+    let p = small(&ctx);
+    let out = ctx.cdp(&["run", &p, "--wait", "18446744073709551615"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
 }

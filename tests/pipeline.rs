@@ -379,6 +379,44 @@ checks = [{{ check = "not_null", column = "id", max_failing = 5 }}]
 }
 
 #[test]
+fn validate_names_the_columns_customer_360_leaves_out() {
+    let ctx = TestContext::new();
+    ctx.write("in/people.csv", "Id,Name,Email\n1,Ann,a@x.com\n");
+    let p = ctx.write(
+        "p.toml",
+        r#"
+[pipeline]
+name = "attrs"
+[lake]
+url = "file://lake"
+[warehouse]
+url = "duckdb://wh.duckdb"
+[[sources]]
+name = "people"
+kind = "files"
+path = "in/people.csv"
+entity = "person"
+columns = { Id = "id", Name = "name", Email = "email" }
+[entities.person]
+key = "id"
+[identity]
+entity = "person"
+rules = [{ name = "email", match = ["email"] }]
+attributes = ["name"]
+"#,
+    );
+    // Regression: a mapped column missing from identity.attributes silently never
+    // reached customer_360.
+    let out = ctx.cdp(&["validate", &p.to_string_lossy()]).ok();
+    assert!(
+        out.stdout
+            .contains("customer_360 leaves out email (not in identity.attributes)"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
 fn status_reports_each_step_and_json_is_machine_readable() {
     let ctx = TestContext::new();
     let lake = ctx.lake_url();

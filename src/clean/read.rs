@@ -441,19 +441,7 @@ impl<'a> RawReader<'a> {
         };
         // JSON lines: which keys the file holds is known once all of it is read.
         let Some(present) = present else {
-            self.origins.push([
-                src.name.to_string(),
-                file.origin.clone(),
-                manifest.run_id.clone(),
-            ]);
-            self.open = Some(Open {
-                source: src.name.to_string(),
-                origin: file.origin.clone(),
-                origin_id: (self.origins.len() - 1) as u32,
-                cursor,
-                supersede: src.manifests.len() > 1,
-                drift: Some(base),
-            });
+            self.start_file(src, &file.origin, &manifest.run_id, cursor, Some(base));
             return Ok(true);
         };
         let mut drift = SchemaDrift {
@@ -481,20 +469,33 @@ impl<'a> RawReader<'a> {
             cursor
         };
         self.record_drift(drift);
+        self.start_file(src, &file.origin, &manifest.run_id, cursor, None);
+        Ok(true)
+    }
+
+    /// Makes `cursor` the file being read; `drift` is its report still to complete
+    /// (JSON lines, whose keys are known only once every line is read).
+    fn start_file(
+        &mut self,
+        src: &SourceInput,
+        origin: &str,
+        landed_run: &str,
+        cursor: Cursor,
+        drift: Option<SchemaDrift>,
+    ) {
         self.origins.push([
             src.name.to_string(),
-            file.origin.clone(),
-            manifest.run_id.clone(),
+            origin.to_string(),
+            landed_run.to_string(),
         ]);
         self.open = Some(Open {
             source: src.name.to_string(),
-            origin: file.origin.clone(),
+            origin: origin.to_string(),
             origin_id: (self.origins.len() - 1) as u32,
             cursor,
             supersede: src.manifests.len() > 1,
-            drift: None,
+            drift,
         });
-        Ok(true)
     }
 
     /// Keeps a file's drift report (and warns) when it differs from the mapping in a

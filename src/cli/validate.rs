@@ -42,6 +42,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(i) = &p.identity {
         let rules: Vec<&str> = i.rules.iter().map(|r| r.name.as_str()).collect();
         outln!("  identity   {} by {}", i.entity, rules.join(", "))?;
+        // A column reaches customer_360 only as an attribute: say which do not.
+        if let Some(e) = p.entity(&i.entity) {
+            let left_out: Vec<&str> = e
+                .columns
+                .iter()
+                .filter(|c| c.name != e.key && !i.attributes.contains(&c.name))
+                .map(|c| c.name.as_str())
+                .collect();
+            if !left_out.is_empty() {
+                outln!(
+                    "  customer_360 leaves out {} (not in identity.attributes)",
+                    left_out.join(", ")
+                )?;
+            }
+        }
     }
     outln!("  load       {}", p.load_tables.join(", "))?;
     Ok(())

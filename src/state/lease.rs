@@ -244,17 +244,19 @@ impl Lease {
         ttl: Duration,
         wait: Duration,
     ) -> Result<Self, LeaseError> {
-        let deadline = std::time::Instant::now() + wait;
+        // A wait too long for the clock (`--wait 18446744073709551615`) waits forever.
+        let deadline = std::time::Instant::now().checked_add(wait);
         let mut pause = Duration::from_millis(250);
         loop {
             match Self::acquire(lake, run_id, command, ttl) {
                 Err(LeaseError::Held(holder)) => {
                     let now = std::time::Instant::now();
-                    if now >= deadline {
+                    let left = deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(now));
+                    if left.is_zero() {
                         return Err(LeaseError::Held(holder));
                     }
                     tracing::info!(run_id = %holder.run_id, pid = holder.pid, "lease held; waiting");
-                    std::thread::sleep(pause.min(deadline - now));
+                    std::thread::sleep(pause.min(left));
                     pause = (pause * 2).min(Duration::from_secs(5));
                 }
                 other => return other,

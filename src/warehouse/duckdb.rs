@@ -174,6 +174,30 @@ impl Warehouse for DuckDb {
                 |r| r.get(0),
             )
             .map_err(load_err)?;
+        // As on Snowflake: a snapshot that holds one key twice is refused whole (the
+        // transaction is dropped, the table keeps its last load).
+        if !object.keys.is_empty() {
+            let keys: Vec<String> = object.keys.iter().map(|k| quote_ident(k)).collect();
+            let keys = keys.join(", ");
+            let duplicates: i64 = tx
+                .query_row(
+                    &format!(
+                        "SELECT count(*) FROM (SELECT {keys} FROM {} GROUP BY {keys} HAVING count(*) > 1)",
+                        quote_ident(table)
+                    ),
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(load_err)?;
+            if duplicates > 0 {
+                return Err(WarehouseError::DuplicateKeys {
+                    table: table.into(),
+                    object: object.key.clone(),
+                    keys: object.keys.join(", "),
+                    count: duplicates as u64,
+                });
+            }
+        }
         tx.execute(
             &format!("INSERT INTO {LEDGER_TABLE} (table_name, object_key, sha256, rows, run_id) VALUES (?, ?, ?, ?, ?)"),
             params![table, object.key, object.sha256, loaded, object.run_id],

@@ -9,6 +9,35 @@ pub mod peers;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// A small pipeline over CSV files a test writes under `in/`, with its lake in `lake`
+/// and its warehouse in `wh.duckdb`.
+pub const SMALL_PIPELINE: &str = r#"
+[pipeline]
+name = "small"
+
+[lake]
+url = "file://lake"
+
+[warehouse]
+url = "duckdb://wh.duckdb"
+
+[[sources]]
+name = "crm"
+kind = "files"
+path = "in/*.csv"
+entity = "person"
+columns = { Id = "record_id", Email = "email", Birthdate = "birth_date" }
+
+[entities.person]
+key = "record_id"
+columns = { email = "email", birth_date = { kind = "date", formats = ["%Y-%m-%d"] } }
+checks = [{ check = "not_null", column = "record_id", max_failing = 1 }]
+
+[identity]
+entity = "person"
+rules = [{ name = "email", match = ["email"] }]
+"#;
+
 pub struct TestContext {
     pub dir: tempfile::TempDir,
 }
