@@ -417,6 +417,76 @@ attributes = ["name"]
 }
 
 #[test]
+fn validate_checks_files_headers_and_secrets_without_writing() {
+    let ctx = TestContext::new();
+    ctx.write("in/people.csv", "Idd,Name\n1,Ann\n");
+    let pipeline = |warehouse: &str, path: &str| {
+        ctx.write(
+            "p.toml",
+            &format!(
+                r#"
+[pipeline]
+name = "pre"
+[lake]
+url = "file://lake"
+[warehouse]
+url = "{warehouse}"
+[[sources]]
+name = "people"
+kind = "files"
+path = "{path}"
+entity = "person"
+columns = {{ Id = "id", Name = "name" }}
+[entities.person]
+key = "id"
+"#
+            ),
+        )
+    };
+    // A mapped column the file's header lacks: exit 2, naming the file and column.
+    let p = pipeline("duckdb://wh.duckdb", "in/people.csv");
+    let out = ctx.cdp(&["validate", &p.to_string_lossy()]);
+    assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("in/people.csv has no column \"Id\" (its header: Idd, Name)"),
+        "{}",
+        out.stdout
+    );
+    // A path with no file yet is only a warning.
+    let p = pipeline("duckdb://wh.duckdb", "in/later/*.csv");
+    let out = ctx.cdp(&["validate", &p.to_string_lossy()]).ok();
+    assert!(
+        out.stdout.contains("warning: no file matches"),
+        "{}",
+        out.stdout
+    );
+    // A Snowflake target without a user or credentials in the environment.
+    let p = pipeline("snowflake://acct/DB/SCH", "in/later/*.csv");
+    let out = ctx
+        .command(&["validate", &p.to_string_lossy()])
+        .env_remove("SNOWFLAKE_USER")
+        .env_remove("SNOWFLAKE_PASSWORD")
+        .env_remove("SNOWFLAKE_PRIVATE_KEY")
+        .env_remove("SNOWFLAKE_PRIVATE_KEY_PATH")
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains("no user: set [warehouse] user or SNOWFLAKE_USER"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("no credentials: set SNOWFLAKE_PASSWORD"),
+        "{stdout}"
+    );
+    // Nothing was written.
+    assert!(!ctx.path().join("lake").exists());
+    assert!(!ctx.path().join("wh.duckdb").exists());
+}
+
+#[test]
 fn status_reports_each_step_and_json_is_machine_readable() {
     let ctx = TestContext::new();
     let lake = ctx.lake_url();

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use cdp::config::{Connector, Overrides, WindowMode};
+use cdp::steps::preflight::Severity;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -59,5 +60,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     outln!("  load       {}", p.load_tables.join(", "))?;
+    // What a run would meet: files, their headers, the warehouse's secrets.
+    let findings = cdp::steps::preflight::preflight(&p);
+    for f in &findings {
+        let mark = match f.severity {
+            Severity::Ok => "ok",
+            Severity::Warning => "warning",
+            Severity::Problem => "PROBLEM",
+        };
+        outln!("  check      {}: {mark}: {}", f.key, f.message)?;
+    }
+    let problems = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Problem)
+        .count();
+    if problems > 0 {
+        return Err(super::UsageError(format!(
+            "{}: {problems} problem(s) a run would meet (see the checks above)",
+            args.pipeline.display()
+        ))
+        .into());
+    }
     Ok(())
 }

@@ -6,6 +6,7 @@
 pub mod clean;
 pub mod ingest;
 pub mod load;
+pub mod preflight;
 pub mod resolve;
 pub mod run;
 

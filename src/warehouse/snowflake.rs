@@ -475,6 +475,34 @@ impl Snowflake {
     }
 }
 
+impl SnowflakeConfig {
+    /// What a login would lack, from the file and the environment, without logging
+    /// in: a user, and a password or a readable private key. Names variables only,
+    /// never values.
+    pub fn missing_secrets(&self) -> Vec<String> {
+        let mut missing = Vec::new();
+        if self.user.is_none() && env("SNOWFLAKE_USER").is_none() {
+            missing.push("no user: set [warehouse] user or SNOWFLAKE_USER".to_string());
+        }
+        let key_path = self
+            .private_key_path
+            .clone()
+            .or_else(|| env("SNOWFLAKE_PRIVATE_KEY_PATH").map(PathBuf::from));
+        match key_path {
+            Some(path) if std::fs::File::open(&path).is_err() => missing.push(format!(
+                "the private key file {} cannot be read",
+                path.display()
+            )),
+            Some(_) => {}
+            None if env("SNOWFLAKE_PRIVATE_KEY").is_some() || env("SNOWFLAKE_PASSWORD").is_some() => {}
+            None => missing.push(
+                "no credentials: set SNOWFLAKE_PASSWORD, or SNOWFLAKE_PRIVATE_KEY_PATH (or [warehouse] private_key_path) for key-pair auth".to_string(),
+            ),
+        }
+        missing
+    }
+}
+
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
