@@ -69,7 +69,6 @@ fn s3_lake_keeps_the_lake_contract() {
 /// atomically as S3 does; the lease reads its generation back to cover that.)
 #[test]
 fn s3_lease_takeover_over_a_dead_holder_has_exactly_one_winner() {
-    use cdp::state::lease::{Lease, LeaseError};
     let Some(endpoint) = peers::s3_endpoint("s3_lease_race") else {
         return;
     };
@@ -102,37 +101,8 @@ fn s3_lease_takeover_over_a_dead_holder_has_exactly_one_winner() {
                 dead.to_string().as_bytes()
             )
             .expect("stale lease"));
-        let start = std::sync::Barrier::new(racers);
-        let tried = std::sync::Barrier::new(racers);
-        let held = std::thread::scope(|s| {
-            let handles: Vec<_> = lakes
-                .iter()
-                .enumerate()
-                .map(|(i, lake)| {
-                    let (start, tried) = (&start, &tried);
-                    s.spawn(move || {
-                        start.wait();
-                        let got = Lease::acquire(
-                            lake,
-                            &format!("t{trial}-{i}"),
-                            "ingest",
-                            Duration::from_secs(60),
-                        );
-                        tried.wait();
-                        match got {
-                            Ok(_) => true,
-                            Err(LeaseError::Held(_)) => false,
-                            Err(e) => panic!("racer {i}: {e}"),
-                        }
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("join"))
-                .filter(|h| *h)
-                .count()
-        });
+        let lakes: Vec<&Lake> = lakes.iter().collect();
+        let held = cdp::state::lease::race(&lakes, trial);
         if held != 1 {
             bad.push((trial, held));
         }

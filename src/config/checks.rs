@@ -158,6 +158,35 @@ impl Kind for CheckKind {
 }
 
 impl Validator<'_> {
+    /// A check's `min` and `max`, each already read (or refused with a message): at
+    /// least one must be there; a problem under its key otherwise.
+    fn min_max<T>(
+        &mut self,
+        key: &str,
+        kind: CheckKind,
+        min: Result<Option<T>, String>,
+        max: Result<Option<T>, String>,
+    ) -> Option<(Option<T>, Option<T>)> {
+        match (min, max) {
+            (Ok(None), Ok(None)) => {
+                self.problem(
+                    format!("{key}.min"),
+                    format!("missing; a {} check needs min or max", kind.as_str()),
+                );
+                None
+            }
+            (Ok(min), Ok(max)) => Some((min, max)),
+            (Err(m), _) => {
+                self.problem(format!("{key}.min"), m);
+                None
+            }
+            (_, Err(m)) => {
+                self.problem(format!("{key}.max"), m);
+                None
+            }
+        }
+    }
+
     /// A tolerance: a count (`10`) or a percentage (`"5%"`); a bad one is a problem
     /// under `key` (and tolerates nothing).
     pub(super) fn threshold(&mut self, key: &str, value: &toml::Value) -> Threshold {
@@ -374,20 +403,8 @@ impl Validator<'_> {
                     Some(toml::Value::Datetime(d)) => Ok(Some(Bound::Text(d.to_string()))),
                     Some(other) => Err(format!("{other}: use a number or a date")),
                 };
-                let (min, max) = match (bound(c.min), bound(c.max)) {
-                    (Ok(None), Ok(None)) => {
-                        missing(self, "min", "min or max");
-                        return None;
-                    }
-                    (Ok(min), Ok(max)) => (min, max),
-                    (Err(m), _) => {
-                        self.problem(format!("{key}.min"), m);
-                        return None;
-                    }
-                    (_, Err(m)) => {
-                        self.problem(format!("{key}.max"), m);
-                        return None;
-                    }
+                let Some((min, max)) = self.min_max(key, kind, bound(c.min), bound(c.max)) else {
+                    return None;
                 };
                 match (&min, &max) {
                     (Some(Bound::Number(lo)), Some(Bound::Number(hi))) if lo > hi => {
@@ -416,20 +433,8 @@ impl Validator<'_> {
                     Some(toml::Value::Integer(i)) if i >= 0 => Ok(Some(i as u64)),
                     Some(other) => Err(format!("{other}: use a whole number")),
                 };
-                let (min, max) = match (count(c.min), count(c.max)) {
-                    (Ok(None), Ok(None)) => {
-                        missing(self, "min", "min or max");
-                        return None;
-                    }
-                    (Ok(min), Ok(max)) => (min, max),
-                    (Err(m), _) => {
-                        self.problem(format!("{key}.min"), m);
-                        return None;
-                    }
-                    (_, Err(m)) => {
-                        self.problem(format!("{key}.max"), m);
-                        return None;
-                    }
+                let Some((min, max)) = self.min_max(key, kind, count(c.min), count(c.max)) else {
+                    return None;
                 };
                 if let (Some(lo), Some(hi)) = (min, max) {
                     if lo > hi {

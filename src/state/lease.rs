@@ -332,12 +332,52 @@ impl Drop for Lease {
     }
 }
 
+/// For tests of the takeover race: every lake handle in `lakes` (one per racer, the
+/// same lake or one client each) tries to take the lease at once, on its own thread,
+/// and holds what it got until all have tried. Returns how many hold it (one, when
+/// takeover is atomic).
+#[doc(hidden)]
+pub fn race(lakes: &[&Lake], trial: usize) -> usize {
+    use std::sync::Barrier;
+    let start = Barrier::new(lakes.len());
+    let tried = Barrier::new(lakes.len());
+    std::thread::scope(|s| {
+        let handles: Vec<_> = lakes
+            .iter()
+            .enumerate()
+            .map(|(i, lake)| {
+                let (start, tried) = (&start, &tried);
+                s.spawn(move || {
+                    start.wait();
+                    let got = Lease::acquire(
+                        lake,
+                        &format!("t{trial}-{i}"),
+                        "ingest",
+                        Duration::from_secs(60),
+                    );
+                    // Hold it until every racer has tried.
+                    tried.wait();
+                    match got {
+                        Ok(_) => true,
+                        Err(LeaseError::Held(_)) => false,
+                        Err(e) => panic!("racer {i}: {e}"),
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a racer panicked"))
+            .filter(|held| *held)
+            .count()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::lake::LakeUrl;
     use std::path::Path;
-    use std::sync::Barrier;
 
     /// A pid above any kernel's pid_max: no process has it.
     const DEAD_PID: u32 = u32::MAX - 1;
@@ -472,36 +512,8 @@ mod tests {
             .map(|trial| {
                 let (_d, lake) = lake();
                 dead_holder(&lake, 1);
-                let start = Barrier::new(racers);
-                let tried = Barrier::new(racers);
-                std::thread::scope(|s| {
-                    let handles: Vec<_> = (0..racers)
-                        .map(|i| {
-                            let (lake, start, tried) = (&lake, &start, &tried);
-                            s.spawn(move || {
-                                start.wait();
-                                let got = Lease::acquire(
-                                    lake,
-                                    &format!("t{trial}-{i}"),
-                                    "ingest",
-                                    Duration::from_secs(60),
-                                );
-                                // Hold it until every racer has tried.
-                                tried.wait();
-                                match got {
-                                    Ok(_) => true,
-                                    Err(LeaseError::Held(_)) => false,
-                                    Err(e) => panic!("racer {i}: {e}"),
-                                }
-                            })
-                        })
-                        .collect();
-                    handles
-                        .into_iter()
-                        .map(|h| h.join().expect("join"))
-                        .filter(|held| *held)
-                        .count()
-                })
+                let lakes = vec![&lake; racers];
+                race(&lakes, trial)
             })
             .collect()
     }
