@@ -325,8 +325,10 @@ mod tests {
         }
         assert_eq!(s.estimate(), 2302);
         // Past the exact limit the estimate is bounded by the values inserted.
-        let mut s = DistinctSketch::default();
-        s.exact = None;
+        let mut s = DistinctSketch {
+            exact: None,
+            ..Default::default()
+        };
         for i in 0..3000u64 {
             s.insert(crate::clean::read::key_hash(&[&i.to_string()]));
         }

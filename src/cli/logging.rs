@@ -166,6 +166,9 @@ impl Visit for Fields {
     }
 }
 
+/// A failed command's error (`{err:#}`), its hint, and the checks that failed.
+pub type Failure<'a> = (String, Option<&'a str>, Option<&'a [String]>);
+
 /// How a command ended, for the end-of-command report.
 pub struct End<'a> {
     pub command: &'a str,
@@ -173,7 +176,7 @@ pub struct End<'a> {
     pub exit_code: u8,
     pub elapsed: Duration,
     /// The error, `{err:#}`, with its hint and failed checks; `None` on success.
-    pub error: Option<(String, Option<&'a str>, Option<&'a [String]>)>,
+    pub error: Option<Failure<'a>>,
 }
 
 /// The outcome name of an exit code.

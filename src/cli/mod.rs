@@ -300,11 +300,12 @@ fn step_exit_code(err: &StepError) -> Option<u8> {
         StepError::Config(_) | StepError::Truth(_) => Some(2),
         StepError::Lease(LeaseError::Held(_)) => Some(4),
         StepError::Source(e) if e.is_usage() => Some(2),
-        StepError::Warehouse(WarehouseError::Setup { .. })
-        | StepError::PartialLoad {
-            source: WarehouseError::Setup { .. },
-            ..
-        } => Some(2),
+        StepError::Warehouse(WarehouseError::Setup { .. }) => Some(2),
+        StepError::PartialLoad { source, .. }
+            if matches!(**source, WarehouseError::Setup { .. }) =>
+        {
+            Some(2)
+        }
         // An --explain subject that is not there: the argument is wrong.
         StepError::Explain(ExplainError::NotFound(_) | ExplainError::Ambiguous { .. }) => Some(2),
         _ => None,

@@ -403,9 +403,7 @@ impl Validator<'_> {
                     Some(toml::Value::Datetime(d)) => Ok(Some(Bound::Text(d.to_string()))),
                     Some(other) => Err(format!("{other}: use a number or a date")),
                 };
-                let Some((min, max)) = self.min_max(key, kind, bound(c.min), bound(c.max)) else {
-                    return None;
-                };
+                let (min, max) = self.min_max(key, kind, bound(c.min), bound(c.max))?;
                 match (&min, &max) {
                     (Some(Bound::Number(lo)), Some(Bound::Number(hi))) if lo > hi => {
                         self.problem(format!("{key}.min"), format!("min {lo} is above max {hi}"));
@@ -433,9 +431,7 @@ impl Validator<'_> {
                     Some(toml::Value::Integer(i)) if i >= 0 => Ok(Some(i as u64)),
                     Some(other) => Err(format!("{other}: use a whole number")),
                 };
-                let Some((min, max)) = self.min_max(key, kind, count(c.min), count(c.max)) else {
-                    return None;
-                };
+                let (min, max) = self.min_max(key, kind, count(c.min), count(c.max))?;
                 if let (Some(lo), Some(hi)) = (min, max) {
                     if lo > hi {
                         self.problem(format!("{key}.min"), format!("min {lo} is above max {hi}"));

@@ -95,7 +95,7 @@ pub fn run(ctx: &Context) -> Result<(Outcome, Vec<TableLoad>), StepError> {
                 table: table.clone(),
                 loaded: done.iter().map(|t| t.to_string()).collect(),
                 not_loaded: pending.iter().map(|t| t.to_string()).collect(),
-                source,
+                source: Box::new(source),
             }
         })?;
         let (rows, loaded) = match outcome {

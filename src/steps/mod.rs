@@ -42,7 +42,7 @@ pub enum StepError {
         loaded: Vec<String>,
         not_loaded: Vec<String>,
         #[source]
-        source: WarehouseError,
+        source: Box<WarehouseError>,
     },
     /// A backfill's interval failed; the error names it.
     #[error("interval {interval} (run {run_id}): {source}")]
@@ -132,7 +132,8 @@ impl StepError {
     /// The warehouse error behind this one, if any.
     pub fn warehouse(&self) -> Option<&WarehouseError> {
         match self.innermost() {
-            Self::Warehouse(e) | Self::PartialLoad { source: e, .. } => Some(e),
+            Self::Warehouse(e) => Some(e),
+            Self::PartialLoad { source, .. } => Some(source),
             _ => None,
         }
     }

@@ -560,7 +560,7 @@ mod tests {
     #[test]
     fn errors_carry_duckdb_message_and_no_unknown_error_code() {
         let mut db = in_memory();
-        let err = db.query("selec 1").err().expect("a parser error");
+        let err = db.query("selec 1").expect_err("a parser error");
         let mut chain = vec![err.to_string()];
         let mut source = std::error::Error::source(&err);
         while let Some(s) = source {

@@ -291,10 +291,9 @@ impl<R: BufRead> Splitter<R> {
             let mut size = first.len();
             let mut why = "before the end of the file";
             let mut complete = false;
-            loop {
-                let Some((n, line)) = self.take()? else { break };
+            while let Some((n, line)) = self.take()? {
                 match line {
-                    Line::Text(t) if size + t.len() + 1 <= MAX_RECORD_BYTES => {
+                    Line::Text(t) if size + t.len() < MAX_RECORD_BYTES => {
                         size += t.len() + 1;
                         complete = self.parser.feed(&t, self.delimiter, false);
                         taken.push((n, Line::Text(t)));
