@@ -321,3 +321,57 @@ fn shell_words_group_quoted_text() {
     );
     assert_eq!(words("cdp  status  x.toml"), ["cdp", "status", "x.toml"]);
 }
+
+/// Every key the pipeline file takes (each field of the raw config structs in
+/// `src/config/raw.rs`, under its serde name) appears in the README's reference, so a
+/// new key cannot land undocumented.
+#[test]
+fn every_pipeline_key_is_in_the_readme() {
+    let raw = std::fs::read_to_string(repo().join("src/config/raw.rs")).expect("raw.rs");
+    let readme = readme();
+    let field = regex::Regex::new(r"^\s*pub (\w+):").expect("regex");
+    let rename = regex::Regex::new(r#"#\[serde\(rename = "(\w+)"\)\]"#).expect("regex");
+    let mut in_struct = false;
+    let mut renamed: Option<String> = None;
+    let mut missing = Vec::new();
+    let mut keys = 0;
+    for line in raw.lines() {
+        if line.starts_with("pub struct Raw") {
+            in_struct = true;
+            continue;
+        }
+        if line.starts_with('}') {
+            in_struct = false;
+        }
+        if !in_struct {
+            continue;
+        }
+        if let Some(c) = rename.captures(line) {
+            renamed = Some(c[1].to_string());
+            continue;
+        }
+        let Some(c) = field.captures(line) else {
+            continue;
+        };
+        let key = renamed.take().unwrap_or_else(|| c[1].to_string());
+        keys += 1;
+        // As a key (`key =`), a table (`[key]`, `[[key]]`, `[key.x]`, `[a.key]`) or in
+        // prose.
+        let written = [
+            format!("{key} ="),
+            format!("[{key}]"),
+            format!("[[{key}]]"),
+            format!("[{key}."),
+            format!(".{key}]"),
+            format!("`{key}`"),
+        ];
+        if !written.iter().any(|w| readme.contains(w.as_str())) {
+            missing.push(key);
+        }
+    }
+    assert!(keys > 100, "read only {keys} keys from raw.rs");
+    assert!(
+        missing.is_empty(),
+        "keys the README does not document: {missing:?}"
+    );
+}
