@@ -55,6 +55,14 @@ fn fail_name(i: usize) -> String {
     format!("_fail_{i}")
 }
 
+/// Adds `n` to `name`'s count in a short list of (name, count), in first-seen order.
+fn add_count(counts: &mut Vec<(String, u64)>, name: &str, n: u64) {
+    match counts.iter_mut().find(|(s, _)| s == name) {
+        Some((_, c)) => *c += n,
+        None => counts.push((name.to_string(), n)),
+    }
+}
+
 /// Why a row is quarantined.
 struct Verdict {
     check: String,
@@ -151,10 +159,7 @@ impl<'a> EntityCleaner<'a> {
     }
 
     fn count_source(&mut self, source: &str, n: u64) {
-        match self.rows_by_source.iter_mut().find(|(s, _)| s == source) {
-            Some((_, c)) => *c += n,
-            None => self.rows_by_source.push((source.to_string(), n)),
-        }
+        add_count(&mut self.rows_by_source, source, n);
     }
 
     /// The lazy plan of one batch: fills, clean values, derived columns, row checks.
@@ -366,14 +371,7 @@ impl<'a> EntityCleaner<'a> {
         self.rows_unparseable += raw.rejects.len() as u64;
         let [source_column, ..] = QUARANTINE_COLUMNS;
         for source in quarantine.column(source_column)?.str()?.iter().flatten() {
-            match self
-                .quarantined_by_source
-                .iter_mut()
-                .find(|(s, _)| s == source)
-            {
-                Some((_, c)) => *c += 1,
-                None => self.quarantined_by_source.push((source.to_string(), 1)),
-            }
+            add_count(&mut self.quarantined_by_source, source, 1);
         }
         for (c, rule) in entity.columns.iter().enumerate() {
             let column = clean.column(&rule.name)?;

@@ -26,12 +26,6 @@ use crate::warehouse::WarehouseError;
 pub enum StepError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
-    #[error("cannot read pipeline file {}", path.display())]
-    ReadPipeline {
-        path: std::path::PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
     #[error(transparent)]
     Lease(#[from] crate::state::lease::LeaseError),
     /// A load failed after other tables of the run had loaded: the warehouse holds a

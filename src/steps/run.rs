@@ -11,7 +11,7 @@ use super::ingest::Landed;
 use super::load::TableLoad;
 use super::{Context, Outcome, StepError};
 use crate::clean::quality::QualityReport;
-use crate::config::{Overrides, Pipeline};
+use crate::config::{ConfigError, Overrides, Pipeline};
 use crate::lake::Lake;
 use crate::progress::Printer;
 use crate::sources;
@@ -39,12 +39,12 @@ pub struct OpenOptions {
 /// Reads and validates a pipeline file, keeping its text (part of every step's input
 /// fingerprint).
 pub fn load_pipeline(path: &Path, overrides: &Overrides) -> Result<(Pipeline, String), StepError> {
-    let pipeline = Pipeline::load(path, overrides)?;
-    let text = std::fs::read_to_string(path).map_err(|source| StepError::ReadPipeline {
+    // Read once: the text validated is the text fingerprinted.
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    Ok((pipeline, text))
+    Ok((Pipeline::from_str(&text, path, overrides)?, text))
 }
 
 /// Loads the pipeline, opens its lake and takes the lease for `command` (ingest, clean,
