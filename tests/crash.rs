@@ -109,3 +109,31 @@ fn a_run_killed_at_random_moments_and_rerun_ends_as_if_never_killed() {
         "most kills should land mid-run ({killed_mid_run} of {trials})"
     );
 }
+
+/// A run killed after it saved the model and its pairs but before it published the
+/// assignment they index leaves the two apart; the next run must not read one by the
+/// other (it once panicked on an index out of bounds) and trains afresh instead.
+#[test]
+fn model_pairs_saved_without_their_assignment_are_not_reused() {
+    let ctx = TestContext::new();
+    let p = tutorial(&ctx);
+    let first = ctx.cdp(&["run", &p]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let expected = final_state(&ctx);
+    let state = ctx.path().join("lake/_state/identity");
+    assert!(state.join("edges.parquet").exists(), "no saved pairs");
+    // The kill: the assignment from before the first run (none) beside the new pairs.
+    std::fs::remove_file(state.join("assignment.parquet")).expect("remove assignment");
+    let again = ctx.cdp(&["resolve", &p, "--force"]);
+    assert_eq!(again.code, 0, "{}\n{}", again.stdout, again.stderr);
+    assert!(
+        again.stdout.contains("(0 strong pairs reused)") && again.stdout.contains("model trained"),
+        "pairs apart from their assignment were reused:\n{}",
+        again.stdout
+    );
+    // Saved together again, they are reused together.
+    let third = ctx.cdp(&["resolve", &p, "--force"]);
+    assert!(third.stdout.contains("model reused"), "{}", third.stdout);
+    assert_eq!(ctx.cdp(&["load", &p]).code, 0);
+    assert_eq!(final_state(&ctx), expected);
+}

@@ -277,6 +277,30 @@ pub fn assignment_from_frame(df: &DataFrame, previous: &mut PreviousRun) -> Pola
     Ok(())
 }
 
+/// A hash of an assignment frame's rows (record key and fingerprint, in row order):
+/// what the saved model and pairs were written beside.
+pub fn assignment_digest(df: &DataFrame) -> PolarsResult<u64> {
+    let s = df.column("source")?.str()?;
+    let r = df.column("record_id")?.str()?;
+    let f = df.column("fingerprint")?.u64()?;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for &b in bytes {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    for ((s, r), f) in s.iter().zip(r.iter()).zip(f.iter()) {
+        eat(s.unwrap_or_default().as_bytes());
+        eat(&[0xfe]);
+        eat(r.unwrap_or_default().as_bytes());
+        eat(&[0xfe]);
+        eat(&f.unwrap_or_default().to_le_bytes());
+    }
+    eat(&(df.height() as u64).to_le_bytes());
+    Ok(h)
+}
+
 /// The strong scored pairs (assignment rows and weight) as a frame, and back.
 pub fn edges_frame(edges: &[(u32, u32, f64)]) -> PolarsResult<DataFrame> {
     DataFrame::new(

@@ -41,8 +41,8 @@ use model::Model;
 use rules::RuleStats;
 use text::{TextColumn, Values};
 
+pub use frames::{assignment_digest, assignment_from_frame, edges_frame, edges_from_frame};
 use frames::{assignment_frame, decision_frame, graph_frame, profiles, record_lists};
-pub use frames::{assignment_from_frame, edges_frame, edges_from_frame};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
@@ -159,6 +159,11 @@ pub fn model_key(m: &crate::config::Matching) -> String {
 pub struct SavedModel {
     pub config: String,
     pub model: Model,
+    /// [`frames::assignment_digest`] of the assignment saved with this model: the saved
+    /// pairs name rows of that assignment, so they are reused only beside it (a run
+    /// killed between writing the two leaves them apart). Absent in older state.
+    #[serde(default)]
+    pub assignment: Option<u64>,
 }
 
 pub struct Resolution {
@@ -549,6 +554,7 @@ pub fn resolve(
     let (decisions, (assigned, changes, graph, (assignment, row_of))) = (decisions?, persons?);
     let profiles = profiles(&assigned, golden?)?;
     lap("decisions, golden records and assignment");
+    let assignment_digest = frames::assignment_digest(&assignment)?;
     let mut saved_edges = Vec::new();
     let mut saved_model = None;
     let matching = scored.map(|(m, s, config_text, trained, reused)| {
@@ -561,6 +567,7 @@ pub fn resolve(
         saved_model = Some(SavedModel {
             config: config_text,
             model: s.matcher.model.clone(),
+            assignment: Some(assignment_digest),
         });
         MatchingReport {
             candidate_pairs: s.pairs.len() as u64 - reused,

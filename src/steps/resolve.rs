@@ -159,20 +159,31 @@ pub fn run(ctx: &Context, retrain: bool) -> Result<(Outcome, Option<ResolveRepor
 fn read_previous(lake: &Lake) -> Result<identity::PreviousRun, StepError> {
     let mut previous = identity::PreviousRun::default();
     let assignment_key = layout::identity_assignment();
+    let mut digest = None;
     if lake.exists(&assignment_key) {
-        identity::assignment_from_frame(&read_parquet(lake, &assignment_key)?, &mut previous)
+        let frame = read_parquet(lake, &assignment_key)?;
+        identity::assignment_from_frame(&frame, &mut previous)
             .map_err(identity::IdentityError::from)?;
+        digest = identity::assignment_digest(&frame).ok();
     }
     let edges_key = layout::identity_edges();
     if lake.exists(&edges_key) {
         let edges = identity::edges_from_frame(&read_parquet(lake, &edges_key)?);
-        let model = lake
+        let model: Option<identity::SavedModel> = lake
             .get_json(&layout::identity_model_state())
             .ok()
             .flatten();
+        // The pairs name rows of the assignment they were saved beside; a run killed
+        // between the two writes leaves them apart, and then the model trains afresh.
+        let rows = previous.assigned.len() as u32;
         if let (Ok(edges), Some(model)) = (edges, model) {
-            previous.edges = edges;
-            previous.model = Some(model);
+            if digest.is_some()
+                && model.assignment == digest
+                && edges.iter().all(|&(a, b, _)| a < rows && b < rows)
+            {
+                previous.edges = edges;
+                previous.model = Some(model);
+            }
         }
     }
     Ok(previous)
