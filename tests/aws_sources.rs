@@ -1058,3 +1058,56 @@ fn dataexchange_windows_take_the_revisions_created_in_them_once() {
     assert!(manifests(&quiet, "consumers").is_empty());
     assert_eq!(cursor(&quiet, "consumers"), None);
 }
+
+#[test]
+fn validate_connect_asks_each_flow_and_data_set_and_names_the_one_that_is_not_there() {
+    let ctx = TestContext::new();
+    let scenario = json!({
+        "flows": {"contacts": flow(json!([]), json!([]))},
+        "data_sets": {"ds-consumers": data_set(json!([revision(1, 1, json!({"c.csv": "customer_id\nc1\n"}))]))}
+    });
+    let Some(stand) = StandIn::start(&scenario, ctx.path()) else {
+        return;
+    };
+    let sources = format!(
+        "{}\n{}",
+        appflow_source(&stand, "crm", &["contacts"], ""),
+        dataexchange_source(&stand, "vendor", &["ds-consumers"], "")
+    );
+    let p = pipeline(&ctx, &sources);
+    let env = stand.env(ctx.path());
+    let env: Vec<(&str, &Path)> = env.iter().map(|(k, v)| (*k, v.as_path())).collect();
+    let run = ctx.cdp_with(&["validate", &p.to_string_lossy(), "--connect"], &env);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("connect    sources[0] (crm): ok: flow \"contacts\" writes")
+            && run
+                .stdout
+                .contains("connect    sources[1] (vendor): ok: data set \"ds-consumers\" answers (has revisions)"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(stand.calls_of("StartFlow"), 0, "validate started a flow");
+
+    let sources = format!(
+        "{}\n{}",
+        appflow_source(&stand, "crm", &["contacts", "leads"], ""),
+        dataexchange_source(&stand, "vendor", &["ds-gone"], "")
+    );
+    let p = pipeline(&ctx, &sources);
+    let run = ctx.cdp_with(&["validate", &p.to_string_lossy(), "--connect"], &env);
+    assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("connect    sources[0] (crm): PROBLEM")
+            && run.stdout.contains("\"leads\""),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("connect    sources[1] (vendor): PROBLEM")
+            && run.stdout.contains("\"ds-gone\""),
+        "{}",
+        run.stdout
+    );
+}

@@ -331,3 +331,70 @@ registered.write_bytes(good.public_key().public_bytes(s.Encoding.PEM, s.PublicFo
     }
     let _ = std::fs::remove_file(registered);
 }
+
+#[test]
+fn validate_connect_tries_the_bucket_and_the_warehouse_writing_nothing_and_hiding_the_secret() {
+    let Some(cloud) = Cloud::new("cloud_connect") else {
+        return;
+    };
+    let ok = cloud.cdp(&["validate", &cloud.p(), "--connect"], PEER_PASSWORD);
+    assert_eq!(ok.code, 0, "{}\n{}", ok.stdout, ok.stderr);
+    assert!(
+        ok.stdout
+            .contains("check      aws credentials: ok: from the environment"),
+        "{}",
+        ok.stdout
+    );
+    assert!(
+        ok.stdout.contains(&format!(
+            "connect    lake: ok: bucket {:?} answers",
+            cloud.bucket
+        )),
+        "{}",
+        ok.stdout
+    );
+    assert!(
+        ok.stdout.contains("connect    warehouse: ok:") && ok.stdout.contains("SELECT 1"),
+        "{}",
+        ok.stdout
+    );
+    // Nothing was written: the bucket holds no lake yet.
+    assert!(
+        peers::list_keys(&cloud.s3, &cloud.bucket, "").is_empty(),
+        "validate --connect wrote to the lake"
+    );
+
+    let secret = "not-the-password-Zq81";
+    let bad = cloud.cdp(&["validate", &cloud.p(), "--connect"], secret);
+    assert_eq!(bad.code, 2, "{}\n{}", bad.stdout, bad.stderr);
+    assert!(
+        bad.stdout.contains("connect    warehouse: PROBLEM")
+            && bad.stdout.contains("Incorrect username or password"),
+        "{}",
+        bad.stdout
+    );
+    assert!(!bad.stdout.contains(secret) && !bad.stderr.contains(secret));
+
+    // A bucket that does not exist is named.
+    let text = std::fs::read_to_string(&cloud.pipeline).expect("read");
+    let missing = cloud.ctx.path().join("missing.toml");
+    std::fs::write(
+        &missing,
+        text.replace(
+            &format!("s3://{}/", cloud.bucket),
+            "s3://cdp-no-such-bucket/",
+        ),
+    )
+    .expect("write");
+    let run = cloud.cdp(
+        &["validate", missing.to_str().expect("utf8"), "--connect"],
+        PEER_PASSWORD,
+    );
+    assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("connect    lake: PROBLEM")
+            && run.stdout.contains("cdp-no-such-bucket"),
+        "{}",
+        run.stdout
+    );
+}

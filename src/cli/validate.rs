@@ -3,12 +3,17 @@
 use std::path::PathBuf;
 
 use cdp::config::{Connector, Overrides, WindowMode};
-use cdp::steps::preflight::Severity;
+use cdp::steps::preflight::{Finding, Severity};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The pipeline file (TOML).
     pub pipeline: PathBuf,
+    /// Also try each service once with a read-only call, writing nothing: the lake
+    /// (S3 bucket), the warehouse (`SELECT 1`) and each AWS source (DescribeFlow,
+    /// ListDataSetRevisions)
+    #[arg(long)]
+    pub connect: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -61,18 +66,28 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     outln!("  load       {}", p.load_tables.join(", "))?;
     // What a run would meet: files, their headers, the warehouse's secrets.
-    let findings = cdp::steps::preflight::preflight(&p);
-    for f in &findings {
+    let mut findings: Vec<(&str, Finding)> = cdp::steps::preflight::preflight(&p)
+        .into_iter()
+        .map(|f| ("check", f))
+        .collect();
+    if args.connect {
+        findings.extend(
+            cdp::steps::preflight::connect(&p)
+                .into_iter()
+                .map(|f| ("connect", f)),
+        );
+    }
+    for (label, f) in &findings {
         let mark = match f.severity {
             Severity::Ok => "ok",
             Severity::Warning => "warning",
             Severity::Problem => "PROBLEM",
         };
-        outln!("  check      {}: {mark}: {}", f.key, f.message)?;
+        outln!("  {label:<10} {}: {mark}: {}", f.key, f.message)?;
     }
     let problems = findings
         .iter()
-        .filter(|f| f.severity == Severity::Problem)
+        .filter(|(_, f)| f.severity == Severity::Problem)
         .count();
     if problems > 0 {
         return Err(super::UsageError(format!(

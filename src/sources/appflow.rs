@@ -300,6 +300,23 @@ impl Source for AppflowSource<'_> {
         .into_error(window))
     }
 
+    /// DescribeFlow on each flow: the flow exists and writes to S3.
+    fn check_connection(&self) -> Result<String, SourceError> {
+        let aws = Aws::connect(self.name, &self.config.aws)?;
+        let client = self.client(&aws);
+        let mut found = Vec::new();
+        for flow in &self.config.flows {
+            let dest = self.destination(&aws, &client, &self.subject(flow), flow)?;
+            found.push(format!(
+                "flow {flow:?} writes {} to s3://{}/{}",
+                aws::format_name(dest.format),
+                dest.bucket,
+                dest.prefix
+            ));
+        }
+        Ok(found.join("; "))
+    }
+
     fn land(
         &self,
         lake: &Lake,

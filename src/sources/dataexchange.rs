@@ -188,6 +188,32 @@ impl Source for DataexchangeSource<'_> {
         Ok(())
     }
 
+    /// One page of each data set's revisions: the data set exists and is readable.
+    fn check_connection(&self) -> Result<String, SourceError> {
+        let aws = Aws::connect(self.name, &self.config.aws)?;
+        let client = self.client(&aws);
+        let mut found = Vec::new();
+        for data_set in &self.config.data_sets {
+            let subject = self.subject(data_set);
+            let page = aws
+                .block_on(
+                    client
+                        .list_data_set_revisions()
+                        .data_set_id(data_set)
+                        .max_results(1)
+                        .send(),
+                )
+                .map_err(|e| subject.call_error("ListDataSetRevisions", e))?;
+            let any = if page.revisions().is_empty() {
+                "no revision yet"
+            } else {
+                "has revisions"
+            };
+            found.push(format!("data set {data_set:?} answers ({any})"));
+        }
+        Ok(found.join("; "))
+    }
+
     fn land(
         &self,
         lake: &Lake,

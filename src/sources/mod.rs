@@ -110,6 +110,11 @@ pub trait Source {
         run_id: &str,
         window: Option<&Interval>,
     ) -> Result<Option<Manifest>, SourceError>;
+    /// Tries the source's service with one read-only call per object it names (`cdp
+    /// validate --connect`) and says what answered; files have nothing to connect to.
+    fn check_connection(&self) -> Result<String, SourceError> {
+        Ok("local files: nothing to connect to".into())
+    }
 }
 
 /// Checks that every source can take `window`, naming all that cannot at once.
