@@ -35,7 +35,7 @@ use crate::lake::Lake;
 use crate::sources::compression::{self, Decoded};
 use crate::vocab::FileFormat;
 use json::Json;
-pub use records::{count_csv_rows, count_jsonl_rows};
+pub use records::{count_csv_rows, count_jsonl_rows, first_record};
 use records::{Item, Line, Lines, Record, Splitter};
 
 /// Lineage columns every cleaned row carries.

@@ -326,7 +326,7 @@ impl Source for AppflowSource<'_> {
         let aws = Aws::connect(self.name, &self.config.aws)?;
         let client = self.client(&aws);
         let cursor = state::read_cursor(lake, self.name)?;
-        let mut landing = Landing::new(lake, self.name, run_id, self.files);
+        let mut landing = Landing::new(lake, self.name, run_id);
         let mut positions = Vec::new();
         for flow in &self.config.flows {
             let subject = self.subject(flow);
@@ -369,7 +369,16 @@ impl Source for AppflowSource<'_> {
                     .into());
                 }
                 for key in &keys {
-                    landing.land(&aws, &subject, &dest.bucket, key, dest.format, &hint)?;
+                    aws::land_object(
+                        &mut landing,
+                        &aws,
+                        &subject,
+                        self.files,
+                        &dest.bucket,
+                        key,
+                        dest.format,
+                        &hint,
+                    )?;
                 }
                 tracing::info!(source = self.name, flow, execution = %execution.id, files = keys.len(), "landed");
                 positions.push((

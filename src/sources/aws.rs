@@ -13,13 +13,14 @@ use std::time::{Duration, Instant};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use polars::prelude::{ParquetReader, SerReader};
 
+pub use super::landing::Landing;
 use crate::config::AwsAccess;
 use crate::config::ReadOptions;
-use crate::lake::manifest::{Manifest, ManifestFile};
-use crate::lake::{layout, Lake, LakeError};
+use crate::lake::manifest::ManifestFile;
+use crate::lake::LakeError;
 use crate::progress::Printer;
 use crate::state::interval::Interval;
-use crate::state::{self, Position, SourceCursor};
+use crate::state::{Position, SourceCursor};
 use crate::vocab::FileFormat;
 
 #[derive(Debug, thiserror::Error)]
@@ -381,131 +382,56 @@ pub fn is_wanted(
     }
 }
 
-/// One run's landing of a source: files copied in as they come, the manifest and the
-/// cursor written by [`Landing::finish`]. Dropped unfinished (a later flow or revision
-/// failed), it deletes the files it copied.
-pub struct Landing<'a> {
-    lake: &'a Lake,
-    source_name: &'a str,
-    run_id: &'a str,
-    files_config: &'a ReadOptions,
-    files: Vec<ManifestFile>,
-}
-
-impl<'a> Landing<'a> {
-    pub fn new(
-        lake: &'a Lake,
-        source_name: &'a str,
-        run_id: &'a str,
-        files_config: &'a ReadOptions,
-    ) -> Self {
-        Self {
-            lake,
-            source_name,
-            run_id,
-            files_config,
-            files: Vec::new(),
+/// Downloads `s3://bucket/key`, checks it reads as `format` with the mapped columns
+/// of `read`, and copies it into the run's raw folder (server-side when `bucket` is
+/// the lake's).
+#[allow(clippy::too_many_arguments)]
+pub fn land_object(
+    landing: &mut Landing,
+    aws: &Aws,
+    subject: &Subject,
+    read: &ReadOptions,
+    bucket: &str,
+    key: &str,
+    format: FileFormat,
+    hint: &str,
+) -> Result<(), RemoteError> {
+    let source_name = landing.source_name();
+    let origin = format!("s3://{bucket}/{key}");
+    let io_err = |source| RemoteError::Io {
+        source_name: source_name.into(),
+        what: format!("temporary file for {origin}"),
+        source,
+    };
+    let mut tmp = tempfile::NamedTempFile::new().map_err(io_err)?;
+    aws.download(subject, bucket, key, tmp.as_file_mut())?;
+    let rows = inspect(tmp.path(), format, read).map_err(|problem| RemoteError::BadFile {
+        source_name: source_name.into(),
+        object: subject.object.clone(),
+        file: origin.clone(),
+        problem,
+        hint: hint.into(),
+    })?;
+    let name = key.rsplit('/').next().unwrap_or(key);
+    let lake_key = landing.next_key(name);
+    let lake = landing.lake();
+    // An object already in the lake's bucket is copied there, not uploaded again.
+    let (bytes, sha256) = match lake.copy_within(bucket, key, &lake_key, tmp.path())? {
+        Some(copied) => {
+            tracing::info!(source = source_name, origin = %origin, key = %lake_key, "copied within the lake's bucket");
+            copied
         }
-    }
-
-    /// Downloads `s3://bucket/key`, checks it reads as `format` with the mapped columns,
-    /// and copies it into the run's raw folder (server-side when `bucket` is the lake's).
-    pub fn land(
-        &mut self,
-        aws: &Aws,
-        subject: &Subject,
-        bucket: &str,
-        key: &str,
-        format: FileFormat,
-        hint: &str,
-    ) -> Result<(), RemoteError> {
-        let origin = format!("s3://{bucket}/{key}");
-        let io_err = |source| RemoteError::Io {
-            source_name: self.source_name.into(),
-            what: format!("temporary file for {origin}"),
-            source,
-        };
-        let mut tmp = tempfile::NamedTempFile::new().map_err(io_err)?;
-        aws.download(subject, bucket, key, tmp.as_file_mut())?;
-        let rows = inspect(tmp.path(), format, self.files_config).map_err(|problem| {
-            RemoteError::BadFile {
-                source_name: self.source_name.into(),
-                object: subject.object.clone(),
-                file: origin.clone(),
-                problem,
-                hint: hint.into(),
-            }
-        })?;
-        let name = key.rsplit('/').next().unwrap_or(key);
-        let lake_key = layout::raw_file(self.source_name, self.run_id, self.files.len(), name);
-        // An object already in the lake's bucket is copied there, not uploaded again.
-        let (bytes, sha256) = match self.lake.copy_within(bucket, key, &lake_key, tmp.path())? {
-            Some(copied) => {
-                tracing::info!(source = self.source_name, origin = %origin, key = %lake_key, "copied within the lake's bucket");
-                copied
-            }
-            None => self.lake.put_file(&lake_key, tmp.path())?,
-        };
-        self.files.push(ManifestFile {
-            key: lake_key,
-            origin,
-            format,
-            rows,
-            bytes,
-            sha256,
-        });
-        Ok(())
-    }
-
-    /// Writes the manifest (when anything landed), then the cursor with `positions`.
-    pub fn finish(
-        mut self,
-        mut cursor: SourceCursor,
-        positions: Vec<(String, Position)>,
-    ) -> Result<Option<Manifest>, RemoteError> {
-        let files = std::mem::take(&mut self.files);
-        let manifest = if files.is_empty() {
-            None
-        } else {
-            let manifest = Manifest {
-                source: self.source_name.into(),
-                run_id: self.run_id.into(),
-                created_at: state::now_rfc3339(),
-                files,
-                skipped: Vec::new(),
-            };
-            let key = layout::raw_manifest(self.source_name, self.run_id);
-            self.lake.put_json(&key, &manifest)?;
-            for f in &manifest.files {
-                cursor.landed.insert(f.origin.clone(), f.sha256.clone());
-            }
-            cursor.manifests.push(key);
-            Some(manifest)
-        };
-        if !positions.is_empty() {
-            for (key, position) in positions {
-                let taken = cursor.taken.entry(key.clone()).or_default();
-                taken.insert(position.id.clone());
-                // An earlier interval run later does not move the newest back.
-                let newest = cursor.positions.entry(key).or_default();
-                if position.at >= newest.at {
-                    *newest = position;
-                }
-            }
-            state::write_cursor(self.lake, self.source_name, &cursor)?;
-        }
-        Ok(manifest)
-    }
-}
-
-impl Drop for Landing<'_> {
-    fn drop(&mut self) {
-        for f in &self.files {
-            if let Err(e) = self.lake.delete(&f.key) {
-                tracing::warn!(key = %f.key, error = %e, "cannot delete an unfinished landing");
-            }
-        }
-    }
+        None => lake.put_file(&lake_key, tmp.path())?,
+    };
+    landing.push(ManifestFile {
+        key: lake_key,
+        origin,
+        format,
+        rows,
+        bytes,
+        sha256,
+    });
+    Ok(())
 }
 
 /// Checks that a landed file reads as `format` and carries at least one mapped
@@ -526,17 +452,20 @@ pub fn inspect(path: &Path, format: FileFormat, config: &ReadOptions) -> Result<
     let decoded = || super::compression::open(path).map_err(|e| e.to_string());
     match format {
         FileFormat::Csv => {
-            let mut reader = super::files::csv_reader(config, decoded()?);
-            let header: Vec<String> = reader
-                .headers()
-                .map_err(|e| format!("not CSV: {e}"))?
-                .iter()
-                .map(str::to_string)
-                .collect();
+            // Read by the cleaner's own bounded reader, so the count is the cleaner's.
+            let header =
+                crate::clean::read::first_record(BufReader::new(decoded()?), config.delimiter)
+                    .map_err(|e| e.to_string())?
+                    .unwrap_or_default();
             if config.header && !header.iter().any(|h| mapped.contains(&h.as_str())) {
                 return Err(none_mapped(header));
             }
-            super::files::count_csv_rows(&mut reader).map_err(|e| e.to_string())
+            crate::clean::read::count_csv_rows(
+                BufReader::new(decoded()?),
+                config.delimiter,
+                config.header,
+            )
+            .map_err(|e| e.to_string())
         }
         FileFormat::Jsonl => {
             let mut rows = 0;
@@ -621,6 +550,18 @@ mod tests {
         assert!(err.starts_with("line 1: not JSON lines"), "{err}");
         let err = inspect(csv.path(), FileFormat::Parquet, &c).unwrap_err();
         assert!(err.starts_with("not a readable Parquet file"), "{err}");
+    }
+
+    #[test]
+    fn a_landed_csv_is_counted_as_the_cleaner_reads_it() {
+        // A quote opened and never closed: the cleaner refuses that one line and reads
+        // on (three rows); a reader that let the quote run to the end saw one row.
+        let c = config(&["Id", "Email"]);
+        let text = "\u{feff}Id,Email\na1,\"x\na2,y\na3,z\n";
+        let f = file(text);
+        assert_eq!(inspect(f.path(), FileFormat::Csv, &c), Ok(3));
+        let cleaner = crate::clean::read::count_csv_rows(text.as_bytes(), b',', true);
+        assert_eq!(cleaner.expect("count"), 3);
     }
 
     fn subject() -> Subject {

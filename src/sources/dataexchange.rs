@@ -223,7 +223,7 @@ impl Source for DataexchangeSource<'_> {
         let aws = Aws::connect(self.name, &self.config.aws)?;
         let client = self.client(&aws);
         let cursor = state::read_cursor(lake, self.name)?;
-        let mut landing = Landing::new(lake, self.name, run_id, self.files);
+        let mut landing = Landing::new(lake, self.name, run_id);
         let mut positions = Vec::new();
         let bucket = &self.config.export_bucket;
         let mut staged = Vec::new();
@@ -276,7 +276,16 @@ impl Source for DataexchangeSource<'_> {
                         "check the asset's format ({} expected) and the source's columns",
                         aws::format_name(format)
                     );
-                    landing.land(&aws, &subject, bucket, key, format, &hint)?;
+                    aws::land_object(
+                        &mut landing,
+                        &aws,
+                        &subject,
+                        self.files,
+                        bucket,
+                        key,
+                        format,
+                        &hint,
+                    )?;
                 }
                 tracing::info!(source = self.name, data_set, revision = %revision.id, files = keys.len(), "landed");
                 positions.push((data_set.clone(), revision));

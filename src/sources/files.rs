@@ -19,10 +19,11 @@ use glob::{MatchOptions, Pattern};
 
 use polars::prelude::{ParquetReader, SerReader};
 
+use super::landing::Landing;
 use super::{compression, Source, SourceError};
 use crate::config::{FilesConnector, ReadOptions, WindowMode};
 use crate::lake::manifest::{Manifest, ManifestFile, Skipped};
-use crate::lake::{layout, sha256_file, Lake};
+use crate::lake::{sha256_file, Lake};
 use crate::state;
 use crate::state::interval::Interval;
 use crate::vocab::FileFormat;
@@ -157,9 +158,10 @@ impl Source for FilesSource<'_> {
         run_id: &str,
         window: Option<&Interval>,
     ) -> Result<Option<Manifest>, SourceError> {
-        let mut cursor = state::read_cursor(lake, self.name)?;
-        let mut files = Vec::new();
+        let cursor = state::read_cursor(lake, self.name)?;
+        let mut landing = Landing::new(lake, self.name, run_id);
         let found = self.matching_files(window)?;
+        landing.skip(found.skipped);
         for path in found.files {
             let origin = path.display().to_string();
             let (_, sha256) = sha256_file(&path).map_err(self.read_err(&path))?;
@@ -177,7 +179,7 @@ impl Source for FilesSource<'_> {
                 }
             };
             let name = path.file_name().unwrap_or_default().to_string_lossy();
-            let key = layout::raw_file(self.name, run_id, files.len(), &name);
+            let key = landing.next_key(&name);
             let (bytes, copied_sha) = lake.put_file(&key, &path)?;
             if copied_sha != sha256 {
                 // The file changed while we copied it; land it next run.
@@ -185,7 +187,7 @@ impl Source for FilesSource<'_> {
                 lake.delete(&key)?;
                 continue;
             }
-            files.push(ManifestFile {
+            landing.push(ManifestFile {
                 key,
                 origin,
                 format,
@@ -194,24 +196,7 @@ impl Source for FilesSource<'_> {
                 sha256,
             });
         }
-        if files.is_empty() {
-            return Ok(None);
-        }
-        let manifest = Manifest {
-            source: self.name.into(),
-            run_id: run_id.into(),
-            created_at: state::now_rfc3339(),
-            files,
-            skipped: found.skipped,
-        };
-        let manifest_key = layout::raw_manifest(self.name, run_id);
-        lake.put_json(&manifest_key, &manifest)?;
-        for f in &manifest.files {
-            cursor.landed.insert(f.origin.clone(), f.sha256.clone());
-        }
-        cursor.manifests.push(manifest_key);
-        state::write_cursor(lake, self.name, &cursor)?;
-        Ok(Some(manifest))
+        Ok(landing.finish(cursor, Vec::new())?)
     }
 }
 
@@ -346,32 +331,6 @@ impl Found {
             path: path.to_string_lossy().into_owned(),
             reason,
         });
-    }
-}
-
-/// A CSV reader over a source file's text, set up as the cleaner reads it.
-pub(super) fn csv_reader<R: std::io::Read>(config: &ReadOptions, input: R) -> csv::Reader<R> {
-    csv::ReaderBuilder::new()
-        .delimiter(config.delimiter)
-        .has_headers(config.header)
-        .flexible(true)
-        .from_reader(input)
-}
-
-/// The data rows left in `reader`. A malformed record is still a row (the cleaner
-/// quarantines it); only an I/O error stops the count.
-pub(super) fn count_csv_rows<R: std::io::Read>(
-    reader: &mut csv::Reader<R>,
-) -> Result<u64, csv::Error> {
-    let mut record = csv::ByteRecord::new();
-    let mut rows = 0;
-    loop {
-        match reader.read_byte_record(&mut record) {
-            Ok(false) => return Ok(rows),
-            Ok(true) => rows += 1,
-            Err(e) if matches!(e.kind(), csv::ErrorKind::Io(_)) => return Err(e),
-            Err(_) => rows += 1,
-        }
     }
 }
 

@@ -12,6 +12,7 @@ pub mod aws;
 pub mod compression;
 pub mod dataexchange;
 pub mod files;
+pub mod landing;
 pub mod template;
 
 use crate::config::{Connector, SourceConfig};

@@ -7,7 +7,7 @@
 //! tries each service once with a read-only call, as `dbt debug` does: the lake, the
 //! warehouse (`SELECT 1`) and each AWS source.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use crate::config::{Connector, Pipeline, SourceConfig};
@@ -362,21 +362,11 @@ fn files_source(key: &str, source: &SourceConfig, glob: &str) -> Finding {
     }
 }
 
-/// The first record of a CSV file (decompressed, BOM removed), read no further than
-/// [`HEADER_BYTES`].
+/// The first record of a CSV file (decompressed, BOM removed), read as the cleaner
+/// reads it and no further than [`HEADER_BYTES`].
 fn csv_header(path: &Path, delimiter: u8) -> std::io::Result<Vec<String>> {
-    let mut line = Vec::new();
-    BufReader::new(compression::open(path)?.take(HEADER_BYTES)).read_until(b'\n', &mut line)?;
-    let line = line.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&line);
-    let mut reader = csv::ReaderBuilder::new()
-        .delimiter(delimiter)
-        .has_headers(false)
-        .from_reader(line);
-    let mut record = csv::StringRecord::new();
-    reader
-        .read_record(&mut record)
-        .map_err(std::io::Error::other)?;
-    Ok(record.iter().map(str::to_string).collect())
+    let input = BufReader::new(compression::open(path)?.take(HEADER_BYTES));
+    Ok(crate::clean::read::first_record(input, delimiter)?.unwrap_or_default())
 }
 
 #[cfg(test)]

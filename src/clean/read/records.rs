@@ -337,6 +337,20 @@ impl<R: BufRead> Splitter<R> {
     }
 }
 
+/// The first record of a CSV text (its header, when it has one) as the cleaner reads
+/// it: byte-order mark removed, quotes undone. `None` for an empty text or a first
+/// line the cleaner would refuse.
+pub fn first_record<R: BufRead>(input: R, delimiter: u8) -> io::Result<Option<Vec<String>>> {
+    match Splitter::new(input, delimiter).next_item()? {
+        Some(Item::Record(_, r)) => Ok(Some(
+            r.iter()
+                .map(|f| String::from_utf8_lossy(f).into_owned())
+                .collect(),
+        )),
+        _ => Ok(None),
+    }
+}
+
 /// Data rows of a CSV text, counted the way the cleaner reads them (a refused line is
 /// a row too), in bounded memory.
 pub fn count_csv_rows<R: BufRead>(input: R, delimiter: u8, header: bool) -> io::Result<u64> {
