@@ -3,7 +3,8 @@
 //! A pipeline file (see [`config`]) drives four steps, each reading only what the
 //! previous one wrote to the lake: [`sources`] land raw files, [`clean`] normalises and
 //! checks them, [`identity`] resolves records into persons and golden records, and
-//! [`warehouse`] loads the results. [`state`] keeps run records, cursors and the lease.
+//! [`warehouse`] loads the results; [`sync`] then sends what changed to the tools that
+//! act on it. [`state`] keeps run records, cursors and the lease.
 
 pub mod clean;
 pub mod config;
@@ -15,5 +16,6 @@ pub mod progress;
 pub mod sources;
 pub mod state;
 pub mod steps;
+pub mod sync;
 pub mod vocab;
 pub mod warehouse;

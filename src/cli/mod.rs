@@ -30,6 +30,7 @@ mod resolve;
 mod run;
 mod sql;
 mod status;
+mod sync;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -132,6 +133,9 @@ pub enum Command {
     /// Run the pipeline for each interval of a date range, oldest first; resumable.
     #[command(after_help = EXIT_CODES)]
     Backfill(backfill::Args),
+    /// Send each sync's changes (added, changed, removed rows) to its destination.
+    #[command(after_help = EXIT_CODES)]
+    Sync(sync::Args),
     /// Show what each step last did.
     Status(status::Args),
     /// Run a SQL query on the pipeline's warehouse.
@@ -151,6 +155,7 @@ impl Command {
             Self::Load(_) => "load",
             Self::Run(_) => "run",
             Self::Backfill(_) => "backfill",
+            Self::Sync(_) => "sync",
             Self::Status(_) => "status",
             Self::Sql(_) => "sql",
             Self::Gen(_) => "gen",
@@ -255,6 +260,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Load(a) => load::run(a, g),
         Command::Run(a) => run::run(a, g),
         Command::Backfill(a) => backfill::run(a, g),
+        Command::Sync(a) => sync::run(a, g),
         Command::Status(a) => status::run(a),
         Command::Sql(a) => sql::run(a),
         Command::Gen(a) => gen::run(a, g),
@@ -297,7 +303,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
 fn step_exit_code(err: &StepError) -> Option<u8> {
     match err.innermost() {
         StepError::QualityGate { .. } => Some(3),
-        StepError::Config(_) | StepError::Truth(_) => Some(2),
+        StepError::Config(_) | StepError::Truth(_) | StepError::UnknownSync { .. } => Some(2),
         StepError::Lease(LeaseError::Held(_)) => Some(4),
         StepError::Source(e) if e.is_usage() => Some(2),
         StepError::Warehouse(WarehouseError::Setup { .. }) => Some(2),

@@ -16,6 +16,7 @@ mod load;
 mod parse;
 pub mod raw;
 mod sources;
+mod syncs;
 mod warehouse;
 
 use std::path::{Path, PathBuf};
@@ -32,6 +33,10 @@ pub use identity::{
 };
 pub use load::{CUSTOMER_360_TABLE, IDENTITY_GRAPH_TABLE};
 pub use sources::{Connector, FilesConnector, ReadOptions, SourceConfig, WindowMode};
+pub use syncs::{
+    modes_of, Destination, FieldMap, FieldValue, FilesTarget, Suppression, SyncConfig, SyncFrom,
+    SyncMode, Transform,
+};
 
 /// A pipeline, validated: every name it uses refers to something it declares.
 #[derive(Debug, Clone)]
@@ -44,6 +49,7 @@ pub struct Pipeline {
     pub entities: Vec<EntityConfig>,
     pub identity: Option<IdentityConfig>,
     pub load_tables: Vec<String>,
+    pub syncs: Vec<SyncConfig>,
 }
 
 /// The longest age or wait a duration may say: 100 years. Longer ones are typos, and
@@ -320,6 +326,7 @@ impl Validator<'_> {
             known.push(CUSTOMER_360_TABLE.into());
         }
         let load_tables = self.load(raw.load, known);
+        let syncs = self.syncs(raw.syncs);
 
         Pipeline {
             name,
@@ -330,6 +337,7 @@ impl Validator<'_> {
             entities,
             identity,
             load_tables,
+            syncs,
         }
     }
 }

@@ -411,10 +411,16 @@ impl Collector<'_> {
 }
 
 /// Tables whose keys are names the user chooses rather than settings.
-const NAME_MAPS: [&str; 4] = ["entities", "columns", "max_distinct", "max_per_source"];
+const NAME_MAPS: [&str; 5] = [
+    "entities",
+    "columns",
+    "max_distinct",
+    "max_per_source",
+    "fields",
+];
 
 /// The sections a pipeline file may have.
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 8] = [
     "pipeline",
     "lake",
     "warehouse",
@@ -422,6 +428,7 @@ const SECTIONS: [&str; 7] = [
     "entities",
     "identity",
     "load",
+    "syncs",
 ];
 
 /// What the parse phase found.
@@ -447,6 +454,36 @@ impl Parsed {
 }
 
 /// Deserializes the document section by section, collecting every problem.
+impl Collector<'_> {
+    /// The tables of an array of tables such as `[[sources]]`, each read on its own
+    /// so that one bad table does not hide the others' problems.
+    fn array_of_tables<T: serde::de::DeserializeOwned>(
+        &mut self,
+        root: &toml::de::DeTable<'_>,
+        name: &str,
+    ) -> Vec<T> {
+        let mut out = Vec::new();
+        match root.get(name).map(|v| (v, v.get_ref())) {
+            None => {}
+            Some((_, DeValue::Array(items))) => {
+                for (i, item) in items.iter().enumerate() {
+                    let path = [Seg::Key(name.into()), Seg::Index(i)];
+                    out.extend(self.section(&path, item));
+                }
+            }
+            Some((v, _)) => {
+                self.structural = true;
+                self.push(
+                    name.into(),
+                    Some(v.span().start),
+                    format!("expected an array of tables: [[{name}]]"),
+                );
+            }
+        }
+        out
+    }
+}
+
 pub(super) fn raw_pipeline(text: &str, doc: &Doc<'_>) -> Parsed {
     let mut c = Collector {
         text,
@@ -506,24 +543,8 @@ pub(super) fn raw_pipeline(text: &str, doc: &Doc<'_>) -> Parsed {
             None
         }
     };
-    let mut sources = Vec::new();
-    match root.get("sources").map(|v| (v, v.get_ref())) {
-        None => {}
-        Some((_, DeValue::Array(items))) => {
-            for (i, item) in items.iter().enumerate() {
-                let path = [Seg::Key("sources".into()), Seg::Index(i)];
-                sources.extend(c.section(&path, item));
-            }
-        }
-        Some((v, _)) => {
-            c.structural = true;
-            c.push(
-                "sources".into(),
-                Some(v.span().start),
-                "expected an array of tables: [[sources]]".into(),
-            );
-        }
-    }
+    let sources = c.array_of_tables(&root, "sources");
+    let syncs = c.array_of_tables(&root, "syncs");
     let mut entities = indexmap::IndexMap::new();
     match root.get("entities").map(|v| (v, v.get_ref())) {
         None => {}
@@ -560,6 +581,7 @@ pub(super) fn raw_pipeline(text: &str, doc: &Doc<'_>) -> Parsed {
             entities,
             identity,
             load,
+            syncs,
         }),
         _ => None,
     };

@@ -13,6 +13,8 @@
 //! quarantine/<entity>/<run>/rows.parquet
 //! reports/<run>/quality.{json,html}    quality report
 //! identity/<run>/…                     graph, decisions, model, profiles (resolve)
+//! syncs/<sync>/rejections/<run>.parquet rows a destination refused (sync)
+//! syncs/_rejections/<run>.parquet      every sync's refusals, for the warehouse
 //! _state/…                             step records, cursors, intervals, identity
 //!                                      state, the lease
 //! ```
@@ -99,6 +101,23 @@ pub fn identity_model(run: &str) -> String {
 
 pub fn profiles(run: &str) -> String {
     format!("identity/{run}/profiles.parquet")
+}
+
+// ------------------------------------------------------------------- syncs
+
+/// The rows a destination refused in one run of a sync.
+pub fn sync_rejections(sync: &str, run: &str) -> String {
+    format!("syncs/{sync}/rejections/{run}.parquet")
+}
+
+/// Every sync's refusals so far, as the `sync_rejections` table one run loads.
+pub fn sync_rejections_table(run: &str) -> String {
+    format!("syncs/_rejections/{run}.parquet")
+}
+
+/// Where a sync's rejection history files live.
+pub fn sync_rejections_dir(sync: &str) -> String {
+    format!("syncs/{sync}/rejections/")
 }
 
 // ---------------------------------------------------------------------- _state
@@ -192,4 +211,37 @@ mod tests {
         assert_eq!(parse_lease_generation("_state/lease/x.json"), None);
         assert_eq!(parse_lease_generation("_state/lease.json"), None);
     }
+}
+
+/// A sync's state: the snapshot in use, the run sequence, the last report.
+pub fn sync_state(sync: &str) -> String {
+    format!("{STATE}syncs/{sync}/state.json")
+}
+
+/// What the destination accepted as of a sync's `seq`-th run: key, hash, values.
+pub fn sync_snapshot(sync: &str, seq: u64) -> String {
+    format!("{STATE}syncs/{sync}/snapshot-{seq:08}.parquet")
+}
+
+/// Rows refused, with their attempts (decides retries and back-off).
+pub fn sync_retries(sync: &str) -> String {
+    format!("{STATE}syncs/{sync}/retries.json")
+}
+
+/// A delivery in progress: its batches (the json, written last, commits the plan).
+pub fn sync_plan(sync: &str) -> String {
+    format!("{STATE}syncs/{sync}/plan.json")
+}
+
+pub fn sync_plan_rows(sync: &str) -> String {
+    format!("{STATE}syncs/{sync}/plan.parquet")
+}
+
+/// What the destination said of one batch of the plan in progress.
+pub fn sync_ack(sync: &str, batch: usize) -> String {
+    format!("{STATE}syncs/{sync}/acks/{batch:06}.json")
+}
+
+pub fn sync_acks(sync: &str) -> String {
+    format!("{STATE}syncs/{sync}/acks/")
 }

@@ -29,6 +29,8 @@ pub enum Step {
     Clean,
     Resolve,
     Load,
+    /// Reverse-ETL syncs; not one of the pipeline's batch steps ([`Step::ALL`]).
+    Sync,
 }
 
 impl Step {
@@ -40,6 +42,7 @@ impl Step {
             Self::Clean => "clean",
             Self::Resolve => "resolve",
             Self::Load => "load",
+            Self::Sync => "sync",
         }
     }
 

@@ -9,6 +9,7 @@ pub mod load;
 pub mod preflight;
 pub mod resolve;
 pub mod run;
+pub mod sync;
 
 use crate::clean::quality::QualityReport;
 use crate::clean::CleanError;
@@ -70,6 +71,15 @@ pub enum StepError {
     Frame(#[from] FrameError),
     #[error(transparent)]
     Lake(#[from] LakeError),
+    #[error("no sync {name:?}; the pipeline's syncs: {known}")]
+    UnknownSync { name: String, known: String },
+    /// A sync failed; `done` are the syncs that finished before or after it.
+    #[error("a sync failed{}", if done.is_empty() { String::new() } else { format!(" (the others finished: {})", done.join(", ")) })]
+    Sync {
+        #[source]
+        source: Box<crate::sync::SyncError>,
+        done: Vec<String>,
+    },
 }
 
 /// What a step run needs: the pipeline, its lake, the run id, how to show progress.
