@@ -199,9 +199,10 @@ pub fn run(
         source,
     };
     if !opts.dry_run {
+        // Opened first, so a missing secret fails every run, not only one with rows.
+        let d = dest.insert(dest::open(sync).map_err(deliver_err)?);
         if let Some(plan) = lake.get_json::<Plan>(&layout::sync_plan(&sync.name))? {
             tracing::info!(sync = %sync.name, run_id = %plan.run_id, "finishing the delivery a stopped run left");
-            let d = dest.insert(dest::open(sync).map_err(deliver_err)?);
             let report = finish(lake, d.as_mut(), sync, plan)?;
             resumed = report.sent;
         }
