@@ -92,6 +92,10 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     }
     outln!("load      into {}", ctx.pipeline.warehouse)?;
     outln!("{}", super::load::loads_table(&s.loads))?;
+    if !s.syncs.is_empty() {
+        outln!("sync")?;
+        super::sync::print(&s.syncs, false)?;
+    }
     if let Some(truth) = &args.truth {
         let truth = cdp::identity::evaluate::Truth::read(truth)?;
         let scored = steps::resolve::score(&ctx.lake, &ctx.pipeline, &truth)?;

@@ -40,6 +40,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         failures.push((step, state::read_failure(&lake, step)?));
     }
     let intervals = state::read_intervals(&lake)?;
+    // Each sync's last run, and a failed sync step.
+    let mut syncs = Vec::new();
+    for s in &pipeline.syncs {
+        let st: Option<cdp::sync::SyncState> =
+            lake.get_json(&cdp::lake::layout::sync_state(&s.name))?;
+        syncs.push((s.name.clone(), st.and_then(|st| st.last)));
+    }
+    // A sync failure counts until a later run of the syncs succeeds.
+    let sync_failure = if pipeline.syncs.is_empty() {
+        None
+    } else {
+        state::read_failure(&lake, Step::Sync)?.filter(|f| {
+            !syncs
+                .iter()
+                .any(|(_, last)| last.as_ref().is_some_and(|l| l.run_id > f.run_id))
+        })
+    };
     let holder = lease::current(&lake)?;
     match args.format {
         Format::Json => {
@@ -76,6 +93,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 })
                 .collect();
             map.insert("failed".into(), failed.into());
+            let by_sync: serde_json::Map<String, serde_json::Value> = syncs
+                .iter()
+                .map(|(name, last)| (name.clone(), serde_json::to_value(last).unwrap_or_default()))
+                .collect();
+            map.insert(
+                "syncs".into(),
+                serde_json::json!({"last": by_sync, "failed": sync_failure}),
+            );
             map.insert("intervals".into(), list.into());
             map.insert("lease".into(), serde_json::to_value(&holder)?);
             outln!("{}", serde_json::to_string_pretty(&map)?)?;
@@ -148,6 +173,34 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
             for (step, f) in failures.iter().filter_map(|(s, f)| Some((s, f.as_ref()?))) {
                 outln!("{} failed in run {}: {}", step.as_str(), f.run_id, f.reason)?;
+            }
+            if !syncs.is_empty() {
+                let rows: Vec<Vec<String>> = syncs
+                    .iter()
+                    .map(|(name, last)| match last {
+                        Some(r) => vec![
+                            name.clone(),
+                            r.run_id.clone(),
+                            r.sent.to_string(),
+                            r.accepted.to_string(),
+                            r.rejected.to_string(),
+                        ],
+                        None => vec![
+                            name.clone(),
+                            "never run".into(),
+                            String::new(),
+                            String::new(),
+                            String::new(),
+                        ],
+                    })
+                    .collect();
+                outln!(
+                    "{}",
+                    render::table(&["sync", "last run", "sent", "accepted", "rejected"], &rows)
+                )?;
+            }
+            if let Some(f) = &sync_failure {
+                outln!("sync failed in run {}: {}", f.run_id, f.reason)?;
             }
             if let Some(h) = holder {
                 outln!(

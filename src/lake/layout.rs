@@ -184,35 +184,6 @@ pub fn parse_lease_generation(key: &str) -> Option<u64> {
         .ok()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn raw_keys_round_trip_and_exports_are_no_run() {
-        let key = raw_file("crm", "20260101T000000000Z", 7, "a.csv");
-        assert_eq!(key, "raw/crm/20260101T000000000Z/007-a.csv");
-        assert_eq!(
-            parse_raw_key(&key),
-            Some(("crm", "20260101T000000000Z", "007-a.csv"))
-        );
-        assert_eq!(
-            parse_raw_key(&raw_manifest("crm", "r1")),
-            Some(("crm", "r1", MANIFEST))
-        );
-        assert_eq!(parse_raw_key(&format!("{}/x.csv", exports("dx"))), None);
-        assert_eq!(parse_raw_key("clean/person/r1/data.parquet"), None);
-    }
-
-    #[test]
-    fn lease_generations_sort_and_parse() {
-        assert!(lease_generation(9) < lease_generation(10));
-        assert_eq!(parse_lease_generation(&lease_generation(42)), Some(42));
-        assert_eq!(parse_lease_generation("_state/lease/x.json"), None);
-        assert_eq!(parse_lease_generation("_state/lease.json"), None);
-    }
-}
-
 /// A sync's state: the snapshot in use, the run sequence, the last report.
 pub fn sync_state(sync: &str) -> String {
     format!("{STATE}syncs/{sync}/state.json")
@@ -244,4 +215,33 @@ pub fn sync_ack(sync: &str, batch: usize) -> String {
 
 pub fn sync_acks(sync: &str) -> String {
     format!("{STATE}syncs/{sync}/acks/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_keys_round_trip_and_exports_are_no_run() {
+        let key = raw_file("crm", "20260101T000000000Z", 7, "a.csv");
+        assert_eq!(key, "raw/crm/20260101T000000000Z/007-a.csv");
+        assert_eq!(
+            parse_raw_key(&key),
+            Some(("crm", "20260101T000000000Z", "007-a.csv"))
+        );
+        assert_eq!(
+            parse_raw_key(&raw_manifest("crm", "r1")),
+            Some(("crm", "r1", MANIFEST))
+        );
+        assert_eq!(parse_raw_key(&format!("{}/x.csv", exports("dx"))), None);
+        assert_eq!(parse_raw_key("clean/person/r1/data.parquet"), None);
+    }
+
+    #[test]
+    fn lease_generations_sort_and_parse() {
+        assert!(lease_generation(9) < lease_generation(10));
+        assert_eq!(parse_lease_generation(&lease_generation(42)), Some(42));
+        assert_eq!(parse_lease_generation("_state/lease/x.json"), None);
+        assert_eq!(parse_lease_generation("_state/lease.json"), None);
+    }
 }

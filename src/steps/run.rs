@@ -97,11 +97,13 @@ pub struct Summary {
     pub report: Option<QualityReport>,
     pub resolve: Option<Outcome>,
     pub loads: Vec<TableLoad>,
+    /// What each sync sent (none without `[[syncs]]`).
+    pub syncs: Vec<crate::sync::SyncReport>,
 }
 
 /// The steps in order on one context: ingest (unless `full_refresh`, which rebuilds
 /// from what the lake holds), clean, resolve (when the pipeline has `[identity]`),
-/// load. A step that fails is recorded as failed ([`Context::attempt`]) and stops the
+/// load, then the syncs (when it has `[[syncs]]`). A step that fails is recorded as failed ([`Context::attempt`]) and stops the
 /// run.
 pub fn run(ctx: &Context, full_refresh: bool) -> Result<Summary, StepError> {
     let landed = if full_refresh {
@@ -124,12 +126,21 @@ pub fn run(ctx: &Context, full_refresh: bool) -> Result<Summary, StepError> {
     };
     let (load, loads) = ctx.attempt(Step::Load, || super::load::run(ctx))?;
     ctx.finished(Step::Load, &load)?;
+    // Syncs last: they send what the warehouse now holds.
+    let syncs = if ctx.pipeline.syncs.is_empty() {
+        Vec::new()
+    } else {
+        ctx.attempt(Step::Sync, || {
+            super::sync::run(ctx, &[], &crate::sync::SyncOptions::default())
+        })?
+    };
     Ok(Summary {
         landed,
         clean,
         report,
         resolve,
         loads,
+        syncs,
     })
 }
 
