@@ -5,6 +5,7 @@
 //! checks them, [`identity`] resolves records into persons and golden records, and
 //! [`warehouse`] loads the results. [`state`] keeps run records, cursors and the lease.
 
+pub mod audience;
 pub mod clean;
 pub mod config;
 pub mod frame;
