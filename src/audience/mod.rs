@@ -7,3 +7,7 @@ pub mod compile;
 pub mod sql;
 
 pub use compile::{assignment_sql, members_sql, trait_sql, Env};
+pub mod build;
+pub mod preview;
+
+pub use build::{build, AudienceError, BuildOptions, BuildReport, Built};

@@ -97,6 +97,8 @@ pub struct Summary {
     pub report: Option<QualityReport>,
     pub resolve: Option<Outcome>,
     pub loads: Vec<TableLoad>,
+    /// The audience build, when the pipeline declares audiences.
+    pub audiences: Option<crate::audience::BuildReport>,
 }
 
 /// The steps in order on one context: ingest (unless `full_refresh`, which rebuilds
@@ -124,12 +126,21 @@ pub fn run(ctx: &Context, full_refresh: bool) -> Result<Summary, StepError> {
     };
     let (load, loads) = ctx.attempt(Step::Load, || super::load::run(ctx))?;
     ctx.finished(Step::Load, &load)?;
+    let audiences = if ctx.pipeline.audiences.is_empty() {
+        None
+    } else {
+        let (outcome, report) =
+            ctx.attempt(Step::Audience, || super::audience::run(ctx, &[], None))?;
+        ctx.finished(Step::Audience, &outcome)?;
+        Some(report)
+    };
     Ok(Summary {
         landed,
         clean,
         report,
         resolve,
         loads,
+        audiences,
     })
 }
 
