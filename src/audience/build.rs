@@ -293,7 +293,9 @@ pub fn build(
         return Ok(report);
     }
     let as_of = d.literal(&Value::Timestamp(options.as_of));
-    let built_at = d.literal(&Value::Timestamp(chrono::Utc::now().naive_utc()));
+    let now = chrono::Utc::now().naive_utc();
+    let now = chrono::Timelike::with_nanosecond(&now, 0).unwrap_or(now);
+    let built_at = d.literal(&Value::Timestamp(now));
     let mut statements = Vec::new();
     for (a, b) in audiences.iter().zip(&report.audiences) {
         let (name, work) = (d.text(&a.name), d.ident(&work_table(&a.name)));
