@@ -41,6 +41,8 @@ pub fn work_table(name: &str) -> String {
 pub enum AudienceError {
     #[error(transparent)]
     Warehouse(#[from] WarehouseError),
+    #[error("the warehouse has no customer_360 to build audiences from: run `cdp load` first")]
+    NoProfiles(#[source] WarehouseError),
     #[error("unknown audience {name:?}; the pipeline declares: {known}")]
     Unknown { name: String, known: String },
     #[error("audience {audience:?} was already built by a later run ({later}) than {run}; build with a new run id")]
@@ -219,6 +221,11 @@ pub fn build(
         as_of: options.as_of,
     };
     let run = &options.run_id;
+    wh.query(&format!(
+        "SELECT COUNT(*) FROM {} WHERE 1 = 0",
+        d.ident(crate::config::CUSTOMER_360_TABLE)
+    ))
+    .map_err(AudienceError::NoProfiles)?;
     ensure_tables(wh, &audiences)?;
     let mut report = BuildReport {
         run_id: run.clone(),

@@ -94,12 +94,6 @@ pub struct SizeGuard {
     pub severity: Severity,
 }
 
-impl Default for Severity {
-    fn default() -> Self {
-        Self::Error
-    }
-}
-
 /// A trait: one value per person from the records that belong to them.
 #[derive(Debug, Clone)]
 pub struct TraitConfig {
@@ -1621,10 +1615,10 @@ impl Validator<'_> {
         ]);
         let mut linked = Vec::new();
         for e in entities {
-            if e.name == identity.entity || e.belongs_to.is_some() {
-                if load_tables.contains(&e.name) {
-                    linked.push((e.name.clone(), record_columns(e)));
-                }
+            if (e.name == identity.entity || e.belongs_to.is_some())
+                && load_tables.contains(&e.name)
+            {
+                linked.push((e.name.clone(), record_columns(e)));
             }
         }
         let mut scope = Scope {
