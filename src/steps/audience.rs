@@ -39,12 +39,6 @@ pub fn run(
     run_id: Option<&str>,
 ) -> Result<(Outcome, BuildReport), StepError> {
     let started_at = state::now_rfc3339();
-    if ctx.pipeline.identity.is_some() {
-        ctx.upstream(
-            Step::Load,
-            "run `cdp load` first: audiences read customer_360",
-        )?;
-    }
     let options = BuildOptions {
         run_id: run_id.unwrap_or(&ctx.run_id).to_string(),
         as_of: as_of(ctx),
