@@ -181,7 +181,38 @@ impl<'p> Compiler<'p> {
         let a = self.p.audiences.iter().find(|a| a.name == name)?;
         let d = self.env.dialect;
         let mut joins = Vec::new();
-        let cond = self.condition(&a.condition, &mut joins)?;
+        // A top-level condition that no person without related records meets (at
+        // least 2 orders, a lifetime value over 500) joins its aggregate with an inner
+        // join: the plan a hand-written query gets. The rest join theirs left.
+        let conjuncts: Vec<&Condition> = match &a.condition {
+            Condition::All(cs) => cs.iter().collect(),
+            c => vec![c],
+        };
+        let mut parts = Vec::new();
+        let mut rest = Vec::new();
+        for c in conjuncts {
+            match self.required(c) {
+                Some((cte, predicate)) => {
+                    let join = format!(
+                        " JOIN {cte} ON {cte}.person_id = c.{}",
+                        d.ident("person_id")
+                    );
+                    if !joins.contains(&join) {
+                        joins.push(join);
+                    }
+                    parts.push(predicate);
+                }
+                None => rest.push(c),
+            }
+        }
+        for c in rest {
+            parts.push(self.condition(c, &mut joins)?);
+        }
+        let cond = if parts.len() == 1 {
+            parts.remove(0)
+        } else {
+            format!("({})", parts.join(" AND "))
+        };
         self.ctes.push((
             cte.clone(),
             format!(
@@ -192,6 +223,28 @@ impl<'p> Compiler<'p> {
             ),
         ));
         Some(cte)
+    }
+
+    /// For a related condition (or a trait comparison) that a person without related
+    /// records never meets: its aggregate's expression and the predicate on it.
+    fn required(&mut self, c: &Condition) -> Option<(String, String)> {
+        let (agg, op) = match c {
+            Condition::Related { agg, op } => (agg.clone(), op),
+            Condition::Compare {
+                operand: Operand::Trait { name, .. },
+                op,
+            } => (
+                self.p.traits.iter().find(|t| t.name == *name)?.agg.clone(),
+                op,
+            ),
+            _ => return None,
+        };
+        if holds_without_records(&agg, op) {
+            return None;
+        }
+        let cte = self.related(&agg);
+        let predicate = self.op(&value_of(&agg, &cte), agg.ty, op);
+        Some((cte, predicate))
     }
 
     fn condition(&mut self, c: &Condition, joins: &mut Vec<String>) -> Option<String> {
@@ -222,13 +275,7 @@ impl<'p> Compiler<'p> {
                 let cte = self.related(agg);
                 let d = self.env.dialect;
                 // The same aggregate twice (or a trait's own) is one join.
-                let join = format!(
-                    " LEFT JOIN {cte} ON {cte}.person_id = c.{}",
-                    d.ident("person_id")
-                );
-                if !joins.contains(&join) {
-                    joins.push(join);
-                }
+                push_join(joins, &cte, d);
                 self.op(&value_of(agg, &cte), agg.ty, op)
             }
             Condition::MemberOf { audience, negated } => {
@@ -257,13 +304,7 @@ impl<'p> Compiler<'p> {
                     return "NULL".into();
                 };
                 let cte = self.related(&t.agg);
-                let join = format!(
-                    " LEFT JOIN {cte} ON {cte}.person_id = c.{}",
-                    d.ident("person_id")
-                );
-                if !joins.contains(&join) {
-                    joins.push(join);
-                }
+                push_join(joins, &cte, d);
                 value_of(&t.agg, &cte)
             }
         }
@@ -422,6 +463,47 @@ impl<'p> Compiler<'p> {
         } else {
             d.literal(&Value::Timestamp(t))
         }
+    }
+}
+
+/// Joins an aggregate's expression left, unless it is joined already (left, or inner
+/// for a required condition: every row then has it).
+fn push_join(joins: &mut Vec<String>, cte: &str, d: Dialect) {
+    let on = format!(" {cte} ON {cte}.person_id = c.{}", d.ident("person_id"));
+    if !joins.iter().any(|j| j.ends_with(&on)) {
+        joins.push(format!(" LEFT JOIN{on}"));
+    }
+}
+
+/// Whether a person with no related records meets `op` on the aggregate: a count or
+/// sum is then 0, any other aggregate missing. When unsure, yes (the left join stays).
+fn holds_without_records(agg: &RelatedAggregate, op: &Op) -> bool {
+    use std::cmp::Ordering;
+    let zero = match agg.aggregate {
+        Aggregate::Count | Aggregate::Sum => Value::Int(0),
+        _ => return matches!(op, Op::IsNull),
+    };
+    let cmp = |v: &Value| crate::config::value_order(&zero, v);
+    match op {
+        Op::IsNull => false,
+        Op::IsNotNull => true,
+        Op::Equals(v) => cmp(v) != Some(Ordering::Greater) && cmp(v) != Some(Ordering::Less),
+        Op::NotEquals(v) => cmp(v) != Some(Ordering::Equal),
+        Op::In(vs) => vs
+            .iter()
+            .any(|v| cmp(v) != Some(Ordering::Greater) && cmp(v) != Some(Ordering::Less)),
+        Op::NotIn(vs) => vs.iter().all(|v| cmp(v) != Some(Ordering::Equal)),
+        Op::Compare(c, v) => match (c, cmp(v)) {
+            (crate::config::Cmp::Lt, Some(o)) => o.is_lt(),
+            (crate::config::Cmp::Le, Some(o)) => o.is_le(),
+            (crate::config::Cmp::Gt, Some(o)) => o.is_gt(),
+            (crate::config::Cmp::Ge, Some(o)) => o.is_ge(),
+            _ => true,
+        },
+        Op::Between(lo, hi) => {
+            cmp(lo) != Some(Ordering::Less) && cmp(hi) != Some(Ordering::Greater)
+        }
+        _ => true,
     }
 }
 
