@@ -54,6 +54,8 @@ demo: build
 	$(CDP) run $(PIPELINE) --truth sample-data/truth.csv
 	@echo
 	$(CDP) sql --pipeline $(PIPELINE) "SELECT person_id, first_name, last_name, email, phone, city, record_count FROM customer_360 ORDER BY record_count DESC, person_id LIMIT 5"
+	@echo
+	$(CDP) audience list $(PIPELINE)
 
 test: $(PEERS_STAMP)
 	bash tests/peers/with-peers.sh $(CARGO) test --locked $(CARGO_FEATURES)

@@ -81,4 +81,6 @@ bash bench/identity.sh ${BENCH_IDENTITY_PERSONS:-}
 [ ! -f bench/notes/identity.md ] || { echo; cat bench/notes/identity.md; } >> BENCHMARKS.md
 # Loading and lake upload: BENCH_LOAD_ROWS, default 10,000,000.
 bash bench/load.sh
+# Audiences: BENCH_AUDIENCE_PERSONS, default 1,000,000.
+CDP_BIN="$CDP" bash bench/audiences.sh > /dev/null
 cat BENCHMARKS.md

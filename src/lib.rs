@@ -6,6 +6,7 @@
 //! [`warehouse`] loads the results; [`sync`] then sends what changed to the tools that
 //! act on it. [`state`] keeps run records, cursors and the lease.
 
+pub mod audience;
 pub mod clean;
 pub mod config;
 pub mod frame;

@@ -6,6 +6,7 @@
 mod common;
 
 use cdp::lake::{Lake, LakeUrl, S3Location};
+
 use cdp::warehouse::snowflake::SnowflakeConfig;
 use cdp::warehouse::{self, LoadObject, LoadOutcome, Warehouse, WarehouseError, WarehouseUrl};
 use common::peers;
@@ -268,5 +269,158 @@ fn every_backend_refuses_duplicate_keys_and_keeps_its_last_load() {
             "{}: the last good load stands",
             b.name
         );
+    }
+}
+
+/// A pipeline whose audiences the contract builds: persons with a column of each type,
+/// orders that belong to them, a trait, a holdout and splits.
+const AUDIENCE_PIPELINE: &str = r#"
+audiences = [
+  { name = "buyers", where = { related = "orders", at_least = 2, where = { all = [{ column = "total", greater_than = 50 }, { column = "at", within_last = "90 days" }] } } },
+  { name = "adults_not_buyers", where = { all = [
+      { column = "birth", more_than_ago = "18 years" },
+      { not_member_of = "buyers" },
+      { any = [{ column = "name", starts_with = "O'" }, { column = "name", contains = "e" }, { trait = "spent", at_least = 0 }] },
+  ] }, holdout = "20%", splits = { a = 50, b = 50 } },
+]
+[pipeline]
+name = "contract"
+[lake]
+url = "file://lake"
+[warehouse]
+url = "duckdb://w.duckdb"
+[[sources]]
+name = "crm"
+kind = "files"
+path = "p/*.csv"
+entity = "person"
+columns = { Id = "record_id", Name = "name", Birth = "birth" }
+[[sources]]
+name = "shop"
+kind = "files"
+path = "o/*.csv"
+entity = "orders"
+columns = { Id = "order_id", Customer = "customer_id", Total = "total", At = "at" }
+[entities.person]
+key = "record_id"
+columns = { name = "text", birth = { kind = "date" } }
+[entities.orders]
+key = "order_id"
+columns = { order_id = "integer", customer_id = "integer", total = "float", at = "timestamp" }
+belongs_to = { source = "crm", column = "customer_id" }
+[identity]
+entity = "person"
+rules = [{ name = "n", match = ["name"] }]
+attributes = ["name", "birth"]
+[[traits]]
+name = "spent"
+related = "orders"
+aggregate = "sum"
+of = "total"
+"#;
+
+fn column(wh: &mut dyn Warehouse, sql: &str) -> Vec<String> {
+    let mut out: Vec<String> = wh
+        .query(sql)
+        .expect("query")
+        .rows
+        .iter()
+        .map(|r| match &r[0] {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn audiences_build_publish_and_rebuild_the_same_on_every_backend() {
+    use cdp::audience::{build, BuildOptions};
+    let p = cdp::config::Pipeline::from_str(
+        AUDIENCE_PIPELINE,
+        std::path::Path::new("contract.toml"),
+        &cdp::config::Overrides::default(),
+    )
+    .expect("pipeline");
+    let as_of = chrono::NaiveDate::from_ymd_opt(2026, 3, 1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .expect("as of");
+    let mut results = Vec::new();
+    for b in backends("contract_audiences") {
+        let mut wh = b.open();
+        let c360 = b.object(
+            "identity/r1/profiles.parquet",
+            "SELECT * FROM (VALUES ('P1', 'O''Brien', DATE '1980-01-01'), ('P2', 'Lee', DATE '2015-06-01'), \
+             ('P3', 'Kim', DATE '1990-02-02'), ('P4', NULL, NULL), ('P5', 'Eve', DATE '1970-03-03')) t(person_id, name, birth)",
+            &["person_id"],
+        );
+        let graph = b.object(
+            "identity/r1/graph.parquet",
+            "SELECT * FROM (VALUES ('crm', '1', 'P1'), ('crm', '2', 'P2'), ('crm', '3', 'P3'), ('crm', '5', 'P5')) t(source, record_id, person_id)",
+            &["source", "record_id"],
+        );
+        let orders = b.object(
+            "clean/orders/r1/data.parquet",
+            "SELECT order_id, customer_id, total, CAST(t.\"at\" AS TIMESTAMP) AS \"at\", 'shop' AS source FROM (VALUES \
+             (1, 1, 60.0, '2026-02-01 10:00:00'), (2, 1, 70.0, '2026-02-20 10:00:00'), \
+             (3, 3, 80.0, '2026-02-20 10:00:00'), (4, 3, 20.0, '2026-02-21 10:00:00'), \
+             (5, 5, 99.0, '2025-01-01 10:00:00'), (6, 5, 99.0, '2026-02-25 10:00:00'), (7, 5, 51.0, '2026-02-26 10:00:00')) \
+             t(order_id, customer_id, total, \"at\")",
+            &["order_id"],
+        );
+        wh.load_snapshot("customer_360", &c360)
+            .expect("customer_360");
+        wh.load_snapshot("identity_graph", &graph).expect("graph");
+        wh.load_snapshot("orders", &orders).expect("orders");
+        let options = BuildOptions {
+            run_id: "r1".into(),
+            as_of,
+            names: Vec::new(),
+        };
+        let report = build(&mut *wh, &p, &options).unwrap_or_else(|e| panic!("{}: {e}", b.name));
+        assert!(report.published, "{}", b.name);
+        let buyers = column(&mut *wh, "SELECT person_id FROM audience_buyers");
+        assert_eq!(buyers, ["P1", "P5"], "{}", b.name);
+        // Adults who are not buyers: P3 (P4 has no birth date; P2 is a child).
+        let members = column(
+            &mut *wh,
+            "SELECT person_id FROM audience_adults_not_buyers UNION ALL SELECT person_id FROM audience_holdouts",
+        );
+        assert_eq!(members, ["P3"], "{}", b.name);
+        let state = |wh: &mut dyn Warehouse| {
+            [
+                column(wh, "SELECT person_id || ':' || audience || ':' || run || ':' || CASE WHEN exited_at IS NULL THEN 'in' ELSE 'out' END FROM audience_membership"),
+                column(wh, "SELECT audience || ':' || CAST(size AS VARCHAR) || ':' || CAST(entered AS VARCHAR) FROM audience_runs"),
+                column(wh, "SELECT person_id || ':' || COALESCE(split, '-') FROM audience_adults_not_buyers"),
+            ]
+        };
+        let first = state(&mut *wh);
+        // The same run again: the same state, no duplicate rows.
+        build(&mut *wh, &p, &options).expect("again");
+        assert_eq!(state(&mut *wh), first, "{}", b.name);
+        // A later run in which P5's last orders are older than 90 days: P5 leaves buyers.
+        let later = BuildOptions {
+            run_id: "r2".into(),
+            as_of: as_of + chrono::TimeDelta::days(120),
+            names: vec!["buyers".into()],
+        };
+        let r2 = build(&mut *wh, &p, &later).expect("later");
+        assert_eq!(
+            (r2.audiences[0].size, r2.audiences[0].exited),
+            (0, 2),
+            "{}",
+            b.name
+        );
+        let exits = column(
+            &mut *wh,
+            "SELECT person_id FROM audience_membership WHERE run = 'r2' AND exited_at IS NOT NULL",
+        );
+        assert_eq!(exits, ["P1", "P5"], "{}", b.name);
+        results.push((b.name, first));
+    }
+    // Every back end gave the same members, history and splits.
+    if let [(_, a), (_, b)] = results.as_slice() {
+        assert_eq!(a, b, "DuckDB and Snowflake disagree");
     }
 }

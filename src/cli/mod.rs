@@ -19,6 +19,7 @@ macro_rules! out {
     }};
 }
 
+mod audience;
 mod backfill;
 mod clean;
 mod gen;
@@ -140,6 +141,9 @@ pub enum Command {
     Status(status::Args),
     /// Run a SQL query on the pipeline's warehouse.
     Sql(sql::Args),
+    /// Build, list or preview the pipeline's audiences.
+    #[command(after_help = EXIT_CODES)]
+    Audience(audience::Args),
     /// Generate realistic synthetic source data with a ground-truth file.
     Gen(gen::Args),
 }
@@ -158,6 +162,7 @@ impl Command {
             Self::Sync(_) => "sync",
             Self::Status(_) => "status",
             Self::Sql(_) => "sql",
+            Self::Audience(_) => "audience",
             Self::Gen(_) => "gen",
         }
     }
@@ -263,6 +268,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sync(a) => sync::run(a, g),
         Command::Status(a) => status::run(a),
         Command::Sql(a) => sql::run(a),
+        Command::Audience(a) => audience::run(a, g),
         Command::Gen(a) => gen::run(a, g),
     }
 }
@@ -288,6 +294,11 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         if let Some(WarehouseError::Setup { .. }) = cause.downcast_ref::<WarehouseError>() {
             return 2;
         }
+        if let Some(e) = cause.downcast_ref::<cdp::audience::AudienceError>() {
+            if let Some(code) = audience_exit_code(e) {
+                return code;
+            }
+        }
         if cause.downcast_ref::<IntervalError>().is_some()
             || cause.downcast_ref::<TruthError>().is_some()
             || cause
@@ -300,9 +311,21 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
     1
 }
 
+/// A named audience or column that is not there, or a run id older than the last
+/// build: the command is wrong (2).
+fn audience_exit_code(err: &cdp::audience::AudienceError) -> Option<u8> {
+    use cdp::audience::AudienceError as E;
+    match err {
+        E::Unknown { .. } | E::UnknownColumn { .. } | E::LaterRun { .. } => Some(2),
+        E::Warehouse(WarehouseError::Setup { .. }) => Some(2),
+        _ => None,
+    }
+}
+
 fn step_exit_code(err: &StepError) -> Option<u8> {
     match err.innermost() {
-        StepError::QualityGate { .. } => Some(3),
+        StepError::QualityGate { .. } | StepError::SizeGuard { .. } => Some(3),
+        StepError::Audience(e) => audience_exit_code(e),
         StepError::Config(_) | StepError::Truth(_) | StepError::UnknownSync { .. } => Some(2),
         StepError::Lease(LeaseError::Held(_)) => Some(4),
         StepError::Source(e) if e.is_usage() => Some(2),
@@ -328,6 +351,9 @@ pub fn hint(err: &anyhow::Error) -> Option<&'static str> {
             return Some(
                 "nothing from this run was published; the last good clean output is still current",
             );
+        }
+        if let Some(StepError::SizeGuard { .. }) = step {
+            return Some("no audience of this build was published; the last build's tables are still current");
         }
         if let Some(LeaseError::Held(_)) = cause.downcast_ref::<LeaseError>() {
             return Some("wait for it to finish (or pass --wait SECONDS); a crashed run's lease expires after 6 hours or as soon as its process is gone");

@@ -27,8 +27,10 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     let start = Instant::now();
     let (mut ctx, _lease) = super::open(&args.step, global, "run")?;
     ctx.force |= args.full_refresh;
-    let s =
-        steps::run::run(&ctx, args.full_refresh).inspect_err(super::clean::print_gate_checks)?;
+    let s = steps::run::run(&ctx, args.full_refresh).inspect_err(|e| {
+        super::clean::print_gate_checks(e);
+        super::audience::print_guard_failure(e);
+    })?;
 
     let state = |o: &Outcome| match o {
         Outcome::Done(_) => "done",
@@ -92,6 +94,10 @@ pub fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<()> {
     }
     outln!("load      into {}", ctx.pipeline.warehouse)?;
     outln!("{}", super::load::loads_table(&s.loads))?;
+    if let Some(report) = &s.audiences {
+        outln!("audiences as of {}", report.as_of)?;
+        outln!("{}", super::audience::sizes_table(report))?;
+    }
     if !s.syncs.is_empty() {
         outln!("sync")?;
         super::sync::print(&s.syncs, false)?;

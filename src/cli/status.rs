@@ -35,7 +35,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let lake = Lake::open(&pipeline.lake)?;
     let mut records = Vec::new();
     let mut failures = Vec::new();
-    for step in Step::ALL {
+    let mut steps = Step::ALL.to_vec();
+    if !pipeline.audiences.is_empty() {
+        steps.push(Step::Audience);
+    }
+    for &step in &steps {
         records.push((step, state::read_step(&lake, step)?));
         failures.push((step, state::read_failure(&lake, step)?));
     }
@@ -147,7 +151,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let rows: Vec<Vec<String>> = intervals
                 .values()
                 .flat_map(|i| {
-                    let in_order = Step::ALL
+                    let in_order = steps
                         .iter()
                         .filter_map(|s| i.steps.get(s.as_str()).map(|r| (s.as_str(), r)));
                     in_order.map(|(step, r)| {

@@ -65,6 +65,29 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     outln!("  load       {}", p.load_tables.join(", "))?;
+    for t in &p.traits {
+        let of = t
+            .agg
+            .of
+            .as_ref()
+            .map(|o| format!(" of {}", o.name()))
+            .unwrap_or_default();
+        outln!(
+            "  trait      {} ({}{of} over {}, {})",
+            t.name,
+            cdp::config::agg_name(t.agg.aggregate),
+            t.agg.entity,
+            t.agg.ty
+        )?;
+    }
+    for a in &p.audiences {
+        let from = a
+            .file
+            .as_ref()
+            .map(|f| format!(", from {}", f.display()))
+            .unwrap_or_default();
+        outln!("  audience   {} (table {}{from})", a.name, a.table())?;
+    }
     // What a run would meet: files, their headers, the warehouse's secrets.
     let mut findings: Vec<(&str, Finding)> = cdp::steps::preflight::preflight(&p)
         .into_iter()

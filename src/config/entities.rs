@@ -17,6 +17,10 @@ pub struct EntityConfig {
     /// first, then any a source maps that has no rule (kept as text).
     pub columns: Vec<ColumnRule>,
     pub checks: Vec<Check>,
+    /// How its records belong to persons (`belongs_to`), once checked.
+    pub belongs_to: Option<super::PersonLink>,
+    /// `belongs_to` as written, until the sources and identity are known.
+    pub(super) raw_belongs_to: Option<super::raw::RawBelongsTo>,
 }
 
 impl EntityConfig {
@@ -204,6 +208,8 @@ impl Validator<'_> {
             key: raw.key,
             columns,
             checks,
+            belongs_to: None,
+            raw_belongs_to: raw.belongs_to,
         }
     }
 

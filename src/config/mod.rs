@@ -7,6 +7,7 @@
 //! paths, so secrets never sit in the file. Nothing here touches the lake or the
 //! warehouse.
 
+mod audiences;
 pub mod aws;
 mod checks;
 mod entities;
@@ -24,6 +25,10 @@ use std::path::{Path, PathBuf};
 use crate::lake::LakeUrl;
 use crate::warehouse::WarehouseUrl;
 
+pub use audiences::{
+    agg_name, audience_table, bps_text, value_order, AudienceConfig, Cmp, Condition, Op, Operand,
+    PersonLink, RelatedAggregate, SizeGuard, Span, Split, TraitConfig, Value, ValueType,
+};
 pub use aws::{AppflowConnector, AwsAccess, DataexchangeConnector};
 pub use checks::{Bound, Check, CheckKind, CheckRule, Severity, Threshold};
 pub use entities::{ColumnKind, ColumnRule, EntityConfig, OnInvalid};
@@ -32,6 +37,7 @@ pub use identity::{
     Strategy, Survivorship,
 };
 pub use load::{CUSTOMER_360_TABLE, IDENTITY_GRAPH_TABLE};
+pub use raw::Aggregate;
 pub use sources::{Connector, FilesConnector, ReadOptions, SourceConfig, WindowMode};
 pub use syncs::{
     modes_of, Destination, FieldMap, FieldValue, FilesTarget, Suppression, SyncConfig, SyncFrom,
@@ -49,6 +55,11 @@ pub struct Pipeline {
     pub entities: Vec<EntityConfig>,
     pub identity: Option<IdentityConfig>,
     pub load_tables: Vec<String>,
+    pub traits: Vec<TraitConfig>,
+    pub audiences: Vec<AudienceConfig>,
+    /// The files of audiences the pipeline file includes, with their text (part of
+    /// the audience step's input fingerprint).
+    pub audience_files: Vec<(PathBuf, String)>,
     pub syncs: Vec<SyncConfig>,
 }
 
@@ -99,20 +110,29 @@ pub enum ConfigError {
     },
 }
 
-/// One thing wrong with a pipeline file, located by key path and line.
+/// One thing wrong with a pipeline file, located by key path and line (and by the
+/// included file it is in, when not the pipeline file itself).
 #[derive(Debug, Clone)]
 pub struct Problem {
     pub key: String,
     pub line: Option<usize>,
     pub message: String,
+    pub file: Option<PathBuf>,
 }
 
 fn render(problems: &[Problem]) -> String {
     problems
         .iter()
-        .map(|p| match p.line {
-            Some(line) => format!("  line {line}: {}: {}", p.key, p.message),
-            None => format!("  {}: {}", p.key, p.message),
+        .map(|p| {
+            let file = p
+                .file
+                .as_ref()
+                .map(|f| format!("{}: ", f.display()))
+                .unwrap_or_default();
+            match p.line {
+                Some(line) => format!("  {file}line {line}: {}: {}", p.key, p.message),
+                None => format!("  {file}{}: {}", p.key, p.message),
+            }
         })
         .collect::<Vec<_>>()
         .join("\n")
@@ -134,8 +154,14 @@ impl Pipeline {
             message,
         })?;
         let invalid = |mut problems: Vec<Problem>| {
-            // In file order; problems without a line last.
-            problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
+            // In file order, the pipeline file first; problems without a line last.
+            problems.sort_by(|a, b| {
+                (a.file.is_some(), &a.file, a.line.unwrap_or(usize::MAX)).cmp(&(
+                    b.file.is_some(),
+                    &b.file,
+                    b.line.unwrap_or(usize::MAX),
+                ))
+            });
             ConfigError::Invalid {
                 path: path.to_path_buf(),
                 problems,
@@ -149,6 +175,7 @@ impl Pipeline {
             text,
             doc: doc.get_ref(),
             problems: Vec::new(),
+            file: None,
         };
         let pipeline = v.pipeline(raw, path, overrides);
         // Parse problems first; meaning problems about what they dropped add nothing.
@@ -215,6 +242,8 @@ pub(crate) struct Validator<'a> {
     text: &'a str,
     doc: &'a toml::de::DeTable<'a>,
     problems: Vec<Problem>,
+    /// The included file being checked; `None` for the pipeline file.
+    file: Option<PathBuf>,
 }
 
 /// A kind of source, column or check, as the file names it.
@@ -234,6 +263,7 @@ impl Validator<'_> {
             key,
             line,
             message: message.into(),
+            file: self.file.clone(),
         });
     }
 
@@ -326,7 +356,19 @@ impl Validator<'_> {
             known.push(CUSTOMER_360_TABLE.into());
         }
         let load_tables = self.load(raw.load, known);
-        let syncs = self.syncs(raw.syncs);
+        for e in &mut entities {
+            self.belongs_to(e, &sources, identity.as_ref());
+        }
+        let (traits, audiences, audience_files) = self.audiences_and_traits(
+            raw.audiences,
+            raw.traits,
+            path,
+            &entities,
+            identity.as_ref(),
+            &load_tables,
+        );
+        let audience_names: Vec<&str> = audiences.iter().map(|a| a.name.as_str()).collect();
+        let syncs = self.syncs(raw.syncs, &audience_names);
 
         Pipeline {
             name,
@@ -337,6 +379,9 @@ impl Validator<'_> {
             entities,
             identity,
             load_tables,
+            traits,
+            audiences,
+            audience_files,
             syncs,
         }
     }
@@ -774,5 +819,101 @@ name = ["email", "email", "email", "email", "email"]
         assert_eq!(parse_age("106751991167301d"), None);
         assert_eq!(parse_age("99999999999999h"), None);
         assert_eq!(parse_age("9223372036854775807s"), None);
+    }
+
+    const WITH_ORDERS: &str = r#"
+[pipeline]
+name = "t"
+[lake]
+url = "file://lake"
+[warehouse]
+url = "duckdb://w.duckdb"
+[[sources]]
+name = "crm"
+kind = "files"
+path = "data/*.csv"
+entity = "person"
+columns = { Id = "record_id", Email = "email", Dob = "birth_date" }
+[[sources]]
+name = "shop"
+kind = "files"
+path = "orders/*.csv"
+entity = "orders"
+columns = { Id = "order_id", Customer = "customer_id", At = "ordered_at", Total = "total" }
+[entities.person]
+key = "record_id"
+columns = { email = "email", birth_date = { kind = "date", formats = ["%Y-%m-%d"] } }
+[entities.orders]
+key = "order_id"
+columns = { customer_id = "integer", ordered_at = "timestamp", total = "float" }
+belongs_to = { source = "crm", column = "customer_id" }
+[identity]
+entity = "person"
+rules = [{ name = "email", match = ["email"] }]
+"#;
+
+    #[test]
+    fn audiences_resolve_columns_traits_related_records_and_each_other() {
+        let text = format!(
+            "{}{WITH_ORDERS}{}",
+            r#"audiences = [
+  { name = "buyers", where = { related = "orders", at_least = 2, where = { column = "total", greater_than = 50 } } },
+  { name = "young_buyers", where = { all = [{ member_of = "buyers" }, { column = "birth_date", at_least = 2000-01-01 }, { trait = "spent", ">=" = 100 }] }, holdout = "10%", splits = { a = 50, b = 50 } },
+]
+"#,
+            r#"[[traits]]
+name = "spent"
+related = "orders"
+aggregate = "sum"
+of = "total"
+"#
+        );
+        let p = parse(&text).expect("valid");
+        assert_eq!(p.traits[0].agg.ty, ValueType::Float);
+        let young = &p.audiences[1];
+        assert_eq!(young.references(), ["buyers"]);
+        assert_eq!(young.traits_used(), ["spent"]);
+        assert_eq!(young.holdout_bps, 1000);
+        assert_eq!(young.splits.len(), 2);
+        let link = p.entity("orders").and_then(|e| e.belongs_to.clone());
+        assert_eq!(
+            link.map(|l| (l.source, l.numeric)),
+            Some((Some("crm".into()), true))
+        );
+    }
+
+    #[test]
+    fn audience_problems_are_all_reported_with_key_and_line() {
+        let text = format!(
+            "{}{WITH_ORDERS}",
+            r#"audiences = [
+  { name = "a", where = { all = [{ member_of = "b" }, { column = "birth_date", greater_than = "soon" }] } },
+  { name = "b", where = { any = [{ member_of = "a" }, { column = "emial", equals = "x" }, { related = "order" }] } },
+  { name = "c", where = { column = "email", within_last = "3 days" }, splits = { x = 70 } },
+]
+"#
+        );
+        let err = parse(&text).expect_err("invalid").to_string();
+        for want in [
+            "line 2: audiences[0].where: audiences refer to each other in a cycle: a -> b -> a",
+            "line 2: audiences[0].where.all[1].greater_than: \"birth_date\" is date: compare it with a date like 2026-01-31, not \"soon\"",
+            "line 3: audiences[1].where.any[1].column: unknown column of customer_360: \"emial\"; did you mean \"email\"?",
+            "line 3: audiences[1].where.any[2].related: unknown entity \"order\"; did you mean \"orders\"?",
+            "line 4: audiences[2].where.within_last: `within_last` does not apply to \"email\", which is text",
+            "line 4: audiences[2].splits: the splits add up to 70%",
+        ] {
+            assert!(err.contains(want), "missing {want:?} in:\n{err}");
+        }
+    }
+
+    #[test]
+    fn a_bad_link_is_named() {
+        let text = WITH_ORDERS.replace(
+            r#"belongs_to = { source = "crm", column = "customer_id" }"#,
+            r#"belongs_to = { source = "shop", column = "total" }"#,
+        );
+        let err = parse(&text).expect_err("invalid").to_string();
+        assert!(err.contains("entities.orders.belongs_to.source: source \"shop\" feeds entity \"orders\", not the identity entity \"person\""), "{err}");
+        assert!(err.contains("entities.orders.belongs_to.column: column \"total\" is number; a record key is text or a whole number"), "{err}");
     }
 }

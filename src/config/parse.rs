@@ -313,6 +313,7 @@ impl Collector<'_> {
             key,
             line: offset.map(|o| line_at(self.text, o)),
             message,
+            file: None,
         });
     }
 
@@ -410,17 +411,97 @@ impl Collector<'_> {
     }
 }
 
+impl Collector<'_> {
+    /// Reports every top-level key that is not one of `sections`, with a did-you-mean.
+    fn unknown_sections(&mut self, root: &DeTable<'_>, sections: &[&str]) {
+        for (k, _) in root
+            .iter()
+            .filter(|(k, _)| !sections.contains(&k.get_ref().as_ref()))
+        {
+            let word = k.get_ref().as_ref();
+            let message = match did_you_mean(word, sections) {
+                Some(best) => format!("unknown section `{word}`; did you mean `{best}`?"),
+                None => format!(
+                    "unknown section `{word}`; expected one of {}",
+                    sections.join(", ")
+                ),
+            };
+            self.push(word.to_string(), Some(k.span().start), message);
+        }
+    }
+
+    /// An array of tables (`[[name]]`), element by element; a bad element is dropped
+    /// after its problems are reported, so the others are still checked. Indices stay
+    /// those of the file, since the caller numbers what it keeps by position only
+    /// when nothing was dropped (`structural` says otherwise).
+    fn array<T: DeserializeOwned>(&mut self, root: &DeTable<'_>, name: &str) -> Vec<T> {
+        let mut out = Vec::new();
+        match root.get(name).map(|v| (v, v.get_ref())) {
+            None => {}
+            Some((_, DeValue::Array(items))) => {
+                for (i, item) in items.iter().enumerate() {
+                    let path = [Seg::Key(name.into()), Seg::Index(i)];
+                    out.extend(self.section(&path, item));
+                }
+            }
+            Some((v, _)) => {
+                self.structural = true;
+                self.push(
+                    name.into(),
+                    Some(v.span().start),
+                    format!("expected an array: [[{name}]] tables or {name} = [...]"),
+                );
+            }
+        }
+        out
+    }
+}
+
+/// Deserializes a file of audiences (`[[audiences]]` and `[[traits]]` only),
+/// collecting every problem; `None` when its shape is too broken to check further.
+pub(super) fn raw_audience_file(
+    text: &str,
+    doc: &Doc<'_>,
+) -> (Option<super::raw::RawAudienceFile>, Parsed) {
+    let mut c = Collector {
+        text,
+        problems: Vec::new(),
+        dropped: Vec::new(),
+        structural: false,
+    };
+    let mut root = DeValue::Table(doc.get_ref().clone());
+    c.secrets(&mut Vec::new(), &mut root);
+    let file = match root {
+        DeValue::Table(root) => {
+            c.unknown_sections(&root, &AUDIENCE_SECTIONS);
+            let audiences = c.array(&root, "audiences");
+            let traits = c.array(&root, "traits");
+            (!c.structural).then_some(super::raw::RawAudienceFile { audiences, traits })
+        }
+        _ => None,
+    };
+    (
+        file,
+        Parsed {
+            raw: None,
+            problems: c.problems,
+            dropped: c.dropped,
+        },
+    )
+}
+
 /// Tables whose keys are names the user chooses rather than settings.
-const NAME_MAPS: [&str; 5] = [
+const NAME_MAPS: [&str; 6] = [
     "entities",
     "columns",
     "max_distinct",
     "max_per_source",
+    "splits",
     "fields",
 ];
 
 /// The sections a pipeline file may have.
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 10] = [
     "pipeline",
     "lake",
     "warehouse",
@@ -428,8 +509,13 @@ const SECTIONS: [&str; 8] = [
     "entities",
     "identity",
     "load",
+    "audiences",
+    "traits",
     "syncs",
 ];
+
+/// The sections a file of audiences may have.
+const AUDIENCE_SECTIONS: [&str; 2] = ["audiences", "traits"];
 
 /// What the parse phase found.
 pub(super) struct Parsed {
@@ -500,20 +586,7 @@ pub(super) fn raw_pipeline(text: &str, doc: &Doc<'_>) -> Parsed {
             dropped: c.dropped,
         };
     };
-    for (k, _) in root
-        .iter()
-        .filter(|(k, _)| !SECTIONS.contains(&k.get_ref().as_ref()))
-    {
-        let word = k.get_ref().as_ref();
-        let message = match did_you_mean(word, &SECTIONS) {
-            Some(best) => format!("unknown section `{word}`; did you mean `{best}`?"),
-            None => format!(
-                "unknown section `{word}`; expected one of {}",
-                SECTIONS.join(", ")
-            ),
-        };
-        c.push(word.to_string(), Some(k.span().start), message);
-    }
+    c.unknown_sections(&root, &SECTIONS);
     let key = |k: &str| vec![Seg::Key(k.to_string())];
     let required = |c: &mut Collector, name: &str| {
         c.push(
@@ -572,6 +645,8 @@ pub(super) fn raw_pipeline(text: &str, doc: &Doc<'_>) -> Parsed {
         .get("identity")
         .and_then(|v| c.section(&key("identity"), v));
     let load = root.get("load").and_then(|v| c.section(&key("load"), v));
+    let audiences = c.array(&root, "audiences");
+    let traits = c.array(&root, "traits");
     let raw = match (pipeline, lake, warehouse) {
         (Some(pipeline), Some(lake), Some(warehouse)) if !c.structural => Some(RawPipeline {
             pipeline,
@@ -581,6 +656,8 @@ pub(super) fn raw_pipeline(text: &str, doc: &Doc<'_>) -> Parsed {
             entities,
             identity,
             load,
+            audiences,
+            traits,
             syncs,
         }),
         _ => None,

@@ -20,6 +20,9 @@ pub struct RawPipeline {
     pub entities: IndexMap<String, RawEntity>,
     pub identity: Option<RawIdentity>,
     pub load: Option<RawLoad>,
+    /// `[[audiences]]` written here, and the files `audiences = ["..."]` includes.
+    pub audiences: Vec<RawAudienceEntry>,
+    pub traits: Vec<RawTrait>,
     pub syncs: Vec<RawSync>,
 }
 
@@ -160,6 +163,20 @@ pub struct RawEntity {
     pub columns: RawColumnRules,
     #[serde(default)]
     pub checks: Vec<RawCheck>,
+    /// How a record of this entity belongs to a person: its `column` holds the key of a
+    /// record of `source` (a source of the identity entity), so the identity graph
+    /// gives its person. Lets audiences and traits use the entity's records.
+    pub belongs_to: Option<RawBelongsTo>,
+}
+
+/// `belongs_to = { source = "shop_customers", column = "customer_id" }` of an entity.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBelongsTo {
+    /// A source of the identity entity whose records the column names.
+    pub source: String,
+    /// The column of this entity holding that record's key.
+    pub column: String,
 }
 
 /// A column's cleaning rule in detail; a bare string is shorthand for `{ kind = "..." }`.
@@ -579,8 +596,166 @@ impl<'de> Deserialize<'de> for RawFieldOrColumn {
             fn visit_map<M: MapAccess<'de>>(self, m: M) -> Result<Self::Value, M::Error> {
                 RawField::deserialize(de::value::MapAccessDeserializer::new(m))
                     .map(RawFieldOrColumn)
+
+/// One element of `audiences = [...]`: a glob of files to include (relative to the
+/// pipeline file; each holds `[[audiences]]` and `[[traits]]`), or an audience.
+#[derive(Debug)]
+pub enum RawAudienceEntry {
+    Include(String),
+    Audience(Box<RawAudience>),
+}
+
+// A string is an include, a table an audience; serde's precise errors are kept for
+// the table form (an untagged enum would lose them).
+impl<'de> Deserialize<'de> for RawAudienceEntry {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawAudienceEntry;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an audience table, or the path (glob) of files of audiences")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(RawAudienceEntry::Include(v.to_string()))
+            }
+            fn visit_map<M: MapAccess<'de>>(self, m: M) -> Result<Self::Value, M::Error> {
+                RawAudience::deserialize(de::value::MapAccessDeserializer::new(m))
+                    .map(|a| RawAudienceEntry::Audience(Box::new(a)))
             }
         }
         d.deserialize_any(V)
     }
+}
+
+/// `[[audiences]]`: a named set of persons, by a condition over their profile.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudience {
+    /// Lower-case letters, digits and `_`; names the table `audience_<name>`.
+    pub name: String,
+    pub description: Option<String>,
+    /// Who answers for it (a team or an address); shown by `cdp audience list`.
+    pub owner: Option<String>,
+    /// The condition a person must meet.
+    #[serde(rename = "where")]
+    pub condition: RawCondition,
+    /// Named groups of the members with their percentages (summing to 100), e.g.
+    /// `{ email = 50, sms = 50 }`; the group is in the audience table's `split` column.
+    pub splits: Option<IndexMap<String, toml::Value>>,
+    /// The percentage of members held out (`"10%"` or `10`): recorded in
+    /// `audience_holdouts`, never in the audience table.
+    pub holdout: Option<toml::Value>,
+    /// Mixed into the hash that assigns splits and holdouts; the audience name when
+    /// absent. A new salt draws new groups.
+    pub salt: Option<String>,
+    /// A profile column or trait whose every value gets the split and holdout
+    /// percentages exactly (ranked within each value instead of by hash alone).
+    pub stratify: Option<String>,
+    /// Size guard: fewest members the audience may have.
+    pub min_size: Option<u64>,
+    /// Size guard: most members the audience may have.
+    pub max_size: Option<u64>,
+    /// Size guard: most the size may change against the previous build, as a count
+    /// (`500`) or a percentage (`"20%"`).
+    pub max_change: Option<toml::Value>,
+    /// Of the size guard: `error` (the default: exit 3, nothing published) or `warn`.
+    pub severity: Option<Severity>,
+}
+
+/// A condition: `all`, `any` or `not` of conditions, a property of the profile
+/// (`column` or `trait` with an operator), a `related` aggregate, or membership of
+/// another audience. One flat struct so that a bad key keeps its line.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCondition {
+    pub all: Option<Vec<RawCondition>>,
+    pub any: Option<Vec<RawCondition>>,
+    pub not: Option<Box<RawCondition>>,
+    /// A column of `customer_360` (or, inside a related `where`, of the entity).
+    pub column: Option<String>,
+    /// A trait (see `[[traits]]`).
+    #[serde(rename = "trait")]
+    pub trait_name: Option<String>,
+    /// An entity whose records belong to persons: counts (or `aggregate`s) its records.
+    pub related: Option<String>,
+    /// For `related`: `count` (the default), `sum`, `min`, `max`, `avg`, `first`,
+    /// `last`.
+    pub aggregate: Option<Aggregate>,
+    /// For `related`: the column the aggregate reads.
+    pub of: Option<String>,
+    /// For `related` with `first` or `last`: the column that orders the records.
+    pub order_by: Option<String>,
+    /// For `related`: which of the entity's records count.
+    #[serde(rename = "where")]
+    pub filter: Option<Box<RawCondition>>,
+    /// The person qualifies for this other audience (or does not).
+    pub member_of: Option<String>,
+    pub not_member_of: Option<String>,
+    #[serde(alias = "=")]
+    pub equals: Option<toml::Value>,
+    #[serde(alias = "!=")]
+    pub not_equals: Option<toml::Value>,
+    #[serde(rename = "in")]
+    pub one_of: Option<Vec<toml::Value>>,
+    pub not_in: Option<Vec<toml::Value>>,
+    #[serde(alias = "<")]
+    pub less_than: Option<toml::Value>,
+    #[serde(alias = "<=")]
+    pub at_most: Option<toml::Value>,
+    #[serde(alias = ">")]
+    pub greater_than: Option<toml::Value>,
+    #[serde(alias = ">=")]
+    pub at_least: Option<toml::Value>,
+    /// Two inclusive bounds, `[low, high]`.
+    pub between: Option<Vec<toml::Value>>,
+    pub contains: Option<toml::Value>,
+    pub starts_with: Option<toml::Value>,
+    pub is_null: Option<bool>,
+    pub is_not_null: Option<bool>,
+    /// A date or timestamp within this long before the run's data interval end:
+    /// `"30 days"`, `"12 weeks"`, `"6 months"`, `"1 year"`, `"24 hours"`.
+    pub within_last: Option<String>,
+    /// A date or timestamp more than this long before the interval end.
+    pub more_than_ago: Option<String>,
+}
+
+/// How a related condition or a trait reduces a person's records to one value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Aggregate {
+    Count,
+    Sum,
+    Min,
+    Max,
+    Avg,
+    First,
+    Last,
+}
+
+/// `[[traits]]`: a per-person value computed from related records, usable in
+/// conditions as `trait = "NAME"`, in `--by` and `stratify`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTrait {
+    pub name: String,
+    pub description: Option<String>,
+    /// The entity whose records the trait reads (one with `belongs_to`, or the
+    /// identity entity itself).
+    pub related: String,
+    /// `count`, `sum`, `min`, `max`, `avg`, `first` or `last`.
+    pub aggregate: Aggregate,
+    /// The column aggregated (not needed by `count`).
+    pub of: Option<String>,
+    /// For `first` and `last`: the column that orders the records.
+    pub order_by: Option<String>,
+    /// Which of the entity's records count.
+    #[serde(rename = "where")]
+    pub filter: Option<RawCondition>,
+}
+
+/// A file of audiences that the pipeline file includes.
+#[derive(Debug, Default)]
+pub struct RawAudienceFile {
+    pub audiences: Vec<RawAudienceEntry>,
+    pub traits: Vec<RawTrait>,
 }

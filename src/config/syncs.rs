@@ -239,11 +239,29 @@ const DESTINATION_KEYS: &[(&str, &[DestinationKindName])] = {
 pub const AD_AUDIENCE_FIELDS: [&str; 2] = ["email", "phone"];
 
 impl Validator<'_> {
-    pub(super) fn syncs(&mut self, raw: Vec<RawSync>) -> Vec<SyncConfig> {
+    pub(super) fn syncs(&mut self, raw: Vec<RawSync>, audiences: &[&str]) -> Vec<SyncConfig> {
         let mut out: Vec<SyncConfig> = Vec::new();
         for (i, s) in raw.into_iter().enumerate() {
             let key = format!("syncs[{i}]");
             let sync = self.sync(&key, s);
+            if let SyncFrom::Audience(a) = &sync.from {
+                if !audiences.contains(&a.as_str()) {
+                    let hint = super::parse::did_you_mean(a, audiences)
+                        .map(|b| format!("; did you mean {b:?}?"))
+                        .unwrap_or_default();
+                    self.problem(
+                        format!("{key}.audience"),
+                        format!(
+                            "no audience {a:?}; the pipeline declares {}{hint}",
+                            if audiences.is_empty() {
+                                "none".to_string()
+                            } else {
+                                audiences.join(", ")
+                            }
+                        ),
+                    );
+                }
+            }
             if out.iter().any(|o| o.name == sync.name) {
                 self.problem(
                     format!("{key}.name"),

@@ -13,6 +13,7 @@
 //! quarantine/<entity>/<run>/rows.parquet
 //! reports/<run>/quality.{json,html}    quality report
 //! identity/<run>/…                     graph, decisions, model, profiles (resolve)
+//! audiences/<run>/report.json          sizes, entries, exits, guard (audience)
 //! syncs/<sync>/rejections/<run>.parquet rows a destination refused (sync)
 //! syncs/_rejections/<run>.parquet      every sync's refusals, for the warehouse
 //! _state/…                             step records, cursors, intervals, identity
@@ -101,6 +102,14 @@ pub fn identity_model(run: &str) -> String {
 
 pub fn profiles(run: &str) -> String {
     format!("identity/{run}/profiles.parquet")
+}
+
+// --------------------------------------------------------------------- audiences
+
+/// What one audience build did: each audience's size, holdout, splits, entries and
+/// exits, and the size guard's findings.
+pub fn audience_report(run: &str) -> String {
+    format!("audiences/{run}/report.json")
 }
 
 // ------------------------------------------------------------------- syncs

@@ -21,7 +21,7 @@ pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// The four steps, in pipeline order.
+/// The four steps, in pipeline order, and the audience build after them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Step {
@@ -29,6 +29,8 @@ pub enum Step {
     Clean,
     Resolve,
     Load,
+    /// Builds the pipeline's audiences (only when it declares some).
+    Audience,
     /// Reverse-ETL syncs; not one of the pipeline's batch steps ([`Step::ALL`]).
     Sync,
 }
@@ -42,6 +44,7 @@ impl Step {
             Self::Clean => "clean",
             Self::Resolve => "resolve",
             Self::Load => "load",
+            Self::Audience => "audience",
             Self::Sync => "sync",
         }
     }

@@ -3,6 +3,7 @@
 //! publishes its [`StepRecord`] last. A step whose inputs have not changed since its
 //! last success does nothing (unless forced), so re-running is always safe.
 
+pub mod audience;
 pub mod clean;
 pub mod ingest;
 pub mod load;
@@ -55,6 +56,14 @@ pub enum StepError {
         /// The checks that closed the gate, for printing beside the error.
         checks: Box<QualityReport>,
     },
+    /// An error-level size guard failed: no audience of the build was published.
+    #[error("audience size guard failed: {}; nothing was published", failed.join("; "))]
+    SizeGuard {
+        failed: Vec<String>,
+        report: Box<crate::audience::BuildReport>,
+    },
+    #[error(transparent)]
+    Audience(#[from] crate::audience::AudienceError),
     #[error(transparent)]
     Truth(#[from] crate::identity::evaluate::TruthError),
     #[error(transparent)]
@@ -137,6 +146,7 @@ impl StepError {
     pub fn warehouse(&self) -> Option<&WarehouseError> {
         match self.innermost() {
             Self::Warehouse(e) => Some(e),
+            Self::Audience(crate::audience::AudienceError::Warehouse(e)) => Some(e),
             Self::PartialLoad { source, .. } => Some(source),
             _ => None,
         }
@@ -169,7 +179,9 @@ impl Context {
     ) -> Result<T, StepError> {
         work().inspect_err(|err| {
             let kind = match err.innermost() {
-                StepError::QualityGate { .. } => state::FailureKind::QualityGate,
+                StepError::QualityGate { .. } | StepError::SizeGuard { .. } => {
+                    state::FailureKind::QualityGate
+                }
                 _ => state::FailureKind::Error,
             };
             let failure = state::FailedRun {

@@ -97,6 +97,8 @@ pub struct Summary {
     pub report: Option<QualityReport>,
     pub resolve: Option<Outcome>,
     pub loads: Vec<TableLoad>,
+    /// The audience build, when the pipeline declares audiences.
+    pub audiences: Option<crate::audience::BuildReport>,
     /// What each sync sent (none without `[[syncs]]`).
     pub syncs: Vec<crate::sync::SyncReport>,
 }
@@ -126,6 +128,14 @@ pub fn run(ctx: &Context, full_refresh: bool) -> Result<Summary, StepError> {
     };
     let (load, loads) = ctx.attempt(Step::Load, || super::load::run(ctx))?;
     ctx.finished(Step::Load, &load)?;
+    let audiences = if ctx.pipeline.audiences.is_empty() {
+        None
+    } else {
+        let (outcome, report) =
+            ctx.attempt(Step::Audience, || super::audience::run(ctx, &[], None))?;
+        ctx.finished(Step::Audience, &outcome)?;
+        Some(report)
+    };
     // Syncs last: they send what the warehouse now holds.
     let syncs = if ctx.pipeline.syncs.is_empty() {
         Vec::new()
@@ -140,6 +150,7 @@ pub fn run(ctx: &Context, full_refresh: bool) -> Result<Summary, StepError> {
         report,
         resolve,
         loads,
+        audiences,
         syncs,
     })
 }

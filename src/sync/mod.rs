@@ -158,12 +158,15 @@ struct Ack {
     refused: Vec<(String, String)>,
 }
 
-/// The warehouse query for an audience's members to sync: their customer_360 rows,
-/// never the audience's holdout.
-pub fn audience_query(name: &str) -> String {
-    let table = crate::warehouse::quote_ident(&format!("audience_{name}"));
+/// The warehouse query for an audience's members to sync: their customer_360 rows.
+/// The audience's table holds its members that are not held out, so the holdout
+/// never leaves the warehouse.
+pub fn audience_query(name: &str, dialect: crate::warehouse::Dialect) -> String {
+    let table = dialect.ident(&format!("audience_{name}"));
+    let person = dialect.ident("person_id");
     format!(
-        "SELECT c.* FROM customer_360 AS c WHERE c.person_id IN (SELECT person_id FROM {table})"
+        "SELECT c.* FROM {} AS c WHERE c.{person} IN (SELECT {person} FROM {table})",
+        dialect.ident("customer_360")
     )
 }
 

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use super::diff::{hash, Row};
 use super::SyncError;
 use crate::config::{FieldMap, FieldValue, SyncConfig, SyncFrom, Transform};
-use crate::warehouse::{quote_ident, Warehouse};
+use crate::warehouse::{Dialect, Warehouse};
 
 /// The column that marks a suppressed row in the query cdp builds.
 const SUPPRESSED: &str = "__cdp_suppressed";
@@ -40,9 +40,9 @@ pub fn query(sync: &SyncConfig) -> String {
             .map(|s| {
                 format!(
                     "EXISTS (SELECT 1 FROM {} AS l WHERE lower(CAST(l.{} AS VARCHAR)) = lower(CAST(s.{} AS VARCHAR)))",
-                    qualified(&s.table),
-                    quote_ident(&s.list_column),
-                    quote_ident(&s.column)
+                    qualified(&s.table, dialect),
+                    dialect.ident(&s.list_column),
+                    dialect.ident(&s.column)
                 )
             })
             .collect();
@@ -65,7 +65,7 @@ pub fn read(
     sync: &SyncConfig,
 ) -> Result<(Vec<String>, Vec<Row>, Filtered), SyncError> {
     let result = warehouse
-        .query(&query(sync))
+        .query(&query(sync, warehouse.dialect()))
         .map_err(|source| SyncError::Read {
             sync: sync.name.clone(),
             source: Box::new(source),

@@ -60,6 +60,15 @@ impl DuckDb {
         Ok(Self { conn })
     }
 
+    /// A warehouse in memory, gone when dropped (tests, and checks of compiled SQL).
+    pub fn open_in_memory() -> Result<Self, WarehouseError> {
+        let conn = Connection::open_in_memory().map_err(|source| WarehouseError::Open {
+            url: "duckdb://:memory:".into(),
+            source: source.into(),
+        })?;
+        Ok(Self { conn })
+    }
+
     /// [`DuckDb::open`], retrying with backoff for up to `wait` while another process
     /// holds the file's lock; the wait is logged once, naming the holder's pid.
     pub fn open_waiting(path: &Path, wait: Duration) -> Result<Self, WarehouseError> {
@@ -141,6 +150,22 @@ impl DuckDb {
 }
 
 impl Warehouse for DuckDb {
+    fn dialect(&self) -> super::Dialect {
+        super::Dialect::DuckDb
+    }
+
+    fn execute(&mut self, sql: &str) -> Result<(), WarehouseError> {
+        self.conn.execute_batch(sql).map_err(query_err)
+    }
+
+    fn execute_in_transaction(&mut self, statements: &[String]) -> Result<(), WarehouseError> {
+        let tx = self.conn.transaction().map_err(query_err)?;
+        for sql in statements {
+            tx.execute_batch(sql).map_err(query_err)?;
+        }
+        // Dropped without a commit on an error above: rolled back.
+        tx.commit().map_err(query_err)
+    }
     fn load_snapshot(
         &mut self,
         table: &str,

@@ -219,8 +219,23 @@ pub struct QueryResult {
     pub rows: Vec<Vec<serde_json::Value>>,
 }
 
+/// The SQL a back end speaks; the audience compiler writes for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    DuckDb,
+    Snowflake,
+}
+
 /// What every warehouse back end does.
 pub trait Warehouse {
+    /// The SQL this back end speaks.
+    fn dialect(&self) -> Dialect;
+    /// Runs one statement whose result is not needed (DDL), in its own transaction.
+    fn execute(&mut self, sql: &str) -> Result<(), WarehouseError>;
+    /// Runs the statements in order in one transaction: all of them take effect, or
+    /// (on any error, or a crash before the commit) none. Only data statements
+    /// (INSERT, UPDATE, DELETE): Snowflake commits on any DDL.
+    fn execute_in_transaction(&mut self, statements: &[String]) -> Result<(), WarehouseError>;
     /// Makes `table` hold exactly the rows of `object`, in one transaction, and
     /// records it in the load ledger; does nothing when the ledger shows the table
     /// already holds this object.

@@ -375,6 +375,28 @@ struct Rows {
 }
 
 impl Warehouse for Snowflake {
+    fn dialect(&self) -> super::Dialect {
+        super::Dialect::Snowflake
+    }
+
+    fn execute(&mut self, sql: &str) -> Result<(), WarehouseError> {
+        self.exec("execute", sql.to_string()).map(|_| ())
+    }
+
+    fn execute_in_transaction(&mut self, statements: &[String]) -> Result<(), WarehouseError> {
+        self.exec("begin", "BEGIN TRANSACTION".into())?;
+        let done = (|| {
+            for sql in statements {
+                self.exec("statement in transaction", sql.clone())?;
+            }
+            self.exec("commit", "COMMIT".into())
+        })();
+        if let Err(e) = done {
+            let _ = self.exec("rollback", "ROLLBACK".into());
+            return Err(e);
+        }
+        Ok(())
+    }
     fn load_file_bytes(&self) -> Option<u64> {
         Some(self.conf.load_file_bytes)
     }

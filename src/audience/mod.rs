@@ -1,0 +1,13 @@
+//! Audiences: segments of persons over `customer_360`, declared in the pipeline file
+//! ([`crate::config::AudienceConfig`]), compiled to the warehouse's SQL ([`compile`],
+//! through the one builder in [`sql`]) and built there ([`build`]): one table per
+//! audience, the membership history, holdouts, and a size guard.
+
+pub mod compile;
+pub mod sql;
+
+pub use compile::{assignment_sql, members_sql, trait_sql, Env};
+pub mod build;
+pub mod preview;
+
+pub use build::{build, AudienceError, BuildOptions, BuildReport, Built};

@@ -1,0 +1,222 @@
+//! Looking before building: what each audience last built to ([`list`]), and what an
+//! audience would hold now ([`preview`]): its size and share of all persons, a sample
+//! of members, a breakdown by a column or trait, and its overlap with another
+//! audience, all computed in the warehouse from the compiled query.
+
+use chrono::NaiveDateTime;
+use serde::Serialize;
+
+use super::build::{AudienceError, RUNS_TABLE};
+use super::compile::{members_sql, trait_sql, Env};
+use super::sql::timestamp_text;
+use crate::config::{Pipeline, CUSTOMER_360_TABLE};
+use crate::warehouse::Warehouse;
+
+/// One audience as `cdp audience list` shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Listed {
+    pub name: String,
+    pub description: String,
+    pub owner: String,
+    /// From its last build; null when never built.
+    pub last_size: Option<u64>,
+    pub last_built: Option<String>,
+    pub last_run: Option<String>,
+}
+
+fn number(v: &serde_json::Value) -> Option<u64> {
+    match v {
+        serde_json::Value::Number(n) => n.as_u64().or_else(|| n.as_f64().map(|f| f as u64)),
+        serde_json::Value::String(s) => s.parse::<f64>().ok().map(|f| f as u64),
+        _ => None,
+    }
+}
+
+fn text(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// Every audience of the pipeline with its last build (from `audience_runs`, when the
+/// warehouse has it).
+pub fn list(wh: &mut dyn Warehouse, p: &Pipeline) -> Result<Vec<Listed>, AudienceError> {
+    let d = wh.dialect();
+    // A warehouse never built has no runs table: every audience is then unbuilt.
+    let last = wh
+        .query(&format!(
+            "SELECT audience, size, built_at, run FROM (SELECT audience, size, built_at, run, ROW_NUMBER() OVER (PARTITION BY audience ORDER BY run DESC) AS rn FROM {}) AS r WHERE rn = 1",
+            d.ident(RUNS_TABLE)
+        ))
+        .map(|r| r.rows)
+        .unwrap_or_default();
+    Ok(p.audiences
+        .iter()
+        .map(|a| {
+            let row = last
+                .iter()
+                .find(|r| r.first().and_then(text).as_deref() == Some(a.name.as_str()));
+            Listed {
+                name: a.name.clone(),
+                description: a.description.clone(),
+                owner: a.owner.clone(),
+                last_size: row.and_then(|r| r.get(1)).and_then(number),
+                last_built: row.and_then(|r| r.get(2)).and_then(text),
+                last_run: row.and_then(|r| r.get(3)).and_then(text),
+            }
+        })
+        .collect())
+}
+
+/// What to show besides the size.
+#[derive(Debug, Clone, Default)]
+pub struct PreviewOptions {
+    pub sample: u64,
+    /// A column of customer_360 or a trait.
+    pub by: Option<String>,
+    pub overlap: Option<String>,
+}
+
+/// One group of a breakdown.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Group {
+    pub value: serde_json::Value,
+    pub members: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Overlap {
+    pub audience: String,
+    pub size: u64,
+    /// Persons in both.
+    pub both: u64,
+}
+
+/// What an audience would hold now.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Preview {
+    pub audience: String,
+    pub as_of: String,
+    pub size: u64,
+    /// Every person in customer_360.
+    pub persons: u64,
+    pub sample_columns: Vec<String>,
+    pub sample: Vec<Vec<serde_json::Value>>,
+    pub by: Option<String>,
+    pub groups: Vec<Group>,
+    pub overlap: Option<Overlap>,
+}
+
+/// Previews one audience.
+pub fn preview(
+    wh: &mut dyn Warehouse,
+    p: &Pipeline,
+    name: &str,
+    as_of: NaiveDateTime,
+    options: &PreviewOptions,
+) -> Result<Preview, AudienceError> {
+    let d = wh.dialect();
+    let env = Env { dialect: d, as_of };
+    let known = || {
+        p.audiences
+            .iter()
+            .map(|a| a.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let members = |n: &str| {
+        members_sql(p, n, env).ok_or_else(|| AudienceError::Unknown {
+            name: n.to_string(),
+            known: known(),
+        })
+    };
+    let sql = members(name)?;
+    let c360 = d.ident(CUSTOMER_360_TABLE);
+    let pid = d.ident("person_id");
+    let sizes = wh.query(&format!(
+        "SELECT (SELECT COUNT(*) FROM ({sql}) AS m) AS size, (SELECT COUNT(*) FROM {c360}) AS persons"
+    ))?;
+    let row = sizes.rows.first().cloned().unwrap_or_default();
+    let size = row.first().and_then(number).unwrap_or(0);
+    let persons = row.get(1).and_then(number).unwrap_or(0);
+    let mut out = Preview {
+        audience: name.to_string(),
+        as_of: timestamp_text(as_of),
+        size,
+        persons,
+        sample_columns: Vec::new(),
+        sample: Vec::new(),
+        by: options.by.clone(),
+        groups: Vec::new(),
+        overlap: None,
+    };
+    if options.sample > 0 {
+        let mut columns = vec!["person_id".to_string()];
+        if let Some(i) = &p.identity {
+            columns.extend(i.attributes.iter().cloned());
+        }
+        let select: Vec<String> = columns
+            .iter()
+            .map(|c| format!("c.{} AS {}", d.ident(c), d.ident(c)))
+            .collect();
+        let r = wh.query(&format!(
+            "SELECT {} FROM {c360} AS c WHERE c.{pid} IN (SELECT person_id FROM ({sql}) AS m) ORDER BY c.{pid} LIMIT {}",
+            select.join(", "),
+            options.sample
+        ))?;
+        out.sample_columns = columns;
+        out.sample = r.rows;
+    }
+    if let Some(by) = &options.by {
+        let columns: Vec<&str> = ["person_id", "record_count", "first_seen_run"]
+            .into_iter()
+            .chain(
+                p.identity
+                    .iter()
+                    .flat_map(|i| i.attributes.iter().map(String::as_str)),
+            )
+            .chain(p.traits.iter().map(|t| t.name.as_str()))
+            .collect();
+        if !columns.contains(&by.as_str()) {
+            return Err(AudienceError::UnknownColumn {
+                name: by.clone(),
+                known: columns.join(", "),
+            });
+        }
+        let value = if p.traits.iter().any(|t| t.name == *by) {
+            let t = trait_sql(p, by, env).ok_or_else(|| AudienceError::Compile(by.clone()))?;
+            format!("(SELECT value FROM ({t}) AS t WHERE t.person_id = m.person_id)")
+        } else {
+            format!(
+                "(SELECT c.{} FROM {c360} AS c WHERE c.{pid} = m.person_id)",
+                d.ident(by)
+            )
+        };
+        let r = wh.query(&format!(
+            "SELECT value, COUNT(*) AS members FROM (SELECT {value} AS value FROM ({sql}) AS m) AS v GROUP BY value ORDER BY members DESC, value LIMIT 50"
+        ))?;
+        out.groups = r
+            .rows
+            .iter()
+            .map(|row| Group {
+                value: row.first().cloned().unwrap_or_default(),
+                members: row.get(1).and_then(number).unwrap_or(0),
+            })
+            .collect();
+    }
+    if let Some(other) = &options.overlap {
+        let other_sql = members(other)?;
+        let r = wh.query(&format!(
+            "SELECT (SELECT COUNT(*) FROM ({other_sql}) AS o) AS size, (SELECT COUNT(*) FROM ({sql}) AS m WHERE m.person_id IN (SELECT person_id FROM ({other_sql}) AS o)) AS both_"
+        ))?;
+        let row = r.rows.first().cloned().unwrap_or_default();
+        out.overlap = Some(Overlap {
+            audience: other.clone(),
+            size: row.first().and_then(number).unwrap_or(0),
+            both: row.get(1).and_then(number).unwrap_or(0),
+        });
+    }
+    Ok(out)
+}
