@@ -88,7 +88,7 @@ bench:
 	bash bench/run.sh
 
 clean-demo:
-	rm -rf lake warehouse.duckdb warehouse.duckdb.wal
+	rm -rf lake warehouse.duckdb warehouse.duckdb.wal exports
 
 # Airflow: the example DAG in pipelines/airflow/ against the real binary. The venv is
 # made once from pinned versions (PyPI); the test itself reaches no network.

@@ -712,3 +712,50 @@ to = {{ kind = "files", path = "s3://{bucket}/exports", format = "parquet", endp
     assert!(keys.iter().any(|k| k.ends_with("/manifest.json")));
     let _ = Path::new("");
 }
+
+#[test]
+fn the_sample_pipeline_syncs_its_audience_once_and_never_its_holdout() {
+    let ctx = TestContext::new();
+    let p = common::sample_pipeline();
+    let p = p.to_string_lossy();
+    let first = ctx.cdp(&["run", &p]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert!(
+        first.stdout.contains("winback_to_email_tool"),
+        "{}",
+        first.stdout
+    );
+    let files = glob(&ctx, "exports/winback_to_email_tool/*/data.csv");
+    assert_eq!(files.len(), 1);
+    let text = std::fs::read_to_string(&files[0]).expect("csv");
+    let sent: Vec<String> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap_or_default().to_string())
+        .collect();
+    assert!(!sent.is_empty());
+    // Members only, with consent, never the holdout.
+    let members = ctx.query_at(
+        "warehouse.duckdb",
+        "SELECT a.person_id FROM audience_winback_test AS a JOIN customer_360 AS c USING (person_id) WHERE c.accepts_marketing ORDER BY 1",
+    );
+    let members: Vec<String> = members
+        .iter()
+        .map(|r| r["person_id"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let mut sorted = sent.clone();
+    sorted.sort();
+    assert_eq!(sorted, members);
+    let held = ctx.query_at(
+        "warehouse.duckdb",
+        "SELECT person_id FROM audience_holdouts WHERE audience = 'winback_test'",
+    );
+    assert!(!held.is_empty(), "the sample audience has a holdout");
+    for h in &held {
+        assert!(!sent.contains(&h["person_id"].as_str().unwrap_or_default().to_string()));
+    }
+    // The second run sends nothing.
+    let again = ctx.cdp(&["sync", &p, "--format", "json"]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_eq!(report(&again)[0]["sent"], 0);
+}

@@ -450,153 +450,6 @@ pub struct RawLoad {
     pub tables: Vec<String>,
 }
 
-/// `[[syncs]]`: one reverse-ETL sync. What it sends is one of `audience`, `table` or
-/// `query`; each run sends only the difference from what the destination last
-/// accepted.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawSync {
-    /// Lower-case letters, digits and `_`; names the sync's state and its reports.
-    pub name: String,
-    /// Send the members of this audience (its holdout never leaves the warehouse),
-    /// with their `customer_360` columns; rows are keyed by `person_id`.
-    pub audience: Option<String>,
-    /// Send the rows of this warehouse table, keyed by `key`.
-    pub table: Option<String>,
-    /// Send the rows of this SQL query, keyed by `key`.
-    pub query: Option<String>,
-    /// With `table` or `query`: the column whose value identifies a row.
-    pub key: Option<String>,
-    /// `insert` (new rows only), `update` (changed rows only), `upsert` (new and
-    /// changed), `mirror` (new, changed and removed: the destination equals the
-    /// source) or `archive` (only rows that left).
-    pub mode: SyncModeName,
-    /// Where rows go; `kind` picks the destination.
-    pub to: RawDestination,
-    /// Destination field -> what it holds: a column name, or a table
-    /// `{ column = "email", transform = ["lower", "sha256"] }` or `{ constant = "cdp" }`.
-    /// Every column, under its own name, when absent.
-    #[serde(default)]
-    pub fields: IndexMap<String, RawFieldOrColumn>,
-    /// A boolean column that must be true for a row to be sent (consent to
-    /// marketing); a row whose consent is false or unknown is treated as absent.
-    pub consent: Option<String>,
-    /// Suppression lists: rows whose `column` value is in the warehouse table
-    /// `table`'s column `list_column` (case-insensitive) are never sent.
-    #[serde(default)]
-    pub suppress: Vec<RawSuppression>,
-    /// Rows per request (webhook, ad audience, Salesforce upload); the destination's
-    /// own limit when absent.
-    pub batch_size: Option<usize>,
-    /// How many runs in a row a rejected row is tried before it is parked until its
-    /// data changes; 5 when absent. Retries back off: after the n-th rejection the
-    /// row sits out 2^(n-1) - 1 runs.
-    pub max_attempts: Option<u32>,
-}
-
-/// The destinations a sync can name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DestinationKindName {
-    Files,
-    Webhook,
-    Salesforce,
-    AdAudience,
-}
-
-/// The modes a sync can name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SyncModeName {
-    Insert,
-    Update,
-    Upsert,
-    Mirror,
-    Archive,
-}
-
-/// `to = { kind = ... }`: a sync's destination. One flat table; which keys apply
-/// depends on `kind`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawDestination {
-    pub kind: DestinationKindName,
-    /// files: a local directory or `s3://BUCKET/PREFIX`; one object per run and a
-    /// manifest are written under it.
-    pub path: Option<String>,
-    /// files: `csv`, `jsonl` or `parquet`; `csv` when absent.
-    pub format: Option<FileFormat>,
-    /// files on S3: the S3 endpoint (an S3-compatible store); `${VAR}` is expanded.
-    pub endpoint_url: Option<String>,
-    /// webhook: the URL batches are POSTed to; salesforce: the instance URL; ad_audience:
-    /// the API's base URL. `${VAR}` is expanded.
-    pub url: Option<String>,
-    /// webhook: the header that carries the secret (`Authorization` when absent).
-    pub auth_header: Option<String>,
-    /// The environment variable holding the secret: the webhook header's value, the
-    /// Salesforce OAuth access token, the ad API's access token.
-    pub auth_env: Option<String>,
-    /// webhook, ad_audience: at most this many requests per second.
-    pub rate_limit: Option<f64>,
-    /// salesforce: the sObject (`Contact`).
-    pub object: Option<String>,
-    /// salesforce: the external-id field upserts match on (`cdp_person_id__c`).
-    pub external_id: Option<String>,
-    /// salesforce: the environment variable holding an OAuth refresh token; with it a
-    /// 401 refreshes the access token (client id and secret from
-    /// `SALESFORCE_CLIENT_ID` and `SALESFORCE_CLIENT_SECRET`).
-    pub refresh_env: Option<String>,
-    /// ad_audience: the audience's id at the ad platform.
-    pub audience_id: Option<String>,
-    /// webhook, salesforce, ad_audience: give up on a request after this long
-    /// (`"30s"`); 30 seconds when absent.
-    pub timeout: Option<String>,
-}
-
-/// `{ column = "email", table = "suppressed", list_column = "email" }`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawSuppression {
-    pub column: String,
-    pub table: String,
-    pub list_column: String,
-}
-
-/// A destination field: a column's value, transformed, or a constant.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawField {
-    pub column: Option<String>,
-    /// Applied in order: `trim`, `lower`, `upper`, `sha256` (hex), `e164` (a phone
-    /// number in E.164; a number that is not one becomes empty), `digits` (only the
-    /// digits).
-    #[serde(default)]
-    pub transform: Vec<String>,
-    pub constant: Option<String>,
-}
-
-/// Lets `email = "email"` stand for `email = { column = "email" }`.
-#[derive(Debug)]
-pub struct RawFieldOrColumn(pub RawField);
-
-impl<'de> Deserialize<'de> for RawFieldOrColumn {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = RawFieldOrColumn;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a column name or a table like { column = \"email\", transform = [\"sha256\"] }")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(RawFieldOrColumn(RawField {
-                    column: Some(v.to_string()),
-                    ..Default::default()
-                }))
-            }
-            fn visit_map<M: MapAccess<'de>>(self, m: M) -> Result<Self::Value, M::Error> {
-                RawField::deserialize(de::value::MapAccessDeserializer::new(m))
-                    .map(RawFieldOrColumn)
-
 /// One element of `audiences = [...]`: a glob of files to include (relative to the
 /// pipeline file; each holds `[[audiences]]` and `[[traits]]`), or an audience.
 #[derive(Debug)]
@@ -758,4 +611,156 @@ pub struct RawTrait {
 pub struct RawAudienceFile {
     pub audiences: Vec<RawAudienceEntry>,
     pub traits: Vec<RawTrait>,
+}
+
+/// `[[syncs]]`: one reverse-ETL sync. What it sends is one of `audience`, `table` or
+/// `query`; each run sends only the difference from what the destination last
+/// accepted.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSync {
+    /// Lower-case letters, digits and `_`; names the sync's state and its reports.
+    pub name: String,
+    /// Send the members of this audience (its holdout never leaves the warehouse),
+    /// with their `customer_360` columns; rows are keyed by `person_id`.
+    pub audience: Option<String>,
+    /// Send the rows of this warehouse table, keyed by `key`.
+    pub table: Option<String>,
+    /// Send the rows of this SQL query, keyed by `key`.
+    pub query: Option<String>,
+    /// With `table` or `query`: the column whose value identifies a row.
+    pub key: Option<String>,
+    /// `insert` (new rows only), `update` (changed rows only), `upsert` (new and
+    /// changed), `mirror` (new, changed and removed: the destination equals the
+    /// source) or `archive` (only rows that left).
+    pub mode: SyncModeName,
+    /// Where rows go; `kind` picks the destination.
+    pub to: RawDestination,
+    /// Destination field -> what it holds: a column name, or a table
+    /// `{ column = "email", transform = ["lower", "sha256"] }` or `{ constant = "cdp" }`.
+    /// Every column, under its own name, when absent.
+    #[serde(default)]
+    pub fields: IndexMap<String, RawFieldOrColumn>,
+    /// A boolean column that must be true for a row to be sent (consent to
+    /// marketing); a row whose consent is false or unknown is treated as absent.
+    pub consent: Option<String>,
+    /// Suppression lists: rows whose `column` value is in the warehouse table
+    /// `table`'s column `list_column` (case-insensitive) are never sent.
+    #[serde(default)]
+    pub suppress: Vec<RawSuppression>,
+    /// Rows per request (webhook, ad audience, Salesforce upload); the destination's
+    /// own limit when absent.
+    pub batch_size: Option<usize>,
+    /// How many runs in a row a rejected row is tried before it is parked until its
+    /// data changes; 5 when absent. Retries back off: after the n-th rejection the
+    /// row sits out 2^(n-1) - 1 runs.
+    pub max_attempts: Option<u32>,
+}
+
+/// The destinations a sync can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DestinationKindName {
+    Files,
+    Webhook,
+    Salesforce,
+    AdAudience,
+}
+
+/// The modes a sync can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncModeName {
+    Insert,
+    Update,
+    Upsert,
+    Mirror,
+    Archive,
+}
+
+/// `to = { kind = ... }`: a sync's destination. One flat table; which keys apply
+/// depends on `kind`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDestination {
+    pub kind: DestinationKindName,
+    /// files: a local directory or `s3://BUCKET/PREFIX`; one object per run and a
+    /// manifest are written under it.
+    pub path: Option<String>,
+    /// files: `csv`, `jsonl` or `parquet`; `csv` when absent.
+    pub format: Option<FileFormat>,
+    /// files on S3: the S3 endpoint (an S3-compatible store); `${VAR}` is expanded.
+    pub endpoint_url: Option<String>,
+    /// webhook: the URL batches are POSTed to; salesforce: the instance URL; ad_audience:
+    /// the API's base URL. `${VAR}` is expanded.
+    pub url: Option<String>,
+    /// webhook: the header that carries the secret (`Authorization` when absent).
+    pub auth_header: Option<String>,
+    /// The environment variable holding the secret: the webhook header's value, the
+    /// Salesforce OAuth access token, the ad API's access token.
+    pub auth_env: Option<String>,
+    /// webhook, ad_audience: at most this many requests per second.
+    pub rate_limit: Option<f64>,
+    /// salesforce: the sObject (`Contact`).
+    pub object: Option<String>,
+    /// salesforce: the external-id field upserts match on (`cdp_person_id__c`).
+    pub external_id: Option<String>,
+    /// salesforce: the environment variable holding an OAuth refresh token; with it a
+    /// 401 refreshes the access token (client id and secret from
+    /// `SALESFORCE_CLIENT_ID` and `SALESFORCE_CLIENT_SECRET`).
+    pub refresh_env: Option<String>,
+    /// ad_audience: the audience's id at the ad platform.
+    pub audience_id: Option<String>,
+    /// webhook, salesforce, ad_audience: give up on a request after this long
+    /// (`"30s"`); 30 seconds when absent.
+    pub timeout: Option<String>,
+}
+
+/// `{ column = "email", table = "suppressed", list_column = "email" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSuppression {
+    pub column: String,
+    pub table: String,
+    pub list_column: String,
+}
+
+/// A destination field: a column's value, transformed, or a constant.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawField {
+    pub column: Option<String>,
+    /// Applied in order: `trim`, `lower`, `upper`, `sha256` (hex), `e164` (a phone
+    /// number in E.164; a number that is not one becomes empty), `digits` (only the
+    /// digits).
+    #[serde(default)]
+    pub transform: Vec<String>,
+    pub constant: Option<String>,
+}
+
+/// Lets `email = "email"` stand for `email = { column = "email" }`.
+#[derive(Debug)]
+pub struct RawFieldOrColumn(pub RawField);
+
+impl<'de> Deserialize<'de> for RawFieldOrColumn {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawFieldOrColumn;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a column name or a table like { column = \"email\", transform = [\"sha256\"] }")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(RawFieldOrColumn(RawField {
+                    column: Some(v.to_string()),
+                    ..Default::default()
+                }))
+            }
+            fn visit_map<M: MapAccess<'de>>(self, m: M) -> Result<Self::Value, M::Error> {
+                RawField::deserialize(de::value::MapAccessDeserializer::new(m))
+                    .map(RawFieldOrColumn)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }

@@ -158,15 +158,16 @@ struct Ack {
     refused: Vec<(String, String)>,
 }
 
-/// The warehouse query for an audience's members to sync: their customer_360 rows.
-/// The audience's table holds its members that are not held out, so the holdout
-/// never leaves the warehouse.
+/// The warehouse query for an audience's members to sync: their customer_360 rows and
+/// the split each drew (`split`, null without splits). The audience's table holds its
+/// members that are not held out, so the holdout never leaves the warehouse.
 pub fn audience_query(name: &str, dialect: crate::warehouse::Dialect) -> String {
     let table = dialect.ident(&format!("audience_{name}"));
     let person = dialect.ident("person_id");
     format!(
-        "SELECT c.* FROM {} AS c WHERE c.{person} IN (SELECT {person} FROM {table})",
-        dialect.ident("customer_360")
+        "SELECT c.*, a.{split} AS {split} FROM {} AS c JOIN {table} AS a ON a.{person} = c.{person}",
+        dialect.ident("customer_360"),
+        split = dialect.ident("split"),
     )
 }
 

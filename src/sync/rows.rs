@@ -23,13 +23,15 @@ pub struct Filtered {
 }
 
 /// The SQL that reads a sync's rows, with a 0/1 column for suppressed rows.
-pub fn query(sync: &SyncConfig) -> String {
+pub fn query(sync: &SyncConfig, dialect: Dialect) -> String {
     let base = match &sync.from {
-        SyncFrom::Table { table, .. } => format!("SELECT * FROM {}", qualified(table)),
+        SyncFrom::Table { table, .. } => {
+            format!("SELECT * FROM {}", qualified(table, dialect))
+        }
         SyncFrom::Query { sql, .. } => {
             format!("SELECT * FROM ({}) AS q", sql.trim().trim_end_matches(';'))
         }
-        SyncFrom::Audience(name) => crate::sync::audience_query(name),
+        SyncFrom::Audience(name) => crate::sync::audience_query(name, dialect),
     };
     let suppressed = if sync.suppress.is_empty() {
         "0".to_string()
@@ -51,10 +53,10 @@ pub fn query(sync: &SyncConfig) -> String {
     format!("SELECT s.*, {suppressed} AS {SUPPRESSED} FROM ({base}) AS s")
 }
 
-/// `db.schema.table` quoted part by part.
-fn qualified(name: &str) -> String {
+/// `db.schema.table` quoted part by part, as the dialect spells the names cdp creates.
+fn qualified(name: &str, dialect: Dialect) -> String {
     name.split('.')
-        .map(quote_ident)
+        .map(|part| dialect.ident(part))
         .collect::<Vec<_>>()
         .join(".")
 }
