@@ -65,6 +65,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     outln!("  load       {}", p.load_tables.join(", "))?;
+    for s in &p.syncs {
+        let from = match &s.from {
+            cdp::config::SyncFrom::Audience(a) => format!("audience {a}"),
+            cdp::config::SyncFrom::Table { table, key } => format!("table {table} by {key}"),
+            cdp::config::SyncFrom::Query { key, .. } => format!("a query by {key}"),
+        };
+        outln!(
+            "  sync       {}: {from} -> {} ({})",
+            s.name,
+            s.to.describe(),
+            s.mode.name()
+        )?;
+    }
     for t in &p.traits {
         let of = t
             .agg
