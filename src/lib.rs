@@ -20,3 +20,19 @@ pub mod steps;
 pub mod sync;
 pub mod vocab;
 pub mod warehouse;
+
+/// An error and every cause, as `a: b: c` (a cause whose text the message already
+/// holds is not repeated): the one way errors become a line of text.
+pub fn error_text(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
+}

@@ -155,17 +155,7 @@ impl StepError {
     /// The whole message: this error and every cause, as `a: b: c` (a cause whose text
     /// the message already holds is not repeated).
     pub fn chain_text(&self) -> String {
-        let mut text = self.to_string();
-        let mut cause = std::error::Error::source(self);
-        while let Some(c) = cause {
-            let more = c.to_string();
-            if !text.contains(&more) {
-                text.push_str(": ");
-                text.push_str(&more);
-            }
-            cause = c.source();
-        }
-        text
+        crate::error_text(self)
     }
 }
 

@@ -281,17 +281,7 @@ fn local_target(key: &str, path: &Path, what: &str, by: &str) -> Finding {
 
 /// An error and its causes, as one line.
 fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut next = err.source();
-    while let Some(e) = next {
-        let part = e.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        next = e.source();
-    }
-    text
+    crate::error_text(err)
 }
 
 fn files_source(key: &str, source: &SourceConfig, glob: &str) -> Finding {

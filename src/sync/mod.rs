@@ -173,17 +173,7 @@ pub fn audience_query(name: &str, dialect: crate::warehouse::Dialect) -> String 
 
 /// An error and its causes, as one line.
 pub fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut next = err.source();
-    while let Some(e) = next {
-        let part = e.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        next = e.source();
-    }
-    text
+    crate::error_text(err)
 }
 
 /// Runs one sync: finishes a delivery a crash left, then diffs, plans, delivers and
@@ -516,99 +506,101 @@ fn state_err(key: &str) -> impl Fn(PolarsError) -> SyncError + '_ {
     }
 }
 
-fn write_rows(lake: &Lake, key: &str, rows: &[Row]) -> Result<(), SyncError> {
-    let df = DataFrame::new(
-        rows.len(),
-        vec![
-            Column::new(
-                "key".into(),
-                rows.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(),
-            ),
-            Column::new(
-                "hash".into(),
-                rows.iter().map(|r| r.hash).collect::<Vec<u64>>(),
-            ),
-            Column::new(
-                "values".into(),
-                rows.iter().map(|r| r.values.as_str()).collect::<Vec<_>>(),
-            ),
-        ],
-    )
-    .map_err(state_err(key))?;
+/// A state frame: each row's key, hash and values, and for a plan its operation.
+fn write_frame(
+    lake: &Lake,
+    key: &str,
+    rows: &[(&str, Option<Op>, u64, &str)],
+) -> Result<(), SyncError> {
+    let mut columns = vec![
+        Column::new("key".into(), rows.iter().map(|r| r.0).collect::<Vec<_>>()),
+        Column::new(
+            "hash".into(),
+            rows.iter().map(|r| r.2).collect::<Vec<u64>>(),
+        ),
+        Column::new(
+            "values".into(),
+            rows.iter().map(|r| r.3).collect::<Vec<_>>(),
+        ),
+    ];
+    if rows.iter().any(|r| r.1.is_some()) {
+        columns.push(Column::new(
+            "op".into(),
+            rows.iter().map(|r| r.1.map(Op::as_str)).collect::<Vec<_>>(),
+        ));
+    }
+    let df = DataFrame::new(rows.len(), columns).map_err(state_err(key))?;
     write_parquet(lake, key, &df)?;
     Ok(())
 }
 
-fn read_rows(lake: &Lake, key: &str) -> Result<Vec<Row>, SyncError> {
+/// A state frame back: rows and, where the frame has them, their operations.
+fn read_frame(lake: &Lake, key: &str) -> Result<Vec<(Row, Option<Op>)>, SyncError> {
     let df = read_parquet(lake, key)?;
     let e = state_err(key);
     let k = df.column("key").and_then(|c| c.str()).map_err(&e)?;
     let h = df.column("hash").and_then(|c| c.u64()).map_err(&e)?;
     let v = df.column("values").and_then(|c| c.str()).map_err(&e)?;
+    let ops: Vec<Option<Op>> = match df.column("op").ok() {
+        None => vec![None; df.height()],
+        Some(c) => c
+            .str()
+            .map_err(&e)?
+            .iter()
+            .map(|o| match o {
+                Some("add") => Ok(Some(Op::Add)),
+                Some("change") => Ok(Some(Op::Change)),
+                Some("remove") => Ok(Some(Op::Remove)),
+                other => Err(SyncError::State {
+                    key: key.into(),
+                    message: format!("unknown operation {other:?}"),
+                }),
+            })
+            .collect::<Result<_, _>>()?,
+    };
     Ok(k.iter()
         .zip(h.iter())
         .zip(v.iter())
-        .map(|((k, h), v)| Row {
-            key: k.unwrap_or_default().into(),
-            hash: h.unwrap_or_default(),
-            values: v.unwrap_or_default().into(),
+        .zip(ops)
+        .map(|(((k, h), v), op)| {
+            let row = Row {
+                key: k.unwrap_or_default().into(),
+                hash: h.unwrap_or_default(),
+                values: v.unwrap_or_default().into(),
+            };
+            (row, op)
         })
         .collect())
 }
 
+fn write_rows(lake: &Lake, key: &str, rows: &[Row]) -> Result<(), SyncError> {
+    let frame: Vec<_> = rows
+        .iter()
+        .map(|r| (r.key.as_str(), None, r.hash, r.values.as_str()))
+        .collect();
+    write_frame(lake, key, &frame)
+}
+
+fn read_rows(lake: &Lake, key: &str) -> Result<Vec<Row>, SyncError> {
+    Ok(read_frame(lake, key)?.into_iter().map(|(r, _)| r).collect())
+}
+
 fn write_plan_rows(lake: &Lake, key: &str, rows: &[PlanRow]) -> Result<(), SyncError> {
-    let df = DataFrame::new(
-        rows.len(),
-        vec![
-            Column::new(
-                "key".into(),
-                rows.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(),
-            ),
-            Column::new(
-                "op".into(),
-                rows.iter().map(|r| r.op.as_str()).collect::<Vec<_>>(),
-            ),
-            Column::new(
-                "hash".into(),
-                rows.iter().map(|r| r.hash).collect::<Vec<u64>>(),
-            ),
-            Column::new(
-                "values".into(),
-                rows.iter().map(|r| r.values.as_str()).collect::<Vec<_>>(),
-            ),
-        ],
-    )
-    .map_err(state_err(key))?;
-    write_parquet(lake, key, &df)?;
-    Ok(())
+    let frame: Vec<_> = rows
+        .iter()
+        .map(|r| (r.key.as_str(), Some(r.op), r.hash, r.values.as_str()))
+        .collect();
+    write_frame(lake, key, &frame)
 }
 
 fn read_plan_rows(lake: &Lake, key: &str) -> Result<Vec<PlanRow>, SyncError> {
-    let df = read_parquet(lake, key)?;
-    let e = state_err(key);
-    let k = df.column("key").and_then(|c| c.str()).map_err(&e)?;
-    let o = df.column("op").and_then(|c| c.str()).map_err(&e)?;
-    let h = df.column("hash").and_then(|c| c.u64()).map_err(&e)?;
-    let v = df.column("values").and_then(|c| c.str()).map_err(&e)?;
-    let mut out = Vec::with_capacity(df.height());
-    for (((k, o), h), v) in k.iter().zip(o.iter()).zip(h.iter()).zip(v.iter()) {
-        let op = match o {
-            Some("add") => Op::Add,
-            Some("change") => Op::Change,
-            Some("remove") => Op::Remove,
-            other => {
-                return Err(SyncError::State {
-                    key: key.into(),
-                    message: format!("unknown operation {other:?}"),
-                })
-            }
-        };
-        out.push(PlanRow {
-            key: k.unwrap_or_default().into(),
-            op,
-            hash: h.unwrap_or_default(),
-            values: v.unwrap_or_default().into(),
-        });
-    }
-    Ok(out)
+    Ok(read_frame(lake, key)?
+        .into_iter()
+        .map(|(r, op)| PlanRow {
+            key: r.key,
+            op: op.unwrap_or(Op::Add),
+            hash: r.hash,
+            values: r.values,
+        })
+        .collect())
 }
