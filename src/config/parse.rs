@@ -540,36 +540,6 @@ impl Parsed {
 }
 
 /// Deserializes the document section by section, collecting every problem.
-impl Collector<'_> {
-    /// The tables of an array of tables such as `[[sources]]`, each read on its own
-    /// so that one bad table does not hide the others' problems.
-    fn array_of_tables<T: serde::de::DeserializeOwned>(
-        &mut self,
-        root: &toml::de::DeTable<'_>,
-        name: &str,
-    ) -> Vec<T> {
-        let mut out = Vec::new();
-        match root.get(name).map(|v| (v, v.get_ref())) {
-            None => {}
-            Some((_, DeValue::Array(items))) => {
-                for (i, item) in items.iter().enumerate() {
-                    let path = [Seg::Key(name.into()), Seg::Index(i)];
-                    out.extend(self.section(&path, item));
-                }
-            }
-            Some((v, _)) => {
-                self.structural = true;
-                self.push(
-                    name.into(),
-                    Some(v.span().start),
-                    format!("expected an array of tables: [[{name}]]"),
-                );
-            }
-        }
-        out
-    }
-}
-
 pub(super) fn raw_pipeline(text: &str, doc: &Doc<'_>) -> Parsed {
     let mut c = Collector {
         text,
@@ -616,8 +586,8 @@ pub(super) fn raw_pipeline(text: &str, doc: &Doc<'_>) -> Parsed {
             None
         }
     };
-    let sources = c.array_of_tables(&root, "sources");
-    let syncs = c.array_of_tables(&root, "syncs");
+    let sources = c.array(&root, "sources");
+    let syncs = c.array(&root, "syncs");
     let mut entities = indexmap::IndexMap::new();
     match root.get("entities").map(|v| (v, v.get_ref())) {
         None => {}
