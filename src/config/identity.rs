@@ -191,6 +191,42 @@ pub enum Strategy {
     Longest,
 }
 
+/// A fuzzy comparison on a first name's formal form (the `match_column` of a
+/// `person_name` column) also reads the name as written: the formal form settles
+/// exact and nickname agreement ("Jerry" is "Gerald"), the written form catches a typo
+/// the formal mapping would hide ("Jerr" is one slip from "Jerry", nothing like
+/// "Gerald"). Any pair of the two columns' values may reach a level.
+fn compare_names_as_written(comparisons: &mut [Comparison], entity: &EntityConfig) {
+    for c in comparisons {
+        let fuzzy = c.levels.iter().any(|l| {
+            matches!(
+                l,
+                Level::JaroWinkler(_) | Level::Levenshtein(_) | Level::Slip
+            )
+        });
+        if !fuzzy {
+            continue;
+        }
+        let written: Vec<String> = c
+            .columns
+            .iter()
+            .filter_map(|col| {
+                entity.columns.iter().find(|r| {
+                    r.kind == super::ColumnKind::PersonName
+                        && r.match_column.as_deref() == Some(col.as_str())
+                })
+            })
+            .map(|r| r.name.clone())
+            .filter(|w| !c.columns.contains(w))
+            .collect();
+        for w in written {
+            if !c.columns.contains(&w) {
+                c.columns.push(w);
+            }
+        }
+    }
+}
+
 impl Validator<'_> {
     pub(super) fn identity(
         &mut self,
@@ -265,7 +301,10 @@ impl Validator<'_> {
                 }
             }
         };
-        let matching = raw.matching.map(|m| self.matching(m, &has, &entity.name));
+        let mut matching = raw.matching.map(|m| self.matching(m, &has, &entity.name));
+        if let Some(m) = &mut matching {
+            compare_names_as_written(&mut m.comparisons, entity);
+        }
         let is_source = |name: &str| {
             sources
                 .iter()

@@ -399,6 +399,32 @@ rules = [{ name = "email", match = ["email"] }]
     }
 
     #[test]
+    fn a_fuzzy_comparison_on_a_formal_first_name_also_reads_the_name_as_written() {
+        let text = GOOD
+            .replace(
+                r#"columns = { email = "email", dob"#,
+                r#"columns = { email = "email", first = { kind = "person_name", match_column = "first_formal" }, dob"#,
+            )
+            .replace(r#"Email = "email" }"#, r#"Email = "email", First = "first" }"#)
+            + r#"[identity.matching]
+threshold = 0.5
+blocking = [{ name = "e", on = ["email"] }]
+comparisons = [
+  { name = "fuzzy", columns = ["first_formal"], levels = ["exact", "nickname", "one slip"] },
+  { name = "plain", columns = ["first_formal"], levels = ["exact", "nickname"] },
+]
+"#;
+        let p = parse(&text).expect("valid");
+        let m = p
+            .identity
+            .as_ref()
+            .and_then(|i| i.matching.as_ref())
+            .expect("matching");
+        assert_eq!(m.comparisons[0].columns, ["first_formal", "first"]);
+        assert_eq!(m.comparisons[1].columns, ["first_formal"]);
+    }
+
+    #[test]
     fn matching_problems_name_their_keys() {
         let text = format!(
             "{GOOD}{}",

@@ -180,7 +180,8 @@ pub struct RawColumnRule {
     pub original: Option<String>,
     /// Write the form used for matching into this extra column: for `email`, the
     /// provider-canonical address (Gmail dots and `+tags` dropped); for `person_name`,
-    /// the formal name of a nickname (Bob -> Robert).
+    /// the formal name of a nickname (Bob -> Robert); for `phone`, the E.164 number, or
+    /// `#` and the digits of a number that fails validation (it stays evidence).
     pub match_column: Option<String>,
     /// For `phone`: region of numbers written without a country code, overriding the
     /// source's `region`.
