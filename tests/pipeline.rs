@@ -519,3 +519,55 @@ fn status_reports_each_step_and_json_is_machine_readable() {
         sample_rows("truth.csv") + sample_rows("shop/orders.csv")
     );
 }
+
+/// Reads the model table of `cdp resolve`'s report: (comparison, level, weight) rows.
+fn model_weights(report: &str) -> Vec<(String, String, f64)> {
+    report
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("comparison  level"))
+        .skip(1)
+        .map_while(|l| {
+            let cells: Vec<&str> = l
+                .split("  ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .collect();
+            let weight = cells.last()?.parse::<f64>().ok()?;
+            Some((cells[0].to_string(), cells[1].to_string(), weight))
+        })
+        .collect()
+}
+
+#[test]
+fn the_sample_model_weighs_closer_agreement_never_lower_and_keeps_its_f1() {
+    let ctx = TestContext::new();
+    let truth = common::repo().join("sample-data/truth.csv");
+    let truth = truth.to_str().expect("utf-8 path");
+    let out = ctx
+        .step("run", &sample_pipeline(), &["--truth", truth])
+        .ok();
+    let f1: f64 = out
+        .stdout
+        .split("f1=")
+        .nth(1)
+        .and_then(|rest| rest.get(..6))
+        .and_then(|x| x.parse().ok())
+        .unwrap_or_else(|| panic!("no F1 in {}", out.stdout));
+    assert!(f1 >= 0.9855, "F1 {f1} fell below the sample's 0.9855");
+    let report = ctx.step("resolve", &sample_pipeline(), &["--force"]).ok();
+    assert!(report.stdout.contains("converged"), "{}", report.stdout);
+    let weights = model_weights(&report.stdout);
+    assert!(weights.len() > 20, "{}", report.stdout);
+    for pair in weights.windows(2).filter(|p| p[0].0 == p[1].0) {
+        assert!(
+            pair[0].2 >= pair[1].2,
+            "{}: {} weighs {} < {} {}\n{}",
+            pair[0].0,
+            pair[0].1,
+            pair[0].2,
+            pair[1].1,
+            pair[1].2,
+            report.stdout
+        );
+    }
+}

@@ -98,14 +98,15 @@ pub fn report_text(r: &ResolveReport) -> String {
             })
             .collect();
         extra.push_str(&format!(
-            "\nmatching: {} candidate pairs scored ({} strong pairs reused), {} at or above the threshold, {} merges; model {}, EM {} rounds{}, prior {:.3e}\n{}",
+            "\nmatching: {} candidate pairs scored ({} strong pairs reused), {} at or above the threshold, {} merges; model {}, EM {} rounds, {} (last change {:.1e}), prior {:.3e}\n{}",
             m.candidate_pairs,
             m.reused_edges,
             m.edges,
             m.merges,
             if m.trained { "trained" } else { "reused" },
             m.model.em_rounds,
-            if m.model.em_converged { "" } else { " (not converged)" },
+            if m.model.em_converged { "converged" } else { "not converged" },
+            m.model.em_final_change,
             m.model.prior,
             render::table(&["blocking rule", "blocks", "new pairs", "oversized blocks"], &rows)
         ));
@@ -129,6 +130,18 @@ pub fn report_text(r: &ResolveReport) -> String {
             "\n{}",
             render::table(&["comparison", "level", "m", "u", "weight"], &rows)
         ));
+        for c in &m.model.comparisons {
+            for run in &c.pooled {
+                extra.push_str(&format!(
+                    "\n{}: levels {} pooled into one weight (EM weighed closer agreement lower)",
+                    c.name,
+                    run.iter()
+                        .map(|l| format!("{l:?}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
     }
     if r.first_names_from_email > 0 {
         extra.push_str(&format!(
