@@ -191,6 +191,29 @@ pub enum Strategy {
     Longest,
 }
 
+/// The golden record's columns when `attributes` is not given: the profile, not the
+/// resolver's scratch work. Left out: the key, the matching forms (`match_column`s
+/// such as an email key or a formal first name) and a full name split into first and
+/// last name columns (those two carry it).
+pub fn default_attributes(entity: &EntityConfig) -> Vec<String> {
+    let helpers: Vec<&str> = entity
+        .columns
+        .iter()
+        .flat_map(|c| {
+            c.match_column
+                .as_deref()
+                .into_iter()
+                .chain(c.split.is_some().then_some(c.name.as_str()))
+        })
+        .collect();
+    entity
+        .columns
+        .iter()
+        .filter(|c| c.name != entity.key && !helpers.contains(&c.name.as_str()))
+        .map(|c| c.name.clone())
+        .collect()
+}
+
 /// A fuzzy comparison on a first name's formal form (the `match_column` of a
 /// `person_name` column) also reads the name as written: the formal form settles
 /// exact and nickname agreement ("Jerry" is "Gerald"), the written form catches a typo
@@ -255,14 +278,7 @@ impl Validator<'_> {
             let key = format!("identity.rules[{i}].match");
             self.columns_exist(&key, &rule.columns, &has, &entity.name);
         }
-        let attributes = raw.attributes.unwrap_or_else(|| {
-            entity
-                .columns
-                .iter()
-                .filter(|c| c.name != entity.key)
-                .map(|c| c.name.clone())
-                .collect()
-        });
+        let attributes = raw.attributes.unwrap_or_else(|| default_attributes(entity));
         self.columns_exist("identity.attributes", &attributes, &has, &entity.name);
         let s = raw.survivorship;
         let survivorship = match s {

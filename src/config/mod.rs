@@ -425,6 +425,28 @@ comparisons = [
     }
 
     #[test]
+    fn golden_records_carry_the_profile_not_the_matching_helpers() {
+        let text = GOOD
+            .replace(
+                r#"columns = { email = "email", dob"#,
+                r#"columns = { email = { kind = "email", match_column = "email_key" }, first = { kind = "person_name", match_column = "first_formal" }, last = "person_name", name = { kind = "full_name", first = "first", last = "last" }, dob"#,
+            )
+            .replace(r#"Email = "email" }"#, r#"Email = "email", Name = "name" }"#);
+        let p = parse(&text).expect("valid");
+        let identity = p.identity.as_ref().expect("identity");
+        assert_eq!(identity.attributes, ["dob", "email", "first", "last"]);
+        let listed = text.replace(
+            "[identity]\nentity = \"person\"",
+            "[identity]\nentity = \"person\"\nattributes = [\"email\", \"email_key\"]",
+        );
+        let p = parse(&listed).expect("valid");
+        assert_eq!(
+            p.identity.as_ref().expect("identity").attributes,
+            ["email", "email_key"]
+        );
+    }
+
+    #[test]
     fn matching_problems_name_their_keys() {
         let text = format!(
             "{GOOD}{}",

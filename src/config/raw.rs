@@ -276,7 +276,8 @@ pub struct RawIdentity {
     /// A rule value shared by more records than this is not identifying (a placeholder
     /// email, a call-centre phone) and links nothing. 20 when absent.
     pub max_key_group: Option<usize>,
-    /// Columns carried into the golden record; all entity columns but the key when absent.
+    /// Columns carried into the golden record; when absent, every entity column but the
+    /// key, the matching forms (`match_column`s) and a full name split into first and last.
     pub attributes: Option<Vec<String>>,
     pub survivorship: Option<RawSurvivorship>,
     /// Probabilistic (Fellegi-Sunter) matching on top of the rules.
