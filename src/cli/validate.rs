@@ -45,11 +45,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         outln!("  identity   {} by {}", i.entity, rules.join(", "))?;
         // A column reaches customer_360 only as an attribute: say which do not.
         if let Some(e) = p.entity(&i.entity) {
-            let left_out: Vec<&str> = e
-                .columns
+            // Matching helpers stay out by default: only profile columns are named.
+            let profile = cdp::config::default_attributes(e);
+            let left_out: Vec<&str> = profile
                 .iter()
-                .filter(|c| c.name != e.key && !i.attributes.contains(&c.name))
-                .map(|c| c.name.as_str())
+                .filter(|c| !i.attributes.contains(c))
+                .map(String::as_str)
                 .collect();
             if !left_out.is_empty() {
                 outln!(

@@ -27,8 +27,8 @@ pub use aws::{AppflowConnector, AwsAccess, DataexchangeConnector};
 pub use checks::{Bound, Check, CheckKind, CheckRule, Severity, Threshold};
 pub use entities::{ColumnKind, ColumnRule, EntityConfig, OnInvalid};
 pub use identity::{
-    Comparison, Guards, Households, IdentityConfig, Level, MatchRule, Matching, NameFromEmail,
-    Strategy, Survivorship,
+    default_attributes, Comparison, Guards, Households, IdentityConfig, Level, MatchRule, Matching,
+    NameFromEmail, Strategy, Survivorship,
 };
 pub use load::{CUSTOMER_360_TABLE, IDENTITY_GRAPH_TABLE};
 pub use sources::{Connector, FilesConnector, ReadOptions, SourceConfig, WindowMode};
