@@ -7,7 +7,7 @@ use std::fmt;
 
 use serde::Deserialize;
 
-use super::raw::{RawGuards, RawIdentity, RawMatching};
+use super::raw::{RawGuards, RawIdentity, RawLinkOnly, RawMatching};
 use super::{EntityConfig, SourceConfig, Validator};
 
 /// `[identity]`, validated.
@@ -326,13 +326,36 @@ impl Validator<'_> {
                 .iter()
                 .any(|s| s.name == name && s.entity == entity.name)
         };
-        let guards = self.guards(
+        let mut guards = self.guards(
             raw.guards,
             &has,
             &is_source,
             matching.as_ref(),
             &entity.name,
         );
+        // Link-only sources hold one record a person: at most one per person.
+        let link_only: Vec<String> = match raw.link_only {
+            None | Some(RawLinkOnly::All(false)) => Vec::new(),
+            Some(RawLinkOnly::All(true)) => sources
+                .iter()
+                .filter(|s| s.entity == entity.name)
+                .map(|s| s.name.clone())
+                .collect(),
+            Some(RawLinkOnly::Sources(names)) => {
+                for name in names.iter().filter(|n| !is_source(n)) {
+                    self.problem(
+                        "identity.link_only",
+                        format!("no source of entity {:?} is called {name:?}", entity.name),
+                    );
+                }
+                names
+            }
+        };
+        for source in link_only {
+            if !guards.max_per_source.iter().any(|(s, _)| *s == source) {
+                guards.max_per_source.push((source, 1));
+            }
+        }
         let first_name_from_email = raw.first_name_from_email.map(|f| {
             for (field, column) in [
                 ("first_name", &f.first_name),

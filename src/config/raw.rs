@@ -289,6 +289,18 @@ pub struct RawIdentity {
     /// Join a lone record to the member of a household whose name it has, when it
     /// carries the household's shared identifier.
     pub households: Option<RawHouseholds>,
+    /// Link records across sources only: two records of one source are never one
+    /// person (each source is already deduplicated). `true` for every source of the
+    /// entity, or a list of the sources that are.
+    pub link_only: Option<RawLinkOnly>,
+}
+
+/// `link_only = true` or `link_only = ["crm", "vendor"]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawLinkOnly {
+    All(bool),
+    Sources(Vec<String>),
 }
 
 /// `[identity.households]`: which columns hold a household's shared identifiers, its
