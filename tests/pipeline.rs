@@ -571,3 +571,60 @@ fn the_sample_model_weighs_closer_agreement_never_lower_and_keeps_its_f1() {
         );
     }
 }
+
+/// Pairwise F1 a `cdp run --truth` printed.
+fn f1_of(stdout: &str) -> f64 {
+    stdout
+        .split("f1=")
+        .nth(1)
+        .and_then(|rest| rest.get(..6))
+        .and_then(|x| x.parse().ok())
+        .unwrap_or_else(|| panic!("no F1 in {stdout}"))
+}
+
+#[test]
+fn the_sample_with_identity_reduced_to_a_few_lines_reaches_the_full_sections_f1() {
+    let truth = common::repo().join("sample-data/truth.csv");
+    let truth = truth.to_str().expect("utf-8 path");
+    let full = TestContext::new();
+    let full_f1 = f1_of(
+        &full
+            .step("run", &sample_pipeline(), &["--truth", truth])
+            .ok()
+            .stdout,
+    );
+    let reduced = common::repo().join("pipelines/customer360_defaults.toml");
+    let text = std::fs::read_to_string(&reduced).unwrap();
+    let identity = text
+        .split("[identity]")
+        .nth(1)
+        .unwrap()
+        .split("\n[load]")
+        .next()
+        .unwrap();
+    assert!(
+        identity.lines().filter(|l| !l.trim().is_empty()).count() < 10,
+        "{identity}"
+    );
+    let small = TestContext::new();
+    let small_f1 = f1_of(&small.step("run", &reduced, &["--truth", truth]).ok().stdout);
+    assert!(
+        small_f1 >= full_f1,
+        "defaults {small_f1} < full section {full_f1}"
+    );
+
+    let plan = small
+        .cdp(&["validate", reduced.to_str().unwrap(), "--plan"])
+        .ok()
+        .stdout;
+    assert!(
+        plan.contains("max_per_source = { enrichment = 1, support_users = 1 }   # from your file"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains(
+            "never_disagree = [\"first_name\", \"birth_date\"]   # default from the column kinds"
+        ),
+        "{plan}"
+    );
+}

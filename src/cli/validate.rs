@@ -9,10 +9,30 @@ use cdp::steps::preflight::Severity;
 pub struct Args {
     /// The pipeline file (TOML).
     pub pipeline: PathBuf,
+    /// Print the effective `[identity]` section instead, as TOML to paste and edit:
+    /// every part the file leaves out filled from the entity's column kinds, each part
+    /// commented with where it came from.
+    #[arg(long)]
+    pub plan: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let (p, _) = super::load_pipeline(&args.pipeline, &Overrides::default())?;
+    if args.plan {
+        let Some(identity) = &p.identity else {
+            return Err(super::UsageError(format!(
+                "{}: no [identity] section to plan",
+                args.pipeline.display()
+            ))
+            .into());
+        };
+        outln!(
+            "# The effective [identity] of {} (cdp validate --plan).",
+            args.pipeline.display()
+        )?;
+        outln!("{}", cdp::config::identity_defaults::plan_toml(identity))?;
+        return Ok(());
+    }
     outln!("{}: ok (pipeline {:?})", args.pipeline.display(), p.name)?;
     outln!("  lake       {}", p.lake)?;
     outln!("  warehouse  {}", p.warehouse)?;

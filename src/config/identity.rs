@@ -7,6 +7,7 @@ use std::fmt;
 
 use serde::Deserialize;
 
+use super::identity_defaults::Origin;
 use super::raw::{RawGuards, RawIdentity, RawLinkOnly, RawMatching};
 use super::{EntityConfig, SourceConfig, Validator};
 
@@ -22,6 +23,9 @@ pub struct IdentityConfig {
     pub guards: Guards,
     pub first_name_from_email: Option<NameFromEmail>,
     pub households: Option<Households>,
+    /// Each part present (its key under `identity.`) and where it came from: the file,
+    /// or the defaults of the entity's column kinds.
+    pub origins: Vec<(String, Origin)>,
 }
 
 /// A lone record that shares an identifier (a family mailbox, a landline) with one
@@ -253,7 +257,7 @@ fn compare_names_as_written(comparisons: &mut [Comparison], entity: &EntityConfi
 impl Validator<'_> {
     pub(super) fn identity(
         &mut self,
-        raw: RawIdentity,
+        mut raw: RawIdentity,
         entities: &[EntityConfig],
         sources: &[SourceConfig],
     ) -> Option<IdentityConfig> {
@@ -265,13 +269,15 @@ impl Validator<'_> {
             return None;
         };
         let has = |c: &str| entity.column(c).is_some();
-        if raw.rules.is_empty() && raw.matching.is_none() {
+        let origins = super::identity_defaults::fill(&mut raw, entity);
+        let raw_rules = raw.rules.take().unwrap_or_default();
+        if raw_rules.is_empty() && raw.matching.is_none() {
             self.problem(
                 "identity.rules",
-                "at least one rule (or an [identity.matching] section) is needed",
+                "at least one rule (or an [identity.matching] section) is needed; the entity's column kinds gave no default (no email, phone or first name)",
             );
         }
-        for (i, rule) in raw.rules.iter().enumerate() {
+        for (i, rule) in raw_rules.iter().enumerate() {
             if rule.columns.is_empty() {
                 self.problem(format!("identity.rules[{i}].match"), "empty");
             }
@@ -397,8 +403,8 @@ impl Validator<'_> {
         });
         Some(IdentityConfig {
             entity: raw.entity,
-            rules: raw
-                .rules
+            origins,
+            rules: raw_rules
                 .into_iter()
                 .map(|r| MatchRule {
                     name: r.name,
@@ -416,7 +422,12 @@ impl Validator<'_> {
     }
 
     fn matching(&mut self, raw: RawMatching, has: &dyn Fn(&str) -> bool, entity: &str) -> Matching {
-        if !(raw.threshold > 0.0 && raw.threshold < 1.0) {
+        let threshold = raw.threshold.unwrap_or(f64::NAN);
+        let blocking = raw.blocking.unwrap_or_default();
+        let raw_comparisons = raw.comparisons.unwrap_or_default();
+        if raw.threshold.is_none() {
+            self.problem("identity.matching.threshold", "missing");
+        } else if !(threshold > 0.0 && threshold < 1.0) {
             self.problem(
                 "identity.matching.threshold",
                 "a match probability strictly between 0 and 1",
@@ -428,27 +439,27 @@ impl Validator<'_> {
                 format!("{p} is not a probability strictly between 0 and 1"),
             );
         }
-        if raw.blocking.is_empty() {
+        if blocking.is_empty() {
             self.problem(
                 "identity.matching.blocking",
                 "at least one blocking rule is needed",
             );
         }
-        for (i, b) in raw.blocking.iter().enumerate() {
+        for (i, b) in blocking.iter().enumerate() {
             if b.on.is_empty() {
                 self.problem(format!("identity.matching.blocking[{i}].on"), "empty");
             }
             let key = format!("identity.matching.blocking[{i}].on");
             self.columns_exist(&key, &b.on, has, entity);
         }
-        if raw.comparisons.is_empty() {
+        if raw_comparisons.is_empty() {
             self.problem(
                 "identity.matching.comparisons",
                 "at least one comparison is needed",
             );
         }
         let mut comparisons = Vec::new();
-        for (i, c) in raw.comparisons.into_iter().enumerate() {
+        for (i, c) in raw_comparisons.into_iter().enumerate() {
             let key = format!("identity.matching.comparisons[{i}]");
             if c.columns.is_empty() {
                 self.problem(format!("{key}.columns"), "empty");
@@ -492,11 +503,11 @@ impl Validator<'_> {
             });
         }
         let train_on = match &raw.train_on {
-            None => (0..raw.blocking.len()).collect(),
+            None => (0..blocking.len()).collect(),
             Some(names) => names
                 .iter()
                 .filter_map(|name| {
-                    let found = raw.blocking.iter().position(|b| &b.name == name);
+                    let found = blocking.iter().position(|b| &b.name == name);
                     if found.is_none() {
                         self.problem(
                             "identity.matching.train_on",
@@ -512,16 +523,14 @@ impl Validator<'_> {
             self.problem("identity.matching.rule_recall", "a share in (0, 1]");
         }
         Matching {
-            threshold: raw.threshold,
+            threshold,
             rule_recall,
             train_on,
-            block_limits: raw
-                .blocking
+            block_limits: blocking
                 .iter()
                 .map(|b| b.max_block.or(raw.max_block).unwrap_or(500))
                 .collect(),
-            blocking: raw
-                .blocking
+            blocking: blocking
                 .into_iter()
                 .map(|b| MatchRule {
                     name: b.name,
@@ -556,20 +565,16 @@ impl Validator<'_> {
         matching: Option<&Matching>,
         entity: &str,
     ) -> Guards {
-        let raw = raw.unwrap_or(RawGuards {
-            max_cluster_size: None,
-            max_distinct: Default::default(),
-            max_per_source: Default::default(),
-            never_disagree: Vec::new(),
-            min_cluster_weight: None,
-            corroborate: Vec::new(),
-            ambiguity_margin: None,
-        });
-        for c in raw.max_distinct.keys() {
+        let raw = raw.unwrap_or_default();
+        let max_distinct = raw.max_distinct.unwrap_or_default();
+        let max_per_source = raw.max_per_source.unwrap_or_default();
+        let never_disagree = raw.never_disagree.unwrap_or_default();
+        let corroborate = raw.corroborate.unwrap_or_default();
+        for c in max_distinct.keys() {
             let key = format!("identity.guards.max_distinct.{c}");
             self.columns_exist(&key, [c], has, entity);
         }
-        for (source, limit) in &raw.max_per_source {
+        for (source, limit) in &max_per_source {
             if !is_source(source) {
                 self.problem(
                     format!("identity.guards.max_per_source.{source}"),
@@ -585,8 +590,7 @@ impl Validator<'_> {
         }
         let is_comparison =
             |n: &str| matching.is_some_and(|m| m.comparisons.iter().any(|c| c.name == n));
-        for c in raw
-            .never_disagree
+        for c in never_disagree
             .iter()
             .filter(|c| !is_comparison(c) && !has(c))
         {
@@ -595,7 +599,7 @@ impl Validator<'_> {
                 format!("{c:?} is neither a comparison nor a column of entity {entity:?}"),
             );
         }
-        for c in raw.corroborate.iter().filter(|c| !is_comparison(c)) {
+        for c in corroborate.iter().filter(|c| !is_comparison(c)) {
             self.problem(
                 "identity.guards.corroborate",
                 format!("{c:?} is not a comparison of [identity.matching]"),
@@ -613,11 +617,11 @@ impl Validator<'_> {
         }
         Guards {
             max_cluster_size,
-            max_distinct: raw.max_distinct.into_iter().collect(),
-            max_per_source: raw.max_per_source.into_iter().collect(),
-            never_disagree: raw.never_disagree,
+            max_distinct: max_distinct.into_iter().collect(),
+            max_per_source: max_per_source.into_iter().collect(),
+            never_disagree,
             min_cluster_weight: raw.min_cluster_weight,
-            corroborate: raw.corroborate,
+            corroborate,
             ambiguity_margin: raw.ambiguity_margin,
         }
     }

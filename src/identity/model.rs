@@ -411,7 +411,9 @@ pub fn fit(
     let mut m = m;
     let pooled: Vec<Vec<Vec<String>>> = (0..k)
         .map(|c| {
-            if learned[c] == 0 {
+            // m given in the file stands as written; an m no session could learn (its
+            // comparison is on every training rule's columns) is pooled like the rest.
+            if matching.comparisons[c].m.is_some() {
                 return Vec::new();
             }
             let names = labels(c);
