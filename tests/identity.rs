@@ -550,3 +550,31 @@ fn link_only_never_merges_two_records_of_one_source() {
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains("identity.link_only"), "{}", out.stderr);
 }
+
+#[test]
+fn explain_on_a_record_left_alone_lists_its_nearest_records_and_why_each_fell_short() {
+    // Ana Lopez shares the family's landline and address but has another first name
+    // (never_disagree refuses); Mario shares only the surname, too little evidence
+    // to pass the threshold.
+    let people = format!(
+        "{HOUSEHOLD}7,Ana,Lopez,ana.lopez@example.com,704-531-6227,12 Oak Street,2001-05-05\n8,Mario,Lopez,mario@example.org,,9 Pine Road,\n"
+    );
+    let ctx = TestContext::new();
+    let pipeline = people_pipeline(ctx.path(), &people, 0.9, "");
+    let p = pipeline.to_string_lossy().into_owned();
+    ctx.cdp(&["run", &p]).ok();
+    let explained = household_explain(&ctx, &p, "7");
+    assert!(
+        explained.contains("nearest records, and why each fell short"),
+        "{explained}"
+    );
+    assert!(
+        explained.contains("refused by a guard: never_disagree.given"),
+        "{explained}"
+    );
+    let explained = household_explain(&ctx, &p, "8");
+    assert!(
+        explained.contains("near people:6 p=0.0055: below the threshold: p=0.0055 < 0.9 (a candidate of rule family)"),
+        "{explained}"
+    );
+}

@@ -628,3 +628,29 @@ fn the_sample_with_identity_reduced_to_a_few_lines_reaches_the_full_sections_f1(
         "{plan}"
     );
 }
+
+#[test]
+fn explain_names_a_near_record_no_blocking_rule_made_a_candidate() {
+    let ctx = TestContext::new();
+    run(&ctx, &[]);
+    let lake = ctx.lake_url();
+    let p = sample_pipeline();
+    let out = ctx
+        .cdp(&[
+            "resolve",
+            p.to_str().unwrap(),
+            "--lake",
+            &lake,
+            "--explain",
+            "crm_contacts:0035g0VYdlW9vFPAGZ",
+        ])
+        .ok()
+        .stdout;
+    assert!(out.contains("(1 records, linked by singleton)"), "{out}");
+    assert!(
+        out.contains(
+            "never a candidate: no blocking rule agrees on all its columns (shares last_name)"
+        ),
+        "{out}"
+    );
+}

@@ -23,7 +23,8 @@ pub struct Args {
     /// Explain the last resolution of one record (`source:record_id`, or a record id
     /// only one source uses) or one person (a `person_id` of customer_360): the
     /// person's members, the merges that built it with each comparison's level and
-    /// weight, and the merges guards refused. Resolves nothing.
+    /// weight, and the merges guards refused; for a record left alone, its nearest
+    /// records and why each fell short. Resolves nothing.
     #[arg(long, value_name = "RECORD|PERSON", conflicts_with = "truth")]
     pub explain: Option<String>,
     /// Re-estimate the matching model and score every candidate pair (by default the
@@ -214,6 +215,18 @@ pub fn explanation_text(e: &Explanation) -> String {
         if let Some(c) = &d.comparisons {
             out.push_str(&format!("    {c}\n"));
         }
+    }
+    if !e.near.is_empty() {
+        out.push_str("nearest records, and why each fell short:\n");
+    }
+    for n in &e.near {
+        out.push_str(&format!(
+            "  near {} p={:.4}: {}\n    {}\n",
+            key(&n.key),
+            n.probability,
+            n.reason,
+            n.comparisons
+        ));
     }
     out
 }

@@ -678,6 +678,122 @@ pub fn explain_pairs(
         .collect())
 }
 
+/// Another record near a record that stayed alone: how far it got.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Near {
+    pub row: u32,
+    /// Match probability of the pair, as the run's model scores it.
+    pub probability: f64,
+    /// Each comparison's level and weight ([`matcher::Matcher::explain`]).
+    pub comparisons: String,
+    /// The first blocking rule that made the pair a candidate, if any did.
+    pub candidate_of: Option<String>,
+    /// The columns of blocking rules the pair agrees on.
+    pub shared: Vec<String>,
+    /// Rules whose columns the pair all agrees on but whose block was too large to
+    /// give pairs: (rule, records in the block, its max_block).
+    pub oversized: Vec<(String, usize, usize)>,
+}
+
+/// The `limit` records nearest `subject` (by match probability) among those sharing
+/// the value of any one blocking column with it, found by a blocking rule or not
+/// (a looser rule's candidates), each with why it was or was not a candidate.
+pub fn nearest(
+    records: &DataFrame,
+    config: &IdentityConfig,
+    model: &Model,
+    subject: u32,
+    limit: usize,
+) -> Result<Vec<Near>, IdentityError> {
+    let Some(matching) = &config.matching else {
+        return Ok(Vec::new());
+    };
+    let mut columns: Vec<&str> = matching
+        .comparisons
+        .iter()
+        .flat_map(|c| c.columns.iter().map(String::as_str))
+        .chain(
+            matching
+                .blocking
+                .iter()
+                .flat_map(|b| b.columns.iter().map(String::as_str)),
+        )
+        .collect();
+    if let Some(f) = &config.first_name_from_email {
+        columns.extend(f.columns());
+    }
+    let mut values = text_columns(records, columns, &config.entity)?;
+    if let Some(f) = &config.first_name_from_email {
+        email_names::fill(&mut values, f);
+    }
+    let n = records.height();
+    let s = subject as usize;
+    let mut blocking_columns: Vec<&str> = matching
+        .blocking
+        .iter()
+        .flat_map(|b| b.columns.iter().map(String::as_str))
+        .collect();
+    blocking_columns.sort_unstable();
+    blocking_columns.dedup();
+    let agrees = |column: &str, r: usize| {
+        values.get(column).is_some_and(|c| {
+            let ids = c.ids();
+            ids[s] != 0 && ids[r] == ids[s]
+        })
+    };
+    let mut found: Vec<u32> = (0..n)
+        .filter(|&r| r != s && blocking_columns.iter().any(|c| agrees(c, r)))
+        .map(|r| r as u32)
+        .collect();
+    let matcher = matcher::Matcher::new(&values, n, matching, model.clone());
+    let prior = model.prior_weight();
+    let mut scored: Vec<(f64, u32)> = found
+        .drain(..)
+        .map(|r| (model::probability(prior + matcher.evidence(subject, r)), r))
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    scored.truncate(limit);
+    // Each rule's block around the subject: records agreeing on all its columns.
+    let block_sizes: Vec<usize> = matching
+        .blocking
+        .iter()
+        .map(|b| {
+            (0..n)
+                .filter(|&r| b.columns.iter().all(|c| agrees(c, r)))
+                .count()
+        })
+        .collect();
+    Ok(scored
+        .into_iter()
+        .map(|(probability, r)| {
+            let mut candidate_of = None;
+            let mut oversized = Vec::new();
+            for (i, b) in matching.blocking.iter().enumerate() {
+                if !b.columns.iter().all(|c| agrees(c, r as usize)) {
+                    continue;
+                }
+                if block_sizes[i] > matching.block_limits[i] {
+                    oversized.push((b.name.clone(), block_sizes[i], matching.block_limits[i]));
+                } else if candidate_of.is_none() {
+                    candidate_of = Some(b.name.clone());
+                }
+            }
+            Near {
+                row: r,
+                probability,
+                comparisons: matcher.explain(subject, r),
+                candidate_of,
+                shared: blocking_columns
+                    .iter()
+                    .filter(|c| agrees(c, r as usize))
+                    .map(|c| c.to_string())
+                    .collect(),
+                oversized,
+            }
+        })
+        .collect())
+}
+
 /// Each person's attributes, chosen among its records, and where they came from.
 fn golden_columns(
     records: &DataFrame,
