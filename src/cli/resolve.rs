@@ -144,6 +144,9 @@ pub fn report_text(r: &ResolveReport) -> String {
             }
         }
     }
+    for c in &r.chosen {
+        extra.push_str(&format!("\nchosen from the data: {c}"));
+    }
     if r.first_names_from_email > 0 {
         extra.push_str(&format!(
             "\nfirst names read from email addresses, for matching: {}",

@@ -8,7 +8,7 @@ use std::fmt;
 use serde::Deserialize;
 
 use super::identity_defaults::Origin;
-use super::raw::{RawGuards, RawIdentity, RawLinkOnly, RawMatching};
+use super::raw::{RawGuards, RawIdentity, RawLinkOnly, RawMatching, RawMaxHolders};
 use super::{EntityConfig, SourceConfig, Validator};
 
 /// `[identity]`, validated.
@@ -89,6 +89,8 @@ pub struct Comparison {
     pub levels: Vec<Level>,
     pub term_frequency: bool,
     pub max_holders: Option<u32>,
+    /// `max_holders = "auto"`: chosen from the run's data at resolve time.
+    pub max_holders_auto: bool,
     pub m: Option<Vec<f64>>,
     pub u: Option<Vec<f64>>,
 }
@@ -490,6 +492,14 @@ impl Validator<'_> {
                     self.problem(format!("{key}.{name}"), "probabilities in (0, 1]");
                 }
             }
+            if let Some(RawMaxHolders::Auto(word)) = &c.max_holders {
+                if word != "auto" {
+                    self.problem(
+                        format!("{key}.max_holders"),
+                        format!("{word:?}: a count of records, or \"auto\""),
+                    );
+                }
+            }
             comparisons.push(Comparison {
                 name: c
                     .name
@@ -497,7 +507,11 @@ impl Validator<'_> {
                 columns: c.columns,
                 levels,
                 term_frequency: c.term_frequency,
-                max_holders: c.max_holders,
+                max_holders: match &c.max_holders {
+                    Some(RawMaxHolders::Count(n)) => Some(*n),
+                    _ => None,
+                },
+                max_holders_auto: matches!(&c.max_holders, Some(RawMaxHolders::Auto(_))),
                 m: c.m,
                 u: c.u,
             });

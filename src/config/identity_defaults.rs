@@ -13,7 +13,9 @@
 
 use indexmap::IndexMap;
 
-use super::raw::{RawBlocking, RawComparison, RawGuards, RawIdentity, RawMatchRule, RawMatching};
+use super::raw::{
+    RawBlocking, RawComparison, RawGuards, RawIdentity, RawMatchRule, RawMatching, RawMaxHolders,
+};
 use super::{ColumnKind, EntityConfig};
 
 /// Where one part of the effective `[identity]` came from.
@@ -257,12 +259,12 @@ pub fn fill(raw: &mut RawIdentity, entity: &EntityConfig) -> Vec<(String, Origin
             }
             if let Some(email) = &r.email {
                 let mut c = comparison("email", vec![email.clone()], &["exact", "one slip"], true);
-                c.max_holders = Some(12);
+                c.max_holders = Some(RawMaxHolders::Auto("auto".into()));
                 comparisons.push(c);
             }
             if !r.phones.is_empty() {
                 let mut c = comparison("phone", r.phones.clone(), &["exact"], true);
-                c.max_holders = Some(12);
+                c.max_holders = Some(RawMaxHolders::Auto("auto".into()));
                 comparisons.push(c);
             }
             if let Some(street) = &r.street {
@@ -543,7 +545,9 @@ pub fn plan_toml(identity: &super::IdentityConfig) -> String {
                 if c.term_frequency {
                     line.push_str(", term_frequency = true");
                 }
-                if let Some(h) = c.max_holders {
+                if c.max_holders_auto {
+                    line.push_str(", max_holders = \"auto\"");
+                } else if let Some(h) = c.max_holders {
                     let _ = write!(line, ", max_holders = {h}");
                 }
                 for (name, probs) in [("m", &c.m), ("u", &c.u)] {

@@ -531,6 +531,10 @@ entity = "person"
         );
         assert!(m.comparisons[0].term_frequency);
         assert_eq!(m.threshold, 0.3);
+        assert!(
+            m.comparisons[3].max_holders_auto,
+            "email's max_holders from the data"
+        );
         assert_eq!(i.guards.never_disagree, ["first_name", "birth_date"]);
         assert_eq!(i.guards.max_distinct, [("email_key".to_string(), 4)]);
         assert_eq!(i.guards.ambiguity_margin, Some(0.0));

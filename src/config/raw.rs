@@ -300,6 +300,14 @@ pub struct RawIdentity {
     pub link_only: Option<RawLinkOnly>,
 }
 
+/// `max_holders = 12` or `max_holders = "auto"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawMaxHolders {
+    Count(u32),
+    Auto(String),
+}
+
 /// `link_only = true` or `link_only = ["crm", "vendor"]`.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
@@ -386,8 +394,10 @@ pub struct RawComparison {
     #[serde(default)]
     pub term_frequency: bool,
     /// A value more records hold than this (a shared family mailbox, a switchboard
-    /// number) is not identifying: agreeing on it weighs nothing. No limit when absent.
-    pub max_holders: Option<u32>,
+    /// number) is not identifying: agreeing on it weighs nothing. No limit when absent;
+    /// `"auto"`: twice the 99.9th percentile of how many records hold each value in
+    /// the run's data (at least 4), reported by `cdp resolve`.
+    pub max_holders: Option<RawMaxHolders>,
     /// Fixed m (or u) probabilities, one per level plus one for "else"; estimated when absent.
     pub m: Option<Vec<f64>>,
     pub u: Option<Vec<f64>>,

@@ -496,6 +496,7 @@ mod tests {
             levels: levels.iter().map(|l| l.parse().unwrap()).collect(),
             term_frequency: false,
             max_holders: None,
+            max_holders_auto: false,
             m: None,
             u: None,
         };

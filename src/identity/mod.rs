@@ -83,6 +83,8 @@ pub struct ResolveReport {
     /// Lone records joined to a household member (`[identity.households]`).
     pub household_merges: u64,
     pub ids: IdChanges,
+    /// Settings chosen from the run's data (`max_holders = "auto"`), said in words.
+    pub chosen: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -370,6 +372,9 @@ pub fn resolve(
     };
 
     lap("columns read");
+    // Limits the file leaves to the data ("auto") are chosen now, from the values.
+    let (chosen_config, chosen) = choose_from_data(config, &values, n);
+    let config = chosen_config.as_ref().unwrap_or(config);
     let mut columns: Vec<&String> = values.keys().collect();
     columns.sort();
 
@@ -600,8 +605,67 @@ pub fn resolve(
             first_names_from_email,
             household_merges,
             ids: changes,
+            chosen,
         },
     })
+}
+
+/// The share of distinct values a chosen `max_holders` is read at: values held by
+/// more records than this quantile's count, twice over, are outliers (a placeholder
+/// mailbox, a switchboard number), not a person's or a family's.
+const HOLDERS_QUANTILE: f64 = 0.999;
+
+/// `max_holders` from the data: twice the [`HOLDERS_QUANTILE`] of how many records
+/// hold each distinct value of the columns (a record counted once per value), at
+/// least 4.
+pub fn max_holders_from_data(values: &Values, columns: &[String], n: usize) -> u32 {
+    let mut holders: foldhash::HashMap<&str, u32> = Default::default();
+    let present: Vec<&TextColumn> = columns.iter().filter_map(|c| values.get(c)).collect();
+    let mut seen: Vec<&str> = Vec::new();
+    for i in 0..n {
+        seen.clear();
+        for c in &present {
+            if let Some(v) = c.get(i) {
+                if !seen.contains(&v) {
+                    seen.push(v);
+                    *holders.entry(v).or_default() += 1;
+                }
+            }
+        }
+    }
+    let mut counts: Vec<u32> = holders.into_values().collect();
+    if counts.is_empty() {
+        return 4;
+    }
+    counts.sort_unstable();
+    let at = ((counts.len() - 1) as f64 * HOLDERS_QUANTILE).round() as usize;
+    (2 * counts[at]).max(4)
+}
+
+/// A copy of `config` with the limits it leaves to the data chosen, and what was
+/// chosen in words; `None` when nothing is left to the data.
+fn choose_from_data(
+    config: &IdentityConfig,
+    values: &Values,
+    n: usize,
+) -> (Option<IdentityConfig>, Vec<String>) {
+    let auto = |m: &crate::config::Matching| m.comparisons.iter().any(|c| c.max_holders_auto);
+    if !config.matching.as_ref().is_some_and(auto) {
+        return (None, Vec::new());
+    }
+    let mut chosen = config.clone();
+    let mut said = Vec::new();
+    if let Some(m) = &mut chosen.matching {
+        for c in m.comparisons.iter_mut().filter(|c| c.max_holders_auto) {
+            let limit = max_holders_from_data(values, &c.columns, n);
+            c.max_holders = Some(limit);
+            said.push(format!(
+                "{}: max_holders {limit} (twice the 99.9th percentile of records per value)",
+                c.name
+            ));
+        }
+    }
+    (Some(chosen), said)
 }
 
 /// A stable 64-bit hash (FNV-1a) of a record's values, to tell changed records.
@@ -829,6 +893,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn max_holders_from_the_data_leaves_a_placeholder_out_and_a_family_in() {
+        // 2,000 mailboxes held by one to three records (persons and families), and a
+        // placeholder 300 records share.
+        let mut mail: Vec<String> = (0..2000)
+            .flat_map(|i| std::iter::repeat_n(format!("p{i}@x.com"), 1 + i % 3))
+            .collect();
+        mail.extend(std::iter::repeat_n("none@none.com".to_string(), 300));
+        let n = mail.len();
+        let values: Values = [(
+            "email".to_string(),
+            TextColumn::from_values(mail.iter().map(|m| Some(m.as_str()))),
+        )]
+        .into_iter()
+        .collect();
+        let limit = max_holders_from_data(&values, &["email".to_string()], n);
+        assert_eq!(limit, 6, "twice the three records a family holds");
+        assert!(limit < 300);
+    }
+
+    #[test]
     fn a_saved_model_is_keyed_on_the_matching_settings_not_their_debug_text() {
         use crate::config::{Comparison, Level, MatchRule, Matching};
         let matching = Matching {
@@ -844,6 +928,7 @@ mod tests {
                 levels: vec![Level::Exact, Level::JaroWinkler(0.9)],
                 term_frequency: true,
                 max_holders: None,
+                max_holders_auto: false,
                 m: None,
                 u: None,
             }],

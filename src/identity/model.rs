@@ -519,6 +519,7 @@ mod tests {
             levels: vec![Level::Exact],
             term_frequency: false,
             max_holders: None,
+            max_holders_auto: false,
             m: None,
             u: None,
         }
