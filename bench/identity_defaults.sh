@@ -3,8 +3,8 @@
 # population `cdp gen` writes (PERSONS[:embedded][:SEED]; embedded: the namesake-dense
 # surnames), pipelines/customer360.toml (the sample's full [identity] section, the best
 # configuration written so far) and pipelines/customer360_defaults.toml (the same
-# pipeline with [identity] reduced to attributes, survivorship and max_per_source: the
-# rest from the column kinds) run end to end; pairwise P/R/F1 of each go to
+# pipeline with [identity] reduced to attributes and survivorship: the
+# rest from the column kinds and the data) run end to end; pairwise P/R/F1 of each go to
 # bench/out/identity_defaults.md.
 # usage: bash bench/identity_defaults.sh [POPULATION...]   (default 4000:census:7 4000:embedded:7)
 # CDP: the binary (default: the release build).
@@ -34,8 +34,8 @@ score() {
   build=release; case "$CDP" in */debug/*) build=debug ;; esac
   echo "\`bench/identity_defaults.sh\` ($(date -u +%Y-%m-%d), $("$CDP" --version 2>/dev/null || echo cdp), $build build):"
   echo "pipelines/customer360.toml (the full \`[identity]\` section) against"
-  echo "pipelines/customer360_defaults.toml (\`[identity]\` reduced to attributes, survivorship and"
-  echo "\`max_per_source\`; everything else from the column kinds), end to end with \`--truth\`."
+  echo "pipelines/customer360_defaults.toml (\`[identity]\` reduced to attributes and survivorship;"
+  echo "everything else from the column kinds and the run's data), end to end with \`--truth\`."
   echo
   echo "| population | records | full P | full R | full F1 | defaults P | defaults R | defaults F1 |"
   echo "|---|---:|---:|---:|---:|---:|---:|---:|"

@@ -618,7 +618,7 @@ fn the_sample_with_identity_reduced_to_a_few_lines_reaches_the_full_sections_f1(
         .ok()
         .stdout;
     assert!(
-        plan.contains("max_per_source = { enrichment = 1, support_users = 1 }   # from your file"),
+        plan.contains("# max_per_source: chosen from the data at resolve time"),
         "{plan}"
     );
     assert!(
@@ -626,6 +626,18 @@ fn the_sample_with_identity_reduced_to_a_few_lines_reaches_the_full_sections_f1(
             "never_disagree = [\"first_name\", \"birth_date\"]   # default from the column kinds"
         ),
         "{plan}"
+    );
+    let resolved = small.step("resolve", &reduced, &["--force"]).ok().stdout;
+    for chosen in [
+        "chosen from the data: enrichment: max_per_source 1",
+        "chosen from the data: support_users: max_per_source 1",
+        "chosen from the data: email: max_holders",
+    ] {
+        assert!(resolved.contains(chosen), "{resolved}");
+    }
+    assert!(
+        !resolved.contains("crm_contacts: max_per_source"),
+        "the CRM holds duplicates"
     );
 }
 

@@ -159,6 +159,10 @@ pub struct Guards {
     pub max_distinct: Vec<(String, usize)>,
     pub max_per_source: Vec<(String, usize)>,
     pub never_disagree: Vec<String>,
+    /// `max_per_source` left to the data (the default when neither it nor `link_only`
+    /// is written): a source none of whose records share a deterministic rule's key
+    /// holds one record a person, and gets a limit of 1 at resolve time.
+    pub max_per_source_auto: bool,
     pub min_cluster_weight: Option<f64>,
     pub corroborate: Vec<String>,
     pub ambiguity_margin: Option<f64>,
@@ -272,6 +276,12 @@ impl Validator<'_> {
         };
         let has = |c: &str| entity.column(c).is_some();
         let origins = super::identity_defaults::fill(&mut raw, entity);
+        let max_per_source_auto = raw.defaults.unwrap_or(true)
+            && raw.link_only.is_none()
+            && raw
+                .guards
+                .as_ref()
+                .is_none_or(|g| g.max_per_source.is_none());
         let raw_rules = raw.rules.take().unwrap_or_default();
         if raw_rules.is_empty() && raw.matching.is_none() {
             self.problem(
@@ -341,6 +351,7 @@ impl Validator<'_> {
             matching.as_ref(),
             &entity.name,
         );
+        guards.max_per_source_auto = max_per_source_auto;
         // Link-only sources hold one record a person: at most one per person.
         let link_only: Vec<String> = match raw.link_only {
             None | Some(RawLinkOnly::All(false)) => Vec::new(),
@@ -634,6 +645,7 @@ impl Validator<'_> {
             max_distinct: max_distinct.into_iter().collect(),
             max_per_source: max_per_source.into_iter().collect(),
             never_disagree,
+            max_per_source_auto: false,
             min_cluster_weight: raw.min_cluster_weight,
             corroborate,
             ambiguity_margin: raw.ambiguity_margin,

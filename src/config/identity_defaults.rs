@@ -590,6 +590,12 @@ pub fn plan_toml(identity: &super::IdentityConfig) -> String {
             comment("guards.max_per_source")
         );
     }
+    if g.max_per_source_auto {
+        let _ = writeln!(
+            out,
+            "# max_per_source: chosen from the data at resolve time (default from the column kinds):\n# a source none of whose records share a rule's key holds one record a person"
+        );
+    }
     if !g.never_disagree.is_empty() {
         let _ = writeln!(
             out,

@@ -373,7 +373,7 @@ pub fn resolve(
 
     lap("columns read");
     // Limits the file leaves to the data ("auto") are chosen now, from the values.
-    let (chosen_config, chosen) = choose_from_data(config, &values, n);
+    let (chosen_config, chosen) = choose_from_data(config, &values, n, &keys);
     let config = chosen_config.as_ref().unwrap_or(config);
     let mut columns: Vec<&String> = values.keys().collect();
     columns.sort();
@@ -642,19 +642,71 @@ pub fn max_holders_from_data(values: &Values, columns: &[String], n: usize) -> u
     (2 * counts[at]).max(4)
 }
 
+/// Fewest records a source must have keyed by the rules before their never sharing a
+/// key says the source holds one record a person.
+const MIN_KEYED_FOR_UNIQUE: u64 = 30;
+
+/// The sources that hold one record a person, by the data: at least
+/// [`MIN_KEYED_FOR_UNIQUE`] of their records carry a deterministic rule's key, and no
+/// two of them share one (another source's duplicates do). With each, how many of its
+/// records were keyed. Sources in name order.
+fn one_record_a_person(
+    values: &Values,
+    rules: &[crate::config::MatchRule],
+    keys: &[RecordKey],
+) -> Vec<(String, u64)> {
+    let mut keyed_any = vec![false; keys.len()];
+    let mut shared: foldhash::HashSet<&str> = Default::default();
+    for rule in rules {
+        let columns: Vec<&TextColumn> = rule.columns.iter().filter_map(|c| values.get(c)).collect();
+        if columns.len() != rule.columns.len() {
+            continue;
+        }
+        let mut seen: foldhash::HashSet<(&str, Vec<u32>)> = Default::default();
+        for (i, (source, _)) in keys.iter().enumerate() {
+            let key: Vec<u32> = columns.iter().map(|c| c.ids()[i]).collect();
+            if key.contains(&0) {
+                continue;
+            }
+            keyed_any[i] = true;
+            if !seen.insert((source.as_str(), key)) {
+                shared.insert(source.as_str());
+            }
+        }
+    }
+    let mut keyed: BTreeMap<&str, u64> = BTreeMap::new();
+    for ((source, _), _) in keys.iter().zip(&keyed_any).filter(|(_, k)| **k) {
+        *keyed.entry(source.as_str()).or_default() += 1;
+    }
+    keyed
+        .into_iter()
+        .filter(|(source, count)| !shared.contains(source) && *count >= MIN_KEYED_FOR_UNIQUE)
+        .map(|(source, count)| (source.to_string(), count))
+        .collect()
+}
+
 /// A copy of `config` with the limits it leaves to the data chosen, and what was
 /// chosen in words; `None` when nothing is left to the data.
 fn choose_from_data(
     config: &IdentityConfig,
     values: &Values,
     n: usize,
+    keys: &[RecordKey],
 ) -> (Option<IdentityConfig>, Vec<String>) {
     let auto = |m: &crate::config::Matching| m.comparisons.iter().any(|c| c.max_holders_auto);
-    if !config.matching.as_ref().is_some_and(auto) {
+    if !config.matching.as_ref().is_some_and(auto) && !config.guards.max_per_source_auto {
         return (None, Vec::new());
     }
     let mut chosen = config.clone();
     let mut said = Vec::new();
+    if config.guards.max_per_source_auto {
+        for (source, keyed) in one_record_a_person(values, &config.rules, keys) {
+            said.push(format!(
+                "{source}: max_per_source 1 (no two of its {keyed} records keyed by a rule share a key)"
+            ));
+            chosen.guards.max_per_source.push((source, 1));
+        }
+    }
     if let Some(m) = &mut chosen.matching {
         for c in m.comparisons.iter_mut().filter(|c| c.max_holders_auto) {
             let limit = max_holders_from_data(values, &c.columns, n);
@@ -891,6 +943,44 @@ fn golden_columns(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_source_whose_records_never_share_a_rule_key_holds_one_record_a_person() {
+        // "crm" holds duplicates (two records share a mailbox and first name); "vendor"
+        // never does; "tiny" never does either, with too few records to tell.
+        let mut rows: Vec<(&str, String, String)> = Vec::new();
+        for i in 0..40 {
+            rows.push(("crm", format!("c{i}@x.com"), "Ann".into()));
+            rows.push(("vendor", format!("c{i}@x.com"), "Ann".into()));
+        }
+        rows.push(("crm", "c0@x.com".into(), "Ann".into()));
+        rows.push(("tiny", "t@x.com".into(), "Bo".into()));
+        let keys: Vec<RecordKey> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.0.to_string(), i.to_string()))
+            .collect();
+        let values: Values = [
+            (
+                "email".to_string(),
+                TextColumn::from_values(rows.iter().map(|r| Some(r.1.as_str()))),
+            ),
+            (
+                "first".to_string(),
+                TextColumn::from_values(rows.iter().map(|r| Some(r.2.as_str()))),
+            ),
+        ]
+        .into_iter()
+        .collect();
+        let rules = [crate::config::MatchRule {
+            name: "email_name".into(),
+            columns: vec!["email".into(), "first".into()],
+        }];
+        assert_eq!(
+            one_record_a_person(&values, &rules, &keys),
+            [("vendor".to_string(), 40)]
+        );
+    }
 
     #[test]
     fn max_holders_from_the_data_leaves_a_placeholder_out_and_a_family_in() {
