@@ -5,7 +5,9 @@
 # configuration written so far) and pipelines/customer360_defaults.toml (the same
 # pipeline with [identity] reduced to attributes and survivorship: the
 # rest from the column kinds and the data) run end to end; pairwise P/R/F1 of each go to
-# bench/out/identity_defaults.md.
+# bench/out/identity_defaults.md. Then the same for names, addresses and birth dates only:
+# bench/names_addresses.toml (the full section without what needs an email or a phone)
+# against bench/names_addresses_defaults.toml, scored over the records they read.
 # usage: bash bench/identity_defaults.sh [POPULATION...]   (default 4000:census:7 4000:embedded:7)
 # CDP: the binary (default: the release build).
 set -euo pipefail
@@ -19,12 +21,12 @@ POPS=("$@")
 mkdir -p "$WORK"
 [ -x "$CDP" ] || cargo build --release --locked
 
-# score PIPELINE DATA DIR: "precision recall f1" of a run with --truth.
+# score PIPELINE DATA DIR [TRUTH]: "precision recall f1" of a run with --truth.
 score() {
-  local pipeline=$1 data=$2 dir=$3
+  local pipeline=$1 data=$2 dir=$3 truth=${4:-$2/truth.csv}
   rm -rf "$dir" && mkdir -p "$dir"
   CDP_DATA_DIR="$data" "$CDP" run "$pipeline" --lake "file://$dir/lake" \
-    --warehouse "duckdb://$dir/w.duckdb" --truth "$data/truth.csv" -q > "$dir/out.txt"
+    --warehouse "duckdb://$dir/w.duckdb" --truth "$truth" -q > "$dir/out.txt"
   sed -n 's/^precision=\([0-9.]*\) recall=\([0-9.]*\) f1=\([0-9.]*\).*/\1 \2 \3/p' "$dir/out.txt"
 }
 
@@ -49,6 +51,12 @@ score() {
     read -r fp fr ff < <(score pipelines/customer360.toml "$data" "$WORK/defaults-full")
     read -r dp dr df < <(score pipelines/customer360_defaults.toml "$data" "$WORK/defaults-kinds")
     echo "| \`cdp gen --persons $persons --surnames $surnames --seed $seed\` | $records | $fp | $fr | $ff | $dp | $dr | $df |"
+    # The same people seen through names, addresses and birth dates only.
+    grep -v '^support_users,' "$data/truth.csv" > "$data/truth-names-addresses.csv"
+    records=$(($(wc -l < "$data/truth-names-addresses.csv") - 1))
+    read -r fp fr ff < <(score bench/names_addresses.toml "$data" "$WORK/defaults-full" "$data/truth-names-addresses.csv")
+    read -r dp dr df < <(score bench/names_addresses_defaults.toml "$data" "$WORK/defaults-kinds" "$data/truth-names-addresses.csv")
+    echo "| the same, names, addresses and birth dates only | $records | $fp | $fr | $ff | $dp | $dr | $df |"
   done
 } > "$WORK/identity_defaults.md"
 cat "$WORK/identity_defaults.md"
