@@ -7,7 +7,9 @@
 # rest from the column kinds and the data) run end to end; pairwise P/R/F1 of each go to
 # bench/out/identity_defaults.md. Then the same for names, addresses and birth dates only:
 # bench/names_addresses.toml (the full section without what needs an email or a phone)
-# against bench/names_addresses_defaults.toml, scored over the records they read.
+# against bench/names_addresses_defaults.toml, and for a two-source linkage
+# (bench/two_sources.toml against bench/two_sources_defaults.toml), each scored over the
+# records it reads.
 # usage: bash bench/identity_defaults.sh [POPULATION...]   (default 4000:census:7 4000:embedded:7)
 # CDP: the binary (default: the release build).
 set -euo pipefail
@@ -57,6 +59,12 @@ score() {
     read -r fp fr ff < <(score bench/names_addresses.toml "$data" "$WORK/defaults-full" "$data/truth-names-addresses.csv")
     read -r dp dr df < <(score bench/names_addresses_defaults.toml "$data" "$WORK/defaults-kinds" "$data/truth-names-addresses.csv")
     echo "| the same, names, addresses and birth dates only | $records | $fp | $fr | $ff | $dp | $dr | $df |"
+    # Two-source linkage, each side one record a person: the help desk and the vendor file.
+    { head -1 "$data/truth.csv"; grep -E '^(support_users|enrichment),' "$data/truth.csv"; } > "$data/truth-two-sources.csv"
+    records=$(($(wc -l < "$data/truth-two-sources.csv") - 1))
+    read -r fp fr ff < <(score bench/two_sources.toml "$data" "$WORK/defaults-full" "$data/truth-two-sources.csv")
+    read -r dp dr df < <(score bench/two_sources_defaults.toml "$data" "$WORK/defaults-kinds" "$data/truth-two-sources.csv")
+    echo "| the same, two-source linkage (help desk and vendor file, each one record a person) | $records | $fp | $fr | $ff | $dp | $dr | $df |"
   done
 } > "$WORK/identity_defaults.md"
 cat "$WORK/identity_defaults.md"
