@@ -31,7 +31,9 @@ fi
 
 # The deterministic rules alone: the sample pipeline up to its matching section.
 RULES_ONLY="$WORK/rules-only.toml"
-awk '/^\[identity.matching\]/{skip=1} /^\[load\]/{skip=0} !skip' "$PIPELINE" > "$RULES_ONLY"
+# (defaults = false: without it the column kinds would fill matching and guards back in)
+awk '/^\[identity.matching\]/{skip=1} /^\[load\]/{skip=0} !skip' "$PIPELINE" \
+  | sed 's/^\[identity\]$/[identity]\ndefaults = false/' > "$RULES_ONLY"
 
 # measure NAME CMD...: "seconds peak_rss_mib" of a command, from GNU time.
 measure() {

@@ -79,6 +79,10 @@ machine="$(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores, $(fr
 bash bench/identity.sh ${BENCH_IDENTITY_PERSONS:-}
 { echo; cat "$WORK/identity.md"; } >> BENCHMARKS.md
 [ ! -f bench/notes/identity.md ] || { echo; cat bench/notes/identity.md; } >> BENCHMARKS.md
+# Identity defaults (column kinds) against the full [identity] section.
+bash bench/identity_defaults.sh
+{ echo; cat "$WORK/identity_defaults.md"; } >> BENCHMARKS.md
+[ ! -f bench/notes/identity_defaults.md ] || { echo; cat bench/notes/identity_defaults.md; } >> BENCHMARKS.md
 # Loading and lake upload: BENCH_LOAD_ROWS, default 10,000,000.
 bash bench/load.sh
 # Audiences: BENCH_AUDIENCE_PERSONS, default 1,000,000.

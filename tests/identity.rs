@@ -462,3 +462,119 @@ fn an_identity_column_the_entity_lacks_is_named_before_anything_runs() {
     assert_eq!(out.code, 2, "bad config: {}", out.stderr);
     assert!(out.stderr.contains("\"shoe_size\""), "{}", out.stderr);
 }
+
+/// Two sources, each one record a person (a CRM export and a vendor file); the CRM
+/// holds two namesakes at one family mailbox, with `link_only` as given.
+fn linkage_pipeline(ctx: &TestContext, link_only: &str) -> std::path::PathBuf {
+    let dir = ctx.path();
+    std::fs::write(
+        dir.join("crm.csv"),
+        "Id,First,Last,Email\nc1,Ann,Lee,lees@x.com\nc2,Ann,Lee,lees@x.com\nc3,Bob,Ray,bob@y.com\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("vendor.csv"),
+        "key,fname,lname,mail\nv1,Ann,Lee,lees@x.com\nv2,Bob,Ray,bob@y.com\nv3,Tom,Lee,lees@x.com\n",
+    )
+    .unwrap();
+    ctx.write(
+        "linkage.toml",
+        &format!(
+            r#"
+[pipeline]
+name = "linkage"
+[lake]
+url = "file://{dir}/lake"
+[warehouse]
+url = "duckdb://{dir}/wh.duckdb"
+[[sources]]
+name = "crm"
+kind = "files"
+path = "{dir}/crm.csv"
+entity = "person"
+columns = {{ Id = "record_id", First = "first_name", Last = "last_name", Email = "email" }}
+[[sources]]
+name = "vendor"
+kind = "files"
+path = "{dir}/vendor.csv"
+entity = "person"
+columns = {{ key = "record_id", fname = "first_name", lname = "last_name", mail = "email" }}
+[entities.person]
+key = "record_id"
+columns = {{ record_id = "text", first_name = "person_name", last_name = "person_name", email = "email" }}
+[identity]
+entity = "person"
+{link_only}
+rules = [{{ name = "email_name", match = ["email", "first_name"] }}]
+[load]
+tables = ["person", "identity_graph", "customer_360"]
+"#,
+            dir = dir.display()
+        ),
+    )
+}
+
+/// Persons holding two records of one source, and persons holding both sources.
+fn linkage_counts(ctx: &TestContext) -> (i64, i64) {
+    let wh = format!("{}/wh.duckdb", ctx.path().display());
+    let count = |sql: &str| ctx.query_at(&wh, sql)[0]["n"].as_i64().unwrap();
+    (
+        count("SELECT count(*) AS n FROM (SELECT person_id FROM identity_graph GROUP BY person_id, source HAVING count(*) > 1)"),
+        count("SELECT count(*) AS n FROM (SELECT person_id FROM identity_graph GROUP BY person_id HAVING count(DISTINCT source) = 2)"),
+    )
+}
+
+#[test]
+fn link_only_never_merges_two_records_of_one_source() {
+    let ctx = TestContext::new();
+    let p = linkage_pipeline(&ctx, "");
+    ctx.cdp(&["run", p.to_str().unwrap()]).ok();
+    let (same_source, _) = linkage_counts(&ctx);
+    assert!(
+        same_source > 0,
+        "without link_only the two CRM namesakes merge"
+    );
+
+    let ctx = TestContext::new();
+    let p = linkage_pipeline(&ctx, "link_only = true");
+    ctx.cdp(&["run", p.to_str().unwrap()]).ok();
+    let (same_source, both) = linkage_counts(&ctx);
+    assert_eq!(same_source, 0, "no person holds two records of one source");
+    // Bob links across sources; the vendor's Ann Lee is tied between the two CRM
+    // namesakes and joins neither.
+    assert_eq!(both, 1, "Bob links across sources");
+
+    let ctx = TestContext::new();
+    let p = linkage_pipeline(&ctx, r#"link_only = ["nowhere"]"#);
+    let out = ctx.cdp(&["validate", p.to_str().unwrap()]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("identity.link_only"), "{}", out.stderr);
+}
+
+#[test]
+fn explain_on_a_record_left_alone_lists_its_nearest_records_and_why_each_fell_short() {
+    // Ana Lopez shares the family's landline and address but has another first name
+    // (never_disagree refuses); Mario shares only the surname, too little evidence
+    // to pass the threshold.
+    let people = format!(
+        "{HOUSEHOLD}7,Ana,Lopez,ana.lopez@example.com,704-531-6227,12 Oak Street,2001-05-05\n8,Mario,Lopez,mario@example.org,,9 Pine Road,\n"
+    );
+    let ctx = TestContext::new();
+    let pipeline = people_pipeline(ctx.path(), &people, 0.9, "");
+    let p = pipeline.to_string_lossy().into_owned();
+    ctx.cdp(&["run", &p]).ok();
+    let explained = household_explain(&ctx, &p, "7");
+    assert!(
+        explained.contains("nearest records, and why each fell short"),
+        "{explained}"
+    );
+    assert!(
+        explained.contains("refused by a guard: never_disagree.given"),
+        "{explained}"
+    );
+    let explained = household_explain(&ctx, &p, "8");
+    assert!(
+        explained.contains("near people:6 p=0.0055: below the threshold: p=0.0055 < 0.9 (a candidate of rule family)"),
+        "{explained}"
+    );
+}

@@ -519,3 +519,150 @@ fn status_reports_each_step_and_json_is_machine_readable() {
         sample_rows("truth.csv") + sample_rows("shop/orders.csv")
     );
 }
+
+/// Reads the model table of `cdp resolve`'s report: (comparison, level, weight) rows.
+fn model_weights(report: &str) -> Vec<(String, String, f64)> {
+    report
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("comparison  level"))
+        .skip(1)
+        .map_while(|l| {
+            let cells: Vec<&str> = l
+                .split("  ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .collect();
+            let weight = cells.last()?.parse::<f64>().ok()?;
+            Some((cells[0].to_string(), cells[1].to_string(), weight))
+        })
+        .collect()
+}
+
+#[test]
+fn the_sample_model_weighs_closer_agreement_never_lower_and_keeps_its_f1() {
+    let ctx = TestContext::new();
+    let truth = common::repo().join("sample-data/truth.csv");
+    let truth = truth.to_str().expect("utf-8 path");
+    let out = ctx
+        .step("run", &sample_pipeline(), &["--truth", truth])
+        .ok();
+    let f1: f64 = out
+        .stdout
+        .split("f1=")
+        .nth(1)
+        .and_then(|rest| rest.get(..6))
+        .and_then(|x| x.parse().ok())
+        .unwrap_or_else(|| panic!("no F1 in {}", out.stdout));
+    assert!(f1 >= 0.9855, "F1 {f1} fell below the sample's 0.9855");
+    let report = ctx.step("resolve", &sample_pipeline(), &["--force"]).ok();
+    assert!(report.stdout.contains("converged"), "{}", report.stdout);
+    let weights = model_weights(&report.stdout);
+    assert!(weights.len() > 20, "{}", report.stdout);
+    for pair in weights.windows(2).filter(|p| p[0].0 == p[1].0) {
+        assert!(
+            pair[0].2 >= pair[1].2,
+            "{}: {} weighs {} < {} {}\n{}",
+            pair[0].0,
+            pair[0].1,
+            pair[0].2,
+            pair[1].1,
+            pair[1].2,
+            report.stdout
+        );
+    }
+}
+
+/// Pairwise F1 a `cdp run --truth` printed.
+fn f1_of(stdout: &str) -> f64 {
+    stdout
+        .split("f1=")
+        .nth(1)
+        .and_then(|rest| rest.get(..6))
+        .and_then(|x| x.parse().ok())
+        .unwrap_or_else(|| panic!("no F1 in {stdout}"))
+}
+
+#[test]
+fn the_sample_with_identity_reduced_to_a_few_lines_reaches_the_full_sections_f1() {
+    let truth = common::repo().join("sample-data/truth.csv");
+    let truth = truth.to_str().expect("utf-8 path");
+    let full = TestContext::new();
+    let full_f1 = f1_of(
+        &full
+            .step("run", &sample_pipeline(), &["--truth", truth])
+            .ok()
+            .stdout,
+    );
+    let reduced = common::repo().join("pipelines/customer360_defaults.toml");
+    let text = std::fs::read_to_string(&reduced).unwrap();
+    let identity = text
+        .split("[identity]")
+        .nth(1)
+        .unwrap()
+        .split("\n[load]")
+        .next()
+        .unwrap();
+    assert!(
+        identity.lines().filter(|l| !l.trim().is_empty()).count() < 10,
+        "{identity}"
+    );
+    let small = TestContext::new();
+    let small_f1 = f1_of(&small.step("run", &reduced, &["--truth", truth]).ok().stdout);
+    assert!(
+        small_f1 >= full_f1,
+        "defaults {small_f1} < full section {full_f1}"
+    );
+
+    let plan = small
+        .cdp(&["validate", reduced.to_str().unwrap(), "--plan"])
+        .ok()
+        .stdout;
+    assert!(
+        plan.contains("# max_per_source: chosen from the data at resolve time"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains(
+            "never_disagree = [\"first_name\", \"birth_date\"]   # default from the column kinds"
+        ),
+        "{plan}"
+    );
+    let resolved = small.step("resolve", &reduced, &["--force"]).ok().stdout;
+    for chosen in [
+        "chosen from the data: enrichment: max_per_source 1",
+        "chosen from the data: support_users: max_per_source 1",
+        "chosen from the data: email: max_holders",
+    ] {
+        assert!(resolved.contains(chosen), "{resolved}");
+    }
+    assert!(
+        !resolved.contains("crm_contacts: max_per_source"),
+        "the CRM holds duplicates"
+    );
+}
+
+#[test]
+fn explain_names_a_near_record_no_blocking_rule_made_a_candidate() {
+    let ctx = TestContext::new();
+    run(&ctx, &[]);
+    let lake = ctx.lake_url();
+    let p = sample_pipeline();
+    let out = ctx
+        .cdp(&[
+            "resolve",
+            p.to_str().unwrap(),
+            "--lake",
+            &lake,
+            "--explain",
+            "crm_contacts:0035g0VYdlW9vFPAGZ",
+        ])
+        .ok()
+        .stdout;
+    assert!(out.contains("(1 records, linked by singleton)"), "{out}");
+    assert!(
+        out.contains(
+            "never a candidate: no blocking rule agrees on all its columns (shares last_name)"
+        ),
+        "{out}"
+    );
+}

@@ -195,7 +195,7 @@ impl<'a> EntityCleaner<'a> {
         let mut derived = Vec::new();
         for rule in entity.columns.iter().filter(|r| !r.derived) {
             if let Some(m) = &rule.match_column {
-                derived.push(match_expr(rule).alias(m.as_str()));
+                derived.push(match_expr(rule, &raw_name(&rule.name)).alias(m.as_str()));
             }
             if let Some(c) = &rule.currency_column {
                 derived.push(currency_expr(rule, &raw_name(&rule.name)).alias(c.as_str()));

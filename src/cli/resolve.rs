@@ -23,7 +23,8 @@ pub struct Args {
     /// Explain the last resolution of one record (`source:record_id`, or a record id
     /// only one source uses) or one person (a `person_id` of customer_360): the
     /// person's members, the merges that built it with each comparison's level and
-    /// weight, and the merges guards refused. Resolves nothing.
+    /// weight, and the merges guards refused; for a record left alone, its nearest
+    /// records and why each fell short. Resolves nothing.
     #[arg(long, value_name = "RECORD|PERSON", conflicts_with = "truth")]
     pub explain: Option<String>,
     /// Re-estimate the matching model and score every candidate pair (by default the
@@ -98,14 +99,15 @@ pub fn report_text(r: &ResolveReport) -> String {
             })
             .collect();
         extra.push_str(&format!(
-            "\nmatching: {} candidate pairs scored ({} strong pairs reused), {} at or above the threshold, {} merges; model {}, EM {} rounds{}, prior {:.3e}\n{}",
+            "\nmatching: {} candidate pairs scored ({} strong pairs reused), {} at or above the threshold, {} merges; model {}, EM {} rounds, {} (last change {:.1e}), prior {:.3e}\n{}",
             m.candidate_pairs,
             m.reused_edges,
             m.edges,
             m.merges,
             if m.trained { "trained" } else { "reused" },
             m.model.em_rounds,
-            if m.model.em_converged { "" } else { " (not converged)" },
+            if m.model.em_converged { "converged" } else { "not converged" },
+            m.model.em_final_change,
             m.model.prior,
             render::table(&["blocking rule", "blocks", "new pairs", "oversized blocks"], &rows)
         ));
@@ -129,6 +131,21 @@ pub fn report_text(r: &ResolveReport) -> String {
             "\n{}",
             render::table(&["comparison", "level", "m", "u", "weight"], &rows)
         ));
+        for c in &m.model.comparisons {
+            for run in &c.pooled {
+                extra.push_str(&format!(
+                    "\n{}: levels {} pooled into one weight (EM weighed closer agreement lower)",
+                    c.name,
+                    run.iter()
+                        .map(|l| format!("{l:?}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
+    }
+    for c in &r.chosen {
+        extra.push_str(&format!("\nchosen from the data: {c}"));
     }
     if r.first_names_from_email > 0 {
         extra.push_str(&format!(
@@ -201,6 +218,18 @@ pub fn explanation_text(e: &Explanation) -> String {
         if let Some(c) = &d.comparisons {
             out.push_str(&format!("    {c}\n"));
         }
+    }
+    if !e.near.is_empty() {
+        out.push_str("nearest records, and why each fell short:\n");
+    }
+    for n in &e.near {
+        out.push_str(&format!(
+            "  near {} p={:.4}: {}\n    {}\n",
+            key(&n.key),
+            n.probability,
+            n.reason,
+            n.comparisons
+        ));
     }
     out
 }

@@ -14,10 +14,30 @@ pub struct Args {
     /// ListDataSetRevisions)
     #[arg(long)]
     pub connect: bool,
+    /// Print the effective `[identity]` section instead, as TOML to paste and edit:
+    /// every part the file leaves out filled from the entity's column kinds, each part
+    /// commented with where it came from.
+    #[arg(long)]
+    pub plan: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let (p, _) = super::load_pipeline(&args.pipeline, &Overrides::default())?;
+    if args.plan {
+        let Some(identity) = &p.identity else {
+            return Err(super::UsageError(format!(
+                "{}: no [identity] section to plan",
+                args.pipeline.display()
+            ))
+            .into());
+        };
+        outln!(
+            "# The effective [identity] of {} (cdp validate --plan).",
+            args.pipeline.display()
+        )?;
+        outln!("{}", cdp::config::identity_defaults::plan_toml(identity))?;
+        return Ok(());
+    }
     outln!("{}: ok (pipeline {:?})", args.pipeline.display(), p.name)?;
     outln!("  lake       {}", p.lake)?;
     outln!("  warehouse  {}", p.warehouse)?;
@@ -50,11 +70,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         outln!("  identity   {} by {}", i.entity, rules.join(", "))?;
         // A column reaches customer_360 only as an attribute: say which do not.
         if let Some(e) = p.entity(&i.entity) {
-            let left_out: Vec<&str> = e
-                .columns
+            // Matching helpers stay out by default: only profile columns are named.
+            let profile = cdp::config::default_attributes(e);
+            let left_out: Vec<&str> = profile
                 .iter()
-                .filter(|c| c.name != e.key && !i.attributes.contains(&c.name))
-                .map(|c| c.name.as_str())
+                .filter(|c| !i.attributes.contains(c))
+                .map(String::as_str)
                 .collect();
             if !left_out.is_empty() {
                 outln!(

@@ -377,7 +377,7 @@ const COLUMN_KEYS: &[(&str, &[ColumnKind])] = {
         ("timezone", &[Timestamp]),
         ("first", &[FullName]),
         ("last", &[FullName]),
-        ("match_column", &[Email, PersonName]),
+        ("match_column", &[Email, PersonName, Phone]),
         ("region", &[Phone]),
         ("country_column", &[Postcode]),
         ("decimal", &[Float, Integer, Money]),

@@ -7,7 +7,8 @@ use std::fmt;
 
 use serde::Deserialize;
 
-use super::raw::{RawGuards, RawIdentity, RawMatching};
+use super::identity_defaults::Origin;
+use super::raw::{RawGuards, RawIdentity, RawLinkOnly, RawMatching, RawMaxHolders};
 use super::{EntityConfig, SourceConfig, Validator};
 
 /// `[identity]`, validated.
@@ -22,6 +23,9 @@ pub struct IdentityConfig {
     pub guards: Guards,
     pub first_name_from_email: Option<NameFromEmail>,
     pub households: Option<Households>,
+    /// Each part present (its key under `identity.`) and where it came from: the file,
+    /// or the defaults of the entity's column kinds.
+    pub origins: Vec<(String, Origin)>,
 }
 
 /// A lone record that shares an identifier (a family mailbox, a landline) with one
@@ -85,6 +89,8 @@ pub struct Comparison {
     pub levels: Vec<Level>,
     pub term_frequency: bool,
     pub max_holders: Option<u32>,
+    /// `max_holders = "auto"`: chosen from the run's data at resolve time.
+    pub max_holders_auto: bool,
     pub m: Option<Vec<f64>>,
     pub u: Option<Vec<f64>>,
 }
@@ -153,6 +159,10 @@ pub struct Guards {
     pub max_distinct: Vec<(String, usize)>,
     pub max_per_source: Vec<(String, usize)>,
     pub never_disagree: Vec<String>,
+    /// `max_per_source` left to the data (the default when neither it nor `link_only`
+    /// is written): a source none of whose records share a deterministic rule's key
+    /// holds one record a person, and gets a limit of 1 at resolve time.
+    pub max_per_source_auto: bool,
     pub min_cluster_weight: Option<f64>,
     pub corroborate: Vec<String>,
     pub ambiguity_margin: Option<f64>,
@@ -191,10 +201,69 @@ pub enum Strategy {
     Longest,
 }
 
+/// The golden record's columns when `attributes` is not given: the profile, not the
+/// resolver's scratch work. Left out: the key, the matching forms (`match_column`s
+/// such as an email key or a formal first name) and a full name split into first and
+/// last name columns (those two carry it).
+pub fn default_attributes(entity: &EntityConfig) -> Vec<String> {
+    let helpers: Vec<&str> = entity
+        .columns
+        .iter()
+        .flat_map(|c| {
+            c.match_column
+                .as_deref()
+                .into_iter()
+                .chain(c.split.is_some().then_some(c.name.as_str()))
+        })
+        .collect();
+    entity
+        .columns
+        .iter()
+        .filter(|c| c.name != entity.key && !helpers.contains(&c.name.as_str()))
+        .map(|c| c.name.clone())
+        .collect()
+}
+
+/// A fuzzy comparison on a first name's formal form (the `match_column` of a
+/// `person_name` column) also reads the name as written: the formal form settles
+/// exact and nickname agreement ("Jerry" is "Gerald"), the written form catches a typo
+/// the formal mapping would hide ("Jerr" is one slip from "Jerry", nothing like
+/// "Gerald"). Any pair of the two columns' values may reach a level.
+fn compare_names_as_written(comparisons: &mut [Comparison], entity: &EntityConfig) {
+    for c in comparisons {
+        let fuzzy = c.levels.iter().any(|l| {
+            matches!(
+                l,
+                Level::JaroWinkler(_) | Level::Levenshtein(_) | Level::Slip
+            )
+        });
+        if !fuzzy {
+            continue;
+        }
+        let written: Vec<String> = c
+            .columns
+            .iter()
+            .filter_map(|col| {
+                entity.columns.iter().find(|r| {
+                    r.kind == super::ColumnKind::PersonName
+                        && r.match_column.as_deref() == Some(col.as_str())
+                })
+            })
+            .map(|r| r.name.clone())
+            .filter(|w| !c.columns.contains(w))
+            .collect();
+        for w in written {
+            if !c.columns.contains(&w) {
+                c.columns.push(w);
+            }
+        }
+    }
+}
+
 impl Validator<'_> {
     pub(super) fn identity(
         &mut self,
-        raw: RawIdentity,
+        mut raw: RawIdentity,
         entities: &[EntityConfig],
         sources: &[SourceConfig],
     ) -> Option<IdentityConfig> {
@@ -206,27 +275,28 @@ impl Validator<'_> {
             return None;
         };
         let has = |c: &str| entity.column(c).is_some();
-        if raw.rules.is_empty() && raw.matching.is_none() {
+        let origins = super::identity_defaults::fill(&mut raw, entity);
+        let max_per_source_auto = raw.defaults.unwrap_or(true)
+            && raw.link_only.is_none()
+            && raw
+                .guards
+                .as_ref()
+                .is_none_or(|g| g.max_per_source.is_none());
+        let raw_rules = raw.rules.take().unwrap_or_default();
+        if raw_rules.is_empty() && raw.matching.is_none() {
             self.problem(
                 "identity.rules",
-                "at least one rule (or an [identity.matching] section) is needed",
+                "at least one rule (or an [identity.matching] section) is needed; the entity's column kinds gave no default (no email, phone or first name)",
             );
         }
-        for (i, rule) in raw.rules.iter().enumerate() {
+        for (i, rule) in raw_rules.iter().enumerate() {
             if rule.columns.is_empty() {
                 self.problem(format!("identity.rules[{i}].match"), "empty");
             }
             let key = format!("identity.rules[{i}].match");
             self.columns_exist(&key, &rule.columns, &has, &entity.name);
         }
-        let attributes = raw.attributes.unwrap_or_else(|| {
-            entity
-                .columns
-                .iter()
-                .filter(|c| c.name != entity.key)
-                .map(|c| c.name.clone())
-                .collect()
-        });
+        let attributes = raw.attributes.unwrap_or_else(|| default_attributes(entity));
         self.columns_exist("identity.attributes", &attributes, &has, &entity.name);
         let s = raw.survivorship;
         let survivorship = match s {
@@ -265,19 +335,46 @@ impl Validator<'_> {
                 }
             }
         };
-        let matching = raw.matching.map(|m| self.matching(m, &has, &entity.name));
+        let mut matching = raw.matching.map(|m| self.matching(m, &has, &entity.name));
+        if let Some(m) = &mut matching {
+            compare_names_as_written(&mut m.comparisons, entity);
+        }
         let is_source = |name: &str| {
             sources
                 .iter()
                 .any(|s| s.name == name && s.entity == entity.name)
         };
-        let guards = self.guards(
+        let mut guards = self.guards(
             raw.guards,
             &has,
             &is_source,
             matching.as_ref(),
             &entity.name,
         );
+        guards.max_per_source_auto = max_per_source_auto;
+        // Link-only sources hold one record a person: at most one per person.
+        let link_only: Vec<String> = match raw.link_only {
+            None | Some(RawLinkOnly::All(false)) => Vec::new(),
+            Some(RawLinkOnly::All(true)) => sources
+                .iter()
+                .filter(|s| s.entity == entity.name)
+                .map(|s| s.name.clone())
+                .collect(),
+            Some(RawLinkOnly::Sources(names)) => {
+                for name in names.iter().filter(|n| !is_source(n)) {
+                    self.problem(
+                        "identity.link_only",
+                        format!("no source of entity {:?} is called {name:?}", entity.name),
+                    );
+                }
+                names
+            }
+        };
+        for source in link_only {
+            if !guards.max_per_source.iter().any(|(s, _)| *s == source) {
+                guards.max_per_source.push((source, 1));
+            }
+        }
         let first_name_from_email = raw.first_name_from_email.map(|f| {
             for (field, column) in [
                 ("first_name", &f.first_name),
@@ -319,8 +416,8 @@ impl Validator<'_> {
         });
         Some(IdentityConfig {
             entity: raw.entity,
-            rules: raw
-                .rules
+            origins,
+            rules: raw_rules
                 .into_iter()
                 .map(|r| MatchRule {
                     name: r.name,
@@ -338,7 +435,12 @@ impl Validator<'_> {
     }
 
     fn matching(&mut self, raw: RawMatching, has: &dyn Fn(&str) -> bool, entity: &str) -> Matching {
-        if !(raw.threshold > 0.0 && raw.threshold < 1.0) {
+        let threshold = raw.threshold.unwrap_or(f64::NAN);
+        let blocking = raw.blocking.unwrap_or_default();
+        let raw_comparisons = raw.comparisons.unwrap_or_default();
+        if raw.threshold.is_none() {
+            self.problem("identity.matching.threshold", "missing");
+        } else if !(threshold > 0.0 && threshold < 1.0) {
             self.problem(
                 "identity.matching.threshold",
                 "a match probability strictly between 0 and 1",
@@ -350,27 +452,27 @@ impl Validator<'_> {
                 format!("{p} is not a probability strictly between 0 and 1"),
             );
         }
-        if raw.blocking.is_empty() {
+        if blocking.is_empty() {
             self.problem(
                 "identity.matching.blocking",
                 "at least one blocking rule is needed",
             );
         }
-        for (i, b) in raw.blocking.iter().enumerate() {
+        for (i, b) in blocking.iter().enumerate() {
             if b.on.is_empty() {
                 self.problem(format!("identity.matching.blocking[{i}].on"), "empty");
             }
             let key = format!("identity.matching.blocking[{i}].on");
             self.columns_exist(&key, &b.on, has, entity);
         }
-        if raw.comparisons.is_empty() {
+        if raw_comparisons.is_empty() {
             self.problem(
                 "identity.matching.comparisons",
                 "at least one comparison is needed",
             );
         }
         let mut comparisons = Vec::new();
-        for (i, c) in raw.comparisons.into_iter().enumerate() {
+        for (i, c) in raw_comparisons.into_iter().enumerate() {
             let key = format!("identity.matching.comparisons[{i}]");
             if c.columns.is_empty() {
                 self.problem(format!("{key}.columns"), "empty");
@@ -401,6 +503,14 @@ impl Validator<'_> {
                     self.problem(format!("{key}.{name}"), "probabilities in (0, 1]");
                 }
             }
+            if let Some(RawMaxHolders::Auto(word)) = &c.max_holders {
+                if word != "auto" {
+                    self.problem(
+                        format!("{key}.max_holders"),
+                        format!("{word:?}: a count of records, or \"auto\""),
+                    );
+                }
+            }
             comparisons.push(Comparison {
                 name: c
                     .name
@@ -408,17 +518,21 @@ impl Validator<'_> {
                 columns: c.columns,
                 levels,
                 term_frequency: c.term_frequency,
-                max_holders: c.max_holders,
+                max_holders: match &c.max_holders {
+                    Some(RawMaxHolders::Count(n)) => Some(*n),
+                    _ => None,
+                },
+                max_holders_auto: matches!(&c.max_holders, Some(RawMaxHolders::Auto(_))),
                 m: c.m,
                 u: c.u,
             });
         }
         let train_on = match &raw.train_on {
-            None => (0..raw.blocking.len()).collect(),
+            None => (0..blocking.len()).collect(),
             Some(names) => names
                 .iter()
                 .filter_map(|name| {
-                    let found = raw.blocking.iter().position(|b| &b.name == name);
+                    let found = blocking.iter().position(|b| &b.name == name);
                     if found.is_none() {
                         self.problem(
                             "identity.matching.train_on",
@@ -434,16 +548,14 @@ impl Validator<'_> {
             self.problem("identity.matching.rule_recall", "a share in (0, 1]");
         }
         Matching {
-            threshold: raw.threshold,
+            threshold,
             rule_recall,
             train_on,
-            block_limits: raw
-                .blocking
+            block_limits: blocking
                 .iter()
                 .map(|b| b.max_block.or(raw.max_block).unwrap_or(500))
                 .collect(),
-            blocking: raw
-                .blocking
+            blocking: blocking
                 .into_iter()
                 .map(|b| MatchRule {
                     name: b.name,
@@ -478,20 +590,16 @@ impl Validator<'_> {
         matching: Option<&Matching>,
         entity: &str,
     ) -> Guards {
-        let raw = raw.unwrap_or(RawGuards {
-            max_cluster_size: None,
-            max_distinct: Default::default(),
-            max_per_source: Default::default(),
-            never_disagree: Vec::new(),
-            min_cluster_weight: None,
-            corroborate: Vec::new(),
-            ambiguity_margin: None,
-        });
-        for c in raw.max_distinct.keys() {
+        let raw = raw.unwrap_or_default();
+        let max_distinct = raw.max_distinct.unwrap_or_default();
+        let max_per_source = raw.max_per_source.unwrap_or_default();
+        let never_disagree = raw.never_disagree.unwrap_or_default();
+        let corroborate = raw.corroborate.unwrap_or_default();
+        for c in max_distinct.keys() {
             let key = format!("identity.guards.max_distinct.{c}");
             self.columns_exist(&key, [c], has, entity);
         }
-        for (source, limit) in &raw.max_per_source {
+        for (source, limit) in &max_per_source {
             if !is_source(source) {
                 self.problem(
                     format!("identity.guards.max_per_source.{source}"),
@@ -507,8 +615,7 @@ impl Validator<'_> {
         }
         let is_comparison =
             |n: &str| matching.is_some_and(|m| m.comparisons.iter().any(|c| c.name == n));
-        for c in raw
-            .never_disagree
+        for c in never_disagree
             .iter()
             .filter(|c| !is_comparison(c) && !has(c))
         {
@@ -517,7 +624,7 @@ impl Validator<'_> {
                 format!("{c:?} is neither a comparison nor a column of entity {entity:?}"),
             );
         }
-        for c in raw.corroborate.iter().filter(|c| !is_comparison(c)) {
+        for c in corroborate.iter().filter(|c| !is_comparison(c)) {
             self.problem(
                 "identity.guards.corroborate",
                 format!("{c:?} is not a comparison of [identity.matching]"),
@@ -535,11 +642,12 @@ impl Validator<'_> {
         }
         Guards {
             max_cluster_size,
-            max_distinct: raw.max_distinct.into_iter().collect(),
-            max_per_source: raw.max_per_source.into_iter().collect(),
-            never_disagree: raw.never_disagree,
+            max_distinct: max_distinct.into_iter().collect(),
+            max_per_source: max_per_source.into_iter().collect(),
+            never_disagree,
+            max_per_source_auto: false,
             min_cluster_weight: raw.min_cluster_weight,
-            corroborate: raw.corroborate,
+            corroborate,
             ambiguity_margin: raw.ambiguity_margin,
         }
     }

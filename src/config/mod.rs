@@ -12,6 +12,7 @@ pub mod aws;
 mod checks;
 mod entities;
 mod identity;
+pub mod identity_defaults;
 mod lake;
 mod load;
 mod parse;
@@ -33,8 +34,8 @@ pub use aws::{AppflowConnector, AwsAccess, DataexchangeConnector};
 pub use checks::{Bound, Check, CheckKind, CheckRule, Severity, Threshold};
 pub use entities::{ColumnKind, ColumnRule, EntityConfig, OnInvalid};
 pub use identity::{
-    Comparison, Guards, Households, IdentityConfig, Level, MatchRule, Matching, NameFromEmail,
-    Strategy, Survivorship,
+    default_attributes, Comparison, Guards, Households, IdentityConfig, Level, MatchRule, Matching,
+    NameFromEmail, Strategy, Survivorship,
 };
 pub use load::{CUSTOMER_360_TABLE, IDENTITY_GRAPH_TABLE};
 pub use raw::Aggregate;
@@ -449,6 +450,225 @@ rules = [{ name = "email", match = ["email"] }]
         }
         assert_eq!("one slip".parse::<Level>(), Ok(Level::Slip));
         assert!("two slips".parse::<Level>().is_err());
+    }
+
+    #[test]
+    fn a_fuzzy_comparison_on_a_formal_first_name_also_reads_the_name_as_written() {
+        let text = GOOD
+            .replace(
+                r#"columns = { email = "email", dob"#,
+                r#"columns = { email = "email", first = { kind = "person_name", match_column = "first_formal" }, dob"#,
+            )
+            .replace(r#"Email = "email" }"#, r#"Email = "email", First = "first" }"#)
+            + r#"[identity.matching]
+threshold = 0.5
+blocking = [{ name = "e", on = ["email"] }]
+comparisons = [
+  { name = "fuzzy", columns = ["first_formal"], levels = ["exact", "nickname", "one slip"] },
+  { name = "plain", columns = ["first_formal"], levels = ["exact", "nickname"] },
+]
+"#;
+        let p = parse(&text).expect("valid");
+        let m = p
+            .identity
+            .as_ref()
+            .and_then(|i| i.matching.as_ref())
+            .expect("matching");
+        assert_eq!(m.comparisons[0].columns, ["first_formal", "first"]);
+        assert_eq!(m.comparisons[1].columns, ["first_formal"]);
+    }
+
+    #[test]
+    fn golden_records_carry_the_profile_not_the_matching_helpers() {
+        let text = GOOD
+            .replace(
+                r#"columns = { email = "email", dob"#,
+                r#"columns = { email = { kind = "email", match_column = "email_key" }, first = { kind = "person_name", match_column = "first_formal" }, last = "person_name", name = { kind = "full_name", first = "first", last = "last" }, dob"#,
+            )
+            .replace(r#"Email = "email" }"#, r#"Email = "email", Name = "name" }"#);
+        let p = parse(&text).expect("valid");
+        let identity = p.identity.as_ref().expect("identity");
+        assert_eq!(identity.attributes, ["dob", "email", "first", "last"]);
+        let listed = text.replace(
+            "[identity]\nentity = \"person\"",
+            "[identity]\nentity = \"person\"\nattributes = [\"email\", \"email_key\"]",
+        );
+        let p = parse(&listed).expect("valid");
+        assert_eq!(
+            p.identity.as_ref().expect("identity").attributes,
+            ["email", "email_key"]
+        );
+    }
+
+    const PERSON: &str = r#"
+[pipeline]
+name = "t"
+[lake]
+url = "file://lake"
+[warehouse]
+url = "duckdb://w.duckdb"
+[[sources]]
+name = "crm"
+kind = "files"
+path = "data/*.csv"
+entity = "person"
+columns = { Id = "record_id", First = "given", Last = "family", Email = "email", Tel = "tel", Born = "born", Street = "street", Zip = "zip" }
+[entities.person]
+key = "record_id"
+[entities.person.columns]
+given = { kind = "person_name", match_column = "given_formal" }
+family = "person_name"
+email = { kind = "email", match_column = "email_key" }
+tel = "phone"
+born = "date"
+street = "street"
+zip = "postcode"
+[identity]
+entity = "person"
+"#;
+
+    #[test]
+    fn an_entity_alone_gets_a_resolver_from_its_column_kinds() {
+        let p = parse(PERSON).expect("valid");
+        let i = p.identity.as_ref().expect("identity");
+        let rules: Vec<(&str, &[String])> = i
+            .rules
+            .iter()
+            .map(|r| (r.name.as_str(), &r.columns[..]))
+            .collect();
+        assert_eq!(
+            rules,
+            [
+                (
+                    "email_name",
+                    &["email_key".to_string(), "given_formal".into()][..]
+                ),
+                (
+                    "phone_name",
+                    &["tel".to_string(), "given_formal".into()][..]
+                )
+            ]
+        );
+        let m = i.matching.as_ref().expect("matching");
+        let blocking: Vec<&str> = m.blocking.iter().map(|b| b.name.as_str()).collect();
+        assert_eq!(
+            blocking,
+            [
+                "email",
+                "phone",
+                "first_dob",
+                "last_dob",
+                "dob_postcode",
+                "first_postcode",
+                "first_last",
+                "last_street"
+            ]
+        );
+        let comparisons: Vec<&str> = m.comparisons.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            comparisons,
+            [
+                "first_name",
+                "last_name",
+                "birth_date",
+                "email",
+                "phone",
+                "street",
+                "postcode"
+            ]
+        );
+        assert_eq!(
+            m.comparisons[0].columns,
+            ["given_formal", "given"],
+            "the name as written too"
+        );
+        assert!(m.comparisons[0].term_frequency);
+        assert_eq!(m.threshold, 0.3);
+        assert!(
+            m.comparisons[3].max_holders_auto,
+            "email's max_holders from the data"
+        );
+        assert_eq!(i.guards.never_disagree, ["first_name", "birth_date"]);
+        assert_eq!(i.guards.max_distinct, [("email_key".to_string(), 4)]);
+        assert_eq!(i.guards.ambiguity_margin, Some(0.0));
+        let households = i.households.as_ref().expect("households");
+        assert_eq!(households.identifiers, ["email_key", "tel"]);
+        assert_eq!(households.name, ["given_formal", "family"]);
+        let from_email = i
+            .first_name_from_email
+            .as_ref()
+            .expect("first names from mailboxes");
+        assert_eq!(
+            from_email.columns(),
+            ["given_formal", "family", "email_key"]
+        );
+        assert!(
+            i.origins
+                .iter()
+                .all(|(_, o)| *o == identity_defaults::Origin::Kinds),
+            "{:?}",
+            i.origins
+        );
+    }
+
+    #[test]
+    fn a_part_the_file_writes_overrides_the_default_for_that_part_only() {
+        let text = format!(
+            "{PERSON}{}",
+            r#"[identity.matching]
+threshold = 0.8
+[identity.guards]
+never_disagree = ["born"]
+"#
+        );
+        let p = parse(&text).expect("valid");
+        let i = p.identity.as_ref().expect("identity");
+        let m = i.matching.as_ref().expect("matching");
+        assert_eq!(m.threshold, 0.8);
+        assert_eq!(m.comparisons.len(), 7, "comparisons still from the kinds");
+        assert_eq!(i.guards.never_disagree, ["born"]);
+        assert_eq!(
+            i.guards.corroborate.len(),
+            5,
+            "other guards still from the kinds"
+        );
+        let origin = |key: &str| i.origins.iter().find(|(k, _)| k == key).map(|(_, o)| *o);
+        assert_eq!(
+            origin("matching.threshold"),
+            Some(identity_defaults::Origin::File)
+        );
+        assert_eq!(
+            origin("matching.comparisons"),
+            Some(identity_defaults::Origin::Kinds)
+        );
+        assert_eq!(
+            origin("guards.never_disagree"),
+            Some(identity_defaults::Origin::File)
+        );
+        // Switched off, only what is written is there.
+        let off = text.replace(
+            "entity = \"person\"\n[identity.matching]",
+            "entity = \"person\"\ndefaults = false\n[identity.matching]",
+        );
+        let err = parse(&off).expect_err("no blocking or comparisons");
+        assert!(
+            err.to_string().contains("identity.matching.blocking"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_plan_reads_back_as_the_same_identity() {
+        let p = parse(PERSON).expect("valid");
+        let plan = identity_defaults::plan_toml(p.identity.as_ref().expect("identity"));
+        assert!(plan.contains("# default from the column kinds"), "{plan}");
+        let (head, _) = PERSON.split_once("[identity]").expect("identity");
+        let pasted = parse(&format!("{head}{plan}")).expect("the plan validates");
+        let again = identity_defaults::plan_toml(pasted.identity.as_ref().expect("identity"));
+        assert_eq!(
+            again.replace("# from your file", "#"),
+            plan.replace("# default from the column kinds", "#"),
+        );
     }
 
     #[test]

@@ -198,7 +198,8 @@ pub struct RawColumnRule {
     pub original: Option<String>,
     /// Write the form used for matching into this extra column: for `email`, the
     /// provider-canonical address (Gmail dots and `+tags` dropped); for `person_name`,
-    /// the formal name of a nickname (Bob -> Robert).
+    /// the formal name of a nickname (Bob -> Robert); for `phone`, the E.164 number, or
+    /// `#` and the digits of a number that fails validation (it stays evidence).
     pub match_column: Option<String>,
     /// For `phone`: region of numbers written without a country code, overriding the
     /// source's `region`.
@@ -288,12 +289,18 @@ pub struct RawCheck {
 pub struct RawIdentity {
     pub entity: String,
     /// Deterministic rules in priority order; a rule matches when all its columns agree.
-    #[serde(default)]
-    pub rules: Vec<RawMatchRule>,
+    /// When absent, the defaults from the entity's column kinds (email or phone with
+    /// the first name); `[]` for none.
+    pub rules: Option<Vec<RawMatchRule>>,
+    /// Fill every part of `[identity]` the file leaves out (rules, matching, guards,
+    /// households, first names from mailboxes) from the entity's column kinds; true
+    /// when absent. `cdp validate --plan` prints the result.
+    pub defaults: Option<bool>,
     /// A rule value shared by more records than this is not identifying (a placeholder
     /// email, a call-centre phone) and links nothing. 20 when absent.
     pub max_key_group: Option<usize>,
-    /// Columns carried into the golden record; all entity columns but the key when absent.
+    /// Columns carried into the golden record; when absent, every entity column but the
+    /// key, the matching forms (`match_column`s) and a full name split into first and last.
     pub attributes: Option<Vec<String>>,
     pub survivorship: Option<RawSurvivorship>,
     /// Probabilistic (Fellegi-Sunter) matching on top of the rules.
@@ -305,6 +312,26 @@ pub struct RawIdentity {
     /// Join a lone record to the member of a household whose name it has, when it
     /// carries the household's shared identifier.
     pub households: Option<RawHouseholds>,
+    /// Link records across sources only: two records of one source are never one
+    /// person (each source is already deduplicated). `true` for every source of the
+    /// entity, or a list of the sources that are.
+    pub link_only: Option<RawLinkOnly>,
+}
+
+/// `max_holders = 12` or `max_holders = "auto"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawMaxHolders {
+    Count(u32),
+    Auto(String),
+}
+
+/// `link_only = true` or `link_only = ["crm", "vendor"]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawLinkOnly {
+    All(bool),
+    Sources(Vec<String>),
 }
 
 /// `[identity.households]`: which columns hold a household's shared identifiers, its
@@ -333,14 +360,14 @@ pub struct RawNameFromEmail {
 }
 
 /// `[identity.matching]`: per-field comparisons scored with m/u probabilities.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawMatching {
-    /// Match probability (0-1) a candidate pair needs to become an edge.
-    pub threshold: f64,
+    /// Match probability (0-1) a candidate pair needs to become an edge; 0.3 by default.
+    pub threshold: Option<f64>,
     /// Candidate pairs are the pairs that agree on all columns of at least one rule.
-    pub blocking: Vec<RawBlocking>,
-    pub comparisons: Vec<RawComparison>,
+    pub blocking: Option<Vec<RawBlocking>>,
+    pub comparisons: Option<Vec<RawComparison>>,
     /// Blocks larger than this give no pairs (a common surname with no other key). 500 when absent.
     pub max_block: Option<usize>,
     /// Expectation-maximisation rounds for m; 50 when absent.
@@ -385,38 +412,36 @@ pub struct RawComparison {
     #[serde(default)]
     pub term_frequency: bool,
     /// A value more records hold than this (a shared family mailbox, a switchboard
-    /// number) is not identifying: agreeing on it weighs nothing. No limit when absent.
-    pub max_holders: Option<u32>,
+    /// number) is not identifying: agreeing on it weighs nothing. No limit when absent;
+    /// `"auto"`: twice the 99.9th percentile of how many records hold each value in
+    /// the run's data (at least 4), reported by `cdp resolve`.
+    pub max_holders: Option<RawMaxHolders>,
     /// Fixed m (or u) probabilities, one per level plus one for "else"; estimated when absent.
     pub m: Option<Vec<f64>>,
     pub u: Option<Vec<f64>>,
 }
 
 /// `[identity.guards]`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawGuards {
     /// Most records one person may have; 50 when absent.
     pub max_cluster_size: Option<usize>,
     /// Most distinct values of a column within one person (say 3 emails).
-    #[serde(default)]
-    pub max_distinct: IndexMap<String, usize>,
+    pub max_distinct: Option<IndexMap<String, usize>>,
     /// Most records one person may have from a source (a vendor file with one record
     /// per consumer: 1).
-    #[serde(default)]
-    pub max_per_source: IndexMap<String, usize>,
+    pub max_per_source: Option<IndexMap<String, usize>>,
     /// Comparisons (or columns) on which two records of one person may never disagree:
     /// both present and in the comparison's "else" level (or unequal, for a column).
-    #[serde(default)]
-    pub never_disagree: Vec<String>,
+    pub never_disagree: Option<Vec<String>>,
     /// Mean evidence (log2 Bayes factor, prior left out) over every pair across two
     /// clusters they must reach before they merge; no such check when absent.
     pub min_cluster_weight: Option<f64>,
     /// Comparisons one pair of records must agree on at the comparison's first (most
     /// alike) level before two persons of two or more records each merge: a shared
     /// name alone does not make two established persons one.
-    #[serde(default)]
-    pub corroborate: Vec<String>,
+    pub corroborate: Option<Vec<String>>,
     /// A lone record whose edges reach two persons that may not merge joins neither,
     /// unless its best edge beats the other by more than this (log2 odds); off when absent.
     pub ambiguity_margin: Option<f64>,

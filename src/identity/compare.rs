@@ -21,6 +21,10 @@ pub struct Field {
     width: usize,
     /// Id -> text; id 0 is unused.
     text: Vec<String>,
+    /// Id -> text in lower case, for the fuzzy levels (empty without one): a
+    /// dropped or swapped first letter of a title-cased name ("Paul"/"aul",
+    /// "Ronald"/"Ornald") is one slip, as it is in lower case.
+    folded: Vec<String>,
     /// Id -> the value as a number: days since 1970 for an ISO date, else the number.
     number: Vec<Option<f64>>,
     /// Id -> how many records hold it.
@@ -130,8 +134,19 @@ impl Field {
                 _ => None,
             })
             .fold(f64::INFINITY, f64::min);
+        let fuzzy = comparison.levels.iter().any(|l| {
+            matches!(
+                l,
+                Level::JaroWinkler(_) | Level::Levenshtein(_) | Level::Slip
+            )
+        });
+        let folded: Vec<String> = if fuzzy {
+            text.iter().map(|t| t.to_lowercase()).collect()
+        } else {
+            Vec::new()
+        };
         let bags = if lowest_jaro_winkler.is_finite() {
-            text.iter().map(|t| bag(t)).collect()
+            folded.iter().map(|t| bag(t)).collect()
         } else {
             Vec::new()
         };
@@ -139,6 +154,7 @@ impl Field {
             ids,
             width,
             text,
+            folded,
             number,
             count,
             present,
@@ -256,7 +272,11 @@ impl Field {
                     || self.number[x as usize].is_some()
             });
         }
-        let (tx, ty) = (&self.text[x as usize], &self.text[y as usize]);
+        // Fuzzy levels read the values in lower case.
+        let (tx, ty) = match self.folded.is_empty() {
+            true => (&self.text[x as usize], &self.text[y as usize]),
+            false => (&self.folded[x as usize], &self.folded[y as usize]),
+        };
         let mut similarity = None;
         levels.iter().position(|&level| match level {
             Level::Exact => false,
@@ -476,6 +496,7 @@ mod tests {
             levels: levels.iter().map(|l| l.parse().unwrap()).collect(),
             term_frequency: false,
             max_holders: None,
+            max_holders_auto: false,
             m: None,
             u: None,
         };
@@ -591,6 +612,63 @@ mod tests {
         }
         assert_eq!(f.compare(0, 1).level, 1, "Bob is Robert");
         assert_eq!(f.compare(3, 6).level, 2);
+    }
+
+    #[test]
+    fn a_dropped_or_swapped_first_letter_of_a_title_cased_name_is_one_slip() {
+        let names = [
+            "Joshua", "Oshua", "Paul", "Aul", "Ronald", "Ornald", "Kayla", "Kayal",
+        ];
+        let rows: Vec<[Option<&str>; 1]> = names.iter().map(|n| [Some(*n)]).collect();
+        let rows: Vec<&[Option<&str>]> = rows.iter().map(|r| &r[..]).collect();
+        let slip = field(&["exact", "one slip"], &rows);
+        let jw = field(&["exact", "jaro_winkler >= 0.88"], &rows);
+        for pair in 0..4u32 {
+            let (a, b) = (2 * pair, 2 * pair + 1);
+            assert_eq!(
+                slip.compare(a, b).level,
+                1,
+                "{} {}",
+                names[a as usize],
+                names[b as usize]
+            );
+            assert_eq!(
+                jw.compare(a, b).level,
+                1,
+                "{} {}",
+                names[a as usize],
+                names[b as usize]
+            );
+        }
+        assert_eq!(slip.compare(0, 2).level, 2, "Joshua and Paul stay apart");
+    }
+
+    #[test]
+    fn a_typo_in_a_nickname_is_not_hidden_by_its_formal_name() {
+        // Columns: the formal first name, then the name as written. "Jerry" is
+        // "Gerald" formally; "Jerr" (a typo) has no formal name but is one slip
+        // from "Jerry" as written.
+        let f = field(
+            &["exact", "nickname", "one slip", "jaro_winkler >= 0.88"],
+            &[
+                &[Some("Jerr"), Some("Jerr")],
+                &[Some("Gerald"), Some("Jerry")],
+                &[Some("Gerald"), Some("Gerald")],
+            ],
+        );
+        assert_eq!(f.compare(0, 1).level, 2, "Jerr is one slip from Jerry");
+        assert_eq!(f.compare(1, 2).level, 0, "Jerry is Gerald");
+    }
+
+    #[test]
+    fn a_rare_real_name_is_not_a_slip_of_a_nickname() {
+        let mut rows: Vec<[Option<&str>; 1]> = vec![[Some("Jan")], [Some("Jennifer")]];
+        rows.extend(std::iter::repeat_n([Some("Jennifer")], 200));
+        rows.extend(std::iter::repeat_n([Some("Jen")], 60));
+        let rows: Vec<&[Option<&str>]> = rows.iter().map(|r| &r[..]).collect();
+        let f = field(&["exact", "nickname", "one slip"], &rows);
+        assert_eq!(f.compare(0, 1).level, 3, "Jan and Jennifer are two names");
+        assert_eq!(f.compare(0, 202).level, 2, "Jan is one slip from Jen");
     }
 
     #[test]

@@ -46,6 +46,18 @@ pub struct Explanation {
     pub members: Vec<(RecordKey, String)>,
     /// Merges inside the person, and refusals between it and anyone.
     pub decisions: Vec<ExplainedDecision>,
+    /// For a record that stayed alone: its nearest other records and why each fell
+    /// short (filled by the caller, which has the records and the model).
+    pub near: Vec<NearMiss>,
+}
+
+/// A record near one that stayed alone, and why the two were not merged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NearMiss {
+    pub key: RecordKey,
+    pub probability: f64,
+    pub reason: String,
+    pub comparisons: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -191,6 +203,7 @@ pub fn explain(
         person_id: person,
         members,
         decisions: explained,
+        near: Vec::new(),
     })
 }
 

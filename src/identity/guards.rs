@@ -266,6 +266,7 @@ mod tests {
             max_distinct: Vec::new(),
             max_per_source: vec![("vendor".into(), 1)],
             never_disagree: Vec::new(),
+            max_per_source_auto: false,
             min_cluster_weight: None,
             corroborate: Vec::new(),
             ambiguity_margin: None,

@@ -83,6 +83,8 @@ pub struct ResolveReport {
     /// Lone records joined to a household member (`[identity.households]`).
     pub household_merges: u64,
     pub ids: IdChanges,
+    /// Settings chosen from the run's data (`max_holders = "auto"`), said in words.
+    pub chosen: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -370,6 +372,9 @@ pub fn resolve(
     };
 
     lap("columns read");
+    // Limits the file leaves to the data ("auto") are chosen now, from the values.
+    let (chosen_config, chosen) = choose_from_data(config, &values, n, &keys);
+    let config = chosen_config.as_ref().unwrap_or(config);
     let mut columns: Vec<&String> = values.keys().collect();
     columns.sort();
 
@@ -600,8 +605,119 @@ pub fn resolve(
             first_names_from_email,
             household_merges,
             ids: changes,
+            chosen,
         },
     })
+}
+
+/// The share of distinct values a chosen `max_holders` is read at: values held by
+/// more records than this quantile's count, twice over, are outliers (a placeholder
+/// mailbox, a switchboard number), not a person's or a family's.
+const HOLDERS_QUANTILE: f64 = 0.999;
+
+/// `max_holders` from the data: twice the [`HOLDERS_QUANTILE`] of how many records
+/// hold each distinct value of the columns (a record counted once per value), at
+/// least 4.
+pub fn max_holders_from_data(values: &Values, columns: &[String], n: usize) -> u32 {
+    let mut holders: foldhash::HashMap<&str, u32> = Default::default();
+    let present: Vec<&TextColumn> = columns.iter().filter_map(|c| values.get(c)).collect();
+    let mut seen: Vec<&str> = Vec::new();
+    for i in 0..n {
+        seen.clear();
+        for c in &present {
+            if let Some(v) = c.get(i) {
+                if !seen.contains(&v) {
+                    seen.push(v);
+                    *holders.entry(v).or_default() += 1;
+                }
+            }
+        }
+    }
+    let mut counts: Vec<u32> = holders.into_values().collect();
+    if counts.is_empty() {
+        return 4;
+    }
+    counts.sort_unstable();
+    let at = ((counts.len() - 1) as f64 * HOLDERS_QUANTILE).round() as usize;
+    (2 * counts[at]).max(4)
+}
+
+/// Fewest records a source must have keyed by the rules before their never sharing a
+/// key says the source holds one record a person.
+const MIN_KEYED_FOR_UNIQUE: u64 = 30;
+
+/// The sources that hold one record a person, by the data: at least
+/// [`MIN_KEYED_FOR_UNIQUE`] of their records carry a deterministic rule's key, and no
+/// two of them share one (another source's duplicates do). With each, how many of its
+/// records were keyed. Sources in name order.
+fn one_record_a_person(
+    values: &Values,
+    rules: &[crate::config::MatchRule],
+    keys: &[RecordKey],
+) -> Vec<(String, u64)> {
+    let mut keyed_any = vec![false; keys.len()];
+    let mut shared: foldhash::HashSet<&str> = Default::default();
+    for rule in rules {
+        let columns: Vec<&TextColumn> = rule.columns.iter().filter_map(|c| values.get(c)).collect();
+        if columns.len() != rule.columns.len() {
+            continue;
+        }
+        let mut seen: foldhash::HashSet<(&str, Vec<u32>)> = Default::default();
+        for (i, (source, _)) in keys.iter().enumerate() {
+            let key: Vec<u32> = columns.iter().map(|c| c.ids()[i]).collect();
+            if key.contains(&0) {
+                continue;
+            }
+            keyed_any[i] = true;
+            if !seen.insert((source.as_str(), key)) {
+                shared.insert(source.as_str());
+            }
+        }
+    }
+    let mut keyed: BTreeMap<&str, u64> = BTreeMap::new();
+    for ((source, _), _) in keys.iter().zip(&keyed_any).filter(|(_, k)| **k) {
+        *keyed.entry(source.as_str()).or_default() += 1;
+    }
+    keyed
+        .into_iter()
+        .filter(|(source, count)| !shared.contains(source) && *count >= MIN_KEYED_FOR_UNIQUE)
+        .map(|(source, count)| (source.to_string(), count))
+        .collect()
+}
+
+/// A copy of `config` with the limits it leaves to the data chosen, and what was
+/// chosen in words; `None` when nothing is left to the data.
+fn choose_from_data(
+    config: &IdentityConfig,
+    values: &Values,
+    n: usize,
+    keys: &[RecordKey],
+) -> (Option<IdentityConfig>, Vec<String>) {
+    let auto = |m: &crate::config::Matching| m.comparisons.iter().any(|c| c.max_holders_auto);
+    if !config.matching.as_ref().is_some_and(auto) && !config.guards.max_per_source_auto {
+        return (None, Vec::new());
+    }
+    let mut chosen = config.clone();
+    let mut said = Vec::new();
+    if config.guards.max_per_source_auto {
+        for (source, keyed) in one_record_a_person(values, &config.rules, keys) {
+            said.push(format!(
+                "{source}: max_per_source 1 (no two of its {keyed} records keyed by a rule share a key)"
+            ));
+            chosen.guards.max_per_source.push((source, 1));
+        }
+    }
+    if let Some(m) = &mut chosen.matching {
+        for c in m.comparisons.iter_mut().filter(|c| c.max_holders_auto) {
+            let limit = max_holders_from_data(values, &c.columns, n);
+            c.max_holders = Some(limit);
+            said.push(format!(
+                "{}: max_holders {limit} (twice the 99.9th percentile of records per value)",
+                c.name
+            ));
+        }
+    }
+    (Some(chosen), said)
 }
 
 /// A stable 64-bit hash (FNV-1a) of a record's values, to tell changed records.
@@ -678,6 +794,122 @@ pub fn explain_pairs(
         .collect())
 }
 
+/// Another record near a record that stayed alone: how far it got.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Near {
+    pub row: u32,
+    /// Match probability of the pair, as the run's model scores it.
+    pub probability: f64,
+    /// Each comparison's level and weight ([`matcher::Matcher::explain`]).
+    pub comparisons: String,
+    /// The first blocking rule that made the pair a candidate, if any did.
+    pub candidate_of: Option<String>,
+    /// The columns of blocking rules the pair agrees on.
+    pub shared: Vec<String>,
+    /// Rules whose columns the pair all agrees on but whose block was too large to
+    /// give pairs: (rule, records in the block, its max_block).
+    pub oversized: Vec<(String, usize, usize)>,
+}
+
+/// The `limit` records nearest `subject` (by match probability) among those sharing
+/// the value of any one blocking column with it, found by a blocking rule or not
+/// (a looser rule's candidates), each with why it was or was not a candidate.
+pub fn nearest(
+    records: &DataFrame,
+    config: &IdentityConfig,
+    model: &Model,
+    subject: u32,
+    limit: usize,
+) -> Result<Vec<Near>, IdentityError> {
+    let Some(matching) = &config.matching else {
+        return Ok(Vec::new());
+    };
+    let mut columns: Vec<&str> = matching
+        .comparisons
+        .iter()
+        .flat_map(|c| c.columns.iter().map(String::as_str))
+        .chain(
+            matching
+                .blocking
+                .iter()
+                .flat_map(|b| b.columns.iter().map(String::as_str)),
+        )
+        .collect();
+    if let Some(f) = &config.first_name_from_email {
+        columns.extend(f.columns());
+    }
+    let mut values = text_columns(records, columns, &config.entity)?;
+    if let Some(f) = &config.first_name_from_email {
+        email_names::fill(&mut values, f);
+    }
+    let n = records.height();
+    let s = subject as usize;
+    let mut blocking_columns: Vec<&str> = matching
+        .blocking
+        .iter()
+        .flat_map(|b| b.columns.iter().map(String::as_str))
+        .collect();
+    blocking_columns.sort_unstable();
+    blocking_columns.dedup();
+    let agrees = |column: &str, r: usize| {
+        values.get(column).is_some_and(|c| {
+            let ids = c.ids();
+            ids[s] != 0 && ids[r] == ids[s]
+        })
+    };
+    let mut found: Vec<u32> = (0..n)
+        .filter(|&r| r != s && blocking_columns.iter().any(|c| agrees(c, r)))
+        .map(|r| r as u32)
+        .collect();
+    let matcher = matcher::Matcher::new(&values, n, matching, model.clone());
+    let prior = model.prior_weight();
+    let mut scored: Vec<(f64, u32)> = found
+        .drain(..)
+        .map(|r| (model::probability(prior + matcher.evidence(subject, r)), r))
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    scored.truncate(limit);
+    // Each rule's block around the subject: records agreeing on all its columns.
+    let block_sizes: Vec<usize> = matching
+        .blocking
+        .iter()
+        .map(|b| {
+            (0..n)
+                .filter(|&r| b.columns.iter().all(|c| agrees(c, r)))
+                .count()
+        })
+        .collect();
+    Ok(scored
+        .into_iter()
+        .map(|(probability, r)| {
+            let mut candidate_of = None;
+            let mut oversized = Vec::new();
+            for (i, b) in matching.blocking.iter().enumerate() {
+                if !b.columns.iter().all(|c| agrees(c, r as usize)) {
+                    continue;
+                }
+                if block_sizes[i] > matching.block_limits[i] {
+                    oversized.push((b.name.clone(), block_sizes[i], matching.block_limits[i]));
+                } else if candidate_of.is_none() {
+                    candidate_of = Some(b.name.clone());
+                }
+            }
+            Near {
+                row: r,
+                probability,
+                comparisons: matcher.explain(subject, r),
+                candidate_of,
+                shared: blocking_columns
+                    .iter()
+                    .filter(|c| agrees(c, r as usize))
+                    .map(|c| c.to_string())
+                    .collect(),
+                oversized,
+            }
+        })
+        .collect())
+}
+
 /// Each person's attributes, chosen among its records, and where they came from.
 fn golden_columns(
     records: &DataFrame,
@@ -713,6 +945,64 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_source_whose_records_never_share_a_rule_key_holds_one_record_a_person() {
+        // "crm" holds duplicates (two records share a mailbox and first name); "vendor"
+        // never does; "tiny" never does either, with too few records to tell.
+        let mut rows: Vec<(&str, String, String)> = Vec::new();
+        for i in 0..40 {
+            rows.push(("crm", format!("c{i}@x.com"), "Ann".into()));
+            rows.push(("vendor", format!("c{i}@x.com"), "Ann".into()));
+        }
+        rows.push(("crm", "c0@x.com".into(), "Ann".into()));
+        rows.push(("tiny", "t@x.com".into(), "Bo".into()));
+        let keys: Vec<RecordKey> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.0.to_string(), i.to_string()))
+            .collect();
+        let values: Values = [
+            (
+                "email".to_string(),
+                TextColumn::from_values(rows.iter().map(|r| Some(r.1.as_str()))),
+            ),
+            (
+                "first".to_string(),
+                TextColumn::from_values(rows.iter().map(|r| Some(r.2.as_str()))),
+            ),
+        ]
+        .into_iter()
+        .collect();
+        let rules = [crate::config::MatchRule {
+            name: "email_name".into(),
+            columns: vec!["email".into(), "first".into()],
+        }];
+        assert_eq!(
+            one_record_a_person(&values, &rules, &keys),
+            [("vendor".to_string(), 40)]
+        );
+    }
+
+    #[test]
+    fn max_holders_from_the_data_leaves_a_placeholder_out_and_a_family_in() {
+        // 2,000 mailboxes held by one to three records (persons and families), and a
+        // placeholder 300 records share.
+        let mut mail: Vec<String> = (0..2000)
+            .flat_map(|i| std::iter::repeat_n(format!("p{i}@x.com"), 1 + i % 3))
+            .collect();
+        mail.extend(std::iter::repeat_n("none@none.com".to_string(), 300));
+        let n = mail.len();
+        let values: Values = [(
+            "email".to_string(),
+            TextColumn::from_values(mail.iter().map(|m| Some(m.as_str()))),
+        )]
+        .into_iter()
+        .collect();
+        let limit = max_holders_from_data(&values, &["email".to_string()], n);
+        assert_eq!(limit, 6, "twice the three records a family holds");
+        assert!(limit < 300);
+    }
+
+    #[test]
     fn a_saved_model_is_keyed_on_the_matching_settings_not_their_debug_text() {
         use crate::config::{Comparison, Level, MatchRule, Matching};
         let matching = Matching {
@@ -728,6 +1018,7 @@ mod tests {
                 levels: vec![Level::Exact, Level::JaroWinkler(0.9)],
                 term_frequency: true,
                 max_holders: None,
+                max_holders_auto: false,
                 m: None,
                 u: None,
             }],

@@ -32,6 +32,10 @@ pub struct ComparisonModel {
     pub term_frequency: bool,
     /// EM sessions that estimated m (0: m is fixed in the file, or nothing taught it).
     pub sessions: usize,
+    /// Runs of neighbouring levels (labels) whose weights EM had falling as agreement
+    /// rose, pooled into one weight so that closer agreement never counts less.
+    #[serde(default)]
+    pub pooled: Vec<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -42,6 +46,10 @@ pub struct Model {
     /// EM figures: rounds run, whether it converged, share of matches among candidates.
     pub em_rounds: usize,
     pub em_converged: bool,
+    /// The largest change of any m or of the match share in EM's last round, over the
+    /// sessions.
+    #[serde(default)]
+    pub em_final_change: f64,
     pub candidate_match_share: f64,
 }
 
@@ -220,8 +228,62 @@ fn posterior(pattern: &[u8], share: f64, m: &[Vec<f64>], u: &[Vec<f64>]) -> f64 
     pm / (pm + pu)
 }
 
-/// EM over `patterns`: updates m of the comparisons in `learn` and the match share;
-/// returns (rounds, converged).
+/// Pools neighbouring levels whose weights log(m/u) rise as agreement falls (levels
+/// are ordered most alike first, "else" last): the pooled levels share the ratio
+/// sum(m)/sum(u), each keeping m in proportion to its u (pool-adjacent-violators,
+/// weighted by u; the total of m is unchanged). Returns the runs of levels pooled.
+pub fn pool_adjacent_violators(m: &mut [f64], u: &[f64]) -> Vec<std::ops::Range<usize>> {
+    // Blocks of levels: (start, end, sum m, sum u); ratios must not rise.
+    let mut blocks: Vec<(usize, usize, f64, f64)> = Vec::with_capacity(m.len());
+    for l in 0..m.len() {
+        blocks.push((l, l + 1, m[l], u[l]));
+        while blocks.len() > 1 {
+            let (b, a) = (blocks[blocks.len() - 1], blocks[blocks.len() - 2]);
+            // a.m / a.u < b.m / b.u, without dividing.
+            if a.2 * b.3 < b.2 * a.3 * (1.0 - 1e-12) {
+                blocks.pop();
+                let last = blocks.len() - 1;
+                blocks[last] = (a.0, b.1, a.2 + b.2, a.3 + b.3);
+            } else {
+                break;
+            }
+        }
+    }
+    let mut pooled = Vec::new();
+    for (start, end, sm, su) in blocks {
+        if end - start > 1 {
+            for l in start..end {
+                m[l] = (sm * u[l] / su).clamp(FLOOR, 1.0);
+            }
+            pooled.push(start..end);
+        }
+    }
+    pooled
+}
+
+/// Runs of two or more neighbouring levels of one weight: only pooling makes two
+/// estimated weights equal.
+fn equal_weight_runs(m: &[f64], u: &[f64]) -> Vec<std::ops::Range<usize>> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    for l in 1..=m.len() {
+        let same = l < m.len() && {
+            let (a, b) = (m[l - 1] / u[l - 1], m[l] / u[l]);
+            (a - b).abs() <= 1e-9 * a.abs().max(b.abs())
+        };
+        if !same {
+            if l - start > 1 {
+                runs.push(start..l);
+            }
+            start = l;
+        }
+    }
+    runs
+}
+
+/// EM over `patterns`: updates m of the comparisons in `learn` (weights kept monotone
+/// in agreement, [`pool_adjacent_violators`]) and the match share; returns (rounds,
+/// converged, the last round's largest change).
 fn em(
     patterns: &Patterns,
     m: &mut [Vec<f64>],
@@ -229,7 +291,8 @@ fn em(
     share: &mut f64,
     learn: &[bool],
     max_rounds: usize,
-) -> (usize, bool) {
+) -> (usize, bool, f64) {
+    let mut last_change = 0.0;
     for round in 1..=max_rounds {
         let mut m_next: Vec<Vec<f64>> = m.iter().map(|l| vec![0.0; l.len()]).collect();
         let (mut matched, mut total) = (0.0, 0.0);
@@ -249,8 +312,9 @@ fn em(
             if !learn[c] || sum <= 0.0 {
                 continue;
             }
-            for (l, x) in next.iter().enumerate() {
-                let value = (x / sum).clamp(FLOOR, 1.0);
+            let mut values: Vec<f64> = next.iter().map(|x| (x / sum).clamp(FLOOR, 1.0)).collect();
+            pool_adjacent_violators(&mut values, &u[c]);
+            for (l, value) in values.into_iter().enumerate() {
                 change = change.max((value - m[c][l]).abs());
                 m[c][l] = value;
             }
@@ -258,11 +322,12 @@ fn em(
         let next_share = (matched / total.max(1.0)).clamp(FLOOR, 1.0 - FLOOR);
         change = change.max((next_share - *share).abs());
         *share = next_share;
+        last_change = change;
         if change < 1e-6 {
-            return (round, true);
+            return (round, true, change);
         }
     }
-    (max_rounds, max_rounds == 0)
+    (max_rounds, max_rounds == 0, last_change)
 }
 
 /// Fits m by EM, one session per training blocking rule (m of a comparison is the
@@ -295,7 +360,7 @@ pub fn fit(
         .collect();
     let mut sums: Vec<Vec<f64>> = start.iter().map(|l| vec![0.0; l.len()]).collect();
     let mut learned = vec![0usize; k];
-    let (mut rounds, mut converged) = (0, true);
+    let (mut rounds, mut converged, mut final_change) = (0, true, 0.0f64);
     for session in sessions {
         let learn: Vec<bool> = (0..k)
             .map(|c| matching.comparisons[c].m.is_none() && !session.held_out.contains(&c))
@@ -306,7 +371,7 @@ pub fn fit(
         if found.is_empty() {
             continue;
         }
-        let (r, c) = em(
+        let (r, c, change) = em(
             &found,
             &mut m,
             &u,
@@ -316,6 +381,7 @@ pub fn fit(
         );
         rounds += r;
         converged &= c;
+        final_change = final_change.max(change);
         for c in (0..k).filter(|&c| learn[c]) {
             learned[c] += 1;
             for (s, x) in sums[c].iter_mut().zip(&m[c]) {
@@ -330,6 +396,32 @@ pub fn fit(
             } else {
                 sums[c].iter().map(|s| s / learned[c] as f64).collect()
             }
+        })
+        .collect();
+    // The mean of monotone sessions is monotone; pooling again only names the runs
+    // (and settles m given in the file for none of its levels).
+    let labels = |c: usize| -> Vec<String> {
+        matching.comparisons[c]
+            .levels
+            .iter()
+            .map(|l| l.to_string())
+            .chain(["else".to_string()])
+            .collect()
+    };
+    let mut m = m;
+    let pooled: Vec<Vec<Vec<String>>> = (0..k)
+        .map(|c| {
+            // m given in the file stands as written; an m no session could learn (its
+            // comparison is on every training rule's columns) is pooled like the rest.
+            if matching.comparisons[c].m.is_some() {
+                return Vec::new();
+            }
+            let names = labels(c);
+            pool_adjacent_violators(&mut m[c], &u[c]);
+            equal_weight_runs(&m[c], &u[c])
+                .into_iter()
+                .map(|run| names[run].to_vec())
+                .collect()
         })
         .collect();
     // The share of matches among all candidates, m and u fixed.
@@ -377,10 +469,12 @@ pub fn fit(
                     .collect(),
                 term_frequency: comparison.term_frequency,
                 sessions: learned[c],
+                pooled: pooled[c].clone(),
             })
             .collect(),
         em_rounds: rounds,
         em_converged: converged,
+        em_final_change: final_change,
         candidate_match_share: share,
     }
 }
@@ -425,6 +519,7 @@ mod tests {
             levels: vec![Level::Exact],
             term_frequency: false,
             max_holders: None,
+            max_holders_auto: false,
             m: None,
             u: None,
         }
@@ -480,6 +575,78 @@ mod tests {
         assert_eq!(all.iter().find(|(p, _)| *p == [0, NULL]).unwrap().1, 667.0);
         let some = patterns(&levels, 2, [0usize, 3, 6].into_par_iter());
         assert_eq!(some, vec![(&[0u8, 1u8][..], 2.0), (&[0u8, NULL][..], 1.0)]);
+    }
+
+    #[test]
+    fn pooling_keeps_weights_from_falling_as_agreement_rises() {
+        // exact, near, "else": near weighs less than "else" (as first_name's
+        // Jaro-Winkler level did on the sample).
+        let u = [0.01, 0.01, 0.98];
+        let mut m = [0.9, 0.0001, 0.0999];
+        let runs = pool_adjacent_violators(&mut m, &u);
+        assert_eq!(runs, vec![1..3]);
+        let w: Vec<f64> = m.iter().zip(&u).map(|(m, u)| (m / u).log2()).collect();
+        assert!(w.windows(2).all(|p| p[0] >= p[1] - 1e-9), "{w:?}");
+        assert!(
+            (m.iter().sum::<f64>() - 1.0).abs() < 1e-9,
+            "m still sums to one"
+        );
+        assert_eq!(equal_weight_runs(&m, &u), vec![1..3]);
+        // Already monotone: untouched.
+        let mut fine = [0.9, 0.05, 0.05];
+        assert!(pool_adjacent_violators(&mut fine, &u).is_empty());
+        assert_eq!(fine, [0.9, 0.05, 0.05]);
+    }
+
+    #[test]
+    fn em_weights_are_monotone_and_the_pooled_levels_are_named() {
+        // One comparison: exact, near, else. Matches agree exactly or disagree; near
+        // agreement only happens between non-matches, so unconstrained EM would give
+        // "near" a weight below "else".
+        let mut c = comparison("a");
+        c.levels = vec![Level::Exact, Level::Days(31)];
+        let mut b = comparison("b");
+        b.levels = vec![Level::Exact];
+        let matching = Matching {
+            threshold: 0.9,
+            blocking: vec![],
+            comparisons: vec![c, b],
+            block_limits: vec![],
+            em_iterations: 200,
+            u_sample_pairs: 0,
+            prior: None,
+            train_on: vec![0],
+            rule_recall: 0.7,
+        };
+        let mut levels = Vec::new();
+        for p in 0..2000 {
+            levels.extend(match p {
+                0..=179 => [0, 0],
+                180..=199 => [2, 0],
+                200..=599 => [1, 1],
+                _ => [2, 1],
+            });
+        }
+        let u = vec![vec![0.001, 0.05, 0.949], vec![0.01, 0.99]];
+        let session = Session {
+            pairs: (0..2000).collect(),
+            held_out: vec![],
+        };
+        let model = fit(&matching, u, &levels, 2000, 100_000, &[session], None);
+        let w: Vec<f64> = model.comparisons[0]
+            .levels
+            .iter()
+            .map(|l| (l.m / l.u).log2())
+            .collect();
+        assert!(w.windows(2).all(|p| p[0] >= p[1] - 1e-9), "{w:?}");
+        assert_eq!(
+            model.comparisons[0].pooled,
+            vec![vec!["days <= 31".to_string(), "else".to_string()]]
+        );
+        assert!(
+            model.em_converged && model.em_final_change < 1e-6,
+            "{model:?}"
+        );
     }
 
     #[test]

@@ -274,6 +274,103 @@ fn quarantined_keys(
     Ok(out)
 }
 
+/// Record keys by row.
+fn rows_in_order(rows: &HashMap<RecordKey, u32>) -> Vec<RecordKey> {
+    let mut keys = vec![(String::new(), String::new()); rows.len()];
+    for (k, &r) in rows {
+        if let Some(slot) = keys.get_mut(r as usize) {
+            *slot = k.clone();
+        }
+    }
+    keys
+}
+
+/// How many near records `--explain` shows for a record that stayed alone.
+const NEAR_MISSES: usize = 5;
+
+/// The records nearest a lone record and why each fell short: never a candidate of
+/// any blocking rule, below the threshold, or refused by a guard.
+fn near_misses(
+    graph: &polars::prelude::DataFrame,
+    explained: &Explanation,
+    records: &polars::prelude::DataFrame,
+    config: &crate::config::IdentityConfig,
+    model: &identity::model::Model,
+    row: u32,
+    keys: &[RecordKey],
+) -> Result<Vec<identity::explain::NearMiss>, StepError> {
+    let Some(matching) = &config.matching else {
+        return Ok(Vec::new());
+    };
+    let text = |c: &str| identity::text_column(graph, c, "identity graph");
+    let person_of: HashMap<RecordKey, String> = text("source")?
+        .into_iter()
+        .zip(text("record_id")?)
+        .zip(text("person_id")?)
+        .map(|((s, r), p)| {
+            (
+                (s.unwrap_or_default(), r.unwrap_or_default()),
+                p.unwrap_or_default(),
+            )
+        })
+        .collect();
+    let near = identity::nearest(records, config, model, row, NEAR_MISSES)?;
+    Ok(near
+        .into_iter()
+        .map(|n| {
+            let key = keys[n.row as usize].clone();
+            let reason = match &n.candidate_of {
+                None => {
+                    let mut why = format!(
+                        "never a candidate: no blocking rule agrees on all its columns (shares {})",
+                        n.shared.join(", ")
+                    );
+                    for (rule, size, limit) in &n.oversized {
+                        why.push_str(&format!(
+                            "; rule {rule} agrees but its block of {size} records is over max_block {limit}"
+                        ));
+                    }
+                    why
+                }
+                Some(rule) if n.probability < matching.threshold => format!(
+                    "below the threshold: p={:.4} < {} (a candidate of rule {rule})",
+                    n.probability, matching.threshold
+                ),
+                Some(rule) => {
+                    // A refusal between this record and any record of the other person.
+                    let theirs = person_of.get(&key);
+                    let guard = explained.decisions.iter().find_map(|d| {
+                        let other = if d.left == explained_key(explained) { &d.right } else { &d.left };
+                        (!d.merged && person_of.get(other) == theirs)
+                            .then(|| d.guard.clone())
+                            .flatten()
+                    });
+                    match guard {
+                        Some(g) => format!("refused by a guard: {g} (a candidate of rule {rule})"),
+                        None => format!(
+                            "above the threshold (a candidate of rule {rule}), but its edge was not the one clustering took: the record joined no one"
+                        ),
+                    }
+                }
+            };
+            identity::explain::NearMiss {
+                key,
+                probability: n.probability,
+                reason,
+                comparisons: n.comparisons,
+            }
+        })
+        .collect())
+}
+
+/// The subject record of an explanation (empty for a person).
+fn explained_key(e: &Explanation) -> RecordKey {
+    match &e.subject {
+        identity::explain::Subject::Record { key, .. } => key.clone(),
+        identity::explain::Subject::Person => (String::new(), String::new()),
+    }
+}
+
 /// Explains the last resolution of `subject` (a record as `source:record_id`, a record
 /// id only one source uses, or a person id): `identity_config` and `key_column` let
 /// merges be explained comparison by comparison.
@@ -298,8 +395,8 @@ pub fn explain(
             })?;
         Ok(read_parquet(lake, &key)?)
     };
-    let mut explained =
-        identity::explain::explain(&output(IDENTITY_GRAPH_TABLE)?, &output(DECISIONS)?, subject)?;
+    let graph = output(IDENTITY_GRAPH_TABLE)?;
+    let mut explained = identity::explain::explain(&graph, &output(DECISIONS)?, subject)?;
     // Merges are explained comparison by comparison, from the records and the model
     // of that run.
     if let (Some(config), Some(input)) = (identity_config, run.outputs.get(INPUT)) {
@@ -328,6 +425,15 @@ pub fn explain(
             let texts = identity::explain_pairs(&records, config, &model, &pairs)?;
             for (d, text) in wanted.into_iter().zip(texts) {
                 decisions[d].comparisons = Some(text);
+            }
+            if let identity::explain::Subject::Record { key, .. } = &explained.subject {
+                if explained.members.len() == 1 {
+                    if let Some(&row) = rows.get(key) {
+                        let keys: Vec<RecordKey> = rows_in_order(&rows);
+                        explained.near =
+                            near_misses(&graph, &explained, &records, config, &model, row, &keys)?;
+                    }
+                }
             }
         }
     }

@@ -261,13 +261,24 @@ fn text_map(input: Expr, f: impl Fn(&str) -> Option<String> + Send + Sync + 'sta
     )
 }
 
-/// The matching form of a clean email or first name.
-pub fn match_expr(rule: &ColumnRule) -> Expr {
+/// The matching form of a clean email, first name or phone; `raw_col` holds the
+/// value before cleaning.
+pub fn match_expr(rule: &ColumnRule, raw_col: &str) -> Expr {
     let clean = col(rule.name.as_str());
     match rule.kind {
+        // A number that fails validation (a made-up area code, a short extension) is
+        // still evidence two records are one person's: its digits are its key.
+        ColumnKind::Phone => coalesce(&[clean, text_map(col(raw_col), phone_digits_key)]),
         ColumnKind::Email => text_map(clean, |v| Some(email::match_form(v))),
         _ => text_map(clean, |v| Some(name::formal_name(v))),
     }
+}
+
+/// The matching key of a phone number that failed validation: `#` and its digits
+/// (never equal to an E.164 number), when it has at least seven.
+pub fn phone_digits_key(raw: &str) -> Option<String> {
+    let digits: String = raw.chars().filter(char::is_ascii_digit).collect();
+    (digits.len() >= 7).then(|| format!("#{digits}"))
 }
 
 /// The currency code of a raw money column, or the rule's default.
@@ -316,6 +327,64 @@ mod tests {
         ColumnKind::Boolean,
         ColumnKind::FullName,
     ];
+
+    #[test]
+    fn a_phone_that_fails_validation_keeps_a_digits_key_for_matching() {
+        let mut rule = ColumnRule::plain("phone", ColumnKind::Phone);
+        rule.match_column = Some("phone_key".into());
+        let raws = [
+            Some("(415) 555-0132"),
+            Some("(123) 555-0199"),
+            Some("123.555.0199"),
+            Some("12-34"),
+            None,
+        ];
+        let clean: Vec<Option<String>> = raws
+            .iter()
+            .map(|r| {
+                r.and_then(|r| {
+                    normalize(
+                        &rule,
+                        r,
+                        RowContext {
+                            region: "US",
+                            country: None,
+                        },
+                    )
+                    .ok()
+                    .flatten()
+                })
+                .map(|v| match v {
+                    Value::Text(t) => t,
+                    other => panic!("{other:?}"),
+                })
+            })
+            .collect();
+        assert_eq!(clean[1], None, "the made-up area code is refused");
+        let frame = df!("phone" => clean, "_raw_phone" => raws.to_vec()).unwrap();
+        let keys = frame
+            .lazy()
+            .select([match_expr(&rule, "_raw_phone").alias("phone_key")])
+            .collect()
+            .unwrap();
+        let keys: Vec<Option<&str>> = keys
+            .column("phone_key")
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                Some("+14155550132"),
+                Some("#1235550199"),
+                Some("#1235550199"),
+                None,
+                None
+            ]
+        );
+    }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]

@@ -112,6 +112,9 @@ pub fn formal_names_of(lower_case: &str) -> &'static [&'static str] {
 /// and slips 5 times at most.
 const SLIP_RARITY: u32 = 50;
 
+/// The shortest spelling read as a slip of a name the table knows.
+const MIN_SLIP_LENGTH: usize = 4;
+
 /// [`formal_names_of`], reading a spelling the table does not know as a slip of one it
 /// does ("Dapve" for Dave, so David): the formal names of every table name one slip
 /// away (a letter added, dropped or changed, or two neighbours swapped) that
@@ -122,7 +125,9 @@ pub fn formal_names_allowing_slips(
     holders: impl Fn(&str) -> u32,
 ) -> Cow<'static, [&'static str]> {
     let known = formal_names_of(lower_case);
-    if !known.is_empty() || lower_case.chars().count() < 3 {
+    // A three-letter name lies one letter from many others: "Jan" is a name
+    // of its own, not a slip of "Jen".
+    if !known.is_empty() || lower_case.chars().count() < MIN_SLIP_LENGTH {
         return Cow::Borrowed(known);
     }
     let rarity = holders(lower_case).max(1).saturating_mul(SLIP_RARITY);
@@ -295,6 +300,18 @@ mod tests {
         // A name the table knows keeps its formal names; short ones are left alone.
         assert_eq!(*formal_names_allowing_slips("bob", holders), ["Robert"]);
         assert!(formal_names_allowing_slips("dv", holders).is_empty());
+    }
+
+    #[test]
+    fn a_short_rare_name_is_not_read_as_a_slip_of_a_nickname() {
+        // "Jan" is one letter from "Jen" (Jennifer) and far rarer, yet a name.
+        let holders = |name: &str| match name {
+            "jennifer" => 2000,
+            "jen" => 300,
+            _ => 1,
+        };
+        assert!(formal_names_allowing_slips("jan", holders).is_empty());
+        assert!(!nickname_related("Jan", "Jennifer"));
     }
 
     #[test]
