@@ -613,7 +613,7 @@ fn sample_pipeline_through_appflow_and_dataexchange_matches_the_file_run() {
     };
     let p = ctx.path().join("aws.toml");
     let export = "export_to = \"s3://exports/cdp\"";
-    std::fs::write(&p, sample_through_aws(&stand, export, None)).unwrap();
+    common::write_sample_variant(&p, &sample_through_aws(&stand, export, None));
     let env = stand.env(ctx.path());
     let env: Vec<(&str, &Path)> = env.iter().map(|(k, v)| (*k, v.as_path())).collect();
     let (lake, wh) = (ctx.lake_url(), ctx.warehouse_url());
@@ -675,7 +675,7 @@ fn sample_pipeline_through_appflow_and_dataexchange_on_an_s3_lake_matches_the_fi
         ctx.path().join("cache").display()
     );
     let p = ctx.path().join("aws-s3.toml");
-    std::fs::write(&p, sample_through_aws(&stand, "", Some(&lake))).unwrap();
+    common::write_sample_variant(&p, &sample_through_aws(&stand, "", Some(&lake)));
     let mut env = stand.env(ctx.path());
     env.push(("RUST_LOG", PathBuf::from("info")));
     let env: Vec<(&str, &Path)> = env.iter().map(|(k, v)| (*k, v.as_path())).collect();

@@ -284,7 +284,7 @@ fn sample_pipeline_runs_on_an_s3_lake_and_a_rerun_changes_nothing() {
         "sample pipeline's [lake] changed shape"
     );
     let pipeline = ctx.path().join("s3.toml");
-    std::fs::write(&pipeline, text).expect("write pipeline");
+    common::write_sample_variant(&pipeline, &text);
     let p = pipeline.to_string_lossy().into_owned();
     let wh = ctx.warehouse_url();
     ctx.cdp(&["run", &p, "--warehouse", &wh]).ok();

@@ -87,6 +87,20 @@ pub fn sample_pipeline() -> PathBuf {
     repo().join("pipelines/customer360.toml")
 }
 
+/// Writes a variant of the sample pipeline to `path`, with the files it includes
+/// (`audiences/*.toml`, relative to the pipeline file) beside it.
+pub fn write_sample_variant(path: &Path, text: &str) {
+    let dir = path.parent().expect("a folder");
+    let includes = repo().join("pipelines/audiences");
+    std::fs::create_dir_all(dir.join("audiences")).expect("mkdir");
+    for entry in std::fs::read_dir(&includes).expect("pipelines/audiences") {
+        let entry = entry.expect("entry");
+        std::fs::copy(entry.path(), dir.join("audiences").join(entry.file_name()))
+            .expect("copy an included file");
+    }
+    std::fs::write(path, text).expect("write pipeline");
+}
+
 impl TestContext {
     pub fn new() -> Self {
         Self {
