@@ -171,8 +171,11 @@ def main() -> None:
         })
     total_cdp = sum(r["cdp_seconds"] for r in rows)
     total_hand = sum(r["hand_seconds"] for r in rows)
+    with open("/proc/loadavg") as f:
+        load = f.read().split()[0]
     print(json.dumps({
         **sizes,
+        "load_average": load,
         "duckdb": duckdb.__version__,
         "build_all_seconds": round(build_seconds, 2),
         "preview_seconds": round(preview_seconds, 2),

@@ -43,7 +43,8 @@ the sample's; the 20 audiences of bench/audiences.toml (properties, related-reco
 and aggregates, traits, audiences of audiences, a holdout with splits). Each audience's
 query as cdp compiles it (`cdp audience preview --sql`) and the same audience written by
 hand (bench/audiences.py) run in one DuckDB {r['duckdb']} process as `CREATE TABLE AS`,
-median of 3; both select the same persons (checked). Machine: {cpu}, {cores} cores.
+median of 3; both select the same persons (checked). Machine: {cpu}, {cores} cores; load
+average {r.get('load_average', '?')} at the end of the run.
 
 | audience | members | cdp s | hand-written s | speed vs hand |
 |---|---:|---:|---:|---:|
@@ -58,5 +59,8 @@ process start).
 bench = pathlib.Path("BENCHMARKS.md")
 text = bench.read_text() if bench.exists() else "# Benchmarks\n"
 text = re.sub(r"\n## Audiences: compiled SQL against hand-written SQL\n.*?(?=\n## |\Z)", "", text, flags=re.S).rstrip("\n")
+notes = pathlib.Path("bench/notes/audiences.md")
+if notes.exists():
+    section += "\n" + notes.read_text()
 bench.write_text(text + "\n\n" + section)
 PY

@@ -396,6 +396,29 @@ fn audiences_build_publish_and_rebuild_the_same_on_every_backend() {
             ]
         };
         let first = state(&mut *wh);
+        // Preview and list read the same on every back end.
+        let look = cdp::audience::preview::PreviewOptions {
+            sample: 5,
+            by: Some("spent".into()),
+            overlap: Some("adults_not_buyers".into()),
+        };
+        let pv = cdp::audience::preview::preview(&mut *wh, &p, "buyers", as_of, &look)
+            .unwrap_or_else(|e| panic!("{}: preview: {e}", b.name));
+        assert_eq!(
+            (pv.size, pv.persons, pv.sample.len()),
+            (2, 5, 2),
+            "{}",
+            b.name
+        );
+        assert_eq!(pv.groups.len(), 2, "{}: {:?}", b.name, pv.groups);
+        assert_eq!(
+            pv.overlap.as_ref().map(|o| (o.size, o.both)),
+            Some((1, 0)),
+            "{}",
+            b.name
+        );
+        let listed = cdp::audience::preview::list(&mut *wh, &p).expect("list");
+        assert_eq!(listed[0].last_size, Some(2), "{}", b.name);
         // The same run again: the same state, no duplicate rows.
         build(&mut *wh, &p, &options).expect("again");
         assert_eq!(state(&mut *wh), first, "{}", b.name);

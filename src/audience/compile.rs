@@ -950,6 +950,101 @@ order_by = "at"
         }
     }
 
+    /// Splits and holdouts follow the documented rule: a bucket from the first six hex
+    /// digits of SHA-256(person id ":" salt), modulo 10,000; with `stratify`, each
+    /// value's members spread evenly by rank.
+    #[test]
+    fn splits_and_holdouts_follow_the_hash_and_stratify_exactly() {
+        use sha2::{Digest, Sha256};
+        let p = pipeline();
+        let mut data = Data::sample();
+        data.persons = (0..300)
+            .map(|i| Person {
+                id: format!("x{i}"),
+                name: Some(if i % 3 == 0 { "a" } else { "b" }.into()),
+                age: Some(50),
+                score: None,
+                birth: None,
+                seen: None,
+            })
+            .collect();
+        data.records.clear();
+        data.orders.clear();
+        let mut db = crate::warehouse::duckdb::DuckDb::open_in_memory().expect("db");
+        data.load(&mut db);
+        let env = Env {
+            dialect: Dialect::DuckDb,
+            as_of: as_of(),
+        };
+        let bucket = |id: &str, salt: &str| -> u32 {
+            let hex = crate::lake::hex(&Sha256::digest(format!("{id}:{salt}").as_bytes()));
+            u32::from_str_radix(&hex[..6], 16).expect("hex") % 10_000
+        };
+        // Unstratified, with a holdout: "buyers" has none of these persons, so check
+        // the rule on a plain audience of everyone instead.
+        let mut everyone = p
+            .audiences
+            .iter()
+            .find(|a| a.name == "buyers")
+            .expect("a")
+            .clone();
+        everyone.name = "everyone".into();
+        everyone.salt = "s1".into();
+        everyone.condition = Condition::Compare {
+            operand: Operand::Column {
+                name: "age".into(),
+                ty: ValueType::Integer,
+            },
+            op: Op::IsNotNull,
+        };
+        let mut p2 = p.clone();
+        p2.audiences.push(everyone.clone());
+        let rows = db
+            .query(&assignment_sql(&p2, &everyone, env).expect("sql"))
+            .expect("run");
+        for r in &rows.rows {
+            let id = r[0].as_str().expect("id");
+            let b = bucket(id, "s1");
+            let want_holdout = b < 1000;
+            assert_eq!(r[1].as_bool(), Some(want_holdout), "{id}");
+            let want_split = if want_holdout {
+                None
+            } else if (b - 1000) * 10_000 < 5000 * 9000 {
+                Some("a")
+            } else {
+                Some("b")
+            };
+            assert_eq!(r[2].as_str(), want_split, "{id} bucket {b}");
+        }
+        // Stratified 30/70 by name: each name gets exactly floor-rank shares.
+        let strat = p
+            .audiences
+            .iter()
+            .find(|a| a.name == "strat")
+            .expect("strat");
+        let rows = db
+            .query(&assignment_sql(&p, strat, env).expect("sql"))
+            .expect("run");
+        for (name, n) in [("a", 100usize), ("b", 200usize)] {
+            let members: Vec<&Vec<serde_json::Value>> = rows
+                .rows
+                .iter()
+                .filter(|r| {
+                    let i: usize = r[0].as_str().unwrap_or("x0")[1..].parse().unwrap_or(0);
+                    (i % 3 == 0) == (name == "a")
+                })
+                .collect();
+            assert_eq!(members.len(), n);
+            let x = members
+                .iter()
+                .filter(|r| r[2].as_str() == Some("x"))
+                .count();
+            // Rank r of n goes to x while 10000 * r / n < 3000.
+            let want = (0..n).filter(|r| 10_000 * r / n < 3000).count();
+            assert_eq!(x, want, "stratum {name}");
+        }
+    }
+
     /// Small data the SQL and the evaluator both read.
     #[derive(Debug, Clone)]
     pub(crate) struct Data {
