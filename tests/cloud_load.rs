@@ -148,7 +148,11 @@ fn big_objects_are_loaded_from_load_sized_parts() {
     assert!(parts.len() > 3, "{parts:?}");
     assert!(parts.iter().all(|k| k.ends_with(".parquet")), "{parts:?}");
     let loads = cloud.scalar("SELECT count(*) FROM _cdp_load_ledger");
-    assert_eq!(loads, TABLES.len() as i64 + 1, "the tables and sync_rejections");
+    assert_eq!(
+        loads,
+        TABLES.len() as i64 + 1,
+        "the tables and sync_rejections"
+    );
 }
 
 #[test]

@@ -417,57 +417,232 @@ pub fn resolve(
         .collect();
     let scored = config.matching.as_ref().map(|m| {
         let linked = (!config.rules.is_empty()).then_some(rule_edges_len);
-        let config_text = model_key(m);
-        let reuse = previous
-            .model
-            .as_ref()
-            .filter(|saved| !retrain && saved.config == config_text)
-            .map(|saved| matcher::Reuse {
-                model: saved.model.clone(),
-                dirty: (0..n).map(|i| !unchanged(i)).collect(),
-            });
-        let trained = reuse.is_none();
-        let mut scored = matcher::score(&values, n, m, linked, reuse);
-        let mut reused = 0;
-        if !trained {
-            // Strong pairs between records that did not change stand as they were.
-            let mut current = vec![u32::MAX; previous.assigned.len()];
-            for (i, row) in previous_row.iter().enumerate() {
-                if let (Some(row), true) = (row, unchanged(i)) {
-                    current[*row as usize] = i as u32;
-                }
-            }
-            for &(a, b, w) in &previous.edges {
-                let (a, b) = (current[a as usize], current[b as usize]);
-                if a != u32::MAX && b != u32::MAX {
-                    scored.pairs.push((a.min(b), a.max(b)));
-                    scored.weights.push(w);
-                    reused += 1;
-                }
-            }
-        }
-        (m, scored, config_text, trained, reused)
+        score_pairs(
+            &values,
+            n,
+            m,
+            linked,
+            previous,
+            &previous_row,
+            &unchanged,
+            retrain,
+        )
     });
-    if let Some((m, s, ..)) = &scored {
-        let cut = model::weight_of(m.threshold);
-        let mut strong: Vec<(u32, u32, Link)> = s
-            .pairs
-            .iter()
-            .zip(&s.weights)
-            .filter(|(_, &w)| w >= cut)
-            .map(|(&(a, b), &w)| (a, b, Link::Scored(w)))
-            .collect();
-        strong.par_sort_by(|x, y| {
-            let (Link::Scored(wx), Link::Scored(wy)) = (x.2, y.2) else {
-                return std::cmp::Ordering::Equal;
-            };
-            wy.total_cmp(&wx).then((x.0, x.1).cmp(&(y.0, y.1)))
-        });
-        edges.extend(strong);
+    if let Some(s) = &scored {
+        edges.extend(strong_edges(&s.scored, s.matching.threshold));
     }
     lap("pairs scored");
-    let matcher = scored.as_ref().map(|(_, s, ..)| &s.matcher);
-    let guard_set = guards::GuardSet::new(&config.guards, &values, n, matcher, &keys);
+    let matcher = scored.as_ref().map(|s| &s.scored.matcher);
+    let (mut uf, decisions, neighbours) =
+        cluster_guarded(&values, n, config, matcher, &keys, &mut edges);
+    let clusters = uf.clusters();
+    lap("clustered");
+    let tally = tally(&decisions, &edges, &mut rule_stats, n);
+    let had: Vec<Option<&Assigned>> = previous_row
+        .iter()
+        .map(|row| row.map(|r| &previous.assigned[r as usize]))
+        .collect();
+    let evidence = golden::Evidence {
+        values: &values,
+        as_given: as_given.as_ref().map(|(name, column)| (*name, column)),
+        keys: &keys,
+        recency: recency.as_deref(),
+    };
+    // The decisions and the golden records need no person ids: they are built while
+    // ids are assigned.
+    let (decisions, (persons, golden)) = rayon::join(
+        || decision_frame(&decisions, &edges, &keys, config),
+        || {
+            rayon::join(
+                || -> Result<_, IdentityError> {
+                    let (assigned, changes) =
+                        ids::assign(&clusters, &keys, &had, &previous.assigned, run_id);
+                    let graph = graph_frame(
+                        &clusters,
+                        &assigned,
+                        &tally.linked_by,
+                        &keys,
+                        config,
+                        run_id,
+                    )?;
+                    let assignment = assignment_frame(&clusters, &assigned, &keys, &fingerprints)?;
+                    Ok((assigned, changes, graph, assignment))
+                },
+                || golden_columns(records, config, &clusters, &evidence),
+            )
+        },
+    );
+    let (decisions, (assigned, changes, graph, (assignment, row_of))) = (decisions?, persons?);
+    let profiles = profiles(&assigned, golden?)?;
+    lap("decisions, golden records and assignment");
+    let assignment_digest = frames::assignment_digest(&assignment)?;
+    let (matching, saved_model, saved_edges) = match scored {
+        Some(s) => {
+            let (report, model, edges) =
+                s.finish(&row_of, assignment_digest, tally.probabilistic_merges);
+            (Some(report), Some(model), edges)
+        }
+        None => (None, None, Vec::new()),
+    };
+    // Millions of small strings: freed on the side while the caller writes.
+    std::thread::spawn(move || drop((values, neighbours, keys)));
+    Ok(Resolution {
+        graph,
+        profiles,
+        decisions,
+        assignment,
+        model: saved_model,
+        edges: saved_edges,
+        report: ResolveReport {
+            records: n as u64,
+            persons: clusters.len() as u64,
+            rules: rule_stats,
+            matching,
+            refused: tally
+                .refused
+                .into_iter()
+                .map(|(guard, count)| (guard.as_str().to_string(), count))
+                .collect(),
+            first_names_from_email,
+            household_merges: tally.household_merges,
+            ids: changes,
+            chosen,
+        },
+    })
+}
+
+/// Scored pairs for one run, and what the report and the saved state need of them.
+struct ScoredRun<'c> {
+    matching: &'c crate::config::Matching,
+    scored: matcher::Scored,
+    config_text: String,
+    trained: bool,
+    /// Strong pairs taken from the last run (both records unchanged).
+    reused: u64,
+}
+
+/// Scores candidate pairs: with the saved model when the matching settings are the
+/// same (only pairs touching a changed record are scored again; strong pairs between
+/// unchanged records stand as they were), else training afresh.
+#[allow(clippy::too_many_arguments)]
+fn score_pairs<'c>(
+    values: &text::Values,
+    n: usize,
+    m: &'c crate::config::Matching,
+    linked: Option<u64>,
+    previous: &PreviousRun,
+    previous_row: &[Option<u32>],
+    unchanged: &dyn Fn(usize) -> bool,
+    retrain: bool,
+) -> ScoredRun<'c> {
+    let config_text = model_key(m);
+    let reuse = previous
+        .model
+        .as_ref()
+        .filter(|saved| !retrain && saved.config == config_text)
+        .map(|saved| matcher::Reuse {
+            model: saved.model.clone(),
+            dirty: (0..n).map(|i| !unchanged(i)).collect(),
+        });
+    let trained = reuse.is_none();
+    let mut scored = matcher::score(values, n, m, linked, reuse);
+    let mut reused = 0;
+    if !trained {
+        let mut current = vec![u32::MAX; previous.assigned.len()];
+        for (i, row) in previous_row.iter().enumerate() {
+            if let (Some(row), true) = (row, unchanged(i)) {
+                current[*row as usize] = i as u32;
+            }
+        }
+        for &(a, b, w) in &previous.edges {
+            let (a, b) = (current[a as usize], current[b as usize]);
+            if a != u32::MAX && b != u32::MAX {
+                scored.pairs.push((a.min(b), a.max(b)));
+                scored.weights.push(w);
+                reused += 1;
+            }
+        }
+    }
+    ScoredRun {
+        matching: m,
+        scored,
+        config_text,
+        trained,
+        reused,
+    }
+}
+
+/// The scored pairs at or above the threshold, strongest first.
+fn strong_edges(s: &matcher::Scored, threshold: f64) -> Vec<(u32, u32, Link)> {
+    let cut = model::weight_of(threshold);
+    let mut strong: Vec<(u32, u32, Link)> = s
+        .pairs
+        .iter()
+        .zip(&s.weights)
+        .filter(|(_, &w)| w >= cut)
+        .map(|(&(a, b), &w)| (a, b, Link::Scored(w)))
+        .collect();
+    strong.par_sort_by(|x, y| {
+        let (Link::Scored(wx), Link::Scored(wy)) = (x.2, y.2) else {
+            return std::cmp::Ordering::Equal;
+        };
+        wy.total_cmp(&wx).then((x.0, x.1).cmp(&(y.0, y.1)))
+    });
+    strong
+}
+
+impl ScoredRun<'_> {
+    /// The matching report, the model to save (beside the assignment it indexes) and
+    /// the strong pairs to save, as assignment rows.
+    fn finish(
+        self,
+        row_of: &[u32],
+        assignment_digest: u64,
+        merges: u64,
+    ) -> (MatchingReport, SavedModel, Vec<(u32, u32, f64)>) {
+        let cut = model::weight_of(self.matching.threshold);
+        let saved_edges: Vec<(u32, u32, f64)> = self
+            .scored
+            .pairs
+            .iter()
+            .zip(&self.scored.weights)
+            .filter(|(_, &w)| w >= cut)
+            .map(|(&(a, b), &w)| (row_of[a as usize], row_of[b as usize], w))
+            .collect();
+        let model = SavedModel {
+            config: self.config_text,
+            model: self.scored.matcher.model.clone(),
+            assignment: Some(assignment_digest),
+        };
+        let report = MatchingReport {
+            candidate_pairs: self.scored.pairs.len() as u64 - self.reused,
+            reused_edges: self.reused,
+            trained: self.trained,
+            edges: saved_edges.len() as u64,
+            merges,
+            blocking: self.scored.blocking,
+            model: self.scored.matcher.model,
+        };
+        (report, model, saved_edges)
+    }
+}
+
+/// Merges records along `edges`, strongest first, under the guards, then joins lone
+/// household members (their edges are added to `edges`); returns the merged sets,
+/// every decision by edge index, and the neighbour lists the ambiguity guard used.
+fn cluster_guarded(
+    values: &text::Values,
+    n: usize,
+    config: &IdentityConfig,
+    matcher: Option<&matcher::Matcher>,
+    keys: &[RecordKey],
+    edges: &mut Vec<(u32, u32, Link)>,
+) -> (
+    cluster::UnionFind,
+    Vec<(usize, Decision)>,
+    Option<cluster::Neighbours>,
+) {
+    let guard_set = guards::GuardSet::new(&config.guards, values, n, matcher, keys);
     let weight = |link: Link| match link {
         Link::Rule(_) | Link::Household { .. } => f64::INFINITY,
         Link::Scored(w) => w,
@@ -494,7 +669,7 @@ pub fn resolve(
         |a, b| guard_set.too_weak(a, b),
     );
     if let Some(h) = &config.households {
-        let joined = household::join(&mut uf, &values, n, h, config.max_key_group, |a, b| {
+        let joined = household::join(&mut uf, values, n, h, config.max_key_group, |a, b| {
             guard_set.refuse_hard(a, b)
         });
         for j in joined {
@@ -506,108 +681,46 @@ pub fn resolve(
             decisions.push((edges.len() - 1, decision));
         }
     }
-    let clusters = uf.clusters();
-    lap("clustered");
-    // Each record is labelled by the first (strongest) merge that took it in.
-    let mut linked_by: Vec<Option<Link>> = vec![None; n];
-    let mut refused: BTreeMap<guards::Guard, u64> = BTreeMap::new();
-    let mut probabilistic_merges = 0;
-    let mut household_merges = 0;
-    for (e, decision) in &decisions {
+    (uf, decisions, neighbours)
+}
+
+/// What the decisions add up to: each record's first (strongest) link, refusals by
+/// guard, and merges by kind (rule merges are counted into `rule_stats`).
+struct Tally {
+    linked_by: Vec<Option<Link>>,
+    refused: BTreeMap<guards::Guard, u64>,
+    probabilistic_merges: u64,
+    household_merges: u64,
+}
+
+fn tally(
+    decisions: &[(usize, Decision)],
+    edges: &[(u32, u32, Link)],
+    rule_stats: &mut [rules::RuleStats],
+    n: usize,
+) -> Tally {
+    let mut t = Tally {
+        linked_by: vec![None; n],
+        refused: BTreeMap::new(),
+        probabilistic_merges: 0,
+        household_merges: 0,
+    };
+    for (e, decision) in decisions {
         let (a, b, link) = edges[*e];
         match decision {
             Decision::Merged => {
                 match link {
                     Link::Rule(r) => rule_stats[r].merges += 1,
-                    Link::Scored(_) => probabilistic_merges += 1,
-                    Link::Household { .. } => household_merges += 1,
+                    Link::Scored(_) => t.probabilistic_merges += 1,
+                    Link::Household { .. } => t.household_merges += 1,
                 }
-                linked_by[a as usize].get_or_insert(link);
-                linked_by[b as usize].get_or_insert(link);
+                t.linked_by[a as usize].get_or_insert(link);
+                t.linked_by[b as usize].get_or_insert(link);
             }
-            Decision::Refused(reason) => *refused.entry(reason.guard).or_default() += 1,
+            Decision::Refused(reason) => *t.refused.entry(reason.guard).or_default() += 1,
         }
     }
-    let had: Vec<Option<&Assigned>> = previous_row
-        .iter()
-        .map(|row| row.map(|r| &previous.assigned[r as usize]))
-        .collect();
-    let evidence = golden::Evidence {
-        values: &values,
-        as_given: as_given.as_ref().map(|(name, column)| (*name, column)),
-        keys: &keys,
-        recency: recency.as_deref(),
-    };
-    // The decisions and the golden records need no person ids: they are built while
-    // ids are assigned.
-    let (decisions, (persons, golden)) = rayon::join(
-        || decision_frame(&decisions, &edges, &keys, config),
-        || {
-            rayon::join(
-                || -> Result<_, IdentityError> {
-                    let (assigned, changes) =
-                        ids::assign(&clusters, &keys, &had, &previous.assigned, run_id);
-                    let graph =
-                        graph_frame(&clusters, &assigned, &linked_by, &keys, config, run_id)?;
-                    let assignment = assignment_frame(&clusters, &assigned, &keys, &fingerprints)?;
-                    Ok((assigned, changes, graph, assignment))
-                },
-                || golden_columns(records, config, &clusters, &evidence),
-            )
-        },
-    );
-    let (decisions, (assigned, changes, graph, (assignment, row_of))) = (decisions?, persons?);
-    let profiles = profiles(&assigned, golden?)?;
-    lap("decisions, golden records and assignment");
-    let assignment_digest = frames::assignment_digest(&assignment)?;
-    let mut saved_edges = Vec::new();
-    let mut saved_model = None;
-    let matching = scored.map(|(m, s, config_text, trained, reused)| {
-        let cut = model::weight_of(m.threshold);
-        for (&(a, b), &w) in s.pairs.iter().zip(&s.weights) {
-            if w >= cut {
-                saved_edges.push((row_of[a as usize], row_of[b as usize], w));
-            }
-        }
-        saved_model = Some(SavedModel {
-            config: config_text,
-            model: s.matcher.model.clone(),
-            assignment: Some(assignment_digest),
-        });
-        MatchingReport {
-            candidate_pairs: s.pairs.len() as u64 - reused,
-            reused_edges: reused,
-            trained,
-            edges: saved_edges.len() as u64,
-            merges: probabilistic_merges,
-            blocking: s.blocking,
-            model: s.matcher.model,
-        }
-    });
-    // Millions of small strings: freed on the side while the caller writes.
-    std::thread::spawn(move || drop((values, neighbours, keys)));
-    Ok(Resolution {
-        graph,
-        profiles,
-        decisions,
-        assignment,
-        model: saved_model,
-        edges: saved_edges,
-        report: ResolveReport {
-            records: n as u64,
-            persons: clusters.len() as u64,
-            rules: rule_stats,
-            matching,
-            refused: refused
-                .into_iter()
-                .map(|(guard, count)| (guard.as_str().to_string(), count))
-                .collect(),
-            first_names_from_email,
-            household_merges,
-            ids: changes,
-            chosen,
-        },
-    })
+    t
 }
 
 /// The share of distinct values a chosen `max_holders` is read at: values held by
