@@ -1,20 +1,11 @@
 //! The difference between what a sync would send now and what the destination last
 //! accepted (the snapshot): rows added, changed (their mapped fields' hash differs)
-//! and removed. Pure: rows in, row indexes out, in key order so that batches (and
-//! their idempotency keys) come out the same on a re-run.
+//! and removed. Pure: keys and hashes in, row indexes out, in key order so that
+//! batches (and their idempotency keys) come out the same on a re-run.
 
 use std::collections::HashMap;
 
 use super::SyncError;
-
-/// One row as the sync would send it: its key, its mapped values and their hash.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Row {
-    pub key: String,
-    pub hash: u64,
-    /// The mapped fields' values, in the sync's field order, as JSON text of an array.
-    pub values: String,
-}
 
 #[derive(Debug, Default, PartialEq)]
 pub struct Diff {
@@ -26,32 +17,38 @@ pub struct Diff {
     pub unchanged: usize,
 }
 
-/// Compares `current` (any order; keys must be unique) with `snapshot`.
-pub fn diff(sync: &str, current: &[Row], snapshot: &[Row]) -> Result<Diff, SyncError> {
-    let mut order: Vec<usize> = (0..current.len()).collect();
-    order.sort_unstable_by(|&a, &b| current[a].key.cmp(&current[b].key));
-    if let Some(w) = order
-        .windows(2)
-        .find(|w| current[w[0]].key == current[w[1]].key)
-    {
+/// Compares the current rows (`keys` and their `hashes`, any order; keys must be
+/// unique) with the snapshot's. One hash table over the current keys, one pass over
+/// the snapshot; only the changes are sorted.
+pub fn diff(
+    sync: &str,
+    keys: &[&str],
+    hashes: &[u64],
+    snapshot_keys: &[&str],
+    snapshot_hashes: &[u64],
+) -> Result<Diff, SyncError> {
+    let mut at: HashMap<&str, usize, foldhash::fast::FixedState> =
+        HashMap::with_capacity_and_hasher(keys.len(), Default::default());
+    let mut duplicates: Vec<&str> = Vec::new();
+    for (i, k) in keys.iter().enumerate() {
+        if at.insert(k, i).is_some() {
+            duplicates.push(k);
+        }
+    }
+    if let Some(key) = duplicates.iter().min() {
         return Err(SyncError::DuplicateKey {
             sync: sync.into(),
-            key: current[w[0]].key.clone(),
+            key: (*key).to_string(),
         });
     }
-    let before: HashMap<&str, usize> = snapshot
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (r.key.as_str(), i))
-        .collect();
     let mut out = Diff::default();
-    let mut seen = vec![false; snapshot.len()];
-    for i in order {
-        match before.get(current[i].key.as_str()) {
-            None => out.added.push(i),
-            Some(&s) => {
-                seen[s] = true;
-                if snapshot[s].hash == current[i].hash {
+    let mut seen = vec![false; keys.len()];
+    for (s, (k, h)) in snapshot_keys.iter().zip(snapshot_hashes).enumerate() {
+        match at.get(k) {
+            None => out.removed.push(s),
+            Some(&i) => {
+                seen[i] = true;
+                if hashes[i] == *h {
                     out.unchanged += 1;
                 } else {
                     out.changed.push(i);
@@ -59,20 +56,13 @@ pub fn diff(sync: &str, current: &[Row], snapshot: &[Row]) -> Result<Diff, SyncE
             }
         }
     }
-    out.removed = (0..snapshot.len()).filter(|&s| !seen[s]).collect();
+    drop(at);
+    out.added = (0..keys.len()).filter(|&i| !seen[i]).collect();
+    out.added.sort_unstable_by(|&a, &b| keys[a].cmp(keys[b]));
+    out.changed.sort_unstable_by(|&a, &b| keys[a].cmp(keys[b]));
     out.removed
-        .sort_unstable_by(|&a, &b| snapshot[a].key.cmp(&snapshot[b].key));
+        .sort_unstable_by(|&a, &b| snapshot_keys[a].cmp(snapshot_keys[b]));
     Ok(out)
-}
-
-/// A stable 64-bit hash (FNV-1a) of a row's mapped values.
-pub fn hash(values: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in values.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
 }
 
 #[cfg(test)]
@@ -80,19 +70,19 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn row(key: &str, values: &str) -> Row {
-        Row {
-            key: key.into(),
-            hash: hash(values),
-            values: values.into(),
-        }
+    fn run(current: &[(&str, u64)], snapshot: &[(&str, u64)]) -> Result<Diff, SyncError> {
+        let k: Vec<&str> = current.iter().map(|r| r.0).collect();
+        let h: Vec<u64> = current.iter().map(|r| r.1).collect();
+        let sk: Vec<&str> = snapshot.iter().map(|r| r.0).collect();
+        let sh: Vec<u64> = snapshot.iter().map(|r| r.1).collect();
+        diff("s", &k, &h, &sk, &sh)
     }
 
     #[test]
     fn rows_are_added_changed_removed_or_unchanged() {
-        let snapshot = [row("a", "[1]"), row("b", "[2]"), row("c", "[3]")];
-        let current = [row("d", "[4]"), row("b", "[22]"), row("a", "[1]")];
-        let d = diff("s", &current, &snapshot).expect("diff");
+        let snapshot = [("a", 1), ("b", 2), ("c", 3)];
+        let current = [("d", 4), ("b", 22), ("a", 1)];
+        let d = run(&current, &snapshot).expect("diff");
         assert_eq!(d.added, [0]);
         assert_eq!(d.changed, [1]);
         assert_eq!(d.removed, [2]);
@@ -101,28 +91,29 @@ mod tests {
 
     #[test]
     fn a_key_twice_is_an_error_naming_it() {
-        let err = diff("s", &[row("k1", "[1]"), row("k1", "[2]")], &[]).unwrap_err();
+        let err = run(&[("k1", 1), ("k1", 2)], &[]).unwrap_err();
         assert!(err.to_string().contains("\"k1\""), "{err}");
     }
 
     proptest! {
-        /// Applying the diff to the snapshot gives exactly the current rows.
+        /// Applying the diff to the snapshot gives exactly the current rows, and each
+        /// kind of change comes out in key order.
         #[test]
         fn applying_the_diff_gives_the_current_rows(
-            before in proptest::collection::btree_map("[a-e]{1,2}", 0u8..4, 0..20),
-            after in proptest::collection::btree_map("[a-e]{1,2}", 0u8..4, 0..20),
+            before in proptest::collection::btree_map("[a-e]{1,2}", 0u64..4, 0..20),
+            after in proptest::collection::btree_map("[a-e]{1,2}", 0u64..4, 0..20),
         ) {
-            let snapshot: Vec<Row> = before.iter().map(|(k, v)| row(k, &format!("[{v}]"))).collect();
-            let current: Vec<Row> = after.iter().rev().map(|(k, v)| row(k, &format!("[{v}]"))).collect();
-            let d = diff("s", &current, &snapshot).expect("diff");
-            let mut state: std::collections::BTreeMap<String, u64> =
-                snapshot.iter().map(|r| (r.key.clone(), r.hash)).collect();
-            for &s in &d.removed { state.remove(&snapshot[s].key); }
-            for &i in d.added.iter().chain(&d.changed) { state.insert(current[i].key.clone(), current[i].hash); }
-            let want: std::collections::BTreeMap<String, u64> =
-                current.iter().map(|r| (r.key.clone(), r.hash)).collect();
+            let snapshot: Vec<(&str, u64)> = before.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+            let current: Vec<(&str, u64)> = after.iter().rev().map(|(k, v)| (k.as_str(), *v)).collect();
+            let d = run(&current, &snapshot).expect("diff");
+            let mut state: std::collections::BTreeMap<&str, u64> = snapshot.iter().copied().collect();
+            for &s in &d.removed { state.remove(snapshot[s].0); }
+            for &i in d.added.iter().chain(&d.changed) { state.insert(current[i].0, current[i].1); }
+            let want: std::collections::BTreeMap<&str, u64> = current.iter().copied().collect();
             prop_assert_eq!(state, want);
             prop_assert_eq!(d.added.len() + d.changed.len() + d.unchanged, current.len());
+            for w in d.added.windows(2) { prop_assert!(current[w[0]].0 < current[w[1]].0); }
+            for w in d.removed.windows(2) { prop_assert!(snapshot[w[0]].0 < snapshot[w[1]].0); }
         }
     }
 }

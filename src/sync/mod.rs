@@ -27,11 +27,10 @@ use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::config::SyncConfig;
-use crate::frame::{read_parquet, write_parquet, FrameError};
+use crate::frame::{read_parquet, read_parquet_columns, write_parquet, FrameError};
 use crate::lake::{layout, Lake, LakeError};
 use crate::warehouse::{Warehouse, WarehouseError};
 use dest::{Batch, Deliver, DeliveryError, Op, PlanRow};
-use diff::Row;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -204,13 +203,27 @@ pub fn run(
     let state: SyncState = lake
         .get_json(&layout::sync_state(&sync.name))?
         .unwrap_or_default();
-    let (fields, current, filtered) = rows::read(warehouse, sync)?;
+    let current = rows::read(warehouse, sync)?;
+    let snapshot_key = layout::sync_snapshot(&sync.name, state.seq);
     let snapshot = if opts.full_resync || state.seq == 0 {
-        Vec::new()
+        None
     } else {
-        read_rows(lake, &layout::sync_snapshot(&sync.name, state.seq))?
+        Some(read_parquet_columns(lake, &snapshot_key, &["key", "hash"])?)
     };
-    let d = diff::diff(&sync.name, &current, &snapshot)?;
+    let (snapshot_keys, snapshot_hashes) = match &snapshot {
+        Some(df) => key_hash(df, &snapshot_key)?,
+        None => (Vec::new(), Vec::new()),
+    };
+    let d = {
+        let keys = current.keys();
+        diff::diff(
+            &sync.name,
+            &keys,
+            &current.hashes,
+            &snapshot_keys,
+            &snapshot_hashes,
+        )?
+    };
     let retries: Retries = lake
         .get_json(&layout::sync_retries(&sync.name))?
         .unwrap_or_default();
@@ -225,16 +238,17 @@ pub fn run(
         changed: d.changed.len() as u64,
         removed: d.removed.len() as u64,
         unchanged: d.unchanged as u64,
-        no_consent: filtered.no_consent,
-        suppressed: filtered.suppressed,
+        no_consent: current.filtered.no_consent,
+        suppressed: current.filtered.suppressed,
         resumed,
         dry_run: opts.dry_run,
         ..Default::default()
     };
-    // The rows to send, by operation, each in key order.
+    // The rows to send, by operation, each in key order; values are rendered only
+    // for the rows sent.
     let mut plan_rows: Vec<PlanRow> = Vec::new();
-    let mut take = |row: &Row, op: Op, report: &mut SyncReport| {
-        if let Some(r) = retries.rows.get(&row.key).filter(|r| r.hash == row.hash) {
+    let mut take = |key: String, hash: u64, op: Op, values: &dyn Fn() -> String, report: &mut SyncReport| {
+        if let Some(r) = retries.rows.get(&key).filter(|r| r.hash == hash) {
             if r.attempts >= sync.max_attempts {
                 report.parked += 1;
                 return;
@@ -247,25 +261,34 @@ pub fn run(
             report.retried += 1;
         }
         plan_rows.push(PlanRow {
-            key: row.key.clone(),
+            key,
             op,
-            hash: row.hash,
-            values: row.values.clone(),
+            hash,
+            values: values(),
         });
     };
     if sync.mode.sends_added() {
         for &i in &d.added {
-            take(&current[i], Op::Add, &mut report);
+            take(current.key(i), current.hashes[i], Op::Add, &|| current.values_json(i), &mut report);
         }
     }
     if sync.mode.sends_changed() {
         for &i in &d.changed {
-            take(&current[i], Op::Change, &mut report);
+            take(current.key(i), current.hashes[i], Op::Change, &|| current.values_json(i), &mut report);
         }
     }
-    if sync.mode.sends_removed() {
+    let fields = current.fields.clone();
+    drop(current);
+    if sync.mode.sends_removed() && !d.removed.is_empty() {
+        // The values last sent, for a destination that needs them to remove a row.
+        let values = read_parquet_columns(lake, &snapshot_key, &["values"])?;
+        let values = values
+            .column("values")
+            .and_then(|c| c.str())
+            .map_err(state_err(&snapshot_key))?;
         for &s in &d.removed {
-            take(&snapshot[s], Op::Remove, &mut report);
+            let text = values.get(s).unwrap_or_default();
+            take(snapshot_keys[s].to_string(), snapshot_hashes[s], Op::Remove, &|| text.to_string(), &mut report);
         }
     }
     report.sent = plan_rows.len() as u64;
@@ -372,35 +395,30 @@ fn finish(
         };
         refused.extend(ack.refused);
     }
-    // The snapshot, advanced for the rows accepted.
-    let old = if state.seq == 0 {
-        Vec::new()
-    } else {
-        read_rows(lake, &layout::sync_snapshot(name, state.seq))?
-    };
-    let mut next: BTreeMap<String, Row> = old.into_iter().map(|r| (r.key.clone(), r)).collect();
-    for r in &rows {
-        if refused.contains_key(&r.key) {
-            continue;
-        }
-        match r.op {
-            Op::Remove => {
-                next.remove(&r.key);
-            }
-            Op::Add | Op::Change => {
-                next.insert(
-                    r.key.clone(),
-                    Row {
-                        key: r.key.clone(),
-                        hash: r.hash,
-                        values: r.values.clone(),
-                    },
-                );
-            }
-        }
+    // The snapshot, advanced for the rows accepted: the old one without the rows this
+    // delivery touched, and the added and changed rows as sent.
+    let accepted: Vec<&PlanRow> = rows.iter().filter(|r| !refused.contains_key(&r.key)).collect();
+    let sent: Vec<&PlanRow> = accepted.iter().copied().filter(|r| r.op != Op::Remove).collect();
+    let mut next = rows_frame(
+        &layout::sync_snapshot(name, plan.seq),
+        &sent.iter().map(|r| (r.key.as_str(), None, r.hash, r.values.as_str())).collect::<Vec<_>>(),
+    )?;
+    if state.seq > 0 {
+        let old_key = layout::sync_snapshot(name, state.seq);
+        let old = read_parquet(lake, &old_key)?;
+        let touched: std::collections::HashSet<&str> =
+            accepted.iter().map(|r| r.key.as_str()).collect();
+        let keep: BooleanChunked = old
+            .column("key")
+            .and_then(|c| c.str())
+            .map_err(state_err(&old_key))?
+            .iter()
+            .map(|k| !touched.contains(k.unwrap_or_default()))
+            .collect();
+        let kept = old.filter(&keep).map_err(state_err(&old_key))?;
+        next = kept.vstack(&next).map_err(state_err(&old_key))?;
     }
-    let next: Vec<Row> = next.into_values().collect();
-    write_rows(lake, &layout::sync_snapshot(name, plan.seq), &next)?;
+    write_parquet(lake, &layout::sync_snapshot(name, plan.seq), &next)?;
     // Retries: accepted rows leave, refused ones count an attempt.
     let mut retries: Retries = lake
         .get_json(&layout::sync_retries(name))?
@@ -443,7 +461,7 @@ fn finish(
     // The commit: the state now names the new snapshot.
     let state = SyncState {
         seq: plan.seq,
-        rows: next.len() as u64,
+        rows: next.height() as u64,
         last: Some(report.clone()),
     };
     lake.put_json(&layout::sync_state(name), &state)?;
@@ -507,11 +525,7 @@ fn state_err(key: &str) -> impl Fn(PolarsError) -> SyncError + '_ {
 }
 
 /// A state frame: each row's key, hash and values, and for a plan its operation.
-fn write_frame(
-    lake: &Lake,
-    key: &str,
-    rows: &[(&str, Option<Op>, u64, &str)],
-) -> Result<(), SyncError> {
+fn rows_frame(key: &str, rows: &[(&str, Option<Op>, u64, &str)]) -> Result<DataFrame, SyncError> {
     let mut columns = vec![
         Column::new("key".into(), rows.iter().map(|r| r.0).collect::<Vec<_>>()),
         Column::new(
@@ -529,60 +543,18 @@ fn write_frame(
             rows.iter().map(|r| r.1.map(Op::as_str)).collect::<Vec<_>>(),
         ));
     }
-    let df = DataFrame::new(rows.len(), columns).map_err(state_err(key))?;
-    write_parquet(lake, key, &df)?;
-    Ok(())
+    DataFrame::new(rows.len(), columns).map_err(state_err(key))
 }
 
-/// A state frame back: rows and, where the frame has them, their operations.
-fn read_frame(lake: &Lake, key: &str) -> Result<Vec<(Row, Option<Op>)>, SyncError> {
-    let df = read_parquet(lake, key)?;
+/// A snapshot's keys and hashes, borrowed from its frame.
+fn key_hash<'a>(df: &'a DataFrame, key: &str) -> Result<(Vec<&'a str>, Vec<u64>), SyncError> {
     let e = state_err(key);
-    let k = df.column("key").and_then(|c| c.str()).map_err(&e)?;
-    let h = df.column("hash").and_then(|c| c.u64()).map_err(&e)?;
-    let v = df.column("values").and_then(|c| c.str()).map_err(&e)?;
-    let ops: Vec<Option<Op>> = match df.column("op").ok() {
-        None => vec![None; df.height()],
-        Some(c) => c
-            .str()
-            .map_err(&e)?
-            .iter()
-            .map(|o| match o {
-                Some("add") => Ok(Some(Op::Add)),
-                Some("change") => Ok(Some(Op::Change)),
-                Some("remove") => Ok(Some(Op::Remove)),
-                other => Err(SyncError::State {
-                    key: key.into(),
-                    message: format!("unknown operation {other:?}"),
-                }),
-            })
-            .collect::<Result<_, _>>()?,
-    };
-    Ok(k.iter()
-        .zip(h.iter())
-        .zip(v.iter())
-        .zip(ops)
-        .map(|(((k, h), v), op)| {
-            let row = Row {
-                key: k.unwrap_or_default().into(),
-                hash: h.unwrap_or_default(),
-                values: v.unwrap_or_default().into(),
-            };
-            (row, op)
-        })
-        .collect())
-}
-
-fn write_rows(lake: &Lake, key: &str, rows: &[Row]) -> Result<(), SyncError> {
-    let frame: Vec<_> = rows
-        .iter()
-        .map(|r| (r.key.as_str(), None, r.hash, r.values.as_str()))
-        .collect();
-    write_frame(lake, key, &frame)
-}
-
-fn read_rows(lake: &Lake, key: &str) -> Result<Vec<Row>, SyncError> {
-    Ok(read_frame(lake, key)?.into_iter().map(|(r, _)| r).collect())
+    let keys = df.column("key").and_then(|c| c.str()).map_err(&e)?;
+    let hashes = df.column("hash").and_then(|c| c.u64()).map_err(&e)?;
+    Ok((
+        keys.iter().map(Option::unwrap_or_default).collect(),
+        hashes.iter().map(Option::unwrap_or_default).collect(),
+    ))
 }
 
 fn write_plan_rows(lake: &Lake, key: &str, rows: &[PlanRow]) -> Result<(), SyncError> {
@@ -590,17 +562,40 @@ fn write_plan_rows(lake: &Lake, key: &str, rows: &[PlanRow]) -> Result<(), SyncE
         .iter()
         .map(|r| (r.key.as_str(), Some(r.op), r.hash, r.values.as_str()))
         .collect();
-    write_frame(lake, key, &frame)
+    write_parquet(lake, key, &rows_frame(key, &frame)?)?;
+    Ok(())
 }
 
+/// A plan's rows back.
 fn read_plan_rows(lake: &Lake, key: &str) -> Result<Vec<PlanRow>, SyncError> {
-    Ok(read_frame(lake, key)?
-        .into_iter()
-        .map(|(r, op)| PlanRow {
-            key: r.key,
-            op: op.unwrap_or(Op::Add),
-            hash: r.hash,
-            values: r.values,
+    let df = read_parquet(lake, key)?;
+    let e = state_err(key);
+    let k = df.column("key").and_then(|c| c.str()).map_err(&e)?;
+    let h = df.column("hash").and_then(|c| c.u64()).map_err(&e)?;
+    let v = df.column("values").and_then(|c| c.str()).map_err(&e)?;
+    let o = df.column("op").and_then(|c| c.str()).map_err(&e)?;
+    k.iter()
+        .zip(h.iter())
+        .zip(v.iter())
+        .zip(o.iter())
+        .map(|(((k, h), v), op)| {
+            let op = match op {
+                Some("add") => Op::Add,
+                Some("change") => Op::Change,
+                Some("remove") => Op::Remove,
+                other => {
+                    return Err(SyncError::State {
+                        key: key.into(),
+                        message: format!("unknown operation {other:?}"),
+                    })
+                }
+            };
+            Ok(PlanRow {
+                key: k.unwrap_or_default().into(),
+                op,
+                hash: h.unwrap_or_default(),
+                values: v.unwrap_or_default().into(),
+            })
         })
-        .collect())
+        .collect()
 }

@@ -2,10 +2,10 @@
 //! the warehouse, with consent and suppression lists applied, mapped to the
 //! destination's fields (transforms applied) and hashed.
 
+use polars::prelude::*;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::diff::{hash, Row};
 use super::SyncError;
 use crate::config::{FieldMap, FieldValue, SyncConfig, SyncFrom, Transform};
 use crate::warehouse::{Dialect, Warehouse};
@@ -61,29 +61,109 @@ fn qualified(name: &str, dialect: Dialect) -> String {
         .join(".")
 }
 
-/// Reads and maps the rows: the destination's field names and the rows.
-pub fn read(
-    warehouse: &mut dyn Warehouse,
-    sync: &SyncConfig,
-) -> Result<(Vec<String>, Vec<Row>, Filtered), SyncError> {
-    let result = warehouse
-        .query(&query(sync, warehouse.dialect()))
-        .map_err(|source| SyncError::Read {
-            sync: sync.name.clone(),
-            source: Box::new(source),
-        })?;
-    let columns: Vec<String> = result.columns.iter().map(|c| c.to_lowercase()).collect();
-    let position = |column: &str| -> Result<usize, SyncError> {
-        columns
+/// The rows a sync would send now, column by column: each row's key, the hash of its
+/// mapped values, and the values themselves (rendered as JSON only for the rows a
+/// run sends). Held as columns so that ten million rows fit in a few gigabytes.
+pub struct Current {
+    /// The destination's field names, in order.
+    pub fields: Vec<String>,
+    keys: StringChunked,
+    pub hashes: Vec<u64>,
+    values: Vec<Mapped>,
+    pub filtered: Filtered,
+}
+
+/// One mapped field's values.
+enum Mapped {
+    Column(Series),
+    Constant(String),
+}
+
+impl Current {
+    pub fn len(&self) -> usize {
+        self.hashes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hashes.is_empty()
+    }
+
+    /// Every row's key, in row order.
+    pub fn keys(&self) -> Vec<&str> {
+        self.keys.iter().map(Option::unwrap_or_default).collect()
+    }
+
+    pub fn key(&self, row: usize) -> String {
+        self.keys.get(row).unwrap_or_default().to_string()
+    }
+
+    /// A row's mapped values as the JSON text of an array, in field order.
+    pub fn values_json(&self, row: usize) -> String {
+        let values: Vec<Value> = self
+            .values
             .iter()
-            .position(|c| c == &column.to_lowercase())
+            .map(|m| match m {
+                Mapped::Constant(c) => Value::String(c.clone()),
+                Mapped::Column(s) => json_of(s.get(row).unwrap_or(AnyValue::Null)),
+            })
+            .collect();
+        Value::Array(values).to_string()
+    }
+}
+
+/// A cell as JSON: numbers and booleans as such, text as text, anything else as its
+/// text (the warehouse sends other types as text already).
+fn json_of(v: AnyValue<'_>) -> Value {
+    match v {
+        AnyValue::Null => Value::Null,
+        AnyValue::Boolean(b) => Value::Bool(b),
+        AnyValue::String(s) => Value::String(s.to_string()),
+        AnyValue::StringOwned(s) => Value::String(s.to_string()),
+        AnyValue::Int8(n) => n.into(),
+        AnyValue::Int16(n) => n.into(),
+        AnyValue::Int32(n) => n.into(),
+        AnyValue::Int64(n) => n.into(),
+        AnyValue::UInt8(n) => n.into(),
+        AnyValue::UInt16(n) => n.into(),
+        AnyValue::UInt32(n) => n.into(),
+        AnyValue::UInt64(n) => n.into(),
+        AnyValue::Float32(n) => serde_json::Number::from_f64(f64::from(n)).map_or(Value::Null, Value::Number),
+        AnyValue::Float64(n) => serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number),
+        other => Value::String(other.to_string()),
+    }
+}
+
+/// Reads and maps the rows.
+pub fn read(warehouse: &mut dyn Warehouse, sync: &SyncConfig) -> Result<Current, SyncError> {
+    let read_err = |source| SyncError::Read {
+        sync: sync.name.clone(),
+        source: Box::new(source),
+    };
+    let df = warehouse
+        .query_frame(&query(sync, warehouse.dialect()))
+        .map_err(read_err)?;
+    let frame_err = |e: PolarsError| SyncError::Read {
+        sync: sync.name.clone(),
+        source: Box::new(crate::warehouse::WarehouseError::Query(
+            crate::warehouse::EngineError(e.to_string()),
+        )),
+    };
+    let names: Vec<String> = df
+        .get_column_names()
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    let position = |column: &str| -> Result<usize, SyncError> {
+        names
+            .iter()
+            .position(|c| c.eq_ignore_ascii_case(column))
             .ok_or_else(|| SyncError::UnknownColumn {
                 sync: sync.name.clone(),
                 column: column.into(),
-                available: columns
+                available: names
                     .iter()
-                    .filter(|c| *c != SUPPRESSED)
-                    .cloned()
+                    .filter(|c| !c.eq_ignore_ascii_case(SUPPRESSED))
+                    .map(|c| c.to_lowercase())
                     .collect::<Vec<_>>()
                     .join(", "),
             })
@@ -93,10 +173,9 @@ pub fn read(
     let suppressed_at = position(SUPPRESSED)?;
     // The fields to send: as mapped, or every column under its own name.
     let fields: Vec<FieldMap> = if sync.fields.is_empty() {
-        result
-            .columns
+        names
             .iter()
-            .filter(|c| c.to_lowercase() != SUPPRESSED)
+            .filter(|c| !c.eq_ignore_ascii_case(SUPPRESSED))
             .map(|c| FieldMap {
                 name: c.to_lowercase(),
                 value: FieldValue::Column {
@@ -108,68 +187,70 @@ pub fn read(
     } else {
         sync.fields.clone()
     };
-    enum Source {
-        At(usize, Vec<Transform>),
-        Constant(Value),
+    enum Source<'a> {
+        At(usize, &'a [Transform]),
+        Constant(&'a str),
     }
     let sources: Vec<Source> = fields
         .iter()
         .map(|f| match &f.value {
             FieldValue::Column { column, transforms } => {
-                Ok(Source::At(position(column)?, transforms.clone()))
+                Ok(Source::At(position(column)?, transforms.as_slice()))
             }
-            FieldValue::Constant(c) => Ok(Source::Constant(Value::String(c.clone()))),
+            FieldValue::Constant(c) => Ok(Source::Constant(c.as_str())),
         })
         .collect::<Result<_, SyncError>>()?;
+    let column = |at: usize| df.columns()[at].as_materialized_series().clone();
+    // Who may be sent: not suppressed, and consenting where the sync asks.
     let mut filtered = Filtered::default();
-    let mut rows = Vec::with_capacity(result.rows.len());
-    let mut null_keys = 0;
-    for row in &result.rows {
-        if row[suppressed_at]
-            .as_i64()
-            .unwrap_or_else(|| text(&row[suppressed_at]).parse().unwrap_or(0))
-            != 0
-        {
-            filtered.suppressed += 1;
-            continue;
-        }
-        if let Some(c) = consent_at {
-            if !is_true(&row[c]) {
+    let suppressed = flag(&column(suppressed_at), |v| v != 0);
+    filtered.suppressed = suppressed.iter().filter(|s| **s).count() as u64;
+    let mut keep: Vec<bool> = suppressed.iter().map(|s| !s).collect();
+    if let Some(at) = consent_at {
+        let consent = consent_of(&column(at));
+        for (k, c) in keep.iter_mut().zip(consent) {
+            if *k && !c {
+                *k = false;
                 filtered.no_consent += 1;
-                continue;
             }
         }
-        let key = match &row[key_at] {
-            Value::Null => {
-                null_keys += 1;
-                continue;
-            }
-            v => text(v),
-        };
-        let values: Vec<Value> = sources
-            .iter()
-            .map(|s| match s {
-                Source::At(i, transforms) => apply(&row[*i], transforms),
-                Source::Constant(v) => v.clone(),
-            })
-            .collect();
-        let values = Value::Array(values).to_string();
-        rows.push(Row {
-            key,
-            hash: hash(&values),
-            values,
-        });
     }
-    if null_keys > 0 {
+    let mask = BooleanChunked::from_slice("keep".into(), &keep);
+    let keys = column(key_at)
+        .filter(&mask)
+        .and_then(|s| s.cast(&DataType::String))
+        .map_err(frame_err)?;
+    let keys = keys.str().map_err(frame_err)?.rechunk().into_owned();
+    if keys.null_count() > 0 {
         return Err(SyncError::NullKey {
             sync: sync.name.clone(),
             column: sync.from.key().into(),
-            rows: null_keys,
+            rows: keys.null_count() as u64,
         });
     }
-    Ok((fields.into_iter().map(|f| f.name).collect(), rows, filtered))
+    let mut values = Vec::with_capacity(sources.len());
+    for source in sources {
+        values.push(match source {
+            Source::At(at, transforms) => {
+                let s = column(at).filter(&mask).map_err(frame_err)?.rechunk();
+                Mapped::Column(if transforms.is_empty() {
+                    s
+                } else {
+                    transformed(&s, transforms).map_err(frame_err)?
+                })
+            }
+            Source::Constant(c) => Mapped::Constant(c.to_string()),
+        });
+    }
+    let hashes = hash_rows(keys.len(), &values).map_err(frame_err)?;
+    Ok(Current {
+        fields: fields.into_iter().map(|f| f.name).collect(),
+        keys,
+        hashes,
+        values,
+        filtered,
+    })
 }
-
 /// A value as text: strings as they are, anything else as JSON.
 fn text(v: &Value) -> String {
     match v {
@@ -178,13 +259,154 @@ fn text(v: &Value) -> String {
     }
 }
 
-fn is_true(v: &Value) -> bool {
-    match v {
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_i64() == Some(1),
-        Value::String(s) => matches!(s.to_ascii_lowercase().as_str(), "true" | "t" | "1" | "yes"),
-        _ => false,
+/// A 0/1 column's flags (`pred` on its integer value; null or text that is not a
+/// number counts as 0).
+fn flag(s: &Series, pred: impl Fn(i64) -> bool) -> Vec<bool> {
+    match s.cast(&DataType::Int64) {
+        Ok(n) => match n.i64() {
+            Ok(n) => n.iter().map(|v| pred(v.unwrap_or(0))).collect(),
+            Err(_) => vec![pred(0); s.len()],
+        },
+        Err(_) => vec![pred(0); s.len()],
     }
+}
+
+/// Consent as the warehouse holds it: a boolean, 1, or `true` / `t` / `1` / `yes`
+/// as text; anything else (null included) is no consent.
+fn consent_of(s: &Series) -> Vec<bool> {
+    match s.dtype() {
+        DataType::Boolean => s
+            .bool()
+            .map(|b| b.iter().map(|v| v == Some(true)).collect())
+            .unwrap_or_else(|_| vec![false; s.len()]),
+        DataType::String => s
+            .str()
+            .map(|t| {
+                t.iter()
+                    .map(|v| {
+                        v.is_some_and(|v| {
+                            matches!(v.to_ascii_lowercase().as_str(), "true" | "t" | "1" | "yes")
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_else(|_| vec![false; s.len()]),
+        _ => flag(s, |v| v == 1),
+    }
+}
+
+/// A column with transforms applied to each value as text, in order; null stays null.
+fn transformed(s: &Series, transforms: &[Transform]) -> PolarsResult<Series> {
+    let text = s.cast(&DataType::String)?;
+    let out: StringChunked = text
+        .str()?
+        .iter()
+        .map(|v| v.and_then(|v| apply_text(v, transforms)))
+        .collect();
+    Ok(out.with_name(s.name().clone()).into_series())
+}
+
+/// The stable 64-bit hash of each row's mapped values (FNV-1a over each value's
+/// type tag and bytes, field by field): the same values give the same hash in every
+/// run and every version, so a snapshot's hashes stay comparable.
+fn hash_rows(rows: usize, values: &[Mapped]) -> PolarsResult<Vec<u64>> {
+    use rayon::prelude::*;
+    const CHUNK: usize = 1 << 18;
+    let mut hashes = vec![FNV_OFFSET; rows];
+    hashes
+        .par_chunks_mut(CHUNK)
+        .enumerate()
+        .try_for_each(|(no, out)| -> PolarsResult<()> {
+            let offset = no * CHUNK;
+            for m in values {
+                match m {
+                    Mapped::Constant(c) => {
+                        for h in out.iter_mut() {
+                            *h = fnv(fnv(*h, b"s"), c.as_bytes());
+                            *h = fnv(*h, &[0xff]);
+                        }
+                    }
+                    Mapped::Column(s) => {
+                        let part = s.slice(offset as i64, out.len());
+                        hash_into(&part, out)?;
+                    }
+                }
+            }
+            Ok(())
+        })?;
+    Ok(hashes)
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// Folds one column's values into the rows' hashes.
+fn hash_into(s: &Series, out: &mut [u64]) -> PolarsResult<()> {
+    fn fold<'a>(out: &mut [u64], values: impl Iterator<Item = Option<(&'static [u8], std::borrow::Cow<'a, [u8]>)>>) {
+        for (h, v) in out.iter_mut().zip(values) {
+            *h = match v {
+                None => fnv(*h, b"n"),
+                Some((tag, bytes)) => fnv(fnv(*h, tag), &bytes),
+            };
+            *h = fnv(*h, &[0xff]);
+        }
+    }
+    use std::borrow::Cow;
+    match s.dtype() {
+        DataType::Boolean => fold(
+            out,
+            s.bool()?
+                .iter()
+                .map(|v| v.map(|b| (&b"b"[..], Cow::Owned(vec![u8::from(b)])))),
+        ),
+        DataType::String => fold(
+            out,
+            s.str()?
+                .iter()
+                .map(|v| v.map(|t| (&b"s"[..], Cow::Borrowed(t.as_bytes())))),
+        ),
+        DataType::Float32 | DataType::Float64 => {
+            let f = s.cast(&DataType::Float64)?;
+            fold(
+                out,
+                f.f64()?
+                    .iter()
+                    .map(|v| v.map(|x| (&b"f"[..], Cow::Owned(x.to_bits().to_le_bytes().to_vec())))),
+            )
+        }
+        DataType::UInt64 => fold(
+            out,
+            s.u64()?
+                .iter()
+                .map(|v| v.map(|x| (&b"u"[..], Cow::Owned(x.to_le_bytes().to_vec())))),
+        ),
+        dt if dt.is_integer() => {
+            let n = s.cast(&DataType::Int64)?;
+            fold(
+                out,
+                n.i64()?
+                    .iter()
+                    .map(|v| v.map(|x| (&b"i"[..], Cow::Owned(x.to_le_bytes().to_vec())))),
+            )
+        }
+        _ => {
+            let t = s.cast(&DataType::String)?;
+            fold(
+                out,
+                t.str()?
+                    .iter()
+                    .map(|v| v.map(|t| (&b"s"[..], Cow::Borrowed(t.as_bytes())))),
+            )
+        }
+    }
+    Ok(())
 }
 
 /// Applies transforms in order; null stays null, and a phone that is not one is null.
@@ -192,7 +414,12 @@ pub fn apply(v: &Value, transforms: &[Transform]) -> Value {
     if transforms.is_empty() || v.is_null() {
         return v.clone();
     }
-    let mut t = text(v);
+    apply_text(&text(v), transforms).map_or(Value::Null, Value::String)
+}
+
+/// [`apply`] on a value's text; `None` for a phone that is not one.
+fn apply_text(value: &str, transforms: &[Transform]) -> Option<String> {
+    let mut t = value.to_string();
     for tr in transforms {
         t = match tr {
             Transform::Trim => t.trim().to_string(),
@@ -202,11 +429,11 @@ pub fn apply(v: &Value, transforms: &[Transform]) -> Value {
             Transform::Digits => t.chars().filter(char::is_ascii_digit).collect(),
             Transform::E164 => match crate::clean::normalize::phone::phone(&t, "US") {
                 Ok(Some(p)) => p,
-                _ => return Value::Null,
+                _ => return None,
             },
         };
     }
-    Value::String(t)
+    Some(t)
 }
 
 pub fn sha256_hex(text: &str) -> String {

@@ -19,7 +19,8 @@ use ::duckdb::arrow::util::display::{ArrayFormatter, FormatOptions};
 use ::duckdb::{params, AccessMode, Config, Connection};
 
 use super::{
-    quote_ident, LoadObject, LoadOutcome, QueryResult, Warehouse, WarehouseError, LEDGER_TABLE,
+    quote_ident, EngineError, LoadObject, LoadOutcome, QueryResult, Warehouse, WarehouseError,
+    LEDGER_TABLE,
 };
 
 /// The longest pause between two attempts on a locked file.
@@ -234,6 +235,10 @@ impl Warehouse for DuckDb {
         })
     }
 
+    fn query_frame(&mut self, sql: &str) -> Result<polars::prelude::DataFrame, WarehouseError> {
+        self.export_frame(sql)
+    }
+
     fn query(&mut self, sql: &str) -> Result<QueryResult, WarehouseError> {
         let mut stmt = self.conn.prepare(sql).map_err(query_err)?;
         let mut out = Vec::new();
@@ -252,6 +257,49 @@ impl Warehouse for DuckDb {
         }
         let columns = stmt.column_names();
         Ok(QueryResult { columns, rows: out })
+    }
+}
+
+impl DuckDb {
+    /// [`Warehouse::query_frame`] through a Parquet file DuckDB writes in parallel:
+    /// booleans, integers up to 64 bits, floats and text keep their types; every
+    /// other column is cast to DuckDB's text for it first.
+    fn export_frame(&mut self, sql: &str) -> Result<polars::prelude::DataFrame, WarehouseError> {
+        use polars::prelude::{ParquetReader, SerReader};
+        const KEPT: &[&str] = &[
+            "BOOLEAN", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT",
+            "UINTEGER", "UBIGINT", "FLOAT", "DOUBLE", "VARCHAR",
+        ];
+        let sql = sql.trim().trim_end_matches(';');
+        let described = self.query(&format!("DESCRIBE {sql}"))?;
+        let select: Vec<String> = described
+            .rows
+            .iter()
+            .map(|row| {
+                let name = row.first().and_then(|v| v.as_str()).unwrap_or_default();
+                let kind = row.get(1).and_then(|v| v.as_str()).unwrap_or_default();
+                if KEPT.contains(&kind) {
+                    quote_ident(name)
+                } else {
+                    format!("CAST({0} AS VARCHAR) AS {0}", quote_ident(name))
+                }
+            })
+            .collect();
+        let dir = tempfile::tempdir()
+            .map_err(|e| WarehouseError::Query(EngineError(format!("a temporary file for the result: {e}"))))?;
+        let path = dir.path().join("result.parquet");
+        let path_text = path.to_string_lossy().replace('\'', "''");
+        self.conn
+            .execute_batch(&format!(
+                "COPY (SELECT {} FROM ({sql}) AS q) TO '{path_text}' (FORMAT parquet)",
+                select.join(", ")
+            ))
+            .map_err(query_err)?;
+        let file = std::fs::File::open(&path)
+            .map_err(|e| WarehouseError::Query(EngineError(format!("{}: {e}", path.display()))))?;
+        ParquetReader::new(file)
+            .finish()
+            .map_err(|e| WarehouseError::Query(EngineError(e.to_string())))
     }
 }
 
@@ -519,6 +567,30 @@ mod tests {
         DuckDb {
             conn: Connection::open_in_memory().expect("duckdb"),
         }
+    }
+
+    #[test]
+    fn a_frame_keeps_plain_types_and_reads_every_other_type_as_text() {
+        let mut db = in_memory();
+        let df = db
+            .query_frame(
+                "select i, i::double * 1.5 as f, i % 2 = 0 as b, 'n' || i as s,
+                 12.34::decimal(6,2) as d, date '2024-01-31' + i::integer as dt,
+                 [i] as l from range(3) t(i);",
+            )
+            .expect("frame");
+        let kinds: Vec<String> = df.dtypes().iter().map(|d| d.to_string()).collect();
+        assert_eq!(kinds, ["i64", "f64", "bool", "str", "str", "str", "str"]);
+        assert_eq!(df.height(), 3);
+        let d = df.column("d").expect("d").str().expect("str").get(0);
+        assert_eq!(d, Some("12.34"));
+        let dt = df.column("dt").expect("dt").str().expect("str").get(1);
+        assert_eq!(dt, Some("2024-02-01"));
+        // The fallback every back end has gives the same types from JSON rows.
+        let r = db.query("select 1 as i, 1.5::double as f, true as b, 'x' as s, null as z").expect("query");
+        let df = crate::warehouse::frame_of(r).expect("frame");
+        let kinds: Vec<String> = df.dtypes().iter().map(|d| d.to_string()).collect();
+        assert_eq!(kinds, ["i64", "f64", "bool", "str", "str"]);
     }
 
     #[test]

@@ -10,6 +10,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use polars::prelude::{Column, DataFrame, PlSmallStr, PolarsError};
+
 /// Where the warehouse is, as written in the pipeline file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WarehouseUrl {
@@ -219,6 +221,38 @@ pub struct QueryResult {
     pub rows: Vec<Vec<serde_json::Value>>,
 }
 
+/// Rows as a frame, a column's type from its values: all booleans, all integers,
+/// all numbers, or else text (`query`'s JSON rendering for anything not a string).
+pub fn frame_of(result: QueryResult) -> Result<DataFrame, WarehouseError> {
+    use serde_json::Value as J;
+    let frame_err = |e: PolarsError| WarehouseError::Query(EngineError(e.to_string()));
+    let height = result.rows.len();
+    let mut columns = Vec::with_capacity(result.columns.len());
+    for (i, name) in result.columns.iter().enumerate() {
+        let values = || result.rows.iter().map(move |r| r.get(i).unwrap_or(&J::Null));
+        let present = || values().filter(|v| !v.is_null());
+        let name = PlSmallStr::from(name.as_str());
+        let column = if present().count() > 0 && present().all(J::is_boolean) {
+            Column::new(name, values().map(J::as_bool).collect::<Vec<_>>())
+        } else if present().count() > 0 && present().all(|v| v.is_i64()) {
+            Column::new(name, values().map(J::as_i64).collect::<Vec<_>>())
+        } else if present().count() > 0 && present().all(J::is_number) {
+            Column::new(name, values().map(J::as_f64).collect::<Vec<_>>())
+        } else {
+            let text = values()
+                .map(|v| match v {
+                    J::Null => None,
+                    J::String(s) => Some(s.clone()),
+                    other => Some(other.to_string()),
+                })
+                .collect::<Vec<_>>();
+            Column::new(name, text)
+        };
+        columns.push(column);
+    }
+    DataFrame::new(height, columns).map_err(frame_err)
+}
+
 /// The SQL a back end speaks; the audience compiler writes for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
@@ -245,6 +279,12 @@ pub trait Warehouse {
         object: &LoadObject,
     ) -> Result<LoadOutcome, WarehouseError>;
     fn query(&mut self, sql: &str) -> Result<QueryResult, WarehouseError>;
+    /// A query's rows as a frame, for results too large to hold as JSON values:
+    /// booleans, 64-bit integers, floats and text keep their types, anything else
+    /// arrives as the text [`Warehouse::query`] gives it.
+    fn query_frame(&mut self, sql: &str) -> Result<DataFrame, WarehouseError> {
+        frame_of(self.query(sql)?)
+    }
     /// The largest file one load should read, for a back end that copies files from
     /// the lake (Snowflake); `None` reads the object whole.
     fn load_file_bytes(&self) -> Option<u64> {
