@@ -12,6 +12,7 @@ pub mod config;
 pub mod frame;
 pub mod gen;
 pub mod identity;
+pub mod insights;
 pub mod lake;
 pub mod progress;
 pub mod sources;

@@ -1212,7 +1212,7 @@ impl Validator<'_> {
     }
 }
 
-fn date_value(x: &toml::Value) -> Option<NaiveDate> {
+pub(super) fn date_value(x: &toml::Value) -> Option<NaiveDate> {
     match x {
         toml::Value::Datetime(d) if d.time.is_none() => {
             let d = d.date?;

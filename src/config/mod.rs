@@ -9,6 +9,7 @@
 
 mod audiences;
 pub mod aws;
+mod campaigns;
 mod checks;
 mod entities;
 mod identity;
@@ -31,6 +32,7 @@ pub use audiences::{
     PersonLink, RelatedAggregate, SizeGuard, Span, Split, TraitConfig, Value, ValueType,
 };
 pub use aws::{AppflowConnector, AwsAccess, DataexchangeConnector};
+pub use campaigns::{CampaignConfig, CampaignOutcome};
 pub use checks::{Bound, Check, CheckKind, CheckRule, Severity, Threshold};
 pub use entities::{ColumnKind, ColumnRule, EntityConfig, OnInvalid};
 pub use identity::{
@@ -62,6 +64,7 @@ pub struct Pipeline {
     /// the audience step's input fingerprint).
     pub audience_files: Vec<(PathBuf, String)>,
     pub syncs: Vec<SyncConfig>,
+    pub campaigns: Vec<CampaignConfig>,
 }
 
 /// The longest age or wait a duration may say: 100 years. Longer ones are typos, and
@@ -370,6 +373,7 @@ impl Validator<'_> {
         );
         let audience_names: Vec<&str> = audiences.iter().map(|a| a.name.as_str()).collect();
         let syncs = self.syncs(raw.syncs, &audience_names);
+        let campaigns = self.campaigns(raw.campaigns, &audiences, &entities);
 
         Pipeline {
             name,
@@ -384,6 +388,7 @@ impl Validator<'_> {
             audiences,
             audience_files,
             syncs,
+            campaigns,
         }
     }
 }
@@ -1123,6 +1128,97 @@ of = "total"
             "line 4: audiences[2].splits: the splits add up to 70%",
         ] {
             assert!(err.contains(want), "missing {want:?} in:\n{err}");
+        }
+    }
+
+    const CAMPAIGN_AUDIENCES: &str = r#"audiences = [
+  { name = "buyers", where = { related = "orders" }, holdout = "10%" },
+  { name = "everyone", where = { column = "email", is_not_null = true } },
+]
+"#;
+
+    #[test]
+    fn campaigns_name_an_audience_with_a_holdout_and_an_outcome() {
+        let text = format!(
+            "{CAMPAIGN_AUDIENCES}{WITH_ORDERS}{}",
+            r#"[[campaigns]]
+name = "spring"
+audience = "buyers"
+start = 2026-03-01
+outcome = "revenue"
+days = 30
+orders = "orders"
+at = "ordered_at"
+amount = "total"
+[[campaigns]]
+name = "nudge"
+audience = "buyers"
+start = "2026-04-01"
+outcome = "conversion"
+days = 14
+orders = "orders"
+at = "ordered_at"
+"#
+        );
+        let p = parse(&text).expect("valid");
+        assert_eq!(p.campaigns.len(), 2);
+        let spring = &p.campaigns[0];
+        assert_eq!(
+            spring.start,
+            chrono::NaiveDate::from_ymd_opt(2026, 3, 1).expect("date")
+        );
+        assert_eq!(
+            spring.outcome,
+            CampaignOutcome::Revenue {
+                amount: "total".into()
+            }
+        );
+        assert_eq!(spring.days, 30);
+        assert_eq!(p.campaigns[1].outcome, CampaignOutcome::Conversion);
+        assert_eq!(p.campaigns[1].days, 14);
+    }
+
+    #[test]
+    fn campaign_problems_are_all_reported_with_key_and_line() {
+        let text = format!(
+            "{CAMPAIGN_AUDIENCES}{WITH_ORDERS}{}",
+            r#"[[campaigns]]
+name = "a"
+audience = "buyer"
+start = "March"
+outcome = "revenue"
+days = 0
+orders = "orders"
+at = "placed_at"
+[[campaigns]]
+name = "b"
+audience = "everyone"
+start = "2026-02-30"
+outcome = "conversion"
+days = 7
+orders = "person"
+at = "email"
+amount = "total"
+"#
+        );
+        let err = problems(&text);
+        let campaigns_at = text
+            .lines()
+            .position(|l| l == "[[campaigns]]")
+            .expect("section")
+            + 1;
+        let line = |offset: usize| format!("line {}: ", campaigns_at + offset);
+        for want in [
+            format!("{}campaigns[0].audience: no audience \"buyer\"; the pipeline declares buyers, everyone; did you mean \"buyers\"?", line(2)),
+            format!("{}campaigns[0].start: expected a date like 2026-03-01, not \"March\"", line(3)),
+            format!("{}campaigns[0].days: expected 1 to 3650 days, not 0", line(5)),
+            format!("{}campaigns[0].at: unknown column of orders: \"placed_at\"", line(7)),
+            "campaigns[0].amount: missing; a revenue outcome needs the orders' amount column".to_string(),
+            format!("{}campaigns[1].audience: audience \"everyone\" has no holdout", line(10)),
+            format!("{}campaigns[1].orders: entity \"person\" does not belong to a person", line(14)),
+            format!("{}campaigns[1].amount: `amount` applies only to outcome revenue", line(16)),
+        ] {
+            assert!(err.contains(&want), "missing {want:?} in:\n{err}");
         }
     }
 

@@ -24,6 +24,7 @@ pub struct RawPipeline {
     pub audiences: Vec<RawAudienceEntry>,
     pub traits: Vec<RawTrait>,
     pub syncs: Vec<RawSync>,
+    pub campaigns: Vec<RawCampaign>,
 }
 
 /// `[pipeline]`: what this pipeline is called (used in state, logs and query tags).
@@ -788,4 +789,37 @@ impl<'de> Deserialize<'de> for RawFieldOrColumn {
         }
         d.deserialize_any(V)
     }
+}
+
+/// `[[campaigns]]`: a campaign sent to an audience's members while its holdout was
+/// held back, and the outcome that measures it. The report compares the outcome of
+/// treated members with the holdout's (see `cdp report`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCampaign {
+    /// Lower-case letters, digits and `_`; names the campaign in the report.
+    pub name: String,
+    /// The audience the campaign went to; it must have a `holdout`.
+    pub audience: String,
+    /// The day the campaign started (`2026-03-01`, a TOML date or a string).
+    pub start: toml::Value,
+    /// `conversion` (a member placed an order within `days` of `start`) or `revenue`
+    /// (the member's order value over `days` from `start`).
+    pub outcome: CampaignOutcomeName,
+    /// The length of the outcome window in days, 1 to 3650.
+    pub days: i64,
+    /// The entity whose records are orders (it must belong to a person).
+    pub orders: String,
+    /// The orders' column holding when each order was placed (a date or timestamp).
+    pub at: String,
+    /// `revenue` only: the orders' column holding each order's value.
+    pub amount: Option<String>,
+}
+
+/// How a campaign's outcome is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CampaignOutcomeName {
+    Conversion,
+    Revenue,
 }
