@@ -14,6 +14,7 @@ pub mod gen;
 pub mod identity;
 pub mod lake;
 pub mod progress;
+pub mod serve;
 pub mod sources;
 pub mod state;
 pub mod steps;
