@@ -15,6 +15,7 @@ pub mod identity;
 pub mod insights;
 pub mod lake;
 pub mod progress;
+pub mod serve;
 pub mod sources;
 pub mod state;
 pub mod steps;

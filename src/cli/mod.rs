@@ -26,6 +26,7 @@ mod gen;
 mod ingest;
 mod load;
 mod logging;
+mod match_;
 mod render;
 mod resolve;
 mod run;
@@ -125,6 +126,9 @@ pub enum Command {
     /// Resolve records into persons: identity graph and golden records.
     #[command(after_help = EXIT_CODES)]
     Resolve(resolve::Args),
+    /// Which person a record belongs to, from the last resolve's saved state.
+    #[command(name = "match", after_help = EXIT_CODES)]
+    Match(match_::Args),
     /// Load clean data, the identity graph and customer_360 into the warehouse.
     #[command(after_help = EXIT_CODES)]
     Load(StepArgs),
@@ -156,6 +160,7 @@ impl Command {
             Self::Ingest(_) => "ingest",
             Self::Clean(_) => "clean",
             Self::Resolve(_) => "resolve",
+            Self::Match(_) => "match",
             Self::Load(_) => "load",
             Self::Run(_) => "run",
             Self::Backfill(_) => "backfill",
@@ -262,6 +267,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ingest(a) => ingest::run(a, g),
         Command::Clean(a) => clean::run(a, g),
         Command::Resolve(a) => resolve::run(a, g),
+        Command::Match(a) => match_::run(a),
         Command::Load(a) => load::run(a, g),
         Command::Run(a) => run::run(a, g),
         Command::Backfill(a) => backfill::run(a, g),

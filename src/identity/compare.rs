@@ -198,6 +198,21 @@ impl Field {
         &self.text[id as usize]
     }
 
+    /// How many records hold value `id`.
+    pub fn count(&self, id: u32) -> u32 {
+        self.count[id as usize]
+    }
+
+    /// Counts each value as a larger set of records holds it (`count(text)` of
+    /// `present` records), so that a few records scored against many get the many's
+    /// term frequencies.
+    pub fn count_as(&mut self, count: impl Fn(&str) -> u32, present: u64) {
+        for id in 1..self.count.len() {
+            self.count[id] = count(&self.text[id]).max(1);
+        }
+        self.present = present.max(1);
+    }
+
     /// Share of present records holding value `id`: the chance that a random other
     /// record agrees with it by accident.
     pub fn frequency(&self, id: u32) -> f64 {

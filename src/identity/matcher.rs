@@ -24,6 +24,24 @@ impl Matcher {
         Self::with(fields(values, n, matching), model)
     }
 
+    /// A matcher over a few records whose term frequencies are those of a larger set:
+    /// `counts(c, text)` gives comparison `c`'s count of a value there and the records
+    /// holding one ([`Field::count_as`]).
+    pub fn with_frequencies(
+        values: &Values,
+        n: usize,
+        matching: &Matching,
+        model: Model,
+        counts: impl Fn(usize, &str) -> (u32, u64),
+    ) -> Self {
+        let mut fields = fields(values, n, matching);
+        for (c, field) in fields.iter_mut().enumerate() {
+            let present = counts(c, "").1;
+            field.count_as(|text| counts(c, text).0, present);
+        }
+        Self::with(fields, model)
+    }
+
     fn with(fields: Vec<Field>, model: Model) -> Self {
         let weights = fields
             .iter()

@@ -21,6 +21,7 @@ pub mod golden;
 pub mod guards;
 pub mod household;
 pub mod ids;
+pub mod lookup;
 pub mod matcher;
 pub mod model;
 pub mod rules;

@@ -69,6 +69,8 @@ pub enum StepError {
     #[error(transparent)]
     Explain(#[from] crate::identity::explain::ExplainError),
     #[error(transparent)]
+    Lookup(#[from] crate::identity::lookup::LookupError),
+    #[error(transparent)]
     Source(#[from] SourceError),
     #[error(transparent)]
     Clean(#[from] CleanError),

@@ -153,6 +153,45 @@ pub fn run(ctx: &Context, retrain: bool) -> Result<(Outcome, Option<ResolveRepor
     Ok((Outcome::Done(record), Some(report)))
 }
 
+/// The identity state the last resolve saved, in memory for [`identity::lookup`]:
+/// the records it read, each one's person id, and the model.
+pub fn lookup_index(
+    lake: &Lake,
+    pipeline: &Pipeline,
+) -> Result<identity::lookup::Index, StepError> {
+    let Some(config) = &pipeline.identity else {
+        return Err(StepError::MissingInput {
+            step: "match",
+            hint: "the pipeline file has no [identity] section".into(),
+        });
+    };
+    let resolved =
+        state::read_step(lake, Step::Resolve)?.ok_or_else(|| StepError::MissingInput {
+            step: "match",
+            hint: "run `cdp resolve` first".into(),
+        })?;
+    let input = resolved
+        .outputs
+        .get(INPUT)
+        .ok_or_else(|| StepError::MissingInput {
+            step: "match",
+            hint: "the last resolve run recorded no input; run `cdp resolve` again".into(),
+        })?;
+    let key_column = pipeline
+        .entity(&config.entity)
+        .map(|e| e.key.clone())
+        .unwrap_or_default();
+    let columns = identity::columns_read(config, &key_column);
+    let records = read_parquet_columns(lake, &input.key, &columns)?;
+    let previous = read_previous(lake)?;
+    Ok(identity::lookup::Index::from_frame(
+        &records,
+        config,
+        &key_column,
+        previous,
+    )?)
+}
+
 /// What the last run left: the id assignment and, when both are readable, the
 /// model and its strong pairs (state another version wrote means training afresh,
 /// never failing).

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# bench/match.sh: `cdp match --serve` over BENCH_MATCH_PERSONS known persons (default
+# 1,000,000, from `cdp gen`, ingested, cleaned and resolved), loaded by
+# bench/match_load.py on loopback: lookups per second and p50/p99 latency, plus the
+# time to load the index and the server's RSS. Prints the figures as JSON and keeps them
+# in bench/out/match/result.json. CDP_BIN picks the binary (default: the release build).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cdp/target}"
+export CDP_NO_PROGRESS=1
+PERSONS="${BENCH_MATCH_PERSONS:-1000000}"
+SECONDS_LOAD="${BENCH_MATCH_SECONDS:-20}"
+CONNECTIONS="${BENCH_MATCH_CONNECTIONS:-16}"
+WORK="bench/out/match"
+PIPELINE=pipelines/customer360.toml
+if [ -z "${CDP_BIN:-}" ]; then
+  cargo build --release --locked --no-default-features
+  CDP_BIN="$CARGO_TARGET_DIR/release/cdp"
+fi
+rm -rf "$WORK" && mkdir -p "$WORK"
+data="$WORK/data" lake="$WORK/lake"
+"$CDP_BIN" gen --persons "$PERSONS" --seed 42 --out "$data" -q > /dev/null
+for step in ingest clean resolve load; do
+  CDP_DATA_DIR="$data" "$CDP_BIN" "$step" "$PIPELINE" -q \
+    --lake "file://$lake" --warehouse "duckdb://$WORK/wh.duckdb" > /dev/null
+done
+# Queries: clean records of the lake (known persons), a share of them with the first
+# name dropped so that scoring, not only the rules, answers.
+cols="email_key, phone, first_name_formal, first_name, last_name, birth_date, postcode, street, city, state"
+"$CDP_BIN" sql --warehouse "duckdb://$WORK/wh.duckdb" --format json \
+  "SELECT $cols FROM read_parquet('$lake/clean/person/*/data.parquet') USING SAMPLE 50000 ROWS (reservoir, 42)" \
+  > "$WORK/sample.json"
+python3 bench/match_load.py queries "$WORK/sample.json" "$WORK/queries.jsonl"
+
+started=$(date +%s.%N)
+"$CDP_BIN" match "$PIPELINE" --lake "file://$lake" --serve 127.0.0.1:0 > "$WORK/serve.out" 2> "$WORK/serve.err" &
+server=$!
+trap 'kill $server 2>/dev/null || true' EXIT
+until grep -q "listening on" "$WORK/serve.out" 2>/dev/null; do sleep 0.05; done
+loaded=$(python3 -c "import time,sys; print(round(time.time() - float(sys.argv[1]), 2))" "$started")
+addr=$(sed -n 's/^listening on //p' "$WORK/serve.out")
+rss_mib=$(awk '/VmRSS/ {print int($2 / 1024)}' "/proc/$server/status")
+python3 bench/match_load.py load "$addr" "$WORK/queries.jsonl" "$SECONDS_LOAD" "$CONNECTIONS" \
+  "$PERSONS" "$loaded" "$rss_mib" | tee "$WORK/result.json"
