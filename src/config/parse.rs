@@ -501,7 +501,7 @@ const NAME_MAPS: [&str; 6] = [
 ];
 
 /// The sections a pipeline file may have.
-const SECTIONS: [&str; 10] = [
+const SECTIONS: [&str; 11] = [
     "pipeline",
     "lake",
     "warehouse",
@@ -512,6 +512,7 @@ const SECTIONS: [&str; 10] = [
     "audiences",
     "traits",
     "syncs",
+    "streams",
 ];
 
 /// The sections a file of audiences may have.
@@ -588,6 +589,7 @@ pub(super) fn raw_pipeline(text: &str, doc: &Doc<'_>) -> Parsed {
     };
     let sources = c.array(&root, "sources");
     let syncs = c.array(&root, "syncs");
+    let streams = c.array(&root, "streams");
     let mut entities = indexmap::IndexMap::new();
     match root.get("entities").map(|v| (v, v.get_ref())) {
         None => {}
@@ -629,6 +631,7 @@ pub(super) fn raw_pipeline(text: &str, doc: &Doc<'_>) -> Parsed {
             audiences,
             traits,
             syncs,
+            streams,
         }),
         _ => None,
     };
