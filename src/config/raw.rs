@@ -887,9 +887,11 @@ pub enum IteratorTypeName {
 
 /// The SASL mechanisms a Kafka stream can name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
 pub enum SaslMechanismName {
+    #[serde(rename = "plain")]
     Plain,
+    #[serde(rename = "scram-sha-256")]
     ScramSha256,
+    #[serde(rename = "scram-sha-512")]
     ScramSha512,
 }
