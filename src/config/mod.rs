@@ -19,6 +19,7 @@ mod load;
 mod parse;
 pub mod raw;
 mod sources;
+mod streams;
 mod syncs;
 mod warehouse;
 
@@ -42,6 +43,10 @@ pub use identity::{
 pub use load::{CUSTOMER_360_TABLE, IDENTITY_GRAPH_TABLE};
 pub use raw::Aggregate;
 pub use sources::{Connector, FilesConnector, ReadOptions, SourceConfig, WindowMode};
+pub use streams::{
+    IteratorType, Sasl, SaslMechanism, StreamBatch, StreamConfig, StreamFormat, StreamKind,
+    StreamSource,
+};
 pub use syncs::{
     modes_of, Destination, FieldMap, FieldValue, FilesTarget, Suppression, SyncConfig, SyncFrom,
     SyncMode, Transform,
@@ -65,6 +70,8 @@ pub struct Pipeline {
     pub audience_files: Vec<(PathBuf, String)>,
     pub syncs: Vec<SyncConfig>,
     pub campaigns: Vec<CampaignConfig>,
+    /// `[[streams]]`: event streams `cdp stream` reads.
+    pub streams: Vec<StreamConfig>,
 }
 
 /// The longest age or wait a duration may say: 100 years. Longer ones are typos, and
@@ -338,7 +345,13 @@ impl Validator<'_> {
             sources.push(source);
         }
         // Only now are an entity's columns known: its rules plus what sources map.
+        let entity_names: Vec<&str> = entities.iter().map(|e| e.name.as_str()).collect();
+        let streams = self.streams(raw.streams, &entity_names);
         for e in &entities {
+            if streams.iter().any(|s| s.entity == e.name) {
+                // Fed by events: its columns are the ones its rules name.
+                continue;
+            }
             if sources.iter().any(|s| s.entity == e.name) {
                 self.entity_references(e, &entities);
             } else {
@@ -389,6 +402,7 @@ impl Validator<'_> {
             audience_files,
             syncs,
             campaigns,
+            streams,
         }
     }
 }

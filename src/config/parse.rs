@@ -501,7 +501,7 @@ const NAME_MAPS: [&str; 6] = [
 ];
 
 /// The sections a pipeline file may have.
-const SECTIONS: [&str; 11] = [
+const SECTIONS: [&str; 12] = [
     "pipeline",
     "lake",
     "warehouse",
@@ -513,6 +513,7 @@ const SECTIONS: [&str; 11] = [
     "traits",
     "syncs",
     "campaigns",
+    "streams",
 ];
 
 /// The sections a file of audiences may have.
@@ -590,6 +591,7 @@ pub(super) fn raw_pipeline(text: &str, doc: &Doc<'_>) -> Parsed {
     let sources = c.array(&root, "sources");
     let syncs = c.array(&root, "syncs");
     let campaigns = c.array(&root, "campaigns");
+    let streams = c.array(&root, "streams");
     let mut entities = indexmap::IndexMap::new();
     match root.get("entities").map(|v| (v, v.get_ref())) {
         None => {}
@@ -632,6 +634,7 @@ pub(super) fn raw_pipeline(text: &str, doc: &Doc<'_>) -> Parsed {
             traits,
             syncs,
             campaigns,
+            streams,
         }),
         _ => None,
     };

@@ -25,6 +25,7 @@ pub struct RawPipeline {
     pub traits: Vec<RawTrait>,
     pub syncs: Vec<RawSync>,
     pub campaigns: Vec<RawCampaign>,
+    pub streams: Vec<RawStream>,
 }
 
 /// `[pipeline]`: what this pipeline is called (used in state, logs and query tags).
@@ -822,4 +823,109 @@ pub struct RawCampaign {
 pub enum CampaignOutcomeName {
     Conversion,
     Revenue,
+}
+
+/// `[[streams]]`: one stream of events (Kafka or Kinesis) that `cdp stream` reads in
+/// micro-batches into an entity. `kind` picks the keys that apply.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStream {
+    /// Lower-case letters, digits and `_`; names the stream's lake folder
+    /// (`stream/<name>/`), its lease and its rows in `stream_offsets`.
+    pub name: String,
+    /// `kafka` (Apache Kafka or Amazon MSK) or `kinesis` (Kinesis Data Streams).
+    pub kind: StreamKindName,
+    /// The entity (declared in `[entities]`) the events belong to; its column rules
+    /// and checks apply to every event.
+    pub entity: String,
+    /// The payload format; `json` (one JSON object per record) is the only one.
+    #[serde(default)]
+    pub format: StreamFormatName,
+    /// Kafka: `host:port` of the brokers to start from; `${VAR}` is expanded.
+    #[serde(default)]
+    pub bootstrap_servers: Vec<String>,
+    /// Kafka: the topics to read.
+    #[serde(default)]
+    pub topics: Vec<String>,
+    /// Kafka: the consumer group under which positions are reported (for monitoring;
+    /// the positions cdp resumes from are those committed in the warehouse).
+    pub group: Option<String>,
+    /// Kafka: connect over TLS (Amazon MSK's port 9094 or 9096).
+    #[serde(default)]
+    pub tls: bool,
+    /// Kafka: SASL authentication (`mechanism` is `plain`, `scram-sha-256` or
+    /// `scram-sha-512`); the user name and its credential come from the environment
+    /// variables named here, never from the file.
+    pub sasl: Option<RawSasl>,
+    /// Kinesis: the stream's name.
+    pub stream_name: Option<String>,
+    /// Kinesis: the AWS region; the default chain's when absent.
+    pub region: Option<String>,
+    /// Kinesis: an endpoint such as `http://127.0.0.1:5000`; `${VAR}` is expanded.
+    pub endpoint_url: Option<String>,
+    /// Kinesis: where a shard with no committed position starts: `trim_horizon`
+    /// (the oldest record kept, the default) or `latest`.
+    pub iterator_type: Option<IteratorTypeName>,
+    /// How a micro-batch is cut.
+    #[serde(default)]
+    pub batch: RawStreamBatch,
+}
+
+/// `sasl = { mechanism = "...", username_env = "...", credential_env = "..." }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSasl {
+    pub mechanism: SaslMechanismName,
+    /// The environment variable holding the user name.
+    pub username_env: String,
+    /// The environment variable holding the password.
+    pub credential_env: String,
+}
+
+/// `batch = { max_records = ..., max_bytes = ..., max_wait_ms = ... }`: a batch ends
+/// at whichever limit comes first.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStreamBatch {
+    /// Events per batch; 10,000 when absent.
+    pub max_records: Option<usize>,
+    /// Payload bytes per batch; 16 MiB when absent.
+    pub max_bytes: Option<usize>,
+    /// How long a batch waits to fill, in milliseconds; 1,000 when absent.
+    pub max_wait_ms: Option<u64>,
+}
+
+/// The stream kinds a `[[streams]]` entry can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StreamKindName {
+    Kafka,
+    Kinesis,
+}
+
+/// The payload formats a stream can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StreamFormatName {
+    #[default]
+    Json,
+}
+
+/// Where a Kinesis shard with no committed position starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IteratorTypeName {
+    TrimHorizon,
+    Latest,
+}
+
+/// The SASL mechanisms a Kafka stream can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum SaslMechanismName {
+    #[serde(rename = "plain")]
+    Plain,
+    #[serde(rename = "scram-sha-256")]
+    ScramSha256,
+    #[serde(rename = "scram-sha-512")]
+    ScramSha512,
 }

@@ -247,34 +247,47 @@ pub fn run(
     // The rows to send, by operation, each in key order; values are rendered only
     // for the rows sent.
     let mut plan_rows: Vec<PlanRow> = Vec::new();
-    let mut take = |key: String, hash: u64, op: Op, values: &dyn Fn() -> String, report: &mut SyncReport| {
-        if let Some(r) = retries.rows.get(&key).filter(|r| r.hash == hash) {
-            if r.attempts >= sync.max_attempts {
-                report.parked += 1;
-                return;
+    let mut take =
+        |key: String, hash: u64, op: Op, values: &dyn Fn() -> String, report: &mut SyncReport| {
+            if let Some(r) = retries.rows.get(&key).filter(|r| r.hash == hash) {
+                if r.attempts >= sync.max_attempts {
+                    report.parked += 1;
+                    return;
+                }
+                let sit_out = (1u64 << (r.attempts.saturating_sub(1)).min(32)) - 1;
+                if seq <= r.last_seq + sit_out {
+                    report.waiting += 1;
+                    return;
+                }
+                report.retried += 1;
             }
-            let sit_out = (1u64 << (r.attempts.saturating_sub(1)).min(32)) - 1;
-            if seq <= r.last_seq + sit_out {
-                report.waiting += 1;
-                return;
-            }
-            report.retried += 1;
-        }
-        plan_rows.push(PlanRow {
-            key,
-            op,
-            hash,
-            values: values(),
-        });
-    };
+            plan_rows.push(PlanRow {
+                key,
+                op,
+                hash,
+                values: values(),
+            });
+        };
     if sync.mode.sends_added() {
         for &i in &d.added {
-            take(current.key(i), current.hashes[i], Op::Add, &|| current.values_json(i), &mut report);
+            take(
+                current.key(i),
+                current.hashes[i],
+                Op::Add,
+                &|| current.values_json(i),
+                &mut report,
+            );
         }
     }
     if sync.mode.sends_changed() {
         for &i in &d.changed {
-            take(current.key(i), current.hashes[i], Op::Change, &|| current.values_json(i), &mut report);
+            take(
+                current.key(i),
+                current.hashes[i],
+                Op::Change,
+                &|| current.values_json(i),
+                &mut report,
+            );
         }
     }
     let fields = current.fields.clone();
@@ -288,7 +301,13 @@ pub fn run(
             .map_err(state_err(&snapshot_key))?;
         for &s in &d.removed {
             let text = values.get(s).unwrap_or_default();
-            take(snapshot_keys[s].to_string(), snapshot_hashes[s], Op::Remove, &|| text.to_string(), &mut report);
+            take(
+                snapshot_keys[s].to_string(),
+                snapshot_hashes[s],
+                Op::Remove,
+                &|| text.to_string(),
+                &mut report,
+            );
         }
     }
     report.sent = plan_rows.len() as u64;
@@ -397,11 +416,21 @@ fn finish(
     }
     // The snapshot, advanced for the rows accepted: the old one without the rows this
     // delivery touched, and the added and changed rows as sent.
-    let accepted: Vec<&PlanRow> = rows.iter().filter(|r| !refused.contains_key(&r.key)).collect();
-    let sent: Vec<&PlanRow> = accepted.iter().copied().filter(|r| r.op != Op::Remove).collect();
+    let accepted: Vec<&PlanRow> = rows
+        .iter()
+        .filter(|r| !refused.contains_key(&r.key))
+        .collect();
+    let sent: Vec<&PlanRow> = accepted
+        .iter()
+        .copied()
+        .filter(|r| r.op != Op::Remove)
+        .collect();
     let mut next = rows_frame(
         &layout::sync_snapshot(name, plan.seq),
-        &sent.iter().map(|r| (r.key.as_str(), None, r.hash, r.values.as_str())).collect::<Vec<_>>(),
+        &sent
+            .iter()
+            .map(|r| (r.key.as_str(), None, r.hash, r.values.as_str()))
+            .collect::<Vec<_>>(),
     )?;
     if state.seq > 0 {
         let old_key = layout::sync_snapshot(name, state.seq);

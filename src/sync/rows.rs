@@ -127,7 +127,9 @@ fn json_of(v: AnyValue<'_>) -> Value {
         AnyValue::UInt16(n) => n.into(),
         AnyValue::UInt32(n) => n.into(),
         AnyValue::UInt64(n) => n.into(),
-        AnyValue::Float32(n) => serde_json::Number::from_f64(f64::from(n)).map_or(Value::Null, Value::Number),
+        AnyValue::Float32(n) => {
+            serde_json::Number::from_f64(f64::from(n)).map_or(Value::Null, Value::Number)
+        }
         AnyValue::Float64(n) => serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number),
         other => Value::String(other.to_string()),
     }
@@ -349,7 +351,10 @@ fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
 
 /// Folds one column's values into the rows' hashes.
 fn hash_into(s: &Series, out: &mut [u64]) -> PolarsResult<()> {
-    fn fold<'a>(out: &mut [u64], values: impl Iterator<Item = Option<(&'static [u8], std::borrow::Cow<'a, [u8]>)>>) {
+    fn fold<'a>(
+        out: &mut [u64],
+        values: impl Iterator<Item = Option<(&'static [u8], std::borrow::Cow<'a, [u8]>)>>,
+    ) {
         for (h, v) in out.iter_mut().zip(values) {
             *h = match v {
                 None => fnv(*h, b"n"),
@@ -376,9 +381,9 @@ fn hash_into(s: &Series, out: &mut [u64]) -> PolarsResult<()> {
             let f = s.cast(&DataType::Float64)?;
             fold(
                 out,
-                f.f64()?
-                    .iter()
-                    .map(|v| v.map(|x| (&b"f"[..], Cow::Owned(x.to_bits().to_le_bytes().to_vec())))),
+                f.f64()?.iter().map(|v| {
+                    v.map(|x| (&b"f"[..], Cow::Owned(x.to_bits().to_le_bytes().to_vec())))
+                }),
             )
         }
         DataType::UInt64 => fold(

@@ -267,8 +267,18 @@ impl DuckDb {
     fn export_frame(&mut self, sql: &str) -> Result<polars::prelude::DataFrame, WarehouseError> {
         use polars::prelude::{ParquetReader, SerReader};
         const KEPT: &[&str] = &[
-            "BOOLEAN", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT",
-            "UINTEGER", "UBIGINT", "FLOAT", "DOUBLE", "VARCHAR",
+            "BOOLEAN",
+            "TINYINT",
+            "SMALLINT",
+            "INTEGER",
+            "BIGINT",
+            "UTINYINT",
+            "USMALLINT",
+            "UINTEGER",
+            "UBIGINT",
+            "FLOAT",
+            "DOUBLE",
+            "VARCHAR",
         ];
         let sql = sql.trim().trim_end_matches(';');
         let described = self.query(&format!("DESCRIBE {sql}"))?;
@@ -285,8 +295,9 @@ impl DuckDb {
                 }
             })
             .collect();
-        let dir = tempfile::tempdir()
-            .map_err(|e| WarehouseError::Query(EngineError(format!("a temporary file for the result: {e}"))))?;
+        let dir = tempfile::tempdir().map_err(|e| {
+            WarehouseError::Query(EngineError(format!("a temporary file for the result: {e}")))
+        })?;
         let path = dir.path().join("result.parquet");
         let path_text = path.to_string_lossy().replace('\'', "''");
         self.conn
@@ -587,7 +598,9 @@ mod tests {
         let dt = df.column("dt").expect("dt").str().expect("str").get(1);
         assert_eq!(dt, Some("2024-02-01"));
         // The fallback every back end has gives the same types from JSON rows.
-        let r = db.query("select 1 as i, 1.5::double as f, true as b, 'x' as s, null as z").expect("query");
+        let r = db
+            .query("select 1 as i, 1.5::double as f, true as b, 'x' as s, null as z")
+            .expect("query");
         let df = crate::warehouse::frame_of(r).expect("frame");
         let kinds: Vec<String> = df.dtypes().iter().map(|d| d.to_string()).collect();
         assert_eq!(kinds, ["i64", "f64", "bool", "str", "str"]);

@@ -229,7 +229,12 @@ pub fn frame_of(result: QueryResult) -> Result<DataFrame, WarehouseError> {
     let height = result.rows.len();
     let mut columns = Vec::with_capacity(result.columns.len());
     for (i, name) in result.columns.iter().enumerate() {
-        let values = || result.rows.iter().map(move |r| r.get(i).unwrap_or(&J::Null));
+        let values = || {
+            result
+                .rows
+                .iter()
+                .map(move |r| r.get(i).unwrap_or(&J::Null))
+        };
         let present = || values().filter(|v| !v.is_null());
         let name = PlSmallStr::from(name.as_str());
         let column = if present().count() > 0 && present().all(J::is_boolean) {
