@@ -13,7 +13,7 @@ DATA="$WORK/data-$PERSONS"
 VENV="bench/.venv"
 mkdir -p "$WORK"
 
-cargo build --release --locked
+cargo build --release --locked ${DUCKDB_LIB_DIR:+--no-default-features}
 CDP="$CARGO_TARGET_DIR/release/cdp"
 
 if [ ! -x "$VENV/bin/python" ]; then
@@ -87,4 +87,6 @@ bash bench/identity_defaults.sh
 bash bench/load.sh
 # Audiences: BENCH_AUDIENCE_PERSONS, default 1,000,000.
 CDP_BIN="$CDP" bash bench/audiences.sh > /dev/null
+# Syncs: the diff at BENCH_SYNC_ROWS (default 10,000,000) and delivery.
+CDP_BIN="$CDP" bash bench/sync_diff.sh > /dev/null
 cat BENCHMARKS.md

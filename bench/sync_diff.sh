@@ -41,6 +41,7 @@ name = "crm"
 kind = "files"
 path = "in/*.csv"
 entity = "person"
+columns = { Id = "record_id" }
 [entities.person]
 key = "record_id"
 
