@@ -25,7 +25,7 @@ PIPELINE := pipelines/customer360.toml
 PEERS_VENV := .venv/peers
 PEERS_STAMP := $(PEERS_VENV)/.installed-$(shell cksum < tests/peers/requirements.txt | cut -d' ' -f1)
 
-.PHONY: all build demo test lint fmt sample-data bench clean-demo help peers peers-up peers-down install
+.PHONY: all build demo test lint fmt sample-data bench clean-demo help peers peers-up peers-down install browser
 
 all: build
 
@@ -56,12 +56,23 @@ demo: build
 	$(CDP) sql --pipeline $(PIPELINE) "SELECT person_id, first_name, last_name, email, phone, city, record_count FROM customer_360 ORDER BY record_count DESC, person_id LIMIT 5"
 	@echo
 	$(CDP) audience list $(PIPELINE)
+	@echo
+	$(CDP) report $(PIPELINE) --out cdp-report.html
 
-test: $(PEERS_STAMP)
+test: $(PEERS_STAMP) browser
 	bash tests/peers/with-peers.sh $(CARGO) test --locked $(CARGO_FEATURES)
 	$(MAKE) test-airflow
 
 peers: $(PEERS_STAMP)
+
+# Headless Chromium for the report pages' browser test (tests/report.rs): Debian's
+# package, installed when missing.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the browser test"; \
+	  $(SUDO) apt-get install -y --no-install-recommends chromium \
+	  || { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium; }; }
 
 $(PEERS_STAMP): tests/peers/requirements.txt
 	python3 -m venv $(PEERS_VENV)
@@ -88,7 +99,7 @@ bench:
 	bash bench/run.sh
 
 clean-demo:
-	rm -rf lake warehouse.duckdb warehouse.duckdb.wal exports
+	rm -rf lake warehouse.duckdb warehouse.duckdb.wal exports cdp-report.html cdp-report.json
 
 # Airflow: the example DAG in pipelines/airflow/ against the real binary. The venv is
 # made once from pinned versions (PyPI); the test itself reaches no network.

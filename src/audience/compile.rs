@@ -313,40 +313,11 @@ impl<'p> Compiler<'p> {
     /// One value per person from the records the identity graph links to them.
     fn related(&mut self, agg: &RelatedAggregate) -> String {
         let d = self.env.dialect;
-        let Some(e) = self.p.entity(&agg.entity) else {
+        if self.p.entity(&agg.entity).is_none() {
             return "missing".into();
-        };
+        }
+        let from = related_from(self.p, &agg.entity, d).unwrap_or_default();
         let id = |c: &str| d.ident(c);
-        let link = match &e.belongs_to {
-            Some(l) => {
-                let col = format!("r.{}", id(&l.column));
-                let key = if l.numeric { d.cast_text(&col) } else { col };
-                format!(
-                    "g.{} = {} AND g.{} = {key}",
-                    id("source"),
-                    d.text(l.source.as_deref().unwrap_or_default()),
-                    id("record_id")
-                )
-            }
-            None => {
-                let key_numeric = e
-                    .column(&e.key)
-                    .is_some_and(|c| ValueType::of_kind(c.kind) == ValueType::Integer);
-                let col = format!("r.{}", id(&e.key));
-                let key = if key_numeric { d.cast_text(&col) } else { col };
-                format!(
-                    "g.{} = r.{} AND g.{} = {key}",
-                    id("source"),
-                    id("source"),
-                    id("record_id")
-                )
-            }
-        };
-        let from = format!(
-            "FROM {} AS r JOIN {} AS g ON {link}",
-            id(&agg.entity),
-            id(IDENTITY_GRAPH_TABLE)
-        );
         let mut filters = Vec::new();
         if let Some(f) = &agg.filter {
             if let Some(sql) = self.record_condition(f) {
@@ -468,6 +439,45 @@ impl<'p> Compiler<'p> {
 
 /// Joins an aggregate's expression left, unless it is joined already (left, or inner
 /// for a required condition: every row then has it).
+/// `FROM entity AS r JOIN identity_graph AS g ON ...`: an entity's records (alias `r`)
+/// with the person each belongs to (`g.person_id`), through its `belongs_to` link or,
+/// for the person entity itself, its own records. `None` for an unknown entity.
+pub fn related_from(p: &Pipeline, entity: &str, d: Dialect) -> Option<String> {
+    let e = p.entity(entity)?;
+    let id = |c: &str| d.ident(c);
+    let link = match &e.belongs_to {
+        Some(l) => {
+            let col = format!("r.{}", id(&l.column));
+            let key = if l.numeric { d.cast_text(&col) } else { col };
+            format!(
+                "g.{} = {} AND g.{} = {key}",
+                id("source"),
+                d.text(l.source.as_deref().unwrap_or_default()),
+                id("record_id")
+            )
+        }
+        None => {
+            let key_numeric = e
+                .column(&e.key)
+                .is_some_and(|c| ValueType::of_kind(c.kind) == ValueType::Integer);
+            let col = format!("r.{}", id(&e.key));
+            let key = if key_numeric { d.cast_text(&col) } else { col };
+            format!(
+                "g.{} = r.{} AND g.{} = {key}",
+                id("source"),
+                id("source"),
+                id("record_id")
+            )
+        }
+    };
+    let from = format!(
+        "FROM {} AS r JOIN {} AS g ON {link}",
+        id(entity),
+        id(IDENTITY_GRAPH_TABLE)
+    );
+    Some(from)
+}
+
 fn push_join(joins: &mut Vec<String>, cte: &str, d: Dialect) {
     let on = format!(" {cte} ON {cte}.person_id = c.{}", d.ident("person_id"));
     if !joins.iter().any(|j| j.ends_with(&on)) {

@@ -22,12 +22,14 @@ macro_rules! out {
 mod audience;
 mod backfill;
 mod clean;
+mod features;
 mod gen;
 mod ingest;
 mod load;
 mod logging;
 mod match_;
 mod render;
+mod report;
 mod resolve;
 mod run;
 mod sql;
@@ -141,6 +143,12 @@ pub enum Command {
     /// Send each sync's changes (added, changed, removed rows) to its destination.
     #[command(after_help = EXIT_CODES)]
     Sync(sync::Args),
+    /// The per-person feature table for machine learning, from data before a cut-off.
+    #[command(after_help = EXIT_CODES)]
+    Features(features::Args),
+    /// The report page: identity, quality over time, audiences, syncs, campaign lift.
+    #[command(after_help = EXIT_CODES)]
+    Report(report::Args),
     /// Show what each step last did.
     Status(status::Args),
     /// Run a SQL query on the pipeline's warehouse.
@@ -165,6 +173,8 @@ impl Command {
             Self::Run(_) => "run",
             Self::Backfill(_) => "backfill",
             Self::Sync(_) => "sync",
+            Self::Features(_) => "features",
+            Self::Report(_) => "report",
             Self::Status(_) => "status",
             Self::Sql(_) => "sql",
             Self::Audience(_) => "audience",
@@ -272,6 +282,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run(a) => run::run(a, g),
         Command::Backfill(a) => backfill::run(a, g),
         Command::Sync(a) => sync::run(a, g),
+        Command::Features(a) => features::run(a, g),
+        Command::Report(a) => report::run(a),
         Command::Status(a) => status::run(a),
         Command::Sql(a) => sql::run(a),
         Command::Audience(a) => audience::run(a, g),

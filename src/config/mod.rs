@@ -12,6 +12,7 @@ pub mod aws;
 mod campaigns;
 mod checks;
 mod entities;
+mod features;
 mod identity;
 pub mod identity_defaults;
 mod lake;
@@ -36,6 +37,7 @@ pub use aws::{AppflowConnector, AwsAccess, DataexchangeConnector};
 pub use campaigns::{CampaignConfig, CampaignOutcome};
 pub use checks::{Bound, Check, CheckKind, CheckRule, Severity, Threshold};
 pub use entities::{ColumnKind, ColumnRule, EntityConfig, OnInvalid};
+pub use features::{FeaturesConfig, MAX_SHARE_VALUES};
 pub use identity::{
     default_attributes, Comparison, Guards, Households, IdentityConfig, Level, MatchRule, Matching,
     NameFromEmail, Strategy, Survivorship,
@@ -70,6 +72,8 @@ pub struct Pipeline {
     pub audience_files: Vec<(PathBuf, String)>,
     pub syncs: Vec<SyncConfig>,
     pub campaigns: Vec<CampaignConfig>,
+    /// `[features]`: the per-person feature table of `cdp features`.
+    pub features: Option<FeaturesConfig>,
     /// `[[streams]]`: event streams `cdp stream` reads.
     pub streams: Vec<StreamConfig>,
 }
@@ -387,6 +391,7 @@ impl Validator<'_> {
         let audience_names: Vec<&str> = audiences.iter().map(|a| a.name.as_str()).collect();
         let syncs = self.syncs(raw.syncs, &audience_names);
         let campaigns = self.campaigns(raw.campaigns, &audiences, &entities);
+        let features = raw.features.map(|f| self.features(f, &entities));
 
         Pipeline {
             name,
@@ -402,6 +407,7 @@ impl Validator<'_> {
             audience_files,
             syncs,
             campaigns,
+            features,
             streams,
         }
     }

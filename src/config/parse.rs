@@ -501,7 +501,7 @@ const NAME_MAPS: [&str; 6] = [
 ];
 
 /// The sections a pipeline file may have.
-const SECTIONS: [&str; 12] = [
+const SECTIONS: [&str; 13] = [
     "pipeline",
     "lake",
     "warehouse",
@@ -514,6 +514,7 @@ const SECTIONS: [&str; 12] = [
     "syncs",
     "campaigns",
     "streams",
+    "features",
 ];
 
 /// The sections a file of audiences may have.
@@ -619,6 +620,9 @@ pub(super) fn raw_pipeline(text: &str, doc: &Doc<'_>) -> Parsed {
         .get("identity")
         .and_then(|v| c.section(&key("identity"), v));
     let load = root.get("load").and_then(|v| c.section(&key("load"), v));
+    let features = root
+        .get("features")
+        .and_then(|v| c.section(&key("features"), v));
     let audiences = c.array(&root, "audiences");
     let traits = c.array(&root, "traits");
     let raw = match (pipeline, lake, warehouse) {
@@ -634,6 +638,7 @@ pub(super) fn raw_pipeline(text: &str, doc: &Doc<'_>) -> Parsed {
             traits,
             syncs,
             campaigns,
+            features,
             streams,
         }),
         _ => None,

@@ -25,6 +25,7 @@ pub struct RawPipeline {
     pub traits: Vec<RawTrait>,
     pub syncs: Vec<RawSync>,
     pub campaigns: Vec<RawCampaign>,
+    pub features: Option<RawFeatures>,
     pub streams: Vec<RawStream>,
 }
 
@@ -790,6 +791,25 @@ impl<'de> Deserialize<'de> for RawFieldOrColumn {
         }
         d.deserialize_any(V)
     }
+}
+
+/// `[features]`: the per-person feature table of `cdp features`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFeatures {
+    /// The entity whose records are orders (it must belong to a person).
+    pub orders: String,
+    /// The orders' column holding when each order was placed.
+    pub at: String,
+    /// The orders' column holding each order's value (monetary features).
+    pub amount: Option<String>,
+    /// Order columns whose value shares per person become features.
+    #[serde(default)]
+    pub shares: Vec<String>,
+    /// The person's consent column (a boolean of `customer_360`).
+    pub consent: Option<String>,
+    /// The column exported first, as the label, in the SageMaker CSV.
+    pub label: Option<String>,
 }
 
 /// `[[campaigns]]`: a campaign sent to an audience's members while its holdout was

@@ -4,4 +4,6 @@
 //! verdict; it is pure arithmetic over counts and sample moments, with no I/O.
 
 pub mod campaign;
+pub mod features;
 pub mod lift;
+pub mod report;

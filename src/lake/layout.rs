@@ -198,6 +198,16 @@ pub fn sync_state(sync: &str) -> String {
     format!("{STATE}syncs/{sync}/state.json")
 }
 
+/// One run's report of a sync, kept for history (`cdp report`).
+pub fn sync_run_report(sync: &str, run: &str) -> String {
+    format!("{STATE}syncs/{sync}/runs/{run}.json")
+}
+
+/// The folder of a sync's run reports.
+pub fn sync_run_reports(sync: &str) -> String {
+    format!("{STATE}syncs/{sync}/runs/")
+}
+
 /// What the destination accepted as of a sync's `seq`-th run: key, hash, values.
 pub fn sync_snapshot(sync: &str, seq: u64) -> String {
     format!("{STATE}syncs/{sync}/snapshot-{seq:08}.parquet")

@@ -328,6 +328,10 @@ pub fn run(
         // Nothing to send: the snapshot stands; only the report is kept.
         report.seconds = started.elapsed().as_secs_f64();
         let mut state = state;
+        lake.put_json(
+            &layout::sync_run_report(&sync.name, &report.run_id),
+            &report,
+        )?;
         state.last = Some(report.clone());
         lake.put_json(&layout::sync_state(&sync.name), &state)?;
         return Ok(report);
@@ -364,6 +368,10 @@ pub fn run(
     let mut state: SyncState = lake
         .get_json(&layout::sync_state(&sync.name))?
         .unwrap_or_default();
+    lake.put_json(
+        &layout::sync_run_report(&sync.name, &report.run_id),
+        &report,
+    )?;
     state.last = Some(report.clone());
     lake.put_json(&layout::sync_state(&sync.name), &state)?;
     Ok(report)

@@ -1,0 +1,527 @@
+//! `cdp features`: one row per person of `customer_360`, computed in the warehouse
+//! from data before a cut-off (`as_of`) so that a model trained on it never sees the
+//! future: recency, frequency and monetary value with quantile scores (1 to 5, 5 the
+//! best), tenure, order counts and values over 30, 90 and 365 days, value shares of
+//! chosen order columns, sources seen, whether the profile has an email, phone and
+//! address, consent, and audience memberships as of the cut-off (from
+//! `audience_membership`). The table is `person_features` in the warehouse; the same
+//! rows go to the lake as Parquet beside a schema file naming each column's type and
+//! meaning, and, with a label, as the CSV SageMaker's built-in algorithms read (no
+//! header, label first).
+//!
+//! Orders are linked to persons exactly as audiences link them (the identity graph,
+//! through the entity's `belongs_to`): see [`crate::audience::related_from`].
+
+use chrono::{NaiveDateTime, TimeDelta};
+use polars::prelude::{CsvWriter, DataFrame, PolarsError, SerWriter};
+use serde::Serialize;
+
+use crate::audience::build::MEMBERSHIP_TABLE;
+use crate::audience::related_from;
+use crate::audience::sql::timestamp_text;
+use crate::config::{
+    ColumnKind, FeaturesConfig, Pipeline, Value, CUSTOMER_360_TABLE, IDENTITY_GRAPH_TABLE,
+    MAX_SHARE_VALUES,
+};
+use crate::frame::{write_parquet, FrameError};
+use crate::lake::{Lake, LakeError};
+use crate::warehouse::Dialect;
+use crate::warehouse::{Warehouse, WarehouseError};
+
+/// The warehouse table the features are written to.
+pub const FEATURES_TABLE: &str = "person_features";
+
+/// The windows of the windowed order features, in days.
+const WINDOWS: [i64; 3] = [30, 90, 365];
+
+#[derive(Debug, thiserror::Error)]
+pub enum FeaturesError {
+    #[error(
+        "the pipeline has no [features] section; name the orders entity and its columns there"
+    )]
+    NotConfigured,
+    #[error("the warehouse has no {0} table yet; run `cdp load` first")]
+    Missing(String),
+    #[error(transparent)]
+    Warehouse(#[from] WarehouseError),
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    #[error(transparent)]
+    Lake(#[from] LakeError),
+    #[error("{key}: {source}")]
+    Polars {
+        key: String,
+        #[source]
+        source: PolarsError,
+    },
+}
+
+/// One column of the feature table, as the schema file describes it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FeatureColumn {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ty: String,
+    pub meaning: String,
+}
+
+/// What a run of `cdp features` wrote.
+#[derive(Debug, Clone, Serialize)]
+pub struct FeaturesReport {
+    pub as_of: String,
+    pub persons: u64,
+    pub table: String,
+    pub columns: Vec<FeatureColumn>,
+    /// Lake keys written: the Parquet object, the schema and, with a label, the CSV.
+    pub objects: Vec<String>,
+    pub seconds: f64,
+}
+
+/// The lake folder of the features cut at `as_of` (one per cut-off: a re-run
+/// replaces its objects).
+pub fn lake_prefix(as_of: NaiveDateTime) -> String {
+    format!("features/as_of={}", as_of.format("%Y-%m-%dT%H%M%S"))
+}
+
+/// The distinct values (the most frequent [`MAX_SHARE_VALUES`]) of each share column
+/// among orders before `as_of`.
+fn share_values(
+    wh: &mut dyn Warehouse,
+    p: &Pipeline,
+    f: &FeaturesConfig,
+    as_of: NaiveDateTime,
+) -> Result<Vec<(String, Vec<String>)>, FeaturesError> {
+    let d = wh.dialect();
+    let Some(from) = related_from(p, &f.orders, d) else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for col in &f.shares {
+        let c = format!("r.{}", d.ident(col));
+        let sql = format!(
+            "SELECT {v} AS v, COUNT(*) AS n {from} WHERE r.{at} < {cut} AND {c} IS NOT NULL \
+             GROUP BY {v} ORDER BY n DESC, v LIMIT {MAX_SHARE_VALUES}",
+            v = d.cast_text(&c),
+            at = d.ident(&f.at),
+            cut = timestamp(d, as_of),
+        );
+        let r = wh.query(&sql)?;
+        let mut values: Vec<String> = r
+            .rows
+            .iter()
+            .filter_map(|row| row.first().and_then(|v| v.as_str()).map(str::to_string))
+            .collect();
+        values.sort();
+        out.push((col.clone(), values));
+    }
+    Ok(out)
+}
+
+fn timestamp(d: Dialect, t: NaiveDateTime) -> String {
+    format!(
+        "CAST({} AS {})",
+        d.literal(&Value::Text(timestamp_text(t))),
+        d.timestamp_type()
+    )
+}
+
+/// A column name from a value: lower-case letters, digits and `_`.
+fn slug(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if out.is_empty() {
+        out.push('_');
+    }
+    out
+}
+
+/// The feature query and the columns it yields. `profile` is the set of
+/// `customer_360` columns; `audiences` those with membership rows.
+pub fn features_sql(
+    p: &Pipeline,
+    f: &FeaturesConfig,
+    d: Dialect,
+    as_of: NaiveDateTime,
+    profile: &[String],
+    shares: &[(String, Vec<String>)],
+    audiences: &[String],
+) -> (String, Vec<FeatureColumn>) {
+    let id = |c: &str| d.ident(c);
+    let cut = timestamp(d, as_of);
+    let mut cols: Vec<FeatureColumn> = Vec::new();
+    let mut col = |name: &str, ty: &str, meaning: String| {
+        cols.push(FeatureColumn {
+            name: name.into(),
+            ty: ty.into(),
+            meaning,
+        })
+    };
+    let days = |expr: &str| format!("DATEDIFF('day', {expr}, {cut})");
+    let mut select = vec![format!("c.{} AS person_id", id("person_id"))];
+    col(
+        "person_id",
+        "text",
+        "the person (customer_360.person_id)".into(),
+    );
+
+    // Orders before the cut-off, per person.
+    let from = related_from(p, &f.orders, d).unwrap_or_default();
+    let at = format!("r.{}", id(&f.at));
+    let amount = f.amount.as_ref().map(|a| format!("r.{}", id(a)));
+    let mut agg = vec![
+        format!("g.{} AS person_id", id("person_id")),
+        "COUNT(*) AS order_count".to_string(),
+        format!("MIN({at}) AS first_at"),
+        format!("MAX({at}) AS last_at"),
+    ];
+    if let Some(a) = &amount {
+        agg.push(format!("SUM({a}) AS monetary"));
+    }
+    for w in WINDOWS {
+        let since = timestamp(d, as_of - TimeDelta::days(w));
+        agg.push(format!(
+            "COUNT(CASE WHEN {at} >= {since} THEN 1 END) AS orders_{w}d"
+        ));
+        if let Some(a) = &amount {
+            agg.push(format!(
+                "COALESCE(SUM(CASE WHEN {at} >= {since} THEN {a} END), 0) AS value_{w}d"
+            ));
+        }
+    }
+    let mut share_cols: Vec<(String, &str, &str)> = Vec::new();
+    for (c, values) in shares {
+        for v in values {
+            let name = format!("share_{}_{}", slug(c), slug(v));
+            if share_cols.iter().any(|s| s.0 == name) {
+                continue;
+            }
+            agg.push(format!(
+                "AVG(CASE WHEN {} = {} THEN 1.0 ELSE 0.0 END) AS {}",
+                d.cast_text(&format!("r.{}", id(c))),
+                d.literal(&Value::Text(v.clone())),
+                id(&name)
+            ));
+            share_cols.push((name, c, v));
+        }
+    }
+    let orders_cte = format!(
+        "SELECT {} {from} WHERE {at} < {cut} GROUP BY g.{}",
+        agg.join(", "),
+        id("person_id")
+    );
+
+    // Recency, frequency, monetary and their quantile scores among persons with orders.
+    let has = "o.person_id IS NOT NULL";
+    let ntile = |order: &str| {
+        format!("CASE WHEN {has} THEN NTILE(5) OVER (PARTITION BY CASE WHEN {has} THEN 1 ELSE 0 END ORDER BY {order}) END")
+    };
+    select.push(format!("{} AS recency_days", days("o.last_at")));
+    col(
+        "recency_days",
+        "integer",
+        format!(
+            "days from the last {} before the cut-off to the cut-off; empty without one",
+            f.orders
+        ),
+    );
+    select.push("COALESCE(o.order_count, 0) AS frequency".into());
+    col(
+        "frequency",
+        "integer",
+        format!("{} before the cut-off", f.orders),
+    );
+    if amount.is_some() {
+        select.push("COALESCE(o.monetary, 0) AS monetary".into());
+        col(
+            "monetary",
+            "number",
+            format!(
+                "total {} of {} before the cut-off",
+                f.amount.as_deref().unwrap_or(""),
+                f.orders
+            ),
+        );
+    }
+    select.push(format!("{} AS r_score", ntile("o.last_at ASC")));
+    col(
+        "r_score",
+        "integer",
+        "recency quintile, 5 the most recent; empty without orders".into(),
+    );
+    select.push(format!("{} AS f_score", ntile("o.order_count ASC")));
+    col(
+        "f_score",
+        "integer",
+        "frequency quintile, 5 the most orders; empty without orders".into(),
+    );
+    if amount.is_some() {
+        select.push(format!("{} AS m_score", ntile("o.monetary ASC")));
+        col(
+            "m_score",
+            "integer",
+            "monetary quintile, 5 the highest value; empty without orders".into(),
+        );
+    }
+    select.push(format!("{} AS tenure_days", days("o.first_at")));
+    col(
+        "tenure_days",
+        "integer",
+        "days from the first order to the cut-off; empty without orders".into(),
+    );
+    for w in WINDOWS {
+        select.push(format!("COALESCE(o.orders_{w}d, 0) AS orders_{w}d"));
+        col(
+            &format!("orders_{w}d"),
+            "integer",
+            format!("orders in the {w} days before the cut-off"),
+        );
+        if amount.is_some() {
+            select.push(format!("COALESCE(o.value_{w}d, 0) AS value_{w}d"));
+            col(
+                &format!("value_{w}d"),
+                "number",
+                format!("order value in the {w} days before the cut-off"),
+            );
+        }
+    }
+    for (name, c, v) in &share_cols {
+        select.push(format!("o.{} AS {}", id(name), id(name)));
+        col(
+            name,
+            "number",
+            format!("share of the person's orders with {c} = {v:?}; empty without orders"),
+        );
+    }
+
+    // The profile: sources seen, contact points, consent.
+    select.push("COALESCE(s.sources_seen, 0) AS sources_seen".into());
+    col(
+        "sources_seen",
+        "integer",
+        "distinct sources with a record of the person".into(),
+    );
+    let person = p.entity("person");
+    let kind_col = |kinds: &[ColumnKind]| {
+        person.and_then(|e| {
+            profile
+                .iter()
+                .find(|c| e.column(c).is_some_and(|r| kinds.contains(&r.kind)))
+                .cloned()
+        })
+    };
+    for (name, kinds) in [
+        ("has_email", &[ColumnKind::Email][..]),
+        ("has_phone", &[ColumnKind::Phone][..]),
+        ("has_address", &[ColumnKind::Street][..]),
+    ] {
+        if let Some(c) = kind_col(kinds) {
+            select.push(format!("c.{} IS NOT NULL AS {name}", id(&c)));
+            col(name, "boolean", format!("the profile has a {c}"));
+        }
+    }
+    if let Some(c) = &f.consent {
+        select.push(format!(
+            "COALESCE(CAST(c.{} AS BOOLEAN), FALSE) AS consent",
+            id(c)
+        ));
+        col("consent", "boolean", format!("the profile's {c}"));
+    }
+    if let Some(c) = &f.label {
+        select.push(format!("c.{} AS label", id(c)));
+        col(
+            "label",
+            "as in customer_360",
+            format!("the label for training: customer_360.{c}"),
+        );
+    }
+
+    // Audience memberships as of the cut-off: a stay is its entry row and, once the
+    // person left, an exit row with the same `entered_at`.
+    let mut mem = Vec::new();
+    for a in audiences {
+        let name = format!("in_{}", slug(a));
+        mem.push(format!(
+            "MAX(CASE WHEN audience = {} THEN 1 ELSE 0 END) AS {}",
+            d.literal(&Value::Text(a.clone())),
+            id(&name)
+        ));
+        select.push(format!("COALESCE(m.{n}, 0) = 1 AS {n}", n = id(&name)));
+        col(
+            &name,
+            "boolean",
+            format!("a member of audience {a} at the cut-off"),
+        );
+    }
+
+    let pid = d.cast_text(&format!("c.{}", id("person_id")));
+    let mut with = vec![
+        format!("o AS ({orders_cte})"),
+        format!(
+            "s AS (SELECT {p} AS person_id, COUNT(DISTINCT {src}) AS sources_seen FROM {g} GROUP BY {p})",
+            p = id("person_id"),
+            src = id("source"),
+            g = id(IDENTITY_GRAPH_TABLE)
+        ),
+    ];
+    let mut joins = format!(
+        " LEFT JOIN o ON {pid} = {} LEFT JOIN s ON {pid} = {}",
+        d.cast_text("o.person_id"),
+        d.cast_text("s.person_id")
+    );
+    if !mem.is_empty() {
+        with.push(format!(
+            "m AS (SELECT person_id, {} FROM (SELECT person_id, audience, entered_at, MAX(exited_at) AS exited_at FROM {} GROUP BY person_id, audience, entered_at) AS stay WHERE entered_at <= {cut} AND (exited_at IS NULL OR exited_at > {cut}) GROUP BY person_id)",
+            mem.join(", "),
+            id(MEMBERSHIP_TABLE)
+        ));
+        joins.push_str(&format!(" LEFT JOIN m ON {pid} = m.person_id"));
+    }
+    let sql = format!(
+        "WITH {} SELECT {} FROM {} AS c{joins}",
+        with.join(", "),
+        select.join(", "),
+        id(CUSTOMER_360_TABLE)
+    );
+    (sql, cols)
+}
+
+fn table_columns(
+    wh: &mut dyn Warehouse,
+    table: &str,
+) -> Result<Option<Vec<String>>, FeaturesError> {
+    let r = wh.query(&format!(
+        "SELECT lower(column_name) FROM information_schema.columns WHERE lower(table_name) = {} ORDER BY ordinal_position",
+        wh.dialect().literal(&Value::Text(table.to_string()))
+    ))?;
+    let cols: Vec<String> = r
+        .rows
+        .iter()
+        .filter_map(|row| row.first().and_then(|v| v.as_str()).map(str::to_string))
+        .collect();
+    Ok((!cols.is_empty()).then_some(cols))
+}
+
+/// Computes the features at `as_of`, replaces `person_features`, and writes the lake
+/// objects (a re-run at the same cut-off replaces them: each write is atomic).
+pub fn run(
+    p: &Pipeline,
+    lake: &Lake,
+    wh: &mut dyn Warehouse,
+    as_of: NaiveDateTime,
+) -> Result<FeaturesReport, FeaturesError> {
+    let started = std::time::Instant::now();
+    let f = p.features.as_ref().ok_or(FeaturesError::NotConfigured)?;
+    let d = wh.dialect();
+    let profile = table_columns(wh, CUSTOMER_360_TABLE)?
+        .ok_or_else(|| FeaturesError::Missing(CUSTOMER_360_TABLE.into()))?;
+    for t in [IDENTITY_GRAPH_TABLE, f.orders.as_str()] {
+        if table_columns(wh, t)?.is_none() {
+            return Err(FeaturesError::Missing(t.into()));
+        }
+    }
+    let audiences: Vec<String> = if table_columns(wh, MEMBERSHIP_TABLE)?.is_some() {
+        p.audiences.iter().map(|a| a.name.clone()).collect()
+    } else {
+        Vec::new()
+    };
+    let shares = share_values(wh, p, f, as_of)?;
+    let (sql, columns) = features_sql(p, f, d, as_of, &profile, &shares, &audiences);
+    wh.execute(&format!(
+        "CREATE OR REPLACE TABLE {} AS {sql} ORDER BY person_id",
+        d.ident(FEATURES_TABLE)
+    ))?;
+    let df = wh.query_frame(&format!(
+        "SELECT * FROM {} ORDER BY person_id",
+        d.ident(FEATURES_TABLE)
+    ))?;
+    let prefix = lake_prefix(as_of);
+    let mut objects = Vec::new();
+    let data_key = format!("{prefix}/person_features.parquet");
+    write_parquet(lake, &data_key, &df)?;
+    objects.push(data_key);
+    let schema_key = format!("{prefix}/schema.json");
+    lake.put_json(&schema_key, &serde_json::json!({ "as_of": timestamp_text(as_of), "table": FEATURES_TABLE, "columns": columns }))?;
+    objects.push(schema_key);
+    if f.label.is_some() {
+        let key = format!("{prefix}/sagemaker.csv");
+        objects.push(key.clone());
+        sagemaker_csv(lake, &key, &df)?;
+    }
+    Ok(FeaturesReport {
+        as_of: timestamp_text(as_of),
+        persons: df.height() as u64,
+        table: FEATURES_TABLE.into(),
+        columns,
+        objects,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// SageMaker's built-in algorithms read CSV without a header, the label first, and
+/// numbers only: the label, then every feature but the person id, booleans as 0/1.
+/// Rows without a label are left out (they cannot train).
+fn sagemaker_csv(lake: &Lake, key: &str, df: &DataFrame) -> Result<(), FeaturesError> {
+    use polars::prelude::DataType;
+    let polars = |source| FeaturesError::Polars {
+        key: key.into(),
+        source,
+    };
+    let mut columns = Vec::new();
+    let names: Vec<String> = std::iter::once("label".to_string())
+        .chain(
+            df.get_column_names()
+                .iter()
+                .map(|c| c.to_string())
+                .filter(|c| c != "label" && c != "person_id"),
+        )
+        .collect();
+    for name in &names {
+        let c = df.column(name).map_err(polars)?;
+        let c = if c.dtype() == &DataType::Boolean {
+            c.cast(&DataType::Int8).map_err(polars)?
+        } else {
+            c.clone()
+        };
+        columns.push(c);
+    }
+    let mut out = DataFrame::new(df.height(), columns).map_err(polars)?;
+    let keep = out.column("label").map_err(polars)?.is_not_null();
+    out = out.filter(&keep).map_err(polars)?;
+    let mut file = lake.create(key)?;
+    {
+        let Some(f) = file.take_file() else {
+            return Ok(());
+        };
+        let mut w = std::io::BufWriter::new(f);
+        CsvWriter::new(&mut w)
+            .include_header(false)
+            .finish(&mut out)
+            .map_err(polars)?;
+        std::io::Write::flush(&mut w).map_err(|source| LakeError::Io {
+            key: key.into(),
+            source,
+        })?;
+    }
+    file.commit()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn value_slugs_make_column_names() {
+        assert_eq!(slug("USD"), "usd");
+        assert_eq!(slug("web shop"), "web_shop");
+        assert_eq!(slug(""), "_");
+    }
+}

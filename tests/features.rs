@@ -1,0 +1,229 @@
+//! `cdp features` through the real binary on the sample pipeline: one row per person
+//! of `customer_360`, figures that agree with the orders before the cut-off (checked
+//! by a query written here), an order planted after the cut-off that changes nothing
+//! until the cut-off passes it, the lake objects (Parquet, a schema naming every
+//! column, SageMaker's CSV with the label first and no header), and a re-run that
+//! replaces them with the same rows.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{repo, write_sample_variant, Run, TestContext};
+use serde_json::Value;
+
+fn sample(ctx: &TestContext, label: Option<&str>) -> PathBuf {
+    let mut text =
+        std::fs::read_to_string(repo().join("pipelines/customer360.toml")).expect("pipeline");
+    if let Some(l) = label {
+        text = text.replace(
+            "consent = \"accepts_marketing\"\n\n",
+            &format!("consent = \"accepts_marketing\"\nlabel = \"{l}\"\n\n"),
+        );
+        assert!(text.contains("label = "), "the sample's [features] changed");
+    }
+    let path = ctx.path().join("pipelines/customer360.toml");
+    write_sample_variant(&path, &text);
+    path
+}
+
+fn features(ctx: &TestContext, p: &Path, as_of: &str) -> Value {
+    let run: Run = ctx
+        .step("features", p, &["--as-of", as_of, "--format", "json"])
+        .ok();
+    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout))
+}
+
+/// The feature rows, ordered, as JSON text (for comparing whole tables).
+fn table(ctx: &TestContext) -> Vec<String> {
+    ctx.query("SELECT * FROM person_features ORDER BY person_id")
+        .into_iter()
+        .map(|r| Value::Object(r).to_string())
+        .collect()
+}
+
+const CUT: &str = "2026-06-01T00:00:00Z";
+
+#[test]
+fn features_count_only_what_happened_before_the_cut_off_and_land_in_the_lake_and_warehouse() {
+    let ctx = TestContext::new();
+    let p = sample(&ctx, Some("household_size"));
+    for step in ["ingest", "clean", "resolve", "load"] {
+        ctx.step(step, &p, &[]).ok();
+    }
+    ctx.cdp(&[
+        "audience",
+        "build",
+        p.to_str().expect("path"),
+        "--lake",
+        &ctx.lake_url(),
+        "--warehouse",
+        &ctx.warehouse_url(),
+        "--run-id",
+        "r1",
+        "--interval-start",
+        "2026-05-01",
+        "--interval-end",
+        "2026-06-01",
+    ])
+    .ok();
+    let report = features(&ctx, &p, CUT);
+    let persons = ctx.count("customer_360");
+    assert_eq!(report["persons"].as_i64(), Some(persons));
+    assert_eq!(ctx.count("person_features"), persons);
+
+    // Frequency and monetary value agree with the orders before the cut-off.
+    let expected = ctx.query(
+        "SELECT g.person_id::VARCHAR AS person_id, count(*) AS n, round(sum(o.total_price), 6) AS v \
+         FROM orders o JOIN identity_graph g ON g.source = 'shop_customers' AND g.record_id = o.customer_id::VARCHAR \
+         WHERE o.ordered_at < TIMESTAMP '2026-06-01' GROUP BY 1 ORDER BY 1",
+    );
+    let got = ctx.query(
+        "SELECT person_id::VARCHAR AS person_id, frequency AS n, round(monetary, 6) AS v \
+         FROM person_features WHERE frequency > 0 ORDER BY 1",
+    );
+    assert!(expected.len() > 100, "{}", expected.len());
+    assert_eq!(got, expected);
+    // Scores are quintiles over persons with orders; none without.
+    let scores = ctx.query(
+        "SELECT min(r_score) AS lo, max(r_score) AS hi, count(*) FILTER (WHERE frequency = 0 AND r_score IS NOT NULL) AS stray, \
+         count(*) FILTER (WHERE orders_30d > orders_90d OR orders_90d > orders_365d OR orders_365d > frequency) AS bad_windows, \
+         count(*) FILTER (WHERE share_currency_usd + share_currency_cad > 1.000001) AS bad_shares, \
+         count(*) FILTER (WHERE recency_days < 0) AS future \
+         FROM person_features",
+    );
+    let s = &scores[0];
+    assert_eq!(
+        (s["lo"].as_i64(), s["hi"].as_i64()),
+        (Some(1), Some(5)),
+        "{s:?}"
+    );
+    for k in ["stray", "bad_windows", "bad_shares", "future"] {
+        assert_eq!(s[k].as_i64(), Some(0), "{k}: {s:?}");
+    }
+    // Memberships as of the cut-off match the audience build of that interval.
+    let members = ctx.query("SELECT count(*) AS n FROM person_features WHERE in_lapsed");
+    assert_eq!(members[0]["n"].as_i64(), Some(ctx.count("audience_lapsed")));
+
+    // Lake objects: Parquet, the schema of every column, the SageMaker CSV.
+    let objects: Vec<&str> = report["objects"]
+        .as_array()
+        .expect("objects")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(objects.len(), 3, "{objects:?}");
+    let lake = ctx.path().join("lake");
+    let schema: Value =
+        serde_json::from_str(&std::fs::read_to_string(lake.join(objects[1])).expect("schema"))
+            .expect("json");
+    let columns = ctx.query(&format!(
+        "SELECT column_name FROM (DESCRIBE SELECT * FROM read_parquet('{}', hive_partitioning = false))",
+        lake.join(objects[0]).display()
+    ));
+    let names: Vec<&str> = columns
+        .iter()
+        .filter_map(|c| c["column_name"].as_str())
+        .collect();
+    let described: Vec<&str> = schema["columns"]
+        .as_array()
+        .expect("columns")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(names, described);
+    assert!(schema["columns"]
+        .as_array()
+        .expect("columns")
+        .iter()
+        .all(|c| !c["meaning"].as_str().unwrap_or("").is_empty()));
+    let csv = std::fs::read_to_string(lake.join(objects[2])).expect("csv");
+    let first = csv.lines().next().expect("a row");
+    assert!(
+        first
+            .split(',')
+            .all(|v| v.is_empty() || v.parse::<f64>().is_ok()),
+        "numbers only, no header: {first}"
+    );
+    assert_eq!(
+        first.split(',').count(),
+        described.len() - 1,
+        "label first, no person_id"
+    );
+    let labelled = ctx.query("SELECT count(*) AS n FROM person_features WHERE label IS NOT NULL");
+    assert_eq!(
+        csv.lines().count() as i64,
+        labelled[0]["n"].as_i64().unwrap_or(-1)
+    );
+
+    // An order after the cut-off for a person with orders changes nothing at the same
+    // cut-off, and counts once the cut-off passes it.
+    let before = table(&ctx);
+    let who = &got[0];
+    let record = ctx.query(&format!(
+        "SELECT record_id FROM identity_graph WHERE source = 'shop_customers' AND person_id::VARCHAR = '{}' LIMIT 1",
+        who["person_id"].as_str().expect("id")
+    ))[0]["record_id"]
+        .as_str()
+        .expect("record")
+        .to_string();
+    let conn = duckdb::Connection::open(ctx.path().join("warehouse.duckdb")).expect("open");
+    conn.execute_batch(&format!(
+        "INSERT INTO orders (order_id, customer_id, ordered_at, currency, total_price) \
+         VALUES (999999999, {record}, TIMESTAMP '2026-07-15 10:00:00', 'USD', 1000.0)"
+    ))
+    .expect("plant an order");
+    drop(conn);
+    let again = features(&ctx, &p, CUT);
+    assert_eq!(
+        table(&ctx),
+        before,
+        "a re-run at the same cut-off gives the same table"
+    );
+    assert_eq!(again["objects"], report["objects"]);
+    features(&ctx, &p, "2026-08-01T00:00:00Z");
+    let pid = who["person_id"].as_str().expect("id");
+    let after = ctx.query(&format!(
+        "SELECT frequency AS n, recency_days AS r FROM person_features WHERE person_id::VARCHAR = '{pid}'"
+    ));
+    let expected = ctx.query(&format!(
+        "SELECT count(*) AS n, date_diff('day', max(o.ordered_at), TIMESTAMP '2026-08-01') AS r, \
+         count(*) FILTER (WHERE o.order_id = 999999999) AS planted \
+         FROM orders o JOIN identity_graph g ON g.source = 'shop_customers' AND g.record_id = o.customer_id::VARCHAR \
+         WHERE g.person_id::VARCHAR = '{pid}' AND o.ordered_at < TIMESTAMP '2026-08-01'"
+    ));
+    assert_eq!(expected[0]["planted"].as_i64(), Some(1));
+    assert!(
+        expected[0]["n"].as_i64() > who["n"].as_i64(),
+        "the planted order is one more than before the first cut-off"
+    );
+    assert_eq!(
+        after[0]["n"], expected[0]["n"],
+        "the planted order counts after its time"
+    );
+    assert_eq!(after[0]["r"], expected[0]["r"]);
+}
+
+#[test]
+fn a_pipeline_without_features_or_with_a_bad_column_exits_2_naming_the_key() {
+    let ctx = TestContext::new();
+    let p = sample(&ctx, None);
+    let text = std::fs::read_to_string(&p)
+        .expect("read")
+        .replace("amount = \"total_price\"", "amount = \"total\"");
+    std::fs::write(&p, text).expect("write");
+    let out = ctx.cdp(&["validate", p.to_str().expect("path")]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("features.amount") && out.stderr.contains("\"total\""),
+        "{}",
+        out.stderr
+    );
+    let text = std::fs::read_to_string(&p).expect("read");
+    let start = text.find("[features]").expect("section");
+    let end = start + text[start..].find("\n\n").expect("end");
+    std::fs::write(&p, format!("{}{}", &text[..start], &text[end..])).expect("write");
+    let out = ctx.step("features", &p, &[]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("[features]"), "{}", out.stderr);
+}
