@@ -15,7 +15,6 @@ import time
 
 import duckdb
 
-CDP, PIPELINE, WAREHOUSE, PERSONS = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 AS_OF = "2026-12-01 00:00:00"
 REPEATS = 3
 
@@ -186,4 +185,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    CDP, PIPELINE, WAREHOUSE, PERSONS = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     main()

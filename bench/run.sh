@@ -89,4 +89,6 @@ bash bench/load.sh
 CDP_BIN="$CDP" bash bench/audiences.sh > /dev/null
 # Syncs: the diff at BENCH_SYNC_ROWS (default 10,000,000) and delivery.
 CDP_BIN="$CDP" bash bench/sync_diff.sh > /dev/null
+# Features and report: BENCH_FEATURES_PERSONS, default 10,000,000.
+CDP_BIN="$CDP" bash bench/features.sh > /dev/null
 cat BENCHMARKS.md

@@ -13,7 +13,7 @@
 //! through the entity's `belongs_to`): see [`crate::audience::related_from`].
 
 use chrono::{NaiveDateTime, TimeDelta};
-use polars::prelude::{CsvWriter, DataFrame, PolarsError, SerWriter};
+use polars::prelude::{CsvWriter, ParquetWriter, PolarsError, SerWriter};
 use serde::Serialize;
 
 use crate::audience::build::MEMBERSHIP_TABLE;
@@ -23,10 +23,10 @@ use crate::config::{
     ColumnKind, FeaturesConfig, Pipeline, Value, CUSTOMER_360_TABLE, IDENTITY_GRAPH_TABLE,
     MAX_SHARE_VALUES,
 };
-use crate::frame::{write_parquet, FrameError};
+use crate::frame::FrameError;
 use crate::lake::{Lake, LakeError};
 use crate::warehouse::Dialect;
-use crate::warehouse::{Warehouse, WarehouseError};
+use crate::warehouse::{columns_of, ExportFormat, Warehouse, WarehouseError};
 
 /// The warehouse table the features are written to.
 pub const FEATURES_TABLE: &str = "person_features";
@@ -393,22 +393,6 @@ pub fn features_sql(
     (sql, cols)
 }
 
-fn table_columns(
-    wh: &mut dyn Warehouse,
-    table: &str,
-) -> Result<Option<Vec<String>>, FeaturesError> {
-    let r = wh.query(&format!(
-        "SELECT lower(column_name) FROM information_schema.columns WHERE lower(table_name) = {} ORDER BY ordinal_position",
-        wh.dialect().literal(&Value::Text(table.to_string()))
-    ))?;
-    let cols: Vec<String> = r
-        .rows
-        .iter()
-        .filter_map(|row| row.first().and_then(|v| v.as_str()).map(str::to_string))
-        .collect();
-    Ok((!cols.is_empty()).then_some(cols))
-}
-
 /// Computes the features at `as_of`, replaces `person_features`, and writes the lake
 /// objects (a re-run at the same cut-off replaces them: each write is atomic).
 pub fn run(
@@ -420,14 +404,14 @@ pub fn run(
     let started = std::time::Instant::now();
     let f = p.features.as_ref().ok_or(FeaturesError::NotConfigured)?;
     let d = wh.dialect();
-    let profile = table_columns(wh, CUSTOMER_360_TABLE)?
+    let profile = columns_of(wh, CUSTOMER_360_TABLE)?
         .ok_or_else(|| FeaturesError::Missing(CUSTOMER_360_TABLE.into()))?;
     for t in [IDENTITY_GRAPH_TABLE, f.orders.as_str()] {
-        if table_columns(wh, t)?.is_none() {
+        if columns_of(wh, t)?.is_none() {
             return Err(FeaturesError::Missing(t.into()));
         }
     }
-    let audiences: Vec<String> = if table_columns(wh, MEMBERSHIP_TABLE)?.is_some() {
+    let audiences: Vec<String> = if columns_of(wh, MEMBERSHIP_TABLE)?.is_some() {
         p.audiences.iter().map(|a| a.name.clone()).collect()
     } else {
         Vec::new()
@@ -438,26 +422,60 @@ pub fn run(
         "CREATE OR REPLACE TABLE {} AS {sql} ORDER BY person_id",
         d.ident(FEATURES_TABLE)
     ))?;
-    let df = wh.query_frame(&format!(
-        "SELECT * FROM {} ORDER BY person_id",
-        d.ident(FEATURES_TABLE)
-    ))?;
+    let table = d.ident(FEATURES_TABLE);
+    let persons = wh
+        .query(&format!("SELECT COUNT(*) FROM {table}"))?
+        .rows
+        .first()
+        .and_then(|r| r.first())
+        .and_then(|v| v.as_u64())
+        .unwrap_or(0);
     let prefix = lake_prefix(as_of);
     let mut objects = Vec::new();
     let data_key = format!("{prefix}/person_features.parquet");
-    write_parquet(lake, &data_key, &df)?;
+    export(
+        lake,
+        wh,
+        &format!("SELECT * FROM {table} ORDER BY person_id"),
+        &data_key,
+        ExportFormat::Parquet,
+    )?;
     objects.push(data_key);
     let schema_key = format!("{prefix}/schema.json");
     lake.put_json(&schema_key, &serde_json::json!({ "as_of": timestamp_text(as_of), "table": FEATURES_TABLE, "columns": columns }))?;
     objects.push(schema_key);
     if f.label.is_some() {
+        // SageMaker's built-in algorithms read CSV without a header, the label first,
+        // numbers only: every feature but the person id, booleans as 0/1. Rows without
+        // a label cannot train and are left out.
+        let mut select = vec!["label".to_string()];
+        for c in columns
+            .iter()
+            .filter(|c| c.name != "person_id" && c.name != "label")
+        {
+            let col = d.ident(&c.name);
+            select.push(if c.ty == "boolean" {
+                format!("CAST({col} AS INTEGER) AS {col}")
+            } else {
+                col
+            });
+        }
         let key = format!("{prefix}/sagemaker.csv");
-        objects.push(key.clone());
-        sagemaker_csv(lake, &key, &df)?;
+        export(
+            lake,
+            wh,
+            &format!(
+                "SELECT {} FROM {table} WHERE label IS NOT NULL ORDER BY person_id",
+                select.join(", ")
+            ),
+            &key,
+            ExportFormat::CsvNoHeader,
+        )?;
+        objects.push(key);
     }
     Ok(FeaturesReport {
         as_of: timestamp_text(as_of),
-        persons: df.height() as u64,
+        persons,
         table: FEATURES_TABLE.into(),
         columns,
         objects,
@@ -465,50 +483,44 @@ pub fn run(
     })
 }
 
-/// SageMaker's built-in algorithms read CSV without a header, the label first, and
-/// numbers only: the label, then every feature but the person id, booleans as 0/1.
-/// Rows without a label are left out (they cannot train).
-fn sagemaker_csv(lake: &Lake, key: &str, df: &DataFrame) -> Result<(), FeaturesError> {
-    use polars::prelude::DataType;
-    let polars = |source| FeaturesError::Polars {
-        key: key.into(),
-        source,
-    };
-    let mut columns = Vec::new();
-    let names: Vec<String> = std::iter::once("label".to_string())
-        .chain(
-            df.get_column_names()
-                .iter()
-                .map(|c| c.to_string())
-                .filter(|c| c != "label" && c != "person_id"),
-        )
-        .collect();
-    for name in &names {
-        let c = df.column(name).map_err(polars)?;
-        let c = if c.dtype() == &DataType::Boolean {
-            c.cast(&DataType::Int8).map_err(polars)?
-        } else {
-            c.clone()
-        };
-        columns.push(c);
-    }
-    let mut out = DataFrame::new(df.height(), columns).map_err(polars)?;
-    let keep = out.column("label").map_err(polars)?.is_not_null();
-    out = out.filter(&keep).map_err(polars)?;
+/// Writes a query's rows to the lake object `key`: the warehouse writes the file
+/// itself when it can (DuckDB), else the rows come back as a frame and are written
+/// here. Either way the object appears whole or not at all.
+fn export(
+    lake: &Lake,
+    wh: &mut dyn Warehouse,
+    sql: &str,
+    key: &str,
+    format: ExportFormat,
+) -> Result<(), FeaturesError> {
     let mut file = lake.create(key)?;
-    {
-        let Some(f) = file.take_file() else {
-            return Ok(());
-        };
-        let mut w = std::io::BufWriter::new(f);
-        CsvWriter::new(&mut w)
-            .include_header(false)
-            .finish(&mut out)
-            .map_err(polars)?;
-        std::io::Write::flush(&mut w).map_err(|source| LakeError::Io {
+    let Some(handle) = file.take_file() else {
+        return Ok(());
+    };
+    drop(handle);
+    if !wh.export_file(sql, file.temp_path(), format)? {
+        let mut df = wh.query_frame(sql)?;
+        let polars = |source| FeaturesError::Polars {
             key: key.into(),
             source,
-        })?;
+        };
+        let io = |source| LakeError::Io {
+            key: key.into(),
+            source,
+        };
+        let mut w = std::io::BufWriter::new(std::fs::File::create(file.temp_path()).map_err(io)?);
+        match format {
+            ExportFormat::Parquet => {
+                ParquetWriter::new(&mut w).finish(&mut df).map_err(polars)?;
+            }
+            ExportFormat::CsvNoHeader => {
+                CsvWriter::new(&mut w)
+                    .include_header(false)
+                    .finish(&mut df)
+                    .map_err(polars)?;
+            }
+        }
+        std::io::Write::flush(&mut w).map_err(io)?;
     }
     file.commit()?;
     Ok(())

@@ -30,7 +30,7 @@ use crate::config::{CampaignOutcome, Pipeline, Value, IDENTITY_GRAPH_TABLE};
 use crate::lake::{layout, Lake, LakeError};
 use crate::state::{Figure, Step, StepRecord};
 use crate::sync::SyncReport;
-use crate::warehouse::{Warehouse, WarehouseError};
+use crate::warehouse::{columns_of, Warehouse, WarehouseError};
 
 /// Runs shown in the series (the latest ones).
 const HISTORY: usize = 12;
@@ -380,23 +380,28 @@ fn identity_figures(wh: &mut dyn Warehouse, id: &mut Identity) -> Result<(), Rep
     }
     id.sources = sources;
     id.shared = shared;
-    let r = wh.query(&format!(
-        "SELECT {rule}, COUNT(*) FROM {g} GROUP BY {rule} ORDER BY COUNT(*) DESC, {rule}",
-        rule = d.ident("rule")
-    ))?;
-    id.links = r
-        .rows
-        .iter()
-        .map(|row| (text(row.first()), num(row.get(1))))
-        .collect();
-    let r = wh.query(&format!(
-        "SELECT LEAST(FLOOR(match_probability * 10), 9) AS b, COUNT(*) FROM {g} \
-         WHERE match_probability IS NOT NULL GROUP BY b ORDER BY b"
-    ))?;
+    let graph_columns = columns_of(wh, IDENTITY_GRAPH_TABLE)?.unwrap_or_default();
+    if graph_columns.iter().any(|c| c == "rule") {
+        let r = wh.query(&format!(
+            "SELECT {rule}, COUNT(*) FROM {g} GROUP BY {rule} ORDER BY COUNT(*) DESC, {rule}",
+            rule = d.ident("rule")
+        ))?;
+        id.links = r
+            .rows
+            .iter()
+            .map(|row| (text(row.first()), num(row.get(1))))
+            .collect();
+    }
     let mut buckets = [0u64; 10];
-    for row in &r.rows {
-        let b = float(row.first()).unwrap_or(0.0).clamp(0.0, 9.0) as usize;
-        buckets[b] += num(row.get(1));
+    if graph_columns.iter().any(|c| c == "match_probability") {
+        let r = wh.query(&format!(
+            "SELECT LEAST(FLOOR(match_probability * 10), 9) AS b, COUNT(*) FROM {g} \
+             WHERE match_probability IS NOT NULL GROUP BY b ORDER BY b"
+        ))?;
+        for row in &r.rows {
+            let b = float(row.first()).unwrap_or(0.0).clamp(0.0, 9.0) as usize;
+            buckets[b] += num(row.get(1));
+        }
     }
     id.probabilities = buckets
         .iter()

@@ -441,6 +441,12 @@ impl AtomicFile {
         &self.key
     }
 
+    /// The temporary file's path, for a writer that opens it by name (DuckDB's
+    /// COPY); [`AtomicFile::commit`] publishes whatever it holds then.
+    pub fn temp_path(&self) -> &Path {
+        &self.tmp
+    }
+
     /// The file to write to (taken once, by the writer that fills it).
     pub fn take_file(&mut self) -> Option<File> {
         self.file.take()

@@ -239,6 +239,24 @@ impl Warehouse for DuckDb {
         self.export_frame(sql)
     }
 
+    fn export_file(
+        &mut self,
+        sql: &str,
+        path: &std::path::Path,
+        format: super::ExportFormat,
+    ) -> Result<bool, WarehouseError> {
+        let sql = sql.trim().trim_end_matches(';');
+        let options = match format {
+            super::ExportFormat::Parquet => "FORMAT parquet",
+            super::ExportFormat::CsvNoHeader => "FORMAT csv, HEADER false",
+        };
+        let path_text = path.to_string_lossy().replace('\'', "''");
+        self.conn
+            .execute_batch(&format!("COPY ({sql}) TO '{path_text}' ({options})"))
+            .map_err(query_err)?;
+        Ok(true)
+    }
+
     fn query(&mut self, sql: &str) -> Result<QueryResult, WarehouseError> {
         let mut stmt = self.conn.prepare(sql).map_err(query_err)?;
         let mut out = Vec::new();

@@ -221,6 +221,25 @@ pub struct QueryResult {
     pub rows: Vec<Vec<serde_json::Value>>,
 }
 
+/// A table's columns, lower-cased, in order; `None` when the warehouse has no such
+/// table (any schema of the connection's database).
+pub fn columns_of(
+    wh: &mut dyn Warehouse,
+    table: &str,
+) -> Result<Option<Vec<String>>, WarehouseError> {
+    let literal = format!("'{}'", table.to_lowercase().replace('\'', "''"));
+    let r = wh.query(&format!(
+        "SELECT lower(column_name) FROM information_schema.columns \
+         WHERE lower(table_name) = {literal} ORDER BY ordinal_position"
+    ))?;
+    let cols: Vec<String> = r
+        .rows
+        .iter()
+        .filter_map(|row| row.first().and_then(|v| v.as_str()).map(str::to_string))
+        .collect();
+    Ok((!cols.is_empty()).then_some(cols))
+}
+
 /// Rows as a frame, a column's type from its values: all booleans, all integers,
 /// all numbers, or else text (`query`'s JSON rendering for anything not a string).
 pub fn frame_of(result: QueryResult) -> Result<DataFrame, WarehouseError> {
@@ -258,6 +277,14 @@ pub fn frame_of(result: QueryResult) -> Result<DataFrame, WarehouseError> {
     DataFrame::new(height, columns).map_err(frame_err)
 }
 
+/// The file formats [`Warehouse::export_file`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    Parquet,
+    /// CSV without a header row.
+    CsvNoHeader,
+}
+
 /// The SQL a back end speaks; the audience compiler writes for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
@@ -289,6 +316,17 @@ pub trait Warehouse {
     /// arrives as the text [`Warehouse::query`] gives it.
     fn query_frame(&mut self, sql: &str) -> Result<DataFrame, WarehouseError> {
         frame_of(self.query(sql)?)
+    }
+    /// Writes a query's rows to the local file `path` when the back end can write
+    /// files itself (DuckDB's COPY), and says whether it did; a back end that cannot
+    /// answers `false` and the caller writes the rows from [`Warehouse::query_frame`].
+    fn export_file(
+        &mut self,
+        _sql: &str,
+        _path: &std::path::Path,
+        _format: ExportFormat,
+    ) -> Result<bool, WarehouseError> {
+        Ok(false)
     }
     /// The largest file one load should read, for a back end that copies files from
     /// the lake (Snowflake); `None` reads the object whole.
