@@ -19,6 +19,7 @@ pub mod serve;
 pub mod sources;
 pub mod state;
 pub mod steps;
+pub mod stream;
 pub mod sync;
 pub mod vocab;
 pub mod warehouse;

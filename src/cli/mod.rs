@@ -34,6 +34,7 @@ mod resolve;
 mod run;
 mod sql;
 mod status;
+mod stream;
 mod sync;
 mod validate;
 
@@ -149,6 +150,9 @@ pub enum Command {
     /// The report page: identity, quality over time, audiences, syncs, campaign lift.
     #[command(after_help = EXIT_CODES)]
     Report(report::Args),
+    /// Read a stream's events in micro-batches: clean, match to persons, load once.
+    #[command(after_help = EXIT_CODES)]
+    Stream(stream::Args),
     /// Show what each step last did.
     Status(status::Args),
     /// Run a SQL query on the pipeline's warehouse.
@@ -175,6 +179,7 @@ impl Command {
             Self::Sync(_) => "sync",
             Self::Features(_) => "features",
             Self::Report(_) => "report",
+            Self::Stream(_) => "stream",
             Self::Status(_) => "status",
             Self::Sql(_) => "sql",
             Self::Audience(_) => "audience",
@@ -284,6 +289,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sync(a) => sync::run(a, g),
         Command::Features(a) => features::run(a, g),
         Command::Report(a) => report::run(a),
+        Command::Stream(a) => stream::run(a),
         Command::Status(a) => status::run(a),
         Command::Sql(a) => sql::run(a),
         Command::Audience(a) => audience::run(a, g),

@@ -87,21 +87,20 @@ pub fn lake_prefix(as_of: NaiveDateTime) -> String {
 /// among orders before `as_of`.
 fn share_values(
     wh: &mut dyn Warehouse,
-    p: &Pipeline,
     f: &FeaturesConfig,
     as_of: NaiveDateTime,
 ) -> Result<Vec<(String, Vec<String>)>, FeaturesError> {
     let d = wh.dialect();
-    let Some(from) = related_from(p, &f.orders, d) else {
-        return Ok(Vec::new());
-    };
     let mut out = Vec::new();
     for col in &f.shares {
+        // The values of every order before the cut-off name the columns; a value only
+        // orders of no known person have gives a column of zeros.
         let c = format!("r.{}", d.ident(col));
         let sql = format!(
-            "SELECT {v} AS v, COUNT(*) AS n {from} WHERE r.{at} < {cut} AND {c} IS NOT NULL \
+            "SELECT {v} AS v, COUNT(*) AS n FROM {orders} AS r WHERE r.{at} < {cut} AND {c} IS NOT NULL \
              GROUP BY {v} ORDER BY n DESC, v LIMIT {MAX_SHARE_VALUES}",
             v = d.cast_text(&c),
+            orders = d.ident(&f.orders),
             at = d.ident(&f.at),
             cut = timestamp(d, as_of),
         );
@@ -416,7 +415,7 @@ pub fn run(
     } else {
         Vec::new()
     };
-    let shares = share_values(wh, p, f, as_of)?;
+    let shares = share_values(wh, f, as_of)?;
     let (sql, columns) = features_sql(p, f, d, as_of, &profile, &shares, &audiences);
     wh.execute(&format!(
         "CREATE OR REPLACE TABLE {} AS {sql} ORDER BY person_id",
@@ -465,7 +464,7 @@ pub fn run(
             lake,
             wh,
             &format!(
-                "SELECT {} FROM {table} WHERE label IS NOT NULL ORDER BY person_id",
+                "SELECT {} FROM {table} WHERE label IS NOT NULL",
                 select.join(", ")
             ),
             &key,

@@ -1,0 +1,535 @@
+//! `cdp stream`: events from a stream (`[[streams]]`) in micro-batches, cleaned by
+//! the entity's column rules and checks like files are, matched to persons with the
+//! last resolve's saved state (the lookups of `cdp match`), and loaded into the
+//! warehouse exactly once.
+//!
+//! Exactly once: each micro-batch is one shard's events after its committed position.
+//! Its rows and the shard's new position are written in one warehouse transaction
+//! (`stream_<name>` and `stream_offsets`), so a crash at any point leaves either both
+//! or neither; the next run reads from the committed position again and loads what
+//! was lost, never a row twice. The batch's lake objects (its clean rows and its
+//! quarantine) are named by the shard and the batch's first position, so a batch read
+//! again replaces them.
+//!
+//! One consumer per stream: two processes on one stream would read the same
+//! positions. Events that are not JSON objects, or whose values break the entity's
+//! rules or row checks, go to the quarantine with their reason and the event's
+//! position (`source_file` = `kinesis://STREAM/SHARD/SEQUENCE`); nothing is dropped.
+//! Checks across rows (`referential`) are not applied to events: the keys they need
+//! belong to the batch pipeline.
+
+pub mod kinesis;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use polars::prelude::*;
+use serde::Serialize;
+
+use crate::audience::sql::timestamp_text;
+use crate::clean::read::{RawFrame, Reject};
+use crate::clean::{CleanError, EntityCleaner};
+use crate::config::{CheckRule, Pipeline, StreamConfig, StreamSource, Value};
+use crate::frame::{write_parquet, FrameError};
+use crate::identity::lookup::Index;
+use crate::lake::{Lake, LakeError};
+use crate::vocab::{LANDED_RUN, SOURCE, SOURCE_FILE, SOURCE_LINE};
+use crate::warehouse::{self, Dialect, Warehouse, WarehouseError};
+
+/// The warehouse table of committed positions.
+pub const OFFSETS_TABLE: &str = "stream_offsets";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error("no stream {name:?}; the pipeline declares {known}")]
+    Unknown { name: String, known: String },
+    #[error("stream {stream}: {what}: {message}")]
+    Source {
+        stream: String,
+        what: String,
+        message: String,
+    },
+    #[error("stream {stream}: {what} is not supported yet")]
+    Unsupported { stream: String, what: String },
+    #[error(transparent)]
+    Clean(#[from] CleanError),
+    #[error(transparent)]
+    Warehouse(#[from] WarehouseError),
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    #[error(transparent)]
+    Lake(#[from] LakeError),
+    #[error("stream {stream}: {source}")]
+    Polars {
+        stream: String,
+        #[source]
+        source: PolarsError,
+    },
+}
+
+/// One event as read: its shard, its position in the shard, and its payload.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub position: String,
+    pub payload: Vec<u8>,
+}
+
+/// Where events come from: shards, each read after a position.
+pub trait EventSource {
+    /// The shards (Kinesis) or partitions (Kafka) to read.
+    fn shards(&mut self) -> Result<Vec<String>, StreamError>;
+    /// Events of `shard` after `after` (from the start the stream says when `None`),
+    /// until a limit of `batch` is reached or nothing more is waiting.
+    fn read(
+        &mut self,
+        shard: &str,
+        after: Option<&str>,
+        batch: &crate::config::StreamBatch,
+    ) -> Result<Vec<Event>, StreamError>;
+    /// A URI prefix naming an event's origin: `kinesis://STREAM`.
+    fn origin(&self) -> String;
+}
+
+/// How long `cdp stream` runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StreamOptions {
+    /// Stop after this many micro-batches with events.
+    pub max_batches: Option<usize>,
+    /// Stop once a pass over every shard finds nothing new.
+    pub until_idle: bool,
+    /// How long to wait for a warehouse another process holds.
+    pub wait: Duration,
+}
+
+/// What a run of `cdp stream` did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StreamReport {
+    pub stream: String,
+    pub source: String,
+    pub run_id: String,
+    pub batches: u64,
+    pub events: u64,
+    pub loaded: u64,
+    pub quarantined: u64,
+    /// Loaded rows matched to a known person (by a rule or by scoring).
+    pub matched: u64,
+    /// The committed position of each shard at the end.
+    pub positions: BTreeMap<String, String>,
+    pub seconds: f64,
+}
+
+/// The warehouse table of a stream's rows.
+pub fn table_of(stream: &str) -> String {
+    format!("stream_{stream}")
+}
+
+/// Runs the stream `name` until a stop condition of `opts` (or forever).
+pub fn run(
+    p: &Pipeline,
+    lake: &Lake,
+    name: &str,
+    run_id: &str,
+    opts: &StreamOptions,
+    index: Option<&Index>,
+) -> Result<StreamReport, StreamError> {
+    let started = Instant::now();
+    let stream = p
+        .streams
+        .iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| StreamError::Unknown {
+            name: name.into(),
+            known: if p.streams.is_empty() {
+                "none; declare [[streams]] in the pipeline file".into()
+            } else {
+                p.streams
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+        })?;
+    if !matches!(p.warehouse, warehouse::WarehouseUrl::Duckdb(_)) {
+        return Err(StreamError::Unsupported {
+            stream: name.into(),
+            what: "loading events into Snowflake (stage and COPY per micro-batch)".into(),
+        });
+    }
+    let mut source: Box<dyn EventSource> = match &stream.source {
+        StreamSource::Kinesis { .. } => Box::new(kinesis::Kinesis::connect(stream)?),
+        StreamSource::Kafka { .. } => {
+            return Err(StreamError::Unsupported {
+                stream: name.into(),
+                what: "reading Kafka (the Kafka client is not built in yet)".into(),
+            })
+        }
+    };
+    let mut report = StreamReport {
+        stream: name.into(),
+        source: stream.source.describe(),
+        run_id: run_id.into(),
+        ..StreamReport::default()
+    };
+    let mut batcher = Batcher::new(p, stream, index)?;
+    let mut positions = committed(p, name, run_id, opts.wait)?;
+    let shards = source.shards()?;
+    loop {
+        let mut found = false;
+        for shard in &shards {
+            if opts
+                .max_batches
+                .is_some_and(|m| report.batches as usize >= m)
+            {
+                break;
+            }
+            let events = source.read(
+                shard,
+                positions.get(shard).map(String::as_str),
+                &stream.batch,
+            )?;
+            let Some(last) = events.last().map(|e| e.position.clone()) else {
+                continue;
+            };
+            found = true;
+            let outcome = batcher.batch(lake, &source.origin(), shard, &events, run_id)?;
+            commit(p, lake, stream, shard, &last, run_id, &outcome, opts.wait)?;
+            positions.insert(shard.clone(), last.clone());
+            report.batches += 1;
+            report.events += events.len() as u64;
+            report.loaded += outcome.loaded;
+            report.quarantined += outcome.quarantined;
+            report.matched += outcome.matched;
+            tracing::info!(
+                stream = name,
+                shard,
+                events = events.len(),
+                loaded = outcome.loaded,
+                quarantined = outcome.quarantined,
+                position = %last,
+                "micro-batch committed"
+            );
+        }
+        if opts
+            .max_batches
+            .is_some_and(|m| report.batches as usize >= m)
+            || (opts.until_idle && !found)
+        {
+            break;
+        }
+        if !found {
+            std::thread::sleep(stream.batch.max_wait.min(Duration::from_secs(1)));
+        }
+    }
+    report.positions = positions;
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+fn text_literal(d: Dialect, s: &str) -> String {
+    d.literal(&Value::Text(s.to_string()))
+}
+
+/// The committed position of each shard of the stream.
+fn committed(
+    p: &Pipeline,
+    stream: &str,
+    run_id: &str,
+    wait: Duration,
+) -> Result<BTreeMap<String, String>, StreamError> {
+    let mut wh = warehouse::open_for_run_waiting(&p.warehouse, run_id, wait)?;
+    ensure_offsets(wh.as_mut())?;
+    let d = wh.dialect();
+    let r = wh.query(&format!(
+        "SELECT shard, position FROM {} WHERE stream = {}",
+        d.ident(OFFSETS_TABLE),
+        text_literal(d, stream)
+    ))?;
+    Ok(r.rows
+        .iter()
+        .filter_map(|row| {
+            Some((
+                row.first()?.as_str()?.to_string(),
+                row.get(1)?.as_str()?.to_string(),
+            ))
+        })
+        .collect())
+}
+
+fn ensure_offsets(wh: &mut dyn Warehouse) -> Result<(), WarehouseError> {
+    let d = wh.dialect();
+    let text = d.text_type();
+    wh.execute(&format!(
+        "CREATE TABLE IF NOT EXISTS {} (stream {text}, shard {text}, position {text}, run_id {text}, committed_at {})",
+        d.ident(OFFSETS_TABLE),
+        d.timestamp_type()
+    ))
+}
+
+/// A cleaned micro-batch, staged in the lake.
+struct Outcome {
+    /// The lake object of the rows to load (absent when every event was quarantined).
+    rows_key: Option<String>,
+    loaded: u64,
+    quarantined: u64,
+    matched: u64,
+}
+
+/// The rows and the new position, in one transaction.
+#[allow(clippy::too_many_arguments)]
+fn commit(
+    p: &Pipeline,
+    lake: &Lake,
+    stream: &StreamConfig,
+    shard: &str,
+    position: &str,
+    run_id: &str,
+    outcome: &Outcome,
+    wait: Duration,
+) -> Result<(), StreamError> {
+    let mut wh = warehouse::open_for_run_waiting(&p.warehouse, run_id, wait)?;
+    let d = wh.dialect();
+    let table = d.ident(&table_of(&stream.name));
+    let mut statements = Vec::new();
+    if let Some(key) = &outcome.rows_key {
+        let path = lake.fetch(key)?;
+        let file = text_literal(d, &path.to_string_lossy());
+        // The table takes the first batch's columns; later batches insert by name.
+        wh.execute(&format!(
+            "CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM read_parquet({file}) LIMIT 0"
+        ))?;
+        statements.push(format!(
+            "INSERT INTO {table} BY NAME SELECT * FROM read_parquet({file})"
+        ));
+    }
+    let now = chrono::Utc::now().naive_utc();
+    statements.push(format!(
+        "DELETE FROM {} WHERE stream = {} AND shard = {}",
+        d.ident(OFFSETS_TABLE),
+        text_literal(d, &stream.name),
+        text_literal(d, shard)
+    ));
+    statements.push(format!(
+        "INSERT INTO {} (stream, shard, position, run_id, committed_at) VALUES ({}, {}, {}, {}, CAST({} AS {}))",
+        d.ident(OFFSETS_TABLE),
+        text_literal(d, &stream.name),
+        text_literal(d, shard),
+        text_literal(d, position),
+        text_literal(d, run_id),
+        text_literal(d, &timestamp_text(now)),
+        d.timestamp_type()
+    ));
+    wh.execute_in_transaction(&statements)?;
+    Ok(())
+}
+
+/// Cleans and matches micro-batches of one stream.
+struct Batcher<'a> {
+    stream: &'a StreamConfig,
+    entity: &'static crate::config::EntityConfig,
+    cleaner: EntityCleaner<'static>,
+    index: Option<&'a Index>,
+}
+
+impl<'a> Batcher<'a> {
+    fn new(
+        p: &Pipeline,
+        stream: &'a StreamConfig,
+        index: Option<&'a Index>,
+    ) -> Result<Self, StreamError> {
+        let mut entity = p
+            .entity(&stream.entity)
+            .cloned()
+            .ok_or_else(|| StreamError::Unknown {
+                name: stream.entity.clone(),
+                known: "entities".into(),
+            })?;
+        // Checks across rows of other entities need keys only the batch pipeline has.
+        entity
+            .checks
+            .retain(|c| !matches!(c.rule, CheckRule::Referential { .. }));
+        // The cleaner lives as long as the stream runs; the entity is leaked once.
+        let entity: &'static crate::config::EntityConfig = Box::leak(Box::new(entity));
+        let region = p
+            .sources_of(&stream.entity)
+            .next()
+            .map(|s| s.read.region.clone())
+            .unwrap_or_else(|| "US".into());
+        let regions = Arc::new(HashMap::from([(stream.name.clone(), region)]));
+        let cleaner = EntityCleaner::new(entity, regions, &HashMap::new(), &[])?;
+        let index = index.filter(|_| {
+            p.identity
+                .as_ref()
+                .is_some_and(|i| i.entity == stream.entity)
+        });
+        Ok(Self {
+            stream,
+            entity,
+            cleaner,
+            index,
+        })
+    }
+
+    fn polars(&self) -> impl Fn(PolarsError) -> StreamError + '_ {
+        move |source| StreamError::Polars {
+            stream: self.stream.name.clone(),
+            source,
+        }
+    }
+
+    /// Events to a raw frame: one text column per entity column (from the JSON
+    /// object's keys of the same name), lineage naming each event's position.
+    fn raw(
+        &self,
+        origin: &str,
+        shard: &str,
+        events: &[Event],
+        run_id: &str,
+    ) -> Result<RawFrame, StreamError> {
+        let names: Vec<&str> = self
+            .entity
+            .columns
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        let mut values: Vec<Vec<Option<String>>> = vec![Vec::new(); names.len()];
+        let (mut files, mut lines) = (Vec::new(), Vec::new());
+        let mut rejects = Vec::new();
+        for (i, e) in events.iter().enumerate() {
+            let file = format!("{origin}/{shard}/{}", e.position);
+            let object = match serde_json::from_slice::<serde_json::Value>(&e.payload) {
+                Ok(serde_json::Value::Object(o)) => o,
+                Ok(_) => {
+                    rejects.push(reject(
+                        self,
+                        &file,
+                        i,
+                        "the event is not a JSON object",
+                        &e.payload,
+                    ));
+                    continue;
+                }
+                Err(err) => {
+                    rejects.push(reject(
+                        self,
+                        &file,
+                        i,
+                        &format!("the event is not JSON: {err}"),
+                        &e.payload,
+                    ));
+                    continue;
+                }
+            };
+            for (n, column) in names.iter().zip(values.iter_mut()) {
+                column.push(match object.get(*n) {
+                    None | Some(serde_json::Value::Null) => None,
+                    Some(serde_json::Value::String(s)) => Some(s.clone()),
+                    Some(other) => Some(other.to_string()),
+                });
+            }
+            files.push(file);
+            lines.push(i as i64 + 1);
+        }
+        let height = files.len();
+        let mut columns: Vec<Column> = names
+            .iter()
+            .zip(values)
+            .map(|(n, v)| Column::new((*n).into(), v))
+            .collect();
+        columns.push(Column::new(
+            SOURCE.into(),
+            vec![self.stream.name.clone(); height],
+        ));
+        columns.push(Column::new(SOURCE_FILE.into(), files));
+        columns.push(Column::new(SOURCE_LINE.into(), lines));
+        columns.push(Column::new(
+            LANDED_RUN.into(),
+            vec![run_id.to_string(); height],
+        ));
+        let frame = DataFrame::new(height, columns).map_err(self.polars())?;
+        return Ok(RawFrame { frame, rejects });
+
+        fn reject(b: &Batcher<'_>, file: &str, i: usize, reason: &str, payload: &[u8]) -> Reject {
+            let raw = String::from_utf8_lossy(&payload[..payload.len().min(4096)]).into_owned();
+            Reject {
+                source: b.stream.name.clone(),
+                file: file.into(),
+                line: i as u64 + 1,
+                reason: reason.into(),
+                raw,
+            }
+        }
+    }
+
+    /// Cleans, matches and stages one shard's events.
+    fn batch(
+        &mut self,
+        lake: &Lake,
+        origin: &str,
+        shard: &str,
+        events: &[Event],
+        run_id: &str,
+    ) -> Result<Outcome, StreamError> {
+        let raw = self.raw(origin, shard, events, run_id)?;
+        let (mut clean, quarantine) = self.cleaner.clean_batch(raw)?;
+        let first = events.first().map(|e| e.position.as_str()).unwrap_or("");
+        let stem = format!("stream/{}/{{}}/{shard}-{first}.parquet", self.stream.name);
+        let quarantined = quarantine.height() as u64;
+        if quarantined > 0 {
+            write_parquet(lake, &stem.replace("{}", "quarantine"), &quarantine)?;
+        }
+        let loaded = clean.height() as u64;
+        let mut matched = 0;
+        let mut persons: Vec<Option<String>> = vec![None; clean.height()];
+        let mut rules: Vec<Option<String>> = vec![None; clean.height()];
+        let mut probabilities: Vec<Option<f64>> = vec![None; clean.height()];
+        if let Some(index) = self.index {
+            let texts: Vec<(String, StringChunked)> = clean
+                .columns()
+                .iter()
+                .filter_map(|c| {
+                    let s = c.cast(&DataType::String).ok()?;
+                    Some((c.name().to_string(), s.str().ok()?.clone()))
+                })
+                .collect();
+            for i in 0..clean.height() {
+                let record: HashMap<String, String> = texts
+                    .iter()
+                    .filter_map(|(n, s)| Some((n.clone(), s.get(i)?.to_string())))
+                    .collect();
+                let answer = index.lookup(&record);
+                if answer.person_id.is_some() {
+                    matched += 1;
+                }
+                persons[i] = answer.person_id;
+                rules[i] = answer
+                    .rule
+                    .or_else(|| answer.probability.map(|_| "probabilistic".into()));
+                probabilities[i] = answer.probability;
+            }
+        }
+        let n = clean.height();
+        for column in [
+            Column::new("person_id".into(), persons),
+            Column::new("match_rule".into(), rules),
+            Column::new("match_probability".into(), probabilities),
+            Column::new("_stream".into(), vec![self.stream.name.clone(); n]),
+            Column::new("_shard".into(), vec![shard.to_string(); n]),
+        ] {
+            clean.with_column(column).map_err(self.polars())?;
+        }
+        let rows_key = if loaded > 0 {
+            let key = stem.replace("{}", "batches");
+            write_parquet(lake, &key, &clean)?;
+            Some(key)
+        } else {
+            None
+        };
+        Ok(Outcome {
+            rows_key,
+            loaded,
+            quarantined,
+            matched,
+        })
+    }
+}

@@ -1,0 +1,250 @@
+//! `cdp stream` from Kinesis Data Streams on the AWS emulator (moto, started by
+//! `make test` on 127.0.0.1): events are cleaned by the person entity's rules (bad
+//! ones quarantined with the event's position), matched to the persons the sample's
+//! last resolve saved, and loaded once; a second run loads nothing; runs killed at
+//! random moments and run again load every event exactly once.
+
+mod common;
+
+use std::time::Duration;
+
+use common::peers;
+use common::{repo, write_sample_variant, TestContext};
+use serde_json::{json, Value};
+
+fn kinesis(endpoint: &str) -> (tokio::runtime::Runtime, aws_sdk_kinesis::Client) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let shared = rt.block_on(aws_config::defaults(aws_config::BehaviorVersion::latest()).load());
+    let conf = aws_sdk_kinesis::config::Builder::from(&shared)
+        .endpoint_url(endpoint)
+        .build();
+    (rt, aws_sdk_kinesis::Client::from_conf(conf))
+}
+
+fn put(
+    rt: &tokio::runtime::Runtime,
+    client: &aws_sdk_kinesis::Client,
+    stream: &str,
+    events: &[String],
+) {
+    for (i, e) in events.iter().enumerate() {
+        rt.block_on(
+            client
+                .put_record()
+                .stream_name(stream)
+                .partition_key(format!("k{i}"))
+                .data(aws_sdk_kinesis::primitives::Blob::new(e.as_bytes()))
+                .send(),
+        )
+        .expect("put record");
+    }
+}
+
+fn stream_once(ctx: &TestContext, p: &str) -> Value {
+    let run = ctx
+        .cdp(&[
+            "stream",
+            p,
+            "signups",
+            "--lake",
+            &ctx.lake_url(),
+            "--warehouse",
+            &ctx.warehouse_url(),
+            "--until-idle",
+            "--format",
+            "json",
+        ])
+        .ok();
+    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout))
+}
+
+#[test]
+fn kinesis_events_are_cleaned_matched_and_loaded_exactly_once_even_when_killed() {
+    let Some(endpoint) = peers::s3_endpoint(
+        "kinesis_events_are_cleaned_matched_and_loaded_exactly_once_even_when_killed",
+    ) else {
+        return;
+    };
+    let ctx = TestContext::new();
+    let name = peers::unique_bucket("signups");
+    let (rt, client) = kinesis(&endpoint);
+    rt.block_on(
+        client
+            .create_stream()
+            .stream_name(&name)
+            .shard_count(2)
+            .send(),
+    )
+    .expect("create stream");
+    for _ in 0..50 {
+        let d = rt
+            .block_on(client.describe_stream_summary().stream_name(&name).send())
+            .expect("describe");
+        if d.stream_description_summary()
+            .map(|s| s.stream_status().as_str())
+            == Some("ACTIVE")
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let text = std::fs::read_to_string(repo().join("pipelines/customer360.toml")).expect("pipeline")
+        + &format!(
+            "\n[[streams]]\nname = \"signups\"\nkind = \"kinesis\"\nentity = \"person\"\nstream_name = \"{name}\"\n\
+             region = \"us-east-1\"\nendpoint_url = \"{endpoint}\"\nbatch = {{ max_records = 2, max_wait_ms = 200 }}\n"
+        );
+    let p = ctx.path().join("pipelines/customer360.toml");
+    write_sample_variant(&p, &text);
+    let ps = p.to_str().expect("path");
+    ctx.cdp(&[
+        "run",
+        ps,
+        "--lake",
+        &ctx.lake_url(),
+        "--warehouse",
+        &ctx.warehouse_url(),
+    ])
+    .ok();
+
+    // Three known persons (their email and first name, as a shop record has them), two
+    // new ones, and two bad events.
+    let known = ctx.query(
+        "SELECT p.email, p.first_name, g.person_id FROM person p JOIN identity_graph g \
+         ON g.source = p.source AND g.record_id = p.record_id \
+         WHERE p.email IN (SELECT email FROM person GROUP BY email HAVING count(DISTINCT first_name) = 1) \
+         AND g.person_id IN (SELECT person_id FROM identity_graph GROUP BY person_id HAVING count(*) >= 2) \
+         ORDER BY p.email LIMIT 3",
+    );
+    assert_eq!(known.len(), 3);
+    let mut events: Vec<String> = known
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            json!({"record_id": format!("s{i}"), "email": k["email"], "first_name": k["first_name"],
+                   "last_name": "Streamed"})
+            .to_string()
+        })
+        .collect();
+    events.push(
+        json!({"record_id": "n1", "email": "brand.new.1@example.org", "first_name": "Zed"})
+            .to_string(),
+    );
+    events.push(
+        json!({"record_id": "n2", "email": "brand.new.2@example.org", "first_name": "Ysolde"})
+            .to_string(),
+    );
+    events.push("not json at all".into());
+    events.push(json!({"record_id": "bad", "household_size": 99}).to_string());
+    put(&rt, &client, &name, &events);
+
+    let first = stream_once(&ctx, ps);
+    assert_eq!(first["events"], 7, "{first}");
+    assert_eq!(first["loaded"], 5, "{first}");
+    assert_eq!(first["quarantined"], 2, "{first}");
+    assert_eq!(first["matched"], 3, "{first}");
+    let rows =
+        ctx.query("SELECT record_id, person_id, match_rule FROM stream_signups ORDER BY record_id");
+    assert_eq!(rows.len(), 5);
+    for (i, k) in known.iter().enumerate() {
+        let row = rows
+            .iter()
+            .find(|r| r["record_id"] == format!("s{i}"))
+            .expect("row");
+        assert_eq!(row["person_id"], k["person_id"], "{row:?}");
+    }
+    assert!(rows
+        .iter()
+        .filter(|r| r["record_id"].as_str().is_some_and(|s| s.starts_with('n')))
+        .all(|r| r["person_id"].is_null()));
+    // The quarantine names each bad event's position and why.
+    let quarantine = ctx.query(&format!(
+        "SELECT source_file, reason FROM read_parquet('{}/lake/stream/signups/quarantine/*.parquet') ORDER BY reason",
+        ctx.path().display()
+    ));
+    assert_eq!(quarantine.len(), 2, "{quarantine:?}");
+    assert!(quarantine.iter().all(|q| q["source_file"]
+        .as_str()
+        .is_some_and(|f| f.starts_with(&format!("kinesis://{name}/shardId-")))));
+    assert!(
+        quarantine
+            .iter()
+            .any(|q| q["reason"].as_str().is_some_and(|r| r.contains("not JSON"))),
+        "{quarantine:?}"
+    );
+
+    // Nothing new: nothing loaded.
+    let again = stream_once(&ctx, ps);
+    assert_eq!(
+        (again["events"].as_u64(), again["batches"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(ctx.count("stream_signups"), 5);
+
+    // 60 more, read by runs killed at random moments, then one run to the end.
+    let more: Vec<String> = (0..60)
+        .map(|i| json!({"record_id": format!("m{i:02}"), "email": format!("m{i}@example.net"), "first_name": "Kim"}).to_string())
+        .collect();
+    put(&rt, &client, &name, &more);
+    let mut seed = std::process::id() as u64 | 1;
+    let mut kills = 0;
+    for _ in 0..6 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let mut child = ctx
+            .command(&[
+                "stream",
+                ps,
+                "signups",
+                "--lake",
+                &ctx.lake_url(),
+                "--warehouse",
+                &ctx.warehouse_url(),
+                "--until-idle",
+            ])
+            .spawn()
+            .expect("spawn");
+        std::thread::sleep(Duration::from_millis(50 + seed % 500));
+        if child.try_wait().expect("wait").is_none() {
+            kills += 1;
+        }
+        child.kill().ok();
+        child.wait().ok();
+    }
+    let before = ctx.count("stream_signups");
+    let last = stream_once(&ctx, ps);
+    eprintln!(
+        "{kills} runs killed; {before} rows loaded before the last run, which loaded {}",
+        last["loaded"]
+    );
+    let loaded = ctx.query(
+        "SELECT count(*) AS n, count(DISTINCT source_file) AS events, count(DISTINCT record_id) AS ids FROM stream_signups",
+    );
+    assert_eq!(
+        loaded[0]["n"], 65,
+        "every event once: {loaded:?} ({kills} kills)"
+    );
+    assert_eq!(loaded[0]["events"], 65);
+    assert_eq!(loaded[0]["ids"], 65);
+    let offsets = ctx.query("SELECT count(*) AS n FROM stream_offsets WHERE stream = 'signups'");
+    assert_eq!(offsets[0]["n"], 2, "one committed position per shard");
+}
+
+#[test]
+fn an_unknown_stream_exits_2() {
+    let ctx = TestContext::new();
+    let out = ctx.cdp(&[
+        "stream",
+        common::sample_pipeline().to_str().expect("path"),
+        "nope",
+        "--lake",
+        &ctx.lake_url(),
+        "--warehouse",
+        &ctx.warehouse_url(),
+    ]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("no stream \"nope\""), "{}", out.stderr);
+}
