@@ -54,6 +54,7 @@ fn stream_once(ctx: &TestContext, p: &str) -> Value {
             "--warehouse",
             &ctx.warehouse_url(),
             "--until-idle",
+            "0",
             "--format",
             "json",
         ])
@@ -204,6 +205,7 @@ fn kinesis_events_are_cleaned_matched_and_loaded_exactly_once_even_when_killed()
                 "--warehouse",
                 &ctx.warehouse_url(),
                 "--until-idle",
+                "0",
             ])
             .spawn()
             .expect("spawn");
@@ -229,6 +231,40 @@ fn kinesis_events_are_cleaned_matched_and_loaded_exactly_once_even_when_killed()
     );
     assert_eq!(loaded[0]["events"], 65);
     assert_eq!(loaded[0]["ids"], 65);
+    // A consumer running until stopped holds the stream: a second one exits 4, and
+    // SIGTERM ends the first after its batch, with exit 0.
+    let mut running = ctx
+        .command(&[
+            "stream",
+            ps,
+            "signups",
+            "--lake",
+            &ctx.lake_url(),
+            "--warehouse",
+            &ctx.warehouse_url(),
+        ])
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(Duration::from_millis(1500));
+    let second = ctx.cdp(&[
+        "stream",
+        ps,
+        "signups",
+        "--lake",
+        &ctx.lake_url(),
+        "--warehouse",
+        &ctx.warehouse_url(),
+        "--until-idle",
+        "0",
+    ]);
+    assert_eq!(second.code, 4, "{}", second.stderr);
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &running.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(term.success());
+    let status = running.wait().expect("wait");
+    assert_eq!(status.code(), Some(0), "SIGTERM ends the stream cleanly");
     let offsets = ctx.query("SELECT count(*) AS n FROM stream_offsets WHERE stream = 'signups'");
     assert_eq!(offsets[0]["n"], 2, "one committed position per shard");
 }

@@ -1,6 +1,6 @@
 //! `cdp stream PIPELINE NAME`: read a `[[streams]]` entry in micro-batches, clean,
-//! match and load each exactly once; runs until stopped, `--until-idle` or
-//! `--max-batches`.
+//! match and load each exactly once; runs until SIGTERM/SIGINT (after the batch in
+//! hand), `--until-idle SECONDS` or `--max-events N`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -19,12 +19,13 @@ pub struct Args {
     pub name: String,
     #[command(flatten)]
     pub target: TargetArgs,
-    /// Stop once every shard has nothing new.
-    #[arg(long)]
-    pub until_idle: bool,
-    /// Stop after this many micro-batches.
+    /// Stop once no shard has had anything new for this many seconds (0: at the
+    /// first pass that finds nothing).
+    #[arg(long, value_name = "SECONDS")]
+    pub until_idle: Option<u64>,
+    /// Stop after this many events (at the end of the batch that reaches it).
     #[arg(long, value_name = "N")]
-    pub max_batches: Option<usize>,
+    pub max_events: Option<u64>,
     #[command(flatten)]
     pub wait: WaitArg,
     #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -49,13 +50,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     let run_id = cdp::state::new_run_id();
+    // SIGTERM (systemd, containers) and SIGINT finish the batch in hand, then exit 0.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, stop.clone())
+            .context("cannot install the signal handler")?;
+    }
     let opts = StreamOptions {
-        max_batches: args.max_batches,
-        until_idle: args.until_idle,
+        max_events: args.max_events,
+        until_idle: args.until_idle.map(Duration::from_secs),
         wait: Duration::from_secs(args.wait.wait),
+        stop,
     };
     let report = match stream::run(&p, &lake, &args.name, &run_id, &opts, index.as_ref()) {
         Err(e @ StreamError::Unknown { .. }) => return Err(UsageError(e.to_string()).into()),
+        // Another consumer holds the stream (exit 4, as for a held pipeline lease).
+        Err(StreamError::Lease(e)) => return Err(e.into()),
         r => r?,
     };
     match args.format {

@@ -53,6 +53,8 @@ pub enum StreamError {
     #[error("stream {stream}: {what} is not supported yet")]
     Unsupported { stream: String, what: String },
     #[error(transparent)]
+    Lease(#[from] crate::state::lease::LeaseError),
+    #[error(transparent)]
     Clean(#[from] CleanError),
     #[error(transparent)]
     Warehouse(#[from] WarehouseError),
@@ -91,15 +93,42 @@ pub trait EventSource {
     fn origin(&self) -> String;
 }
 
-/// How long `cdp stream` runs.
-#[derive(Debug, Clone, Copy, Default)]
+/// How long `cdp stream` runs: until `stop` is raised (SIGTERM, SIGINT), or one of
+/// the limits is reached; the batch in hand is always finished first.
+#[derive(Debug, Clone, Default)]
 pub struct StreamOptions {
-    /// Stop after this many micro-batches with events.
-    pub max_batches: Option<usize>,
-    /// Stop once a pass over every shard finds nothing new.
-    pub until_idle: bool,
-    /// How long to wait for a warehouse another process holds.
+    /// Stop after this many events (at the end of the batch that reaches it).
+    pub max_events: Option<u64>,
+    /// Stop once no shard has had anything new for this long.
+    pub until_idle: Option<Duration>,
+    /// How long to wait for a warehouse or a stream lease another process holds.
     pub wait: Duration,
+    /// Raised by a signal handler: finish the current batch and stop.
+    pub stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// How long a stream's lease lasts without renewal; renewed after every batch.
+const LEASE_TTL: Duration = Duration::from_secs(300);
+
+/// The lake folder of a stream (`stream/<name>/`) as a lake of its own, so that its
+/// lease is the stream's: one consumer per stream, while the batch steps run.
+fn stream_lake(url: &crate::lake::LakeUrl, stream: &str) -> Result<Lake, LakeError> {
+    use crate::lake::LakeUrl;
+    let sub = match url {
+        LakeUrl::Local(path) => LakeUrl::Local(path.join("stream").join(stream)),
+        LakeUrl::S3(loc) => {
+            let mut loc = loc.clone();
+            loc.prefix = [loc.prefix.as_str(), "stream", stream]
+                .iter()
+                .filter(|s| !s.is_empty())
+                .copied()
+                .collect::<Vec<_>>()
+                .join("/");
+            loc.cache_dir = loc.cache_dir.map(|d| d.join("stream").join(stream));
+            LakeUrl::S3(loc)
+        }
+    };
+    Lake::open(&sub)
 }
 
 /// What a run of `cdp stream` did.
@@ -172,16 +201,24 @@ pub fn run(
         ..StreamReport::default()
     };
     let mut batcher = Batcher::new(p, stream, index)?;
+    let lease_lake = stream_lake(&p.lake, name)?;
+    let mut lease = crate::state::lease::Lease::acquire_waiting(
+        &lease_lake,
+        run_id,
+        &format!("stream {name}"),
+        LEASE_TTL,
+        opts.wait,
+    )?;
     let mut positions = committed(p, name, run_id, opts.wait)?;
     let shards = source.shards()?;
-    loop {
+    let mut last_found = Instant::now();
+    let stop = || opts.stop.load(std::sync::atomic::Ordering::Relaxed);
+    let enough = |r: &StreamReport| opts.max_events.is_some_and(|m| r.events >= m);
+    'run: loop {
         let mut found = false;
         for shard in &shards {
-            if opts
-                .max_batches
-                .is_some_and(|m| report.batches as usize >= m)
-            {
-                break;
+            if stop() || enough(&report) {
+                break 'run;
             }
             let events = source.read(
                 shard,
@@ -194,6 +231,7 @@ pub fn run(
             found = true;
             let outcome = batcher.batch(lake, &source.origin(), shard, &events, run_id)?;
             commit(p, lake, stream, shard, &last, run_id, &outcome, opts.wait)?;
+            lease.renew(LEASE_TTL)?;
             positions.insert(shard.clone(), last.clone());
             report.batches += 1;
             report.events += events.len() as u64;
@@ -210,17 +248,23 @@ pub fn run(
                 "micro-batch committed"
             );
         }
-        if opts
-            .max_batches
-            .is_some_and(|m| report.batches as usize >= m)
-            || (opts.until_idle && !found)
+        if found {
+            last_found = Instant::now();
+        } else if opts
+            .until_idle
+            .is_some_and(|idle| last_found.elapsed() >= idle)
         {
             break;
         }
         if !found {
-            std::thread::sleep(stream.batch.max_wait.min(Duration::from_secs(1)));
+            // Nothing waiting: pause (in short steps, so a signal is seen at once).
+            let pause = Instant::now();
+            while pause.elapsed() < stream.batch.max_wait.min(Duration::from_secs(1)) && !stop() {
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
     }
+    drop(lease);
     report.positions = positions;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
