@@ -42,3 +42,30 @@ addr=$(sed -n 's/^listening on //p' "$WORK/serve.out")
 rss_mib=$(awk '/VmRSS/ {print int($2 / 1024)}' "/proc/$server/status")
 python3 bench/match_load.py load "$addr" "$WORK/queries.jsonl" "$SECONDS_LOAD" "$CONNECTIONS" \
   "$PERSONS" "$loaded" "$rss_mib" | tee "$WORK/result.json"
+
+python3 - "$WORK/result.json" <<'PY'
+import json, pathlib, re, subprocess, sys
+r = json.loads(pathlib.Path(sys.argv[1]).read_text())
+cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True, text=True).stdout.strip()
+cores = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
+section = f"""## Record lookups: cdp match --serve
+
+bench/match.sh: `cdp gen --persons {r['persons']:,}` ingested, cleaned and resolved with the
+sample pipeline; `cdp match --serve` on loopback over the saved state, loaded by
+bench/match_load.py ({r['connections']} Python client processes, one keep-alive connection
+each, records sampled from the clean person records, a share with the first name dropped so
+that scoring answers). The load generator shares the 2 cores with the server.
+Machine: {cpu}, {cores} cores.
+
+| lookups | lookups/s | p50 ms | p99 ms | index load s | server RSS MiB |
+|---:|---:|---:|---:|---:|---:|
+| {r['lookups']:,} | {r['lookups_per_second']:,} | {r['p50_ms']} | {r['p99_ms']} | {r['index_load_seconds']} | {r['server_rss_mib']:,} |
+"""
+bench = pathlib.Path("BENCHMARKS.md")
+text = bench.read_text() if bench.exists() else "# Benchmarks\n"
+text = re.sub(r"\n## Record lookups: cdp match --serve\n.*?(?=\n## |\Z)", "", text, flags=re.S).rstrip("\n")
+notes = pathlib.Path("bench/notes/match.md")
+if notes.exists():
+    section += "\n" + notes.read_text()
+bench.write_text(text + "\n\n" + section)
+PY
