@@ -43,21 +43,28 @@ fn put(
     }
 }
 
+/// `cdp stream P signups` on this test's lake and warehouse, then `extra`.
+fn stream_args(ctx: &TestContext, p: &str, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = ["stream", p, "signups", "--lake"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.extend([ctx.lake_url(), "--warehouse".into(), ctx.warehouse_url()]);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+fn refs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
 fn stream_once(ctx: &TestContext, p: &str) -> Value {
     let run = ctx
-        .cdp(&[
-            "stream",
+        .cdp(&refs(&stream_args(
+            ctx,
             p,
-            "signups",
-            "--lake",
-            &ctx.lake_url(),
-            "--warehouse",
-            &ctx.warehouse_url(),
-            "--until-idle",
-            "0",
-            "--format",
-            "json",
-        ])
+            &["--until-idle", "0", "--format", "json"],
+        )))
         .ok();
     serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout))
 }
@@ -196,17 +203,7 @@ fn kinesis_events_are_cleaned_matched_and_loaded_exactly_once_even_when_killed()
         seed ^= seed >> 7;
         seed ^= seed << 17;
         let mut child = ctx
-            .command(&[
-                "stream",
-                ps,
-                "signups",
-                "--lake",
-                &ctx.lake_url(),
-                "--warehouse",
-                &ctx.warehouse_url(),
-                "--until-idle",
-                "0",
-            ])
+            .command(&refs(&stream_args(&ctx, ps, &["--until-idle", "0"])))
             .spawn()
             .expect("spawn");
         std::thread::sleep(Duration::from_millis(50 + seed % 500));
@@ -234,29 +231,11 @@ fn kinesis_events_are_cleaned_matched_and_loaded_exactly_once_even_when_killed()
     // A consumer running until stopped holds the stream: a second one exits 4, and
     // SIGTERM ends the first after its batch, with exit 0.
     let mut running = ctx
-        .command(&[
-            "stream",
-            ps,
-            "signups",
-            "--lake",
-            &ctx.lake_url(),
-            "--warehouse",
-            &ctx.warehouse_url(),
-        ])
+        .command(&refs(&stream_args(&ctx, ps, &[])))
         .spawn()
         .expect("spawn");
     std::thread::sleep(Duration::from_millis(1500));
-    let second = ctx.cdp(&[
-        "stream",
-        ps,
-        "signups",
-        "--lake",
-        &ctx.lake_url(),
-        "--warehouse",
-        &ctx.warehouse_url(),
-        "--until-idle",
-        "0",
-    ]);
+    let second = ctx.cdp(&refs(&stream_args(&ctx, ps, &["--until-idle", "0"])));
     assert_eq!(second.code, 4, "{}", second.stderr);
     let term = std::process::Command::new("kill")
         .args(["-TERM", &running.id().to_string()])

@@ -7,7 +7,8 @@ use std::fmt::Write;
 
 use super::quality::QualityReport;
 
-fn esc(s: &str) -> String {
+/// Text for HTML: `&`, `<`, `>` and `"` escaped.
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

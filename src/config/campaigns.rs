@@ -134,36 +134,11 @@ impl Validator<'_> {
                 }
             }
         };
-        match entities.iter().find(|e| e.name == c.orders) {
-            None => self.problem(
-                format!("{key}.orders"),
-                format!("unknown entity {:?}", c.orders),
-            ),
-            Some(e) => {
-                if e.belongs_to.is_none() {
-                    self.problem(
-                        format!("{key}.orders"),
-                        format!(
-                            "entity {:?} does not belong to a person (`belongs_to`), so its \
-                             orders cannot be counted per member",
-                            e.name
-                        ),
-                    );
-                }
-                let mut column = |field: &str, name: &str| {
-                    if !name.is_empty() && e.column(name).is_none() {
-                        self.problem(
-                            format!("{key}.{field}"),
-                            format!("unknown column of {}: {name:?}", e.name),
-                        );
-                    }
-                };
-                column("at", &c.at);
-                if let CampaignOutcome::Revenue { amount } = &outcome {
-                    column("amount", amount);
-                }
-            }
+        let mut columns = vec![(format!("{key}.at"), c.at.as_str())];
+        if let CampaignOutcome::Revenue { amount } = &outcome {
+            columns.push((format!("{key}.amount"), amount.as_str()));
         }
+        self.orders_entity(&format!("{key}.orders"), &c.orders, entities, &columns);
         CampaignConfig {
             name: c.name,
             audience: c.audience,
@@ -172,6 +147,48 @@ impl Validator<'_> {
             days: u32::try_from(c.days.clamp(1, MAX_DAYS)).unwrap_or(1),
             orders: c.orders,
             at: c.at,
+        }
+    }
+}
+
+impl Validator<'_> {
+    /// Checks an entity named at `key` as a person's orders: it exists, it belongs to a
+    /// person (`belongs_to`), and it has each of `columns` (the key naming each, and
+    /// the column; an empty name was reported already).
+    pub(super) fn orders_entity(
+        &mut self,
+        key: &str,
+        name: &str,
+        entities: &[EntityConfig],
+        columns: &[(String, &str)],
+    ) {
+        let Some(e) = entities.iter().find(|e| e.name == name) else {
+            let names: Vec<&str> = entities.iter().map(|e| e.name.as_str()).collect();
+            self.problem(
+                key.to_string(),
+                format!(
+                    "unknown entity {name:?}; the pipeline declares {}",
+                    names.join(", ")
+                ),
+            );
+            return;
+        };
+        if e.belongs_to.is_none() {
+            self.problem(
+                key.to_string(),
+                format!(
+                    "entity {name:?} does not belong to a person (`belongs_to`), so its \
+                     orders cannot be counted per person"
+                ),
+            );
+        }
+        for (field, column) in columns {
+            if !column.is_empty() && e.column(column).is_none() {
+                self.problem(
+                    field.clone(),
+                    format!("unknown column of {name}: {column:?}"),
+                );
+            }
         }
     }
 }

@@ -34,43 +34,14 @@ impl Validator<'_> {
         entities: &[EntityConfig],
     ) -> FeaturesConfig {
         let key = "features";
-        match entities.iter().find(|e| e.name == raw.orders) {
-            None => {
-                let names: Vec<&str> = entities.iter().map(|e| e.name.as_str()).collect();
-                self.problem(
-                    format!("{key}.orders"),
-                    format!(
-                        "unknown entity {:?}; the pipeline declares {}",
-                        raw.orders,
-                        names.join(", ")
-                    ),
-                );
-            }
-            Some(e) => {
-                if e.belongs_to.is_none() {
-                    self.problem(
-                        format!("{key}.orders"),
-                        format!(
-                            "entity {:?} does not belong to a person (`belongs_to`), so its \
-                             orders cannot be counted per person",
-                            e.name
-                        ),
-                    );
-                }
-                let mut column = |field: String, name: &str| {
-                    if e.column(name).is_none() {
-                        self.problem(field, format!("unknown column of {}: {name:?}", e.name));
-                    }
-                };
-                column(format!("{key}.at"), &raw.at);
-                if let Some(a) = &raw.amount {
-                    column(format!("{key}.amount"), a);
-                }
-                for (i, s) in raw.shares.iter().enumerate() {
-                    column(format!("{key}.shares[{i}]"), s);
-                }
-            }
+        let mut columns = vec![(format!("{key}.at"), raw.at.as_str())];
+        if let Some(a) = &raw.amount {
+            columns.push((format!("{key}.amount"), a.as_str()));
         }
+        for (i, s) in raw.shares.iter().enumerate() {
+            columns.push((format!("{key}.shares[{i}]"), s.as_str()));
+        }
+        self.orders_entity(&format!("{key}.orders"), &raw.orders, entities, &columns);
         let person = entities.iter().find(|e| e.name == "person");
         for (field, col) in [("consent", &raw.consent), ("label", &raw.label)] {
             if let (Some(col), Some(p)) = (col, person) {

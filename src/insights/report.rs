@@ -25,6 +25,7 @@ use super::lift::Lift;
 use crate::audience::build::{HOLDOUTS_TABLE, RUNS_TABLE};
 use crate::audience::related_from;
 use crate::audience::sql::timestamp_text;
+use crate::clean::html::esc;
 use crate::clean::quality::QualityReport;
 use crate::config::{CampaignOutcome, Pipeline, Value, IDENTITY_GRAPH_TABLE};
 use crate::lake::{layout, Lake, LakeError};
@@ -567,13 +568,6 @@ fn campaign(
 }
 
 // ------------------------------------------------------------------------- HTML
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
 
 fn thousands(n: u64) -> String {
     let s = n.to_string();
