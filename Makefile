@@ -25,7 +25,7 @@ PIPELINE := pipelines/customer360.toml
 PEERS_VENV := .venv/peers
 PEERS_STAMP := $(PEERS_VENV)/.installed-$(shell cksum < tests/peers/requirements.txt | cut -d' ' -f1)
 
-.PHONY: all build demo test lint fmt sample-data bench clean-demo help peers peers-up peers-down install browser
+.PHONY: all build demo test lint fmt sample-data bench clean-demo help peers peers-up peers-down install browser tansu
 
 all: build
 
@@ -59,11 +59,16 @@ demo: build
 	@echo
 	$(CDP) report $(PIPELINE) --out cdp-report.html
 
-test: $(PEERS_STAMP) browser
+test: $(PEERS_STAMP) browser tansu
 	bash tests/peers/with-peers.sh $(CARGO) test --locked $(CARGO_FEATURES)
 	$(MAKE) test-airflow
 
 peers: $(PEERS_STAMP)
+
+# The Kafka broker of the test peers (tansu, from crates.io), built once into
+# ~/.cache/cdp/tansu by tools/tansu.sh: 8 minutes cold on two cores, then instant.
+tansu:
+	@bash tools/tansu.sh > /dev/null
 
 # Headless Chromium for the report pages' browser test (tests/report.rs): Debian's
 # package, installed when missing.

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # bench/stream.sh: `cdp stream` end to end (consume, clean, match, lake, DuckDB append)
-# from Kinesis on the moto emulator, BENCH_STREAM_EVENTS events (default 100,000) into
-# the sample pipeline's warehouse after a batch run of the sample data (so matching has
-# a saved identity state). Writes the "Streaming" section of BENCHMARKS.md.
-# The moto server comes from the test peers' venv (make peers).
+# from Kinesis on the moto emulator and from Kafka on a tansu broker (tools/tansu.sh),
+# BENCH_STREAM_EVENTS events each (default 100,000), into the sample pipeline's
+# warehouse after a batch run of the sample data (so matching has a saved identity
+# state). Writes the "Streaming" section of BENCHMARKS.md. The moto server comes from
+# the test peers' venv (make peers); Kafka events are produced by
+# examples/kafka_produce.rs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -30,21 +32,37 @@ endpoint="http://127.0.0.1:$port"
 export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
 mkdir -p "$WORK/pipelines"
 cp -r pipelines/audiences "$WORK/pipelines/"
-{ cat pipelines/customer360.toml; printf '\n[[streams]]\nname = "signups"\nkind = "kinesis"\nentity = "person"\nstream_name = "signups"\nregion = "us-east-1"\nendpoint_url = "%s"\n' "$endpoint"; } > "$WORK/pipelines/customer360.toml"
+tansu=$(bash tools/tansu.sh)
+kport=$("$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$tansu" broker --listener-url "tcp://127.0.0.1:$kport" --advertised-listener-url "tcp://127.0.0.1:$kport" \
+  --storage-engine memory://tansu/ > "$WORK/tansu.log" 2>&1 &
+broker=$!
+trap 'kill $moto $broker 2>/dev/null || true' EXIT
+cargo build --release --locked ${DUCKDB_LIB_DIR:+--no-default-features} --example kafka_produce
+{ cat pipelines/customer360.toml
+  printf '\n[[streams]]\nname = "signups"\nkind = "kinesis"\nentity = "person"\nstream_name = "signups"\nregion = "us-east-1"\nendpoint_url = "%s"\n' "$endpoint"
+  printf '\n[[streams]]\nname = "clicks"\nkind = "kafka"\nentity = "person"\nbootstrap_servers = ["127.0.0.1:%s"]\ntopics = ["signups"]\ngroup = "bench"\n' "$kport"
+} > "$WORK/pipelines/customer360.toml"
 target=(--lake "file://$WORK/lake" --warehouse "duckdb://$WORK/warehouse.duckdb")
 "$CDP_BIN" -q run "$WORK/pipelines/customer360.toml" "${target[@]}" > /dev/null
 put=$("$VENV/bin/python" bench/stream.py "$endpoint" signups "$EVENTS")
 /usr/bin/time -f "%e %M" -o "$WORK/stream.time" "$CDP_BIN" stream "$WORK/pipelines/customer360.toml" signups \
   "${target[@]}" --until-idle 0 --format json > "$WORK/stream.json" 2> "$WORK/stream.err"
 read -r secs kib < "$WORK/stream.time"
+kput=$("$CARGO_TARGET_DIR/release/examples/kafka_produce" "127.0.0.1:$kport" signups "$EVENTS")
+/usr/bin/time -f "%e %M" -o "$WORK/kafka.time" "$CDP_BIN" stream "$WORK/pipelines/customer360.toml" clicks \
+  "${target[@]}" --until-idle 0 --format json > "$WORK/kafka.json" 2> "$WORK/kafka.err"
+read -r ksecs kkib < "$WORK/kafka.time"
 
-python3 - "$put" "$secs" "$kib" "$WORK/stream.json" <<'PY' | tee "$WORK/result.json"
+python3 - "$put" "$secs" "$kib" "$WORK/stream.json" "$kput" "$ksecs" "$kkib" "$WORK/kafka.json" <<'PY' | tee "$WORK/result.json"
 import json, sys
-put, secs, kib = json.loads(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
-r = json.load(open(sys.argv[4]))
-assert r["loaded"] + r["quarantined"] == r["events"], r
-print(json.dumps({**r, "put_seconds": put["put_seconds"], "wall_seconds": secs, "rss_mib": kib // 1024,
-                  "events_per_second": r["events"] / secs}))
+a = sys.argv[1:]
+def row(source, put, secs, kib, path):
+    r = json.load(open(path))
+    assert r["loaded"] + r["quarantined"] == r["events"], r
+    return {**r, "from": source, "put": json.loads(put), "wall_seconds": float(secs),
+            "rss_mib": int(kib) // 1024, "events_per_second": r["events"] / float(secs)}
+print(json.dumps({"runs": [row("Kinesis on moto", *a[0:4]), row("Kafka on tansu (memory)", *a[4:8])]}))
 PY
 
 python3 - "$WORK/result.json" <<'PY'
@@ -52,19 +70,26 @@ import json, pathlib, re, subprocess, sys
 r = json.loads(pathlib.Path(sys.argv[1]).read_text())
 cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True, text=True).stdout.strip()
 cores = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
+rows = "\n".join(
+    f"| {x['from']} | {x['events']:,} | {x['loaded']:,} | {x['quarantined']:,} | {x['matched']:,} | {x['batches']} | {x['wall_seconds']:.2f} | {x['events_per_second']:,.0f} | {x['rss_mib']:,} |"
+    for x in r["runs"]
+)
+n = r["runs"][0]["events"]
 section = f"""## Streaming
 
-bench/stream.sh: {r['events']:,} JSON person events in a 2-shard Kinesis stream on moto's
-emulator (a tenth of them people the sample already knows, a hundredth not JSON), read by
+bench/stream.sh: {n:,} JSON person events in a 2-shard Kinesis stream on moto's emulator,
+and the same number in a 2-partition Kafka topic on a tansu broker with in-memory storage
+(a tenth of them people the sample already knows, a hundredth not JSON), each read by
 `cdp stream --until-idle 0` into the sample pipeline's DuckDB warehouse after a batch run
-of the sample data. End to end: GetRecords, the person entity's column rules and checks,
-matching against the saved identity state, Parquet to the lake, and one warehouse
-transaction per micro-batch with the shard's position. Wall time with process start, and
+of the sample data, with the default batch limits (10,000 events, 16 MiB, 1 s). End to
+end: reading (GetRecords; Fetch), the person entity's column rules and checks, matching
+against the saved identity state, Parquet to the lake, and one warehouse transaction per
+micro-batch with the shard's or partition's position. Wall time with process start, and
 peak RSS. Machine: {cpu}, {cores} cores.
 
-| events | loaded | quarantined | matched | batches | s | events/s | peak RSS MiB |
-|---:|---:|---:|---:|---:|---:|---:|---:|
-| {r['events']:,} | {r['loaded']:,} | {r['quarantined']:,} | {r['matched']:,} | {r['batches']} | {r['wall_seconds']:.2f} | {r['events_per_second']:,.0f} | {r['rss_mib']:,} |
+| from | events | loaded | quarantined | matched | batches | s | events/s | peak RSS MiB |
+|---|---:|---:|---:|---:|---:|---:|---:|---:|
+{rows}
 """
 bench = pathlib.Path("BENCHMARKS.md")
 text = bench.read_text() if bench.exists() else "# Benchmarks\n"

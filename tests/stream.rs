@@ -263,3 +263,116 @@ fn an_unknown_stream_exits_2() {
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains("no stream \"nope\""), "{}", out.stderr);
 }
+
+/// Produces `events` to `topic` (created with two partitions when new), alternating
+/// partitions, one record per request. tansu 0.6.0 answers a Fetch at an offset inside
+/// a record batch with no records (a broker returns the whole batch), so batches of one
+/// let a consumer resume at any offset.
+fn produce(bootstrap: &str, topic: &str, events: &[String]) {
+    use rskafka::client::partition::{Compression, UnknownTopicHandling};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let client = rskafka::client::ClientBuilder::new(vec![bootstrap.to_string()])
+            .build()
+            .await
+            .expect("connect to the broker");
+        let topics = client.list_topics().await.expect("topics");
+        if !topics.iter().any(|t| t.name == topic) {
+            client
+                .controller_client()
+                .expect("controller")
+                .create_topic(topic, 2, 1, 5_000)
+                .await
+                .expect("create topic");
+        }
+        for partition in 0..2 {
+            let pc = client
+                .partition_client(topic, partition, UnknownTopicHandling::Retry)
+                .await
+                .expect("partition");
+            for e in events.iter().skip(partition as usize).step_by(2) {
+                let record = rskafka::record::Record {
+                    key: None,
+                    value: Some(e.as_bytes().to_vec()),
+                    headers: Default::default(),
+                    timestamp: rskafka::chrono::Utc::now(),
+                };
+                pc.produce(vec![record], Compression::NoCompression)
+                    .await
+                    .expect("produce");
+            }
+        }
+    });
+}
+
+#[test]
+fn kafka_events_are_loaded_exactly_once_even_when_killed() {
+    let Some(bootstrap) =
+        peers::kafka_bootstrap("kafka_events_are_loaded_exactly_once_even_when_killed")
+    else {
+        return;
+    };
+    let ctx = TestContext::new();
+    let topic = peers::unique_bucket("clicks");
+    let text = std::fs::read_to_string(repo().join("pipelines/customer360.toml")).expect("pipeline")
+        + &format!(
+            "\n[[streams]]\nname = \"signups\"\nkind = \"kafka\"\nentity = \"person\"\nbootstrap_servers = [\"{bootstrap}\"]\n\
+             topics = [\"{topic}\"]\ngroup = \"cdp-test\"\nbatch = {{ max_records = 3, max_wait_ms = 200 }}\n"
+        );
+    let p = ctx.path().join("pipelines/customer360.toml");
+    write_sample_variant(&p, &text);
+    let ps = p.to_str().expect("path");
+    let mut events: Vec<String> = (0..20)
+        .map(|i| json!({"record_id": format!("k{i:02}"), "email": format!("k{i}@example.net"), "first_name": "Kai"}).to_string())
+        .collect();
+    events.push("{broken".into());
+    produce(&bootstrap, &topic, &events);
+
+    let first = stream_once(&ctx, ps);
+    assert_eq!(
+        (
+            first["events"].as_u64(),
+            first["loaded"].as_u64(),
+            first["quarantined"].as_u64()
+        ),
+        (Some(21), Some(20), Some(1)),
+        "{first}"
+    );
+    let again = stream_once(&ctx, ps);
+    assert_eq!(again["events"], 0, "{again}");
+
+    let more: Vec<String> = (20..60)
+        .map(|i| json!({"record_id": format!("k{i:02}"), "email": format!("k{i}@example.net"), "first_name": "Kai"}).to_string())
+        .collect();
+    produce(&bootstrap, &topic, &more);
+    let mut seed = std::process::id() as u64 | 1;
+    for _ in 0..5 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let mut child = ctx
+            .command(&refs(&stream_args(&ctx, ps, &["--until-idle", "0"])))
+            .spawn()
+            .expect("spawn");
+        std::thread::sleep(Duration::from_millis(50 + seed % 400));
+        child.kill().ok();
+        child.wait().ok();
+    }
+    let before = ctx.count("stream_signups");
+    stream_once(&ctx, ps);
+    let loaded = ctx.query(
+        "SELECT count(*) AS n, count(DISTINCT source_file) AS events, count(DISTINCT record_id) AS ids FROM stream_signups",
+    );
+    assert_eq!(
+        loaded[0]["n"], 60,
+        "every event once: {loaded:?} ({before} before the last run)"
+    );
+    assert_eq!(loaded[0]["events"], 60);
+    assert_eq!(loaded[0]["ids"], 60);
+    let positions = ctx.query("SELECT shard, position FROM stream_offsets ORDER BY shard");
+    assert_eq!(positions.len(), 2, "{positions:?}");
+    eprintln!("{before} of 60 rows loaded by the killed runs");
+}

@@ -1,7 +1,7 @@
-//! `cdp stream`: events from a stream (`[[streams]]`) in micro-batches, cleaned by
-//! the entity's column rules and checks like files are, matched to persons with the
-//! last resolve's saved state (the lookups of `cdp match`), and loaded into the
-//! warehouse exactly once.
+//! `cdp stream`: events from a stream (`[[streams]]`: Kinesis, or Kafka/MSK) in
+//! micro-batches, cleaned by the entity's column rules and checks like files are,
+//! matched to persons with the last resolve's saved state (the lookups of `cdp
+//! match`), and loaded into the warehouse exactly once.
 //!
 //! Exactly once: each micro-batch is one shard's events after its committed position.
 //! Its rows and the shard's new position are written in one warehouse transaction
@@ -18,6 +18,7 @@
 //! Checks across rows (`referential`) are not applied to events: the keys they need
 //! belong to the batch pipeline.
 
+pub mod kafka;
 pub mod kinesis;
 
 use std::collections::{BTreeMap, HashMap};
@@ -187,12 +188,7 @@ pub fn run(
     }
     let mut source: Box<dyn EventSource> = match &stream.source {
         StreamSource::Kinesis { .. } => Box::new(kinesis::Kinesis::connect(stream)?),
-        StreamSource::Kafka { .. } => {
-            return Err(StreamError::Unsupported {
-                stream: name.into(),
-                what: "reading Kafka (the Kafka client is not built in yet)".into(),
-            })
-        }
+        StreamSource::Kafka { .. } => Box::new(kafka::Kafka::connect(stream)?),
     };
     let mut report = StreamReport {
         stream: name.into(),

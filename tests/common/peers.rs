@@ -13,6 +13,11 @@ pub fn s3_endpoint(test: &str) -> Option<String> {
     Some(url)
 }
 
+/// The Kafka broker's bootstrap address (`127.0.0.1:PORT`, tansu).
+pub fn kafka_bootstrap(test: &str) -> Option<String> {
+    peer("CDP_TEST_KAFKA_BOOTSTRAP", test)
+}
+
 /// The Snowflake emulator's base URL (`http://127.0.0.1:PORT`).
 pub fn snowflake_url(test: &str) -> Option<String> {
     peer("CDP_TEST_SNOWFLAKE_URL", test)

@@ -3,7 +3,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 PEERS_DIR="${PEERS_DIR:-.venv/peers-run}"
-for name in s3 snowflake; do
+for name in s3 snowflake kafka; do
   pid_file="$PEERS_DIR/$name.pid"
   [ -f "$pid_file" ] || continue
   pid=$(cat "$pid_file")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Starts the test peers on 127.0.0.1: moto (S3) and fakesnow behind the JSON bridge
-# (Snowflake). Writes their addresses to $PEERS_DIR/env for `source`, pids to
+# Starts the test peers on 127.0.0.1: moto (S3 and the other AWS services), fakesnow
+# behind the JSON bridge (Snowflake) and tansu (a Kafka broker, in-memory storage; built
+# once into a cache by tools/tansu.sh). Writes their addresses to $PEERS_DIR/env for `source`, pids to
 # $PEERS_DIR/*.pid, logs to $PEERS_DIR/*.log. Idempotent: a running peer is kept.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -29,8 +30,18 @@ PY
   echo "peer $1 did not answer at $2; see $PEERS_DIR/$1.log" >&2
   return 1
 }
+# wait_tcp NAME PORT: waits up to 60 s for 127.0.0.1:PORT to accept a connection.
+wait_tcp() {
+  for _ in $(seq 1 120); do
+    if "$VENV/bin/python" -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' "$2" 2>/dev/null; then return 0; fi
+    alive "$1" || { echo "peer $1 died; see $PEERS_DIR/$1.log" >&2; return 1; }
+    sleep 0.5
+  done
+  echo "peer $1 did not listen on 127.0.0.1:$2; see $PEERS_DIR/$1.log" >&2
+  return 1
+}
 
-if alive s3 && alive snowflake && [ -f "$PEERS_DIR/env" ]; then
+if alive s3 && alive snowflake && alive kafka && [ -f "$PEERS_DIR/env" ]; then
   echo "peers already up ($PEERS_DIR/env)"
   exit 0
 fi
@@ -53,11 +64,20 @@ HOME="$PEERS_DIR/snowflake-home" CDP_PEER_S3_ENDPOINT="127.0.0.1:$s3_port" \
 echo $! > "$PEERS_DIR/snowflake.pid"
 wait_http snowflake "http://127.0.0.1:$sf_port/"
 
+tansu=$(bash tools/tansu.sh)
+kafka_port=$(free_port)
+"$tansu" broker --listener-url "tcp://127.0.0.1:$kafka_port" \
+  --advertised-listener-url "tcp://127.0.0.1:$kafka_port" \
+  --storage-engine memory://tansu/ > "$PEERS_DIR/kafka.log" 2>&1 &
+echo $! > "$PEERS_DIR/kafka.pid"
+wait_tcp kafka "$kafka_port"
+
 cat > "$PEERS_DIR/env" <<ENV
 export CDP_TEST_S3_ENDPOINT=http://127.0.0.1:$s3_port
+export CDP_TEST_KAFKA_BOOTSTRAP=127.0.0.1:$kafka_port
 export CDP_TEST_SNOWFLAKE_URL=http://127.0.0.1:$sf_port
 export CDP_TEST_SNOWFLAKE_HOLD_FILE=$PEERS_DIR/snowflake-hold
 export CDP_TEST_SNOWFLAKE_KEYS_DIR=$PEERS_DIR/snowflake-keys
 export CDP_TEST_PYTHON=$(cd "$VENV" && pwd)/bin/python
 ENV
-echo "peers up: S3 on 127.0.0.1:$s3_port, Snowflake on 127.0.0.1:$sf_port ($PEERS_DIR/env)"
+echo "peers up: S3 on 127.0.0.1:$s3_port, Snowflake on 127.0.0.1:$sf_port, Kafka on 127.0.0.1:$kafka_port ($PEERS_DIR/env)"

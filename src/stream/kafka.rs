@@ -1,0 +1,210 @@
+//! Kafka (Amazon MSK) as an [`EventSource`], through rskafka: each partition of each
+//! topic is a shard (`TOPIC/PARTITION`), read after its committed offset (Fetch, until
+//! the batch is full, the partition has nothing more, or the batch's wait is over).
+//! TLS uses the system's root certificates; SASL credentials come from the environment
+//! variables the stream names, read when connecting and never logged.
+//!
+//! The positions cdp resumes from are the ones committed in the warehouse with the
+//! rows. rskafka has no consumer-group API, so positions are not reported to the
+//! stream's `group` (monitoring through the group's lag is not available).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
+use rskafka::client::{Client, ClientBuilder, Credentials, SaslConfig};
+
+use super::{Event, EventSource, StreamError};
+use crate::config::{SaslMechanism, StreamBatch, StreamConfig, StreamSource};
+
+pub struct Kafka {
+    runtime: tokio::runtime::Runtime,
+    client: Client,
+    name: String,
+    topics: Vec<String>,
+    servers: String,
+    partitions: HashMap<String, PartitionClient>,
+}
+
+impl Kafka {
+    pub fn connect(config: &StreamConfig) -> Result<Self, StreamError> {
+        let StreamSource::Kafka {
+            bootstrap_servers,
+            topics,
+            tls,
+            sasl,
+            ..
+        } = &config.source
+        else {
+            return Err(StreamError::Unsupported {
+                stream: config.name.clone(),
+                what: "a non-Kafka source through the Kafka reader".into(),
+            });
+        };
+        let fail = |what: &str, message: String| StreamError::Source {
+            stream: config.name.clone(),
+            what: what.into(),
+            message,
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| fail("starting the Kafka client runtime", e.to_string()))?;
+        let mut builder = ClientBuilder::new(bootstrap_servers.clone())
+            .client_id(format!("cdp-stream-{}", config.name));
+        if *tls {
+            builder = builder.tls_config(Arc::new(tls_config().map_err(|m| fail("TLS", m))?));
+        }
+        if let Some(s) = sasl {
+            let var = |name: &str| {
+                std::env::var(name).map_err(|_| {
+                    fail(
+                        "SASL",
+                        format!("the environment variable {name} is not set"),
+                    )
+                })
+            };
+            let credentials = Credentials::new(var(&s.username_env)?, var(&s.credential_env)?);
+            builder = builder.sasl_config(match s.mechanism {
+                SaslMechanism::Plain => SaslConfig::Plain(credentials),
+                SaslMechanism::ScramSha256 => SaslConfig::ScramSha256(credentials),
+                SaslMechanism::ScramSha512 => SaslConfig::ScramSha512(credentials),
+            });
+        }
+        let servers = bootstrap_servers.join(",");
+        let client = runtime
+            .block_on(builder.build())
+            .map_err(|e| fail(&format!("connecting to {servers}"), e.to_string()))?;
+        Ok(Self {
+            runtime,
+            client,
+            name: config.name.clone(),
+            topics: topics.clone(),
+            servers,
+            partitions: HashMap::new(),
+        })
+    }
+
+    fn err(&self, what: &str, e: impl std::fmt::Display) -> StreamError {
+        StreamError::Source {
+            stream: self.name.clone(),
+            what: format!("Kafka {what} on {}", self.servers),
+            message: e.to_string(),
+        }
+    }
+
+    /// Makes sure a client for `shard` (`TOPIC/PARTITION`) is in `partitions`.
+    fn partition(&mut self, shard: &str) -> Result<(), StreamError> {
+        if !self.partitions.contains_key(shard) {
+            let (topic, partition) = shard
+                .rsplit_once('/')
+                .and_then(|(t, p)| Some((t.to_string(), p.parse::<i32>().ok()?)))
+                .ok_or_else(|| self.err("partition", format!("bad shard name {shard:?}")))?;
+            let client = self
+                .runtime
+                .block_on(self.client.partition_client(
+                    topic,
+                    partition,
+                    UnknownTopicHandling::Retry,
+                ))
+                .map_err(|e| self.err("partition client", e))?;
+            self.partitions.insert(shard.to_string(), client);
+        }
+        Ok(())
+    }
+}
+
+/// A TLS client configuration trusting the system's root certificates.
+fn tls_config() -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    for cert in found.certs {
+        roots.add(cert).map_err(|e| e.to_string())?;
+    }
+    if roots.is_empty() {
+        return Err("no root certificates found on this system".into());
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+impl EventSource for Kafka {
+    fn shards(&mut self) -> Result<Vec<String>, StreamError> {
+        let listed = self
+            .runtime
+            .block_on(self.client.list_topics())
+            .map_err(|e| self.err("Metadata", e))?;
+        let mut shards = Vec::new();
+        for topic in &self.topics {
+            let Some(t) = listed.iter().find(|t| &t.name == topic) else {
+                return Err(self.err("Metadata", format!("no topic {topic:?}")));
+            };
+            shards.extend(t.partitions.iter().map(|p| format!("{topic}/{p}")));
+        }
+        Ok(shards)
+    }
+
+    fn read(
+        &mut self,
+        shard: &str,
+        after: Option<&str>,
+        batch: &StreamBatch,
+    ) -> Result<Vec<Event>, StreamError> {
+        let next = match after {
+            Some(o) => {
+                o.parse::<i64>()
+                    .map_err(|_| self.err("offset", format!("bad committed offset {o:?}")))?
+                    + 1
+            }
+            None => {
+                self.partition(shard)?;
+                let client = &self.partitions[shard];
+                let earliest = self.runtime.block_on(client.get_offset(OffsetAt::Earliest));
+                earliest.map_err(|e| self.err("ListOffsets", e))?
+            }
+        };
+        let started = Instant::now();
+        let (mut events, mut bytes, mut offset) = (Vec::new(), 0usize, next);
+        let max_bytes = i32::try_from(batch.max_bytes).unwrap_or(i32::MAX);
+        loop {
+            let wait = batch.max_wait.saturating_sub(started.elapsed());
+            self.partition(shard)?;
+            let client = &self.partitions[shard];
+            let fetched = self.runtime.block_on(client.fetch_records(
+                offset,
+                1..max_bytes,
+                i32::try_from(wait.as_millis()).unwrap_or(i32::MAX).max(1),
+            ));
+            let (records, high_watermark) = fetched.map_err(|e| self.err("Fetch", e))?;
+            for r in records {
+                if r.offset < offset || events.len() >= batch.max_records {
+                    continue;
+                }
+                let payload = r.record.value.unwrap_or_default();
+                bytes += payload.len();
+                offset = r.offset + 1;
+                events.push(Event {
+                    position: r.offset.to_string(),
+                    payload,
+                });
+            }
+            if events.len() >= batch.max_records
+                || bytes >= batch.max_bytes
+                || offset >= high_watermark
+                || started.elapsed() >= batch.max_wait
+            {
+                break;
+            }
+        }
+        Ok(events)
+    }
+
+    fn origin(&self) -> String {
+        format!("kafka://{}", self.servers)
+    }
+}
