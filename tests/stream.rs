@@ -58,6 +58,29 @@ fn refs(args: &[String]) -> Vec<&str> {
     args.iter().map(String::as_str).collect()
 }
 
+/// `trials` stream runs, each killed (kill -9) after a random 50-550 ms; returns how
+/// many were still running when killed.
+fn kill_at_random(ctx: &TestContext, p: &str, trials: usize) -> usize {
+    let mut seed = std::process::id() as u64 | 1;
+    let mut kills = 0;
+    for _ in 0..trials {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let mut child = ctx
+            .command(&refs(&stream_args(ctx, p, &["--until-idle", "0"])))
+            .spawn()
+            .expect("spawn");
+        std::thread::sleep(Duration::from_millis(50 + seed % 500));
+        if child.try_wait().expect("wait").is_none() {
+            kills += 1;
+        }
+        child.kill().ok();
+        child.wait().ok();
+    }
+    kills
+}
+
 fn stream_once(ctx: &TestContext, p: &str) -> Value {
     let run = ctx
         .cdp(&refs(&stream_args(
@@ -196,23 +219,7 @@ fn kinesis_events_are_cleaned_matched_and_loaded_exactly_once_even_when_killed()
         .map(|i| json!({"record_id": format!("m{i:02}"), "email": format!("m{i}@example.net"), "first_name": "Kim"}).to_string())
         .collect();
     put(&rt, &client, &name, &more);
-    let mut seed = std::process::id() as u64 | 1;
-    let mut kills = 0;
-    for _ in 0..6 {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        let mut child = ctx
-            .command(&refs(&stream_args(&ctx, ps, &["--until-idle", "0"])))
-            .spawn()
-            .expect("spawn");
-        std::thread::sleep(Duration::from_millis(50 + seed % 500));
-        if child.try_wait().expect("wait").is_none() {
-            kills += 1;
-        }
-        child.kill().ok();
-        child.wait().ok();
-    }
+    let kills = kill_at_random(&ctx, ps, 6);
     let before = ctx.count("stream_signups");
     let last = stream_once(&ctx, ps);
     eprintln!(
@@ -348,19 +355,7 @@ fn kafka_events_are_loaded_exactly_once_even_when_killed() {
         .map(|i| json!({"record_id": format!("k{i:02}"), "email": format!("k{i}@example.net"), "first_name": "Kai"}).to_string())
         .collect();
     produce(&bootstrap, &topic, &more);
-    let mut seed = std::process::id() as u64 | 1;
-    for _ in 0..5 {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        let mut child = ctx
-            .command(&refs(&stream_args(&ctx, ps, &["--until-idle", "0"])))
-            .spawn()
-            .expect("spawn");
-        std::thread::sleep(Duration::from_millis(50 + seed % 400));
-        child.kill().ok();
-        child.wait().ok();
-    }
+    kill_at_random(&ctx, ps, 5);
     let before = ctx.count("stream_signups");
     stream_once(&ctx, ps);
     let loaded = ctx.query(
