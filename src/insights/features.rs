@@ -102,7 +102,7 @@ fn share_values(
             v = d.cast_text(&c),
             orders = d.ident(&f.orders),
             at = d.ident(&f.at),
-            cut = timestamp(d, as_of),
+            cut = d.literal(&Value::Timestamp(as_of)),
         );
         let r = wh.query(&sql)?;
         let mut values: Vec<String> = r
@@ -114,14 +114,6 @@ fn share_values(
         out.push((col.clone(), values));
     }
     Ok(out)
-}
-
-fn timestamp(d: Dialect, t: NaiveDateTime) -> String {
-    format!(
-        "CAST({} AS {})",
-        d.literal(&Value::Text(timestamp_text(t))),
-        d.timestamp_type()
-    )
 }
 
 /// A column name from a value: lower-case letters, digits and `_`.
@@ -154,7 +146,7 @@ pub fn features_sql(
     audiences: &[String],
 ) -> (String, Vec<FeatureColumn>) {
     let id = |c: &str| d.ident(c);
-    let cut = timestamp(d, as_of);
+    let cut = d.literal(&Value::Timestamp(as_of));
     let mut cols: Vec<FeatureColumn> = Vec::new();
     let mut col = |name: &str, ty: &str, meaning: String| {
         cols.push(FeatureColumn {
@@ -185,7 +177,7 @@ pub fn features_sql(
         agg.push(format!("SUM({a}) AS monetary"));
     }
     for w in WINDOWS {
-        let since = timestamp(d, as_of - TimeDelta::days(w));
+        let since = d.literal(&Value::Timestamp(as_of - TimeDelta::days(w)));
         agg.push(format!(
             "COUNT(CASE WHEN {at} >= {since} THEN 1 END) AS orders_{w}d"
         ));
@@ -205,7 +197,7 @@ pub fn features_sql(
             agg.push(format!(
                 "AVG(CASE WHEN {} = {} THEN 1.0 ELSE 0.0 END) AS {}",
                 d.cast_text(&format!("r.{}", id(c))),
-                d.literal(&Value::Text(v.clone())),
+                d.text(v),
                 id(&name)
             ));
             share_cols.push((name, c, v));
@@ -349,7 +341,7 @@ pub fn features_sql(
         let name = format!("in_{}", slug(a));
         mem.push(format!(
             "MAX(CASE WHEN audience = {} THEN 1 ELSE 0 END) AS {}",
-            d.literal(&Value::Text(a.clone())),
+            d.text(a),
             id(&name)
         ));
         select.push(format!("COALESCE(m.{n}, 0) = 1 AS {n}", n = id(&name)));

@@ -24,7 +24,6 @@ use super::campaign::{measure, Member, Order};
 use super::lift::Lift;
 use crate::audience::build::{HOLDOUTS_TABLE, RUNS_TABLE};
 use crate::audience::related_from;
-use crate::audience::sql::timestamp_text;
 use crate::clean::html::esc;
 use crate::clean::quality::QualityReport;
 use crate::config::{CampaignOutcome, Pipeline, Value, IDENTITY_GRAPH_TABLE};
@@ -434,10 +433,10 @@ fn audience_series(
     let d = wh.dialect();
     let mut out = Vec::new();
     for a in &p.audiences {
-        let mut filter = format!("audience = {}", d.literal(&Value::Text(a.name.clone())));
+        let mut filter = format!("audience = {}", d.text(&a.name));
         if let Some(r) = run {
             // Audience build runs are named like pipeline runs; later ones are left out.
-            let _ = write!(filter, " AND run <= {}", d.literal(&Value::Text(r.into())));
+            let _ = write!(filter, " AND run <= {}", d.text(r));
         }
         let r = wh.query(&format!(
             "SELECT run, {asof}, size, entered, exited FROM {t} WHERE {filter} ORDER BY as_of DESC, run DESC LIMIT {HISTORY}",
@@ -502,7 +501,7 @@ fn campaign(
         result.note = Some(format!("no {} table in the warehouse yet", c.orders));
         return Ok(result);
     }
-    let name = d.literal(&Value::Text(a.name.clone()));
+    let name = d.text(&a.name);
     let r = wh.query(&format!(
         "SELECT {pid}, FALSE FROM {t} UNION ALL \
          SELECT {pid}, TRUE FROM {h} WHERE audience = {name} AND run = (SELECT MAX(run) FROM {h} WHERE audience = {name})",
@@ -528,13 +527,7 @@ fn campaign(
         .as_ref()
         .map(|a| format!("r.{}", d.ident(a)))
         .unwrap_or_else(|| "0".into());
-    let bound = |t: NaiveDateTime| {
-        format!(
-            "CAST({} AS {})",
-            d.literal(&Value::Text(timestamp_text(t))),
-            d.timestamp_type()
-        )
-    };
+    let bound = |t: NaiveDateTime| d.literal(&Value::Timestamp(t));
     let r = wh.query(&format!(
         "SELECT {pid}, {ts}, {value} {from} WHERE {at} >= {} AND {at} < {}",
         bound(start),

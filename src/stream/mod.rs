@@ -28,7 +28,6 @@ use std::time::{Duration, Instant};
 use polars::prelude::*;
 use serde::Serialize;
 
-use crate::audience::sql::timestamp_text;
 use crate::clean::read::{RawFrame, Reject};
 use crate::clean::{CleanError, EntityCleaner};
 use crate::config::{CheckRule, Pipeline, StreamConfig, StreamSource, Value};
@@ -36,7 +35,7 @@ use crate::frame::{write_parquet, FrameError};
 use crate::identity::lookup::Index;
 use crate::lake::{Lake, LakeError};
 use crate::vocab::{LANDED_RUN, SOURCE, SOURCE_FILE, SOURCE_LINE};
-use crate::warehouse::{self, Dialect, Warehouse, WarehouseError};
+use crate::warehouse::{self, Warehouse, WarehouseError};
 
 /// The warehouse table of committed positions.
 pub const OFFSETS_TABLE: &str = "stream_offsets";
@@ -266,10 +265,6 @@ pub fn run(
     Ok(report)
 }
 
-fn text_literal(d: Dialect, s: &str) -> String {
-    d.literal(&Value::Text(s.to_string()))
-}
-
 /// The committed position of each shard of the stream.
 fn committed(
     p: &Pipeline,
@@ -283,7 +278,7 @@ fn committed(
     let r = wh.query(&format!(
         "SELECT shard, position FROM {} WHERE stream = {}",
         d.ident(OFFSETS_TABLE),
-        text_literal(d, stream)
+        d.text(stream)
     ))?;
     Ok(r.rows
         .iter()
@@ -333,7 +328,7 @@ fn commit(
     let mut statements = Vec::new();
     if let Some(key) = &outcome.rows_key {
         let path = lake.fetch(key)?;
-        let file = text_literal(d, &path.to_string_lossy());
+        let file = d.text(&path.to_string_lossy());
         // The table takes the first batch's columns; later batches insert by name.
         wh.execute(&format!(
             "CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM read_parquet({file}) LIMIT 0"
@@ -346,18 +341,17 @@ fn commit(
     statements.push(format!(
         "DELETE FROM {} WHERE stream = {} AND shard = {}",
         d.ident(OFFSETS_TABLE),
-        text_literal(d, &stream.name),
-        text_literal(d, shard)
+        d.text(&stream.name),
+        d.text(shard)
     ));
     statements.push(format!(
-        "INSERT INTO {} (stream, shard, position, run_id, committed_at) VALUES ({}, {}, {}, {}, CAST({} AS {}))",
+        "INSERT INTO {} (stream, shard, position, run_id, committed_at) VALUES ({}, {}, {}, {}, {})",
         d.ident(OFFSETS_TABLE),
-        text_literal(d, &stream.name),
-        text_literal(d, shard),
-        text_literal(d, position),
-        text_literal(d, run_id),
-        text_literal(d, &timestamp_text(now)),
-        d.timestamp_type()
+        d.text(&stream.name),
+        d.text(shard),
+        d.text(position),
+        d.text(run_id),
+        d.literal(&Value::Timestamp(now))
     ));
     wh.execute_in_transaction(&statements)?;
     Ok(())
@@ -369,6 +363,8 @@ struct Batcher<'a> {
     entity: &'static crate::config::EntityConfig,
     cleaner: EntityCleaner<'static>,
     index: Option<&'a Index>,
+    /// The clean columns a lookup reads (those resolution reads).
+    match_columns: Vec<String>,
 }
 
 impl<'a> Batcher<'a> {
@@ -397,16 +393,22 @@ impl<'a> Batcher<'a> {
             .unwrap_or_else(|| "US".into());
         let regions = Arc::new(HashMap::from([(stream.name.clone(), region)]));
         let cleaner = EntityCleaner::new(entity, regions, &HashMap::new(), &[])?;
-        let index = index.filter(|_| {
-            p.identity
-                .as_ref()
-                .is_some_and(|i| i.entity == stream.entity)
-        });
+        let identity = p.identity.as_ref().filter(|i| i.entity == stream.entity);
+        let index = index.filter(|_| identity.is_some());
+        let match_columns = identity
+            .map(|i| {
+                crate::identity::columns_read(i, &entity.key)
+                    .into_iter()
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
         Ok(Self {
             stream,
             entity,
             cleaner,
             index,
+            match_columns,
         })
     }
 
@@ -524,12 +526,12 @@ impl<'a> Batcher<'a> {
         let mut rules: Vec<Option<String>> = vec![None; clean.height()];
         let mut probabilities: Vec<Option<f64>> = vec![None; clean.height()];
         if let Some(index) = self.index {
-            let texts: Vec<(String, StringChunked)> = clean
-                .columns()
+            let texts: Vec<(String, StringChunked)> = self
+                .match_columns
                 .iter()
-                .filter_map(|c| {
-                    let s = c.cast(&DataType::String).ok()?;
-                    Some((c.name().to_string(), s.str().ok()?.clone()))
+                .filter_map(|name| {
+                    let s = clean.column(name).ok()?.cast(&DataType::String).ok()?;
+                    Some((name.clone(), s.str().ok()?.clone()))
                 })
                 .collect();
             for i in 0..clean.height() {

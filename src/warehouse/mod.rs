@@ -227,7 +227,7 @@ pub fn columns_of(
     wh: &mut dyn Warehouse,
     table: &str,
 ) -> Result<Option<Vec<String>>, WarehouseError> {
-    let literal = format!("'{}'", table.to_lowercase().replace('\'', "''"));
+    let literal = wh.dialect().text(&table.to_lowercase());
     let r = wh.query(&format!(
         "SELECT lower(column_name) FROM information_schema.columns \
          WHERE lower(table_name) = {literal} ORDER BY ordinal_position"
