@@ -312,6 +312,33 @@ fn list_and_preview_show_sizes_samples_breakdowns_and_overlaps() {
     .ok();
     let head: Vec<&str> = preview.stdout.lines().take(14).collect();
     insta::assert_snapshot!("audience_preview", head.join("\n"));
+    // Just built with nothing loaded since, the preview read the build; evaluated
+    // afresh (into a temporary table of a read-only session) it says the same.
+    let fresh = audience(
+        &ctx,
+        &[
+            "preview",
+            p.as_str(),
+            "winback_test",
+            "--sample",
+            "3",
+            "--by",
+            "state",
+            "--overlap",
+            "high_value_recent",
+            "--interval-end",
+            "2026-12-01",
+            "--fresh",
+        ],
+    )
+    .ok();
+    let built: Vec<&str> = preview
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with("read from the build of run r1"))
+        .collect();
+    assert_ne!(built.len(), preview.stdout.lines().count());
+    assert_eq!(fresh.stdout.lines().collect::<Vec<_>>(), built);
     let json = audience(
         &ctx,
         &[

@@ -282,6 +282,8 @@ audiences = [
       { not_member_of = "buyers" },
       { any = [{ column = "name", starts_with = "O'" }, { column = "name", contains = "e" }, { trait = "spent", at_least = 0 }] },
   ] }, holdout = "20%", splits = { a = 50, b = 50 } },
+  { name = "browsed", where = { event = "clicks", at_least = 2, where = { all = [{ column = "kind", equals = "view" }, { column = "at", within_last = "7 days" }] } } },
+  { name = "cart_then_buy", where = { event = "clicks", where = { column = "kind", equals = "cart" }, then = { column = "kind", equals = "buy" }, within = "3 days", by = "at" } },
 ]
 [pipeline]
 name = "contract"
@@ -308,6 +310,15 @@ columns = { name = "text", birth = { kind = "date" } }
 key = "order_id"
 columns = { order_id = "integer", customer_id = "integer", total = "float", at = "timestamp" }
 belongs_to = { source = "crm", column = "customer_id" }
+[entities.click]
+key = "click_id"
+columns = { click_id = "text", kind = "text", at = "timestamp" }
+[[streams]]
+name = "clicks"
+kind = "kinesis"
+entity = "click"
+stream_name = "clicks"
+region = "us-east-1"
 [identity]
 entity = "person"
 rules = [{ name = "n", match = ["name"] }]
@@ -373,6 +384,21 @@ fn audiences_build_publish_and_rebuild_the_same_on_every_backend() {
             .expect("customer_360");
         wh.load_snapshot("identity_graph", &graph).expect("graph");
         wh.load_snapshot("orders", &orders).expect("orders");
+        // Events as `cdp stream` lands them, with the person id matched then: P9 is a
+        // person a later resolve retired, and one event matched nobody.
+        let clicks = b.object(
+            "stream/clicks/batches/0.parquet",
+            "SELECT click_id, kind, CAST(t.\"at\" AS TIMESTAMP) AS \"at\", person_id FROM (VALUES \
+             ('c1', 'view', '2026-02-27 10:00:00', 'P1'), ('c2', 'view', '2026-02-28 10:00:00', 'P1'), \
+             ('c3', 'view', '2026-02-01 10:00:00', 'P3'), ('c4', 'view', '2026-02-28 11:00:00', 'P3'), \
+             ('c5', 'cart', '2026-02-20 10:00:00', 'P3'), ('c6', 'buy', '2026-02-22 09:00:00', 'P3'), \
+             ('c7', 'cart', '2026-02-01 10:00:00', 'P5'), ('c8', 'buy', '2026-02-10 10:00:00', 'P5'), \
+             ('c9', 'cart', '2026-02-26 10:00:00', 'P9'), ('c10', 'buy', '2026-02-26 12:00:00', 'P9'), \
+             ('c11', 'view', '2026-02-27 10:00:00', NULL), ('c12', 'view', '2026-02-28 10:00:00', NULL)) \
+             t(click_id, kind, \"at\", person_id)",
+            &[],
+        );
+        wh.load_snapshot("stream_clicks", &clicks).expect("clicks");
         let options = BuildOptions {
             run_id: "r1".into(),
             as_of,
@@ -382,6 +408,13 @@ fn audiences_build_publish_and_rebuild_the_same_on_every_backend() {
         assert!(report.published, "{}", b.name);
         let buyers = column(&mut *wh, "SELECT person_id FROM audience_buyers");
         assert_eq!(buyers, ["P1", "P5"], "{}", b.name);
+        // Two views in the last 7 days: P1 (P3's first is older; the unmatched
+        // events belong to nobody). A cart then a buy within 3 days: P3 (P5's came 9
+        // days later; P9 is no longer a person).
+        let browsed = column(&mut *wh, "SELECT person_id FROM audience_browsed");
+        assert_eq!(browsed, ["P1"], "{}", b.name);
+        let sequence = column(&mut *wh, "SELECT person_id FROM audience_cart_then_buy");
+        assert_eq!(sequence, ["P3"], "{}", b.name);
         // Adults who are not buyers: P3 (P4 has no birth date; P2 is a child).
         let members = column(
             &mut *wh,
@@ -401,22 +434,60 @@ fn audiences_build_publish_and_rebuild_the_same_on_every_backend() {
             sample: 5,
             by: Some("spent".into()),
             overlap: Some("adults_not_buyers".into()),
+            fresh: false,
         };
+        // Just built, nothing loaded since: read from the built tables. Evaluated
+        // afresh (into a temporary table), the same figures.
+        for fresh in [false, true] {
+            let look = cdp::audience::preview::PreviewOptions {
+                fresh,
+                ..look.clone()
+            };
+            let pv = cdp::audience::preview::preview(&mut *wh, &p, "buyers", as_of, &look)
+                .unwrap_or_else(|e| panic!("{}: preview: {e}", b.name));
+            assert_eq!(
+                pv.built_by.as_deref(),
+                (!fresh).then_some(options.run_id.as_str()),
+                "{}",
+                b.name
+            );
+            assert_eq!(
+                (pv.size, pv.persons, pv.sample.len()),
+                (2, 5, 2),
+                "{}",
+                b.name
+            );
+            assert_eq!(pv.groups.len(), 2, "{}: {:?}", b.name, pv.groups);
+            assert_eq!(
+                pv.overlap.as_ref().map(|o| (o.size, o.both)),
+                Some((1, 0)),
+                "{}",
+                b.name
+            );
+        }
+        // Another interval end is another definition: evaluated, not read.
+        let pv = cdp::audience::preview::preview(
+            &mut *wh,
+            &p,
+            "buyers",
+            as_of + chrono::TimeDelta::days(1),
+            &look,
+        )
+        .expect("preview of another day");
+        assert_eq!(pv.built_by, None, "{}", b.name);
+        // A load since the build (a snapshot of orders that replaces them with one of
+        // a record no person has): evaluated again, no buyers; the old orders back.
+        let more = b.object(
+            "clean/orders/r1b/data.parquet",
+            "SELECT order_id, customer_id, total, CAST(t.\"at\" AS TIMESTAMP) AS \"at\", 'shop' AS source FROM (VALUES \
+             (8, 4, 10.0, '2020-01-01 10:00:00')) t(order_id, customer_id, total, \"at\")",
+            &["order_id"],
+        );
+        wh.load_snapshot("orders", &more).expect("more orders");
         let pv = cdp::audience::preview::preview(&mut *wh, &p, "buyers", as_of, &look)
-            .unwrap_or_else(|e| panic!("{}: preview: {e}", b.name));
-        assert_eq!(
-            (pv.size, pv.persons, pv.sample.len()),
-            (2, 5, 2),
-            "{}",
-            b.name
-        );
-        assert_eq!(pv.groups.len(), 2, "{}: {:?}", b.name, pv.groups);
-        assert_eq!(
-            pv.overlap.as_ref().map(|o| (o.size, o.both)),
-            Some((1, 0)),
-            "{}",
-            b.name
-        );
+            .expect("preview after a load");
+        assert_eq!((pv.built_by, pv.size), (None, 0), "{}", b.name);
+        wh.load_snapshot("orders", &orders).expect("orders again");
         let listed = cdp::audience::preview::list(&mut *wh, &p).expect("list");
         assert_eq!(listed[0].last_size, Some(2), "{}", b.name);
         // The same run again: the same state, no duplicate rows.

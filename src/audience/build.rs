@@ -31,6 +31,38 @@ pub const MEMBERSHIP_TABLE: &str = "audience_membership";
 pub const HOLDOUTS_TABLE: &str = "audience_holdouts";
 /// One row per audience per build.
 pub const RUNS_TABLE: &str = "audience_runs";
+/// What each audience's current table was built from: the fingerprint of its compiled
+/// query (definition, the definitions it uses, and its as-of) and of the loads the
+/// warehouse had then. A preview reads the built table while both still match.
+pub const BUILDS_TABLE: &str = "_cdp_audience_builds";
+
+/// The fingerprint of an audience's members query (None for an unknown audience).
+pub fn definition_fingerprint(p: &Pipeline, name: &str, env: Env) -> Option<String> {
+    super::compile::members_sql(p, name, env).map(|sql| crate::sync::rows::sha256_hex(&sql))
+}
+
+/// The fingerprint of what has been loaded into the warehouse: every load appends to
+/// the load ledger, so its row count and last time change with each load. "none" for a
+/// warehouse whose tables were not written by `cdp load`.
+pub fn loads_fingerprint(wh: &mut dyn Warehouse) -> String {
+    let d = wh.dialect();
+    wh.query(&format!(
+        "SELECT COUNT(*), CAST(MAX(loaded_at) AS {}) FROM {}",
+        d.text_type(),
+        d.ident(crate::warehouse::LEDGER_TABLE)
+    ))
+    .ok()
+    .and_then(|r| r.rows.into_iter().next())
+    .map_or_else(
+        || "none".to_string(),
+        |row| {
+            row.iter()
+                .map(|v| text(Some(v)).unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join("@")
+        },
+    )
+}
 
 /// The work table of one audience during a build.
 pub fn work_table(name: &str) -> String {
@@ -159,6 +191,10 @@ fn ensure_tables(
         create(
             HOLDOUTS_TABLE,
             &format!("person_id {text}, audience {text}, run {text}, as_of {ts}"),
+        ),
+        create(
+            BUILDS_TABLE,
+            &format!("audience {text}, run {text}, definition {text}, loads {text}"),
         ),
         create(
             RUNS_TABLE,
@@ -303,8 +339,13 @@ pub fn build(
     let now = chrono::Utc::now().naive_utc();
     let now = chrono::Timelike::with_nanosecond(&now, 0).unwrap_or(now);
     let built_at = d.literal(&Value::Timestamp(now));
+    let loads = d.text(&loads_fingerprint(wh));
     let mut statements = Vec::new();
     for (a, b) in audiences.iter().zip(&report.audiences) {
+        let definition = d.text(
+            &definition_fingerprint(p, &a.name, env)
+                .ok_or_else(|| AudienceError::Compile(a.name.clone()))?,
+        );
         let (name, work) = (d.text(&a.name), d.ident(&work_table(&a.name)));
         let (membership, runs) = (d.ident(MEMBERSHIP_TABLE), d.ident(RUNS_TABLE));
         let prev = previous_members(d, &a.name, run);
@@ -330,6 +371,11 @@ pub fn build(
             format!(
                 "INSERT INTO {} (person_id, audience, run, as_of) SELECT person_id, {name}, {run_lit}, {as_of} FROM {work} WHERE holdout",
                 d.ident(HOLDOUTS_TABLE)
+            ),
+            format!("DELETE FROM {} WHERE audience = {name}", d.ident(BUILDS_TABLE)),
+            format!(
+                "INSERT INTO {} (audience, run, definition, loads) VALUES ({name}, {run_lit}, {definition}, {loads})",
+                d.ident(BUILDS_TABLE)
             ),
             format!("DELETE FROM {runs} WHERE audience = {name} AND run = {run_lit}"),
             format!(

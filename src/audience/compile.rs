@@ -180,49 +180,182 @@ impl<'p> Compiler<'p> {
         }
         let a = self.p.audiences.iter().find(|a| a.name == name)?;
         let d = self.env.dialect;
-        let mut joins = Vec::new();
-        // A top-level condition that no person without related records meets (at
+        // A top-level condition that is the existence of related records ("an order in
+        // the last 30 days", "order_count at least 1") is a semi-join on those records,
+        // with no aggregate. One that no person without related records meets (at
         // least 2 orders, a lifetime value over 500) joins its aggregate with an inner
-        // join: the plan a hand-written query gets. The rest join theirs left.
+        // join. The rest join theirs left. When every top-level condition is of the
+        // first two kinds, the members come from the records alone (every person of
+        // the identity graph is a person of customer_360): the plan a hand-written
+        // query gets.
         let conjuncts: Vec<&Condition> = match &a.condition {
             Condition::All(cs) => cs.iter().collect(),
             c => vec![c],
         };
-        let mut parts = Vec::new();
+        let mut exists = Vec::new();
+        let mut required = Vec::new();
         let mut rest = Vec::new();
+        // Events carry the person id of their own time, which a later resolve may
+        // have retired: members from events are always persons of customer_360.
+        let events = conjuncts.iter().any(|c| self.reads_events(c));
         for c in conjuncts {
-            match self.required(c) {
-                Some((cte, predicate)) => {
-                    let join = format!(
-                        " JOIN {cte} ON {cte}.person_id = c.{}",
-                        d.ident("person_id")
-                    );
-                    if !joins.contains(&join) {
-                        joins.push(join);
-                    }
-                    parts.push(predicate);
-                }
-                None => rest.push(c),
+            if let Some((sub, true)) = self.exists(c) {
+                exists.push(sub);
+            } else if let Some(r) = self.required(c) {
+                required.push(r);
+            } else {
+                rest.push(c);
             }
         }
-        for c in rest {
-            parts.push(self.condition(c, &mut joins)?);
-        }
-        let cond = if parts.len() == 1 {
-            parts.remove(0)
-        } else {
-            format!("({})", parts.join(" AND "))
-        };
-        self.ctes.push((
-            cte.clone(),
+        let pid = d.ident("person_id");
+        let body = if rest.is_empty() && !events && !(exists.is_empty() && required.is_empty()) {
+            let (from, key) = match required.first() {
+                Some((first, _)) => {
+                    let mut from = first.clone();
+                    for (cte, _) in &required[1..] {
+                        if *cte != *first && !from.contains(&format!(" JOIN {cte} ON")) {
+                            from.push_str(&format!(
+                                " JOIN {cte} ON {cte}.person_id = {first}.person_id"
+                            ));
+                        }
+                    }
+                    (from, format!("{first}.person_id"))
+                }
+                None => (
+                    format!(
+                        "(SELECT DISTINCT person_id FROM ({}) AS e)",
+                        exists.remove(0)
+                    ),
+                    "x.person_id".to_string(),
+                ),
+            };
+            let from = if required.is_empty() {
+                format!("{from} AS x")
+            } else {
+                from
+            };
+            let mut parts = vec![format!("{key} IS NOT NULL")];
+            parts.extend(required.into_iter().map(|(_, p)| p));
+            parts.extend(exists.iter().map(|sub| format!("{key} IN ({sub})")));
             format!(
-                "SELECT c.{} AS person_id FROM {} AS c{} WHERE {cond}",
-                d.ident("person_id"),
+                "SELECT {key} AS person_id FROM {from} WHERE {}",
+                parts.join(" AND ")
+            )
+        } else {
+            let mut joins = Vec::new();
+            let mut parts = Vec::new();
+            for (cte, predicate) in required {
+                let join = format!(" JOIN {cte} ON {cte}.person_id = c.{pid}");
+                if !joins.contains(&join) {
+                    joins.push(join);
+                }
+                parts.push(predicate);
+            }
+            parts.extend(exists.iter().map(|sub| format!("c.{pid} IN ({sub})")));
+            for c in rest {
+                parts.push(self.condition(c, &mut joins)?);
+            }
+            let cond = if parts.len() == 1 {
+                parts.remove(0)
+            } else {
+                format!("({})", parts.join(" AND "))
+            };
+            format!(
+                "SELECT c.{pid} AS person_id FROM {} AS c{} WHERE {cond}",
                 d.ident(CUSTOMER_360_TABLE),
                 joins.join("")
-            ),
-        ));
+            )
+        };
+        self.ctes.push((cte.clone(), body));
         Some(cte)
+    }
+
+    /// Whether a top-level condition reads a stream's events.
+    fn reads_events(&self, c: &Condition) -> bool {
+        match c {
+            Condition::Sequence { .. } => true,
+            Condition::Related { agg, .. } => agg.stream.is_some(),
+            Condition::Compare {
+                operand: Operand::Trait { name, .. },
+                ..
+            } => self
+                .p
+                .traits
+                .iter()
+                .any(|t| t.name == *name && t.agg.stream.is_some()),
+            _ => false,
+        }
+    }
+
+    /// For a condition that only asks whether a person has related records (a count
+    /// of at least one, or of none): the query of the persons who have them, and true
+    /// when the condition holds for those persons (false: for the others). No
+    /// aggregate is needed, only a semi-join.
+    fn exists(&self, c: &Condition) -> Option<(String, bool)> {
+        if matches!(c, Condition::Sequence { .. }) {
+            return Some((self.sequence(c)?, true));
+        }
+        let (agg, op) = match c {
+            Condition::Related { agg, op } => (agg, op),
+            Condition::Compare {
+                operand: Operand::Trait { name, .. },
+                op,
+            } => (&self.p.traits.iter().find(|t| t.name == *name)?.agg, op),
+            _ => return None,
+        };
+        if agg.aggregate != Aggregate::Count {
+            return None;
+        }
+        let holds = count_test(op)?;
+        let d = self.env.dialect;
+        let (from, person) = records_from(self.p, agg, d)?;
+        let mut filters = Vec::new();
+        if let Some(f) = &agg.filter {
+            filters.push(self.record_condition(f, "r")?);
+        }
+        if let Some(o) = &agg.of {
+            filters.push(format!("r.{} IS NOT NULL", d.ident(o.name())));
+        }
+        if !holds {
+            // NOT IN over a NULL is never true: the records of no person are left out.
+            filters.push(format!("{person} IS NOT NULL"));
+        }
+        Some((
+            format!(
+                "SELECT {person} AS person_id {from}{}",
+                where_clause(&filters)
+            ),
+            holds,
+        ))
+    }
+
+    /// The persons with an event of one kind followed by one of another within the
+    /// span: a self-join of the stream's events on the person.
+    fn sequence(&self, c: &Condition) -> Option<String> {
+        let Condition::Sequence {
+            stream,
+            first,
+            then,
+            within,
+            by,
+        } = c
+        else {
+            return None;
+        };
+        let d = self.env.dialect;
+        let pid = d.ident("person_id");
+        let t = d.ident(by.name());
+        let mut filters = vec![format!("a.{pid} IS NOT NULL")];
+        if let Some(f) = first {
+            filters.push(self.record_condition(f, "a")?);
+        }
+        filters.push(self.record_condition(then, "b")?);
+        let table = d.ident(&crate::stream::table_of(stream));
+        Some(format!(
+            "SELECT a.{pid} AS person_id FROM {table} AS a JOIN {table} AS b ON b.{pid} = a.{pid} AND b.{t} > a.{t} AND b.{t} <= {} WHERE {}",
+            d.add_span(&format!("a.{t}"), *within),
+            filters.join(" AND ")
+        ))
     }
 
     /// For a related condition (or a trait comparison) that a person without related
@@ -267,6 +400,14 @@ impl<'p> Compiler<'p> {
             Condition::Not(inner) => {
                 format!("NOT COALESCE({}, FALSE)", self.condition(inner, joins)?)
             }
+            Condition::Related { .. } | Condition::Compare { .. } | Condition::Sequence { .. }
+                if self.exists(c).is_some() =>
+            {
+                let (sub, holds) = self.exists(c)?;
+                let d = self.env.dialect;
+                let not = if holds { "" } else { "NOT " };
+                format!("c.{} {not}IN ({sub})", d.ident("person_id"))
+            }
             Condition::Compare { operand, op } => {
                 let expr = self.operand(operand, joins);
                 self.op(&expr, operand.ty(), op)
@@ -278,6 +419,8 @@ impl<'p> Compiler<'p> {
                 push_join(joins, &cte, d);
                 self.op(&value_of(agg, &cte), agg.ty, op)
             }
+            // Not compiled (a filter that is not on records): nothing to run.
+            Condition::Sequence { .. } => return None,
             Condition::MemberOf { audience, negated } => {
                 let cte = self.audience(audience)?;
                 let d = self.env.dialect;
@@ -316,11 +459,11 @@ impl<'p> Compiler<'p> {
         if self.p.entity(&agg.entity).is_none() {
             return "missing".into();
         }
-        let from = related_from(self.p, &agg.entity, d).unwrap_or_default();
+        let (from, person) = records_from(self.p, agg, d).unwrap_or_default();
         let id = |c: &str| d.ident(c);
         let mut filters = Vec::new();
         if let Some(f) = &agg.filter {
-            if let Some(sql) = self.record_condition(f) {
+            if let Some(sql) = self.record_condition(f, "r") {
                 filters.push(sql);
             }
         }
@@ -340,9 +483,8 @@ impl<'p> Compiler<'p> {
                     "DESC"
                 };
                 format!(
-                    "SELECT person_id, v FROM (SELECT g.{pid} AS person_id, {of_text} AS v, ROW_NUMBER() OVER (PARTITION BY g.{pid} ORDER BY {ob} {dir}, {of_text} {dir}) AS rn {from}{}) AS ranked WHERE rn = 1",
+                    "SELECT person_id, v FROM (SELECT {person} AS person_id, {of_text} AS v, ROW_NUMBER() OVER (PARTITION BY {person} ORDER BY {ob} {dir}, {of_text} {dir}) AS rn {from}{}) AS ranked WHERE rn = 1",
                     where_clause(&filters),
-                    pid = id("person_id"),
                 )
             }
             other => {
@@ -356,9 +498,8 @@ impl<'p> Compiler<'p> {
                     _ => "NULL".into(),
                 };
                 format!(
-                    "SELECT g.{pid} AS person_id, {value} AS v {from}{} GROUP BY g.{pid}",
+                    "SELECT {person} AS person_id, {value} AS v {from}{} GROUP BY {person}",
                     where_clause(&filters),
-                    pid = id("person_id"),
                 )
             }
         };
@@ -372,7 +513,7 @@ impl<'p> Compiler<'p> {
     }
 
     /// A condition on a related entity's records (alias `r`).
-    fn record_condition(&mut self, c: &Condition) -> Option<String> {
+    fn record_condition(&self, c: &Condition, alias: &str) -> Option<String> {
         let d = self.env.dialect;
         Some(match c {
             Condition::All(cs) | Condition::Any(cs) => {
@@ -382,14 +523,17 @@ impl<'p> Compiler<'p> {
                     " OR "
                 };
                 let parts: Option<Vec<String>> =
-                    cs.iter().map(|c| self.record_condition(c)).collect();
+                    cs.iter().map(|c| self.record_condition(c, alias)).collect();
                 format!("({})", parts?.join(glue))
             }
             Condition::Not(inner) => {
-                format!("NOT COALESCE({}, FALSE)", self.record_condition(inner)?)
+                format!(
+                    "NOT COALESCE({}, FALSE)",
+                    self.record_condition(inner, alias)?
+                )
             }
             Condition::Compare { operand, op } => {
-                let expr = format!("r.{}", d.ident(operand.name()));
+                let expr = format!("{alias}.{}", d.ident(operand.name()));
                 self.op(&expr, operand.ty(), op)
             }
             _ => return None,
@@ -434,6 +578,22 @@ impl<'p> Compiler<'p> {
         } else {
             d.literal(&Value::Timestamp(t))
         }
+    }
+}
+
+/// The `FROM` of an aggregate's records (alias `r`) and the expression of the person
+/// each belongs to: an entity's records through the identity graph, or a stream's
+/// events, which carry their person id.
+fn records_from(p: &Pipeline, agg: &RelatedAggregate, d: Dialect) -> Option<(String, String)> {
+    match &agg.stream {
+        Some(stream) => Some((
+            format!("FROM {} AS r", d.ident(&crate::stream::table_of(stream))),
+            format!("r.{}", d.ident("person_id")),
+        )),
+        None => Some((
+            related_from(p, &agg.entity, d)?,
+            format!("g.{}", d.ident("person_id")),
+        )),
     }
 }
 
@@ -517,6 +677,26 @@ fn holds_without_records(agg: &RelatedAggregate, op: &Op) -> bool {
     }
 }
 
+/// For a count: `Some(true)` when `op` holds exactly for counts of one and more,
+/// `Some(false)` when exactly for a count of zero, `None` otherwise.
+fn count_test(op: &Op) -> Option<bool> {
+    let n = |v: &Value| match v {
+        Value::Int(i) => Some(*i as f64),
+        Value::Float(f) => Some(*f),
+        _ => None,
+    };
+    use crate::config::Cmp;
+    match op {
+        Op::Compare(Cmp::Ge, v) if n(v).is_some_and(|x| x > 0.0 && x <= 1.0) => Some(true),
+        Op::Compare(Cmp::Gt, v) if n(v).is_some_and(|x| (0.0..1.0).contains(&x)) => Some(true),
+        Op::NotEquals(v) if n(v) == Some(0.0) => Some(true),
+        Op::Equals(v) if n(v) == Some(0.0) => Some(false),
+        Op::Compare(Cmp::Lt, v) if n(v).is_some_and(|x| x > 0.0 && x <= 1.0) => Some(false),
+        Op::Compare(Cmp::Le, v) if n(v).is_some_and(|x| (0.0..1.0).contains(&x)) => Some(false),
+        _ => None,
+    }
+}
+
 fn where_clause(filters: &[String]) -> String {
     if filters.is_empty() {
         String::new()
@@ -554,6 +734,11 @@ audiences = [
       { not_member_of = "base" },
   ] }, holdout = "10%", splits = { a = 50, b = 50 } },
   { name = "strat", where = { trait = "orders_n", at_least = 0 }, splits = { x = 30, y = 70 }, stratify = "name" },
+  { name = "recent", where = { related = "orders", where = { column = "at", within_last = "30 days" } } },
+  { name = "lapsed", where = { all = [{ trait = "orders_n", at_least = 1 }, { not = { related = "orders", where = { column = "at", within_last = "180 days" } } }] } },
+  { name = "spenders", where = { all = [{ trait = "spent", at_least = 100 }, { related = "orders", aggregate = "max", of = "total", greater_than = 50 }, { trait = "orders_n", greater_than = 0 }] } },
+  { name = "browsers", where = { all = [{ event = "clicks", where = { all = [{ column = "kind", equals = "view" }, { column = "at", within_last = "7 days" }] }, at_least = 3 }, { not = { event = "clicks", where = { column = "kind", equals = "buy" } } }] } },
+  { name = "cart_then_buy", where = { event = "clicks", where = { column = "kind", equals = "cart" }, then = { column = "kind", equals = "buy" }, within = "3 days", by = "at" } },
 ]
 [pipeline]
 name = "t"
@@ -580,6 +765,15 @@ columns = { name = "text", age = "integer", score = "float", birth = { kind = "d
 key = "order_id"
 columns = { order_id = "integer", customer_id = "integer", total = "float", at = "timestamp" }
 belongs_to = { source = "crm", column = "customer_id" }
+[entities.click]
+key = "click_id"
+columns = { click_id = "text", kind = "text", at = "timestamp", value = "float" }
+[[streams]]
+name = "clicks"
+kind = "kinesis"
+entity = "click"
+stream_name = "clicks"
+region = "us-east-1"
 [identity]
 entity = "person"
 rules = [{ name = "n", match = ["name"] }]
@@ -635,9 +829,45 @@ order_by = "at"
                 assignment_sql(&p, buyers, env).expect("assignment"),
                 assignment_sql(&p, strat, env).expect("stratified"),
                 trait_sql(&p, "first_total", env).expect("trait"),
+                members_sql(&p, "recent", env).expect("existence alone"),
+                members_sql(&p, "lapsed", env).expect("existence and absence"),
+                members_sql(&p, "spenders", env).expect("aggregates alone"),
+                members_sql(&p, "browsers", env).expect("event counts"),
+                members_sql(&p, "cart_then_buy", env).expect("a sequence of events"),
             ]
             .join(";\n\n");
             insta::assert_snapshot!(format!("audience_sql_{name}"), sql);
+        }
+    }
+
+    /// Event conditions are checked like the others: every problem, with its key.
+    #[test]
+    fn bad_event_conditions_are_refused_naming_the_key() {
+        let bad = [
+            r#"{ name = "e1", where = { event = "clickz" } }"#,
+            r#"{ name = "e2", where = { event = "clicks", then = { column = "kind", equals = "buy" }, by = "at" } }"#,
+            r#"{ name = "e3", where = { event = "clicks", then = { column = "kind", equals = "buy" }, within = "3 days", by = "kind" } }"#,
+            r#"{ name = "e4", where = { related = "orders", within = "3 days" } }"#,
+            r#"{ name = "e5", where = { event = "clicks", then = { column = "kind", equals = "buy" }, within = "soon", by = "at", at_least = 2 } }"#,
+            r#"{ name = "e6", where = { event = "clicks", where = { column = "colour", equals = "red" } } }"#,
+        ];
+        let text = PIPELINE.replacen(
+            "audiences = [",
+            &format!("audiences = [\n  {},", bad.join(",\n  ")),
+            1,
+        );
+        let err = Pipeline::from_str(&text, Path::new("t.toml"), &Overrides::default())
+            .expect_err("bad events")
+            .to_string();
+        for expected in [
+            "audiences[0].where.event: unknown stream \"clickz\"; did you mean \"clicks\"?",
+            "audiences[1].where.within: a sequence needs `within`",
+            "audiences[2].where.by: \"kind\" is text; `by` needs a date or timestamp column",
+            "audiences[3].where.within: `within` applies only to an event condition",
+            "audiences[4].where.at_least: `at_least` applies only to an event condition without `then`",
+            "audiences[5].where.where.column: unknown column of entity \"click\": \"colour\"",
+        ] {
+            assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
         }
     }
 
@@ -819,6 +1049,7 @@ order_by = "at"
                     Condition::Related {
                         agg: RelatedAggregate {
                             entity: "orders".into(),
+                            stream: None,
                             aggregate,
                             of: of.then(|| col("total", ValueType::Float)),
                             order_by: first_last.then(|| col("at", ValueType::Timestamp)),
@@ -831,8 +1062,76 @@ order_by = "at"
             )
         }
 
+        fn kind() -> impl Strategy<Value = String> {
+            proptest::sample::select(vec!["view", "cart", "buy"]).prop_map(String::from)
+        }
+
+        /// A filter on the events of stream `clicks`.
+        fn event_filter() -> impl Strategy<Value = Condition> {
+            let leaf = prop_oneof![
+                kind().prop_map(|k| Condition::Compare {
+                    operand: col("kind", ValueType::Text),
+                    op: Op::Equals(Value::Text(k))
+                }),
+                proptest::collection::vec(kind(), 1..3).prop_map(|ks| Condition::Compare {
+                    operand: col("kind", ValueType::Text),
+                    op: Op::NotIn(ks.into_iter().map(Value::Text).collect())
+                }),
+                number_op().prop_map(|op| Condition::Compare {
+                    operand: col("value", ValueType::Float),
+                    op
+                }),
+                time_op(false).prop_map(|op| Condition::Compare {
+                    operand: col("at", ValueType::Timestamp),
+                    op
+                }),
+            ];
+            leaf.prop_recursive(2, 4, 2, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 1..3).prop_map(Condition::All),
+                    inner.prop_map(|c| Condition::Not(Box::new(c))),
+                ]
+            })
+        }
+
+        /// Counts and sums of a person's events, and sequences of two.
+        fn event() -> impl Strategy<Value = Condition> {
+            let aggregate = prop_oneof![
+                Just((Aggregate::Count, false, ValueType::Integer)),
+                Just((Aggregate::Count, true, ValueType::Integer)),
+                Just((Aggregate::Sum, true, ValueType::Float)),
+                Just((Aggregate::Max, true, ValueType::Float)),
+            ];
+            prop_oneof![
+                (aggregate, proptest::option::of(event_filter()), number_op()).prop_map(
+                    |((aggregate, of, ty), filter, op)| Condition::Related {
+                        agg: RelatedAggregate {
+                            entity: "click".into(),
+                            stream: Some("clicks".into()),
+                            aggregate,
+                            of: of.then(|| col("value", ValueType::Float)),
+                            order_by: None,
+                            filter: filter.map(Box::new),
+                            ty,
+                        },
+                        op,
+                    }
+                ),
+                (proptest::option::of(event_filter()), event_filter(), span()).prop_map(
+                    |(first, then, within)| Condition::Sequence {
+                        stream: "clicks".into(),
+                        first: first.map(Box::new),
+                        then: Box::new(then),
+                        within,
+                        by: col("at", ValueType::Timestamp),
+                    }
+                ),
+            ]
+        }
+
         fn condition() -> impl Strategy<Value = Condition> {
             let leaf = prop_oneof![
+                event(),
                 text_op().prop_map(|op| Condition::Compare {
                     operand: col("name", ValueType::Text),
                     op
@@ -899,8 +1198,17 @@ order_by = "at"
                 proptest::collection::vec(person, 0..8),
                 proptest::collection::vec(order, 0..14),
                 proptest::collection::vec(0usize..8, 0..7),
+                proptest::collection::vec(
+                    (
+                        proptest::option::of(0usize..8),
+                        proptest::option::of(kind()),
+                        proptest::option::of(quarter()),
+                        proptest::option::of(instant()),
+                    ),
+                    0..12,
+                ),
             )
-                .prop_map(|(persons, orders, records)| {
+                .prop_map(|(persons, orders, records, events)| {
                     let persons: Vec<Person> = persons
                         .into_iter()
                         .enumerate()
@@ -914,7 +1222,23 @@ order_by = "at"
                         })
                         .collect();
                     let n = persons.len();
+                    let events = events
+                        .into_iter()
+                        .enumerate()
+                        .map(
+                            |(id, (person, kind, value, at)): (usize, (Option<usize>, _, _, _))| {
+                                Event {
+                                    id,
+                                    person: person.filter(|_| n > 0).map(|i| i % n.max(1)),
+                                    kind,
+                                    value,
+                                    at,
+                                }
+                            },
+                        )
+                        .collect();
                     Data {
+                        events,
                         records: if n == 0 {
                             Vec::new()
                         } else {
@@ -1063,6 +1387,18 @@ order_by = "at"
         pub orders: Vec<(i64, i64, Option<f64>, Option<NaiveDateTime>)>,
         /// shop record id -> person index
         pub records: Vec<usize>,
+        /// The events of stream `clicks`.
+        pub events: Vec<Event>,
+    }
+
+    /// One event of stream `clicks`; `person` is None when it matched nobody.
+    #[derive(Debug, Clone)]
+    pub(crate) struct Event {
+        pub id: usize,
+        pub person: Option<usize>,
+        pub kind: Option<String>,
+        pub value: Option<f64>,
+        pub at: Option<NaiveDateTime>,
     }
 
     #[derive(Debug, Clone)]
@@ -1105,6 +1441,7 @@ order_by = "at"
                     (6, 3, Some(95.0), Some(ts("2026-02-22 10:00:00"))),
                 ],
                 records: vec![0, 1, 1, 3],
+                events: Vec::new(),
             }
         }
 
@@ -1132,6 +1469,17 @@ order_by = "at"
                 stmts.push(format!(
                     "INSERT INTO identity_graph VALUES ('crm', '{r}', {})",
                     d.text(&self.persons[p].id)
+                ));
+            }
+            stmts.push(r#"CREATE OR REPLACE TABLE stream_clicks (click_id VARCHAR, kind VARCHAR, "at" TIMESTAMP, value DOUBLE, source VARCHAR, source_file VARCHAR, source_line BIGINT, landed_run VARCHAR, person_id VARCHAR, match_rule VARCHAR)"#.to_string());
+            for e in &self.events {
+                stmts.push(format!(
+                    "INSERT INTO stream_clicks VALUES ('c{}', {}, {}, {}, 'clicks', 'k', 1, 'r', {}, NULL)",
+                    e.id,
+                    opt(e.kind.clone().map(Value::Text)),
+                    opt(e.at.map(Value::Timestamp)),
+                    opt(e.value.map(Value::Float)),
+                    opt(e.person.map(|i| Value::Text(self.persons[i].id.clone()))),
                 ));
             }
             for (id, customer, total, at) in &self.orders {
@@ -1196,6 +1544,7 @@ pub(crate) mod eval {
                 test(v.as_ref(), op, as_of)
             }
             Condition::Related { agg, op } => test(aggregate(d, agg, i, as_of).as_ref(), op, as_of),
+            Condition::Sequence { .. } => sequence(d, c, i, as_of),
             Condition::MemberOf { audience, negated } => {
                 member(d, p, audience, i, as_of) != *negated
             }
@@ -1215,34 +1564,82 @@ pub(crate) mod eval {
         }
     }
 
-    fn order_value(
-        o: &(i64, i64, Option<f64>, Option<NaiveDateTime>),
-        name: &str,
-    ) -> Option<Value> {
-        match name {
-            "order_id" => Some(Value::Int(o.0)),
-            "customer_id" => Some(Value::Int(o.1)),
-            "total" => o.2.map(Value::Float),
-            "at" => o.3.map(Value::Timestamp),
-            "source" => Some(Value::Text("shop".into())),
-            _ => None,
-        }
+    /// One record or event as (column, value) pairs.
+    type Row = Vec<(&'static str, Option<Value>)>;
+
+    fn get(row: &Row, name: &str) -> Option<Value> {
+        row.iter()
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, v)| v.clone())
     }
 
-    fn record_holds(
-        o: &(i64, i64, Option<f64>, Option<NaiveDateTime>),
-        c: &Condition,
-        as_of: NaiveDateTime,
-    ) -> bool {
+    fn order_row(o: &(i64, i64, Option<f64>, Option<NaiveDateTime>)) -> Row {
+        vec![
+            ("order_id", Some(Value::Int(o.0))),
+            ("customer_id", Some(Value::Int(o.1))),
+            ("total", o.2.map(Value::Float)),
+            ("at", o.3.map(Value::Timestamp)),
+            ("source", Some(Value::Text("shop".into()))),
+        ]
+    }
+
+    fn event_row(d: &Data, e: &super::tests::Event) -> Row {
+        vec![
+            ("click_id", Some(Value::Text(format!("c{}", e.id)))),
+            ("kind", e.kind.clone().map(Value::Text)),
+            ("at", e.at.map(Value::Timestamp)),
+            ("value", e.value.map(Value::Float)),
+            ("source", Some(Value::Text("clicks".into()))),
+            (
+                "person_id",
+                e.person.map(|i| Value::Text(d.persons[i].id.clone())),
+            ),
+        ]
+    }
+
+    fn record_holds(o: &Row, c: &Condition, as_of: NaiveDateTime) -> bool {
         match c {
             Condition::All(cs) => cs.iter().all(|c| record_holds(o, c, as_of)),
             Condition::Any(cs) => cs.iter().any(|c| record_holds(o, c, as_of)),
             Condition::Not(c) => !record_holds(o, c, as_of),
-            Condition::Compare { operand, op } => {
-                test(order_value(o, operand.name()).as_ref(), op, as_of)
-            }
+            Condition::Compare { operand, op } => test(get(o, operand.name()).as_ref(), op, as_of),
             _ => false,
         }
+    }
+
+    /// The person's events, each as a row.
+    fn events_of(d: &Data, i: usize) -> Vec<Row> {
+        d.events
+            .iter()
+            .filter(|e| e.person == Some(i))
+            .map(|e| event_row(d, e))
+            .collect()
+    }
+
+    /// An event the first filter takes, then one the second takes, later by at most
+    /// the span.
+    fn sequence(d: &Data, c: &Condition, i: usize, as_of: NaiveDateTime) -> bool {
+        let Condition::Sequence {
+            first,
+            then,
+            within,
+            by,
+            ..
+        } = c
+        else {
+            return false;
+        };
+        let rows = events_of(d, i);
+        let at = |r: &Row| get(r, by.name()).as_ref().and_then(instant);
+        rows.iter().any(|a| {
+            first.as_ref().is_none_or(|f| record_holds(a, f, as_of))
+                && at(a).is_some_and(|ta| {
+                    rows.iter().any(|b| {
+                        record_holds(b, then, as_of)
+                            && at(b).is_some_and(|tb| tb > ta && tb <= within.after(ta))
+                    })
+                })
+        })
     }
 
     fn aggregate(
@@ -1251,19 +1648,24 @@ pub(crate) mod eval {
         i: usize,
         as_of: NaiveDateTime,
     ) -> Option<Value> {
-        let orders: Vec<_> = d
-            .orders
+        let rows: Vec<Row> = if agg.stream.is_some() {
+            events_of(d, i)
+        } else {
+            d.orders
+                .iter()
+                .filter(|o| d.records.get(o.1 as usize) == Some(&i))
+                .map(order_row)
+                .collect()
+        };
+        let orders: Vec<&Row> = rows
             .iter()
-            .filter(|o| d.records.get(o.1 as usize) == Some(&i))
             .filter(|o| {
                 agg.filter
                     .as_ref()
                     .is_none_or(|f| record_holds(o, f, as_of))
             })
             .collect();
-        let of = |o: &&(i64, i64, Option<f64>, Option<NaiveDateTime>)| {
-            agg.of.as_ref().and_then(|c| order_value(o, c.name()))
-        };
+        let of = |o: &&Row| agg.of.as_ref().and_then(|c| get(o, c.name()));
         let values: Vec<Value> = orders.iter().filter_map(of).collect();
         let nums: Vec<f64> = values.iter().filter_map(Value::as_f64).collect();
         let ordered = |pick: Ordering| {
@@ -1287,7 +1689,7 @@ pub(crate) mod eval {
                 let ob = agg.order_by.as_ref()?;
                 let mut pairs: Vec<(Value, Value)> = orders
                     .iter()
-                    .filter_map(|o| Some((order_value(o, ob.name())?, of(o)?)))
+                    .filter_map(|o| Some((get(o, ob.name())?, of(o)?)))
                     .collect();
                 pairs.sort_by(|a, b| {
                     value_order(&a.0, &b.0)

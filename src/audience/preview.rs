@@ -6,7 +6,10 @@
 use chrono::NaiveDateTime;
 use serde::Serialize;
 
-use super::build::{AudienceError, RUNS_TABLE};
+use super::build::{
+    definition_fingerprint, loads_fingerprint, AudienceError, BUILDS_TABLE, HOLDOUTS_TABLE,
+    RUNS_TABLE,
+};
 use super::compile::{members_sql, trait_sql, Env};
 use super::sql::timestamp_text;
 use crate::config::{Pipeline, CUSTOMER_360_TABLE};
@@ -77,6 +80,8 @@ pub struct PreviewOptions {
     /// A column of customer_360 or a trait.
     pub by: Option<String>,
     pub overlap: Option<String>,
+    /// Evaluate the audience now even when a matching build can be read.
+    pub fresh: bool,
 }
 
 /// One group of a breakdown.
@@ -107,6 +112,69 @@ pub struct Preview {
     pub by: Option<String>,
     pub groups: Vec<Group>,
     pub overlap: Option<Overlap>,
+    /// The build whose table the figures were read from (null: evaluated now).
+    pub built_by: Option<String>,
+}
+
+/// The members of an audience, ready to read several times: the table of its last
+/// build when that build's definition, as-of and loads match the present ones (no
+/// evaluation at all), else its query evaluated once into a temporary table.
+struct Members {
+    from: String,
+    built_by: Option<String>,
+    temp: Option<String>,
+}
+
+fn members_of(
+    wh: &mut dyn Warehouse,
+    p: &Pipeline,
+    name: &str,
+    sql: &str,
+    env: Env,
+    fresh: bool,
+) -> Result<Members, AudienceError> {
+    let d = wh.dialect();
+    if !fresh {
+        let definition = definition_fingerprint(p, name, env).unwrap_or_default();
+        let loads = loads_fingerprint(wh);
+        // A warehouse never built has no builds table: nothing to read then.
+        let built = wh
+            .query(&format!(
+                "SELECT run FROM {} WHERE audience = {} AND definition = {} AND loads = {}",
+                d.ident(BUILDS_TABLE),
+                d.text(name),
+                d.text(&definition),
+                d.text(&loads)
+            ))
+            .ok()
+            .and_then(|r| r.rows.into_iter().next())
+            .and_then(|row| row.first().and_then(text));
+        if let Some(run) = built {
+            let table = p
+                .audiences
+                .iter()
+                .find(|a| a.name == name)
+                .map(|a| a.table())
+                .unwrap_or_default();
+            return Ok(Members {
+                from: format!(
+                    "SELECT person_id FROM {} UNION ALL SELECT person_id FROM {} WHERE audience = {}",
+                    d.ident(&table),
+                    d.ident(HOLDOUTS_TABLE),
+                    d.text(name)
+                ),
+                built_by: Some(run),
+                temp: None,
+            });
+        }
+    }
+    let temp = format!("_cdp_preview_{}", name);
+    wh.execute(&d.create_temp_table(&temp, sql))?;
+    Ok(Members {
+        from: format!("SELECT person_id FROM {}", d.ident(&temp)),
+        built_by: None,
+        temp: Some(temp),
+    })
 }
 
 /// Previews one audience.
@@ -132,7 +200,32 @@ pub fn preview(
             known: known(),
         })
     };
-    let sql = members(name)?;
+    let evaluated = members(name)?;
+    let mut temps = Vec::new();
+    let m = members_of(wh, p, name, &evaluated, env, options.fresh)?;
+    temps.extend(m.temp.clone());
+    let out = preview_members(wh, p, name, env, options, &m, &members, &mut temps);
+    for t in temps {
+        // Temporary tables end with the session anyway; a failed drop changes nothing.
+        let _ = wh.execute(&format!("DROP TABLE IF EXISTS {}", d.ident(&t)));
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+fn preview_members(
+    wh: &mut dyn Warehouse,
+    p: &Pipeline,
+    name: &str,
+    env: Env,
+    options: &PreviewOptions,
+    m: &Members,
+    members: &dyn Fn(&str) -> Result<String, AudienceError>,
+    temps: &mut Vec<String>,
+) -> Result<Preview, AudienceError> {
+    let d = env.dialect;
+    let as_of = env.as_of;
+    let sql = m.from.clone();
     let c360 = d.ident(CUSTOMER_360_TABLE);
     let pid = d.ident("person_id");
     let sizes = wh.query(&format!(
@@ -151,6 +244,7 @@ pub fn preview(
         by: options.by.clone(),
         groups: Vec::new(),
         overlap: None,
+        built_by: m.built_by.clone(),
     };
     if options.sample > 0 {
         let mut columns = vec!["person_id".to_string()];
@@ -207,7 +301,10 @@ pub fn preview(
             .collect();
     }
     if let Some(other) = &options.overlap {
-        let other_sql = members(other)?;
+        let evaluated = members(other)?;
+        let o = members_of(wh, p, other, &evaluated, env, options.fresh)?;
+        temps.extend(o.temp.clone());
+        let other_sql = o.from;
         let r = wh.query(&format!(
             "SELECT (SELECT COUNT(*) FROM ({other_sql}) AS o) AS size, (SELECT COUNT(*) FROM ({sql}) AS m WHERE m.person_id IN (SELECT person_id FROM ({other_sql}) AS o)) AS both_"
         ))?;

@@ -106,6 +106,29 @@ impl Dialect {
             ),
         }
     }
+
+    /// A date or timestamp `expr` moved `span` later (calendar months as the
+    /// dialect counts them: the end of a shorter month for the 31st).
+    pub fn add_span(self, expr: &str, span: crate::config::Span) -> String {
+        use crate::config::Span;
+        let (n, unit) = match span {
+            Span::Hours(n) => (n, "HOUR"),
+            Span::Days(n) => (n, "DAY"),
+            Span::Months(n) => (n, "MONTH"),
+        };
+        match self {
+            Self::DuckDb => format!("({expr} + INTERVAL {n} {unit})"),
+            Self::Snowflake => format!("DATEADD({unit}, {n}, {expr})"),
+        }
+    }
+
+    /// `CREATE TEMPORARY TABLE ... AS`: a table of this session only.
+    pub fn create_temp_table(self, table: &str, select: &str) -> String {
+        format!(
+            "CREATE OR REPLACE TEMPORARY TABLE {} AS {select}",
+            self.ident(table)
+        )
+    }
 }
 
 /// `2026-01-31 09:00:00`, with a fraction only when there is one.

@@ -75,6 +75,10 @@ pub struct PreviewArgs {
     /// Print the compiled SQL of the audience's members and nothing else.
     #[arg(long)]
     pub sql: bool,
+    /// Evaluate the audience now, even when its last build (same definition, same
+    /// interval end, no load since) can be read instead.
+    #[arg(long)]
+    pub fresh: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -239,6 +243,7 @@ fn preview(args: PreviewArgs) -> anyhow::Result<()> {
         sample: args.sample,
         by: args.by.clone(),
         overlap: args.overlap.clone(),
+        fresh: args.fresh,
     };
     let pv = preview::preview(wh.as_mut(), &p, &args.name, as_of, &options)?;
     match args.format {
@@ -264,6 +269,9 @@ fn preview(args: PreviewArgs) -> anyhow::Result<()> {
                 pv.size,
                 pv.persons
             )?;
+            if let Some(run) = &pv.built_by {
+                outln!("read from the build of run {run} (nothing loaded since; --fresh evaluates it again)")?;
+            }
             if !pv.sample.is_empty() {
                 let headers: Vec<&str> = pv.sample_columns.iter().map(String::as_str).collect();
                 let rows: Vec<Vec<String>> = pv

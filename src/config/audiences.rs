@@ -119,6 +119,15 @@ pub enum Condition {
         agg: RelatedAggregate,
         op: Op,
     },
+    /// A person's event of one kind (`first`, any when absent) followed by one of
+    /// another (`then`) at most `within` later, in the order of the column `by`.
+    Sequence {
+        stream: String,
+        first: Option<Box<Condition>>,
+        then: Box<Condition>,
+        within: Span,
+        by: Operand,
+    },
     /// The person qualifies (or does not) for another audience.
     MemberOf {
         audience: String,
@@ -173,6 +182,10 @@ impl Operand {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RelatedAggregate {
     pub entity: String,
+    /// The stream whose events (of `entity`) are aggregated, for an `event`
+    /// condition: they carry their person id. `None`: the entity's records, linked to
+    /// persons through the identity graph.
+    pub stream: Option<String>,
     pub aggregate: Aggregate,
     pub of: Option<Operand>,
     pub order_by: Option<Operand>,
@@ -319,6 +332,17 @@ impl Span {
 
     /// The instant this long before `at` (calendar months: a month before 31 March is
     /// the last day of February).
+    /// The instant this long after `at` (calendar months as in [`Span::before`]).
+    pub fn after(self, at: NaiveDateTime) -> NaiveDateTime {
+        match self {
+            Self::Hours(h) => at + chrono::TimeDelta::hours(i64::from(h)),
+            Self::Days(d) => at + chrono::TimeDelta::days(i64::from(d)),
+            Self::Months(m) => at
+                .checked_add_months(chrono::Months::new(m))
+                .unwrap_or(NaiveDateTime::MAX),
+        }
+    }
+
     pub fn before(self, at: NaiveDateTime) -> NaiveDateTime {
         match self {
             Self::Hours(h) => at - chrono::TimeDelta::hours(i64::from(h)),
@@ -362,6 +386,8 @@ pub(super) struct Scope {
     pub audiences: Vec<String>,
     /// Entity -> its columns, for entities linked to persons.
     pub linked: Vec<(String, Vec<(String, ValueType)>)>,
+    /// Stream -> the columns of its events (its entity's, with the person id).
+    pub events: Vec<EventSource>,
     /// Every entity, for a better message about an unlinked one.
     pub entities: Vec<String>,
 }
@@ -385,6 +411,9 @@ pub(super) fn record_columns(e: &EntityConfig) -> Vec<(String, ValueType)> {
     out
 }
 
+/// A stream, the entity of its events, and their columns.
+pub(super) type EventSource = (String, String, Vec<(String, ValueType)>);
+
 /// Where in the condition tree a condition sits: on persons, or on one entity's
 /// records (a related filter).
 #[derive(Clone, Copy)]
@@ -393,13 +422,14 @@ enum On<'s> {
     Records(&'s str, &'s [(String, ValueType)]),
 }
 
-const KINDS: [&str; 8] = [
+const KINDS: [&str; 9] = [
     "all",
     "any",
     "not",
     "column",
     "trait",
     "related",
+    "event",
     "member_of",
     "not_member_of",
 ];
@@ -439,6 +469,7 @@ fn written(raw: &RawCondition) -> (Vec<&'static str>, Vec<&'static str>) {
         raw.column.is_some(),
         raw.trait_name.is_some(),
         raw.related.is_some(),
+        raw.event.is_some(),
         raw.member_of.is_some(),
         raw.not_member_of.is_some(),
     ];
@@ -528,6 +559,24 @@ impl Validator<'_> {
         scope: &Scope,
         entity_key: &str,
     ) -> Option<RelatedAggregate> {
+        if entity_key == "event" {
+            let Some((stream, entity, columns)) = scope.events.iter().find(|(s, ..)| s == entity)
+            else {
+                let known: Vec<&str> = scope.events.iter().map(|(s, ..)| s.as_str()).collect();
+                self.unknown(
+                    &format!("{key}.event"),
+                    "stream",
+                    entity,
+                    &known,
+                    "; events come from a [[streams]] entry",
+                );
+                return None;
+            };
+            let mut agg =
+                self.aggregate_over(key, entity, columns, aggregate, of, order_by, filter, scope)?;
+            agg.stream = Some(stream.clone());
+            return Some(agg);
+        }
         let Some((_, columns)) = scope.linked.iter().find(|(e, _)| e == entity) else {
             let hint = if scope.entities.iter().any(|e| e == entity) {
                 self.problem(
@@ -548,6 +597,22 @@ impl Validator<'_> {
             );
             return None;
         };
+        self.aggregate_over(key, entity, columns, aggregate, of, order_by, filter, scope)
+    }
+
+    /// The aggregate of records (or events) with these columns.
+    #[allow(clippy::too_many_arguments)]
+    fn aggregate_over(
+        &mut self,
+        key: &str,
+        entity: &str,
+        columns: &[(String, ValueType)],
+        aggregate: Aggregate,
+        of: Option<&str>,
+        order_by: Option<&str>,
+        filter: Option<Box<RawCondition>>,
+        scope: &Scope,
+    ) -> Option<RelatedAggregate> {
         let column = |v: &mut Self, field: &str, name: &str| -> Option<Operand> {
             match columns.iter().find(|(c, _)| c == name) {
                 Some((c, ty)) => Some(Operand::Column {
@@ -649,6 +714,7 @@ impl Validator<'_> {
         };
         Some(RelatedAggregate {
             entity: entity.to_string(),
+            stream: None,
             aggregate,
             of,
             order_by,
@@ -872,8 +938,23 @@ impl Validator<'_> {
                 return None;
             }
         };
-        // Keys only related conditions take.
-        if kind != "related" {
+        // Keys only event conditions take.
+        if kind != "event" {
+            for (present, k) in [
+                (raw.then.is_some(), "then"),
+                (raw.within.is_some(), "within"),
+                (raw.by.is_some(), "by"),
+            ] {
+                if present {
+                    self.problem(
+                        format!("{key}.{k}"),
+                        format!("`{k}` applies only to an event condition"),
+                    );
+                }
+            }
+        }
+        // Keys only related (and event) conditions take.
+        if !matches!(kind, "related" | "event") {
             for (present, k) in [
                 (raw.aggregate.is_some(), "aggregate"),
                 (raw.of.is_some(), "of"),
@@ -883,19 +964,22 @@ impl Validator<'_> {
                 if present {
                     self.problem(
                         format!("{key}.{k}"),
-                        format!("`{k}` applies only to a related condition"),
+                        format!("`{k}` applies only to a related or event condition"),
                     );
                 }
             }
         }
-        let is_operand = matches!(kind, "column" | "trait" | "related");
+        let is_operand = matches!(kind, "column" | "trait" | "related")
+            || (kind == "event" && raw.then.is_none());
         if !is_operand && !ops.is_empty() {
+            let what = if kind == "event" {
+                "an event condition without `then` (a sequence either happened or not)"
+            } else {
+                "a column, trait, related or event condition"
+            };
             self.problem(
                 format!("{key}.{}", ops[0]),
-                format!(
-                    "`{}` applies only to a column, trait or related condition",
-                    ops[0]
-                ),
+                format!("`{}` applies only to {what}", ops[0]),
             );
             return None;
         }
@@ -985,8 +1069,9 @@ impl Validator<'_> {
                 let op = self.operator(key, &ops, raw, operand.ty(), operand.name(), false)?;
                 Some(Condition::Compare { operand, op })
             }
-            "related" => {
-                let entity = raw.related.clone()?;
+            "event" if raw.then.is_some() => self.sequence(key, raw, scope),
+            "related" | "event" => {
+                let entity = raw.related.clone().or(raw.event.clone())?;
                 let agg = self.aggregate(
                     key,
                     &entity,
@@ -995,7 +1080,7 @@ impl Validator<'_> {
                     raw.order_by.as_deref(),
                     raw.filter,
                     scope,
-                    "related",
+                    kind,
                 );
                 let what = format!(
                     "{} of {entity}",
@@ -1023,6 +1108,99 @@ impl Validator<'_> {
             }
             _ => None,
         }
+    }
+
+    /// `{ event = S, where = A, then = B, within = "3 days", by = COLUMN }`.
+    fn sequence(&mut self, key: &str, raw: RawCondition, scope: &Scope) -> Option<Condition> {
+        let name = raw.event.clone()?;
+        let Some((stream, entity, columns)) = scope.events.iter().find(|(s, ..)| *s == name) else {
+            let known: Vec<&str> = scope.events.iter().map(|(s, ..)| s.as_str()).collect();
+            self.unknown(
+                &format!("{key}.event"),
+                "stream",
+                &name,
+                &known,
+                "; events come from a [[streams]] entry",
+            );
+            return None;
+        };
+        if raw.aggregate.is_some() || raw.of.is_some() || raw.order_by.is_some() {
+            self.problem(
+                format!("{key}.then"),
+                "a sequence (`then`) takes no aggregate, `of` or `order_by`",
+            );
+            return None;
+        }
+        let on = On::Records(entity, columns);
+        let by = match raw.by.as_deref() {
+            None => {
+                self.problem(
+                    format!("{key}.by"),
+                    "a sequence needs `by`: the date or timestamp column that orders the events",
+                );
+                None
+            }
+            Some(b) => match columns.iter().find(|(c, _)| c == b) {
+                Some((c, ty)) if ty.temporal() => Some(Operand::Column {
+                    name: c.clone(),
+                    ty: *ty,
+                }),
+                Some((c, ty)) => {
+                    self.problem(
+                        format!("{key}.by"),
+                        format!("{c:?} is {ty}; `by` needs a date or timestamp column"),
+                    );
+                    None
+                }
+                None => {
+                    let known: Vec<&str> = columns.iter().map(|(c, _)| c.as_str()).collect();
+                    self.unknown(
+                        &format!("{key}.by"),
+                        &format!("column of stream {name:?}:"),
+                        b,
+                        &known,
+                        "",
+                    );
+                    None
+                }
+            },
+        };
+        let within = match raw.within.as_deref() {
+            None => {
+                self.problem(
+                    format!("{key}.within"),
+                    "a sequence needs `within`: the longest gap, \"3 days\"",
+                );
+                None
+            }
+            Some(w) => {
+                let span = Span::parse(w);
+                if span.is_none() {
+                    self.problem(
+                        format!("{key}.within"),
+                        format!("{w:?} is not a span: write \"3 days\", \"2 weeks\", \"24 hours\""),
+                    );
+                }
+                span
+            }
+        };
+        let first = match raw.filter {
+            Some(f) => Some(Box::new(self.condition(
+                &format!("{key}.where"),
+                *f,
+                scope,
+                on,
+            )?)),
+            None => None,
+        };
+        let then = self.condition(&format!("{key}.then"), *raw.then?, scope, on)?;
+        Some(Condition::Sequence {
+            stream: stream.clone(),
+            first,
+            then: Box::new(then),
+            within: within?,
+            by: by?,
+        })
     }
 
     /// The one operator of a comparison, its value typed by `ty`.
@@ -1450,6 +1628,7 @@ impl Validator<'_> {
     /// `[[traits]]` and `audiences = [...]` of the pipeline file and of every file it
     /// includes, checked against one scope: traits first (they read only records),
     /// then every audience, then the cycles between them.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn audiences_and_traits(
         &mut self,
         entries: Vec<super::raw::RawAudienceEntry>,
@@ -1458,6 +1637,7 @@ impl Validator<'_> {
         entities: &[EntityConfig],
         identity: Option<&super::IdentityConfig>,
         load_tables: &[String],
+        streams: &[super::StreamConfig],
     ) -> (
         Vec<TraitConfig>,
         Vec<AudienceConfig>,
@@ -1621,11 +1801,23 @@ impl Validator<'_> {
                 linked.push((e.name.clone(), record_columns(e)));
             }
         }
+        let mut events = Vec::new();
+        for st in streams {
+            if let Some(e) = entities.iter().find(|e| e.name == st.entity) {
+                let mut columns = record_columns(e);
+                columns.extend([
+                    ("person_id".to_string(), ValueType::Text),
+                    ("match_rule".to_string(), ValueType::Text),
+                ]);
+                events.push((st.name.clone(), e.name.clone(), columns));
+            }
+        }
         let mut scope = Scope {
             profile,
             traits: Vec::new(),
             audiences: raw_audiences.iter().map(|(_, a)| a.name.clone()).collect(),
             linked,
+            events,
             entities: entities.iter().map(|e| e.name.clone()).collect(),
         };
 

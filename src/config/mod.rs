@@ -387,6 +387,7 @@ impl Validator<'_> {
             &entities,
             identity.as_ref(),
             &load_tables,
+            &streams,
         );
         let audience_names: Vec<&str> = audiences.iter().map(|a| a.name.as_str()).collect();
         let syncs = self.syncs(raw.syncs, &audience_names);

@@ -569,6 +569,16 @@ pub struct RawCondition {
     /// For `related`: which of the entity's records count.
     #[serde(rename = "where")]
     pub filter: Option<Box<RawCondition>>,
+    /// A stream (`[[streams]]`) whose events belong to persons: counts (or
+    /// `aggregate`s) the person's events, like `related` does records.
+    pub event: Option<String>,
+    /// For `event`: a second event (a filter on the stream's events) that must follow
+    /// one of the first (`where`) within `within`, in the order of the column `by`.
+    pub then: Option<Box<RawCondition>>,
+    /// For `event` with `then`: the longest gap, `"3 days"`.
+    pub within: Option<String>,
+    /// For `event` with `then`: the date or timestamp column that orders the events.
+    pub by: Option<String>,
     /// The person qualifies for this other audience (or does not).
     pub member_of: Option<String>,
     pub not_member_of: Option<String>,
