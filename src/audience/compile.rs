@@ -242,14 +242,14 @@ impl<'p> Compiler<'p> {
                 parts.join(" AND ")
             )
         } else {
+            // A required aggregate is a semi-join on the persons it keeps: the set to
+            // look up is the few that pass, not every person with records.
             let mut joins = Vec::new();
             let mut parts = Vec::new();
             for (cte, predicate) in required {
-                let join = format!(" JOIN {cte} ON {cte}.person_id = c.{pid}");
-                if !joins.contains(&join) {
-                    joins.push(join);
-                }
-                parts.push(predicate);
+                parts.push(format!(
+                    "c.{pid} IN (SELECT {cte}.person_id FROM {cte} WHERE {predicate})"
+                ));
             }
             parts.extend(exists.iter().map(|sub| format!("c.{pid} IN ({sub})")));
             for c in rest {

@@ -255,8 +255,9 @@ fn preview_members(
             .iter()
             .map(|c| format!("c.{} AS {}", d.ident(c), d.ident(c)))
             .collect();
+        // The first members by id, then their profiles: no join of every member.
         let r = wh.query(&format!(
-            "SELECT {} FROM {c360} AS c WHERE c.{pid} IN (SELECT person_id FROM ({sql}) AS m) ORDER BY c.{pid} LIMIT {}",
+            "SELECT {} FROM {c360} AS c JOIN (SELECT person_id FROM ({sql}) AS m ORDER BY person_id LIMIT {}) AS s ON s.person_id = c.{pid} ORDER BY c.{pid}",
             select.join(", "),
             options.sample
         ))?;
@@ -279,17 +280,22 @@ fn preview_members(
                 known: columns.join(", "),
             });
         }
-        let value = if p.traits.iter().any(|t| t.name == *by) {
+        // One join of the members with the values (left: a member without one counts
+        // under null).
+        let (value, join) = if p.traits.iter().any(|t| t.name == *by) {
             let t = trait_sql(p, by, env).ok_or_else(|| AudienceError::Compile(by.clone()))?;
-            format!("(SELECT value FROM ({t}) AS t WHERE t.person_id = m.person_id)")
+            (
+                "t.value".to_string(),
+                format!("LEFT JOIN ({t}) AS t ON t.person_id = m.person_id"),
+            )
         } else {
-            format!(
-                "(SELECT c.{} FROM {c360} AS c WHERE c.{pid} = m.person_id)",
-                d.ident(by)
+            (
+                format!("c.{}", d.ident(by)),
+                format!("LEFT JOIN {c360} AS c ON c.{pid} = m.person_id"),
             )
         };
         let r = wh.query(&format!(
-            "SELECT value, COUNT(*) AS members FROM (SELECT {value} AS value FROM ({sql}) AS m) AS v GROUP BY value ORDER BY members DESC, value LIMIT 50"
+            "SELECT {value} AS value, COUNT(*) AS members FROM ({sql}) AS m {join} GROUP BY {value} ORDER BY members DESC, value LIMIT 50"
         ))?;
         out.groups = r
             .rows
