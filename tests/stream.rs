@@ -428,6 +428,143 @@ fn a_running_stream_matches_the_persons_of_a_resolve_that_ran_meanwhile() {
     assert!(rows[1]["person_id"].is_null(), "{rows:?}");
 }
 
+/// `cdp stream P signups --until-idle 0` on the data under `data`: its report.
+fn stream_on(ctx: &TestContext, p: &str, data: &std::path::Path) -> Value {
+    let run = ctx
+        .cdp_with(
+            &refs(&stream_args(
+                ctx,
+                p,
+                &["--until-idle", "0", "--format", "json"],
+            )),
+            &[("CDP_DATA_DIR", data)],
+        )
+        .ok();
+    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout))
+}
+
+#[test]
+fn a_resolve_assigns_unknown_events_and_the_view_gives_current_person_ids() {
+    let Some(endpoint) = peers::s3_endpoint(
+        "a_resolve_assigns_unknown_events_and_the_view_gives_current_person_ids",
+    ) else {
+        return;
+    };
+    let ctx = TestContext::new();
+    let name = peers::unique_bucket("links");
+    let (rt, client) = kinesis(&endpoint);
+    create_stream(&rt, &client, &name, 1);
+    let (ps, data) = generated_with_stream(&ctx, &endpoint, &name);
+    // Two persons of one name, one known by an email (a support desk user), the other
+    // by another email and a phone (a CRM contact): a later shop customer with both
+    // merges them, retiring one id.
+    let users = data.join("support/users.csv");
+    append(
+        &users,
+        "9999981,Quincy Zabriskie,quincy.z@example.org,,2025-01-01 00:00:00,2025-01-02 00:00:00\n",
+    );
+    append(
+        &data.join("crm/contacts_2026.csv"),
+        "0035gQUINCY0000002,Quincy,Marwood,qz.work@example.com,,+13128472291,,,,,USA,,2026-01-02T00:00:00.000+0000\n",
+    );
+    step_on(&ctx, "run", &ps, &data).ok();
+    let (px, py) = (
+        ctx.person_of("support_users", "9999981"),
+        ctx.person_of("crm_contacts", "0035gQUINCY0000002"),
+    );
+    assert_ne!(px, py, "two persons before the bridging record");
+
+    let quincy = |id: &str, email: &str| {
+        json!({"record_id": id, "email": email, "first_name": "Quincy"}).to_string()
+    };
+    put(
+        &rt,
+        &client,
+        &name,
+        &[
+            quincy("qx", "quincy.z@example.org"),
+            quincy("qy", "qz.work@example.com"),
+            newcomer_event("n1"),
+            newcomer_event("n2"),
+        ],
+    );
+    let first = stream_on(&ctx, &ps, &data);
+    assert_eq!(
+        (first["loaded"].as_u64(), first["matched"].as_u64()),
+        (Some(4), Some(2)),
+        "{first}"
+    );
+    let events_sql = "SELECT * FROM stream_signups ORDER BY record_id";
+    let events = ctx.query(events_sql);
+
+    // The newcomer's record and one that bridges the two Quincys, resolved and loaded.
+    append(&users, NEWCOMER);
+    append(
+        &data.join("shop/customers.jsonl"),
+        &(json!({"customer_id": 999983, "email": "quincy.z@example.org", "first_name": "Quincy",
+                 "last_name": "Zabriskie", "phone": "312-847-2291", "country_code": "US",
+                 "created_at": "2026-01-03T00:00:00+00:00"})
+        .to_string()
+            + "\n"),
+    );
+    step_on(&ctx, "run", &ps, &data).ok();
+    let newcomer = ctx.person_of("support_users", "9999991");
+    let merged = ctx.person_of("shop_customers", "999983");
+    assert_eq!(ctx.person_of("support_users", "9999981"), merged);
+    assert_eq!(ctx.person_of("crm_contacts", "0035gQUINCY0000002"), merged);
+    let retired = if merged == px { &py } else { &px };
+    let view_sql = "SELECT record_id, person_id, match_rule, person_assigned_run                     FROM stream_signups_persons ORDER BY record_id";
+    let view = ctx.query(view_sql);
+    let person = |id: &str| {
+        view.iter()
+            .find(|r| r["record_id"] == id)
+            .unwrap_or_else(|| panic!("{id} not in the view: {view:?}"))["person_id"]
+            .clone()
+    };
+    assert_eq!(person("n1"), newcomer.as_str(), "{view:?}");
+    assert_eq!(person("n2"), newcomer.as_str(), "{view:?}");
+    assert_eq!(person("qx"), merged.as_str(), "{view:?}");
+    assert_eq!(person("qy"), merged.as_str(), "{view:?}");
+    let retired_rows = ctx.query(&format!(
+        "SELECT person_id FROM person_id_retired WHERE retired_id = '{retired}'"
+    ));
+    assert_eq!(
+        retired_rows.len(),
+        1,
+        "{retired} is retired: {retired_rows:?}"
+    );
+    let links = ctx.query("SELECT * FROM stream_person_links ORDER BY source_file");
+    assert_eq!(links.len(), 2, "{links:?}");
+    assert!(
+        links.iter().all(|l| l["match_rule"] == "email_name"),
+        "{links:?}"
+    );
+    // The events table is never rewritten: the unknown events keep their null.
+    assert_eq!(ctx.query(events_sql), events);
+
+    // A second resolve and load change nothing.
+    ctx.cdp_with(
+        &[
+            "resolve",
+            &ps,
+            "--force",
+            "--lake",
+            &ctx.lake_url(),
+            "--warehouse",
+            &ctx.warehouse_url(),
+        ],
+        &[("CDP_DATA_DIR", &data)],
+    )
+    .ok();
+    step_on(&ctx, "load", &ps, &data).ok();
+    assert_eq!(ctx.query(view_sql), view);
+    assert_eq!(
+        ctx.query("SELECT * FROM stream_person_links ORDER BY source_file"),
+        links
+    );
+    assert_eq!(ctx.query(events_sql), events);
+}
+
 #[test]
 fn an_unknown_stream_exits_2() {
     let ctx = TestContext::new();

@@ -21,12 +21,12 @@
 //! A running stream looks for a newer resolve between passes over its shards (the
 //! last resolve's run id, polled every second, as `cdp match --serve` does) and then
 //! matches with the new state, so events of persons that resolve made match at once.
-//! Events that still match no one keep a null person id; `link` assigns them after
+//! Events that still match no one keep a null person id; [`link`] assigns them after
 //! each load of a resolve's outputs.
 
 pub mod kafka;
 pub mod kinesis;
-
+pub mod link;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
