@@ -255,6 +255,316 @@ fn kinesis_events_are_cleaned_matched_and_loaded_exactly_once_even_when_killed()
     assert_eq!(offsets[0]["n"], 2, "one committed position per shard");
 }
 
+/// A Kinesis stream of `shards` shards, once active.
+fn create_stream(
+    rt: &tokio::runtime::Runtime,
+    client: &aws_sdk_kinesis::Client,
+    name: &str,
+    shards: i32,
+) {
+    rt.block_on(
+        client
+            .create_stream()
+            .stream_name(name)
+            .shard_count(shards)
+            .send(),
+    )
+    .expect("create stream");
+    for _ in 0..50 {
+        let d = rt
+            .block_on(client.describe_stream_summary().stream_name(name).send())
+            .expect("describe");
+        if d.stream_description_summary()
+            .map(|s| s.stream_status().as_str())
+            == Some("ACTIVE")
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("stream {name} did not become active");
+}
+
+/// Generated data (a few hundred persons, so resolves are quick) under `g/`, and the
+/// sample pipeline with a Kinesis stream `signups` of `shards` shards on it: the path
+/// of the pipeline file and the data folder.
+fn generated_with_stream(
+    ctx: &TestContext,
+    endpoint: &str,
+    name: &str,
+) -> (String, std::path::PathBuf) {
+    ctx.cdp(&["gen", "--persons", "300", "--seed", "5", "--out", "g"])
+        .ok();
+    let data = ctx.path().join("g");
+    let text = std::fs::read_to_string(repo().join("pipelines/customer360.toml")).expect("pipeline")
+        + &format!(
+            "\n[[streams]]\nname = \"signups\"\nkind = \"kinesis\"\nentity = \"person\"\nstream_name = \"{name}\"\n\
+             region = \"us-east-1\"\nendpoint_url = \"{endpoint}\"\nbatch = {{ max_records = 10, max_wait_ms = 200 }}\n"
+        );
+    let p = ctx.path().join("pipelines/customer360.toml");
+    write_sample_variant(&p, &text);
+    (p.to_str().expect("path").to_string(), data)
+}
+
+/// `cdp STEP P` on this test's lake and warehouse with the data under `data`.
+fn step_on(ctx: &TestContext, step: &str, p: &str, data: &std::path::Path) -> common::Run {
+    ctx.cdp_with(
+        &[
+            step,
+            p,
+            "--lake",
+            &ctx.lake_url(),
+            "--warehouse",
+            &ctx.warehouse_url(),
+        ],
+        &[("CDP_DATA_DIR", data)],
+    )
+}
+
+/// A support desk user appended to the generated data: a person no source had.
+const NEWCOMER: &str =
+    "9999991,Zebulon Quartermaine,zebulon.q@example.org,,2025-01-01 00:00:00,2025-01-02 00:00:00\n";
+
+fn newcomer_event(record_id: &str) -> String {
+    json!({"record_id": record_id, "email": "zebulon.q@example.org", "first_name": "Zebulon",
+           "last_name": "Quartermaine"})
+    .to_string()
+}
+
+fn append(path: &std::path::Path, text: &str) {
+    use std::io::Write as _;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .expect("append");
+}
+
+#[test]
+fn a_running_stream_matches_the_persons_of_a_resolve_that_ran_meanwhile() {
+    let Some(endpoint) =
+        peers::s3_endpoint("a_running_stream_matches_the_persons_of_a_resolve_that_ran_meanwhile")
+    else {
+        return;
+    };
+    let ctx = TestContext::new();
+    let name = peers::unique_bucket("reload");
+    let (rt, client) = kinesis(&endpoint);
+    create_stream(&rt, &client, &name, 1);
+    let (ps, data) = generated_with_stream(&ctx, &endpoint, &name);
+    step_on(&ctx, "run", &ps, &data).ok();
+
+    // A consumer that runs until stopped, logging at info (it says when it reloads).
+    let mut running = ctx
+        .command(&refs(&stream_args(&ctx, &ps, &["--format", "json", "-v"])))
+        .env("CDP_DATA_DIR", &data)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stderr = running.stderr.take().expect("stderr");
+    let (tx, log) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let wait_for = |needle: &str, seconds: u64| -> Vec<String> {
+        let until = std::time::Instant::now() + Duration::from_secs(seconds);
+        let mut seen = Vec::new();
+        while let Some(left) = until.checked_duration_since(std::time::Instant::now()) {
+            match log.recv_timeout(left) {
+                Ok(line) => {
+                    let found = line.contains(needle);
+                    seen.push(line);
+                    if found {
+                        return seen;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        panic!("no {needle:?} in the stream's log within {seconds}s: {seen:#?}");
+    };
+
+    // Before the newcomer is known: the event loads with no person.
+    put(&rt, &client, &name, &[newcomer_event("before")]);
+    wait_for("micro-batch committed", 30);
+
+    // A resolve with the newcomer's record, while the stream runs (no load: the
+    // stream's reload reads the lake's state alone).
+    append(&data.join("support/users.csv"), NEWCOMER);
+    for step in ["ingest", "clean", "resolve"] {
+        step_on(&ctx, step, &ps, &data).ok();
+    }
+    wait_for("identity state reloaded", 30);
+    put(&rt, &client, &name, &[newcomer_event("after")]);
+    wait_for("micro-batch committed", 30);
+
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &running.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(term.success());
+    let out = running.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(0));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(report["reloads"], 1, "{report}");
+    assert_eq!(report["loaded"], 2, "{report}");
+
+    step_on(&ctx, "load", &ps, &data).ok();
+    let newcomer = ctx.person_of("support_users", "9999991");
+    let rows =
+        ctx.query("SELECT record_id, person_id, match_rule FROM stream_signups ORDER BY record_id");
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0]["record_id"], "after");
+    assert_eq!(rows[0]["person_id"], newcomer.as_str(), "{rows:?}");
+    assert_eq!(rows[0]["match_rule"], "email_name", "{rows:?}");
+    assert_eq!(rows[1]["record_id"], "before");
+    assert!(rows[1]["person_id"].is_null(), "{rows:?}");
+}
+
+/// `cdp stream P signups --until-idle 0` on the data under `data`: its report.
+fn stream_on(ctx: &TestContext, p: &str, data: &std::path::Path) -> Value {
+    let run = ctx
+        .cdp_with(
+            &refs(&stream_args(
+                ctx,
+                p,
+                &["--until-idle", "0", "--format", "json"],
+            )),
+            &[("CDP_DATA_DIR", data)],
+        )
+        .ok();
+    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout))
+}
+
+#[test]
+fn a_resolve_assigns_unknown_events_and_the_view_gives_current_person_ids() {
+    let Some(endpoint) = peers::s3_endpoint(
+        "a_resolve_assigns_unknown_events_and_the_view_gives_current_person_ids",
+    ) else {
+        return;
+    };
+    let ctx = TestContext::new();
+    let name = peers::unique_bucket("links");
+    let (rt, client) = kinesis(&endpoint);
+    create_stream(&rt, &client, &name, 1);
+    let (ps, data) = generated_with_stream(&ctx, &endpoint, &name);
+    // Two persons of one name, one known by an email (a support desk user), the other
+    // by another email and a phone (a CRM contact): a later shop customer with both
+    // merges them, retiring one id.
+    let users = data.join("support/users.csv");
+    append(
+        &users,
+        "9999981,Quincy Zabriskie,quincy.z@example.org,,2025-01-01 00:00:00,2025-01-02 00:00:00\n",
+    );
+    append(
+        &data.join("crm/contacts_2026.csv"),
+        "0035gQUINCY0000002,Quincy,Marwood,qz.work@example.com,,+13128472291,,,,,USA,,2026-01-02T00:00:00.000+0000\n",
+    );
+    step_on(&ctx, "run", &ps, &data).ok();
+    let (px, py) = (
+        ctx.person_of("support_users", "9999981"),
+        ctx.person_of("crm_contacts", "0035gQUINCY0000002"),
+    );
+    assert_ne!(px, py, "two persons before the bridging record");
+
+    let quincy = |id: &str, email: &str| {
+        json!({"record_id": id, "email": email, "first_name": "Quincy"}).to_string()
+    };
+    put(
+        &rt,
+        &client,
+        &name,
+        &[
+            quincy("qx", "quincy.z@example.org"),
+            quincy("qy", "qz.work@example.com"),
+            newcomer_event("n1"),
+            newcomer_event("n2"),
+        ],
+    );
+    let first = stream_on(&ctx, &ps, &data);
+    assert_eq!(
+        (first["loaded"].as_u64(), first["matched"].as_u64()),
+        (Some(4), Some(2)),
+        "{first}"
+    );
+    let events_sql = "SELECT * FROM stream_signups ORDER BY record_id";
+    let events = ctx.query(events_sql);
+
+    // The newcomer's record and one that bridges the two Quincys, resolved and loaded.
+    append(&users, NEWCOMER);
+    append(
+        &data.join("shop/customers.jsonl"),
+        &(json!({"customer_id": 999983, "email": "quincy.z@example.org", "first_name": "Quincy",
+                 "last_name": "Zabriskie", "phone": "312-847-2291", "country_code": "US",
+                 "created_at": "2026-01-03T00:00:00+00:00"})
+        .to_string()
+            + "\n"),
+    );
+    step_on(&ctx, "run", &ps, &data).ok();
+    let newcomer = ctx.person_of("support_users", "9999991");
+    let merged = ctx.person_of("shop_customers", "999983");
+    assert_eq!(ctx.person_of("support_users", "9999981"), merged);
+    assert_eq!(ctx.person_of("crm_contacts", "0035gQUINCY0000002"), merged);
+    let retired = if merged == px { &py } else { &px };
+    let view_sql = "SELECT record_id, person_id, match_rule, person_assigned_run                     FROM stream_signups_persons ORDER BY record_id";
+    let view = ctx.query(view_sql);
+    let person = |id: &str| {
+        view.iter()
+            .find(|r| r["record_id"] == id)
+            .unwrap_or_else(|| panic!("{id} not in the view: {view:?}"))["person_id"]
+            .clone()
+    };
+    assert_eq!(person("n1"), newcomer.as_str(), "{view:?}");
+    assert_eq!(person("n2"), newcomer.as_str(), "{view:?}");
+    assert_eq!(person("qx"), merged.as_str(), "{view:?}");
+    assert_eq!(person("qy"), merged.as_str(), "{view:?}");
+    let retired_rows = ctx.query(&format!(
+        "SELECT person_id FROM person_id_retired WHERE retired_id = '{retired}'"
+    ));
+    assert_eq!(
+        retired_rows.len(),
+        1,
+        "{retired} is retired: {retired_rows:?}"
+    );
+    let links = ctx.query("SELECT * FROM stream_person_links ORDER BY source_file");
+    assert_eq!(links.len(), 2, "{links:?}");
+    assert!(
+        links.iter().all(|l| l["match_rule"] == "email_name"),
+        "{links:?}"
+    );
+    // The events table is never rewritten: the unknown events keep their null.
+    assert_eq!(ctx.query(events_sql), events);
+
+    // A second resolve and load change nothing.
+    ctx.cdp_with(
+        &[
+            "resolve",
+            &ps,
+            "--force",
+            "--lake",
+            &ctx.lake_url(),
+            "--warehouse",
+            &ctx.warehouse_url(),
+        ],
+        &[("CDP_DATA_DIR", &data)],
+    )
+    .ok();
+    step_on(&ctx, "load", &ps, &data).ok();
+    assert_eq!(ctx.query(view_sql), view);
+    assert_eq!(
+        ctx.query("SELECT * FROM stream_person_links ORDER BY source_file"),
+        links
+    );
+    assert_eq!(ctx.query(events_sql), events);
+}
+
 #[test]
 fn an_unknown_stream_exits_2() {
     let ctx = TestContext::new();

@@ -1,6 +1,7 @@
 //! `cdp stream PIPELINE NAME`: read a `[[streams]]` entry in micro-batches, clean,
 //! match and load each exactly once; runs until SIGTERM/SIGINT (after the batch in
-//! hand), `--until-idle SECONDS` or `--max-events N`.
+//! hand), `--until-idle SECONDS` or `--max-events N`. Events are matched with the
+//! last resolve's state, reloaded while running when a newer resolve publishes one.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -41,14 +42,6 @@ pub enum Format {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let (p, _) = super::load_pipeline(&args.pipeline, &args.target.overrides())?;
     let lake = Lake::open(&p.lake).with_context(|| format!("lake {}", p.lake))?;
-    // Matching needs the last resolve's state; without one, events load unmatched.
-    let index = match cdp::steps::resolve::lookup_index(&lake, &p) {
-        Ok(index) => Some(index),
-        Err(e) => {
-            tracing::warn!(error = %e, "events are loaded without person ids");
-            None
-        }
-    };
     let run_id = cdp::state::new_run_id();
     // SIGTERM (systemd, containers) and SIGINT finish the batch in hand, then exit 0.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -62,7 +55,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         wait: Duration::from_secs(args.wait.wait),
         stop,
     };
-    let report = match stream::run(&p, &lake, &args.name, &run_id, &opts, index.as_ref()) {
+    let report = match stream::run(&p, &lake, &args.name, &run_id, &opts) {
         Err(e @ StreamError::Unknown { .. }) => return Err(UsageError(e.to_string()).into()),
         // Another consumer holds the stream (exit 4, as for a held pipeline lease).
         Err(StreamError::Lease(e)) => return Err(e.into()),
@@ -82,6 +75,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 report.quarantined,
                 report.seconds
             )?;
+            if report.reloads > 0 {
+                outln!(
+                    "  identity state reloaded {} times while running (now {})",
+                    report.reloads,
+                    report.identity_state.as_deref().unwrap_or("none")
+                )?;
+            }
             for (shard, position) in &report.positions {
                 outln!("  {shard}: committed through {position}")?;
             }

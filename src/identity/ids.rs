@@ -101,6 +101,63 @@ pub fn assign(
     (result.into_iter().flatten().collect(), changes)
 }
 
+/// A person id a merge retired: the person it became, and the resolve run that
+/// merged it. Kept across runs (in the lake's identity state), so that anything that
+/// names an old id (a stream event matched before the merge) finds the person now.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Retired {
+    pub retired_id: String,
+    pub person_id: String,
+    pub run_id: String,
+}
+
+/// The history with a run's merges (kept id, absorbed id) added. An id retired again
+/// (its earlier entry written by a run that crashed before publishing) keeps the
+/// latest entry only.
+pub fn with_merges(
+    history: Vec<Retired>,
+    merges: &[(String, String)],
+    run_id: &str,
+) -> Vec<Retired> {
+    let mut history: Vec<Retired> = history
+        .into_iter()
+        .filter(|r| !merges.iter().any(|(_, absorbed)| *absorbed == r.retired_id))
+        .collect();
+    history.extend(merges.iter().map(|(kept, absorbed)| Retired {
+        retired_id: absorbed.clone(),
+        person_id: kept.clone(),
+        run_id: run_id.to_string(),
+    }));
+    history
+}
+
+/// Each retired id that leads to a live one, with that live id (merges followed to
+/// the end: A into B, then B into C gives A -> C). An id live again (minted anew for
+/// another cluster) is current, so it is left out; so is a chain that ends at an id
+/// no longer live, or loops.
+pub fn current_ids(history: &[Retired], live: impl Fn(&str) -> bool) -> Vec<(&str, &str)> {
+    let next: foldhash::HashMap<&str, &str> = history
+        .iter()
+        .map(|r| (r.retired_id.as_str(), r.person_id.as_str()))
+        .collect();
+    let mut out: Vec<(&str, &str)> = next
+        .keys()
+        .filter(|id| !live(id))
+        .filter_map(|&id| {
+            let mut at = id;
+            for _ in 0..=next.len() {
+                if live(at) {
+                    return Some((id, at));
+                }
+                at = next.get(at)?;
+            }
+            None
+        })
+        .collect();
+    out.sort_unstable();
+    out
+}
+
 /// A new id from the cluster's smallest record key; salted until it is free.
 fn mint(seed: &RecordKey, in_use: impl Fn(&str) -> bool) -> String {
     (0u32..)
@@ -136,6 +193,34 @@ mod tests {
     ) -> (Vec<Assigned>, IdChanges) {
         let had: Vec<Option<&Assigned>> = before.iter().map(Some).collect();
         assign(clusters, keys, &had, before, run_id)
+    }
+
+    fn retired(id: &str, into: &str, run: &str) -> Retired {
+        Retired {
+            retired_id: id.into(),
+            person_id: into.into(),
+            run_id: run.into(),
+        }
+    }
+
+    #[test]
+    fn retired_ids_lead_through_later_merges_to_the_live_id() {
+        let history = with_merges(Vec::new(), &[("PB".into(), "PA".into())], "r1");
+        let history = with_merges(history, &[("PC".into(), "PB".into())], "r2");
+        // A crashed run's merge written again: one entry.
+        let history = with_merges(history, &[("PC".into(), "PB".into())], "r2");
+        assert_eq!(history.len(), 2);
+        let live = |id: &str| id == "PC";
+        assert_eq!(
+            current_ids(&history, live),
+            vec![("PA", "PC"), ("PB", "PC")]
+        );
+        // PA minted anew for another person: current, not retired.
+        let live = |id: &str| id == "PC" || id == "PA";
+        assert_eq!(current_ids(&history, live), vec![("PB", "PC")]);
+        // A loop (ids reused) or a chain ending at no live id leads nowhere.
+        let looped = [retired("PX", "PY", "r1"), retired("PY", "PX", "r2")];
+        assert!(current_ids(&looped, |_| false).is_empty());
     }
 
     #[test]

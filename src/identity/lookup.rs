@@ -267,6 +267,11 @@ impl Index {
         self.persons.len()
     }
 
+    /// Each known record's person id (one per record, so repeated).
+    pub fn person_ids(&self) -> impl Iterator<Item = &str> {
+        self.persons.iter().map(String::as_str)
+    }
+
     /// Whether no record is known.
     pub fn is_empty(&self) -> bool {
         self.persons.is_empty()

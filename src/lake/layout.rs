@@ -164,6 +164,11 @@ pub fn identity_assignment() -> String {
     format!("{STATE}identity/assignment.parquet")
 }
 
+/// The person ids merges retired, with the id each became (`identity::ids::Retired`).
+pub fn identity_retired() -> String {
+    format!("{STATE}identity/retired.json")
+}
+
 /// The trained match model, reused by the next resolve run.
 pub fn identity_model_state() -> String {
     format!("{STATE}identity/model.json")

@@ -85,6 +85,8 @@ pub enum Figure<'a> {
     EntityQuarantined(&'a str),
     /// Rows of a warehouse table loaded.
     TableRows(&'a str),
+    /// Load: a stream's events a resolve after their load linked to a person.
+    StreamLinked(&'a str),
     /// Resolve: persons, id changes, merges by rule or matching, refusals by guard.
     Persons,
     HouseholdMerges,
@@ -107,6 +109,7 @@ impl Figure<'_> {
             Self::SourceQuarantined(s) => format!("quarantined_source.{s}"),
             Self::EntityQuarantined(e) => format!("quarantined.{e}"),
             Self::TableRows(t) => format!("table.{t}"),
+            Self::StreamLinked(s) => format!("stream_linked.{s}"),
             Self::Persons => "persons".into(),
             Self::HouseholdMerges => "household_merges".into(),
             Self::IdsKept => "ids.kept".into(),

@@ -112,6 +112,21 @@ pub fn run(ctx: &Context) -> Result<(Outcome, Vec<TableLoad>), StepError> {
         bar.inc(1);
     }
     bar.finish_and_clear();
+    let linked = match &resolve {
+        Some(resolved) if !ctx.pipeline.streams.is_empty() => {
+            link_streams(ctx, warehouse.as_mut(), &resolved.run_id)?
+        }
+        _ => Vec::new(),
+    };
+    let mut figures: BTreeMap<String, u64> = loads
+        .iter()
+        .map(|l| (state::Figure::TableRows(&l.table).key(), l.rows))
+        .collect();
+    figures.extend(
+        linked
+            .iter()
+            .map(|r| (state::Figure::StreamLinked(&r.stream).key(), r.linked)),
+    );
     let record = StepRecord {
         step: Step::Load,
         run_id: ctx.run_id.clone(),
@@ -121,11 +136,29 @@ pub fn run(ctx: &Context) -> Result<(Outcome, Vec<TableLoad>), StepError> {
         rows_in: loads.iter().map(|l| l.rows).sum(),
         rows_out: loads.iter().filter(|l| l.loaded).map(|l| l.rows).sum(),
         outputs,
-        figures: loads
-            .iter()
-            .map(|l| (state::Figure::TableRows(&l.table).key(), l.rows))
-            .collect(),
+        figures,
     };
     state::write_step(&ctx.lake, &record)?;
     Ok((Outcome::Done(record), loads))
+}
+
+/// The streams' events matched with the state of the resolve just loaded: those that
+/// matched no one get their person, and every retired person id its current one (see
+/// `stream::link`).
+fn link_streams(
+    ctx: &Context,
+    wh: &mut dyn warehouse::Warehouse,
+    resolve_run: &str,
+) -> Result<Vec<crate::stream::link::LinkReport>, StepError> {
+    let index = super::resolve::lookup_index(&ctx.lake, &ctx.pipeline)?;
+    let live: foldhash::HashSet<&str> = index.person_ids().collect();
+    let history = super::resolve::read_retired(&ctx.lake)?;
+    let retired = crate::identity::ids::current_ids(&history, |id| live.contains(id));
+    Ok(crate::stream::link::link(
+        &ctx.pipeline,
+        wh,
+        &index,
+        &retired,
+        resolve_run,
+    )?)
 }

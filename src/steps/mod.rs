@@ -71,6 +71,8 @@ pub enum StepError {
     #[error(transparent)]
     Lookup(#[from] crate::identity::lookup::LookupError),
     #[error(transparent)]
+    Stream(#[from] crate::stream::StreamError),
+    #[error(transparent)]
     Source(#[from] SourceError),
     #[error(transparent)]
     Clean(#[from] CleanError),

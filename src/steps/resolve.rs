@@ -109,6 +109,13 @@ pub fn run(ctx: &Context, retrain: bool) -> Result<(Outcome, Option<ResolveRepor
         )
     });
     model?;
+    // The ids this run's merges retire join the history before the assignment that
+    // retires them is published (written again by a re-run, they are kept once).
+    if !resolution.report.ids.merges.is_empty() {
+        let history = read_retired(lake)?;
+        let history = identity::ids::with_merges(history, &resolution.report.ids.merges, run);
+        lake.put_json(&layout::identity_retired(), &history)?;
+    }
     let mut outputs = BTreeMap::new();
     outputs.insert(IDENTITY_GRAPH_TABLE.to_string(), graph?);
     // The clean records this run read, so that --explain can recompute comparisons.
@@ -190,6 +197,13 @@ pub fn lookup_index(
         &key_column,
         previous,
     )?)
+}
+
+/// The person ids merges retired so far, with the id each became.
+pub fn read_retired(lake: &Lake) -> Result<Vec<identity::ids::Retired>, StepError> {
+    Ok(lake
+        .get_json(&layout::identity_retired())?
+        .unwrap_or_default())
 }
 
 /// What the last run left: the id assignment and, when both are readable, the

@@ -17,9 +17,16 @@
 //! position (`source_file` = `kinesis://STREAM/SHARD/SEQUENCE`); nothing is dropped.
 //! Checks across rows (`referential`) are not applied to events: the keys they need
 //! belong to the batch pipeline.
+//!
+//! A running stream looks for a newer resolve between passes over its shards (the
+//! last resolve's run id, polled every second, as `cdp match --serve` does) and then
+//! matches with the new state, so events of persons that resolve made match at once.
+//! Events that still match no one keep a null person id; [`link`] assigns them after
+//! each load of a resolve's outputs.
 
 pub mod kafka;
 pub mod kinesis;
+pub mod link;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -145,6 +152,10 @@ pub struct StreamReport {
     pub matched: u64,
     /// The committed position of each shard at the end.
     pub positions: BTreeMap<String, String>,
+    /// The identity state matched against at the end (the last resolve's run id).
+    pub identity_state: Option<String>,
+    /// How often a newer resolve's state replaced the matching index while running.
+    pub reloads: u64,
     pub seconds: f64,
 }
 
@@ -160,7 +171,6 @@ pub fn run(
     name: &str,
     run_id: &str,
     opts: &StreamOptions,
-    index: Option<&Index>,
 ) -> Result<StreamReport, StreamError> {
     let started = Instant::now();
     let stream = p
@@ -195,7 +205,9 @@ pub fn run(
         run_id: run_id.into(),
         ..StreamReport::default()
     };
-    let mut batcher = Batcher::new(p, stream, index)?;
+    let mut matching = Matching::load(p, lake);
+    let mut batcher = Batcher::new(p, stream, matching.index.as_ref())?;
+    let mut last_poll = Instant::now();
     let lease_lake = stream_lake(&p.lake, name)?;
     let mut lease = crate::state::lease::Lease::acquire_waiting(
         &lease_lake,
@@ -210,6 +222,17 @@ pub fn run(
     let stop = || opts.stop.load(std::sync::atomic::Ordering::Relaxed);
     let enough = |r: &StreamReport| opts.max_events.is_some_and(|m| r.events >= m);
     'run: loop {
+        // Between passes: a resolve that published newer state replaces the index,
+        // so events read from now on match the persons it made.
+        if last_poll.elapsed() >= RELOAD_POLL {
+            last_poll = Instant::now();
+            if let Some(newer) = matching.newer(p, lake) {
+                drop(batcher);
+                matching = newer;
+                batcher = Batcher::new(p, stream, matching.index.as_ref())?;
+                report.reloads += 1;
+            }
+        }
         let mut found = false;
         for shard in &shards {
             if stop() || enough(&report) {
@@ -260,9 +283,78 @@ pub fn run(
         }
     }
     drop(lease);
+    report.identity_state = matching.version;
     report.positions = positions;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// How often a running stream looks for a newer resolve's state.
+const RELOAD_POLL: Duration = Duration::from_secs(1);
+
+/// The matching index of the last resolve and the version of the state it was
+/// built from (that resolve's run id), as `cdp match --serve` keeps them.
+struct Matching {
+    index: Option<Index>,
+    version: Option<String>,
+}
+
+impl Matching {
+    /// The index of the state published now; without one (no resolve yet, or no
+    /// `[identity]`), events load without person ids.
+    fn load(p: &Pipeline, lake: &Lake) -> Self {
+        // The version first: state published meanwhile then looks newer and is loaded.
+        let version = published_version(lake);
+        match crate::steps::resolve::lookup_index(lake, p) {
+            Ok(index) => Self {
+                index: Some(index),
+                version,
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "events are loaded without person ids");
+                Self {
+                    index: None,
+                    version,
+                }
+            }
+        }
+    }
+
+    /// The state published since this one was loaded, if a resolve published one
+    /// and it loads; a state that does not load leaves the current one in use.
+    fn newer(&self, p: &Pipeline, lake: &Lake) -> Option<Self> {
+        let version = published_version(lake)?;
+        if self.version.as_deref() == Some(version.as_str()) {
+            return None;
+        }
+        let loaded_at = Instant::now();
+        match crate::steps::resolve::lookup_index(lake, p) {
+            Ok(index) => {
+                tracing::info!(
+                    state = %version,
+                    records = index.len(),
+                    seconds = loaded_at.elapsed().as_secs_f64(),
+                    "identity state reloaded"
+                );
+                Some(Self {
+                    index: Some(index),
+                    version: Some(version),
+                })
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reloading the identity state failed; matching with the previous state");
+                None
+            }
+        }
+    }
+}
+
+/// The version of the identity state published now: the last resolve's run id.
+pub fn published_version(lake: &Lake) -> Option<String> {
+    crate::state::read_step(lake, crate::state::Step::Resolve)
+        .ok()
+        .flatten()
+        .map(|r| r.run_id)
 }
 
 /// The committed position of each shard of the stream.
