@@ -415,6 +415,12 @@ fn audiences_build_publish_and_rebuild_the_same_on_every_backend() {
         assert_eq!(browsed, ["P1"], "{}", b.name);
         let sequence = column(&mut *wh, "SELECT person_id FROM audience_cart_then_buy");
         assert_eq!(sequence, ["P3"], "{}", b.name);
+        // Events arrive between loads: their audiences are never read from a build.
+        let events_look = cdp::audience::preview::PreviewOptions::default();
+        let pv =
+            cdp::audience::preview::preview(&mut *wh, &p, "cart_then_buy", as_of, &events_look)
+                .unwrap_or_else(|e| panic!("{}: preview of events: {e}", b.name));
+        assert_eq!((pv.size, pv.built_by), (1, None), "{}", b.name);
         // Adults who are not buyers: P3 (P4 has no birth date; P2 is a child).
         let members = column(
             &mut *wh,

@@ -87,6 +87,8 @@ pub enum AudienceError {
     UnknownColumn { name: String, known: String },
     #[error("audience {0:?} could not be compiled (a name it uses is missing)")]
     Compile(String),
+    #[error("stream {0:?} has no events in the warehouse yet: run `cdp stream` (and `cdp audience build` or `cdp load`) first")]
+    NoEvents(String),
 }
 
 /// How one build goes.
@@ -213,6 +215,66 @@ fn ensure_tables(
     Ok(())
 }
 
+/// The streams whose events an audience's condition reads (through the audiences it
+/// refers to as well).
+pub fn streams_read(p: &Pipeline, audience: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut seen = vec![audience.to_string()];
+    let mut todo = vec![audience.to_string()];
+    while let Some(name) = todo.pop() {
+        let Some(a) = p.audiences.iter().find(|a| a.name == name) else {
+            continue;
+        };
+        a.condition.walk(&mut |c| match c {
+            crate::config::Condition::Sequence { stream, .. } => out.push(stream.clone()),
+            crate::config::Condition::Related { agg, .. } => out.extend(agg.stream.clone()),
+            crate::config::Condition::MemberOf { audience, .. } if !seen.contains(audience) => {
+                seen.push(audience.clone());
+                todo.push(audience.clone());
+            }
+            _ => {}
+        });
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Event conditions read `stream_<name>_persons`, the events with current person ids,
+/// which each `cdp load` after a resolve recreates. A stream whose events arrived
+/// after the last load has no view yet: it gets one of the events as matched on
+/// arrival. A stream with no events table refuses the build, naming it.
+fn ensure_event_views(
+    wh: &mut dyn Warehouse,
+    p: &Pipeline,
+    audiences: &[&AudienceConfig],
+) -> Result<(), AudienceError> {
+    let d = wh.dialect();
+    let mut streams: Vec<String> = audiences
+        .iter()
+        .flat_map(|a| streams_read(p, &a.name))
+        .collect();
+    streams.sort();
+    streams.dedup();
+    for s in streams {
+        let view = d.ident(&crate::stream::link::view_of(&s));
+        if wh
+            .query(&format!("SELECT 1 FROM {view} WHERE 1 = 0"))
+            .is_ok()
+        {
+            continue;
+        }
+        let table = d.ident(&crate::stream::table_of(&s));
+        wh.query(&format!("SELECT 1 FROM {table} WHERE 1 = 0"))
+            .map_err(|_| AudienceError::NoEvents(s.clone()))?;
+        wh.execute(&format!(
+            "CREATE VIEW {view} AS SELECT e.*, CAST(NULL AS {}) AS person_assigned_run FROM {table} AS e",
+            d.text_type()
+        ))?;
+    }
+    Ok(())
+}
+
 /// The members each person had before `run`: the latest membership row of each person
 /// in an earlier run, when it is an entry.
 fn previous_members(d: Dialect, audience: &str, run: &str) -> String {
@@ -263,6 +325,7 @@ pub fn build(
     ))
     .map_err(AudienceError::NoProfiles)?;
     ensure_tables(wh, &audiences)?;
+    ensure_event_views(wh, p, &audiences)?;
     let mut report = BuildReport {
         run_id: run.clone(),
         as_of: timestamp_text(options.as_of),

@@ -350,7 +350,7 @@ impl<'p> Compiler<'p> {
             filters.push(self.record_condition(f, "a")?);
         }
         filters.push(self.record_condition(then, "b")?);
-        let table = d.ident(&crate::stream::table_of(stream));
+        let table = d.ident(&crate::stream::link::view_of(stream));
         Some(format!(
             "SELECT a.{pid} AS person_id FROM {table} AS a JOIN {table} AS b ON b.{pid} = a.{pid} AND b.{t} > a.{t} AND b.{t} <= {} WHERE {}",
             d.add_span(&format!("a.{t}"), *within),
@@ -587,7 +587,10 @@ impl<'p> Compiler<'p> {
 fn records_from(p: &Pipeline, agg: &RelatedAggregate, d: Dialect) -> Option<(String, String)> {
     match &agg.stream {
         Some(stream) => Some((
-            format!("FROM {} AS r", d.ident(&crate::stream::table_of(stream))),
+            format!(
+                "FROM {} AS r",
+                d.ident(&crate::stream::link::view_of(stream))
+            ),
             format!("r.{}", d.ident("person_id")),
         )),
         None => Some((
@@ -1482,6 +1485,10 @@ order_by = "at"
                     opt(e.person.map(|i| Value::Text(self.persons[i].id.clone()))),
                 ));
             }
+            stmts.push(
+                "CREATE OR REPLACE VIEW stream_clicks_persons AS SELECT * FROM stream_clicks"
+                    .into(),
+            );
             for (id, customer, total, at) in &self.orders {
                 stmts.push(format!(
                     "INSERT INTO orders VALUES ({id}, {customer}, {}, {}, 'shop', 'f', 1, 'r')",

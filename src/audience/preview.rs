@@ -134,7 +134,8 @@ fn members_of(
     fresh: bool,
 ) -> Result<Members, AudienceError> {
     let d = wh.dialect();
-    if !fresh {
+    // Events arrive between loads: an audience that reads them is always evaluated.
+    if !fresh && super::build::streams_read(p, name).is_empty() {
         let definition = definition_fingerprint(p, name, env).unwrap_or_default();
         let loads = loads_fingerprint(wh);
         // A warehouse never built has no builds table: nothing to read then.
@@ -201,6 +202,16 @@ pub fn preview(
         })
     };
     let evaluated = members(name)?;
+    for s in super::build::streams_read(p, name).into_iter().chain(
+        options
+            .overlap
+            .iter()
+            .flat_map(|o| super::build::streams_read(p, o)),
+    ) {
+        let view = d.ident(&crate::stream::link::view_of(&s));
+        wh.query(&format!("SELECT 1 FROM {view} WHERE 1 = 0"))
+            .map_err(|_| AudienceError::NoEvents(s.clone()))?;
+    }
     let mut temps = Vec::new();
     let m = members_of(wh, p, name, &evaluated, env, options.fresh)?;
     temps.extend(m.temp.clone());
