@@ -132,6 +132,12 @@ fn features_count_only_what_happened_before_the_cut_off_and_land_in_the_lake_and
         .filter_map(|c| c["name"].as_str())
         .collect();
     assert_eq!(names, described);
+    // The Parquet's rows are in person id order, as the table's.
+    let unsorted = ctx.query(&format!(
+        "SELECT count(*) AS n FROM (SELECT person_id, lag(person_id) OVER () AS before FROM read_parquet('{}', hive_partitioning = false)) WHERE before >= person_id",
+        lake.join(objects[0]).display()
+    ));
+    assert_eq!(unsorted[0]["n"].as_i64(), Some(0));
     assert!(schema["columns"]
         .as_array()
         .expect("columns")

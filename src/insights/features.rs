@@ -424,10 +424,16 @@ pub fn run(
     let prefix = lake_prefix(as_of);
     let mut objects = Vec::new();
     let data_key = format!("{prefix}/person_features.parquet");
+    // DuckDB scans a table in the order its rows went in, which the CREATE above
+    // sorted: sorting 10M rows again would cost seconds. Elsewhere, ask for it.
+    let order = match d {
+        crate::warehouse::Dialect::DuckDb => "",
+        crate::warehouse::Dialect::Snowflake => " ORDER BY person_id",
+    };
     export(
         lake,
         wh,
-        &format!("SELECT * FROM {table} ORDER BY person_id"),
+        &format!("SELECT * FROM {table}{order}"),
         &data_key,
         ExportFormat::Parquet,
     )?;
