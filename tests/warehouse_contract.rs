@@ -524,3 +524,73 @@ fn audiences_build_publish_and_rebuild_the_same_on_every_backend() {
         assert_eq!(a, b, "DuckDB and Snowflake disagree");
     }
 }
+
+/// A source of kind `warehouse` reads a table of the warehouse past its cursor, the
+/// same on every back end: every row once, then nothing until a newer row comes.
+#[test]
+fn a_warehouse_source_lands_each_row_once_on_every_backend() {
+    let text = r#"
+[pipeline]
+name = "contract"
+[lake]
+url = "file://lake"
+[warehouse]
+url = "duckdb://w.duckdb"
+[[sources]]
+name = "share"
+kind = "warehouse"
+table = "contacts_share"
+cursor = "updated_at"
+entity = "person"
+columns = { ID = "record_id" }
+[entities.person]
+key = "record_id"
+"#;
+    for b in backends("contract_wh_source") {
+        let mut wh = b.open();
+        wh.execute("CREATE TABLE contacts_share (id VARCHAR, email VARCHAR, updated_at TIMESTAMP)")
+            .expect("create");
+        wh.execute("INSERT INTO contacts_share VALUES ('1', 'a@x.org', '2026-01-01 10:00:00'), ('2', 'b@x.org', '2026-01-02 10:00:00')")
+            .expect("insert");
+        drop(wh);
+        let mut p = cdp::config::Pipeline::from_str(
+            text,
+            std::path::Path::new("contract.toml"),
+            &cdp::config::Overrides::default(),
+        )
+        .expect("pipeline");
+        let cdp::config::Connector::Warehouse(w) = &mut p.sources[0].connector else {
+            panic!("not a warehouse source");
+        };
+        w.warehouse = b.url.clone();
+        let source = cdp::sources::build(&p.sources[0]);
+        let first = source
+            .land(&b.lake, "r1", None)
+            .unwrap_or_else(|e| panic!("{}: land: {e}", b.name))
+            .expect("rows landed");
+        assert_eq!(first.rows(), 2, "{}", b.name);
+        assert!(
+            source.land(&b.lake, "r2", None).expect("again").is_none(),
+            "{}",
+            b.name
+        );
+        let mut wh = b.open();
+        wh.execute("INSERT INTO contacts_share VALUES ('3', 'c@x.org', '2026-01-03 10:00:00')")
+            .expect("insert more");
+        drop(wh);
+        let more = source
+            .land(&b.lake, "r3", None)
+            .expect("more")
+            .expect("new rows");
+        assert_eq!(more.rows(), 1, "{}", b.name);
+        eprintln!("warehouse source on {}: ok", b.name);
+        assert!(
+            source
+                .check_connection()
+                .expect("connect")
+                .contains("contacts_share"),
+            "{}",
+            b.name
+        );
+    }
+}

@@ -53,6 +53,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
             Connector::Appflow(a) => format!("appflow {}", a.flows.join(", ")),
             Connector::Dataexchange(d) => format!("dataexchange {}", d.data_sets.join(", ")),
+            Connector::Warehouse(w) => format!(
+                "warehouse {} past cursor {}; a data interval by the cursor",
+                w.relation, w.cursor
+            ),
         };
         outln!("  source     {} -> {} ({what})", s.name, s.entity)?;
     }

@@ -44,7 +44,9 @@ pub use identity::{
 };
 pub use load::{CUSTOMER_360_TABLE, IDENTITY_GRAPH_TABLE};
 pub use raw::Aggregate;
-pub use sources::{Connector, FilesConnector, ReadOptions, SourceConfig, WindowMode};
+pub use sources::{
+    Connector, FilesConnector, ReadOptions, Relation, SourceConfig, WarehouseConnector, WindowMode,
+};
 pub use streams::{
     IteratorType, Sasl, SaslMechanism, StreamBatch, StreamConfig, StreamFormat, StreamKind,
     StreamSource,
@@ -339,7 +341,7 @@ impl Validator<'_> {
         let mut sources: Vec<SourceConfig> = Vec::new();
         for (i, source) in raw.sources.into_iter().enumerate() {
             let key = format!("sources[{i}]");
-            let source = self.source(&key, source, &lake, &mut entities);
+            let source = self.source(&key, source, &lake, &warehouse, &mut entities);
             if sources.iter().any(|s| s.name == source.name) {
                 self.problem(
                     format!("{key}.name"),

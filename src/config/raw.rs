@@ -116,6 +116,16 @@ pub struct RawSource {
     pub name: String,
     /// The entity (see `[entities.*]`) these records belong to.
     pub entity: String,
+    /// warehouse: a table or view of the pipeline's warehouse to read,
+    /// `NAME`, `SCHEMA.NAME` or `DATABASE.SCHEMA.NAME` (a Snowflake Marketplace share is
+    /// a database).
+    pub table: Option<String>,
+    /// warehouse: a query to read instead of a table (its rows, as the source's rows).
+    pub query: Option<String>,
+    /// warehouse: the column that orders the rows as they arrive (a timestamp, a
+    /// date or an increasing number): a run takes the rows past the last one taken,
+    /// and a run for a data interval the rows whose cursor falls in it.
+    pub cursor: Option<String>,
     /// A glob such as `sample-data/crm/contacts_*.csv`, relative to the working directory.
     /// Date parts `{yyyy}`, `{mm}`, `{dd}`, `{hh}` make it a template of dated
     /// partitions (`data/{yyyy}/{mm}/{dd}/*.csv`), so a run for a data interval takes
@@ -153,6 +163,7 @@ pub enum SourceKindName {
     Files,
     Appflow,
     Dataexchange,
+    Warehouse,
 }
 
 /// `[entities.NAME]`: the canonical shape of one kind of record.

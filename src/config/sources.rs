@@ -50,6 +50,48 @@ pub enum Connector {
     Files(FilesConnector),
     Appflow(AppflowConnector),
     Dataexchange(DataexchangeConnector),
+    Warehouse(WarehouseConnector),
+}
+
+/// A table, view or query of the pipeline's own warehouse, read past a cursor.
+#[derive(Debug, Clone)]
+pub struct WarehouseConnector {
+    pub relation: Relation,
+    /// The column that orders the rows as they arrive.
+    pub cursor: String,
+    /// The warehouse read: the pipeline's (after `--warehouse`).
+    pub warehouse: crate::warehouse::WarehouseUrl,
+}
+
+/// What a warehouse source reads.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Relation {
+    /// A table or view: its name's parts (`DATABASE`, `SCHEMA`, `NAME`).
+    Table(Vec<String>),
+    Query(String),
+}
+
+impl Relation {
+    /// How a `FROM` reads it in `dialect`.
+    pub fn from_sql(&self, dialect: crate::warehouse::Dialect) -> String {
+        match self {
+            Self::Table(parts) => parts
+                .iter()
+                .map(|p| dialect.ident(p))
+                .collect::<Vec<_>>()
+                .join("."),
+            Self::Query(q) => format!("({q})"),
+        }
+    }
+}
+
+impl std::fmt::Display for Relation {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            Self::Table(parts) => f.write_str(&parts.join(".")),
+            Self::Query(_) => f.write_str("(query)"),
+        }
+    }
 }
 
 /// Files on the local disk (or a mounted share), found by a path template.
@@ -80,15 +122,19 @@ impl Kind for SourceKindName {
             Self::Files => "files",
             Self::Appflow => "appflow",
             Self::Dataexchange => "dataexchange",
+            Self::Warehouse => "warehouse",
         }
     }
 }
 
 /// Keys only some connectors take; the others apply to every source.
 const CONNECTOR_KEYS: &[(&str, &[SourceKindName])] = {
-    use SourceKindName::{Appflow, Dataexchange, Files};
+    use SourceKindName::{Appflow, Dataexchange, Files, Warehouse};
     const AWS: &[SourceKindName] = &[Appflow, Dataexchange];
     &[
+        ("table", &[Warehouse]),
+        ("query", &[Warehouse]),
+        ("cursor", &[Warehouse]),
         ("path", &[Files]),
         ("window", &[Files]),
         ("flows", &[Appflow]),
@@ -114,6 +160,7 @@ impl Validator<'_> {
         key: &str,
         raw: RawSource,
         lake: &LakeUrl,
+        warehouse: &crate::warehouse::WarehouseUrl,
         entities: &mut [EntityConfig],
     ) -> SourceConfig {
         self.keys_for_kind(key, raw.kind, CONNECTOR_KEYS);
@@ -129,6 +176,9 @@ impl Validator<'_> {
             SourceKindName::Dataexchange => {
                 Connector::Dataexchange(self.dataexchange(key, &raw, lake))
             }
+            SourceKindName::Warehouse => {
+                Connector::Warehouse(self.warehouse_connector(key, &raw, warehouse))
+            }
         };
         let read = self.read_options(key, &raw);
         self.map_columns(key, &raw, entities);
@@ -142,6 +192,70 @@ impl Validator<'_> {
             read,
             connector,
             max_quarantined,
+        }
+    }
+
+    fn warehouse_connector(
+        &mut self,
+        key: &str,
+        raw: &RawSource,
+        warehouse: &crate::warehouse::WarehouseUrl,
+    ) -> WarehouseConnector {
+        let relation = match (&raw.table, &raw.query) {
+            (Some(t), None) => {
+                let parts: Vec<String> = t.split('.').map(|p| p.trim().to_string()).collect();
+                let bad = parts.len() > 3
+                    || parts.iter().any(|p| {
+                        p.is_empty()
+                            || !p
+                                .chars()
+                                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
+                    });
+                if bad {
+                    self.problem(
+                        format!("{key}.table"),
+                        format!("{t:?}: write NAME, SCHEMA.NAME or DATABASE.SCHEMA.NAME (letters, digits, '_', '$')"),
+                    );
+                }
+                Relation::Table(parts)
+            }
+            (None, Some(q)) => {
+                let q = self.expand(&format!("{key}.query"), q);
+                let body = q.trim().trim_end_matches(';').trim().to_string();
+                if body.is_empty() {
+                    self.problem(format!("{key}.query"), "empty; write a SELECT");
+                }
+                Relation::Query(body)
+            }
+            (Some(_), Some(_)) => {
+                self.problem(
+                    format!("{key}.query"),
+                    "a warehouse source reads a table or a query, not both",
+                );
+                Relation::Query(String::new())
+            }
+            (None, None) => {
+                self.problem(
+                    format!("{key}.table"),
+                    "missing; a warehouse source needs table (or query)",
+                );
+                Relation::Query(String::new())
+            }
+        };
+        let cursor = match &raw.cursor {
+            Some(c) if !c.is_empty() => c.clone(),
+            _ => {
+                self.problem(
+                    format!("{key}.cursor"),
+                    "missing; a warehouse source needs cursor: the column (a timestamp, date or increasing number) that orders its rows as they arrive",
+                );
+                String::new()
+            }
+        };
+        WarehouseConnector {
+            relation,
+            cursor,
+            warehouse: warehouse.clone(),
         }
     }
 

@@ -1,7 +1,8 @@
 //! Sources land data in the lake and report what they landed; they never transform it.
 //! Each source keeps a cursor in the lake's state, so a run takes only what is new.
-//! Sources: `files` (local globs), `appflow` (AppFlow flows writing to S3) and
-//! `dataexchange` (Data Exchange revisions exported to S3), over [`aws`]'s shared code.
+//! Sources: `files` (local globs), `appflow` (AppFlow flows writing to S3),
+//! `dataexchange` (Data Exchange revisions exported to S3), over [`aws`]'s shared code,
+//! and `warehouse` (a table or query of the pipeline's warehouse, past a cursor).
 //! A run for a data interval asks each source for that window only: files by the
 //! date parts of a path template ([`template`]), AppFlow by the executions whose data
 //! starts in it, Data Exchange by the revisions created in it. A source that cannot
@@ -14,6 +15,7 @@ pub mod dataexchange;
 pub mod files;
 pub mod landing;
 pub mod template;
+pub mod warehouse;
 
 use crate::config::{Connector, SourceConfig};
 use crate::lake::manifest::Manifest;
@@ -64,6 +66,12 @@ pub enum SourceError {
         /// Every source that refuses, with why.
         refusals: Vec<WindowRefusal>,
         interval: Interval,
+    },
+    #[error("source {source_name:?} ({relation}): {message}")]
+    Warehouse {
+        source_name: String,
+        relation: String,
+        message: String,
     },
     #[error(transparent)]
     Lake(#[from] LakeError),
@@ -147,6 +155,7 @@ pub fn build(config: &SourceConfig) -> Box<dyn Source + '_> {
         Connector::Dataexchange(d) => {
             Box::new(dataexchange::DataexchangeSource::new(&config.name, read, d))
         }
+        Connector::Warehouse(w) => Box::new(warehouse::WarehouseSource::new(&config.name, read, w)),
     }
 }
 

@@ -74,10 +74,12 @@ pub fn preflight(pipeline: &Pipeline) -> Vec<Finding> {
 /// Whether anything the pipeline names lives on AWS: an S3 lake or an AWS source.
 fn uses_aws(pipeline: &Pipeline) -> bool {
     matches!(pipeline.lake, LakeUrl::S3(_))
-        || pipeline
-            .sources
-            .iter()
-            .any(|s| !matches!(s.connector, Connector::Files(_)))
+        || pipeline.sources.iter().any(|s| {
+            matches!(
+                s.connector,
+                Connector::Appflow(_) | Connector::Dataexchange(_)
+            )
+        })
 }
 
 /// Where the AWS SDK's default chain would find credentials, from the environment
