@@ -215,17 +215,21 @@ pub fn run(
             if stop() || enough(&report) {
                 break 'run;
             }
+            let reading = Instant::now();
             let events = source.read(
                 shard,
                 positions.get(shard).map(String::as_str),
                 &stream.batch,
             )?;
+            let read_ms = ms(reading);
             let Some(last) = events.last().map(|e| e.position.clone()) else {
                 continue;
             };
             found = true;
             let outcome = batcher.batch(lake, &source.origin(), shard, &events, run_id)?;
+            let committing = Instant::now();
             commit(p, lake, stream, shard, &last, run_id, &outcome, opts.wait)?;
+            let commit_ms = ms(committing);
             lease.renew(LEASE_TTL)?;
             positions.insert(shard.clone(), last.clone());
             report.batches += 1;
@@ -241,6 +245,18 @@ pub fn run(
                 quarantined = outcome.quarantined,
                 position = %last,
                 "micro-batch committed"
+            );
+            tracing::debug!(
+                stream = name,
+                shard,
+                read_ms,
+                raw_ms = outcome.timings.raw,
+                clean_ms = outcome.timings.clean,
+                quarantine_ms = outcome.timings.quarantine,
+                match_ms = outcome.timings.matching,
+                stage_ms = outcome.timings.stage,
+                commit_ms,
+                "micro-batch timings"
             );
         }
         if found {
@@ -301,8 +317,29 @@ fn ensure_offsets(wh: &mut dyn Warehouse) -> Result<(), WarehouseError> {
     ))
 }
 
+/// Milliseconds since `t`, for the per-step timings logged at debug level.
+fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
+}
+
+/// How long each step of a micro-batch took, in milliseconds (logged at debug level).
+#[derive(Debug, Default, Clone, Copy)]
+struct Timings {
+    /// Events to the raw text frame (JSON parsing).
+    raw: f64,
+    /// The entity's column rules and checks.
+    clean: f64,
+    /// The quarantine's Parquet in the lake.
+    quarantine: f64,
+    /// Identity lookups.
+    matching: f64,
+    /// The clean rows' Parquet in the lake.
+    stage: f64,
+}
+
 /// A cleaned micro-batch, staged in the lake.
 struct Outcome {
+    timings: Timings,
     /// The lake object of the rows to load (absent when every event was quarantined).
     rows_key: Option<String>,
     loaded: u64,
@@ -322,7 +359,9 @@ fn commit(
     outcome: &Outcome,
     wait: Duration,
 ) -> Result<(), StreamError> {
+    let opening = Instant::now();
     let mut wh = warehouse::open_for_run_waiting(&p.warehouse, run_id, wait)?;
+    let open_ms = ms(opening);
     let d = wh.dialect();
     let table = d.ident(&table_of(&stream.name));
     let mut statements = Vec::new();
@@ -353,7 +392,18 @@ fn commit(
         d.text(run_id),
         d.literal(&Value::Timestamp(now))
     ));
+    let writing = Instant::now();
     wh.execute_in_transaction(&statements)?;
+    let transaction_ms = ms(writing);
+    let closing = Instant::now();
+    drop(wh);
+    tracing::debug!(
+        shard,
+        open_ms,
+        transaction_ms,
+        close_ms = ms(closing),
+        "micro-batch commit timings"
+    );
     Ok(())
 }
 
@@ -512,14 +562,22 @@ impl<'a> Batcher<'a> {
         events: &[Event],
         run_id: &str,
     ) -> Result<Outcome, StreamError> {
+        let mut timings = Timings::default();
+        let t = Instant::now();
         let raw = self.raw(origin, shard, events, run_id)?;
+        timings.raw = ms(t);
+        let t = Instant::now();
         let (mut clean, quarantine) = self.cleaner.clean_batch(raw)?;
+        timings.clean = ms(t);
+        let t = Instant::now();
         let first = events.first().map(|e| e.position.as_str()).unwrap_or("");
         let stem = format!("stream/{}/{{}}/{shard}-{first}.parquet", self.stream.name);
         let quarantined = quarantine.height() as u64;
         if quarantined > 0 {
             write_parquet(lake, &stem.replace("{}", "quarantine"), &quarantine)?;
         }
+        timings.quarantine = ms(t);
+        let t = Instant::now();
         let loaded = clean.height() as u64;
         let mut matched = 0;
         let mut persons: Vec<Option<String>> = vec![None; clean.height()];
@@ -560,6 +618,8 @@ impl<'a> Batcher<'a> {
         ] {
             clean.with_column(column).map_err(self.polars())?;
         }
+        timings.matching = ms(t);
+        let t = Instant::now();
         let rows_key = if loaded > 0 {
             let key = stem.replace("{}", "batches");
             write_parquet(lake, &key, &clean)?;
@@ -567,7 +627,9 @@ impl<'a> Batcher<'a> {
         } else {
             None
         };
+        timings.stage = ms(t);
         Ok(Outcome {
+            timings,
             rows_key,
             loaded,
             quarantined,
