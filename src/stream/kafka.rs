@@ -18,6 +18,9 @@ use rskafka::client::{Client, ClientBuilder, Credentials, SaslConfig};
 use super::{Event, EventSource, StreamError};
 use crate::config::{SaslMechanism, StreamBatch, StreamConfig, StreamSource};
 
+/// A record as fetched: its offset and its value.
+type Fetched = (i64, Vec<u8>);
+
 pub struct Kafka {
     runtime: tokio::runtime::Runtime,
     client: Client,
@@ -27,7 +30,7 @@ pub struct Kafka {
     partitions: HashMap<String, PartitionClient>,
     /// Per shard: records a Fetch returned beyond the batch it filled, with the
     /// offset they continue from; the next read from that offset takes them first.
-    ahead: HashMap<String, (i64, Vec<(i64, Vec<u8>)>)>,
+    ahead: HashMap<String, (i64, Vec<Fetched>)>,
     /// Per shard: the high watermark the last Fetch reported.
     watermarks: HashMap<String, i64>,
 }
@@ -202,7 +205,7 @@ impl EventSource for Kafka {
                     break;
                 }
             }
-            let rest: Vec<(i64, Vec<u8>)> = records.collect();
+            let rest: Vec<Fetched> = records.collect();
             if full(&events, bytes) {
                 if !rest.is_empty() {
                     self.ahead.insert(shard.to_string(), (offset, rest));
