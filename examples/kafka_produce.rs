@@ -7,8 +7,9 @@
 //! answers a Fetch at an offset inside a record batch with no records.
 //!
 //! `kafka_produce BOOTSTRAP TOPIC EVENTS RATE` (bench/stream_latency.sh) produces at a
-//! steady RATE events/s instead: a request of RATE/100 events every 10 ms (RATE a
-//! multiple of 100 that divides 1,000,000, so requests still divide cdp's batch), each
+//! steady RATE events/s instead: a request of RATE/10 events every 100 ms (a request
+//! to tansu takes tens of milliseconds; RATE a multiple of 10 whose tenth divides
+//! 10,000, so requests still divide cdp's batch), each
 //! event's `updated_at` the time it was produced (RFC 3339, milliseconds, UTC). EVENTS
 //! 0 only creates the topic.
 
@@ -28,8 +29,8 @@ fn main() {
     };
     let events: usize = events.parse().expect("EVENTS is a number");
     let rate: Option<usize> = rate.map(|r| r.parse().expect("RATE is a number"));
-    // With a rate: a request every 10 ms.
-    let chunk = rate.map_or(1000, |r| (r / 100).max(1));
+    // With a rate: a request every 100 ms.
+    let chunk = rate.map_or(1000, |r| (r / 10).max(1));
     let known: Vec<(String, String)> = std::fs::read_to_string("sample-data/shop/customers.jsonl")
         .expect("sample-data/shop/customers.jsonl")
         .lines()
@@ -96,7 +97,7 @@ fn main() {
         while i < events {
             if rate.is_some() {
                 // Requests on a fixed schedule: a late one goes at once, never skipped.
-                let due = started + std::time::Duration::from_millis(10 * requests as u64);
+                let due = started + std::time::Duration::from_millis(100 * requests as u64);
                 tokio::time::sleep_until(due.into()).await;
             }
             let now = rskafka::chrono::Utc::now();
