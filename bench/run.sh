@@ -92,6 +92,7 @@ CDP_BIN="$CDP" bash bench/sync_diff.sh > /dev/null
 # Features and report: BENCH_FEATURES_PERSONS, default 10,000,000.
 CDP_BIN="$CDP" bash bench/features.sh > /dev/null
 # Streaming from Kinesis on moto: BENCH_STREAM_EVENTS, default 100,000.
+CDP_BIN="$CDP" bash bench/stream_latency.sh > /dev/null
 CDP_BIN="$CDP" bash bench/stream.sh > /dev/null
 # Record lookups: BENCH_MATCH_PERSONS, default 1,000,000.
 CDP_BIN="$CDP" bash bench/match.sh > /dev/null

@@ -5,7 +5,8 @@
 # warehouse after a batch run of the sample data (so matching has a saved identity
 # state). Writes the "Streaming" section of BENCHMARKS.md. The moto server comes from
 # the test peers' venv (make peers); Kafka events are produced by
-# examples/kafka_produce.rs.
+# examples/kafka_produce.rs. The latency table comes from bench/stream_latency.sh's last
+# result (bench/run.sh runs it first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -90,6 +91,18 @@ peak RSS. Machine: {cpu}, {cores} cores.
 | from | events | loaded | quarantined | matched | batches | s | events/s | peak RSS MiB |
 |---|---:|---:|---:|---:|---:|---:|---:|---:|
 {rows}
+"""
+latency = pathlib.Path("bench/out/stream_latency/result.json")
+if latency.exists():
+    l = json.loads(latency.read_text())
+    section += f"""
+bench/stream_latency.sh: produce to queryable at a steady {l['rate']:,} events/s for {l['seconds']} s
+(Kafka on tansu; the producer stamps each event's `updated_at`, cdp each row's `_loaded_at`
+in the transaction that makes it queryable), over {l['rows']:,} loaded rows in {l['batches']} micro-batches.
+
+| rate events/s | rows | p50 ms | p99 ms | max ms |
+|---:|---:|---:|---:|---:|
+| {l['rate']:,} | {l['rows']:,} | {l['p50_ms']:,.0f} | {l['p99_ms']:,.0f} | {l['max_ms']:,.0f} |
 """
 bench = pathlib.Path("BENCHMARKS.md")
 text = bench.read_text() if bench.exists() else "# Benchmarks\n"

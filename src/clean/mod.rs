@@ -82,7 +82,10 @@ pub struct EntityCleaner<'a> {
     row_checks: Vec<(usize, Expr)>,
     /// Per unique check: key hash -> (file index, line) of its first row.
     unique_seen: HashMap<usize, HashedMap<(u32, i64)>>,
-    files: Vec<String>,
+    /// The files rows came from, by file index, and each file's index: a stream's
+    /// events are a file each, so finding one by scanning would be quadratic.
+    files: Vec<Arc<str>>,
+    file_ids: HashMap<Arc<str>, u32>,
     /// Per referential check: the referenced keys.
     referenced: HashMap<usize, KeySet>,
     /// Columns whose key hashes other entities need, and the hashes so far.
@@ -129,6 +132,7 @@ impl<'a> EntityCleaner<'a> {
             row_checks,
             unique_seen: HashMap::new(),
             files: Vec::new(),
+            file_ids: HashMap::new(),
             referenced: refs,
             collect: collect
                 .iter()
@@ -149,13 +153,14 @@ impl<'a> EntityCleaner<'a> {
     }
 
     fn file_index(&mut self, file: &str) -> u32 {
-        match self.files.iter().position(|f| f == file) {
-            Some(i) => i as u32,
-            None => {
-                self.files.push(file.to_string());
-                (self.files.len() - 1) as u32
-            }
+        if let Some(&i) = self.file_ids.get(file) {
+            return i;
         }
+        let i = self.files.len() as u32;
+        let file: Arc<str> = Arc::from(file);
+        self.files.push(file.clone());
+        self.file_ids.insert(file, i);
+        i
     }
 
     fn count_source(&mut self, source: &str, n: u64) {

@@ -68,6 +68,20 @@ pub fn record_from_json(text: &str) -> Result<HashMap<String, String>, RecordErr
     Ok(record)
 }
 
+/// A record's clean values by column, as a lookup reads them: a map of column ->
+/// text (`cdp match`), or a row of a frame's text columns (`cdp stream`), so a batch
+/// needs no map per row.
+pub trait Record {
+    /// The value of `column`; `None` when the record has none.
+    fn value(&self, column: &str) -> Option<&str>;
+}
+
+impl Record for HashMap<String, String> {
+    fn value(&self, column: &str) -> Option<&str> {
+        self.get(column).map(String::as_str)
+    }
+}
+
 /// What a lookup found for one record.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Answer {
@@ -279,18 +293,18 @@ impl Index {
 
     /// The rows sharing `record`'s values of `columns` (none when one is missing or
     /// unknown).
-    fn rows<'a>(
+    fn rows<'a, R: Record + ?Sized>(
         &'a self,
         keys: &'a Keyed,
         columns: &[String],
-        record: &HashMap<String, String>,
+        record: &R,
     ) -> &'a [u32] {
         let mut key = Vec::with_capacity(columns.len());
         for c in columns {
             let id = record
-                .get(c)
+                .value(c)
                 .filter(|v| !v.is_empty())
-                .and_then(|v| self.dictionary.get(c)?.get(v.as_str()));
+                .and_then(|v| self.dictionary.get(c)?.get(v));
             match id {
                 Some(&id) => key.push(id),
                 None => return &[],
@@ -300,7 +314,7 @@ impl Index {
     }
 
     /// The person `record` (clean values by column) belongs to, and how.
-    pub fn lookup(&self, record: &HashMap<String, String>) -> Answer {
+    pub fn lookup<R: Record + ?Sized>(&self, record: &R) -> Answer {
         for (rule, keys) in self.rules.iter().zip(&self.rule_keys) {
             let rows = self.rows(keys, &rule.columns, record);
             // With the record, a group over the limit links nothing in resolve either.
@@ -342,7 +356,7 @@ impl Index {
     }
 
     /// Blocking and scoring against the candidates' records with the saved model.
-    fn score(&self, record: &HashMap<String, String>) -> Answer {
+    fn score<R: Record + ?Sized>(&self, record: &R) -> Answer {
         let new = Answer {
             person_id: None,
             rule: None,
@@ -376,10 +390,7 @@ impl Index {
                 .iter()
                 .map(|&r| column.get(r as usize))
                 .chain(std::iter::once(
-                    record
-                        .get(name)
-                        .map(String::as_str)
-                        .filter(|v| !v.is_empty()),
+                    record.value(name).filter(|v| !v.is_empty()),
                 ));
             values.insert(name.clone(), TextColumn::from_values(texts));
         }

@@ -10,13 +10,16 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
 use rskafka::client::{Client, ClientBuilder, Credentials, SaslConfig};
 
 use super::{Event, EventSource, StreamError};
 use crate::config::{SaslMechanism, StreamBatch, StreamConfig, StreamSource};
+
+/// A record as fetched: its offset and its value.
+type Fetched = (i64, Vec<u8>);
 
 pub struct Kafka {
     runtime: tokio::runtime::Runtime,
@@ -25,6 +28,11 @@ pub struct Kafka {
     topics: Vec<String>,
     servers: String,
     partitions: HashMap<String, PartitionClient>,
+    /// Per shard: records a Fetch returned beyond the batch it filled, with the
+    /// offset they continue from; the next read from that offset takes them first.
+    ahead: HashMap<String, (i64, Vec<Fetched>)>,
+    /// Per shard: the high watermark the last Fetch reported.
+    watermarks: HashMap<String, i64>,
 }
 
 impl Kafka {
@@ -83,6 +91,8 @@ impl Kafka {
             topics: topics.clone(),
             servers,
             partitions: HashMap::new(),
+            ahead: HashMap::new(),
+            watermarks: HashMap::new(),
         })
     }
 
@@ -171,8 +181,51 @@ impl EventSource for Kafka {
         let started = Instant::now();
         let (mut events, mut bytes, mut offset) = (Vec::new(), 0usize, next);
         let max_bytes = i32::try_from(batch.max_bytes).unwrap_or(i32::MAX);
+        // What the last Fetch returned beyond its batch, if this read continues it.
+        let mut pending = match self.ahead.remove(shard) {
+            Some((from, records)) if from == next => records,
+            _ => Vec::new(),
+        };
         loop {
-            let wait = batch.max_wait.saturating_sub(started.elapsed());
+            let full = |events: &Vec<Event>, bytes: usize| {
+                events.len() >= batch.max_records || bytes >= batch.max_bytes
+            };
+            let mut records = std::mem::take(&mut pending).into_iter();
+            for (at, payload) in records.by_ref() {
+                if at < offset {
+                    continue;
+                }
+                bytes += payload.len();
+                offset = at + 1;
+                events.push(Event {
+                    position: at.to_string(),
+                    payload,
+                });
+                if full(&events, bytes) {
+                    break;
+                }
+            }
+            let rest: Vec<Fetched> = records.collect();
+            if full(&events, bytes) {
+                if !rest.is_empty() {
+                    self.ahead.insert(shard.to_string(), (offset, rest));
+                }
+                break;
+            }
+            let high_watermark = self.watermarks.get(shard).copied();
+            if high_watermark.is_some_and(|h| offset >= h) && !events.is_empty() {
+                break;
+            }
+            if started.elapsed() >= batch.max_wait {
+                break;
+            }
+            // With records known to be waiting, the broker need not wait for more (a
+            // broker may hold a Fetch up to its wait even when it has records).
+            let wait = if high_watermark.is_some_and(|h| offset < h) {
+                Duration::from_millis(1)
+            } else {
+                batch.max_wait.saturating_sub(started.elapsed())
+            };
             self.partition(shard)?;
             let client = &self.partitions[shard];
             let fetched = self.runtime.block_on(client.fetch_records(
@@ -181,22 +234,21 @@ impl EventSource for Kafka {
                 i32::try_from(wait.as_millis()).unwrap_or(i32::MAX).max(1),
             ));
             let (records, high_watermark) = fetched.map_err(|e| self.err("Fetch", e))?;
-            for r in records {
-                if r.offset < offset || events.len() >= batch.max_records {
-                    continue;
-                }
-                let payload = r.record.value.unwrap_or_default();
-                bytes += payload.len();
-                offset = r.offset + 1;
-                events.push(Event {
-                    position: r.offset.to_string(),
-                    payload,
-                });
-            }
-            if events.len() >= batch.max_records
-                || bytes >= batch.max_bytes
-                || offset >= high_watermark
-                || started.elapsed() >= batch.max_wait
+            tracing::trace!(
+                shard,
+                offset,
+                records = records.len(),
+                high_watermark,
+                elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                "Fetch answered"
+            );
+            self.watermarks.insert(shard.to_string(), high_watermark);
+            pending = records
+                .into_iter()
+                .map(|r| (r.offset, r.record.value.unwrap_or_default()))
+                .collect();
+            if pending.is_empty()
+                && (offset >= high_watermark || started.elapsed() >= batch.max_wait)
             {
                 break;
             }

@@ -33,19 +33,23 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use polars::prelude::*;
+use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::clean::read::{RawFrame, Reject};
 use crate::clean::{CleanError, EntityCleaner};
 use crate::config::{CheckRule, Pipeline, StreamConfig, StreamSource, Value};
 use crate::frame::{write_parquet, FrameError};
-use crate::identity::lookup::Index;
+use crate::identity::lookup::{Answer, Index, Record};
 use crate::lake::{Lake, LakeError};
 use crate::vocab::{LANDED_RUN, SOURCE, SOURCE_FILE, SOURCE_LINE};
 use crate::warehouse::{self, Warehouse, WarehouseError};
 
 /// The warehouse table of committed positions.
 pub const OFFSETS_TABLE: &str = "stream_offsets";
+
+/// The column of a stream table holding when each row was committed (queryable).
+pub const LOADED_AT: &str = "_loaded_at";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StreamError {
@@ -238,17 +242,21 @@ pub fn run(
             if stop() || enough(&report) {
                 break 'run;
             }
+            let reading = Instant::now();
             let events = source.read(
                 shard,
                 positions.get(shard).map(String::as_str),
                 &stream.batch,
             )?;
+            let read_ms = ms(reading);
             let Some(last) = events.last().map(|e| e.position.clone()) else {
                 continue;
             };
             found = true;
             let outcome = batcher.batch(lake, &source.origin(), shard, &events, run_id)?;
+            let committing = Instant::now();
             commit(p, lake, stream, shard, &last, run_id, &outcome, opts.wait)?;
+            let commit_ms = ms(committing);
             lease.renew(LEASE_TTL)?;
             positions.insert(shard.clone(), last.clone());
             report.batches += 1;
@@ -264,6 +272,18 @@ pub fn run(
                 quarantined = outcome.quarantined,
                 position = %last,
                 "micro-batch committed"
+            );
+            tracing::debug!(
+                stream = name,
+                shard,
+                read_ms,
+                raw_ms = outcome.timings.raw,
+                clean_ms = outcome.timings.clean,
+                quarantine_ms = outcome.timings.quarantine,
+                match_ms = outcome.timings.matching,
+                stage_ms = outcome.timings.stage,
+                commit_ms,
+                "micro-batch timings"
             );
         }
         if found {
@@ -393,8 +413,29 @@ fn ensure_offsets(wh: &mut dyn Warehouse) -> Result<(), WarehouseError> {
     ))
 }
 
+/// Milliseconds since `t`, for the per-step timings logged at debug level.
+fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
+}
+
+/// How long each step of a micro-batch took, in milliseconds (logged at debug level).
+#[derive(Debug, Default, Clone, Copy)]
+struct Timings {
+    /// Events to the raw text frame (JSON parsing).
+    raw: f64,
+    /// The entity's column rules and checks.
+    clean: f64,
+    /// The quarantine's Parquet in the lake.
+    quarantine: f64,
+    /// Identity lookups.
+    matching: f64,
+    /// The clean rows' Parquet in the lake.
+    stage: f64,
+}
+
 /// A cleaned micro-batch, staged in the lake.
 struct Outcome {
+    timings: Timings,
     /// The lake object of the rows to load (absent when every event was quarantined).
     rows_key: Option<String>,
     loaded: u64,
@@ -414,22 +455,33 @@ fn commit(
     outcome: &Outcome,
     wait: Duration,
 ) -> Result<(), StreamError> {
+    let opening = Instant::now();
     let mut wh = warehouse::open_for_run_waiting(&p.warehouse, run_id, wait)?;
+    let open_ms = ms(opening);
     let d = wh.dialect();
     let table = d.ident(&table_of(&stream.name));
     let mut statements = Vec::new();
+    // The rows' `_loaded_at` and the position's `committed_at`: the time of the
+    // transaction that makes both visible.
+    let now = d.literal(&Value::Timestamp(chrono::Utc::now().naive_utc()));
     if let Some(key) = &outcome.rows_key {
         let path = lake.fetch(key)?;
         let file = d.text(&path.to_string_lossy());
-        // The table takes the first batch's columns; later batches insert by name.
+        let loaded_at = d.ident(LOADED_AT);
+        // The table takes the first batch's columns; later batches insert by name. A
+        // table made before `_loaded_at` existed gains it (null for its older rows).
         wh.execute(&format!(
-            "CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM read_parquet({file}) LIMIT 0"
+            "CREATE TABLE IF NOT EXISTS {table} AS SELECT *, CAST(NULL AS {ts}) AS {loaded_at} FROM read_parquet({file}) LIMIT 0",
+            ts = d.timestamp_type()
+        ))?;
+        wh.execute(&format!(
+            "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {loaded_at} {}",
+            d.timestamp_type()
         ))?;
         statements.push(format!(
-            "INSERT INTO {table} BY NAME SELECT * FROM read_parquet({file})"
+            "INSERT INTO {table} BY NAME SELECT *, {now} AS {loaded_at} FROM read_parquet({file})"
         ));
     }
-    let now = chrono::Utc::now().naive_utc();
     statements.push(format!(
         "DELETE FROM {} WHERE stream = {} AND shard = {}",
         d.ident(OFFSETS_TABLE),
@@ -443,10 +495,34 @@ fn commit(
         d.text(shard),
         d.text(position),
         d.text(run_id),
-        d.literal(&Value::Timestamp(now))
+        now
     ));
+    let writing = Instant::now();
     wh.execute_in_transaction(&statements)?;
+    let transaction_ms = ms(writing);
+    let closing = Instant::now();
+    drop(wh);
+    tracing::debug!(
+        shard,
+        open_ms,
+        transaction_ms,
+        close_ms = ms(closing),
+        "micro-batch commit timings"
+    );
     Ok(())
+}
+
+/// One row of a batch's clean text columns, as a lookup reads it.
+struct Row<'a> {
+    columns: &'a [(&'a str, StringChunked)],
+    row: usize,
+}
+
+impl Record for Row<'_> {
+    fn value(&self, column: &str) -> Option<&str> {
+        let (_, values) = self.columns.iter().find(|(name, _)| *name == column)?;
+        values.get(self.row)
+    }
 }
 
 /// Cleans and matches micro-batches of one stream.
@@ -526,43 +602,45 @@ impl<'a> Batcher<'a> {
             .iter()
             .map(|c| c.name.as_str())
             .collect();
-        let mut values: Vec<Vec<Option<String>>> = vec![Vec::new(); names.len()];
-        let (mut files, mut lines) = (Vec::new(), Vec::new());
+        // Parsing is independent per event: across threads, moving each value out of
+        // its object rather than copying it.
+        let parsed: Vec<Result<Vec<Option<String>>, String>> = events
+            .par_iter()
+            .map(
+                |e| match serde_json::from_slice::<serde_json::Value>(&e.payload) {
+                    Ok(serde_json::Value::Object(mut object)) => Ok(names
+                        .iter()
+                        .map(|n| match object.remove(*n) {
+                            None | Some(serde_json::Value::Null) => None,
+                            Some(serde_json::Value::String(s)) => Some(s),
+                            Some(other) => Some(other.to_string()),
+                        })
+                        .collect()),
+                    Ok(_) => Err("the event is not a JSON object".to_string()),
+                    Err(err) => Err(format!("the event is not JSON: {err}")),
+                },
+            )
+            .collect();
+        let mut values: Vec<Vec<Option<String>>> = (0..names.len())
+            .map(|_| Vec::with_capacity(events.len()))
+            .collect();
+        let (mut files, mut lines) = (
+            Vec::with_capacity(events.len()),
+            Vec::with_capacity(events.len()),
+        );
         let mut rejects = Vec::new();
-        for (i, e) in events.iter().enumerate() {
+        for (i, (e, row)) in events.iter().zip(parsed).enumerate() {
             let file = format!("{origin}/{shard}/{}", e.position);
-            let object = match serde_json::from_slice::<serde_json::Value>(&e.payload) {
-                Ok(serde_json::Value::Object(o)) => o,
-                Ok(_) => {
-                    rejects.push(reject(
-                        self,
-                        &file,
-                        i,
-                        "the event is not a JSON object",
-                        &e.payload,
-                    ));
-                    continue;
+            match row {
+                Ok(row) => {
+                    for (column, value) in values.iter_mut().zip(row) {
+                        column.push(value);
+                    }
+                    files.push(file);
+                    lines.push(i as i64 + 1);
                 }
-                Err(err) => {
-                    rejects.push(reject(
-                        self,
-                        &file,
-                        i,
-                        &format!("the event is not JSON: {err}"),
-                        &e.payload,
-                    ));
-                    continue;
-                }
-            };
-            for (n, column) in names.iter().zip(values.iter_mut()) {
-                column.push(match object.get(*n) {
-                    None | Some(serde_json::Value::Null) => None,
-                    Some(serde_json::Value::String(s)) => Some(s.clone()),
-                    Some(other) => Some(other.to_string()),
-                });
+                Err(reason) => rejects.push(reject(self, &file, i, &reason, &e.payload)),
             }
-            files.push(file);
-            lines.push(i as i64 + 1);
         }
         let height = files.len();
         let mut columns: Vec<Column> = names
@@ -604,34 +682,47 @@ impl<'a> Batcher<'a> {
         events: &[Event],
         run_id: &str,
     ) -> Result<Outcome, StreamError> {
+        let mut timings = Timings::default();
+        let t = Instant::now();
         let raw = self.raw(origin, shard, events, run_id)?;
+        timings.raw = ms(t);
+        let t = Instant::now();
         let (mut clean, quarantine) = self.cleaner.clean_batch(raw)?;
+        timings.clean = ms(t);
+        let t = Instant::now();
         let first = events.first().map(|e| e.position.as_str()).unwrap_or("");
         let stem = format!("stream/{}/{{}}/{shard}-{first}.parquet", self.stream.name);
         let quarantined = quarantine.height() as u64;
         if quarantined > 0 {
             write_parquet(lake, &stem.replace("{}", "quarantine"), &quarantine)?;
         }
+        timings.quarantine = ms(t);
+        let t = Instant::now();
         let loaded = clean.height() as u64;
         let mut matched = 0;
         let mut persons: Vec<Option<String>> = vec![None; clean.height()];
         let mut rules: Vec<Option<String>> = vec![None; clean.height()];
         let mut probabilities: Vec<Option<f64>> = vec![None; clean.height()];
         if let Some(index) = self.index {
-            let texts: Vec<(String, StringChunked)> = self
+            let texts: Vec<(&str, StringChunked)> = self
                 .match_columns
                 .iter()
                 .filter_map(|name| {
                     let s = clean.column(name).ok()?.cast(&DataType::String).ok()?;
-                    Some((name.clone(), s.str().ok()?.clone()))
+                    Some((name.as_str(), s.str().ok()?.rechunk().into_owned()))
                 })
                 .collect();
-            for i in 0..clean.height() {
-                let record: HashMap<String, String> = texts
-                    .iter()
-                    .filter_map(|(n, s)| Some((n.clone(), s.get(i)?.to_string())))
-                    .collect();
-                let answer = index.lookup(&record);
+            // Rows are looked up independently: across threads, with no map per row.
+            let answers: Vec<Answer> = (0..clean.height())
+                .into_par_iter()
+                .map(|row| {
+                    index.lookup(&Row {
+                        columns: &texts,
+                        row,
+                    })
+                })
+                .collect();
+            for (i, answer) in answers.into_iter().enumerate() {
                 if answer.person_id.is_some() {
                     matched += 1;
                 }
@@ -652,6 +743,8 @@ impl<'a> Batcher<'a> {
         ] {
             clean.with_column(column).map_err(self.polars())?;
         }
+        timings.matching = ms(t);
+        let t = Instant::now();
         let rows_key = if loaded > 0 {
             let key = stem.replace("{}", "batches");
             write_parquet(lake, &key, &clean)?;
@@ -659,7 +752,9 @@ impl<'a> Batcher<'a> {
         } else {
             None
         };
+        timings.stage = ms(t);
         Ok(Outcome {
+            timings,
             rows_key,
             loaded,
             quarantined,
