@@ -428,14 +428,17 @@ impl Index {
         ))
     }
 
-    /// Of `persons` (best first), those `record` may join: resolve's hard guards
-    /// (person size, records per source, distinct values, identifiers never to
-    /// disagree) and its evidence guard, against every record of the person, refuse
-    /// the others.
-    fn admitted(&self, persons: &[u32], record: &HashMap<String, String>) -> Vec<u32> {
+    /// Which of `persons` (with the weight of the record's best link to each, best
+    /// first) resolve would put `record` with, judged by its guards against every
+    /// record of each person: the first one the hard guards and the evidence guard
+    /// let it join; none when they refuse them all. Ambiguous, as in resolve, when
+    /// another person about as strong (within `ambiguity_margin`) may not be one with
+    /// it, or when a weaker person the record may join could then merge with it (the
+    /// record ties them together).
+    fn pick(&self, persons: &[(u32, f64)], record: &HashMap<String, String>) -> Pick {
         let rows: Vec<u32> = persons
             .iter()
-            .flat_map(|&p| self.members_of(p))
+            .flat_map(|&(p, _)| self.members_of(p))
             .copied()
             .collect();
         let m = rows.len() + 1;
@@ -453,21 +456,48 @@ impl Index {
             )))
             .collect();
         let guards = GuardSet::new(&self.guards, &values, m, matcher.as_ref(), &keys);
-        let query = [(m - 1) as u32];
-        let mut admitted = Vec::new();
+        let query = (m - 1) as u32;
+        // Each person's records, as local rows.
         let mut start = 0u32;
-        for &p in persons {
-            let end = start + self.members_of(p).len() as u32;
-            let person: Vec<u32> = (start..end).collect();
-            start = end;
-            let refused = guards
-                .refuse_hard(&person, &query)
-                .or_else(|| guards.too_weak(&person, &query));
-            if refused.is_none() {
-                admitted.push(p);
-            }
+        let local: Vec<Vec<u32>> = persons
+            .iter()
+            .map(|&(p, _)| {
+                let end = start + self.members_of(p).len() as u32;
+                let rows = (start..end).collect();
+                start = end;
+                rows
+            })
+            .collect();
+        let joins = |a: &[u32], b: &[u32]| {
+            guards.refuse_hard(a, b).is_none() && guards.too_weak(a, b).is_none()
+        };
+        let Some(first) = local.iter().position(|person| joins(person, &[query])) else {
+            return Pick::New;
+        };
+        let weight = persons[first].1;
+        let mut tied = vec![first];
+        if let Some(margin) = self.guards.ambiguity_margin {
+            tied.extend((0..persons.len()).filter(|&i| {
+                let w = persons[i].1;
+                i != first
+                    && w <= weight
+                    && w >= weight - margin
+                    && guards.refuse_hard(&local[first], &local[i]).is_some()
+            }));
         }
-        admitted
+        if tied.len() > 1 {
+            return Pick::Ambiguous(tied);
+        }
+        let mut joined = local[first].clone();
+        joined.push(query);
+        let merged: Vec<usize> = (first + 1..persons.len())
+            .filter(|&i| joins(&local[i], &[query]) && joins(&joined, &local[i]))
+            .collect();
+        if merged.is_empty() {
+            Pick::One(first)
+        } else {
+            Pick::Ambiguous(tied.into_iter().chain(merged).collect())
+        }
     }
 
     /// The person `record` (clean values by column) belongs to, and how.
@@ -482,13 +512,15 @@ impl Index {
             persons.sort_unstable_by(|&a, &b| self.person_id(a).cmp(self.person_id(b)));
             persons.dedup();
             // The guards have the last word on a rule's link too: a person they keep
-            // the record from is left to the next rule and to scoring.
-            let persons = self.admitted(&persons, record);
-            match persons[..] {
-                [] => continue,
-                [person] => {
+            // the record from is left to the next rule and to scoring. Rule links
+            // are as strong as each other.
+            let persons: Vec<(u32, f64)> =
+                persons.into_iter().map(|p| (p, f64::INFINITY)).collect();
+            match self.pick(&persons, record) {
+                Pick::New => continue,
+                Pick::One(i) => {
                     return Answer {
-                        person_id: Some(self.person_id(person).to_string()),
+                        person_id: Some(self.person_id(persons[i].0).to_string()),
                         rule: Some(rule.name.clone()),
                         probability: None,
                         new: false,
@@ -496,17 +528,17 @@ impl Index {
                         candidates: Vec::new(),
                     }
                 }
-                _ => {
+                Pick::Ambiguous(tied) => {
                     return Answer {
                         person_id: None,
                         rule: Some(rule.name.clone()),
                         probability: None,
                         new: false,
                         ambiguous: true,
-                        candidates: persons
+                        candidates: tied
                             .into_iter()
-                            .map(|p| Candidate {
-                                person_id: self.person_id(p).to_string(),
+                            .map(|i| Candidate {
+                                person_id: self.person_id(persons[i].0).to_string(),
                                 probability: None,
                             })
                             .collect(),
@@ -556,51 +588,57 @@ impl Index {
         };
         let prior = model.prior_weight();
         let query = (m - 1) as u32;
+        // Per person: the weight of the record's best link to one of its records.
         let mut best: foldhash::HashMap<u32, f64> = Default::default();
         for (i, &row) in candidates.iter().enumerate() {
-            let p = model::probability(prior + matcher.evidence(query, i as u32));
-            let e = best.entry(self.person_of[row as usize]).or_insert(p);
-            *e = e.max(p);
+            let w = prior + matcher.evidence(query, i as u32);
+            let e = best.entry(self.person_of[row as usize]).or_insert(w);
+            *e = e.max(w);
         }
-        let mut above: Vec<(u32, f64)> = best
-            .into_iter()
-            .filter(|&(_, p)| p >= matching.threshold)
-            .collect();
+        let cut = model::weight_of(matching.threshold);
+        let mut above: Vec<(u32, f64)> = best.into_iter().filter(|&(_, w)| w >= cut).collect();
         above.sort_by(|a, b| {
             b.1.total_cmp(&a.1)
                 .then_with(|| self.person_id(a.0).cmp(self.person_id(b.0)))
         });
+        if above.is_empty() {
+            return new;
+        }
         // Resolve's guards keep the record from some of them: it goes to the best of
         // the others.
-        let persons: Vec<u32> = above.iter().map(|&(p, _)| p).collect();
-        let admitted = self.admitted(&persons, record);
-        above.retain(|(p, _)| admitted.contains(p));
-        match above[..] {
-            [] => new,
-            [(person, p)] => Answer {
-                person_id: Some(self.person_id(person).to_string()),
+        match self.pick(&above, record) {
+            Pick::New => new,
+            Pick::One(i) => Answer {
+                person_id: Some(self.person_id(above[i].0).to_string()),
                 rule: None,
-                probability: Some(p),
+                probability: Some(model::probability(above[i].1)),
                 new: false,
                 ambiguous: false,
                 candidates: Vec::new(),
             },
-            _ => Answer {
+            Pick::Ambiguous(tied) => Answer {
                 person_id: None,
                 rule: None,
-                probability: Some(above[0].1),
+                probability: Some(model::probability(above[tied[0]].1)),
                 new: false,
                 ambiguous: true,
-                candidates: above
+                candidates: tied
                     .iter()
-                    .map(|&(p, probability)| Candidate {
-                        person_id: self.person_id(p).to_string(),
-                        probability: Some(probability),
+                    .map(|&i| Candidate {
+                        person_id: self.person_id(above[i].0).to_string(),
+                        probability: Some(model::probability(above[i].1)),
                     })
                     .collect(),
             },
         }
     }
+}
+
+/// Whom a record joins among some persons, by index.
+enum Pick {
+    New,
+    One(usize),
+    Ambiguous(Vec<usize>),
 }
 
 /// Each value's position among the distinct values (in order of first sight), and
@@ -744,6 +782,41 @@ mod tests {
         assert!(a.ambiguous && a.person_id.is_none(), "{a:?}");
         let persons: Vec<&str> = a.candidates.iter().map(|c| c.person_id.as_str()).collect();
         assert_eq!(persons, ["P2", "P3"]);
+    }
+
+    #[test]
+    fn a_person_resolve_guards_keep_the_record_from_is_passed_over() {
+        // P3's record is the shop's, and the shop holds one record a person: a second
+        // shop record cannot join P3, so it goes to the other Bob Jones.
+        let mut parts = config();
+        parts.guards.max_per_source = vec![("shop".into(), 1)];
+        let column = |v: [&str; 3]| v.iter().map(|s| Some(s.to_string())).collect::<Vec<_>>();
+        let columns = HashMap::from([
+            ("email".to_string(), column(["a@x.io", "b@x.io", "c@x.io"])),
+            ("last_name".to_string(), column(["Smith", "Jones", "Jones"])),
+            ("first_name".to_string(), column(["Ann", "Bob", "Bob"])),
+        ]);
+        let sources = vec!["crm".into(), "crm".into(), "shop".into()];
+        let persons = vec!["P1".into(), "P2".into(), "P3".into()];
+        let index = Index::from_parts(parts, Some(model()), columns, sources, persons).unwrap();
+        let bob = [("last_name", "Jones"), ("first_name", "Bob")];
+        let a = index.lookup(&record(&[bob[0], bob[1], ("source", "shop")]));
+        assert_eq!(a.person_id.as_deref(), Some("P2"), "{a:?}");
+        // By its rule too: c@x.io is P3's, whom the guard keeps it from.
+        let a = index.lookup(&record(&[
+            ("email", "c@x.io"),
+            ("last_name", "Smith"),
+            ("first_name", "Ann"),
+            ("source", "shop"),
+        ]));
+        assert_eq!(
+            (a.person_id.as_deref(), a.rule.as_deref()),
+            (Some("P1"), None),
+            "{a:?}"
+        );
+        // A CRM record is not limited: both Bob Joneses still match.
+        let a = index.lookup(&record(&[bob[0], bob[1], ("source", "crm")]));
+        assert!(a.ambiguous, "{a:?}");
     }
 
     #[test]
