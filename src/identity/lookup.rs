@@ -17,12 +17,14 @@ use serde::Serialize;
 
 use super::compare::Field;
 use super::email_names;
+use super::guards::GuardSet;
+use super::ids::RecordKey;
 use super::matcher::Matcher;
 use super::model::{self, Model};
 use super::text::{TextColumn, Values};
 use super::{columns_read, text_column, PreviousRun};
 use crate::clean::read::SOURCE;
-use crate::config::{IdentityConfig, MatchRule, Matching, NameFromEmail};
+use crate::config::{Guards, IdentityConfig, MatchRule, Matching, NameFromEmail};
 
 /// Problems building an index.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +35,8 @@ pub enum LookupError {
         "identity state: record {0:?} of source {1:?} has no person id in the saved assignment"
     )]
     Unassigned(String, String),
+    #[error("identity state: more than {0} distinct sources or persons")]
+    TooMany(usize),
     #[error(transparent)]
     Identity(#[from] super::IdentityError),
 }
@@ -114,6 +118,7 @@ struct Parts {
     max_key_group: usize,
     matching: Option<Matching>,
     name_from_email: Option<NameFromEmail>,
+    guards: Guards,
 }
 
 /// A key index: the values of a rule's columns (value ids) -> rows holding them.
@@ -123,15 +128,28 @@ type Keyed = foldhash::HashMap<Vec<u32>, Vec<u32>>;
 pub struct Index {
     rules: Vec<MatchRule>,
     max_key_group: usize,
+    /// The matching settings, with the limits left to the data chosen from the known
+    /// records (as resolve chooses them from its records).
     matching: Option<Matching>,
     name_from_email: Option<NameFromEmail>,
+    /// The guards resolve applies to a record joining a person, limits left to the
+    /// data chosen as for `matching`.
+    guards: Guards,
     model: Option<Model>,
     /// Known records' values, by column (after names read from emails are filled in).
     values: Values,
     /// Column -> text -> value id, for query values.
     dictionary: HashMap<String, foldhash::HashMap<Box<str>, u32>>,
-    /// Per record: its person id.
-    persons: Vec<String>,
+    /// Per record: its person, an index into `person_ids`.
+    person_of: Vec<u32>,
+    /// Each person's id, once.
+    person_ids: Vec<String>,
+    /// Each person's records: `members[member_starts[p]..member_starts[p + 1]]`.
+    member_starts: Vec<u32>,
+    members: Vec<u32>,
+    /// Per record: its source, an index into `sources`.
+    source_of: Vec<u16>,
+    sources: Vec<String>,
     /// Per deterministic rule, then per blocking rule: key -> rows.
     rule_keys: Vec<Keyed>,
     block_keys: Vec<Keyed>,
@@ -141,11 +159,13 @@ pub struct Index {
 
 impl Index {
     /// `columns`: each column resolution reads, a value per known record (clean, as
-    /// the resolver read it); `persons`: each record's person id.
+    /// the resolver read it); `sources` and `persons`: each record's source and
+    /// person id.
     pub fn build(
         config: &IdentityConfig,
         model: Option<Model>,
         columns: HashMap<String, Vec<Option<String>>>,
+        sources: Vec<String>,
         persons: Vec<String>,
     ) -> Result<Self, LookupError> {
         let parts = Parts {
@@ -153,8 +173,9 @@ impl Index {
             max_key_group: config.max_key_group,
             matching: config.matching.clone(),
             name_from_email: config.first_name_from_email.clone(),
+            guards: config.guards.clone(),
         };
-        Self::from_parts(parts, model, columns, persons)
+        Self::from_parts(parts, model, columns, sources, persons)
     }
 
     /// The index over the records a resolve read (`records`, with the lineage source
@@ -166,19 +187,19 @@ impl Index {
         previous: PreviousRun,
     ) -> Result<Self, LookupError> {
         let entity = config.entity.as_str();
-        let sources = text_column(records, SOURCE, entity)?;
-        let keys = text_column(records, key_column, entity)?;
-        let persons = sources
+        let sources: Vec<String> = text_column(records, SOURCE, entity)?
             .into_iter()
-            .zip(keys)
-            .map(|(source, id)| {
-                let key = (source.unwrap_or_default(), id.unwrap_or_default());
-                match previous.rows.get(&key) {
-                    Some(&row) => Ok(previous.assigned[row as usize].person_id.clone()),
-                    None => Err(LookupError::Unassigned(key.1, key.0)),
-                }
-            })
-            .collect::<Result<Vec<String>, LookupError>>()?;
+            .map(Option::unwrap_or_default)
+            .collect();
+        let keys = text_column(records, key_column, entity)?;
+        let mut persons = Vec::with_capacity(sources.len());
+        for (source, id) in sources.iter().zip(keys) {
+            let key = (source.clone(), id.unwrap_or_default());
+            match previous.rows.get(&key) {
+                Some(&row) => persons.push(previous.assigned[row as usize].person_id.clone()),
+                None => return Err(LookupError::Unassigned(key.1, key.0)),
+            }
+        }
         let mut columns: HashMap<String, Vec<Option<String>>> = HashMap::new();
         for name in columns_read(config, key_column) {
             if name == SOURCE || name == key_column || columns.contains_key(name) {
@@ -187,16 +208,20 @@ impl Index {
             columns.insert(name.to_string(), text_column(records, name, entity)?);
         }
         let model = previous.model.map(|m| m.model);
-        Self::build(config, model, columns, persons)
+        Self::build(config, model, columns, sources, persons)
     }
 
     fn from_parts(
-        config: Parts,
+        mut config: Parts,
         model: Option<Model>,
         columns: HashMap<String, Vec<Option<String>>>,
+        sources: Vec<String>,
         persons: Vec<String>,
     ) -> Result<Self, LookupError> {
         let n = persons.len();
+        if sources.len() != n {
+            return Err(LookupError::ColumnLength(SOURCE.into(), sources.len(), n));
+        }
         let mut values = Values::new();
         for (name, column) in &columns {
             if column.len() != n {
@@ -207,9 +232,33 @@ impl Index {
                 TextColumn::from_values(column.iter().map(|v| v.as_deref())),
             );
         }
+        drop(columns);
         if let Some(f) = &config.name_from_email {
             email_names::fill(&mut values, f);
         }
+        let (source_of, sources) = intern(sources)?;
+        {
+            let each: Vec<&str> = source_of
+                .iter()
+                .map(|&s| sources[s as usize].as_str())
+                .collect();
+            let chosen = super::choose_limits(
+                &mut config.guards,
+                config.matching.as_mut(),
+                &config.rules,
+                &values,
+                n,
+                &each,
+            );
+            for said in chosen {
+                tracing::debug!(chosen = said, "match index");
+            }
+        }
+        let (person_of, person_ids) = intern(persons)?;
+        let (member_starts, members) = super::blocking::by_key(
+            person_ids.len(),
+            person_of.iter().enumerate().map(|(r, &p)| (p, r as u32)),
+        );
         let dictionary: HashMap<String, foldhash::HashMap<Box<str>, u32>> = values
             .iter()
             .map(|(name, c)| {
@@ -219,7 +268,28 @@ impl Index {
                 (name.clone(), texts)
             })
             .collect();
-        let keyed = |rules: &[MatchRule]| -> Vec<Keyed> {
+        // A comparison's `max_holders` keeps its columns' crowded values out of rules
+        // in resolve: a value the known records hold that often is crowded once the
+        // record joins them.
+        let max_holders: HashMap<&str, u32> = config
+            .matching
+            .iter()
+            .flat_map(|m| &m.comparisons)
+            .filter_map(|c| Some((c, c.max_holders?)))
+            .flat_map(|(c, limit)| c.columns.iter().map(move |col| (col.as_str(), limit)))
+            .collect();
+        let crowded: HashMap<&str, Vec<bool>> = max_holders
+            .iter()
+            .filter_map(|(&name, &limit)| {
+                let column = values.get(name)?;
+                let mut counts = vec![0u32; column.id_count()];
+                for &id in column.ids() {
+                    counts[id as usize] += 1;
+                }
+                Some((name, counts.into_iter().map(|c| c >= limit).collect()))
+            })
+            .collect();
+        let keyed = |rules: &[MatchRule], crowded: &HashMap<&str, Vec<bool>>| -> Vec<Keyed> {
             rules
                 .iter()
                 .map(|rule| {
@@ -227,8 +297,12 @@ impl Index {
                     'rows: for row in 0..n {
                         let mut key = Vec::with_capacity(rule.columns.len());
                         for c in &rule.columns {
-                            match values.get(c).map(|c| c.ids()[row]) {
-                                Some(id) if id != 0 => key.push(id),
+                            let id = values.get(c).map(|c| c.ids()[row]);
+                            let crowd = crowded.get(c.as_str());
+                            match id {
+                                Some(id) if id != 0 && !crowd.is_some_and(|x| x[id as usize]) => {
+                                    key.push(id)
+                                }
                                 _ => continue 'rows,
                             }
                         }
@@ -238,7 +312,7 @@ impl Index {
                 })
                 .collect()
         };
-        let rule_keys = keyed(&config.rules);
+        let rule_keys = keyed(&config.rules, &crowded);
         let (block_keys, frequencies) = match &config.matching {
             None => (Vec::new(), Vec::new()),
             Some(matching) => {
@@ -258,9 +332,10 @@ impl Index {
                         (counts, field.present)
                     })
                     .collect();
-                (keyed(&matching.blocking), frequencies)
+                (keyed(&matching.blocking, &HashMap::new()), frequencies)
             }
         };
+        drop(crowded);
         Ok(Index {
             rule_keys,
             block_keys,
@@ -268,27 +343,41 @@ impl Index {
             max_key_group: config.max_key_group,
             matching: config.matching,
             name_from_email: config.name_from_email,
+            guards: config.guards,
             model,
             values,
             dictionary,
-            persons,
+            person_of,
+            person_ids,
+            member_starts,
+            members,
+            source_of,
+            sources,
             frequencies,
         })
     }
 
     /// Known records.
     pub fn len(&self) -> usize {
-        self.persons.len()
+        self.person_of.len()
     }
 
     /// Each known record's person id (one per record, so repeated).
     pub fn person_ids(&self) -> impl Iterator<Item = &str> {
-        self.persons.iter().map(String::as_str)
+        self.person_of
+            .iter()
+            .map(|&p| self.person_ids[p as usize].as_str())
     }
 
     /// Whether no record is known.
     pub fn is_empty(&self) -> bool {
-        self.persons.is_empty()
+        self.person_of.is_empty()
+    }
+
+    /// Person `p`'s records.
+    fn members_of(&self, p: u32) -> &[u32] {
+        let p = p as usize;
+        &self.members[self.member_starts[p] as usize..self.member_starts[p + 1] as usize]
     }
 
     /// The rows sharing `record`'s values of `columns` (none when one is missing or
@@ -313,6 +402,115 @@ impl Index {
         keys.get(&key).map(Vec::as_slice).unwrap_or(&[])
     }
 
+    /// `rows` of the known records and `record` (last) as a few records of their own.
+    fn local_values<R: Record + ?Sized>(&self, rows: &[u32], record: &R) -> Values {
+        let mut values = Values::new();
+        for (name, column) in &self.values {
+            let texts = rows
+                .iter()
+                .map(|&r| column.get(r as usize))
+                .chain(std::iter::once(
+                    record.value(name).filter(|v| !v.is_empty()),
+                ));
+            values.insert(name.clone(), TextColumn::from_values(texts));
+        }
+        if let Some(f) = &self.name_from_email {
+            email_names::fill(&mut values, f);
+        }
+        values
+    }
+
+    /// The matcher over `m` local records, with the saved model and the known
+    /// records' term frequencies; none without matching settings and a model.
+    fn local_matcher(&self, values: &Values, m: usize) -> Option<Matcher> {
+        let (Some(matching), Some(model)) = (&self.matching, &self.model) else {
+            return None;
+        };
+        let frequencies = &self.frequencies;
+        Some(Matcher::with_frequencies(
+            values,
+            m,
+            matching,
+            model.clone(),
+            |c, text| {
+                let (counts, present) = &frequencies[c];
+                (counts.get(text).copied().unwrap_or(0), *present)
+            },
+        ))
+    }
+
+    /// Which of `persons` (with the weight of the record's best link to each, best
+    /// first) resolve would put `record` with, judged by its guards against every
+    /// record of each person: the first one the hard guards and the evidence guard
+    /// let it join; none when they refuse them all. Ambiguous, as in resolve, when
+    /// another person about as strong (within `ambiguity_margin`) may not be one with
+    /// it, or when a weaker person the record may join could then merge with it (the
+    /// record ties them together).
+    fn pick<R: Record + ?Sized>(&self, persons: &[(u32, f64)], record: &R) -> Pick {
+        let rows: Vec<u32> = persons
+            .iter()
+            .flat_map(|&(p, _)| self.members_of(p))
+            .copied()
+            .collect();
+        let m = rows.len() + 1;
+        let values = self.local_values(&rows, record);
+        let matcher = self.local_matcher(&values, m);
+        let keys: Vec<RecordKey> = rows
+            .iter()
+            .map(|&r| {
+                let source = &self.sources[self.source_of[r as usize] as usize];
+                (source.clone(), r.to_string())
+            })
+            .chain(std::iter::once((
+                record.value(SOURCE).unwrap_or_default().to_string(),
+                String::new(),
+            )))
+            .collect();
+        let guards = GuardSet::new(&self.guards, &values, m, matcher.as_ref(), &keys);
+        let query = (m - 1) as u32;
+        // Each person's records, as local rows.
+        let mut start = 0u32;
+        let local: Vec<Vec<u32>> = persons
+            .iter()
+            .map(|&(p, _)| {
+                let end = start + self.members_of(p).len() as u32;
+                let rows = (start..end).collect();
+                start = end;
+                rows
+            })
+            .collect();
+        let joins = |a: &[u32], b: &[u32]| {
+            guards.refuse_hard(a, b).is_none() && guards.too_weak(a, b).is_none()
+        };
+        let Some(first) = local.iter().position(|person| joins(person, &[query])) else {
+            return Pick::New;
+        };
+        let weight = persons[first].1;
+        let mut tied = vec![first];
+        if let Some(margin) = self.guards.ambiguity_margin {
+            tied.extend((0..persons.len()).filter(|&i| {
+                let w = persons[i].1;
+                i != first
+                    && w <= weight
+                    && w >= weight - margin
+                    && guards.refuse_hard(&local[first], &local[i]).is_some()
+            }));
+        }
+        if tied.len() > 1 {
+            return Pick::Ambiguous(tied);
+        }
+        let mut joined = local[first].clone();
+        joined.push(query);
+        let merged: Vec<usize> = (first + 1..persons.len())
+            .filter(|&i| joins(&local[i], &[query]) && joins(&joined, &local[i]))
+            .collect();
+        if merged.is_empty() {
+            Pick::One(first)
+        } else {
+            Pick::Ambiguous(tied.into_iter().chain(merged).collect())
+        }
+    }
+
     /// The person `record` (clean values by column) belongs to, and how.
     pub fn lookup<R: Record + ?Sized>(&self, record: &R) -> Answer {
         for (rule, keys) in self.rules.iter().zip(&self.rule_keys) {
@@ -321,38 +519,49 @@ impl Index {
             if rows.is_empty() || rows.len() >= self.max_key_group {
                 continue;
             }
-            let mut persons: Vec<&str> = rows
-                .iter()
-                .map(|&r| self.persons[r as usize].as_str())
-                .collect();
-            persons.sort_unstable();
+            let mut persons: Vec<u32> = rows.iter().map(|&r| self.person_of[r as usize]).collect();
+            persons.sort_unstable_by(|&a, &b| self.person_id(a).cmp(self.person_id(b)));
             persons.dedup();
-            if let [person] = persons[..] {
-                return Answer {
-                    person_id: Some(person.to_string()),
-                    rule: Some(rule.name.clone()),
-                    probability: None,
-                    new: false,
-                    ambiguous: false,
-                    candidates: Vec::new(),
-                };
-            }
-            return Answer {
-                person_id: None,
-                rule: Some(rule.name.clone()),
-                probability: None,
-                new: false,
-                ambiguous: true,
-                candidates: persons
-                    .into_iter()
-                    .map(|p| Candidate {
-                        person_id: p.to_string(),
+            // The guards have the last word on a rule's link too: a person they keep
+            // the record from is left to the next rule and to scoring. Rule links
+            // are as strong as each other.
+            let persons: Vec<(u32, f64)> =
+                persons.into_iter().map(|p| (p, f64::INFINITY)).collect();
+            match self.pick(&persons, record) {
+                Pick::New => continue,
+                Pick::One(i) => {
+                    return Answer {
+                        person_id: Some(self.person_id(persons[i].0).to_string()),
+                        rule: Some(rule.name.clone()),
                         probability: None,
-                    })
-                    .collect(),
-            };
+                        new: false,
+                        ambiguous: false,
+                        candidates: Vec::new(),
+                    }
+                }
+                Pick::Ambiguous(tied) => {
+                    return Answer {
+                        person_id: None,
+                        rule: Some(rule.name.clone()),
+                        probability: None,
+                        new: false,
+                        ambiguous: true,
+                        candidates: tied
+                            .into_iter()
+                            .map(|i| Candidate {
+                                person_id: self.person_id(persons[i].0).to_string(),
+                                probability: None,
+                            })
+                            .collect(),
+                    }
+                }
+            }
         }
         self.score(record)
+    }
+
+    fn person_id(&self, p: u32) -> &str {
+        &self.person_ids[p as usize]
     }
 
     /// Blocking and scoring against the candidates' records with the saved model.
@@ -365,7 +574,7 @@ impl Index {
             ambiguous: false,
             candidates: Vec::new(),
         };
-        let (Some(matching), Some(model)) = (&self.matching, &self.model) else {
+        let Some(matching) = &self.matching else {
             return new;
         };
         let mut candidates: Vec<u32> = Vec::new();
@@ -384,64 +593,87 @@ impl Index {
         }
         // The candidates and the record (last) as a few records of their own.
         let m = candidates.len() + 1;
-        let mut values = Values::new();
-        for (name, column) in &self.values {
-            let texts = candidates
-                .iter()
-                .map(|&r| column.get(r as usize))
-                .chain(std::iter::once(
-                    record.value(name).filter(|v| !v.is_empty()),
-                ));
-            values.insert(name.clone(), TextColumn::from_values(texts));
-        }
-        if let Some(f) = &self.name_from_email {
-            email_names::fill(&mut values, f);
-        }
-        let frequencies = &self.frequencies;
-        let matcher = Matcher::with_frequencies(&values, m, matching, model.clone(), |c, text| {
-            let (counts, present) = &frequencies[c];
-            (counts.get(text).copied().unwrap_or(0), *present)
-        });
+        let values = self.local_values(&candidates, record);
+        let (Some(matcher), Some(model)) = (self.local_matcher(&values, m), &self.model) else {
+            return new;
+        };
         let prior = model.prior_weight();
         let query = (m - 1) as u32;
-        let mut best: HashMap<&str, f64> = HashMap::new();
+        // Per person: the weight of the record's best link to one of its records.
+        let mut best: foldhash::HashMap<u32, f64> = Default::default();
         for (i, &row) in candidates.iter().enumerate() {
-            let p = model::probability(prior + matcher.evidence(query, i as u32));
-            let person = self.persons[row as usize].as_str();
-            let e = best.entry(person).or_insert(p);
-            *e = e.max(p);
+            let w = prior + matcher.evidence(query, i as u32);
+            let e = best.entry(self.person_of[row as usize]).or_insert(w);
+            *e = e.max(w);
         }
-        let mut above: Vec<(&str, f64)> = best
-            .into_iter()
-            .filter(|&(_, p)| p >= matching.threshold)
-            .collect();
-        above.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
-        match above[..] {
-            [] => new,
-            [(person, p)] => Answer {
-                person_id: Some(person.to_string()),
+        let cut = model::weight_of(matching.threshold);
+        let mut above: Vec<(u32, f64)> = best.into_iter().filter(|&(_, w)| w >= cut).collect();
+        above.sort_by(|a, b| {
+            b.1.total_cmp(&a.1)
+                .then_with(|| self.person_id(a.0).cmp(self.person_id(b.0)))
+        });
+        if above.is_empty() {
+            return new;
+        }
+        // Resolve's guards keep the record from some of them: it goes to the best of
+        // the others.
+        match self.pick(&above, record) {
+            Pick::New => new,
+            Pick::One(i) => Answer {
+                person_id: Some(self.person_id(above[i].0).to_string()),
                 rule: None,
-                probability: Some(p),
+                probability: Some(model::probability(above[i].1)),
                 new: false,
                 ambiguous: false,
                 candidates: Vec::new(),
             },
-            _ => Answer {
+            Pick::Ambiguous(tied) => Answer {
                 person_id: None,
                 rule: None,
-                probability: Some(above[0].1),
+                probability: Some(model::probability(above[tied[0]].1)),
                 new: false,
                 ambiguous: true,
-                candidates: above
+                candidates: tied
                     .iter()
-                    .map(|&(p, probability)| Candidate {
-                        person_id: p.to_string(),
-                        probability: Some(probability),
+                    .map(|&i| Candidate {
+                        person_id: self.person_id(above[i].0).to_string(),
+                        probability: Some(model::probability(above[i].1)),
                     })
                     .collect(),
             },
         }
     }
+}
+
+/// Whom a record joins among some persons, by index.
+enum Pick {
+    New,
+    One(usize),
+    Ambiguous(Vec<usize>),
+}
+
+/// Each value's position among the distinct values (in order of first sight), and
+/// the distinct values.
+fn intern<T: TryFrom<usize> + Copy>(
+    texts: Vec<String>,
+) -> Result<(Vec<T>, Vec<String>), LookupError> {
+    let mut index: HashMap<String, T> = HashMap::new();
+    let mut distinct = Vec::new();
+    let mut of = Vec::with_capacity(texts.len());
+    for text in texts {
+        let at = match index.get(&text) {
+            Some(&at) => at,
+            None => {
+                let at = T::try_from(distinct.len())
+                    .map_err(|_| LookupError::TooMany(distinct.len()))?;
+                distinct.push(text.clone());
+                index.insert(text, at);
+                at
+            }
+        };
+        of.push(at);
+    }
+    Ok((of, distinct))
 }
 
 #[cfg(test)]
@@ -458,6 +690,16 @@ mod tests {
             }],
             max_key_group: 10,
             name_from_email: None,
+            guards: Guards {
+                max_cluster_size: 50,
+                max_distinct: Vec::new(),
+                max_per_source: Vec::new(),
+                never_disagree: Vec::new(),
+                max_per_source_auto: false,
+                min_cluster_weight: None,
+                corroborate: Vec::new(),
+                ambiguity_margin: None,
+            },
             matching: Some(Matching {
                 threshold: 0.9,
                 blocking: vec![MatchRule {
@@ -517,8 +759,9 @@ mod tests {
             ("last_name".to_string(), column(["Smith", "Jones", "Jones"])),
             ("first_name".to_string(), column(["Ann", "Bob", "Bob"])),
         ]);
+        let sources = vec!["crm".into(), "crm".into(), "shop".into()];
         let persons = vec!["P1".into(), "P2".into(), "P3".into()];
-        Index::from_parts(config(), Some(model()), columns, persons).unwrap()
+        Index::from_parts(config(), Some(model()), columns, sources, persons).unwrap()
     }
 
     fn record(pairs: &[(&str, &str)]) -> HashMap<String, String> {
@@ -553,6 +796,41 @@ mod tests {
     }
 
     #[test]
+    fn a_person_resolve_guards_keep_the_record_from_is_passed_over() {
+        // P3's record is the shop's, and the shop holds one record a person: a second
+        // shop record cannot join P3, so it goes to the other Bob Jones.
+        let mut parts = config();
+        parts.guards.max_per_source = vec![("shop".into(), 1)];
+        let column = |v: [&str; 3]| v.iter().map(|s| Some(s.to_string())).collect::<Vec<_>>();
+        let columns = HashMap::from([
+            ("email".to_string(), column(["a@x.io", "b@x.io", "c@x.io"])),
+            ("last_name".to_string(), column(["Smith", "Jones", "Jones"])),
+            ("first_name".to_string(), column(["Ann", "Bob", "Bob"])),
+        ]);
+        let sources = vec!["crm".into(), "crm".into(), "shop".into()];
+        let persons = vec!["P1".into(), "P2".into(), "P3".into()];
+        let index = Index::from_parts(parts, Some(model()), columns, sources, persons).unwrap();
+        let bob = [("last_name", "Jones"), ("first_name", "Bob")];
+        let a = index.lookup(&record(&[bob[0], bob[1], ("source", "shop")]));
+        assert_eq!(a.person_id.as_deref(), Some("P2"), "{a:?}");
+        // By its rule too: c@x.io is P3's, whom the guard keeps it from.
+        let a = index.lookup(&record(&[
+            ("email", "c@x.io"),
+            ("last_name", "Smith"),
+            ("first_name", "Ann"),
+            ("source", "shop"),
+        ]));
+        assert_eq!(
+            (a.person_id.as_deref(), a.rule.as_deref()),
+            (Some("P1"), None),
+            "{a:?}"
+        );
+        // A CRM record is not limited: both Bob Joneses still match.
+        let a = index.lookup(&record(&[bob[0], bob[1], ("source", "crm")]));
+        assert!(a.ambiguous, "{a:?}");
+    }
+
+    #[test]
     fn no_one_above_the_threshold_is_new() {
         let a = index().lookup(&record(&[("last_name", "Smith"), ("first_name", "Zed")]));
         assert!(a.new && a.person_id.is_none(), "{a:?}");
@@ -580,7 +858,14 @@ mod tests {
     #[test]
     fn a_column_of_the_wrong_length_is_named() {
         let columns = HashMap::from([("email".to_string(), vec![None])]);
-        let err = Index::from_parts(config(), None, columns, vec!["P1".into(), "P2".into()]);
+        let sources = vec!["crm".into(), "crm".into()];
+        let err = Index::from_parts(
+            config(),
+            None,
+            columns,
+            sources,
+            vec!["P1".into(), "P2".into()],
+        );
         assert!(matches!(err, Err(LookupError::ColumnLength(c, 1, 2)) if c == "email"));
     }
 }

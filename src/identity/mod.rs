@@ -374,7 +374,9 @@ pub fn resolve(
 
     lap("columns read");
     // Limits the file leaves to the data ("auto") are chosen now, from the values.
-    let (chosen_config, chosen) = choose_from_data(config, &values, n, &keys);
+    let sources: Vec<&str> = keys.iter().map(|(s, _)| s.as_str()).collect();
+    let (chosen_config, chosen) = choose_from_data(config, &values, n, &sources);
+    drop(sources);
     let config = chosen_config.as_ref().unwrap_or(config);
     let mut columns: Vec<&String> = values.keys().collect();
     columns.sort();
@@ -767,9 +769,9 @@ const MIN_KEYED_FOR_UNIQUE: u64 = 30;
 fn one_record_a_person(
     values: &Values,
     rules: &[crate::config::MatchRule],
-    keys: &[RecordKey],
+    sources: &[&str],
 ) -> Vec<(String, u64)> {
-    let mut keyed_any = vec![false; keys.len()];
+    let mut keyed_any = vec![false; sources.len()];
     let mut shared: foldhash::HashSet<&str> = Default::default();
     for rule in rules {
         let columns: Vec<&TextColumn> = rule.columns.iter().filter_map(|c| values.get(c)).collect();
@@ -777,20 +779,20 @@ fn one_record_a_person(
             continue;
         }
         let mut seen: foldhash::HashSet<(&str, Vec<u32>)> = Default::default();
-        for (i, (source, _)) in keys.iter().enumerate() {
+        for (i, &source) in sources.iter().enumerate() {
             let key: Vec<u32> = columns.iter().map(|c| c.ids()[i]).collect();
             if key.contains(&0) {
                 continue;
             }
             keyed_any[i] = true;
-            if !seen.insert((source.as_str(), key)) {
-                shared.insert(source.as_str());
+            if !seen.insert((source, key)) {
+                shared.insert(source);
             }
         }
     }
     let mut keyed: BTreeMap<&str, u64> = BTreeMap::new();
-    for ((source, _), _) in keys.iter().zip(&keyed_any).filter(|(_, k)| **k) {
-        *keyed.entry(source.as_str()).or_default() += 1;
+    for (&source, _) in sources.iter().zip(&keyed_any).filter(|(_, k)| **k) {
+        *keyed.entry(source).or_default() += 1;
     }
     keyed
         .into_iter()
@@ -800,28 +802,51 @@ fn one_record_a_person(
 }
 
 /// A copy of `config` with the limits it leaves to the data chosen, and what was
-/// chosen in words; `None` when nothing is left to the data.
+/// chosen in words; `None` when nothing is left to the data. `sources`: each record's
+/// source.
 fn choose_from_data(
     config: &IdentityConfig,
     values: &Values,
     n: usize,
-    keys: &[RecordKey],
+    sources: &[&str],
 ) -> (Option<IdentityConfig>, Vec<String>) {
     let auto = |m: &crate::config::Matching| m.comparisons.iter().any(|c| c.max_holders_auto);
     if !config.matching.as_ref().is_some_and(auto) && !config.guards.max_per_source_auto {
         return (None, Vec::new());
     }
     let mut chosen = config.clone();
+    let said = choose_limits(
+        &mut chosen.guards,
+        chosen.matching.as_mut(),
+        &config.rules,
+        values,
+        n,
+        sources,
+    );
+    (Some(chosen), said)
+}
+
+/// Fills in the limits `guards` and `matching` leave to the data (`max_per_source`
+/// and `max_holders` "auto") from these records' values and sources; returns what
+/// was chosen in words.
+pub(crate) fn choose_limits(
+    guards: &mut crate::config::Guards,
+    matching: Option<&mut crate::config::Matching>,
+    rules: &[crate::config::MatchRule],
+    values: &Values,
+    n: usize,
+    sources: &[&str],
+) -> Vec<String> {
     let mut said = Vec::new();
-    if config.guards.max_per_source_auto {
-        for (source, keyed) in one_record_a_person(values, &config.rules, keys) {
+    if guards.max_per_source_auto {
+        for (source, keyed) in one_record_a_person(values, rules, sources) {
             said.push(format!(
                 "{source}: max_per_source 1 (no two of its {keyed} records keyed by a rule share a key)"
             ));
-            chosen.guards.max_per_source.push((source, 1));
+            guards.max_per_source.push((source, 1));
         }
     }
-    if let Some(m) = &mut chosen.matching {
+    if let Some(m) = matching {
         for c in m.comparisons.iter_mut().filter(|c| c.max_holders_auto) {
             let limit = max_holders_from_data(values, &c.columns, n);
             c.max_holders = Some(limit);
@@ -831,7 +856,7 @@ fn choose_from_data(
             ));
         }
     }
-    (Some(chosen), said)
+    said
 }
 
 /// A stable 64-bit hash (FNV-1a) of a record's values, to tell changed records.
@@ -1069,11 +1094,7 @@ mod tests {
         }
         rows.push(("crm", "c0@x.com".into(), "Ann".into()));
         rows.push(("tiny", "t@x.com".into(), "Bo".into()));
-        let keys: Vec<RecordKey> = rows
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (r.0.to_string(), i.to_string()))
-            .collect();
+        let sources: Vec<&str> = rows.iter().map(|r| r.0).collect();
         let values: Values = [
             (
                 "email".to_string(),
@@ -1091,7 +1112,7 @@ mod tests {
             columns: vec!["email".into(), "first".into()],
         }];
         assert_eq!(
-            one_record_a_person(&values, &rules, &keys),
+            one_record_a_person(&values, &rules, &sources),
             [("vendor".to_string(), 40)]
         );
     }
