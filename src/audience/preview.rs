@@ -13,7 +13,7 @@ use super::build::{
 use super::compile::{members_sql, trait_sql, Env};
 use super::sql::timestamp_text;
 use crate::config::{Pipeline, CUSTOMER_360_TABLE};
-use crate::warehouse::Warehouse;
+use crate::warehouse::{cell_count as number, cell_text as text, Warehouse};
 
 /// One audience as `cdp audience list` shows it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -25,22 +25,6 @@ pub struct Listed {
     pub last_size: Option<u64>,
     pub last_built: Option<String>,
     pub last_run: Option<String>,
-}
-
-fn number(v: &serde_json::Value) -> Option<u64> {
-    match v {
-        serde_json::Value::Number(n) => n.as_u64().or_else(|| n.as_f64().map(|f| f as u64)),
-        serde_json::Value::String(s) => s.parse::<f64>().ok().map(|f| f as u64),
-        _ => None,
-    }
-}
-
-fn text(v: &serde_json::Value) -> Option<String> {
-    match v {
-        serde_json::Value::Null => None,
-        serde_json::Value::String(s) => Some(s.clone()),
-        other => Some(other.to_string()),
-    }
 }
 
 /// Every audience of the pipeline with its last build (from `audience_runs`, when the

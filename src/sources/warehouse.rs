@@ -19,29 +19,13 @@ use crate::lake::Lake;
 use crate::state::interval::Interval;
 use crate::state::{self, Position};
 use crate::vocab::FileFormat;
-use crate::warehouse::{self, Dialect, ExportFormat};
+use crate::warehouse::{self, cell_count as count, cell_text as text, Dialect, ExportFormat};
 
 /// The key of the cursor's position in the source's state: the largest cursor value a
 /// run without a data interval took.
 const CURSOR: &str = "cursor";
 /// The key under which interval runs record the intervals they took.
 const INTERVALS: &str = "intervals";
-
-fn count(v: &serde_json::Value) -> Option<u64> {
-    match v {
-        serde_json::Value::Number(n) => n.as_u64(),
-        serde_json::Value::String(s) => s.parse().ok(),
-        _ => None,
-    }
-}
-
-fn text(v: &serde_json::Value) -> Option<String> {
-    match v {
-        serde_json::Value::Null => None,
-        serde_json::Value::String(s) => Some(s.clone()),
-        other => Some(other.to_string()),
-    }
-}
 
 pub struct WarehouseSource<'a> {
     name: &'a str,

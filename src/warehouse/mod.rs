@@ -386,6 +386,24 @@ pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// A count from a query's cell: a number, or its text (Snowflake sends numbers as text).
+pub fn cell_count(v: &serde_json::Value) -> Option<u64> {
+    match v {
+        serde_json::Value::Number(n) => n.as_u64().or_else(|| n.as_f64().map(|f| f as u64)),
+        serde_json::Value::String(s) => s.parse::<f64>().ok().map(|f| f as u64),
+        _ => None,
+    }
+}
+
+/// A query's cell as text; `None` for null.
+pub fn cell_text(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
 /// The ledger table every back end keeps.
 pub const LEDGER_TABLE: &str = "_cdp_load_ledger";
 
