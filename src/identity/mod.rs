@@ -329,8 +329,10 @@ enum Link {
     },
 }
 
+/// Takes the records by value: the frame is the largest thing a run holds, and it is
+/// freed as soon as the golden records are built, before the other outputs are.
 pub fn resolve(
-    records: &DataFrame,
+    records: DataFrame,
     config: &IdentityConfig,
     key_column: &str,
     previous: &PreviousRun,
@@ -342,19 +344,19 @@ pub fn resolve(
     let started = std::time::Instant::now();
     let lap =
         |stage: &str| tracing::info!(stage, seconds = started.elapsed().as_secs_f64(), "resolve");
-    let keys: Vec<RecordKey> = text_column(records, SOURCE, entity)?
+    let keys: Vec<RecordKey> = text_column(&records, SOURCE, entity)?
         .into_iter()
-        .zip(text_column(records, key_column, entity)?)
+        .zip(text_column(&records, key_column, entity)?)
         .map(|(source, id)| (source.unwrap_or_default(), id.unwrap_or_default()))
         .collect();
 
     let wanted = columns_compared(config);
     let order_by = config.survivorship.order_by.as_deref();
     let (values, recency) = rayon::join(
-        || text_columns(records, wanted, entity),
+        || text_columns(&records, wanted, entity),
         || {
             order_by
-                .map(|o| recency_ranks(records, o, entity))
+                .map(|o| recency_ranks(&records, o, entity))
                 .transpose()
         },
     );
@@ -418,7 +420,7 @@ pub fn resolve(
         .into_iter()
         .map(|(a, b, r)| (a, b, Link::Rule(r)))
         .collect();
-    let scored = config.matching.as_ref().map(|m| {
+    let mut scored = config.matching.as_ref().map(|m| {
         let linked = (!config.rules.is_empty()).then_some(rule_edges_len);
         score_pairs(
             &values,
@@ -431,8 +433,9 @@ pub fn resolve(
             retrain,
         )
     });
-    if let Some(s) = &scored {
+    if let Some(s) = &mut scored {
         edges.extend(strong_edges(&s.scored, s.matching.threshold));
+        s.keep_strong();
     }
     lap("pairs scored");
     let matcher = scored.as_ref().map(|s| &s.scored.matcher);
@@ -445,38 +448,43 @@ pub fn resolve(
         .iter()
         .map(|row| row.map(|r| &previous.assigned[r as usize]))
         .collect();
-    let evidence = golden::Evidence {
-        values: &values,
-        as_given: as_given.as_ref().map(|(name, column)| (*name, column)),
-        keys: &keys,
-        recency: recency.as_deref(),
-    };
-    // The decisions and the golden records need no person ids: they are built while
-    // ids are assigned.
-    let (decisions, (persons, golden)) = rayon::join(
+    // The golden records (they need no person ids) come first: they are the last use
+    // of the records frame and of the compared values, which are freed before the
+    // other outputs are built (at 10M records the frame alone is about 4 GiB).
+    let golden = golden_columns(
+        &records,
+        config,
+        &clusters,
+        &golden::Evidence {
+            values: &values,
+            as_given: as_given.as_ref().map(|(name, column)| (*name, column)),
+            keys: &keys,
+            recency: recency.as_deref(),
+        },
+    )?;
+    // Millions of small strings: freed on the side while the other outputs are built.
+    let as_given = as_given.map(|(_, column)| column);
+    std::thread::spawn(move || drop((records, values, as_given, neighbours)));
+    let (decisions, persons) = rayon::join(
         || decision_frame(&decisions, &edges, &keys, config),
-        || {
-            rayon::join(
-                || -> Result<_, IdentityError> {
-                    let (assigned, changes) =
-                        ids::assign(&clusters, &keys, &had, &previous.assigned, run_id);
-                    let graph = graph_frame(
-                        &clusters,
-                        &assigned,
-                        &tally.linked_by,
-                        &keys,
-                        config,
-                        run_id,
-                    )?;
-                    let assignment = assignment_frame(&clusters, &assigned, &keys, &fingerprints)?;
-                    Ok((assigned, changes, graph, assignment))
-                },
-                || golden_columns(records, config, &clusters, &evidence),
-            )
+        || -> Result<_, IdentityError> {
+            let (assigned, changes) =
+                ids::assign(&clusters, &keys, &had, &previous.assigned, run_id);
+            let graph = graph_frame(
+                &clusters,
+                &assigned,
+                &tally.linked_by,
+                &keys,
+                config,
+                run_id,
+            )?;
+            let assignment = assignment_frame(&clusters, &assigned, &keys, &fingerprints)?;
+            Ok((assigned, changes, graph, assignment))
         },
     );
+    drop(edges);
     let (decisions, (assigned, changes, graph, (assignment, row_of))) = (decisions?, persons?);
-    let profiles = profiles(&assigned, golden?)?;
+    let profiles = profiles(&assigned, golden)?;
     lap("decisions, golden records and assignment");
     let assignment_digest = frames::assignment_digest(&assignment)?;
     let (matching, saved_model, saved_edges) = match scored {
@@ -488,7 +496,7 @@ pub fn resolve(
         None => (None, None, Vec::new()),
     };
     // Millions of small strings: freed on the side while the caller writes.
-    std::thread::spawn(move || drop((values, neighbours, keys)));
+    std::thread::spawn(move || drop(keys));
     Ok(Resolution {
         graph,
         profiles,
@@ -522,6 +530,8 @@ struct ScoredRun<'c> {
     trained: bool,
     /// Strong pairs taken from the last run (both records unchanged).
     reused: u64,
+    /// How many pairs were scored, counted before the weak ones are let go.
+    candidates: u64,
 }
 
 /// Scores candidate pairs: with the saved model when the matching settings are the
@@ -572,6 +582,7 @@ fn score_pairs<'c>(
         config_text,
         trained,
         reused,
+        candidates: 0,
     }
 }
 
@@ -595,6 +606,26 @@ fn strong_edges(s: &matcher::Scored, threshold: f64) -> Vec<(u32, u32, Link)> {
 }
 
 impl ScoredRun<'_> {
+    /// Keeps only the pairs at or above the threshold (all that `finish` saves), once
+    /// they are edges: at 10M records the weaker ones are over 40 million pairs.
+    fn keep_strong(&mut self) {
+        let cut = model::weight_of(self.matching.threshold);
+        let s = &mut self.scored;
+        self.candidates = s.pairs.len() as u64;
+        let mut kept = 0;
+        for i in 0..s.pairs.len() {
+            if s.weights[i] >= cut {
+                s.pairs[kept] = s.pairs[i];
+                s.weights[kept] = s.weights[i];
+                kept += 1;
+            }
+        }
+        s.pairs.truncate(kept);
+        s.pairs.shrink_to_fit();
+        s.weights.truncate(kept);
+        s.weights.shrink_to_fit();
+    }
+
     /// The matching report, the model to save (beside the assignment it indexes) and
     /// the strong pairs to save, as assignment rows.
     fn finish(
@@ -618,7 +649,7 @@ impl ScoredRun<'_> {
             assignment: Some(assignment_digest),
         };
         let report = MatchingReport {
-            candidate_pairs: self.scored.pairs.len() as u64 - self.reused,
+            candidate_pairs: self.candidates.max(self.scored.pairs.len() as u64) - self.reused,
             reused_edges: self.reused,
             trained: self.trained,
             edges: saved_edges.len() as u64,

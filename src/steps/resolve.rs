@@ -61,7 +61,7 @@ pub fn run(ctx: &Context, retrain: bool) -> Result<(Outcome, Option<ResolveRepor
         )
     });
     let (records, previous) = (records?, previous?);
-    let resolution = identity::resolve(&records, config, &entity, &previous, retrain, &ctx.run_id)?;
+    let resolution = identity::resolve(records, config, &entity, &previous, retrain, &ctx.run_id)?;
     spinner.finish_and_clear();
 
     // The run's outputs and the state for the next run are written side by side;
