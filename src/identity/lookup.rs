@@ -439,19 +439,17 @@ impl Index {
         ))
     }
 
-    /// Which of `persons` (with the weight of the record's best link to each, best
-    /// first) resolve would put `record` with, judged by its guards against every
-    /// record of each person: the first one the hard guards and the evidence guard
-    /// let it join; none when they refuse them all. Ambiguous, as in resolve, when
-    /// another person about as strong (within `ambiguity_margin`) may not be one with
-    /// it, or when a weaker person the record may join could then merge with it (the
-    /// record ties them together).
-    fn pick<R: Record + ?Sized>(&self, persons: &[(u32, f64)], record: &R) -> Pick {
-        let rows: Vec<u32> = persons
-            .iter()
-            .flat_map(|&(p, _)| self.members_of(p))
-            .copied()
-            .collect();
+    /// The records of `persons` and `record` (last) as a few records of their own:
+    /// their values, the matcher over them and their keys, built once for both the
+    /// scoring and the guards.
+    fn local<R: Record + ?Sized>(&self, persons: &[u32], record: &R) -> Local {
+        let mut rows: Vec<u32> = Vec::new();
+        let mut spans = Vec::with_capacity(persons.len());
+        for &p in persons {
+            let start = rows.len() as u32;
+            rows.extend_from_slice(self.members_of(p));
+            spans.push((p, start..rows.len() as u32));
+        }
         let m = rows.len() + 1;
         let values = self.local_values(&rows, record);
         let matcher = self.local_matcher(&values, m);
@@ -466,23 +464,41 @@ impl Index {
                 String::new(),
             )))
             .collect();
-        let guards = GuardSet::new(&self.guards, &values, m, matcher.as_ref(), &keys);
+        Local {
+            rows,
+            spans,
+            values,
+            matcher,
+            keys,
+        }
+    }
+
+    /// Which of `persons` (with the weight of the record's best link to each, best
+    /// first; each one of `local`'s) resolve would put the record with, judged by its
+    /// guards against every record of each person: the first one the hard guards and
+    /// the evidence guard let it join; none when they refuse them all. Ambiguous, as
+    /// in resolve, when another person about as strong (within `ambiguity_margin`) may
+    /// not be one with it, or when a weaker person the record may join could then
+    /// merge with it (the record ties them together).
+    fn pick(&self, local: &Local, persons: &[(u32, f64)]) -> Pick {
+        let m = local.rows.len() + 1;
+        let guards = GuardSet::new(
+            &self.guards,
+            &local.values,
+            m,
+            local.matcher.as_ref(),
+            &local.keys,
+        );
         let query = (m - 1) as u32;
         // Each person's records, as local rows.
-        let mut start = 0u32;
-        let local: Vec<Vec<u32>> = persons
+        let local_rows: Vec<Vec<u32>> = persons
             .iter()
-            .map(|&(p, _)| {
-                let end = start + self.members_of(p).len() as u32;
-                let rows = (start..end).collect();
-                start = end;
-                rows
-            })
+            .map(|&(p, _)| local.span(p).collect())
             .collect();
         let joins = |a: &[u32], b: &[u32]| {
             guards.refuse_hard(a, b).is_none() && guards.too_weak(a, b).is_none()
         };
-        let Some(first) = local.iter().position(|person| joins(person, &[query])) else {
+        let Some(first) = local_rows.iter().position(|person| joins(person, &[query])) else {
             return Pick::New;
         };
         let weight = persons[first].1;
@@ -493,16 +509,18 @@ impl Index {
                 i != first
                     && w <= weight
                     && w >= weight - margin
-                    && guards.refuse_hard(&local[first], &local[i]).is_some()
+                    && guards
+                        .refuse_hard(&local_rows[first], &local_rows[i])
+                        .is_some()
             }));
         }
         if tied.len() > 1 {
             return Pick::Ambiguous(tied);
         }
-        let mut joined = local[first].clone();
+        let mut joined = local_rows[first].clone();
         joined.push(query);
         let merged: Vec<usize> = (first + 1..persons.len())
-            .filter(|&i| joins(&local[i], &[query]) && joins(&joined, &local[i]))
+            .filter(|&i| joins(&local_rows[i], &[query]) && joins(&joined, &local_rows[i]))
             .collect();
         if merged.is_empty() {
             Pick::One(first)
@@ -525,9 +543,10 @@ impl Index {
             // The guards have the last word on a rule's link too: a person they keep
             // the record from is left to the next rule and to scoring. Rule links
             // are as strong as each other.
+            let local = self.local(&persons, record);
             let persons: Vec<(u32, f64)> =
                 persons.into_iter().map(|p| (p, f64::INFINITY)).collect();
-            match self.pick(&persons, record) {
+            match self.pick(&local, &persons) {
                 Pick::New => continue,
                 Pick::One(i) => {
                     return Answer {
@@ -591,20 +610,32 @@ impl Index {
         if candidates.is_empty() {
             return new;
         }
-        // The candidates and the record (last) as a few records of their own.
-        let m = candidates.len() + 1;
-        let values = self.local_values(&candidates, record);
-        let (Some(matcher), Some(model)) = (self.local_matcher(&values, m), &self.model) else {
+        // The candidates' persons, all their records and the record (last) as a few
+        // records of their own: scored against the candidates, then guarded.
+        let mut persons: Vec<u32> = candidates
+            .iter()
+            .map(|&r| self.person_of[r as usize])
+            .collect();
+        persons.sort_unstable();
+        persons.dedup();
+        let local = self.local(&persons, record);
+        let (Some(matcher), Some(model)) = (&local.matcher, &self.model) else {
             return new;
         };
         let prior = model.prior_weight();
-        let query = (m - 1) as u32;
-        // Per person: the weight of the record's best link to one of its records.
+        let query = local.rows.len() as u32;
+        // Per person: the weight of the record's best link to one of its candidate
+        // records (only the candidates are compared, as in resolve).
         let mut best: foldhash::HashMap<u32, f64> = Default::default();
-        for (i, &row) in candidates.iter().enumerate() {
-            let w = prior + matcher.evidence(query, i as u32);
-            let e = best.entry(self.person_of[row as usize]).or_insert(w);
-            *e = e.max(w);
+        for (p, span) in &local.spans {
+            for i in span.clone() {
+                if candidates.binary_search(&local.rows[i as usize]).is_err() {
+                    continue;
+                }
+                let w = prior + matcher.evidence(query, i);
+                let e = best.entry(*p).or_insert(w);
+                *e = e.max(w);
+            }
         }
         let cut = model::weight_of(matching.threshold);
         let mut above: Vec<(u32, f64)> = best.into_iter().filter(|&(_, w)| w >= cut).collect();
@@ -617,7 +648,7 @@ impl Index {
         }
         // Resolve's guards keep the record from some of them: it goes to the best of
         // the others.
-        match self.pick(&above, record) {
+        match self.pick(&local, &above) {
             Pick::New => new,
             Pick::One(i) => Answer {
                 person_id: Some(self.person_id(above[i].0).to_string()),
@@ -642,6 +673,28 @@ impl Index {
                     .collect(),
             },
         }
+    }
+}
+
+/// Some persons' records (local rows in person order) and the looked-up record
+/// (local row `rows.len()`), as records of their own.
+struct Local {
+    /// Each local row's row in the index.
+    rows: Vec<u32>,
+    /// Each person's local rows.
+    spans: Vec<(u32, std::ops::Range<u32>)>,
+    values: Values,
+    matcher: Option<Matcher>,
+    keys: Vec<RecordKey>,
+}
+
+impl Local {
+    fn span(&self, person: u32) -> std::ops::Range<u32> {
+        self.spans
+            .iter()
+            .find(|(p, _)| *p == person)
+            .map(|(_, span)| span.clone())
+            .unwrap_or(0..0)
     }
 }
 
