@@ -1339,7 +1339,10 @@ order_by = "at"
         };
         let bucket = |id: &str, salt: &str| -> u32 {
             let hex = crate::lake::hex(&Sha256::digest(format!("{id}:{salt}").as_bytes()));
-            u32::from_str_radix(&hex[..6], 16).expect("hex") % 10_000
+            let b = u32::from_str_radix(&hex[..6], 16).expect("hex") % 10_000;
+            // The rule outside the warehouse is the same rule.
+            assert_eq!(super::super::sql::bucket(id, salt), b, "{id}");
+            b
         };
         // Unstratified, with a holdout: "buyers" has none of these persons, so check
         // the rule on a plain audience of everyone instead.
