@@ -151,10 +151,18 @@ fn features_count_only_what_happened_before_the_cut_off_and_land_in_the_lake_and
             .all(|v| v.is_empty() || v.parse::<f64>().is_ok()),
         "numbers only, no header: {first}"
     );
+    // The label, then every number or boolean: no person_id, no text or time trait.
+    let numeric = schema["columns"]
+        .as_array()
+        .expect("columns")
+        .iter()
+        .filter(|c| matches!(c["type"].as_str(), Some("integer" | "number" | "boolean")))
+        .count();
+    assert!(described.contains(&"trait_first_source"), "{described:?}");
     assert_eq!(
         first.split(',').count(),
-        described.len() - 1,
-        "label first, no person_id"
+        numeric + 1,
+        "label first, numbers only"
     );
     let labelled = ctx.query("SELECT count(*) AS n FROM person_features WHERE label IS NOT NULL");
     assert_eq!(
@@ -232,4 +240,141 @@ fn a_pipeline_without_features_or_with_a_bad_column_exits_2_naming_the_key() {
     let out = ctx.step("features", &p, &[]);
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains("[features]"), "{}", out.stderr);
+}
+
+#[test]
+fn every_trait_is_a_feature_as_it_stood_at_the_cut_off() {
+    // A small fixture: 200 generated persons through the sample pipeline.
+    let ctx = TestContext::new();
+    let p = sample(&ctx, None);
+    ctx.cdp(&["gen", "--persons", "200", "--seed", "3", "--out", "g"])
+        .ok();
+    let data = ctx.path().join("g");
+    let (lake, wh) = (ctx.lake_url(), ctx.warehouse_url());
+    let ps = p.to_string_lossy().into_owned();
+    for step in ["ingest", "clean", "resolve", "load"] {
+        ctx.cdp_with(
+            &[step, &ps, "--lake", &lake, "--warehouse", &wh],
+            &[("CDP_DATA_DIR", &data)],
+        )
+        .ok();
+    }
+    let report = features(&ctx, &p, CUT);
+
+    // Each of the sample's traits is a column, typed, with its description.
+    let columns = report["columns"].as_array().expect("columns");
+    let column = |name: &str| {
+        columns
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no column {name}: {columns:?}"))
+    };
+    for (name, ty) in [
+        ("trait_lifetime_value", "number"),
+        ("trait_order_count", "integer"),
+        ("trait_last_order_at", "timestamp"),
+        ("trait_first_source", "text"),
+    ] {
+        assert_eq!(column(name)["type"], ty, "{name}");
+    }
+    assert_eq!(
+        column("trait_lifetime_value")["meaning"],
+        "trait lifetime_value: Total spent over every order, from the records before the cut-off"
+    );
+    assert!(column("trait_order_count")["meaning"]
+        .as_str()
+        .is_some_and(|m| m.contains("count over the person's orders records")));
+
+    // The values, against queries written here over the records before the cut-off.
+    let got = |sql: &str| ctx.query(sql);
+    let orders = got(
+        "SELECT c.person_id::VARCHAR AS person_id, count(o.order_id) AS n, \
+         round(coalesce(sum(o.total_price), 0), 6) AS v, max(o.ordered_at)::VARCHAR AS last \
+         FROM customer_360 c LEFT JOIN identity_graph g ON g.person_id = c.person_id AND g.source = 'shop_customers' \
+         LEFT JOIN orders o ON g.record_id = o.customer_id::VARCHAR AND o.ordered_at < TIMESTAMP '2026-06-01' \
+         GROUP BY 1 ORDER BY 1",
+    );
+    let features_now = || {
+        got(
+            "SELECT person_id::VARCHAR AS person_id, trait_order_count AS n, \
+             round(trait_lifetime_value, 6) AS v, trait_last_order_at::VARCHAR AS last \
+             FROM person_features ORDER BY 1",
+        )
+    };
+    let before = features_now();
+    assert_eq!(before.len() as i64, ctx.count("customer_360"));
+    assert!(
+        orders.iter().filter(|r| r["n"].as_i64() > Some(0)).count() > 50,
+        "persons with orders"
+    );
+    assert_eq!(before, orders);
+    // Not vacuous: some persons have orders after the cut-off, which the trait left out.
+    let later = got(
+        "SELECT count(DISTINCT g.person_id) AS n FROM orders o JOIN identity_graph g \
+         ON g.source = 'shop_customers' AND g.record_id = o.customer_id::VARCHAR \
+         WHERE o.ordered_at >= TIMESTAMP '2026-06-01'",
+    );
+    assert!(later[0]["n"].as_i64() > Some(5), "{later:?}");
+    let latest = got(
+        "SELECT person_id::VARCHAR AS person_id, source FROM ( \
+           SELECT g.person_id, r.source, row_number() OVER (PARTITION BY g.person_id ORDER BY r.updated_at DESC, r.source DESC) AS k \
+           FROM person r JOIN identity_graph g ON g.source = r.source AND g.record_id = r.record_id \
+           WHERE r.updated_at IS NOT NULL AND r.source IS NOT NULL AND r.updated_at < TIMESTAMP '2026-06-01') \
+         WHERE k = 1 ORDER BY 1",
+    );
+    let first_now = got(
+        "SELECT person_id::VARCHAR AS person_id, trait_first_source AS source FROM person_features \
+         WHERE trait_first_source IS NOT NULL ORDER BY 1",
+    );
+    // The trait is the source of the earliest record (the latest one differs for
+    // some persons, so the comparison below can tell them apart).
+    let earliest = got(
+        "SELECT person_id::VARCHAR AS person_id, source FROM ( \
+           SELECT g.person_id, r.source, row_number() OVER (PARTITION BY g.person_id ORDER BY r.updated_at ASC, r.source ASC) AS k \
+           FROM person r JOIN identity_graph g ON g.source = r.source AND g.record_id = r.record_id \
+           WHERE r.updated_at IS NOT NULL AND r.source IS NOT NULL AND r.updated_at < TIMESTAMP '2026-06-01') \
+         WHERE k = 1 ORDER BY 1",
+    );
+    assert!(earliest.len() > 100, "{}", earliest.len());
+    assert_ne!(
+        latest, earliest,
+        "persons of several sources differ by the order"
+    );
+    assert_eq!(first_now, earliest);
+
+    // An order after the cut-off changes no trait at that cut-off; past it, it counts.
+    let who = orders
+        .iter()
+        .find(|r| r["n"].as_i64() > Some(0))
+        .expect("a person with orders");
+    let pid = who["person_id"].as_str().expect("id");
+    let record = ctx.query(&format!(
+        "SELECT min(record_id) AS r FROM identity_graph WHERE source = 'shop_customers' AND person_id::VARCHAR = '{pid}'"
+    ))[0]["r"]
+        .as_str()
+        .expect("record")
+        .to_string();
+    let conn = duckdb::Connection::open(ctx.path().join("warehouse.duckdb")).expect("open");
+    conn.execute_batch(&format!(
+        "INSERT INTO orders (order_id, customer_id, ordered_at, currency, total_price) \
+         VALUES (999999999, {record}, TIMESTAMP '2026-07-15 10:00:00', 'USD', 1000.0)"
+    ))
+    .expect("plant an order");
+    drop(conn);
+    features(&ctx, &p, CUT);
+    assert_eq!(
+        features_now(),
+        before,
+        "the cut-off keeps the later order out"
+    );
+    features(&ctx, &p, "2026-07-15T10:00:01Z");
+    let after = got(&format!(
+        "SELECT trait_order_count AS n, round(trait_lifetime_value, 6) AS v, trait_last_order_at::VARCHAR AS last \
+         FROM person_features WHERE person_id::VARCHAR = '{pid}'"
+    ));
+    assert!(
+        after[0]["n"].as_i64() > who["n"].as_i64(),
+        "{after:?} {who:?}"
+    );
+    assert_eq!(after[0]["last"], "2026-07-15 10:00:00", "{after:?}");
 }

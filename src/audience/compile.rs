@@ -35,6 +35,9 @@ struct Compiler<'p> {
     /// Named common table expressions, in dependency order.
     ctes: Vec<(String, String)>,
     next: usize,
+    /// When set, a related aggregate reads only the records whose column of this name
+    /// is before `env.as_of` (a trait as of a cut-off).
+    before: Option<&'p str>,
 }
 
 /// The query of an audience's members: one `person_id` column, one row per member.
@@ -123,7 +126,20 @@ pub fn assignment_sql(p: &Pipeline, a: &AudienceConfig, env: Env) -> Option<Stri
 
 /// The query of one trait for every person: `person_id` and `value`.
 pub fn trait_sql(p: &Pipeline, name: &str, env: Env) -> Option<String> {
+    trait_query(Compiler::new(p, env), name)
+}
+
+/// The query of one trait for every person as it stood at `env.as_of`: the same
+/// aggregate as [`trait_sql`], over only the records whose `at` column (a date or
+/// timestamp of the trait's entity) is before that instant.
+pub fn trait_sql_before(p: &Pipeline, name: &str, env: Env, at: &str) -> Option<String> {
     let mut c = Compiler::new(p, env);
+    c.before = Some(at);
+    trait_query(c, name)
+}
+
+fn trait_query(mut c: Compiler<'_>, name: &str) -> Option<String> {
+    let (p, env) = (c.p, c.env);
     let t = p.traits.iter().find(|t| t.name == name)?;
     let cte = c.related(&t.agg);
     let d = env.dialect;
@@ -151,6 +167,7 @@ impl<'p> Compiler<'p> {
             env,
             ctes: Vec::new(),
             next: 0,
+            before: None,
         }
     }
 
@@ -466,6 +483,13 @@ impl<'p> Compiler<'p> {
             if let Some(sql) = self.record_condition(f, "r") {
                 filters.push(sql);
             }
+        }
+        if let Some(at) = self.before {
+            filters.push(format!(
+                "r.{} < {}",
+                id(at),
+                d.literal(&Value::Timestamp(self.env.as_of))
+            ));
         }
         let of = agg.of.as_ref().map(|o| format!("r.{}", id(o.name())));
         let of_text = of.clone().unwrap_or_default();
@@ -1315,7 +1339,10 @@ order_by = "at"
         };
         let bucket = |id: &str, salt: &str| -> u32 {
             let hex = crate::lake::hex(&Sha256::digest(format!("{id}:{salt}").as_bytes()));
-            u32::from_str_radix(&hex[..6], 16).expect("hex") % 10_000
+            let b = u32::from_str_radix(&hex[..6], 16).expect("hex") % 10_000;
+            // The rule outside the warehouse is the same rule.
+            assert_eq!(super::super::sql::bucket(id, salt), b, "{id}");
+            b
         };
         // Unstratified, with a holdout: "buyers" has none of these persons, so check
         // the rule on a plain audience of everyone instead.

@@ -6,7 +6,7 @@
 pub mod compile;
 pub mod sql;
 
-pub use compile::{assignment_sql, members_sql, related_from, trait_sql, Env};
+pub use compile::{assignment_sql, members_sql, related_from, trait_sql, trait_sql_before, Env};
 pub mod build;
 pub mod preview;
 

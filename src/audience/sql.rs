@@ -151,6 +151,18 @@ pub fn ceil_date(t: NaiveDateTime) -> NaiveDate {
     }
 }
 
+/// The bucket in [0, 10000) an audience's holdout and splits give a person: the first
+/// six hex digits of SHA-256(`<person id>:<salt>`), modulo 10,000; the person is held
+/// out when it is below the holdout's basis points. The warehouse computes the same
+/// ([`bucket_of_hex`] in [`super::assignment_sql`]); this is the rule outside it, for
+/// `cdp gen` to know whom a holdout draws.
+pub fn bucket(person_id: &str, salt: &str) -> u32 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{person_id}:{salt}").as_bytes());
+    let first = u32::from(digest[0]) << 16 | u32::from(digest[1]) << 8 | u32::from(digest[2]);
+    first % 10_000
+}
+
 /// A bucket in [0, 10000) from the first six hex digits of a SHA-256 hex text,
 /// spelled with functions both dialects have.
 pub fn bucket_of_hex(hex: &str) -> String {

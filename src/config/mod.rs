@@ -394,7 +394,7 @@ impl Validator<'_> {
         let audience_names: Vec<&str> = audiences.iter().map(|a| a.name.as_str()).collect();
         let syncs = self.syncs(raw.syncs, &audience_names);
         let campaigns = self.campaigns(raw.campaigns, &audiences, &entities);
-        let features = raw.features.map(|f| self.features(f, &entities));
+        let features = raw.features.map(|f| self.features(f, &entities, &traits));
 
         Pipeline {
             name,
@@ -1242,6 +1242,44 @@ amount = "total"
             format!("{}campaigns[1].amount: `amount` applies only to outcome revenue", line(16)),
         ] {
             assert!(err.contains(&want), "missing {want:?} in:\n{err}");
+        }
+    }
+
+    #[test]
+    fn features_know_when_each_traits_records_happened() {
+        let traits = r#"
+[[traits]]
+name = "spent"
+related = "orders"
+aggregate = "sum"
+of = "total"
+[[traits]]
+name = "records"
+related = "person"
+aggregate = "count"
+"#;
+        let features = |times: &str| {
+            format!(
+                "{WITH_ORDERS}{traits}[features]\norders = \"orders\"\nat = \"ordered_at\"\n{times}"
+            )
+        };
+        let p = parse(&features("times = { person = \"birth_date\" }\n")).expect("valid");
+        let f = p.features.expect("features");
+        assert_eq!(f.time_of("orders"), Some("ordered_at"));
+        assert_eq!(f.time_of("person"), Some("birth_date"));
+        // The person's records have no time named: the trait over them is a problem.
+        let err = problems(&features(""));
+        assert!(
+            err.contains("features.times: trait \"records\" reads person records"),
+            "{err}"
+        );
+        assert!(!err.contains("\"spent\""), "orders use `at`: {err}");
+        let err = problems(&features("times = { person = \"email\", shop = \"x\" }\n"));
+        for want in [
+            "features.times.person: \"email\" is not a date or timestamp column of person",
+            "features.times.shop: unknown entity \"shop\"",
+        ] {
+            assert!(err.contains(want), "missing {want:?} in:\n{err}");
         }
     }
 

@@ -831,6 +831,11 @@ pub struct RawFeatures {
     pub consent: Option<String>,
     /// The column exported first, as the label, in the SageMaker CSV.
     pub label: Option<String>,
+    /// Per entity, the column of when each record happened, so that a trait reads only
+    /// the records before the cut-off (`times = { person = "updated_at" }`); the orders
+    /// entity's is `at`.
+    #[serde(default)]
+    pub times: IndexMap<String, String>,
 }
 
 /// `[[campaigns]]`: a campaign sent to an audience's members while its holdout was

@@ -4,6 +4,7 @@
 use std::io;
 use std::rc::Rc;
 
+use super::campaign::{PlantedCampaign, Planter};
 use super::data::{CITIES, STREET_TYPES};
 use super::people::{Address, Household, Person, Population};
 use super::rng::{Permutation, Rng};
@@ -56,11 +57,15 @@ pub struct Emitter {
     consumers: u64,
     households: u64,
     deferred: Vec<Deferred>,
+    /// A planted campaign, and the households whose planted orders wait for their
+    /// held-back records (a person's id needs every one of their records).
+    planter: Option<Planter>,
+    awaiting: Vec<Rc<Household>>,
 }
 
 impl Emitter {
-    /// All output is a function of `seed` and `surnames`.
-    pub fn new(seed: u64, surnames: SurnamePool) -> Self {
+    /// All output is a function of `seed`, `surnames` and `campaign`.
+    pub fn new(seed: u64, surnames: SurnamePool, campaign: Option<PlantedCampaign>) -> Self {
         let mut rng = Rng::new(seed);
         let contact_ids = Permutation::new(&mut rng, 62u64.pow(9));
         let consumer_ids = Permutation::new(&mut rng, 10_000_000_000);
@@ -76,6 +81,8 @@ impl Emitter {
             consumers: 0,
             households: 0,
             deferred: Vec::new(),
+            planter: campaign.map(|c| Planter::new(c, seed)),
+            awaiting: Vec::new(),
         }
     }
 
@@ -118,12 +125,49 @@ impl Emitter {
                 self.contact(sinks, &household, person)?;
             }
         }
+        if self.planter.is_some() {
+            self.awaiting.push(Rc::clone(&household));
+            self.plant(sinks)?;
+        }
         Ok(household.members.len() as u64)
     }
 
     /// Writes every record still held back.
     pub fn finish(&mut self, sinks: &mut Sinks) -> io::Result<()> {
-        self.release(sinks, true)
+        self.release(sinks, true)?;
+        self.plant(sinks)
+    }
+
+    /// Writes the planted orders of each awaiting household none of whose records is
+    /// still held back.
+    fn plant(&mut self, sinks: &mut Sinks) -> io::Result<()> {
+        let deferred = &self.deferred;
+        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.awaiting)
+            .into_iter()
+            .partition(|h| !deferred.iter().any(|d| Rc::ptr_eq(&d.household, h)));
+        self.awaiting = waiting;
+        for household in done {
+            for person in &household.members {
+                let Some(order) = self.planter.as_mut().and_then(|p| p.complete(person.id)) else {
+                    continue;
+                };
+                let order_id = (5_000_001 + self.orders).to_string();
+                self.orders += 1;
+                let (date, time) = date_time(order.at);
+                let ordered_at = format!("{date}T{time}Z");
+                sinks.csv(
+                    Out::Orders,
+                    &[
+                        &order_id,
+                        &order.account,
+                        &ordered_at,
+                        "USD",
+                        &money(order.cents),
+                    ],
+                )?;
+            }
+        }
+        Ok(())
     }
 
     /// Households drawn so far.
@@ -208,7 +252,7 @@ impl Emitter {
                 &birthdate, &modified,
             ],
         )?;
-        truth(sinks, "crm_contacts", &id, p)
+        self.truth(sinks, "crm_contacts", &id, p)
     }
 
     /// A Shopify-like customer, one JSON object per line, and their orders.
@@ -262,7 +306,11 @@ impl Emitter {
         for _ in 0..orders {
             let order_id = (5_000_001 + self.orders).to_string();
             self.orders += 1;
-            let (date, time) = date_time(self.rng.range(created, END));
+            let mut at = self.rng.range(created, END);
+            if let Some(p) = &self.planter {
+                at = p.outside(at, END);
+            }
+            let (date, time) = date_time(at);
             let cents = 500 + self.rng.below(20_000) + self.rng.below(20_000);
             spent += cents;
             let currency = if self.rng.chance(0.03) { "CAD" } else { "USD" };
@@ -301,7 +349,7 @@ impl Emitter {
         json_string(&mut line, &created_at);
         line.push_str(&format!(",\"total_spent\":\"{}\"}}\n", money(spent)));
         sinks.raw(Out::Customers, &line)?;
-        truth(sinks, "shop_customers", &id, p)
+        self.truth(sinks, "shop_customers", &id, p)
     }
 
     /// A Zendesk end user.
@@ -325,7 +373,7 @@ impl Emitter {
             Out::Support,
             &[&id, &name, &email, &phone, &created, &updated],
         )?;
-        truth(sinks, "support_users", &id, p)
+        self.truth(sinks, "support_users", &id, p)
     }
 
     /// A third-party consumer record, address as of the vendor's compile date.
@@ -376,7 +424,7 @@ impl Emitter {
         fields.extend(row.iter().map(String::as_str));
         fields.extend([hh.income_band, &size]);
         sinks.csv(Out::Enrichment, &fields)?;
-        truth(sinks, "enrichment", &key, p)
+        self.truth(sinks, "enrichment", &key, p)
     }
 
     /// First and last name as this record shows them: maybe a nickname, a
@@ -516,6 +564,20 @@ impl Emitter {
         format!("{date}T{time}{sign}{:02}:{:02}", minutes / 60, minutes % 60)
     }
 
+    /// The ground truth of one record (and, with a planted campaign, its key).
+    fn truth(
+        &mut self,
+        sinks: &mut Sinks,
+        source: &str,
+        record_id: &str,
+        p: &Person,
+    ) -> io::Result<()> {
+        if let Some(planter) = &mut self.planter {
+            planter.record(p.id, source, record_id);
+        }
+        sinks.csv(Out::Truth, &[source, record_id, &format!("P{:07}", p.id)])
+    }
+
     /// Drops the value with probability `p_missing`.
     fn value(&mut self, v: Option<String>, p_missing: f64) -> Option<String> {
         v.filter(|_| !self.rng.chance(p_missing))
@@ -529,10 +591,6 @@ impl Emitter {
             None => String::new(),
         }
     }
-}
-
-fn truth(sinks: &mut Sinks, source: &str, record_id: &str, p: &Person) -> io::Result<()> {
-    sinks.csv(Out::Truth, &[source, record_id, &format!("P{:07}", p.id)])
 }
 
 fn money(cents: u64) -> String {

@@ -12,7 +12,11 @@
 //! bytes; households are generated and written one at a time, so memory does
 //! not grow with the person count. Each file is written as `<name>.tmp` and
 //! renamed into place only once every file is complete.
+//!
+//! With a [`PlantedCampaign`], the shop's orders carry a known campaign effect for
+//! `cdp report` to find: see [`campaign`].
 
+pub mod campaign;
 mod data;
 mod emit;
 mod people;
@@ -20,6 +24,7 @@ mod rng;
 mod surnames;
 mod text;
 
+pub use campaign::PlantedCampaign;
 pub use surnames::SurnamePool;
 
 use std::fs::{self, File};
@@ -36,6 +41,8 @@ pub struct GenOptions {
     pub out: PathBuf,
     /// Census-shaped surnames, or a namesake-dense population for stress tests.
     pub surnames: SurnamePool,
+    /// A campaign effect to plant in the orders; `None` leaves the data as it was.
+    pub campaign: Option<PlantedCampaign>,
 }
 
 /// What [`generate`] wrote.
@@ -114,7 +121,7 @@ pub fn generate(opts: &GenOptions, progress: &mut dyn FnMut(u64)) -> io::Result<
 }
 
 fn run(opts: &GenOptions, sinks: &mut Sinks, progress: &mut dyn FnMut(u64)) -> io::Result<u64> {
-    let mut emitter = emit::Emitter::new(opts.seed, opts.surnames);
+    let mut emitter = emit::Emitter::new(opts.seed, opts.surnames, opts.campaign.clone());
     let mut done = 0;
     while done < opts.persons {
         let size = emitter.household(sinks, done + 1, opts.persons - done)?;

@@ -31,6 +31,7 @@ fn run(persons: u64, seed: u64, tag: &str) -> (TempDir, GenReport) {
         seed,
         out: dir.0.clone(),
         surnames: SurnamePool::Census,
+        campaign: None,
     };
     let report = generate(&opts, &mut |_| {}).unwrap();
     (dir, report)
@@ -194,4 +195,49 @@ fn dates_round_trip() {
     }
     assert_eq!(civil(0), (1970, 1, 1));
     assert_eq!(civil(days(2024, 2, 29)), (2024, 2, 29));
+}
+
+#[test]
+fn a_planted_campaign_changes_only_the_orders_and_owns_its_window() {
+    use super::campaign::PlantedCampaign;
+    use super::text::days;
+    let (plain, _) = run(1500, 9, "plain");
+    let dir = TempDir::new("campaign");
+    let plan = PlantedCampaign {
+        salt: "spring".into(),
+        holdout_bps: 5000,
+        start_day: days(2026, 3, 1),
+        days: 30,
+        base: 0.2,
+        lift: 0.1,
+    };
+    let opts = GenOptions {
+        persons: 1500,
+        seed: 9,
+        out: dir.0.clone(),
+        surnames: SurnamePool::Census,
+        campaign: Some(plan),
+    };
+    generate(&opts, &mut |_| {}).unwrap();
+    for (path, _) in FILES {
+        let same = read(&plain.0, path) == read(&dir.0, path);
+        assert_eq!(same, path != "shop/orders.csv", "{path}");
+    }
+    // In the window: only planted orders, at most one per shop account holder, about
+    // a quarter of them (base 0.2, half of them treated at 0.3).
+    let orders = parse_csv(&read(&dir.0, "shop/orders.csv"));
+    let in_window: Vec<&Vec<String>> = orders[1..]
+        .iter()
+        .filter(|r| ("2026-03-01".."2026-03-31").contains(&&r[2][..10]))
+        .collect();
+    let plain_orders = parse_csv(&read(&plain.0, "shop/orders.csv"));
+    assert!(plain_orders[1..]
+        .iter()
+        .any(|r| ("2026-03-01".."2026-03-31").contains(&&r[2][..10])));
+    assert_eq!(orders.len(), plain_orders.len() + in_window.len());
+    let accounts: HashSet<&str> = in_window.iter().map(|r| r[1].as_str()).collect();
+    assert_eq!(accounts.len(), in_window.len());
+    let customers = read(&dir.0, "shop/customers.jsonl").lines().count();
+    let share = in_window.len() as f64 / customers as f64;
+    assert!((0.15..0.35).contains(&share), "{share}");
 }

@@ -3,8 +3,10 @@
 //! future: recency, frequency and monetary value with quantile scores (1 to 5, 5 the
 //! best), tenure, order counts and values over 30, 90 and 365 days, value shares of
 //! chosen order columns, sources seen, whether the profile has an email, phone and
-//! address, consent, and audience memberships as of the cut-off (from
-//! `audience_membership`). The table is `person_features` in the warehouse; the same
+//! address, consent, audience memberships as of the cut-off (from
+//! `audience_membership`), and every `[[traits]]` entry as it stood at the cut-off
+//! (`trait_<name>`: the audience compiler's own query of the trait, over the records
+//! before the cut-off by the entity's column in `[features] times`). The table is `person_features` in the warehouse; the same
 //! rows go to the lake as Parquet beside a schema file naming each column's type and
 //! meaning, and, with a label, as the CSV SageMaker's built-in algorithms read (no
 //! header, label first).
@@ -17,11 +19,11 @@ use polars::prelude::{CsvWriter, ParquetWriter, PolarsError, SerWriter};
 use serde::Serialize;
 
 use crate::audience::build::MEMBERSHIP_TABLE;
-use crate::audience::related_from;
 use crate::audience::sql::timestamp_text;
+use crate::audience::{related_from, trait_sql_before, Env};
 use crate::config::{
-    ColumnKind, FeaturesConfig, Pipeline, Value, CUSTOMER_360_TABLE, IDENTITY_GRAPH_TABLE,
-    MAX_SHARE_VALUES,
+    ColumnKind, FeaturesConfig, Pipeline, TraitConfig, Value, ValueType, CUSTOMER_360_TABLE,
+    IDENTITY_GRAPH_TABLE, MAX_SHARE_VALUES,
 };
 use crate::frame::FrameError;
 use crate::lake::{Lake, LakeError};
@@ -134,17 +136,33 @@ fn slug(s: &str) -> String {
     out
 }
 
-/// The feature query and the columns it yields. `profile` is the set of
-/// `customer_360` columns; `audiences` those with membership rows.
+/// What the warehouse holds that the feature query reads.
+pub struct Present<'a> {
+    /// The columns of `customer_360`.
+    pub profile: &'a [String],
+    /// Each share column with its values (see [`share_values`]).
+    pub shares: &'a [(String, Vec<String>)],
+    /// The audiences with membership rows.
+    pub audiences: &'a [String],
+    /// The traits whose records the warehouse has (their entity's table, or their
+    /// stream's view).
+    pub traits: &'a [String],
+}
+
+/// The feature query and the columns it yields.
 pub fn features_sql(
     p: &Pipeline,
     f: &FeaturesConfig,
     d: Dialect,
     as_of: NaiveDateTime,
-    profile: &[String],
-    shares: &[(String, Vec<String>)],
-    audiences: &[String],
+    present: &Present<'_>,
 ) -> (String, Vec<FeatureColumn>) {
+    let Present {
+        profile,
+        shares,
+        audiences,
+        traits,
+    } = *present;
     let id = |c: &str| d.ident(c);
     let cut = d.literal(&Value::Timestamp(as_of));
     let mut cols: Vec<FeatureColumn> = Vec::new();
@@ -352,6 +370,26 @@ pub fn features_sql(
         );
     }
 
+    // Traits at the cut-off: each the audience compiler's query of it (one row per
+    // person of customer_360), over the records before the cut-off.
+    let env = Env { dialect: d, as_of };
+    let mut trait_ctes = Vec::new();
+    for (i, t) in p.traits.iter().enumerate() {
+        if !traits.contains(&t.name) {
+            continue;
+        }
+        let Some(sql) = f
+            .time_of(&t.agg.entity)
+            .and_then(|at| trait_sql_before(p, &t.name, env, at))
+        else {
+            continue;
+        };
+        let (cte, name) = (format!("t{i}"), format!("trait_{}", slug(&t.name)));
+        select.push(format!("{cte}.value AS {}", id(&name)));
+        col(&name, trait_type(t.agg.ty), trait_meaning(t));
+        trait_ctes.push((cte, sql));
+    }
+
     let pid = d.cast_text(&format!("c.{}", id("person_id")));
     let mut with = vec![
         format!("o AS ({orders_cte})"),
@@ -375,6 +413,13 @@ pub fn features_sql(
         ));
         joins.push_str(&format!(" LEFT JOIN m ON {pid} = m.person_id"));
     }
+    for (cte, sql) in trait_ctes {
+        with.push(format!("{cte} AS ({sql})"));
+        joins.push_str(&format!(
+            " LEFT JOIN {cte} ON {pid} = {}",
+            d.cast_text(&format!("{cte}.person_id"))
+        ));
+    }
     let sql = format!(
         "WITH {} SELECT {} FROM {} AS c{joins}",
         with.join(", "),
@@ -382,6 +427,42 @@ pub fn features_sql(
         id(CUSTOMER_360_TABLE)
     );
     (sql, cols)
+}
+
+/// The schema file's type of a trait's value.
+fn trait_type(ty: ValueType) -> &'static str {
+    match ty {
+        ValueType::Text | ValueType::List => "text",
+        ValueType::Integer => "integer",
+        ValueType::Float => "number",
+        ValueType::Boolean => "boolean",
+        ValueType::Date => "date",
+        ValueType::Timestamp => "timestamp",
+    }
+}
+
+/// The schema file's meaning of a trait: its description (else what it aggregates),
+/// as of the cut-off.
+fn trait_meaning(t: &TraitConfig) -> String {
+    let what = if t.description.trim().is_empty() {
+        let of = t
+            .agg
+            .of
+            .as_ref()
+            .map(|o| format!(" of {}", o.name()))
+            .unwrap_or_default();
+        format!(
+            "{:?}{of} over the person's {} records",
+            t.agg.aggregate, t.agg.entity
+        )
+        .to_lowercase()
+    } else {
+        t.description.trim().trim_end_matches('.').to_string()
+    };
+    format!(
+        "trait {}: {what}, from the records before the cut-off",
+        t.name
+    )
 }
 
 /// Computes the features at `as_of`, replaces `person_features`, and writes the lake
@@ -407,8 +488,29 @@ pub fn run(
     } else {
         Vec::new()
     };
+    let mut traits = Vec::new();
+    for t in &p.traits {
+        let table = match &t.agg.stream {
+            Some(stream) => crate::stream::link::view_of(stream),
+            None => t.agg.entity.clone(),
+        };
+        if columns_of(wh, &table)?.is_some() {
+            traits.push(t.name.clone());
+        }
+    }
     let shares = share_values(wh, f, as_of)?;
-    let (sql, columns) = features_sql(p, f, d, as_of, &profile, &shares, &audiences);
+    let (sql, columns) = features_sql(
+        p,
+        f,
+        d,
+        as_of,
+        &Present {
+            profile: &profile,
+            shares: &shares,
+            audiences: &audiences,
+            traits: &traits,
+        },
+    );
     wh.execute(&format!(
         "CREATE OR REPLACE TABLE {} AS {sql} ORDER BY person_id",
         d.ident(FEATURES_TABLE)
@@ -446,10 +548,13 @@ pub fn run(
         // numbers only: every feature but the person id, booleans as 0/1. Rows without
         // a label cannot train and are left out.
         let mut select = vec!["label".to_string()];
-        for c in columns
-            .iter()
-            .filter(|c| c.name != "person_id" && c.name != "label")
-        {
+        // Numbers only: a text, date or timestamp trait stays in the table and the
+        // Parquet, not here.
+        for c in columns.iter().filter(|c| {
+            c.name != "person_id"
+                && c.name != "label"
+                && matches!(c.ty.as_str(), "integer" | "number" | "boolean")
+        }) {
             let col = d.ident(&c.name);
             select.push(if c.ty == "boolean" {
                 format!("CAST({col} AS INTEGER) AS {col}")
