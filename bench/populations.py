@@ -432,18 +432,21 @@ class World:
                 if nsn[4:6] == "11":
                     continue
             elif country == "GB":
-                nsn = f"7{rng.choice('45789')}{rng.randrange(10**8):08d}" if mobile else \
-                    (f"{areas[0]}{rng.randrange(3, 9)}{rng.randrange(10**7):07d}"[:10])
+                # Subscriber numbers start where Ofcom allocates them (020 3/7/8, 029 2, 0161 2-4).
+                lead = {"20": "378", "29": "2"}.get(areas[0], "234")
+                nsn = f"7{rng.choice('45789')}{rng.randrange(1, 10)}{rng.randrange(10**7):07d}" if mobile else \
+                    (f"{areas[0]}{rng.choice(lead)}{rng.randrange(10**7):07d}"[:10])
             elif country == "DE":
                 nsn = f"15{rng.choice('12579')}{rng.randrange(10**8):08d}" if mobile else \
                     f"{areas[0]}{rng.randrange(2, 10)}{rng.randrange(10**6):06d}"
             elif country == "FR":
-                nsn = f"{rng.choice('67')}{rng.randrange(10**8):08d}" if mobile else \
-                    f"{areas[0]}{rng.randrange(10**8):08d}"
+                nsn = (f"6{rng.choice('0124578')}{rng.randrange(10**7):07d}" if rng.random() < 0.7 else
+                       f"7{rng.randrange(3, 10)}{rng.randrange(10**7):07d}") if mobile else \
+                    f"{areas[0]}{rng.choice('1256789')}{rng.randrange(10**7):07d}"
             elif country == "ES":
                 nsn = f"6{rng.randrange(10**8):08d}" if mobile else f"{areas[0]}{rng.randrange(10**7):07d}"
             else:
-                nsn = f"{rng.choice('5678')}{rng.randrange(10**8):08d}" if mobile else \
+                nsn = f"{rng.choice(['50', '51', '53', '57', '60', '66', '69', '72', '78', '79', '88'])}{rng.randrange(10**7):07d}" if mobile else \
                     f"{areas[0]}{rng.randrange(10**7):07d}"
             if (country, nsn) not in self.used_phones:
                 self.used_phones.add((country, nsn))
@@ -463,8 +466,10 @@ class World:
             if attempt > 5:
                 local += str(rng.randrange(100, 999))
             e = f"{local}@{rng.choice(domains)}"
-            if e not in self.used_emails:
-                self.used_emails.add(e)
+            # Gmail delivers jane.doe@ and janedoe@ to one mailbox: two people never share it.
+            mailbox = local.replace(".", "") + "@gmail.com" if e.endswith("@gmail.com") else e
+            if mailbox not in self.used_emails:
+                self.used_emails.add(mailbox)
                 return e
         raise RuntimeError("no free email")
 
