@@ -83,6 +83,9 @@ bash bench/identity.sh ${BENCH_IDENTITY_PERSONS:-}
 bash bench/identity_defaults.sh
 { echo; cat "$WORK/identity_defaults.md"; } >> BENCHMARKS.md
 [ ! -f bench/notes/identity_defaults.md ] || { echo; cat bench/notes/identity_defaults.md; } >> BENCHMARKS.md
+bash bench/identity_generalise.sh
+{ echo; cat "$WORK/identity_generalise.md"; } >> BENCHMARKS.md
+[ ! -f bench/notes/identity_generalise.md ] || { echo; cat bench/notes/identity_generalise.md; } >> BENCHMARKS.md
 # Loading and lake upload: BENCH_LOAD_ROWS, default 10,000,000.
 bash bench/load.sh
 # Audiences: BENCH_AUDIENCE_PERSONS, default 1,000,000.

@@ -223,6 +223,11 @@ pub fn run(
     let mut positions = committed(p, name, run_id, opts.wait)?;
     let shards = source.shards()?;
     let mut last_found = Instant::now();
+    // The warehouse stays open while batches keep coming (opening and closing it cost
+    // DuckDB a checkpoint a batch); it is let go when a pass finds nothing, and at
+    // least every HOLD_AT_MOST, so that other writers (a load, a resolve) get their
+    // turn at DuckDB's one writer. Each batch is still its own transaction.
+    let mut held = Held::default();
     let stop = || opts.stop.load(std::sync::atomic::Ordering::Relaxed);
     let enough = |r: &StreamReport| opts.max_events.is_some_and(|m| r.events >= m);
     'run: loop {
@@ -255,7 +260,9 @@ pub fn run(
             found = true;
             let outcome = batcher.batch(lake, &source.origin(), shard, &events, run_id)?;
             let committing = Instant::now();
-            commit(p, lake, stream, shard, &last, run_id, &outcome, opts.wait)?;
+            commit(
+                p, lake, stream, shard, &last, run_id, &outcome, opts.wait, &mut held,
+            )?;
             let commit_ms = ms(committing);
             lease.renew(LEASE_TTL)?;
             positions.insert(shard.clone(), last.clone());
@@ -286,6 +293,9 @@ pub fn run(
                 "micro-batch timings"
             );
         }
+        if !found || held.since.is_some_and(|t| t.elapsed() >= HOLD_AT_MOST) {
+            held.release();
+        }
         if found {
             last_found = Instant::now();
         } else if opts
@@ -302,11 +312,36 @@ pub fn run(
             }
         }
     }
+    held.release();
     drop(lease);
     report.identity_state = matching.version;
     report.positions = positions;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// How long a stream keeps the warehouse open across batches, at most, before it
+/// lets another writer in.
+const HOLD_AT_MOST: Duration = Duration::from_secs(5);
+
+/// The warehouse a stream keeps open between batches, and since when.
+#[derive(Default)]
+struct Held {
+    warehouse: Option<Box<dyn warehouse::Warehouse>>,
+    since: Option<Instant>,
+    /// The stream's table is known to exist with `_loaded_at` (checked once per hold).
+    table_ready: bool,
+}
+
+impl Held {
+    fn release(&mut self) {
+        let closing = Instant::now();
+        if self.warehouse.take().is_some() {
+            tracing::debug!(close_ms = ms(closing), "warehouse released");
+        }
+        self.since = None;
+        self.table_ready = false;
+    }
 }
 
 /// How often a running stream looks for a newer resolve's state.
@@ -454,10 +489,15 @@ fn commit(
     run_id: &str,
     outcome: &Outcome,
     wait: Duration,
+    held: &mut Held,
 ) -> Result<(), StreamError> {
     let opening = Instant::now();
-    let mut wh = warehouse::open_for_run_waiting(&p.warehouse, run_id, wait)?;
+    if held.warehouse.is_none() {
+        held.warehouse = Some(warehouse::open_for_run_waiting(&p.warehouse, run_id, wait)?);
+        held.since = Some(Instant::now());
+    }
     let open_ms = ms(opening);
+    let wh = held.warehouse.as_mut().expect("opened above");
     let d = wh.dialect();
     let table = d.ident(&table_of(&stream.name));
     let mut statements = Vec::new();
@@ -470,14 +510,16 @@ fn commit(
         let loaded_at = d.ident(LOADED_AT);
         // The table takes the first batch's columns; later batches insert by name. A
         // table made before `_loaded_at` existed gains it (null for its older rows).
-        wh.execute(&format!(
-            "CREATE TABLE IF NOT EXISTS {table} AS SELECT *, CAST(NULL AS {ts}) AS {loaded_at} FROM read_parquet({file}) LIMIT 0",
-            ts = d.timestamp_type()
-        ))?;
-        wh.execute(&format!(
-            "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {loaded_at} {}",
-            d.timestamp_type()
-        ))?;
+        if !held.table_ready {
+            wh.execute(&format!(
+                "CREATE TABLE IF NOT EXISTS {table} AS SELECT *, CAST(NULL AS {ts}) AS {loaded_at} FROM read_parquet({file}) LIMIT 0",
+                ts = d.timestamp_type()
+            ))?;
+            wh.execute(&format!(
+                "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {loaded_at} {}",
+                d.timestamp_type()
+            ))?;
+        }
         statements.push(format!(
             "INSERT INTO {table} BY NAME SELECT *, {now} AS {loaded_at} FROM read_parquet({file})"
         ));
@@ -498,17 +540,14 @@ fn commit(
         now
     ));
     let writing = Instant::now();
-    wh.execute_in_transaction(&statements)?;
+    if let Err(e) = wh.execute_in_transaction(&statements) {
+        // A connection that failed a transaction is not trusted with the next one.
+        held.release();
+        return Err(e.into());
+    }
+    held.table_ready |= outcome.rows_key.is_some();
     let transaction_ms = ms(writing);
-    let closing = Instant::now();
-    drop(wh);
-    tracing::debug!(
-        shard,
-        open_ms,
-        transaction_ms,
-        close_ms = ms(closing),
-        "micro-batch commit timings"
-    );
+    tracing::debug!(shard, open_ms, transaction_ms, "micro-batch commit timings");
     Ok(())
 }
 
