@@ -220,8 +220,10 @@ impl EventSource for Kafka {
                 break;
             }
             // With records known to be waiting, the broker need not wait for more (a
-            // broker may hold a Fetch up to its wait even when it has records).
-            let wait = if high_watermark.is_some_and(|h| offset < h) {
+            // broker may hold a Fetch up to its wait even when it has records). A
+            // partition's first Fetch asks without waiting too: its answer tells the
+            // high watermark, and only an empty partition is then waited on.
+            let wait = if high_watermark.is_none_or(|h| offset < h) {
                 Duration::from_millis(1)
             } else {
                 batch.max_wait.saturating_sub(started.elapsed())

@@ -223,6 +223,12 @@ pub fn run(
     let mut positions = committed(p, name, run_id, opts.wait)?;
     let shards = source.shards()?;
     let mut last_found = Instant::now();
+    // Told to stop once idle for S seconds, a read waits for events (to fill a batch,
+    // or on a drained shard) at most S: `--until-idle 0` drains what is there and stops.
+    let mut limits = stream.batch;
+    if let Some(idle) = opts.until_idle {
+        limits.max_wait = limits.max_wait.min(idle.max(Duration::from_millis(1)));
+    }
     // The warehouse stays open while batches keep coming (opening and closing it cost
     // DuckDB a checkpoint a batch); it is let go when a pass finds nothing, and at
     // least every HOLD_AT_MOST, so that other writers (a load, a resolve) get their
@@ -248,11 +254,7 @@ pub fn run(
                 break 'run;
             }
             let reading = Instant::now();
-            let events = source.read(
-                shard,
-                positions.get(shard).map(String::as_str),
-                &stream.batch,
-            )?;
+            let events = source.read(shard, positions.get(shard).map(String::as_str), &limits)?;
             let read_ms = ms(reading);
             let Some(last) = events.last().map(|e| e.position.clone()) else {
                 continue;
@@ -307,7 +309,7 @@ pub fn run(
         if !found {
             // Nothing waiting: pause (in short steps, so a signal is seen at once).
             let pause = Instant::now();
-            while pause.elapsed() < stream.batch.max_wait.min(Duration::from_secs(1)) && !stop() {
+            while pause.elapsed() < limits.max_wait.min(Duration::from_secs(1)) && !stop() {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
