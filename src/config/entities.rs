@@ -46,7 +46,9 @@ pub struct ColumnRule {
     pub match_column: Option<String>,
     /// Phone region overriding the source's.
     pub region: Option<String>,
-    /// Column holding each row's country, for postcodes.
+    /// Column holding each row's country (any spelling the `country` kind reads): the
+    /// format of a postcode, the region of a national phone number, and whether a
+    /// street line takes the USPS abbreviations.
     pub country_column: Option<String>,
     pub decimal: char,
     pub thousands: char,
@@ -103,18 +105,22 @@ pub enum ColumnKind {
     Title,
     /// Trimmed, lower-cased, syntax-checked email address.
     Email,
-    /// Phone number in E.164 (`+14155550132`), using the source's default region.
+    /// Phone number in E.164 (`+14155550132`); a national number is read in the row's
+    /// country (`country_column`), else the column's `region`, else the source's.
     Phone,
     /// A person's given or family name, in title case.
     PersonName,
     /// A full name, split into first and last name columns.
     FullName,
-    /// Postal code: upper-cased, US ZIP+4 cut to five digits.
+    /// Postal code in its country's format (`country_column`; US when absent): US ZIP+4
+    /// cut to five digits.
     Postcode,
     /// Upper-cased code (state, region).
     Code,
-    /// A street line: title case, USPS street-type, directional and unit
-    /// abbreviations ("1031 highland circle apartment 5" -> "1031 Highland Cir Apt 5").
+    /// A street line in title case. In the US (or with no known country), the USPS
+    /// street-type, directional and unit abbreviations, the street type only after the
+    /// name ("1031 highland circle apartment 5" -> "1031 Highland Cir Apt 5"); German
+    /// "straße", "strasse" and "str." written one way everywhere.
     Street,
     /// A country in any common spelling, as its ISO 3166-1 alpha-2 code.
     Country,
@@ -379,7 +385,7 @@ const COLUMN_KEYS: &[(&str, &[ColumnKind])] = {
         ("last", &[FullName]),
         ("match_column", &[Email, PersonName, Phone]),
         ("region", &[Phone]),
-        ("country_column", &[Postcode]),
+        ("country_column", &[Postcode, Phone, Street]),
         ("decimal", &[Float, Integer, Money]),
         ("thousands", &[Float, Integer, Money]),
         ("currency_column", &[Money]),

@@ -937,6 +937,42 @@ name = ["email", "email", "email", "email", "email"]
     }
 
     #[test]
+    fn a_country_column_is_taken_by_postcodes_phones_and_streets_only() {
+        let with = |rule: &str| {
+            GOOD.replace(
+                "Email = \"email\" }",
+                "Email = \"email\", Land = \"country\", X = \"x\" }",
+            )
+            .replace(
+                "email = \"email\", dob",
+                &format!("email = \"email\", country = \"country\", x = {rule}, dob"),
+            )
+        };
+        for kind in ["phone", "street", "postcode"] {
+            let p = parse(&with(&format!(
+                "{{ kind = \"{kind}\", country_column = \"country\" }}"
+            )))
+            .unwrap_or_else(|e| panic!("{kind}: {e}"));
+            let rule = p.entity("person").and_then(|e| e.column("x")).cloned();
+            assert_eq!(
+                rule.and_then(|r| r.country_column).as_deref(),
+                Some("country"),
+                "{kind}"
+            );
+        }
+        let err = problems(&with("{ kind = \"email\", country_column = \"country\" }"));
+        assert!(
+            err.contains("entities.person.columns.x.country_column: `country_column` applies only to column kinds postcode, phone and street"),
+            "{err}"
+        );
+        let err = problems(&with("{ kind = \"phone\", country_column = \"land\" }"));
+        assert!(
+            err.contains("entities.person.columns.x.country_column: entity \"person\" has no column \"land\""),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn cross_references_carry_the_line_of_the_offending_key() {
         // Once: the line of the entity's table header, for every check.
         let text = GOOD.replace(

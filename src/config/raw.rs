@@ -218,8 +218,12 @@ pub struct RawColumnRule {
     /// For `phone`: region of numbers written without a country code, overriding the
     /// source's `region`.
     pub region: Option<String>,
-    /// For `postcode`: the column holding each row's country (any spelling); the
-    /// postcode is checked against that country's format. `US` when absent.
+    /// For `postcode`, `phone` and `street`: the column holding each row's country (any
+    /// spelling the `country` kind reads, such as "DE", "Germany" or "Deutschland").
+    /// A postcode is checked against that country's format (`US` when the row has
+    /// none); a national phone number is read in that country (the column's or the
+    /// source's `region` when the row has none); a street line takes the USPS
+    /// abbreviations only when the country is the US or the row has none.
     pub country_column: Option<String>,
     /// For `float`, `integer` and `money`: the decimal and thousands separators of the
     /// source's locale ("." and "," when absent).

@@ -30,8 +30,17 @@ pub enum Value {
 pub struct RowContext<'a> {
     /// The source's default phone region.
     pub region: &'a str,
-    /// The row's country, as written (for postcodes).
+    /// The row's country, as written (for postcodes, phones and streets), from the
+    /// rule's `country_column`.
     pub country: Option<&'a str>,
+}
+
+impl RowContext<'_> {
+    /// The row's country as an alpha-2 code, when it has one the `country` kind reads.
+    fn country_code(&self) -> Option<String> {
+        self.country
+            .and_then(|c| address::country(c).ok().flatten())
+    }
 }
 
 /// The column type a kind produces.
@@ -61,19 +70,22 @@ pub fn normalize(rule: &ColumnRule, raw: &str, ctx: RowContext) -> Result<Option
         ColumnKind::Title => t(text::title(raw)),
         ColumnKind::Code => t(text::code(raw)),
         ColumnKind::Email => t(email::email(raw)),
-        ColumnKind::Phone => t(phone::phone(
-            raw,
-            rule.region.as_deref().unwrap_or(ctx.region),
-        )),
+        ColumnKind::Phone => {
+            // A national number is read in the row's country; without one, in the
+            // column's region, else the source's.
+            let country = ctx.country_code();
+            let region = country
+                .as_deref()
+                .or(rule.region.as_deref())
+                .unwrap_or(ctx.region);
+            t(phone::phone(raw, region))
+        }
         ColumnKind::PersonName | ColumnKind::FullName => t(name::person_name(raw)),
-        ColumnKind::Street => t(address::street(raw)),
+        ColumnKind::Street => t(address::street(raw, ctx.country_code().as_deref())),
         ColumnKind::Country => t(address::country(raw)),
         ColumnKind::Postcode => {
             // An unknown or missing country reads the postcode as a US one.
-            let code = ctx
-                .country
-                .and_then(|c| address::country(c).ok().flatten())
-                .unwrap_or_else(|| "US".into());
+            let code = ctx.country_code().unwrap_or_else(|| "US".into());
             t(address::postcode(raw, &code))
         }
         ColumnKind::Date => date::date(raw, &rule.formats).map(|o| o.map(Value::Date)),
@@ -383,6 +395,122 @@ mod tests {
                 None,
                 None
             ]
+        );
+    }
+
+    fn text_of(
+        rule: &ColumnRule,
+        raw: &str,
+        region: &str,
+        country: Option<&str>,
+    ) -> Option<String> {
+        match normalize(rule, raw, RowContext { region, country }) {
+            Ok(Some(Value::Text(t))) => Some(t),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_national_phone_number_is_read_in_the_rows_country() {
+        // A GB-region source with German customers: once nulled, or read as British.
+        let mut rule = ColumnRule::plain("phone", ColumnKind::Phone);
+        rule.country_column = Some("country".into());
+        let phone = |raw: &str, country: Option<&str>| text_of(&rule, raw, "GB", country);
+        assert_eq!(
+            phone("0151/83976357", Some("DE")),
+            Some("+4915183976357".into())
+        );
+        assert_eq!(
+            phone("0711 3077591", Some("Deutschland")),
+            Some("+497113077591".into())
+        );
+        assert_eq!(phone("0711 3077591", None), Some("+447113077591".into()));
+        // No country, or one the country kind cannot read: the source's region.
+        for country in [None, Some(""), Some("Atlantis")] {
+            assert_eq!(
+                phone("020 7946 0958", country),
+                Some("+442079460958".into()),
+                "{country:?}"
+            );
+        }
+        // A number in international form keeps its country code whatever the row says.
+        for raw in ["+44 20 7946 0958", "0044 20 7946 0958"] {
+            assert_eq!(
+                phone(raw, Some("DE")),
+                Some("+442079460958".into()),
+                "{raw}"
+            );
+        }
+        assert_eq!(
+            phone("+49 711 3077591", Some("GB")),
+            Some("+497113077591".into())
+        );
+        // A number of another country written nationally is not valid there.
+        assert_eq!(phone("020 7946 0958", Some("Polska")), None);
+        // The column's region is the fallback before the source's.
+        rule.region = Some("DE".into());
+        let phone = |raw: &str, country: Option<&str>| text_of(&rule, raw, "GB", country);
+        assert_eq!(phone("0711 3077591", None), Some("+497113077591".into()));
+        assert_eq!(
+            phone("020 7946 0958", Some("United Kingdom")),
+            Some("+442079460958".into())
+        );
+    }
+
+    #[test]
+    fn a_phone_column_reads_each_rows_country_in_a_plan() {
+        let mut rule = ColumnRule::plain("phone", ColumnKind::Phone);
+        rule.country_column = Some("country".into());
+        let frame = df!(
+            "phone" => [Some("0711 3077591"), Some("0711 3077591"), Some("020 7946 0958"), None],
+            "source" => ["shop", "shop", "shop", "shop"],
+            "country" => [Some("Deutschland"), None, Some("UK"), Some("DE")],
+        )
+        .unwrap();
+        let regions: Regions = Arc::new(HashMap::from([("shop".into(), "GB".into())]));
+        let out = frame
+            .lazy()
+            .select([value_expr(&rule, "source", regions)])
+            .collect()
+            .unwrap();
+        let got: Vec<Option<&str>> = out.column("phone").unwrap().str().unwrap().iter().collect();
+        assert_eq!(
+            got,
+            [
+                Some("+497113077591"),
+                Some("+447113077591"),
+                Some("+442079460958"),
+                None
+            ]
+        );
+    }
+
+    #[test]
+    fn streets_and_postcodes_follow_the_rows_country() {
+        let mut street = ColumnRule::plain("street", ColumnKind::Street);
+        street.country_column = Some("country".into());
+        assert_eq!(
+            text_of(&street, "12 avenue Pasteur", "US", Some("France")),
+            Some("12 Avenue Pasteur".into())
+        );
+        assert_eq!(
+            text_of(&street, "12 Pasteur Avenue", "US", Some("USA")),
+            Some("12 Pasteur Ave".into())
+        );
+        assert_eq!(
+            text_of(&street, "12 Pasteur Avenue", "US", None),
+            Some("12 Pasteur Ave".into())
+        );
+        let mut postcode = ColumnRule::plain("postcode", ColumnKind::Postcode);
+        postcode.country_column = Some("country".into());
+        // Once read as a US ZIP and refused: the country kind did not know "Polska".
+        assert_eq!(
+            text_of(&postcode, "80-333", "US", Some("Polska")),
+            Some("80-333".into())
+        );
+        assert_eq!(
+            text_of(&postcode, "28013", "US", Some("España")),
+            Some("28013".into())
         );
     }
 

@@ -19,7 +19,8 @@ const HONORIFICS: &[&str] = &[
 ];
 const SUFFIXES: &[&str] = &["jr", "sr", "ii", "iii", "iv", "phd", "md", "esq"];
 
-/// One name part in title case: "o'BRIEN" -> "O'Brien", "smith-JONES" -> "Smith-Jones".
+/// One name part in title case: "o'BRIEN" -> "O'Brien", "smith-JONES" -> "Smith-Jones",
+/// "MCDONALD" -> "McDonald", and "MacLeod" keeps its second capital.
 pub fn person_name(raw: &str) -> Normalized<String> {
     let cleaned: String = raw
         .nfkc()
@@ -29,23 +30,65 @@ pub fn person_name(raw: &str) -> Normalized<String> {
         .split_whitespace()
         .map(|w| w.trim_matches('.'))
         .filter(|w| !w.is_empty())
-        .map(title_case)
+        .map(name_case)
         .collect();
     Ok((!words.is_empty()).then(|| words.join(" ")))
 }
 
+/// A word in title case: a capital at its start and after a hyphen or an apostrophe
+/// ("O'Brien", "L'Église"), except before a lone letter ("King's", not "King'S").
 pub fn title_case(word: &str) -> String {
     let mut out = String::with_capacity(word.len());
     let mut start = true;
-    for c in word.chars() {
+    let mut chars = word.chars();
+    while let Some(c) = chars.next() {
         if start {
             out.extend(c.to_uppercase());
         } else {
             out.extend(c.to_lowercase());
         }
-        start = matches!(c, '\'' | '-');
+        start = match c {
+            '-' => true,
+            '\'' | '\u{2019}' => {
+                // "s" in "King's", "t" in "Don't": one letter, then the word ends.
+                let mut rest = chars.clone().take_while(|c| c.is_alphabetic());
+                rest.next().is_some() && rest.next().is_some()
+            }
+            _ => false,
+        };
     }
     out
+}
+
+/// A part of a name in title case, with the capital of a Scottish or Irish "Mc" name
+/// ("McDonald"), and of a "Mac" name where the raw text had it ("MacLeod"; "Mack" and
+/// "Macy" are names of their own, and upper-case text says nothing either way).
+fn name_case(word: &str) -> String {
+    let all_caps = !word.chars().any(char::is_lowercase);
+    let parts: Vec<String> = title_case(word)
+        .split('-')
+        .zip(word.split('-'))
+        .map(|(cased, raw)| {
+            let mut chars: Vec<char> = cased.chars().collect();
+            let capital_at = if cased.starts_with("Mc") {
+                Some(2)
+            } else if cased.starts_with("Mac")
+                && !all_caps
+                && raw.chars().nth(3).is_some_and(char::is_uppercase)
+            {
+                Some(3)
+            } else {
+                None
+            };
+            if let Some(i) = capital_at.filter(|&i| chars.get(i).is_some_and(|c| c.is_lowercase()))
+            {
+                let upper: Vec<char> = chars[i].to_uppercase().collect();
+                chars.splice(i..=i, upper);
+            }
+            chars.into_iter().collect()
+        })
+        .collect();
+    parts.join("-")
 }
 
 /// Nickname (lower case) -> formal name, for nicknames that stand for one name only.
@@ -232,6 +275,48 @@ mod tests {
         assert_eq!(person_name("E\u{301}lodie"), Ok(Some("Élodie".into())));
         assert_eq!(person_name("Ｊｏｈｎ"), Ok(Some("John".into())));
         assert_eq!(person_name(" 123 "), Ok(None));
+    }
+
+    #[test]
+    fn mc_and_mac_names_keep_their_second_capital() {
+        // Once "Mcdonald" and "Macleod".
+        for raw in ["McDonald", "MCDONALD", "mcdonald", "mcDONALD"] {
+            assert_eq!(person_name(raw), Ok(Some("McDonald".into())), "{raw}");
+        }
+        assert_eq!(person_name("MacLeod"), Ok(Some("MacLeod".into())));
+        assert_eq!(
+            person_name("Smith-MacLeod"),
+            Ok(Some("Smith-MacLeod".into()))
+        );
+        assert_eq!(
+            person_name("Smith-mcdonald"),
+            Ok(Some("Smith-McDonald".into()))
+        );
+        // "Mac" is a prefix only where the raw text shows it.
+        assert_eq!(person_name("Macleod"), Ok(Some("Macleod".into())));
+        assert_eq!(person_name("MACLEOD"), Ok(Some("Macleod".into())));
+        for (raw, want) in [
+            ("Mack", "Mack"),
+            ("MACK", "Mack"),
+            ("macy", "Macy"),
+            ("Mackenzie", "Mackenzie"),
+        ] {
+            assert_eq!(person_name(raw), Ok(Some(want.into())), "{raw}");
+        }
+        assert_eq!(person_name("MC"), Ok(Some("Mc".into())));
+        // Apostrophes as before.
+        assert_eq!(person_name("O'BRIEN"), Ok(Some("O'Brien".into())));
+        assert_eq!(person_name("d'angelo"), Ok(Some("D'Angelo".into())));
+    }
+
+    #[test]
+    fn a_lone_letter_after_an_apostrophe_stays_lower_case() {
+        // Once "King'S Terrace".
+        assert_eq!(title_case("KING'S"), "King's");
+        assert_eq!(title_case("king\u{2019}s"), "King\u{2019}s");
+        assert_eq!(title_case("o'brien"), "O'Brien");
+        assert_eq!(title_case("l'église"), "L'Église");
+        assert_eq!(title_case("o'"), "O'");
     }
 
     #[test]
