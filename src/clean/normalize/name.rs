@@ -20,7 +20,7 @@ const HONORIFICS: &[&str] = &[
 const SUFFIXES: &[&str] = &["jr", "sr", "ii", "iii", "iv", "phd", "md", "esq"];
 
 /// One name part in title case: "o'BRIEN" -> "O'Brien", "smith-JONES" -> "Smith-Jones",
-/// "MCDONALD" -> "McDonald", and "MacLeod" keeps its second capital.
+/// "MCDONALD" -> "McDonald" (a "Mac" name is title-cased plainly: "Macleod").
 pub fn person_name(raw: &str) -> Normalized<String> {
     let cleaned: String = raw
         .nfkc()
@@ -61,29 +61,17 @@ pub fn title_case(word: &str) -> String {
 }
 
 /// A part of a name in title case, with the capital of a Scottish or Irish "Mc" name
-/// ("McDonald"), and of a "Mac" name where the raw text had it ("MacLeod"; "Mack" and
-/// "Macy" are names of their own, and upper-case text says nothing either way).
+/// ("McDonald"). A "Mac" name is title-cased plainly ("Macleod"): "Mack" and "Macy" are
+/// names of their own, and a capital that depended on how the raw text was cased would
+/// give one surname two clean forms, which matching would then take for two names.
 fn name_case(word: &str) -> String {
-    let all_caps = !word.chars().any(char::is_lowercase);
     let parts: Vec<String> = title_case(word)
         .split('-')
-        .zip(word.split('-'))
-        .map(|(cased, raw)| {
+        .map(|cased| {
             let mut chars: Vec<char> = cased.chars().collect();
-            let capital_at = if cased.starts_with("Mc") {
-                Some(2)
-            } else if cased.starts_with("Mac")
-                && !all_caps
-                && raw.chars().nth(3).is_some_and(char::is_uppercase)
-            {
-                Some(3)
-            } else {
-                None
-            };
-            if let Some(i) = capital_at.filter(|&i| chars.get(i).is_some_and(|c| c.is_lowercase()))
-            {
-                let upper: Vec<char> = chars[i].to_uppercase().collect();
-                chars.splice(i..=i, upper);
+            if cased.starts_with("Mc") && chars.get(2).is_some_and(|c| c.is_lowercase()) {
+                let upper: Vec<char> = chars[2].to_uppercase().collect();
+                chars.splice(2..=2, upper);
             }
             chars.into_iter().collect()
         })
@@ -278,21 +266,17 @@ mod tests {
     }
 
     #[test]
-    fn mc_and_mac_names_keep_their_second_capital() {
+    fn mc_names_keep_their_second_capital_and_mac_names_have_one_form() {
         // Once "Mcdonald" and "Macleod".
         for raw in ["McDonald", "MCDONALD", "mcdonald", "mcDONALD"] {
             assert_eq!(person_name(raw), Ok(Some("McDonald".into())), "{raw}");
         }
-        assert_eq!(person_name("MacLeod"), Ok(Some("MacLeod".into())));
-        assert_eq!(
-            person_name("Smith-MacLeod"),
-            Ok(Some("Smith-MacLeod".into()))
-        );
         assert_eq!(
             person_name("Smith-mcdonald"),
             Ok(Some("Smith-McDonald".into()))
         );
-        // "Mac" is a prefix only where the raw text shows it.
+        // One clean form for a "Mac" name however it was cased.
+        assert_eq!(person_name("MacLeod"), Ok(Some("Macleod".into())));
         assert_eq!(person_name("Macleod"), Ok(Some("Macleod".into())));
         assert_eq!(person_name("MACLEOD"), Ok(Some("Macleod".into())));
         for (raw, want) in [
