@@ -253,7 +253,9 @@ pub fn fill(raw: &mut RawIdentity, entity: &EntityConfig) -> Vec<(String, Origin
                 comparisons.push(comparison(
                     "birth_date",
                     vec![dob.clone()],
-                    &["exact", "days <= 31", "days <= 366"],
+                    // A slip of one digit ("1987" typed "1997", or two swapped) is a
+                    // near agreement, not a different birth date.
+                    &["exact", "one slip", "days <= 31", "days <= 366"],
                     false,
                 ));
             }

@@ -110,7 +110,7 @@ impl Field {
             .collect();
         let mut nicknames = Vec::new();
         if comparison.levels.contains(&Level::Nickname) {
-            let lower: Vec<String> = text.iter().map(|t| t.to_lowercase()).collect();
+            let lower: Vec<String> = text.iter().map(|t| name::fold(t)).collect();
             // Lower-case name -> (its id, records holding it in any case).
             let mut holders: foldhash::HashMap<&str, (u32, u32)> = Default::default();
             for (l, &c) in lower.iter().zip(&count) {
@@ -141,7 +141,7 @@ impl Field {
             )
         });
         let folded: Vec<String> = if fuzzy {
-            text.iter().map(|t| t.to_lowercase()).collect()
+            text.iter().map(|t| name::fold(t)).collect()
         } else {
             Vec::new()
         };
@@ -287,14 +287,15 @@ impl Field {
                     || self.number[x as usize].is_some()
             });
         }
-        // Fuzzy levels read the values in lower case.
+        // Fuzzy levels read the values in lower case, without accents.
         let (tx, ty) = match self.folded.is_empty() {
             true => (&self.text[x as usize], &self.text[y as usize]),
             false => (&self.folded[x as usize], &self.folded[y as usize]),
         };
         let mut similarity = None;
         levels.iter().position(|&level| match level {
-            Level::Exact => false,
+            // With fuzzy levels, exact is exact but for case and accents.
+            Level::Exact => !self.folded.is_empty() && tx == ty,
             Level::Nickname => {
                 let ((lower_x, names_x), (lower_y, names_y)) =
                     (&self.nicknames[x as usize], &self.nicknames[y as usize]);
@@ -673,6 +674,26 @@ mod tests {
         );
         assert_eq!(f.compare(0, 1).level, 2, "Jerr is one slip from Jerry");
         assert_eq!(f.compare(1, 2).level, 0, "Jerry is Gerald");
+    }
+
+    #[test]
+    fn names_that_differ_in_accents_or_umlaut_spelling_agree_exactly() {
+        let f = field(
+            &["exact", "nickname", "one slip", "jaro_winkler >= 0.88"],
+            &[
+                &[Some("Müller")],
+                &[Some("Mueller")],
+                &[Some("Anaïs")],
+                &[Some("Anais")],
+                &[Some("Muller")],
+            ],
+        );
+        assert_eq!(f.compare(0, 1).level, 0, "Müller is Mueller");
+        assert_eq!(f.compare(2, 3).level, 0, "Anaïs is Anais");
+        assert_eq!(f.compare(1, 4).level, 2, "Mueller is one slip from Muller");
+        // Without fuzzy levels exact stays exact.
+        let f = field(&["exact"], &[&[Some("Müller")], &[Some("Mueller")]]);
+        assert_eq!(f.compare(0, 1).level, 1);
     }
 
     #[test]

@@ -79,7 +79,36 @@ fn name_case(word: &str) -> String {
     parts.join("-")
 }
 
-/// Nickname (lower case) -> formal name, for nicknames that stand for one name only.
+/// A name as matching compares it: lower case, without accents, with the letters
+/// languages spell two ways written one way ("Müller" and "Mueller" are "mueller";
+/// "José" is "jose", "Łukasz" "lukasz", "Strauß" "strauss").
+pub fn fold(text: &str) -> String {
+    use unicode_normalization::{char::is_combining_mark, UnicodeNormalization};
+    let mut out = String::with_capacity(text.len());
+    for c in text.nfd() {
+        if is_combining_mark(c) {
+            // An umlaut (combining diaeresis) on a, o or u is written as an e after it.
+            if c == '\u{308}' && matches!(out.chars().last(), Some('a' | 'o' | 'u')) {
+                out.push('e');
+            }
+            continue;
+        }
+        match c {
+            'ß' | 'ẞ' => out.push_str("ss"),
+            'Æ' | 'æ' => out.push_str("ae"),
+            'Œ' | 'œ' => out.push_str("oe"),
+            'Ø' | 'ø' => out.push('o'),
+            'Ł' | 'ł' => out.push('l'),
+            'Đ' | 'đ' => out.push('d'),
+            'Þ' | 'þ' => out.push_str("th"),
+            'ı' => out.push('i'),
+            c => out.extend(c.to_lowercase()),
+        }
+    }
+    out
+}
+
+/// Nickname (folded: [`fold`]) -> formal name, for nicknames that stand for one name only.
 fn nickname_table() -> &'static HashMap<String, &'static str> {
     static TABLE: OnceLock<HashMap<String, &'static str>> = OnceLock::new();
     TABLE.get_or_init(|| {
@@ -89,7 +118,7 @@ fn nickname_table() -> &'static HashMap<String, &'static str> {
                 continue;
             };
             for nick in nicks.split('|') {
-                seen.entry(nick.to_lowercase()).or_default().push(formal);
+                seen.entry(fold(nick)).or_default().push(formal);
             }
         }
         // "Chris" may be Christopher or Christina: an ambiguous nickname maps to nothing.
@@ -111,7 +140,7 @@ fn formal_candidates() -> &'static HashMap<String, Vec<&'static str>> {
                 continue;
             };
             for name in nicks.split('|').chain([formal]) {
-                let entry = table.entry(name.to_lowercase()).or_default();
+                let entry = table.entry(fold(name)).or_default();
                 if !entry.contains(&formal) {
                     entry.push(formal);
                 }
@@ -125,7 +154,7 @@ fn formal_candidates() -> &'static HashMap<String, Vec<&'static str>> {
 /// other, or both may stand for one formal name ("Nate" and "Nathan", "Alex" and
 /// "Alexandra"). Case-insensitive.
 pub fn nickname_related(a: &str, b: &str) -> bool {
-    let (a, b) = (a.to_lowercase(), b.to_lowercase());
+    let (a, b) = (fold(a), fold(b));
     a == b || share_a_formal_name(formal_names_of(&a), formal_names_of(&b))
 }
 
@@ -223,10 +252,20 @@ pub fn formal_name(first: &str) -> String {
         words.pop();
     }
     let first = words.join(" ");
-    match nickname_table().get(&first.to_lowercase()) {
+    let name = match nickname_table().get(&fold(&first)) {
         Some(formal) => (*formal).to_string(),
         None => first,
+    };
+    // Written one way however it was accented: "Dörte" and "Doerte" are "Doerte".
+    let folded = fold(&name);
+    if folded == name.to_lowercase() {
+        return name;
     }
+    folded
+        .split(' ')
+        .map(title_case)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn is_title(word: &str) -> bool {
@@ -263,6 +302,33 @@ mod tests {
         assert_eq!(person_name("E\u{301}lodie"), Ok(Some("Élodie".into())));
         assert_eq!(person_name("Ｊｏｈｎ"), Ok(Some("John".into())));
         assert_eq!(person_name(" 123 "), Ok(None));
+    }
+
+    #[test]
+    fn accents_and_two_way_spellings_fold_to_one_form_for_matching() {
+        for (a, b) in [
+            ("Müller", "Mueller"),
+            ("Dörte", "Doerte"),
+            ("Anaïs", "Anais"),
+            ("Małgorzata", "Malgorzata"),
+            ("García", "GARCIA"),
+            ("Strauß", "Strauss"),
+            ("Søren", "Soren"),
+        ] {
+            assert_eq!(fold(a), fold(b), "{a} / {b}");
+        }
+        assert_ne!(fold("Muller"), fold("Mueller"));
+        // The formal name (the match column) is written one way too.
+        assert_eq!(formal_name("Dörte"), formal_name("Doerte"));
+        assert_eq!(formal_name("José María"), "Jose Maria");
+        assert_eq!(formal_name("Pepe"), "Jose");
+        assert_eq!(formal_name("Kasia"), "Katarzyna");
+        assert_eq!(formal_name("Gosia"), formal_name("Małgorzata"));
+        // Names of their own are no one's nickname.
+        assert_eq!(formal_name("Sophie"), "Sophie");
+        assert_eq!(formal_name("Jamie"), "Jamie");
+        assert!(nickname_related("Hans", "Johannes"));
+        assert!(nickname_related("Uschi", "ursula"));
     }
 
     #[test]
