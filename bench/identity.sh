@@ -31,6 +31,8 @@ fi
 
 # The deterministic rules alone: the sample pipeline up to its matching section.
 RULES_ONLY="$WORK/rules-only.toml"
+# Its audience files, which the pipeline names relative to itself.
+rm -rf "$WORK/audiences" && cp -r pipelines/audiences "$WORK/audiences"
 # (defaults = false: without it the column kinds would fill matching and guards back in)
 awk '/^\[identity.matching\]/{skip=1} /^\[load\]/{skip=0} !skip' "$PIPELINE" \
   | sed 's/^\[identity\]$/[identity]\ndefaults = false/' > "$RULES_ONLY"
