@@ -107,6 +107,19 @@ def address():
     )
 
 
+def last_name():
+    return cl.NameComparison("last_name", jaro_winkler_thresholds=[0.92, 0.8])
+
+
+def birth_date():
+    return cl.DateOfBirthComparison(
+        "birth_date",
+        input_is_string=False,
+        datetime_thresholds=[1, 10],
+        datetime_metrics=["year", "year"],
+    )
+
+
 def settings():
     return SettingsCreator(
         link_type="dedupe_only",
@@ -115,15 +128,10 @@ def settings():
         blocking_rules_to_generate_predictions=PREDICT_RULES,
         comparisons=[
             first_name(),
-            cl.NameComparison("last_name", jaro_winkler_thresholds=[0.92, 0.8]),
+            last_name(),
             email(),
             cl.ExactMatch("phone").configure(term_frequency_adjustments=True),
-            cl.DateOfBirthComparison(
-                "birth_date",
-                input_is_string=False,
-                datetime_thresholds=[1, 10],
-                datetime_metrics=["year", "year"],
-            ),
+            birth_date(),
             address(),
         ],
         retain_matching_columns=False,

@@ -21,13 +21,8 @@ SIZES=("$@")
 mkdir -p "$WORK"
 [ -x "$CDP" ] || cargo build --release --locked
 
-if [ ! -x "$VENV/bin/python" ]; then
-  python3 -m venv "$VENV"
-fi
-# Splink leans on sqlglot to write its SQL, so that is pinned too.
-if ! "$VENV/bin/python" -c 'import splink, sys; sys.exit(splink.__version__ != "4.0.17")' 2>/dev/null; then
-  "$VENV/bin/pip" install --quiet "duckdb==1.4.*" "splink==4.0.17" "sqlglot==30.30.0"
-fi
+# shellcheck source=bench/splink_venv.sh
+source bench/splink_venv.sh
 
 # The deterministic rules alone: the sample pipeline up to its matching section.
 RULES_ONLY="$WORK/rules-only.toml"

@@ -27,13 +27,8 @@ PERSONS="${PERSONS:-0}"
 mkdir -p "$WORK"
 [ -x "$CDP" ] || cargo build --release --locked
 
-# The Splink environment bench/identity.sh makes, with its pins.
-if [ ! -x "$VENV/bin/python" ]; then
-  python3 -m venv "$VENV"
-fi
-if ! "$VENV/bin/python" -c 'import splink, sys; sys.exit(splink.__version__ != "4.0.17")' 2>/dev/null; then
-  "$VENV/bin/pip" install --quiet "duckdb==1.4.*" "splink==4.0.17" "sqlglot==30.30.0"
-fi
+# shellcheck source=bench/splink_venv.sh
+source bench/splink_venv.sh
 
 # score PIPELINE DATA DIR: "precision recall f1" of a run with --truth.
 score() {

@@ -44,6 +44,16 @@ fn table(ctx: &TestContext) -> Vec<String> {
 
 const CUT: &str = "2026-06-01T00:00:00Z";
 
+/// Plants an order of shop customer `record` on 2026-07-15 10:00, after the tests' cut-off.
+fn plant_late_order(ctx: &TestContext, record: &str) {
+    let conn = duckdb::Connection::open(ctx.path().join("warehouse.duckdb")).expect("open");
+    conn.execute_batch(&format!(
+        "INSERT INTO orders (order_id, customer_id, ordered_at, currency, total_price) \
+         VALUES (999999999, {record}, TIMESTAMP '2026-07-15 10:00:00', 'USD', 1000.0)"
+    ))
+    .expect("plant an order");
+}
+
 #[test]
 fn features_count_only_what_happened_before_the_cut_off_and_land_in_the_lake_and_warehouse() {
     let ctx = TestContext::new();
@@ -181,13 +191,7 @@ fn features_count_only_what_happened_before_the_cut_off_and_land_in_the_lake_and
         .as_str()
         .expect("record")
         .to_string();
-    let conn = duckdb::Connection::open(ctx.path().join("warehouse.duckdb")).expect("open");
-    conn.execute_batch(&format!(
-        "INSERT INTO orders (order_id, customer_id, ordered_at, currency, total_price) \
-         VALUES (999999999, {record}, TIMESTAMP '2026-07-15 10:00:00', 'USD', 1000.0)"
-    ))
-    .expect("plant an order");
-    drop(conn);
+    plant_late_order(&ctx, &record);
     let again = features(&ctx, &p, CUT);
     assert_eq!(
         table(&ctx),
@@ -354,13 +358,7 @@ fn every_trait_is_a_feature_as_it_stood_at_the_cut_off() {
         .as_str()
         .expect("record")
         .to_string();
-    let conn = duckdb::Connection::open(ctx.path().join("warehouse.duckdb")).expect("open");
-    conn.execute_batch(&format!(
-        "INSERT INTO orders (order_id, customer_id, ordered_at, currency, total_price) \
-         VALUES (999999999, {record}, TIMESTAMP '2026-07-15 10:00:00', 'USD', 1000.0)"
-    ))
-    .expect("plant an order");
-    drop(conn);
+    plant_late_order(&ctx, &record);
     features(&ctx, &p, CUT);
     assert_eq!(
         features_now(),

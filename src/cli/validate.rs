@@ -104,12 +104,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         )?;
     }
     for t in &p.traits {
-        let of = t
-            .agg
-            .of
-            .as_ref()
-            .map(|o| format!(" of {}", o.name()))
-            .unwrap_or_default();
+        let of = t.agg.of_clause();
         outln!(
             "  trait      {} ({}{of} over {}, {})",
             t.name,

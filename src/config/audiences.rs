@@ -194,6 +194,17 @@ pub struct RelatedAggregate {
     pub ty: ValueType,
 }
 
+impl RelatedAggregate {
+    /// " of COLUMN" when the aggregate reads a column, for descriptions ("sum of
+    /// total"); empty for a count.
+    pub fn of_clause(&self) -> String {
+        self.of
+            .as_ref()
+            .map(|o| format!(" of {}", o.name()))
+            .unwrap_or_default()
+    }
+}
+
 /// The types a value can have, from the column kinds that cleaned it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ValueType {

@@ -434,8 +434,7 @@ pub fn resolve(
         )
     });
     if let Some(s) = &mut scored {
-        edges.extend(strong_edges(&s.scored, s.matching.threshold));
-        s.keep_strong();
+        edges.extend(s.strong_edges());
     }
     lap("pairs scored");
     let matcher = scored.as_ref().map(|s| &s.scored.matcher);
@@ -530,7 +529,8 @@ struct ScoredRun<'c> {
     trained: bool,
     /// Strong pairs taken from the last run (both records unchanged).
     reused: u64,
-    /// How many pairs were scored, counted before the weak ones are let go.
+    /// How many pairs were scored (with the reused ones), counted before the weak ones
+    /// are let go.
     candidates: u64,
 }
 
@@ -578,40 +578,21 @@ fn score_pairs<'c>(
     }
     ScoredRun {
         matching: m,
+        candidates: scored.pairs.len() as u64,
         scored,
         config_text,
         trained,
         reused,
-        candidates: 0,
     }
 }
 
-/// The scored pairs at or above the threshold, strongest first.
-fn strong_edges(s: &matcher::Scored, threshold: f64) -> Vec<(u32, u32, Link)> {
-    let cut = model::weight_of(threshold);
-    let mut strong: Vec<(u32, u32, Link)> = s
-        .pairs
-        .iter()
-        .zip(&s.weights)
-        .filter(|(_, &w)| w >= cut)
-        .map(|(&(a, b), &w)| (a, b, Link::Scored(w)))
-        .collect();
-    strong.par_sort_by(|x, y| {
-        let (Link::Scored(wx), Link::Scored(wy)) = (x.2, y.2) else {
-            return std::cmp::Ordering::Equal;
-        };
-        wy.total_cmp(&wx).then((x.0, x.1).cmp(&(y.0, y.1)))
-    });
-    strong
-}
-
 impl ScoredRun<'_> {
-    /// Keeps only the pairs at or above the threshold (all that `finish` saves), once
-    /// they are edges: at 10M records the weaker ones are over 40 million pairs.
-    fn keep_strong(&mut self) {
+    /// The scored pairs at or above the threshold as edges, strongest first. Only they
+    /// are kept from here on (all that `finish` saves): at 10M records the weaker ones
+    /// are over 40 million pairs.
+    fn strong_edges(&mut self) -> Vec<(u32, u32, Link)> {
         let cut = model::weight_of(self.matching.threshold);
         let s = &mut self.scored;
-        self.candidates = s.pairs.len() as u64;
         let mut kept = 0;
         for i in 0..s.pairs.len() {
             if s.weights[i] >= cut {
@@ -624,6 +605,19 @@ impl ScoredRun<'_> {
         s.pairs.shrink_to_fit();
         s.weights.truncate(kept);
         s.weights.shrink_to_fit();
+        let mut strong: Vec<(u32, u32, Link)> = s
+            .pairs
+            .iter()
+            .zip(&s.weights)
+            .map(|(&(a, b), &w)| (a, b, Link::Scored(w)))
+            .collect();
+        strong.par_sort_by(|x, y| {
+            let (Link::Scored(wx), Link::Scored(wy)) = (x.2, y.2) else {
+                return std::cmp::Ordering::Equal;
+            };
+            wy.total_cmp(&wx).then((x.0, x.1).cmp(&(y.0, y.1)))
+        });
+        strong
     }
 
     /// The matching report, the model to save (beside the assignment it indexes) and
@@ -634,13 +628,12 @@ impl ScoredRun<'_> {
         assignment_digest: u64,
         merges: u64,
     ) -> (MatchingReport, SavedModel, Vec<(u32, u32, f64)>) {
-        let cut = model::weight_of(self.matching.threshold);
+        // Only the strong pairs are left (see `strong_edges`).
         let saved_edges: Vec<(u32, u32, f64)> = self
             .scored
             .pairs
             .iter()
             .zip(&self.scored.weights)
-            .filter(|(_, &w)| w >= cut)
             .map(|(&(a, b), &w)| (row_of[a as usize], row_of[b as usize], w))
             .collect();
         let model = SavedModel {
@@ -649,7 +642,7 @@ impl ScoredRun<'_> {
             assignment: Some(assignment_digest),
         };
         let report = MatchingReport {
-            candidate_pairs: self.candidates.max(self.scored.pairs.len() as u64) - self.reused,
+            candidate_pairs: self.candidates - self.reused,
             reused_edges: self.reused,
             trained: self.trained,
             edges: saved_edges.len() as u64,

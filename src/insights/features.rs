@@ -445,12 +445,7 @@ fn trait_type(ty: ValueType) -> &'static str {
 /// as of the cut-off.
 fn trait_meaning(t: &TraitConfig) -> String {
     let what = if t.description.trim().is_empty() {
-        let of = t
-            .agg
-            .of
-            .as_ref()
-            .map(|o| format!(" of {}", o.name()))
-            .unwrap_or_default();
+        let of = t.agg.of_clause();
         format!(
             "{:?}{of} over the person's {} records",
             t.agg.aggregate, t.agg.entity

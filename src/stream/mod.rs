@@ -295,7 +295,7 @@ pub fn run(
                 "micro-batch timings"
             );
         }
-        if !found || held.since.is_some_and(|t| t.elapsed() >= HOLD_AT_MOST) {
+        if !found || held.held_too_long() {
             held.release();
         }
         if found {
@@ -329,19 +329,23 @@ const HOLD_AT_MOST: Duration = Duration::from_secs(5);
 /// The warehouse a stream keeps open between batches, and since when.
 #[derive(Default)]
 struct Held {
-    warehouse: Option<Box<dyn warehouse::Warehouse>>,
-    since: Option<Instant>,
+    open: Option<(Box<dyn warehouse::Warehouse>, Instant)>,
     /// The stream's table is known to exist with `_loaded_at` (checked once per hold).
     table_ready: bool,
 }
 
 impl Held {
+    fn held_too_long(&self) -> bool {
+        self.open
+            .as_ref()
+            .is_some_and(|(_, since)| since.elapsed() >= HOLD_AT_MOST)
+    }
+
     fn release(&mut self) {
         let closing = Instant::now();
-        if self.warehouse.take().is_some() {
+        if self.open.take().is_some() {
             tracing::debug!(close_ms = ms(closing), "warehouse released");
         }
-        self.since = None;
         self.table_ready = false;
     }
 }
@@ -494,12 +498,12 @@ fn commit(
     held: &mut Held,
 ) -> Result<(), StreamError> {
     let opening = Instant::now();
-    if held.warehouse.is_none() {
-        held.warehouse = Some(warehouse::open_for_run_waiting(&p.warehouse, run_id, wait)?);
-        held.since = Some(Instant::now());
+    if held.open.is_none() {
+        let wh = warehouse::open_for_run_waiting(&p.warehouse, run_id, wait)?;
+        held.open = Some((wh, Instant::now()));
     }
     let open_ms = ms(opening);
-    let wh = held.warehouse.as_mut().expect("opened above");
+    let (wh, _) = held.open.as_mut().expect("opened above");
     let d = wh.dialect();
     let table = d.ident(&table_of(&stream.name));
     let mut statements = Vec::new();
