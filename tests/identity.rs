@@ -543,6 +543,17 @@ fn link_only_never_merges_two_records_of_one_source() {
     // Bob links across sources; the vendor's Ann Lee is tied between the two CRM
     // namesakes and joins neither.
     assert_eq!(both, 1, "Bob links across sources");
+    // The refusals are the link-only setting's, and named so.
+    let resolved = ctx
+        .cdp(&["resolve", p.to_str().unwrap(), "--force"])
+        .ok()
+        .stdout;
+    let refused = resolved
+        .lines()
+        .find(|l| l.starts_with("merges refused by guards:"))
+        .unwrap_or_else(|| panic!("{resolved}"));
+    assert!(refused.contains("link_only "), "{refused}");
+    assert!(!refused.contains("max_per_source"), "{refused}");
 
     let ctx = TestContext::new();
     let p = linkage_pipeline(&ctx, r#"link_only = ["nowhere"]"#);

@@ -621,6 +621,9 @@ fn the_sample_with_identity_reduced_to_a_few_lines_reaches_the_full_sections_f1(
         plan.contains("# max_per_source: chosen from the data at resolve time"),
         "{plan}"
     );
+    for auto in ["threshold = \"auto\"", "max_block = \"auto\""] {
+        assert!(plan.contains(auto), "{plan}");
+    }
     assert!(
         plan.contains(
             "never_disagree = [\"first_name\", \"birth_date\"]   # default from the column kinds"
@@ -632,6 +635,8 @@ fn the_sample_with_identity_reduced_to_a_few_lines_reaches_the_full_sections_f1(
         "chosen from the data: enrichment: max_per_source 1",
         "chosen from the data: support_users: max_per_source 1",
         "chosen from the data: email: max_holders",
+        "chosen from the data: blocking rule first_last: max_block",
+        "chosen from the data: threshold 0.",
     ] {
         assert!(resolved.contains(chosen), "{resolved}");
     }

@@ -8,7 +8,7 @@ use std::fmt;
 use serde::Deserialize;
 
 use super::identity_defaults::Origin;
-use super::raw::{RawGuards, RawIdentity, RawLinkOnly, RawMatching, RawMaxHolders};
+use super::raw::{RawGuards, RawIdentity, RawLinkOnly, RawMatching, RawOrAuto};
 use super::{EntityConfig, SourceConfig, Validator};
 
 /// `[identity]`, validated.
@@ -68,10 +68,17 @@ impl NameFromEmail {
 /// Fellegi-Sunter matching: blocking rules give candidate pairs, comparisons score them.
 #[derive(Debug, Clone)]
 pub struct Matching {
+    /// With `threshold_auto`, the threshold used when the run's scores show no clear
+    /// valley ([`DEFAULT_THRESHOLD`]) until the run chooses one.
     pub threshold: f64,
+    /// `threshold = "auto"`: chosen from the run's scored pairs.
+    pub threshold_auto: bool,
     pub blocking: Vec<MatchRule>,
     /// Per blocking rule, the largest block that still gives pairs.
     pub block_limits: Vec<usize>,
+    /// Per blocking rule, `max_block = "auto"`: chosen from the run's data (the limit in
+    /// `block_limits` is then a placeholder until chosen).
+    pub block_limits_auto: Vec<bool>,
     pub comparisons: Vec<Comparison>,
     pub em_iterations: usize,
     pub u_sample_pairs: usize,
@@ -80,6 +87,14 @@ pub struct Matching {
     /// Indices of the blocking rules that train m.
     pub train_on: Vec<usize>,
 }
+
+/// The threshold of `threshold = "auto"` when the run's scores show no clear valley
+/// between non-matches and matches: below an even chance, as the guards turn away most
+/// wrong edges a low threshold lets in.
+pub const DEFAULT_THRESHOLD: f64 = 0.3;
+
+/// `max_block` when neither the file nor the defaults give one.
+pub const DEFAULT_MAX_BLOCK: usize = 500;
 
 #[derive(Debug, Clone)]
 pub struct Comparison {
@@ -158,6 +173,9 @@ pub struct Guards {
     pub max_cluster_size: usize,
     pub max_distinct: Vec<(String, usize)>,
     pub max_per_source: Vec<(String, usize)>,
+    /// The sources `link_only` names (each also in `max_per_source` with a limit of 1
+    /// unless the file gives its own): their refusals are reported as `link_only`.
+    pub link_only: Vec<String>,
     pub never_disagree: Vec<String>,
     /// `max_per_source` left to the data (the default when neither it nor `link_only`
     /// is written): a source none of whose records share a deterministic rule's key
@@ -372,7 +390,8 @@ impl Validator<'_> {
         };
         for source in link_only {
             if !guards.max_per_source.iter().any(|(s, _)| *s == source) {
-                guards.max_per_source.push((source, 1));
+                guards.max_per_source.push((source.clone(), 1));
+                guards.link_only.push(source);
             }
         }
         let first_name_from_email = raw.first_name_from_email.map(|f| {
@@ -434,18 +453,61 @@ impl Validator<'_> {
         })
     }
 
+    /// A setting's word must be `"auto"`; `value` says what else it may be.
+    fn auto_word(&mut self, key: &str, word: &str, value: &str) {
+        if word != "auto" {
+            self.problem(key, format!("{word:?}: {value}, or \"auto\""));
+        }
+    }
+
     fn matching(&mut self, raw: RawMatching, has: &dyn Fn(&str) -> bool, entity: &str) -> Matching {
-        let threshold = raw.threshold.unwrap_or(f64::NAN);
         let blocking = raw.blocking.unwrap_or_default();
         let raw_comparisons = raw.comparisons.unwrap_or_default();
-        if raw.threshold.is_none() {
-            self.problem("identity.matching.threshold", "missing");
-        } else if !(threshold > 0.0 && threshold < 1.0) {
-            self.problem(
-                "identity.matching.threshold",
-                "a match probability strictly between 0 and 1",
-            );
-        }
+        let (threshold, threshold_auto) = match &raw.threshold {
+            None => {
+                self.problem("identity.matching.threshold", "missing");
+                (f64::NAN, false)
+            }
+            Some(RawOrAuto::Value(t)) => {
+                if !(*t > 0.0 && *t < 1.0) {
+                    self.problem(
+                        "identity.matching.threshold",
+                        "a match probability strictly between 0 and 1, or \"auto\"",
+                    );
+                }
+                (*t, false)
+            }
+            Some(RawOrAuto::Auto(word)) => {
+                self.auto_word("identity.matching.threshold", word, "a match probability");
+                (DEFAULT_THRESHOLD, true)
+            }
+        };
+        let mut block_limit = |key: String, raw: Option<&RawOrAuto<usize>>| match raw {
+            None => None,
+            Some(RawOrAuto::Value(0)) => {
+                self.problem(key, "a number of records above 0, or \"auto\"");
+                None
+            }
+            Some(RawOrAuto::Value(n)) => Some((*n, false)),
+            Some(RawOrAuto::Auto(word)) => {
+                self.auto_word(&key, word, "a number of records");
+                Some((DEFAULT_MAX_BLOCK, true))
+            }
+        };
+        let common_limit =
+            block_limit("identity.matching.max_block".into(), raw.max_block.as_ref());
+        let limits: Vec<(usize, bool)> = blocking
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                block_limit(
+                    format!("identity.matching.blocking[{i}].max_block"),
+                    b.max_block.as_ref(),
+                )
+                .or(common_limit)
+                .unwrap_or((DEFAULT_MAX_BLOCK, false))
+            })
+            .collect();
         if let Some(p) = raw.prior.filter(|p| !(*p > 0.0 && *p < 1.0)) {
             self.problem(
                 "identity.matching.prior",
@@ -503,13 +565,8 @@ impl Validator<'_> {
                     self.problem(format!("{key}.{name}"), "probabilities in (0, 1]");
                 }
             }
-            if let Some(RawMaxHolders::Auto(word)) = &c.max_holders {
-                if word != "auto" {
-                    self.problem(
-                        format!("{key}.max_holders"),
-                        format!("{word:?}: a count of records, or \"auto\""),
-                    );
-                }
+            if let Some(RawOrAuto::Auto(word)) = &c.max_holders {
+                self.auto_word(&format!("{key}.max_holders"), word, "a count of records");
             }
             comparisons.push(Comparison {
                 name: c
@@ -519,10 +576,10 @@ impl Validator<'_> {
                 levels,
                 term_frequency: c.term_frequency,
                 max_holders: match &c.max_holders {
-                    Some(RawMaxHolders::Count(n)) => Some(*n),
+                    Some(RawOrAuto::Value(n)) => Some(*n),
                     _ => None,
                 },
-                max_holders_auto: matches!(&c.max_holders, Some(RawMaxHolders::Auto(_))),
+                max_holders_auto: matches!(&c.max_holders, Some(RawOrAuto::Auto(_))),
                 m: c.m,
                 u: c.u,
             });
@@ -549,12 +606,11 @@ impl Validator<'_> {
         }
         Matching {
             threshold,
+            threshold_auto,
             rule_recall,
             train_on,
-            block_limits: blocking
-                .iter()
-                .map(|b| b.max_block.or(raw.max_block).unwrap_or(500))
-                .collect(),
+            block_limits: limits.iter().map(|l| l.0).collect(),
+            block_limits_auto: limits.iter().map(|l| l.1).collect(),
             blocking: blocking
                 .into_iter()
                 .map(|b| MatchRule {
@@ -644,6 +700,7 @@ impl Validator<'_> {
             max_cluster_size,
             max_distinct: max_distinct.into_iter().collect(),
             max_per_source: max_per_source.into_iter().collect(),
+            link_only: Vec::new(),
             never_disagree,
             max_per_source_auto: false,
             min_cluster_weight: raw.min_cluster_weight,

@@ -13,8 +13,9 @@
 
 use indexmap::IndexMap;
 
+use super::identity::DEFAULT_MAX_BLOCK;
 use super::raw::{
-    RawBlocking, RawComparison, RawGuards, RawIdentity, RawMatchRule, RawMatching, RawMaxHolders,
+    RawBlocking, RawComparison, RawGuards, RawIdentity, RawMatchRule, RawMatching, RawOrAuto,
 };
 use super::{ColumnKind, EntityConfig};
 
@@ -199,12 +200,12 @@ pub fn fill(raw: &mut RawIdentity, entity: &EntityConfig) -> Vec<(String, Origin
         let mut trainers: Vec<&str> = Vec::new();
         if !blocking_written {
             let mut blocking = Vec::new();
-            let mut rule = |name: &str, on: &[&Option<String>], max_block: Option<usize>| {
+            let mut rule = |name: &str, on: &[&Option<String>]| {
                 if on.iter().all(|c| c.is_some()) {
                     blocking.push(RawBlocking {
                         name: name.into(),
                         on: on.iter().filter_map(|c| (*c).clone()).collect(),
-                        max_block,
+                        max_block: None,
                     });
                     true
                 } else {
@@ -214,20 +215,20 @@ pub fn fill(raw: &mut RawIdentity, entity: &EntityConfig) -> Vec<(String, Origin
             let phone = r.phones.first().cloned();
             // Person-level keys train m; household-level ones (surname and street,
             // a shared postcode) would teach EM that relatives match.
-            if rule("email", &[&r.email], None) {
+            if rule("email", &[&r.email]) {
                 trainers.push("email");
             }
-            rule("phone", &[&phone], None);
-            if rule("first_dob", &[&r.first, &r.birth_date], None) {
+            rule("phone", &[&phone]);
+            if rule("first_dob", &[&r.first, &r.birth_date]) {
                 trainers.push("first_dob");
             }
-            if rule("last_dob", &[&r.last, &r.birth_date], None) {
+            if rule("last_dob", &[&r.last, &r.birth_date]) {
                 trainers.push("last_dob");
             }
-            rule("dob_postcode", &[&r.birth_date, &r.postcode], None);
-            rule("first_postcode", &[&r.first, &r.postcode], None);
-            rule("first_last", &[&r.first, &r.last], Some(20));
-            rule("last_street", &[&r.last, &r.street], None);
+            rule("dob_postcode", &[&r.birth_date, &r.postcode]);
+            rule("first_postcode", &[&r.first, &r.postcode]);
+            rule("first_last", &[&r.first, &r.last]);
+            rule("last_street", &[&r.last, &r.street]);
             m.blocking = (!blocking.is_empty()).then_some(blocking);
         }
         let comparisons_written = m.comparisons.is_some();
@@ -261,12 +262,12 @@ pub fn fill(raw: &mut RawIdentity, entity: &EntityConfig) -> Vec<(String, Origin
             }
             if let Some(email) = &r.email {
                 let mut c = comparison("email", vec![email.clone()], &["exact", "one slip"], true);
-                c.max_holders = Some(RawMaxHolders::Auto("auto".into()));
+                c.max_holders = Some(RawOrAuto::auto());
                 comparisons.push(c);
             }
             if !r.phones.is_empty() {
                 let mut c = comparison("phone", r.phones.clone(), &["exact"], true);
-                c.max_holders = Some(RawMaxHolders::Auto("auto".into()));
+                c.max_holders = Some(RawOrAuto::auto());
                 comparisons.push(c);
             }
             if let Some(street) = &r.street {
@@ -299,15 +300,13 @@ pub fn fill(raw: &mut RawIdentity, entity: &EntityConfig) -> Vec<(String, Origin
             note("matching.train_on", train_written, m.train_on.is_some());
             let threshold_written = m.threshold.is_some();
             if !threshold_written {
-                // Below an even chance: the guards turn away most wrong edges a low
-                // threshold lets in.
-                m.threshold = Some(0.3);
+                m.threshold = Some(RawOrAuto::auto());
             }
             note("matching.threshold", threshold_written, true);
             // With the default blocking rules only: a file's own rules keep their limit.
             let max_block_written = m.max_block.is_some();
             if !max_block_written && !blocking_written {
-                m.max_block = Some(100);
+                m.max_block = Some(RawOrAuto::auto());
             }
             note(
                 "matching.max_block",
@@ -485,10 +484,14 @@ pub fn plan_toml(identity: &super::IdentityConfig) -> String {
     }
     if let Some(m) = &identity.matching {
         let _ = writeln!(out, "[identity.matching]");
+        let threshold = if m.threshold_auto {
+            "\"auto\"".to_string()
+        } else {
+            m.threshold.to_string()
+        };
         let _ = writeln!(
             out,
-            "threshold = {}{}",
-            m.threshold,
+            "threshold = {threshold}{}",
             comment("matching.threshold")
         );
         let trainers: Vec<String> = m
@@ -503,18 +506,26 @@ pub fn plan_toml(identity: &super::IdentityConfig) -> String {
             comment("matching.train_on")
         );
         // The most common per-rule limit stands as max_block; the others are per rule.
-        let mut limits = m.block_limits.clone();
+        let limit_text = |i: usize| {
+            if m.block_limits_auto[i] {
+                "\"auto\"".to_string()
+            } else {
+                m.block_limits[i].to_string()
+            }
+        };
+        let mut limits: Vec<String> = (0..m.blocking.len()).map(limit_text).collect();
         limits.sort_unstable();
         let common = limits
             .chunk_by(|a, b| a == b)
             .max_by_key(|run| run.len())
-            .map_or(500, |run| run[0]);
+            .map_or_else(|| DEFAULT_MAX_BLOCK.to_string(), |run| run[0].clone());
         let _ = writeln!(out, "max_block = {common}{}", comment("matching.max_block"));
         let blocking: Vec<String> = m
             .blocking
             .iter()
-            .zip(&m.block_limits)
-            .map(|(b, &limit)| {
+            .enumerate()
+            .map(|(i, b)| {
+                let limit = limit_text(i);
                 let own = if limit == common {
                     String::new()
                 } else {

@@ -40,7 +40,7 @@ pub use entities::{ColumnKind, ColumnRule, EntityConfig, OnInvalid};
 pub use features::{FeaturesConfig, MAX_SHARE_VALUES};
 pub use identity::{
     default_attributes, Comparison, Guards, Households, IdentityConfig, Level, MatchRule, Matching,
-    NameFromEmail, Strategy, Survivorship,
+    NameFromEmail, Strategy, Survivorship, DEFAULT_THRESHOLD,
 };
 pub use load::{CUSTOMER_360_TABLE, IDENTITY_GRAPH_TABLE};
 pub use raw::Aggregate;

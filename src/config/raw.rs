@@ -336,12 +336,20 @@ pub struct RawIdentity {
     pub link_only: Option<RawLinkOnly>,
 }
 
-/// `max_holders = 12` or `max_holders = "auto"`.
+/// A setting given as a value (`max_holders = 12`) or left to the run's data
+/// (`max_holders = "auto"`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
-pub enum RawMaxHolders {
-    Count(u32),
+pub enum RawOrAuto<T> {
+    Value(T),
     Auto(String),
+}
+
+impl<T> RawOrAuto<T> {
+    /// `"auto"`.
+    pub fn auto() -> Self {
+        Self::Auto("auto".into())
+    }
 }
 
 /// `link_only = true` or `link_only = ["crm", "vendor"]`.
@@ -381,13 +389,16 @@ pub struct RawNameFromEmail {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawMatching {
-    /// Match probability (0-1) a candidate pair needs to become an edge; 0.3 by default.
-    pub threshold: Option<f64>,
+    /// Match probability (0-1) a candidate pair needs to become an edge; `"auto"`: the
+    /// least crowded match weight between the non-matches and the matches in the run's
+    /// scored pairs, when there is a clear valley (else 0.3). Required without defaults.
+    pub threshold: Option<RawOrAuto<f64>>,
     /// Candidate pairs are the pairs that agree on all columns of at least one rule.
     pub blocking: Option<Vec<RawBlocking>>,
     pub comparisons: Option<Vec<RawComparison>>,
-    /// Blocks larger than this give no pairs (a common surname with no other key). 500 when absent.
-    pub max_block: Option<usize>,
+    /// Blocks larger than this give no pairs (a common surname with no other key). 500 when
+    /// absent; `"auto"`: from each rule's block sizes in the run's data.
+    pub max_block: Option<RawOrAuto<usize>>,
     /// Expectation-maximisation rounds for m; 50 when absent.
     pub em_iterations: Option<usize>,
     /// Random record pairs sampled to estimate u of the fuzzy levels; 1,000,000 when absent.
@@ -411,8 +422,8 @@ pub struct RawMatching {
 pub struct RawBlocking {
     pub name: String,
     pub on: Vec<String>,
-    /// This rule's own `max_block` (a name-only rule wants small blocks).
-    pub max_block: Option<usize>,
+    /// This rule's own `max_block` (a name-only rule wants small blocks), or `"auto"`.
+    pub max_block: Option<RawOrAuto<usize>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -433,7 +444,7 @@ pub struct RawComparison {
     /// number) is not identifying: agreeing on it weighs nothing. No limit when absent;
     /// `"auto"`: twice the 99.9th percentile of how many records hold each value in
     /// the run's data (at least 4), reported by `cdp resolve`.
-    pub max_holders: Option<RawMaxHolders>,
+    pub max_holders: Option<RawOrAuto<u32>>,
     /// Fixed m (or u) probabilities, one per level plus one for "else"; estimated when absent.
     pub m: Option<Vec<f64>>,
     pub u: Option<Vec<f64>>,

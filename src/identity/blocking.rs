@@ -58,6 +58,97 @@ pub fn groups(columns: &[Vec<u32>], n: usize) -> (u64, Vec<Vec<u32>>) {
     (keyed, groups)
 }
 
+/// The share of a rule's blocks (distinct keys, one record or more) a chosen
+/// `max_block` is read at: blocks larger than twice this quantile's size hold many
+/// people (a common name with nothing else), not one person's records.
+const BLOCK_QUANTILE: f64 = 0.999;
+/// The smallest `max_block` chosen from the data.
+const MIN_AUTO_BLOCK: usize = 10;
+/// Pairs a rule may give per record under a chosen `max_block`: the pairs stay linear
+/// in the records however skewed the values.
+const PAIRS_PER_RECORD: u64 = 10;
+
+/// A `max_block` chosen from the data, and what decided it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BlockLimit {
+    pub records: usize,
+    /// The [`BLOCK_QUANTILE`] block size it was read from.
+    pub quantile: usize,
+    /// Pairs the rule's blocks up to the limit give, per record (rounded down to a
+    /// hundredth).
+    pub pairs_per_record: f64,
+    /// The pair budget ([`PAIRS_PER_RECORD`]) lowered it.
+    pub budget_bound: bool,
+}
+
+impl BlockLimit {
+    /// Why, in words.
+    pub fn why(&self) -> String {
+        let from = if self.budget_bound {
+            format!("the largest blocks within {PAIRS_PER_RECORD} pairs a record")
+        } else if self.records == MIN_AUTO_BLOCK {
+            format!(
+                "at least {MIN_AUTO_BLOCK}; the 99.9th percentile block holds {}",
+                self.quantile
+            )
+        } else {
+            format!("twice the 99.9th percentile block, {}", self.quantile)
+        };
+        format!("{from}; {:.2} pairs a record", self.pairs_per_record)
+    }
+}
+
+/// `max_block` for a rule on `columns`, from the sizes of its blocks in the data:
+/// twice the [`BLOCK_QUANTILE`] block size, at least [`MIN_AUTO_BLOCK`], lowered
+/// while the blocks it lets give more than [`PAIRS_PER_RECORD`] pairs a record.
+pub fn max_block_from_data(values: &Values, columns: &[String], n: usize) -> BlockLimit {
+    let mut key = match columns.first() {
+        Some(c) => ids(values, c, n),
+        None => vec![0; n],
+    };
+    for c in &columns[1.min(columns.len())..] {
+        key = combined(&key, &ids(values, c, n));
+    }
+    let key_count = key.iter().max().map_or(0, |&m| m as usize);
+    let mut sizes = vec![0usize; key_count + 1];
+    for &k in &key {
+        sizes[k as usize] += 1;
+    }
+    let mut sizes: Vec<usize> = sizes.split_off(1.min(sizes.len()));
+    sizes.retain(|&s| s > 0);
+    sizes.sort_unstable();
+    let pairs = |s: usize| (s * s.saturating_sub(1) / 2) as u64;
+    let quantile = if sizes.is_empty() {
+        1
+    } else {
+        sizes[((sizes.len() - 1) as f64 * BLOCK_QUANTILE).round() as usize]
+    };
+    let mut records = (2 * quantile).max(MIN_AUTO_BLOCK);
+    let budget = PAIRS_PER_RECORD * n as u64;
+    let mut total = 0u64;
+    let mut budget_bound = false;
+    // Sizes in ascending runs: the blocks of one size all fit, or the limit is below.
+    for run in sizes.chunk_by(|a, b| a == b) {
+        let s = run[0];
+        if s > records {
+            break;
+        }
+        let more = pairs(s) * run.len() as u64;
+        if total + more > budget {
+            records = s - 1;
+            budget_bound = true;
+            break;
+        }
+        total += more;
+    }
+    BlockLimit {
+        records,
+        quantile,
+        pairs_per_record: (total as f64 / n.max(1) as f64 * 100.0).floor() / 100.0,
+        budget_bound,
+    }
+}
+
 /// Items grouped by key (keys below `key_count`), each group in the items' order: a
 /// counting sort. Returns where each key's group starts (`key_count + 1` offsets, the
 /// last one the number of items) and the grouped items.
@@ -180,6 +271,50 @@ pub fn candidate_pairs(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn column(values: &[Option<String>]) -> super::super::text::TextColumn {
+        super::super::text::TextColumn::from_values(values.iter().map(|v| v.as_deref()))
+    }
+
+    #[test]
+    fn max_block_from_the_data_leaves_a_crowded_name_out_and_a_family_in() {
+        // 3,000 surnames held by one to four records, and one held by 400.
+        let mut last: Vec<Option<String>> = (0..3000)
+            .flat_map(|i| std::iter::repeat_n(Some(format!("n{i}")), 1 + i % 4))
+            .collect();
+        last.extend(std::iter::repeat_n(Some("smith".to_string()), 400));
+        last.push(None);
+        let n = last.len();
+        let mut values = Values::new();
+        values.insert("last".into(), column(&last));
+        let limit = max_block_from_data(&values, &["last".into()], n);
+        assert_eq!(limit.quantile, 4);
+        assert_eq!(limit.records, 10, "twice 4, raised to the least");
+        assert!(!limit.budget_bound);
+        assert!(limit.why().starts_with("at least 10;"), "{}", limit.why());
+        // Two columns: blocks of records agreeing on both.
+        let first: Vec<Option<String>> = (0..n).map(|i| Some(format!("f{}", i % 2))).collect();
+        values.insert("first".into(), column(&first));
+        let both = max_block_from_data(&values, &["last".into(), "first".into()], n);
+        assert!(both.quantile <= 2, "{both:?}");
+    }
+
+    #[test]
+    fn max_block_from_the_data_keeps_pairs_within_the_budget() {
+        // Every value held by 60 records: the 99.9th percentile block is 60, and
+        // blocks of 60 give 29.5 pairs a record, over the budget of 10.
+        let v: Vec<Option<String>> = (0..6000).map(|i| Some(format!("v{}", i / 60))).collect();
+        let mut values = Values::new();
+        values.insert("v".into(), column(&v));
+        let limit = max_block_from_data(&values, &["v".into()], v.len());
+        assert!(limit.budget_bound, "{limit:?}");
+        assert_eq!(
+            limit.records, 59,
+            "blocks of 60 do not fit: none of them gives pairs"
+        );
+        assert_eq!(limit.pairs_per_record, 0.0);
+        assert!(limit.why().contains("within 10 pairs a record"));
+    }
 
     #[test]
     fn groups_hold_records_agreeing_on_every_column_in_first_record_order() {

@@ -17,6 +17,8 @@ use crate::config::Guards;
 pub enum Guard {
     MaxClusterSize,
     MaxPerSource,
+    /// `link_only`: two records of one link-only source are never one person.
+    LinkOnly,
     MaxDistinct,
     NeverDisagree,
     Corroborate,
@@ -31,6 +33,7 @@ impl Guard {
         match self {
             Self::MaxClusterSize => "max_cluster_size",
             Self::MaxPerSource => "max_per_source",
+            Self::LinkOnly => "link_only",
             Self::MaxDistinct => "max_distinct",
             Self::NeverDisagree => "never_disagree",
             Self::Corroborate => "corroborate",
@@ -88,7 +91,9 @@ enum Never {
 pub struct GuardSet<'a> {
     max_cluster_size: usize,
     /// Per limited source: its name, the limit, and whether each record is from it.
-    per_source: Vec<(String, usize, Vec<bool>)>,
+    /// Per limited source: its limit, the guard that set it (`max_per_source` or
+    /// `link_only`) and which records are its.
+    per_source: Vec<(String, usize, Guard, Vec<bool>)>,
     distinct: Vec<(String, usize, Vec<u32>)>,
     never: Vec<Never>,
     min_weight: Option<f64>,
@@ -121,7 +126,12 @@ impl<'a> GuardSet<'a> {
                 .iter()
                 .map(|(source, limit)| {
                     let from = keys.iter().map(|(s, _)| s == source).collect();
-                    (source.clone(), *limit, from)
+                    let guard = if config.link_only.contains(source) {
+                        Guard::LinkOnly
+                    } else {
+                        Guard::MaxPerSource
+                    };
+                    (source.clone(), *limit, guard, from)
                 })
                 .collect(),
             distinct: config
@@ -156,11 +166,11 @@ impl<'a> GuardSet<'a> {
                 format!("{size} records > {}", self.max_cluster_size),
             ));
         }
-        for (source, limit, from) in &self.per_source {
+        for (source, limit, guard, from) in &self.per_source {
             let count = a.iter().chain(b).filter(|&&r| from[r as usize]).count();
             if count > *limit {
                 return Some(Refusal::on(
-                    Guard::MaxPerSource,
+                    *guard,
                     source,
                     format!("{count} records > {limit}"),
                 ));
@@ -265,6 +275,7 @@ mod tests {
             max_cluster_size: 50,
             max_distinct: Vec::new(),
             max_per_source: vec![("vendor".into(), 1)],
+            link_only: Vec::new(),
             never_disagree: Vec::new(),
             max_per_source_auto: false,
             min_cluster_weight: None,

@@ -207,8 +207,12 @@ impl Index {
             }
             columns.insert(name.to_string(), text_column(records, name, entity)?);
         }
+        let mut config = config.clone();
+        if let (Some(saved), Some(m)) = (&previous.model, config.matching.as_mut()) {
+            saved.applied_to(m);
+        }
         let model = previous.model.map(|m| m.model);
-        Self::build(config, model, columns, sources, persons)
+        Self::build(&config, model, columns, sources, persons)
     }
 
     fn from_parts(
@@ -747,6 +751,7 @@ mod tests {
                 max_cluster_size: 50,
                 max_distinct: Vec::new(),
                 max_per_source: Vec::new(),
+                link_only: Vec::new(),
                 never_disagree: Vec::new(),
                 max_per_source_auto: false,
                 min_cluster_weight: None,
@@ -755,11 +760,13 @@ mod tests {
             },
             matching: Some(Matching {
                 threshold: 0.9,
+                threshold_auto: false,
                 blocking: vec![MatchRule {
                     name: "last".into(),
                     columns: vec!["last_name".into()],
                 }],
                 block_limits: vec![100],
+                block_limits_auto: vec![false],
                 comparisons: vec![Comparison {
                     name: "first".into(),
                     columns: vec!["first_name".into()],

@@ -84,7 +84,7 @@ pub struct ResolveReport {
     /// Lone records joined to a household member (`[identity.households]`).
     pub household_merges: u64,
     pub ids: IdChanges,
-    /// Settings chosen from the run's data (`max_holders = "auto"`), said in words.
+    /// Settings chosen from the run's data (`"auto"`), said in words.
     pub chosen: Vec<String>,
 }
 
@@ -144,7 +144,7 @@ pub fn model_key(m: &crate::config::Matching) -> String {
         .collect();
     serde_json::json!({
         "version": 2,
-        "threshold": m.threshold,
+        "threshold": if m.threshold_auto { serde_json::json!("auto") } else { serde_json::json!(m.threshold) },
         "blocking": rules(&m.blocking),
         "block_limits": m.block_limits,
         "comparisons": comparisons,
@@ -167,6 +167,20 @@ pub struct SavedModel {
     /// killed between writing the two leaves them apart). Absent in older state.
     #[serde(default)]
     pub assignment: Option<u64>,
+    /// The threshold the run used (chosen from its scores with `threshold = "auto"`).
+    /// Absent in older state.
+    #[serde(default)]
+    pub threshold: Option<f64>,
+}
+
+impl SavedModel {
+    /// `matching` as the run that saved this model applied it: with `threshold =
+    /// "auto"`, the threshold that run chose.
+    pub fn applied_to(&self, matching: &mut crate::config::Matching) {
+        if let (true, Some(t)) = (matching.threshold_auto, self.threshold) {
+            matching.threshold = t;
+        }
+    }
 }
 
 pub struct Resolution {
@@ -377,7 +391,7 @@ pub fn resolve(
     lap("columns read");
     // Limits the file leaves to the data ("auto") are chosen now, from the values.
     let sources: Vec<&str> = keys.iter().map(|(s, _)| s.as_str()).collect();
-    let (chosen_config, chosen) = choose_from_data(config, &values, n, &sources);
+    let (chosen_config, mut chosen) = choose_from_data(config, &values, n, &sources);
     drop(sources);
     let config = chosen_config.as_ref().unwrap_or(config);
     let mut columns: Vec<&String> = values.keys().collect();
@@ -434,6 +448,7 @@ pub fn resolve(
         )
     });
     if let Some(s) = &mut scored {
+        chosen.extend(s.threshold_said.clone());
         edges.extend(s.strong_edges());
     }
     lap("pairs scored");
@@ -522,8 +537,12 @@ pub fn resolve(
 }
 
 /// Scored pairs for one run, and what the report and the saved state need of them.
-struct ScoredRun<'c> {
-    matching: &'c crate::config::Matching,
+struct ScoredRun {
+    /// The threshold applied: the file's, or with `threshold = "auto"` the one chosen
+    /// from this run's scores (or the last run's, when its model is reused).
+    threshold: f64,
+    /// How an "auto" threshold was chosen, in words.
+    threshold_said: Option<String>,
     scored: matcher::Scored,
     config_text: String,
     trained: bool,
@@ -538,16 +557,16 @@ struct ScoredRun<'c> {
 /// same (only pairs touching a changed record are scored again; strong pairs between
 /// unchanged records stand as they were), else training afresh.
 #[allow(clippy::too_many_arguments)]
-fn score_pairs<'c>(
+fn score_pairs(
     values: &text::Values,
     n: usize,
-    m: &'c crate::config::Matching,
+    m: &crate::config::Matching,
     linked: Option<u64>,
     previous: &PreviousRun,
     previous_row: &[Option<u32>],
     unchanged: &dyn Fn(usize) -> bool,
     retrain: bool,
-) -> ScoredRun<'c> {
+) -> ScoredRun {
     let config_text = model_key(m);
     let reuse = previous
         .model
@@ -558,7 +577,26 @@ fn score_pairs<'c>(
             dirty: (0..n).map(|i| !unchanged(i)).collect(),
         });
     let trained = reuse.is_none();
+    let saved_threshold = previous.model.as_ref().and_then(|saved| saved.threshold);
     let mut scored = matcher::score(values, n, m, linked, reuse);
+    let (threshold, threshold_said) = match (m.threshold_auto, trained, saved_threshold) {
+        (false, _, _) => (m.threshold, None),
+        (true, false, Some(t)) => (
+            t,
+            Some(format!("threshold {t:.3} (the last run's, with its model)")),
+        ),
+        (true, _, _) => {
+            let chosen = model::threshold_from_scores(&scored.weights, m.threshold);
+            (
+                chosen.probability,
+                Some(format!(
+                    "threshold {:.3} ({})",
+                    chosen.probability,
+                    chosen.why()
+                )),
+            )
+        }
+    };
     let mut reused = 0;
     if !trained {
         let mut current = vec![u32::MAX; previous.assigned.len()];
@@ -577,7 +615,8 @@ fn score_pairs<'c>(
         }
     }
     ScoredRun {
-        matching: m,
+        threshold,
+        threshold_said,
         candidates: scored.pairs.len() as u64,
         scored,
         config_text,
@@ -586,12 +625,12 @@ fn score_pairs<'c>(
     }
 }
 
-impl ScoredRun<'_> {
+impl ScoredRun {
     /// The scored pairs at or above the threshold as edges, strongest first. Only they
     /// are kept from here on (all that `finish` saves): at 10M records the weaker ones
     /// are over 40 million pairs.
     fn strong_edges(&mut self) -> Vec<(u32, u32, Link)> {
-        let cut = model::weight_of(self.matching.threshold);
+        let cut = model::weight_of(self.threshold);
         let s = &mut self.scored;
         let mut kept = 0;
         for i in 0..s.pairs.len() {
@@ -640,6 +679,7 @@ impl ScoredRun<'_> {
             config: self.config_text,
             model: self.scored.matcher.model.clone(),
             assignment: Some(assignment_digest),
+            threshold: Some(self.threshold),
         };
         let report = MatchingReport {
             candidate_pairs: self.candidates - self.reused,
@@ -834,7 +874,9 @@ fn choose_from_data(
     n: usize,
     sources: &[&str],
 ) -> (Option<IdentityConfig>, Vec<String>) {
-    let auto = |m: &crate::config::Matching| m.comparisons.iter().any(|c| c.max_holders_auto);
+    let auto = |m: &crate::config::Matching| {
+        m.comparisons.iter().any(|c| c.max_holders_auto) || m.block_limits_auto.contains(&true)
+    };
     if !config.matching.as_ref().is_some_and(auto) && !config.guards.max_per_source_auto {
         return (None, Vec::new());
     }
@@ -850,9 +892,9 @@ fn choose_from_data(
     (Some(chosen), said)
 }
 
-/// Fills in the limits `guards` and `matching` leave to the data (`max_per_source`
-/// and `max_holders` "auto") from these records' values and sources; returns what
-/// was chosen in words.
+/// Fills in the limits `guards` and `matching` leave to the data (`max_per_source`,
+/// `max_holders` and `max_block` "auto") from these records' values and sources;
+/// returns what was chosen in words.
 pub(crate) fn choose_limits(
     guards: &mut crate::config::Guards,
     matching: Option<&mut crate::config::Matching>,
@@ -877,6 +919,22 @@ pub(crate) fn choose_limits(
             said.push(format!(
                 "{}: max_holders {limit} (twice the 99.9th percentile of records per value)",
                 c.name
+            ));
+        }
+        let chosen: Vec<(usize, blocking::BlockLimit)> = m
+            .blocking
+            .par_iter()
+            .enumerate()
+            .filter(|(r, _)| m.block_limits_auto[*r])
+            .map(|(r, rule)| (r, blocking::max_block_from_data(values, &rule.columns, n)))
+            .collect();
+        for (r, limit) in chosen {
+            m.block_limits[r] = limit.records;
+            said.push(format!(
+                "blocking rule {}: max_block {} ({})",
+                m.blocking[r].name,
+                limit.records,
+                limit.why()
             ));
         }
     }
@@ -1166,11 +1224,13 @@ mod tests {
         use crate::config::{Comparison, Level, MatchRule, Matching};
         let matching = Matching {
             threshold: 0.5,
+            threshold_auto: false,
             blocking: vec![MatchRule {
                 name: "last".into(),
                 columns: vec!["last_name".into()],
             }],
             block_limits: vec![500],
+            block_limits_auto: vec![false],
             comparisons: vec![Comparison {
                 name: "first".into(),
                 columns: vec!["first_name".into()],
@@ -1201,6 +1261,44 @@ mod tests {
         );
         let value: serde_json::Value = serde_json::from_str(&key).expect("JSON");
         assert_eq!(value["comparisons"][0]["levels"][1], "jaro_winkler >= 0.9");
+    }
+
+    #[test]
+    fn an_auto_threshold_is_applied_as_the_saving_run_chose_it() {
+        let saved = SavedModel {
+            config: String::new(),
+            model: Model {
+                prior: 0.01,
+                comparisons: Vec::new(),
+                em_rounds: 0,
+                em_converged: true,
+                em_final_change: 0.0,
+                candidate_match_share: 0.0,
+            },
+            assignment: None,
+            threshold: Some(0.42),
+        };
+        let mut matching = crate::config::Matching {
+            threshold: crate::config::DEFAULT_THRESHOLD,
+            threshold_auto: true,
+            blocking: Vec::new(),
+            block_limits: Vec::new(),
+            block_limits_auto: Vec::new(),
+            comparisons: Vec::new(),
+            em_iterations: 1,
+            u_sample_pairs: 1,
+            prior: None,
+            rule_recall: 0.7,
+            train_on: Vec::new(),
+        };
+        saved.applied_to(&mut matching);
+        assert_eq!(matching.threshold, 0.42);
+        // A threshold the file writes stands, and the key says "auto", not a number.
+        assert!(model_key(&matching).contains("\"threshold\":\"auto\""));
+        matching.threshold_auto = false;
+        matching.threshold = 0.8;
+        saved.applied_to(&mut matching);
+        assert_eq!(matching.threshold, 0.8);
     }
 
     #[test]

@@ -89,6 +89,102 @@ pub fn weight_of(probability: f64) -> f64 {
     (probability / (1.0 - probability)).log2()
 }
 
+/// Match weights are binned this wide (log2 odds) to find the valley between the
+/// non-matches and the matches.
+const VALLEY_BIN: f64 = 0.5;
+/// The histogram spans these match probabilities; the valley is looked for between
+/// the inner pair, so that a threshold chosen is never extreme.
+const VALLEY_SPAN: (f64, f64) = (0.02, 0.98);
+const VALLEY_SEARCH: (f64, f64) = (0.1, 0.9);
+/// A valley is clear when it holds at most this share of the highest bin on each side.
+const VALLEY_DEPTH: f64 = 0.5;
+/// Fewest scored pairs in the span for a valley to be read at all.
+const VALLEY_MIN_PAIRS: u64 = 200;
+
+/// A threshold chosen from a run's scores.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ThresholdChoice {
+    pub probability: f64,
+    /// Pairs a bin at the valley (smoothed), and the highest bins either side.
+    pub valley: f64,
+    pub sides: (f64, f64),
+    /// Whether the scores had a clear valley; else the fallback stood.
+    pub clear: bool,
+}
+
+impl ThresholdChoice {
+    pub fn why(&self) -> String {
+        if self.clear {
+            format!(
+                "the least crowded match weight between non-matches and matches: {:.0} pairs a bin against {:.0} below and {:.0} above",
+                self.valley, self.sides.0, self.sides.1
+            )
+        } else {
+            "no clear valley between non-matches and matches in the scores; the default stands"
+                .to_string()
+        }
+    }
+}
+
+/// `threshold = "auto"`: the match probability at the valley of the scored pairs'
+/// weights, where the non-matches thin out before the matches gather. The weights are
+/// binned [`VALLEY_BIN`] wide over [`VALLEY_SPAN`] and smoothed over three bins; the
+/// least crowded bin within [`VALLEY_SEARCH`] is the valley when the highest bin on each
+/// side of it holds at least twice as many pairs ([`VALLEY_DEPTH`]), else `fallback`
+/// stands (scores that only fall or only rise have no valley to read).
+pub fn threshold_from_scores(weights: &[f64], fallback: f64) -> ThresholdChoice {
+    let (lo, hi) = (weight_of(VALLEY_SPAN.0), weight_of(VALLEY_SPAN.1));
+    let bins = ((hi - lo) / VALLEY_BIN).ceil() as usize;
+    let mut counts = vec![0u64; bins];
+    for &w in weights {
+        if w >= lo && w < hi {
+            counts[(((w - lo) / VALLEY_BIN) as usize).min(bins - 1)] += 1;
+        }
+    }
+    let smooth: Vec<f64> = (0..bins)
+        .map(|i| {
+            let (a, b) = (i.saturating_sub(1), (i + 1).min(bins - 1));
+            counts[a..=b].iter().sum::<u64>() as f64 / (b - a + 1) as f64
+        })
+        .collect();
+    let centre = |i: usize| lo + (i as f64 + 0.5) * VALLEY_BIN;
+    let (a, b) = (weight_of(VALLEY_SEARCH.0), weight_of(VALLEY_SEARCH.1));
+    // The least crowded bin; of equals, the one nearest an even chance.
+    let valley = (0..bins)
+        .filter(|&i| centre(i) >= a && centre(i) <= b)
+        .min_by(|&x, &y| {
+            smooth[x]
+                .total_cmp(&smooth[y])
+                .then(centre(x).abs().total_cmp(&centre(y).abs()))
+        });
+    let fallback_choice = ThresholdChoice {
+        probability: fallback,
+        valley: 0.0,
+        sides: (0.0, 0.0),
+        clear: false,
+    };
+    let Some(v) = valley else {
+        return fallback_choice;
+    };
+    let highest = |s: &[f64]| s.iter().copied().fold(0.0, f64::max);
+    let sides = (highest(&smooth[..v]), highest(&smooth[v + 1..]));
+    let clear = counts.iter().sum::<u64>() >= VALLEY_MIN_PAIRS
+        && smooth[v] <= VALLEY_DEPTH * sides.0.min(sides.1);
+    if !clear {
+        return ThresholdChoice {
+            valley: smooth[v],
+            sides,
+            ..fallback_choice
+        };
+    }
+    ThresholdChoice {
+        probability: probability(centre(v)),
+        valley: smooth[v],
+        sides,
+        clear: true,
+    }
+}
+
 /// u for each level of each comparison, estimated without labels.
 pub fn estimate_u(
     fields: &[Field],
@@ -512,6 +608,45 @@ mod tests {
     use super::*;
     use crate::config::Level;
 
+    /// `count` weights spread evenly over [from, to).
+    fn spread(from: f64, to: f64, count: usize) -> impl Iterator<Item = f64> {
+        (0..count).map(move |i| from + (to - from) * i as f64 / count as f64)
+    }
+
+    #[test]
+    fn a_threshold_from_scores_sits_in_the_valley_between_non_matches_and_matches() {
+        // Non-matches thinning out up to weight -1, few pairs in (-1, 2), matches
+        // gathering above 2.
+        let mut weights: Vec<f64> = spread(-20.0, -4.0, 5000).collect();
+        weights.extend(spread(-4.0, -1.0, 600));
+        weights.extend(spread(-1.0, 2.0, 20));
+        weights.extend(spread(2.0, 6.0, 800));
+        weights.extend(spread(6.0, 30.0, 4000));
+        let chosen = threshold_from_scores(&weights, 0.3);
+        assert!(chosen.clear, "{chosen:?}");
+        let w = weight_of(chosen.probability);
+        assert!((-1.0..=2.0).contains(&w), "weight {w} outside the valley");
+        assert!(chosen.valley * 2.0 <= chosen.sides.0.min(chosen.sides.1));
+        assert!(chosen.why().contains("least crowded"));
+    }
+
+    #[test]
+    fn scores_without_a_valley_keep_the_fallback_threshold() {
+        // Only falling: the least crowded bin is at the edge of the search, with
+        // nothing higher beyond it.
+        let falling: Vec<f64> = (0..40)
+            .flat_map(|b| spread(-6.0 + 0.3 * b as f64, -5.7 + 0.3 * b as f64, 200 - 4 * b))
+            .collect();
+        let chosen = threshold_from_scores(&falling, 0.3);
+        assert!(!chosen.clear, "{chosen:?}");
+        assert_eq!(chosen.probability, 0.3);
+        assert!(chosen.why().contains("no clear valley"));
+        // Too few pairs to read a valley from.
+        let few: Vec<f64> = [-4.0, -3.9, 3.9, 4.0].to_vec();
+        assert_eq!(threshold_from_scores(&few, 0.4).probability, 0.4);
+        assert_eq!(threshold_from_scores(&[], 0.4).probability, 0.4);
+    }
+
     fn comparison(name: &str) -> Comparison {
         Comparison {
             name: name.into(),
@@ -531,9 +666,11 @@ mod tests {
         // both (matches), 900 agree on neither; u says agreement by chance is rare.
         let matching = Matching {
             threshold: 0.9,
+            threshold_auto: false,
             blocking: vec![],
             comparisons: vec![comparison("a"), comparison("b")],
             block_limits: vec![],
+            block_limits_auto: vec![],
             em_iterations: 100,
             u_sample_pairs: 0,
             prior: None,
@@ -609,9 +746,11 @@ mod tests {
         b.levels = vec![Level::Exact];
         let matching = Matching {
             threshold: 0.9,
+            threshold_auto: false,
             blocking: vec![],
             comparisons: vec![c, b],
             block_limits: vec![],
+            block_limits_auto: vec![],
             em_iterations: 200,
             u_sample_pairs: 0,
             prior: None,
