@@ -102,20 +102,7 @@ impl BlockLimit {
 /// twice the [`BLOCK_QUANTILE`] block size, at least [`MIN_AUTO_BLOCK`], lowered
 /// while the blocks it lets give more than [`PAIRS_PER_RECORD`] pairs a record.
 pub fn max_block_from_data(values: &Values, columns: &[String], n: usize) -> BlockLimit {
-    let mut key = match columns.first() {
-        Some(c) => ids(values, c, n),
-        None => vec![0; n],
-    };
-    for c in &columns[1.min(columns.len())..] {
-        key = combined(&key, &ids(values, c, n));
-    }
-    let key_count = key.iter().max().map_or(0, |&m| m as usize);
-    let mut sizes = vec![0usize; key_count + 1];
-    for &k in &key {
-        sizes[k as usize] += 1;
-    }
-    let mut sizes: Vec<usize> = sizes.split_off(1.min(sizes.len()));
-    sizes.retain(|&s| s > 0);
+    let mut sizes = block_sizes(values, columns, n);
     sizes.sort_unstable();
     let pairs = |s: usize| (s * s.saturating_sub(1) / 2) as u64;
     let quantile = if sizes.is_empty() {
@@ -147,6 +134,35 @@ pub fn max_block_from_data(values: &Values, columns: &[String], n: usize) -> Blo
         pairs_per_record: (total as f64 / n.max(1) as f64 * 100.0).floor() / 100.0,
         budget_bound,
     }
+}
+
+/// The number of records in each block of a rule on `columns` (records missing a
+/// column left out), in no order. Counted without building the blocks: a count per
+/// value id for one column, runs of sorted packed ids for more.
+fn block_sizes(values: &Values, columns: &[String], n: usize) -> Vec<usize> {
+    let Some((last, rest)) = columns.split_last() else {
+        return Vec::new();
+    };
+    let last = ids(values, last, n);
+    if rest.is_empty() {
+        let mut counts = vec![0usize; last.iter().max().map_or(0, |&m| m as usize) + 1];
+        for &id in &last {
+            counts[id as usize] += 1;
+        }
+        return counts.into_iter().skip(1).filter(|&c| c > 0).collect();
+    }
+    let mut first = ids(values, &rest[0], n);
+    for c in &rest[1..] {
+        first = combined(&first, &ids(values, c, n));
+    }
+    let mut keys: Vec<u64> = first
+        .iter()
+        .zip(&last)
+        .filter(|(&a, &b)| a != 0 && b != 0)
+        .map(|(&a, &b)| (u64::from(a) << 32) | u64::from(b))
+        .collect();
+    keys.sort_unstable();
+    keys.chunk_by(|a, b| a == b).map(<[u64]>::len).collect()
 }
 
 /// Items grouped by key (keys below `key_count`), each group in the items' order: a
