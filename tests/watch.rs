@@ -356,3 +356,55 @@ fn a_pipeline_without_an_s3_source_exits_2() {
         run.stderr
     );
 }
+
+#[test]
+fn sigterm_ends_a_watch_with_exit_0_and_json_logs_are_json_on_every_line() {
+    let Some(endpoint) =
+        peers::s3_endpoint("sigterm_ends_a_watch_with_exit_0_and_json_logs_are_json_on_every_line")
+    else {
+        return;
+    };
+    let ctx = TestContext::new();
+    let aws = aws(&endpoint);
+    let bucket = peers::unique_bucket("watch-term");
+    let queue = aws.queue(&peers::unique_bucket("watch-term-q"));
+    aws.bucket(&bucket);
+    let p = pipeline(&ctx, &endpoint, &bucket);
+    let child = ctx
+        .command(&[
+            "--log-format",
+            "json",
+            "watch",
+            &p,
+            "--queue",
+            &queue,
+            "--endpoint-url",
+            &endpoint,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(Duration::from_millis(1500));
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(term.success());
+    let started = std::time::Instant::now();
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "a signal is seen within a poll"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("watching"), "{stderr}");
+    for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
+        assert!(
+            serde_json::from_str::<Value>(line).is_ok(),
+            "not JSON: {line}"
+        );
+    }
+    assert!(!stderr.contains("cdp-test"), "no credential printed");
+}
