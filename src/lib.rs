@@ -23,6 +23,7 @@ pub mod stream;
 pub mod sync;
 pub mod vocab;
 pub mod warehouse;
+pub mod watch;
 
 /// An error and every cause, as `a: b: c` (a cause whose text the message already
 /// holds is not repeated): the one way errors become a line of text.

@@ -37,6 +37,7 @@ mod status;
 mod stream;
 mod sync;
 mod validate;
+mod watch;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -153,6 +154,9 @@ pub enum Command {
     /// Read a stream's events in micro-batches: clean, match to persons, load once.
     #[command(after_help = EXIT_CODES)]
     Stream(stream::Args),
+    /// Run the pipeline for the sources whose S3 objects an SQS queue announces.
+    #[command(after_help = EXIT_CODES)]
+    Watch(watch::Args),
     /// Show what each step last did.
     Status(status::Args),
     /// Run a SQL query on the pipeline's warehouse.
@@ -180,6 +184,7 @@ impl Command {
             Self::Features(_) => "features",
             Self::Report(_) => "report",
             Self::Stream(_) => "stream",
+            Self::Watch(_) => "watch",
             Self::Status(_) => "status",
             Self::Sql(_) => "sql",
             Self::Audience(_) => "audience",
@@ -269,6 +274,7 @@ fn open(args: &StepArgs, global: &GlobalArgs, command: &str) -> anyhow::Result<(
         interval: args.interval()?,
         wait: Duration::from_secs(args.wait.wait),
         quiet: global.quiet,
+        only_sources: None,
     };
     let (ctx, lease) = cdp::steps::run::open(&args.pipeline, command, &options)?;
     note_run_id(&ctx.run_id);
@@ -290,6 +296,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Features(a) => features::run(a, g),
         Command::Report(a) => report::run(a),
         Command::Stream(a) => stream::run(a),
+        Command::Watch(a) => watch::run(a, g),
         Command::Status(a) => status::run(a),
         Command::Sql(a) => sql::run(a),
         Command::Audience(a) => audience::run(a, g),

@@ -75,6 +75,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 report.quarantined,
                 report.seconds
             )?;
+            if report.sink != "warehouse" {
+                outln!("  delivered to {} (at least once)", report.sink)?;
+            }
             if report.reloads > 0 {
                 outln!(
                     "  identity state reloaded {} times while running (now {})",

@@ -49,7 +49,7 @@ pub use sources::{
 };
 pub use streams::{
     IteratorType, Sasl, SaslMechanism, StreamBatch, StreamConfig, StreamFormat, StreamKind,
-    StreamSource,
+    StreamSink, StreamSource,
 };
 pub use syncs::{
     modes_of, Destination, FieldMap, FieldValue, FilesTarget, Suppression, SyncConfig, SyncFrom,

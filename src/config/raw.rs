@@ -930,6 +930,32 @@ pub struct RawStream {
     /// How a micro-batch is cut.
     #[serde(default)]
     pub batch: RawStreamBatch,
+    /// Where clean, matched batches go: the warehouse (the default) or an Amazon Data
+    /// Firehose delivery stream.
+    pub sink: Option<RawStreamSink>,
+}
+
+/// `sink = { kind = "firehose", delivery_stream = "...", region = "...", endpoint_url = "..." }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStreamSink {
+    /// `warehouse` (the table `stream_<name>`, exactly once) or `firehose` (a
+    /// delivery stream, at least once).
+    pub kind: StreamSinkKindName,
+    /// firehose: the delivery stream's name.
+    pub delivery_stream: Option<String>,
+    /// firehose: the AWS region; the default chain's when absent.
+    pub region: Option<String>,
+    /// firehose: an endpoint such as `http://127.0.0.1:5000`; `${VAR}` is expanded.
+    pub endpoint_url: Option<String>,
+}
+
+/// The sinks a stream can deliver to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StreamSinkKindName {
+    Warehouse,
+    Firehose,
 }
 
 /// `sasl = { mechanism = "...", username_env = "...", credential_env = "..." }`.

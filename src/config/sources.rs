@@ -94,11 +94,14 @@ impl std::fmt::Display for Relation {
     }
 }
 
-/// Files on the local disk (or a mounted share), found by a path template.
+/// Files on the local disk (or a mounted share), or objects in S3 (a path
+/// `s3://BUCKET/KEY-GLOB`), found by a path template.
 #[derive(Debug, Clone)]
 pub struct FilesConnector {
     /// The `path` as written (after `${VAR}` expansion).
     pub pattern: String,
+    /// How to reach S3, for an `s3://` path (`None` for a local one).
+    pub s3: Option<super::aws::AwsAccess>,
     /// The same path as a template of dated partitions.
     pub template: PathTemplate,
     /// How it takes a data interval; `None`: it cannot.
@@ -143,9 +146,9 @@ const CONNECTOR_KEYS: &[(&str, &[SourceKindName])] = {
         ("assets", &[Dataexchange]),
         ("export_to", &[Dataexchange]),
         ("wait_timeout", AWS),
-        ("aws_region", AWS),
+        ("aws_region", &[Appflow, Dataexchange, Files]),
         ("endpoint_url", AWS),
-        ("s3_endpoint_url", AWS),
+        ("s3_endpoint_url", &[Appflow, Dataexchange, Files]),
     ]
 };
 
@@ -267,11 +270,38 @@ impl Validator<'_> {
             );
             return FilesConnector {
                 pattern: String::new(),
+                s3: None,
                 template: PathTemplate::default(),
                 window: None,
             };
         };
         let pattern = self.expand(&format!("{key}.path"), path);
+        let s3 = if pattern.starts_with("s3://") {
+            if let Err(m) = super::aws::parse_s3_url(&pattern) {
+                self.problem(format!("{key}.path"), m);
+            }
+            Some(super::aws::AwsAccess {
+                region: raw.aws_region.clone(),
+                endpoint_url: None,
+                s3_endpoint_url: raw
+                    .s3_endpoint_url
+                    .as_ref()
+                    .map(|v| self.expand(&format!("{key}.s3_endpoint_url"), v)),
+            })
+        } else {
+            for (k, v) in [
+                ("aws_region", &raw.aws_region),
+                ("s3_endpoint_url", &raw.s3_endpoint_url),
+            ] {
+                if v.is_some() {
+                    self.problem(
+                        format!("{key}.{k}"),
+                        "applies only to a files source whose path is s3://BUCKET/...",
+                    );
+                }
+            }
+            None
+        };
         let template = match PathTemplate::parse(&pattern) {
             Ok(t) => t,
             Err(m) => {
@@ -292,6 +322,7 @@ impl Validator<'_> {
         };
         FilesConnector {
             pattern,
+            s3,
             template,
             window,
         }

@@ -2,11 +2,12 @@
 //! `cdp stream` reads in micro-batches into an entity. Validation checks what can be
 //! known without the broker: names, the entity the events belong to, the keys each kind
 //! needs (and only those), TLS/SASL settings whose secrets come from the environment,
-//! and batch limits.
+//! batch limits, and the sink batches go to (the warehouse, or a Firehose delivery
+//! stream).
 
 use std::time::Duration;
 
-use super::raw::{RawStream, StreamKindName};
+use super::raw::{RawStream, RawStreamSink, StreamKindName, StreamSinkKindName};
 use super::{is_identifier, Kind, Validator};
 
 pub use super::raw::{
@@ -29,6 +30,23 @@ pub struct StreamConfig {
     pub format: StreamFormat,
     pub source: StreamSource,
     pub batch: StreamBatch,
+    pub sink: StreamSink,
+}
+
+/// Where a stream's clean, matched batches go.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum StreamSink {
+    /// The warehouse table `stream_<name>`, with the positions in `stream_offsets` in
+    /// the same transaction: exactly once.
+    #[default]
+    Warehouse,
+    /// An Amazon Data Firehose delivery stream, one JSON line per row; the positions
+    /// are kept in the lake after Firehose has taken every record: at least once.
+    Firehose {
+        delivery_stream: String,
+        region: Option<String>,
+        endpoint_url: Option<String>,
+    },
 }
 
 /// Where a stream's events come from.
@@ -107,6 +125,26 @@ const STREAM_KEYS: &[(&str, &[StreamKindName])] = {
         ("region", &[Kinesis]),
         ("endpoint_url", &[Kinesis]),
         ("iterator_type", &[Kinesis]),
+    ]
+};
+
+impl Kind for StreamSinkKindName {
+    const OF: &'static str = "sink";
+    fn name(self) -> &'static str {
+        match self {
+            Self::Warehouse => "warehouse",
+            Self::Firehose => "firehose",
+        }
+    }
+}
+
+/// Which sink keys apply to which sink kinds.
+const SINK_KEYS: &[(&str, &[StreamSinkKindName])] = {
+    use StreamSinkKindName::Firehose;
+    &[
+        ("delivery_stream", &[Firehose]),
+        ("region", &[Firehose]),
+        ("endpoint_url", &[Firehose]),
     ]
 };
 
@@ -235,6 +273,10 @@ impl Validator<'_> {
                 }
             }
         };
+        let sink = match raw.sink {
+            None => StreamSink::Warehouse,
+            Some(sink) => self.sink(&format!("{key}.sink"), sink),
+        };
         let b = raw.batch;
         for (k, v) in [
             ("max_records", b.max_records.map(|v| v as u64)),
@@ -258,6 +300,40 @@ impl Validator<'_> {
                     .map(Duration::from_millis)
                     .unwrap_or(DEFAULT_MAX_WAIT),
             },
+            sink,
+        }
+    }
+
+    fn sink(&mut self, key: &str, raw: RawStreamSink) -> StreamSink {
+        self.keys_for_kind(key, raw.kind, SINK_KEYS);
+        match raw.kind {
+            StreamSinkKindName::Warehouse => StreamSink::Warehouse,
+            StreamSinkKindName::Firehose => {
+                let delivery_stream = raw.delivery_stream.unwrap_or_default();
+                if delivery_stream.is_empty() {
+                    self.problem(
+                        format!("{key}.delivery_stream"),
+                        "missing; a firehose sink needs the delivery stream's name",
+                    );
+                } else if delivery_stream.len() > 64
+                    || !delivery_stream
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+                {
+                    self.problem(
+                        format!("{key}.delivery_stream"),
+                        format!("{delivery_stream:?}: a delivery stream's name is 1 to 64 letters, digits, '.', '_' and '-'"),
+                    );
+                }
+                let endpoint_url = raw
+                    .endpoint_url
+                    .map(|e| self.expand(&format!("{key}.endpoint_url"), &e));
+                StreamSink::Firehose {
+                    delivery_stream,
+                    region: raw.region,
+                    endpoint_url,
+                }
+            }
         }
     }
 }
@@ -362,6 +438,69 @@ topics = ["t"]
             assert!(err.contains(want), "{want:?} not in:\n{err}");
         }
         assert!(err.contains("line 14: streams[0].name"), "{err}");
+    }
+
+    #[test]
+    fn a_firehose_sink_is_validated_by_its_keys() {
+        let p = parse(
+            r#"
+[[streams]]
+name = "clicks"
+kind = "kinesis"
+entity = "click"
+stream_name = "clicks"
+sink = { kind = "firehose", delivery_stream = "clicks-to-s3", region = "eu-west-1" }
+"#,
+        )
+        .expect("valid");
+        assert_eq!(
+            p.streams[0].sink,
+            super::StreamSink::Firehose {
+                delivery_stream: "clicks-to-s3".into(),
+                region: Some("eu-west-1".into()),
+                endpoint_url: None
+            }
+        );
+        let err = parse(
+            r#"
+[[streams]]
+name = "clicks"
+kind = "kinesis"
+entity = "click"
+stream_name = "clicks"
+sink = { kind = "firehose", region = "eu-west-1" }
+
+[[streams]]
+name = "views"
+kind = "kinesis"
+entity = "click"
+stream_name = "views"
+sink = { kind = "warehouse", delivery_stream = "x" }
+
+[[streams]]
+name = "taps"
+kind = "kinesis"
+entity = "click"
+stream_name = "taps"
+sink = { kind = "firehose", delivery_stream = "bad name!" }
+"#,
+        )
+        .expect_err("invalid");
+        for want in [
+            "streams[0].sink.delivery_stream: missing; a firehose sink needs",
+            "streams[1].sink.delivery_stream: `delivery_stream` applies only to sink kind firehose",
+            "streams[2].sink.delivery_stream: \"bad name!\": a delivery stream's name",
+        ] {
+            assert!(err.contains(want), "{want:?} not in:\n{err}");
+        }
+        let err = parse(
+            "[[streams]]\nname = \"c\"\nkind = \"kinesis\"\nentity = \"click\"\nstream_name = \"c\"\nsink = { kind = \"firehose\", delivery_stream = \"d\", buffer = 1 }\n",
+        )
+        .expect_err("invalid");
+        assert!(
+            err.contains("streams[0].sink.buffer: unknown key `buffer`"),
+            "{err}"
+        );
     }
 
     #[test]

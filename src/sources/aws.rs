@@ -262,7 +262,7 @@ impl Aws {
     }
 
     /// Streams an object into a local file.
-    fn download(
+    pub fn download(
         &self,
         subject: &Subject,
         bucket: &str,

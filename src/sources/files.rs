@@ -1,5 +1,6 @@
 //! The `files` source: local files matched by a glob, copied into the lake as they
-//! are. With date parts in the path, a run for a data interval takes the partitions
+//! are; or, with a path `s3://BUCKET/KEY-GLOB`, the S3 objects whose keys match (listed
+//! under the glob's literal prefix, downloaded, then landed the same way). With date parts in the path, a run for a data interval takes the partitions
 //! that start in it (see [`super::template`]). A file is landed again only when its content changes (path + SHA-256 in the
 //! cursor), so re-running ingest on the same files lands nothing.
 //!
@@ -19,6 +20,7 @@ use glob::{MatchOptions, Pattern};
 
 use polars::prelude::{ParquetReader, SerReader};
 
+use super::aws::{Aws, Subject};
 use super::landing::Landing;
 use super::{compression, Source, SourceError};
 use crate::config::{FilesConnector, ReadOptions, WindowMode};
@@ -160,44 +162,139 @@ impl Source for FilesSource<'_> {
     ) -> Result<Option<Manifest>, SourceError> {
         let cursor = state::read_cursor(lake, self.name)?;
         let mut landing = Landing::new(lake, self.name, run_id);
+        if let Some(access) = &self.files.s3 {
+            let aws = Aws::connect(self.name, access)?;
+            let subject = Subject {
+                source_name: self.name.into(),
+                object: format!("path {:?}", self.files.pattern),
+                service: "s3",
+                not_found: "check the bucket in path".into(),
+            };
+            for (bucket, key) in self.matching_objects(&aws, &subject, window)? {
+                let mut tmp =
+                    tempfile::NamedTempFile::new().map_err(self.read_err(Path::new(&key)))?;
+                aws.download(&subject, &bucket, &key, tmp.as_file_mut())?;
+                let origin = format!("s3://{bucket}/{key}");
+                let name = key.rsplit('/').next().unwrap_or(&key);
+                let format = self.format_of(Path::new(name))?;
+                self.land_file(&mut landing, &cursor, tmp.path(), origin, name, format)?;
+            }
+            return Ok(landing.finish(cursor, Vec::new())?);
+        }
         let found = self.matching_files(window)?;
         landing.skip(found.skipped);
         for path in found.files {
             let origin = path.display().to_string();
-            let (_, sha256) = sha256_file(&path).map_err(self.read_err(&path))?;
-            if cursor.landed.get(&origin) == Some(&sha256) {
-                continue;
-            }
             let format = self.format_of(&path)?;
-            // A damaged file (say, a truncated gzip) still lands: the cleaner refuses
-            // it with its reason and reads the other files.
-            let rows = match self.count_rows(&path, format) {
-                Ok(rows) => rows,
-                Err(e) => {
-                    tracing::warn!(file = %origin, error = %e, "cannot count the rows; landed for the cleaner to refuse");
-                    0
-                }
-            };
             let name = path.file_name().unwrap_or_default().to_string_lossy();
-            let key = landing.next_key(&name);
-            let (bytes, copied_sha) = lake.put_file(&key, &path)?;
-            if copied_sha != sha256 {
-                // The file changed while we copied it; land it next run.
-                tracing::warn!(file = %origin, "file changed during copy; skipped");
-                lake.delete(&key)?;
-                continue;
-            }
-            landing.push(ManifestFile {
-                key,
-                origin,
-                format,
-                rows,
-                bytes,
-                sha256,
-            });
+            self.land_file(&mut landing, &cursor, &path, origin, &name, format)?;
         }
         Ok(landing.finish(cursor, Vec::new())?)
     }
+}
+
+impl FilesSource<'_> {
+    /// Lands one file found at `path` (read from `origin`) unless the cursor holds it
+    /// with the same content.
+    fn land_file(
+        &self,
+        landing: &mut Landing,
+        cursor: &state::SourceCursor,
+        path: &Path,
+        origin: String,
+        name: &str,
+        format: FileFormat,
+    ) -> Result<(), SourceError> {
+        let lake = landing.lake();
+        let (_, sha256) = sha256_file(path).map_err(self.read_err(path))?;
+        if cursor.landed.get(&origin) == Some(&sha256) {
+            return Ok(());
+        }
+        // A damaged file (say, a truncated gzip) still lands: the cleaner refuses
+        // it with its reason and reads the other files.
+        let rows = match self.count_rows(path, format) {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(file = %origin, error = %e, "cannot count the rows; landed for the cleaner to refuse");
+                0
+            }
+        };
+        let key = landing.next_key(name);
+        let (bytes, copied_sha) = lake.put_file(&key, path)?;
+        if copied_sha != sha256 {
+            // The file changed while we copied it; land it next run.
+            tracing::warn!(file = %origin, "file changed during copy; skipped");
+            lake.delete(&key)?;
+            return Ok(());
+        }
+        landing.push(ManifestFile {
+            key,
+            origin,
+            format,
+            rows,
+            bytes,
+            sha256,
+        });
+        Ok(())
+    }
+
+    /// The objects an `s3://` path matches (those of `window`'s partitions, when
+    /// given), as (bucket, key) in key order, each once.
+    fn matching_objects(
+        &self,
+        aws: &Aws,
+        subject: &Subject,
+        window: Option<&Interval>,
+    ) -> Result<Vec<(String, String)>, SourceError> {
+        let window = window.filter(|_| self.files.window == Some(WindowMode::Path));
+        let globs = match window {
+            Some(w) => self.files.template.globs_in(w),
+            None => vec![self.files.template.glob_all()],
+        };
+        let mut found: Vec<(String, String)> = Vec::new();
+        for glob in &globs {
+            let (bucket, key_glob) = s3_glob(glob).ok_or_else(|| SourceError::BadPattern {
+                source_name: self.name.into(),
+                pattern: glob.clone(),
+                message: "expected s3://BUCKET/KEY-GLOB".into(),
+            })?;
+            let matcher = Pattern::new(key_glob).map_err(|e| SourceError::BadPattern {
+                source_name: self.name.into(),
+                pattern: glob.clone(),
+                message: e.to_string(),
+            })?;
+            let prefix = &key_glob[..key_glob.find(['*', '?', '[']).unwrap_or(key_glob.len())];
+            for key in aws.list(subject, bucket, prefix)? {
+                if matcher.matches_with(&key, MATCH) && !found.iter().any(|(_, k)| *k == key) {
+                    found.push((bucket.to_string(), key));
+                }
+            }
+        }
+        if found.is_empty() && window.is_none() {
+            return Err(SourceError::NoFiles {
+                source_name: self.name.into(),
+                pattern: self.files.pattern.clone(),
+            });
+        }
+        found.sort();
+        Ok(found)
+    }
+}
+
+/// Splits `s3://BUCKET/KEY-GLOB` into the bucket and the key's glob.
+pub fn s3_glob(path: &str) -> Option<(&str, &str)> {
+    let (bucket, key) = path.strip_prefix("s3://")?.split_once('/')?;
+    (!bucket.is_empty()).then_some((bucket, key))
+}
+
+/// Whether the object `bucket`/`key` is one an `s3://` files path would land.
+pub fn matches_object(files: &FilesConnector, bucket: &str, key: &str) -> bool {
+    let Some((b, glob)) =
+        s3_glob(&files.template.glob_all()).map(|(b, g)| (b.to_string(), g.to_string()))
+    else {
+        return false;
+    };
+    b == bucket && Pattern::new(&glob).is_ok_and(|p| p.matches_with(key, MATCH))
 }
 
 /// What a source's globs found: files in order, each once, and what was skipped.
@@ -345,6 +442,50 @@ mod tests {
             .walk(&format!("{}/{pattern}", root.display()))
             .expect("pattern");
         found
+    }
+
+    /// The files connector of a one-source pipeline whose source has `keys`.
+    fn connector(keys: &str) -> Result<FilesConnector, String> {
+        let text = format!(
+            "[pipeline]\nname = \"t\"\n[lake]\nurl = \"file://lake\"\n[warehouse]\nurl = \"duckdb://w.duckdb\"\n\
+             [[sources]]\nname = \"crm\"\nkind = \"files\"\nentity = \"person\"\n{keys}\n\
+             columns = {{ Id = \"record_id\" }}\n[entities.person]\nkey = \"record_id\"\n"
+        );
+        let p = crate::config::Pipeline::from_str(
+            &text,
+            Path::new("p.toml"),
+            &crate::config::Overrides::default(),
+        )
+        .map_err(|e| e.to_string())?;
+        match &p.sources[0].connector {
+            crate::config::Connector::Files(f) => Ok(f.clone()),
+            other => panic!("not files: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_s3_path_matches_the_objects_of_its_bucket_and_glob() {
+        let f = connector(
+            "path = \"s3://landing/crm/{yyyy}/*.csv\"\naws_region = \"eu-west-1\"\ns3_endpoint_url = \"http://127.0.0.1:9000\"",
+        )
+        .expect("valid");
+        let access = f.s3.as_ref().expect("s3");
+        assert_eq!(access.region.as_deref(), Some("eu-west-1"));
+        assert!(matches_object(&f, "landing", "crm/2024/May export.csv"));
+        assert!(!matches_object(&f, "landing", "crm/2024/sub/a.csv"));
+        assert!(!matches_object(&f, "landing", "shop/2024/a.csv"));
+        assert!(!matches_object(&f, "other", "crm/2024/a.csv"));
+        let local = connector("path = \"in/*.csv\"").expect("valid");
+        assert!(local.s3.is_none());
+        assert!(!matches_object(&local, "landing", "in/a.csv"));
+        let err =
+            connector("path = \"in/*.csv\"\naws_region = \"eu-west-1\"").expect_err("invalid");
+        assert!(
+            err.contains(
+                "sources[0].aws_region: applies only to a files source whose path is s3://"
+            ),
+            "{err}"
+        );
     }
 
     fn names(root: &Path, found: &Found) -> Vec<String> {

@@ -18,14 +18,24 @@ pub struct Landed {
 
 pub fn run(ctx: &Context) -> Result<(Outcome, Vec<Landed>), StepError> {
     let started_at = state::now_rfc3339();
-    let bar = ctx.printer.bar(ctx.pipeline.sources.len() as u64, "ingest");
+    let configs: Vec<&crate::config::SourceConfig> = ctx
+        .pipeline
+        .sources
+        .iter()
+        .filter(|s| {
+            ctx.only_sources
+                .as_ref()
+                .is_none_or(|only| only.contains(&s.name))
+        })
+        .collect();
+    let bar = ctx.printer.bar(configs.len() as u64, "ingest");
     let mut landed = Vec::new();
     let mut outputs = BTreeMap::new();
     // Every source must take the window before any lands anything.
     if let Some(window) = &ctx.interval {
         sources::check_windows(&ctx.pipeline.sources, window)?;
     }
-    for config in &ctx.pipeline.sources {
+    for config in configs {
         bar.set_message(format!("ingest {}", config.name));
         let source = sources::build(config);
         let manifest = source.land(&ctx.lake, &ctx.run_id, ctx.interval.as_ref())?;

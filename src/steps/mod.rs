@@ -110,6 +110,9 @@ pub struct Context {
     pub interval: Option<Interval>,
     /// How long to wait for a warehouse another process holds locked (`--wait`).
     pub wait: std::time::Duration,
+    /// The sources ingest lands (`cdp watch`: those whose objects arrived); `None`
+    /// lands every source. The later steps take whatever the lake then holds.
+    pub only_sources: Option<Vec<String>>,
 }
 
 /// How a step ended.

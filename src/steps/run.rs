@@ -34,6 +34,8 @@ pub struct OpenOptions {
     pub wait: Duration,
     /// No progress bars.
     pub quiet: bool,
+    /// Ingest only these sources (see [`Context::only_sources`]).
+    pub only_sources: Option<Vec<String>>,
 }
 
 /// Reads and validates a pipeline file, keeping its text (part of every step's input
@@ -84,6 +86,7 @@ pub fn open(
             force: options.force,
             interval: options.interval,
             wait: options.wait,
+            only_sources: options.only_sources.clone(),
         },
         lease,
     ))
@@ -232,6 +235,7 @@ pub fn backfill(
             force: options.force,
             interval: Some(*interval),
             wait: options.wait,
+            only_sources: None,
         };
         let s = run(&ctx, false).map_err(|source| StepError::Interval {
             interval: *interval,

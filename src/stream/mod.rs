@@ -3,7 +3,10 @@
 //! matched to persons with the last resolve's saved state (the lookups of `cdp
 //! match`), and loaded into the warehouse exactly once.
 //!
-//! Exactly once: each micro-batch is one shard's events after its committed position.
+//! With `sink = { kind = "firehose", ... }` batches go to a Firehose delivery stream
+//! instead, at least once (see [`firehose`]); the lake's Parquet is written as ever.
+//!
+//! Exactly once (the warehouse sink): each micro-batch is one shard's events after its committed position.
 //! Its rows and the shard's new position are written in one warehouse transaction
 //! (`stream_<name>` and `stream_offsets`), so a crash at any point leaves either both
 //! or neither; the next run reads from the committed position again and loads what
@@ -24,6 +27,7 @@
 //! Events that still match no one keep a null person id; [`link`] assigns them after
 //! each load of a resolve's outputs.
 
+pub mod firehose;
 pub mod kafka;
 pub mod kinesis;
 pub mod link;
@@ -38,7 +42,7 @@ use serde::Serialize;
 
 use crate::clean::read::{RawFrame, Reject};
 use crate::clean::{CleanError, EntityCleaner};
-use crate::config::{CheckRule, Pipeline, StreamConfig, StreamSource, Value};
+use crate::config::{CheckRule, Pipeline, StreamConfig, StreamSink, StreamSource, Value};
 use crate::frame::{write_parquet, FrameError};
 use crate::identity::lookup::{Answer, Index, Record};
 use crate::lake::{Lake, LakeError};
@@ -57,6 +61,12 @@ pub enum StreamError {
     Unknown { name: String, known: String },
     #[error("stream {stream}: {what}: {message}")]
     Source {
+        stream: String,
+        what: String,
+        message: String,
+    },
+    #[error("stream {stream}: {what}: {message}")]
+    Sink {
         stream: String,
         what: String,
         message: String,
@@ -147,6 +157,8 @@ fn stream_lake(url: &crate::lake::LakeUrl, stream: &str) -> Result<Lake, LakeErr
 pub struct StreamReport {
     pub stream: String,
     pub source: String,
+    /// Where batches went: `warehouse`, or `firehose NAME`.
+    pub sink: String,
     pub run_id: String,
     pub batches: u64,
     pub events: u64,
@@ -193,7 +205,11 @@ pub fn run(
                     .join(", ")
             },
         })?;
-    if !matches!(p.warehouse, warehouse::WarehouseUrl::Duckdb(_)) {
+    let firehose = match &stream.sink {
+        StreamSink::Warehouse => None,
+        StreamSink::Firehose { .. } => Some(firehose::Firehose::connect(stream)?),
+    };
+    if firehose.is_none() && !matches!(p.warehouse, warehouse::WarehouseUrl::Duckdb(_)) {
         return Err(StreamError::Unsupported {
             stream: name.into(),
             what: "loading events into Snowflake (stage and COPY per micro-batch)".into(),
@@ -206,6 +222,9 @@ pub fn run(
     let mut report = StreamReport {
         stream: name.into(),
         source: stream.source.describe(),
+        sink: firehose
+            .as_ref()
+            .map_or_else(|| "warehouse".into(), firehose::Firehose::describe),
         run_id: run_id.into(),
         ..StreamReport::default()
     };
@@ -220,7 +239,12 @@ pub fn run(
         LEASE_TTL,
         opts.wait,
     )?;
-    let mut positions = committed(p, name, run_id, opts.wait)?;
+    // The warehouse sink keeps positions beside the rows; Firehose, having no
+    // transactions, in the stream's lake folder.
+    let mut positions = match &firehose {
+        None => committed(p, name, run_id, opts.wait)?,
+        Some(_) => firehose::saved_positions(&lease_lake)?,
+    };
     let shards = source.shards()?;
     let mut last_found = Instant::now();
     // Told to stop once idle for S seconds, a read waits for events (to fill a batch,
@@ -262,9 +286,20 @@ pub fn run(
             found = true;
             let outcome = batcher.batch(lake, &source.origin(), shard, &events, run_id)?;
             let committing = Instant::now();
-            commit(
-                p, lake, stream, shard, &last, run_id, &outcome, opts.wait, &mut held,
-            )?;
+            match &firehose {
+                None => commit(
+                    p, lake, stream, shard, &last, run_id, &outcome, opts.wait, &mut held,
+                )?,
+                Some(sink) => {
+                    // The position is saved only once Firehose holds every record.
+                    if let Some(rows) = &outcome.rows {
+                        sink.deliver(&firehose::json_lines(rows))?;
+                    }
+                    let mut next = positions.clone();
+                    next.insert(shard.clone(), last.clone());
+                    firehose::save_positions(&lease_lake, &report.sink, run_id, &next)?;
+                }
+            }
             let commit_ms = ms(committing);
             lease.renew(LEASE_TTL)?;
             positions.insert(shard.clone(), last.clone());
@@ -479,6 +514,8 @@ struct Outcome {
     timings: Timings,
     /// The lake object of the rows to load (absent when every event was quarantined).
     rows_key: Option<String>,
+    /// The rows themselves (absent as `rows_key` is), for a sink outside the warehouse.
+    rows: Option<DataFrame>,
     loaded: u64,
     quarantined: u64,
     matched: u64,
@@ -800,6 +837,7 @@ impl<'a> Batcher<'a> {
         timings.stage = ms(t);
         Ok(Outcome {
             timings,
+            rows: rows_key.as_ref().map(|_| clean),
             rows_key,
             loaded,
             quarantined,
