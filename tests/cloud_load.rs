@@ -403,3 +403,146 @@ fn validate_connect_tries_the_bucket_and_the_warehouse_writing_nothing_and_hidin
         run.stdout
     );
 }
+
+/// Kinesis events (moto) streamed into Snowflake (the emulator) through the S3 lake's
+/// stage: loaded once; a stream killed while its batch's INSERT is held (the COPY into
+/// the load table done) loads every event exactly once when run again; the position
+/// is in `stream_offsets`.
+#[test]
+fn kinesis_events_stream_into_snowflake_exactly_once_even_when_killed_mid_batch() {
+    let Some(cloud) = Cloud::new("cloud_stream") else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let shared = rt.block_on(aws_config::defaults(aws_config::BehaviorVersion::latest()).load());
+    let kinesis = aws_sdk_kinesis::Client::from_conf(
+        aws_sdk_kinesis::config::Builder::from(&shared)
+            .endpoint_url(&cloud.s3)
+            .build(),
+    );
+    let name = peers::unique_bucket("sf-signups");
+    rt.block_on(
+        kinesis
+            .create_stream()
+            .stream_name(&name)
+            .shard_count(1)
+            .send(),
+    )
+    .expect("create stream");
+    for _ in 0..50 {
+        let d = rt
+            .block_on(kinesis.describe_stream_summary().stream_name(&name).send())
+            .expect("describe");
+        if d.stream_description_summary()
+            .map(|s| s.stream_status().as_str())
+            == Some("ACTIVE")
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let put = |from: usize, to: usize| {
+        for i in from..to {
+            let event = serde_json::json!({
+                "record_id": format!("e{i}"),
+                "email": format!("streamed.{i}@example.org"),
+                "first_name": "Zed",
+            });
+            rt.block_on(
+                kinesis
+                    .put_record()
+                    .stream_name(&name)
+                    .partition_key(format!("k{i}"))
+                    .data(aws_sdk_kinesis::primitives::Blob::new(
+                        event.to_string().into_bytes(),
+                    ))
+                    .send(),
+            )
+            .expect("put record");
+        }
+    };
+    let mut text = std::fs::read_to_string(&cloud.pipeline).expect("pipeline");
+    text.push_str(&format!(
+        "\n[[streams]]\nname = \"signups\"\nkind = \"kinesis\"\nentity = \"person\"\nstream_name = \"{name}\"\n\
+         region = \"us-east-1\"\nendpoint_url = \"{}\"\nbatch = {{ max_records = 4, max_wait_ms = 200 }}\n",
+        cloud.s3
+    ));
+    std::fs::write(&cloud.pipeline, text).expect("write pipeline");
+    let stream = |extra: &[&str]| {
+        let mut args = vec!["stream", &cloud.p(), "signups", "--until-idle", "0"]
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    fn argv(args: &[String]) -> Vec<&str> {
+        args.iter().map(String::as_str).collect()
+    }
+
+    put(0, 6);
+    let args = stream(&["--format", "json"]);
+    let run = cloud.cdp(&argv(&args), PEER_PASSWORD).ok();
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("json report");
+    assert_eq!(report["loaded"], 6, "{report}");
+    assert_eq!(cloud.scalar("SELECT count(*) FROM stream_signups"), 6);
+    assert_eq!(
+        cloud.scalar("SELECT count(*) FROM stream_signups WHERE _loaded_at IS NOT NULL"),
+        6
+    );
+
+    // Held at the batch's INSERT (its COPY done), then killed.
+    put(6, 10);
+    let hold = PathBuf::from(std::env::var("CDP_TEST_SNOWFLAKE_HOLD_FILE").expect("hold file"));
+    let held = PathBuf::from(format!("{}.held", hold.display()));
+    let _ = std::fs::remove_file(&held);
+    std::fs::write(
+        &hold,
+        format!("^{}: INSERT INTO \"STREAM_SIGNUPS\"", cloud.database),
+    )
+    .expect("hold");
+    let args = stream(&[]);
+    let mut child = cloud
+        .command(&argv(&args), PEER_PASSWORD)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let started = Instant::now();
+    while !held.exists() {
+        if started.elapsed() > Duration::from_secs(120) || child.try_wait().expect("wait").is_some()
+        {
+            let _ = std::fs::remove_file(&hold);
+            panic!("the stream never reached its INSERT");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().expect("kill");
+    child.wait().expect("reap");
+    std::fs::remove_file(&hold).expect("release");
+    let _ = std::fs::remove_file(&held);
+    assert_eq!(
+        cloud.scalar("SELECT count(*) FROM stream_signups"),
+        6,
+        "nothing half-loaded"
+    );
+
+    let args = stream(&[]);
+    cloud.cdp(&argv(&args), PEER_PASSWORD).ok();
+    assert_eq!(cloud.scalar("SELECT count(*) FROM stream_signups"), 10);
+    assert_eq!(
+        cloud.scalar("SELECT count(DISTINCT record_id) FROM stream_signups"),
+        10,
+        "no event twice"
+    );
+    assert_eq!(
+        cloud.scalar("SELECT count(*) FROM stream_offsets WHERE stream = 'signups'"),
+        1
+    );
+    // The batch pipeline's load links the events and makes the view of their persons.
+    cloud.cdp(&["run", &cloud.p()], PEER_PASSWORD).ok();
+    assert_eq!(cloud.scalar("SELECT count(*) FROM stream_signups_persons"), 10);
+}

@@ -69,8 +69,7 @@ pub fn link(
     let Some(identity) = &p.identity else {
         return Ok(Vec::new());
     };
-    // Streams load into DuckDB only (see `run`); elsewhere there is nothing to link.
-    if p.streams.is_empty() || !matches!(p.warehouse, warehouse::WarehouseUrl::Duckdb(_)) {
+    if p.streams.is_empty() {
         return Ok(Vec::new());
     }
     let mut present = Vec::new();

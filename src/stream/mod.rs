@@ -209,12 +209,6 @@ pub fn run(
         StreamSink::Warehouse => None,
         StreamSink::Firehose { .. } => Some(firehose::Firehose::connect(stream)?),
     };
-    if firehose.is_none() && !matches!(p.warehouse, warehouse::WarehouseUrl::Duckdb(_)) {
-        return Err(StreamError::Unsupported {
-            stream: name.into(),
-            what: "loading events into Snowflake (stage and COPY per micro-batch)".into(),
-        });
-    }
     let mut source: Box<dyn EventSource> = match &stream.source {
         StreamSource::Kinesis { .. } => Box::new(kinesis::Kinesis::connect(stream)?),
         StreamSource::Kafka { .. } => Box::new(kafka::Kafka::connect(stream)?),
@@ -542,51 +536,45 @@ fn commit(
     let open_ms = ms(opening);
     let (wh, _) = held.open.as_mut().expect("opened above");
     let d = wh.dialect();
-    let table = d.ident(&table_of(&stream.name));
-    let mut statements = Vec::new();
     // The rows' `_loaded_at` and the position's `committed_at`: the time of the
     // transaction that makes both visible.
-    let now = d.literal(&Value::Timestamp(chrono::Utc::now().naive_utc()));
-    if let Some(key) = &outcome.rows_key {
-        let path = lake.fetch(key)?;
-        let file = d.text(&path.to_string_lossy());
-        let loaded_at = d.ident(LOADED_AT);
-        // The table takes the first batch's columns; later batches insert by name. A
-        // table made before `_loaded_at` existed gains it (null for its older rows).
-        if !held.table_ready {
-            wh.execute(&format!(
-                "CREATE TABLE IF NOT EXISTS {table} AS SELECT *, CAST(NULL AS {ts}) AS {loaded_at} FROM read_parquet({file}) LIMIT 0",
-                ts = d.timestamp_type()
-            ))?;
-            wh.execute(&format!(
-                "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {loaded_at} {}",
-                d.timestamp_type()
-            ))?;
-        }
-        statements.push(format!(
-            "INSERT INTO {table} BY NAME SELECT *, {now} AS {loaded_at} FROM read_parquet({file})"
-        ));
-    }
-    statements.push(format!(
-        "DELETE FROM {} WHERE stream = {} AND shard = {}",
-        d.ident(OFFSETS_TABLE),
-        d.text(&stream.name),
-        d.text(shard)
-    ));
-    statements.push(format!(
-        "INSERT INTO {} (stream, shard, position, run_id, committed_at) VALUES ({}, {}, {}, {}, {})",
-        d.ident(OFFSETS_TABLE),
-        d.text(&stream.name),
-        d.text(shard),
-        d.text(position),
-        d.text(run_id),
-        now
-    ));
+    let loaded_at = chrono::Utc::now().naive_utc();
+    let now = d.literal(&Value::Timestamp(loaded_at));
+    let position_statements = [
+        format!(
+            "DELETE FROM {} WHERE stream = {} AND shard = {}",
+            d.ident(OFFSETS_TABLE),
+            d.text(&stream.name),
+            d.text(shard)
+        ),
+        format!(
+            "INSERT INTO {} (stream, shard, position, run_id, committed_at) VALUES ({}, {}, {}, {}, {})",
+            d.ident(OFFSETS_TABLE),
+            d.text(&stream.name),
+            d.text(shard),
+            d.text(position),
+            d.text(run_id),
+            now
+        ),
+    ];
     let writing = Instant::now();
-    if let Err(e) = wh.execute_in_transaction(&statements) {
+    let written = match &outcome.rows_key {
+        Some(key) => lake.fetch(key).map_err(StreamError::from).and_then(|path| {
+            let batch = warehouse::AppendBatch {
+                key,
+                path: &path,
+                loaded_at_column: LOADED_AT,
+                loaded_at,
+            };
+            let table = table_of(&stream.name);
+            Ok(wh.append_batch(&table, &batch, !held.table_ready, &position_statements)?)
+        }),
+        None => Ok(wh.execute_in_transaction(&position_statements)?),
+    };
+    if let Err(e) = written {
         // A connection that failed a transaction is not trusted with the next one.
         held.release();
-        return Err(e.into());
+        return Err(e);
     }
     held.table_ready |= outcome.rows_key.is_some();
     let transaction_ms = ms(writing);

@@ -19,8 +19,8 @@ use ::duckdb::arrow::util::display::{ArrayFormatter, FormatOptions};
 use ::duckdb::{params, AccessMode, Config, Connection};
 
 use super::{
-    quote_ident, EngineError, LoadObject, LoadOutcome, QueryResult, Warehouse, WarehouseError,
-    LEDGER_TABLE,
+    quote_ident, AppendBatch, Dialect, EngineError, LoadObject, LoadOutcome, QueryResult,
+    Warehouse, WarehouseError, LEDGER_TABLE,
 };
 
 /// The longest pause between two attempts on a locked file.
@@ -166,6 +166,34 @@ impl Warehouse for DuckDb {
         }
         // Dropped without a commit on an error above: rolled back.
         tx.commit().map_err(query_err)
+    }
+    fn append_batch(
+        &mut self,
+        table: &str,
+        batch: &AppendBatch<'_>,
+        prepare: bool,
+        then: &[String],
+    ) -> Result<(), WarehouseError> {
+        let d = Dialect::DuckDb;
+        let table = d.ident(table);
+        let file = d.text(&batch.path.to_string_lossy());
+        let loaded_at = d.ident(batch.loaded_at_column);
+        let now = d.literal(&crate::config::Value::Timestamp(batch.loaded_at));
+        // The table takes the first batch's columns; later batches insert by name. A
+        // table made before the stamp column existed gains it (null for older rows).
+        if prepare {
+            self.execute(&format!(
+                "CREATE TABLE IF NOT EXISTS {table} AS SELECT *, CAST(NULL AS TIMESTAMP) AS {loaded_at} FROM read_parquet({file}) LIMIT 0"
+            ))?;
+            self.execute(&format!(
+                "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {loaded_at} TIMESTAMP"
+            ))?;
+        }
+        let mut statements = vec![format!(
+            "INSERT INTO {table} BY NAME SELECT *, {now} AS {loaded_at} FROM read_parquet({file})"
+        )];
+        statements.extend_from_slice(then);
+        self.execute_in_transaction(&statements)
     }
     fn load_snapshot(
         &mut self,

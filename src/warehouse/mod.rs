@@ -203,6 +203,18 @@ pub struct LoadObject {
     pub files: Vec<String>,
 }
 
+/// Rows to append ([`Warehouse::append_batch`]): a lake Parquet object.
+#[derive(Debug, Clone)]
+pub struct AppendBatch<'a> {
+    /// Lake key (a back end that copies from the lake through a stage reads it there).
+    pub key: &'a str,
+    /// A local copy (the file itself, or the S3 lake's fetched copy).
+    pub path: &'a std::path::Path,
+    /// The column stamped with the time of the transaction that makes the rows visible.
+    pub loaded_at_column: &'a str,
+    pub loaded_at: chrono::NaiveDateTime,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoadOutcome {
     Loaded {
@@ -310,6 +322,19 @@ pub trait Warehouse {
         table: &str,
         object: &LoadObject,
     ) -> Result<LoadOutcome, WarehouseError>;
+    /// Appends the rows of a lake Parquet object to `table`, each with
+    /// `batch.loaded_at_column` set to `batch.loaded_at`, and runs `then` (data
+    /// statements) in the same transaction: the rows and whatever `then` records (a
+    /// stream's position) take effect together or not at all. With `prepare`, first
+    /// makes the table from the object's columns when it is missing and adds the
+    /// columns it lacks (DDL, outside the transaction).
+    fn append_batch(
+        &mut self,
+        table: &str,
+        batch: &AppendBatch<'_>,
+        prepare: bool,
+        then: &[String],
+    ) -> Result<(), WarehouseError>;
     fn query(&mut self, sql: &str) -> Result<QueryResult, WarehouseError>;
     /// A query's rows as a frame, for results too large to hold as JSON values:
     /// booleans, 64-bit integers, floats and text keep their types, anything else

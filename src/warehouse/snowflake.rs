@@ -27,7 +27,8 @@ use snowflake_connector_rs::{
 use tokio::runtime::Runtime;
 
 use super::{
-    quote_ident, LoadObject, LoadOutcome, QueryResult, Warehouse, WarehouseError, LEDGER_TABLE,
+    quote_ident, AppendBatch, LoadObject, LoadOutcome, QueryResult, Warehouse, WarehouseError,
+    LEDGER_TABLE,
 };
 
 /// Login attempts before an unreachable host is reported (with backoff between).
@@ -399,6 +400,50 @@ impl Warehouse for Snowflake {
     }
     fn load_file_bytes(&self) -> Option<u64> {
         Some(self.conf.load_file_bytes)
+    }
+
+    /// The batch is copied from the lake through the stage into a transient load
+    /// table (COPY is not undone by a rollback, so it never touches the target), then
+    /// inserted with its stamp in one transaction with `then`.
+    fn append_batch(
+        &mut self,
+        table: &str,
+        batch: &AppendBatch<'_>,
+        prepare: bool,
+        then: &[String],
+    ) -> Result<(), WarehouseError> {
+        let columns = parquet_columns(batch.path).map_err(|e| WarehouseError::Load {
+            table: table.into(),
+            key: batch.key.into(),
+            source: e.into(),
+        })?;
+        if prepare {
+            self.ensure_stage()?;
+            let mut with_stamp = columns.clone();
+            with_stamp.push((batch.loaded_at_column.to_string(), "TIMESTAMP_NTZ".into()));
+            self.evolve(table, &with_stamp)?;
+        }
+        let load = load_table(table);
+        self.exec("create load table", create_table_sql(&load, &columns, true))?;
+        self.exec(
+            "copy",
+            copy_sql(&load, &self.conf.stage, &[batch.key.to_string()]),
+        )?;
+        let names: Vec<String> = columns.iter().map(|(n, _)| n.clone()).collect();
+        let mut statements = vec![append_sql(
+            table,
+            &load,
+            &names,
+            batch.loaded_at_column,
+            &super::Dialect::Snowflake.literal(&crate::config::Value::Timestamp(batch.loaded_at)),
+        )];
+        statements.extend_from_slice(then);
+        self.execute_in_transaction(&statements)?;
+        let _ = self.exec(
+            "drop load table",
+            format!("DROP TABLE IF EXISTS {}", sf_ident(&load)),
+        );
+        Ok(())
     }
 
     fn load_snapshot(
@@ -801,6 +846,28 @@ pub fn delete_missing_sql(table: &str, load: &str, keys: &[String]) -> String {
     format!(
         "DELETE FROM {} t WHERE NOT EXISTS (SELECT 1 FROM {} s WHERE {on})",
         sf_ident(table),
+        sf_ident(load)
+    )
+}
+
+/// The load table's rows into `table`, by column name, each stamped `stamp` in
+/// `stamp_column`.
+pub fn append_sql(
+    table: &str,
+    load: &str,
+    columns: &[String],
+    stamp_column: &str,
+    stamp: &str,
+) -> String {
+    let names = columns
+        .iter()
+        .map(|c| sf_ident(c))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "INSERT INTO {} ({names}, {}) SELECT {names}, {stamp} FROM {}",
+        sf_ident(table),
+        sf_ident(stamp_column),
         sf_ident(load)
     )
 }
