@@ -544,5 +544,8 @@ fn kinesis_events_stream_into_snowflake_exactly_once_even_when_killed_mid_batch(
     );
     // The batch pipeline's load links the events and makes the view of their persons.
     cloud.cdp(&["run", &cloud.p()], PEER_PASSWORD).ok();
-    assert_eq!(cloud.scalar("SELECT count(*) FROM stream_signups_persons"), 10);
+    assert_eq!(
+        cloud.scalar("SELECT count(*) FROM stream_signups_persons"),
+        10
+    );
 }

@@ -5,6 +5,9 @@
 //! after delivery (a delivery stream that is not there saves none).
 
 mod common;
+#[path = "standin/harness.rs"]
+#[allow(dead_code)]
+mod standin;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -152,11 +155,22 @@ impl Aws {
 
 /// The sample pipeline with a Kinesis stream `signups` delivering to `delivery`.
 fn pipeline(ctx: &TestContext, endpoint: &str, stream: &str, delivery: &str) -> String {
+    pipeline_to(ctx, endpoint, stream, delivery, endpoint)
+}
+
+/// As [`pipeline`], with the delivery stream behind `firehose_endpoint`.
+fn pipeline_to(
+    ctx: &TestContext,
+    endpoint: &str,
+    stream: &str,
+    delivery: &str,
+    firehose_endpoint: &str,
+) -> String {
     let text = std::fs::read_to_string(repo().join("pipelines/customer360.toml")).expect("pipeline")
         + &format!(
             "\n[[streams]]\nname = \"signups\"\nkind = \"kinesis\"\nentity = \"person\"\nstream_name = \"{stream}\"\n\
              region = \"us-east-1\"\nendpoint_url = \"{endpoint}\"\nbatch = {{ max_records = 7, max_wait_ms = 200 }}\n\
-             sink = {{ kind = \"firehose\", delivery_stream = \"{delivery}\", region = \"us-east-1\", endpoint_url = \"{endpoint}\" }}\n"
+             sink = {{ kind = \"firehose\", delivery_stream = \"{delivery}\", region = \"us-east-1\", endpoint_url = \"{firehose_endpoint}\" }}\n"
         );
     let p = ctx.path().join("pipelines/customer360.toml");
     write_sample_variant(&p, &text);
@@ -309,6 +323,68 @@ fn a_missing_delivery_stream_fails_and_saves_no_position() {
         run.stderr
     );
     assert!(!ctx
+        .path()
+        .join("lake/stream/signups/_state/positions.json")
+        .exists());
+}
+
+/// Firehose refuses single entries of a call under load (FailedPutCount > 0 with an
+/// ErrorCode per refused entry): those entries, and only those, are sent again, and
+/// the positions are saved once every one was accepted. Moto accepts everything, so
+/// the delivery stream here is the loopback stand-in's, refusing every third entry
+/// once.
+#[test]
+fn entries_firehose_refuses_are_sent_again_and_only_those() {
+    let Some(endpoint) =
+        peers::s3_endpoint("entries_firehose_refuses_are_sent_again_and_only_those")
+    else {
+        return;
+    };
+    let ctx = TestContext::new();
+    let name = peers::unique_bucket("fh-partial");
+    let scenario = json!({"firehose": {"fail_every": 3, "streams": [name]}});
+    let Some(standin) = standin::StandIn::start(&scenario, ctx.path()) else {
+        return;
+    };
+    let aws = aws(&endpoint);
+    aws.create_stream(&name, 1);
+    let p = pipeline_to(&ctx, &endpoint, &name, &name, &standin.api_url());
+    let events: Vec<String> = (0..20)
+        .map(|i| {
+            json!({"record_id": format!("p{i:02}"), "email": format!("p{i}@example.net")})
+                .to_string()
+        })
+        .collect();
+    aws.put(&name, &events);
+
+    let run = stream(&ctx, &p).ok();
+    let report: Value = serde_json::from_str(&run.stdout).expect("report");
+    assert_eq!(report["loaded"], 20, "{report}");
+    let state = standin.get("/_firehose");
+    let refused = state["refused"].as_u64().expect("refused");
+    assert!(refused >= 7, "the stand-in refused entries: {state}");
+    let delivered: Vec<Value> = state["delivered"]
+        .as_array()
+        .expect("delivered")
+        .iter()
+        .map(|d| serde_json::from_str(d.as_str().expect("text")).expect("a JSON line"))
+        .collect();
+    let mut ids: Vec<&str> = delivered
+        .iter()
+        .filter_map(|r| r["record_id"].as_str())
+        .collect();
+    ids.sort_unstable();
+    let expected: Vec<String> = (0..20).map(|i| format!("p{i:02}")).collect();
+    assert_eq!(
+        ids, expected,
+        "every entry accepted once, the refused ones resent"
+    );
+    let calls = standin.calls_of("PutRecordBatch");
+    assert!(
+        calls > report["batches"].as_u64().expect("batches"),
+        "{calls} calls for {report}"
+    );
+    assert!(ctx
         .path()
         .join("lake/stream/signups/_state/positions.json")
         .exists());

@@ -680,4 +680,43 @@ fn kafka_events_are_loaded_exactly_once_even_when_killed() {
     let positions = ctx.query("SELECT shard, position FROM stream_offsets ORDER BY shard");
     assert_eq!(positions.len(), 2, "{positions:?}");
     eprintln!("{before} of 60 rows loaded by the killed runs");
+
+    // The consumer group is told each committed position (the next offset to read),
+    // as the broker's own OffsetFetch answers it.
+    let last = stream_once(&ctx, ps);
+    assert_eq!(last["group_commits"]["group"], "cdp-test", "{last}");
+    assert_eq!(last["group_commits"]["failed"], 0, "{last}");
+    assert_eq!(first["group_commits"]["failed"], 0, "{first}");
+    assert_eq!(
+        first["group_commits"]["committed"], first["batches"],
+        "one group commit per batch: {first}"
+    );
+    let pipeline =
+        cdp::config::Pipeline::load(&p, &cdp::config::Overrides::default()).expect("pipeline");
+    let stream = pipeline
+        .streams
+        .iter()
+        .find(|s| s.name == "signups")
+        .expect("stream");
+    let mut group = cdp::stream::kafka_group::Group::of(stream, None)
+        .expect("group")
+        .expect("a Kafka stream's group");
+    let shards: Vec<String> = positions
+        .iter()
+        .map(|r| r["shard"].as_str().expect("shard").to_string())
+        .collect();
+    let committed = group.committed(&shards).expect("OffsetFetch");
+    for r in &positions {
+        let shard = r["shard"].as_str().expect("shard");
+        let position: i64 = r["position"]
+            .as_str()
+            .expect("position")
+            .parse()
+            .expect("offset");
+        assert_eq!(
+            committed.get(shard),
+            Some(&(position + 1)),
+            "the group's offset of {shard}: {committed:?} vs warehouse {positions:?}"
+        );
+    }
 }

@@ -88,6 +88,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             for (shard, position) in &report.positions {
                 outln!("  {shard}: committed through {position}")?;
             }
+            if let Some(g) = &report.group_commits {
+                outln!(
+                    "  consumer group {}: {} offset commits, {} failed{}",
+                    g.group,
+                    g.committed,
+                    g.failed,
+                    g.last_error
+                        .as_deref()
+                        .map(|e| format!(" (last: {e})"))
+                        .unwrap_or_default()
+                )?;
+            }
         }
     }
     Ok(())

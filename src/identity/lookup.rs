@@ -484,7 +484,7 @@ impl Index {
     /// in resolve, when another person about as strong (within `ambiguity_margin`) may
     /// not be one with it, or when a weaker person the record may join could then
     /// merge with it (the record ties them together).
-    fn pick(&self, local: &Local, persons: &[(u32, f64)]) -> Pick {
+    fn pick(&self, local: &Local, persons: &[(u32, f64)], matched: &[u32]) -> Pick {
         let m = local.rows.len() + 1;
         let guards = GuardSet::new(
             &self.guards,
@@ -502,9 +502,24 @@ impl Index {
         let joins = |a: &[u32], b: &[u32]| {
             guards.refuse_hard(a, b).is_none() && guards.too_weak(a, b).is_none()
         };
-        let Some(first) = local_rows.iter().position(|person| joins(person, &[query])) else {
+        let Some(first) = local_rows
+            .iter()
+            .zip(persons)
+            .position(|(person, &(_, w))| {
+                joins(person, &[query]) && !self.lone_keeps_apart(local, &guards, person, w)
+            })
+        else {
             return Pick::New;
         };
+        // A stronger person the guards keep the record from as a whole, whose record
+        // it links to would take it alone: resolve, taking the strongest link first,
+        // would pull that record out of its person.
+        let split: Vec<usize> = (0..first)
+            .filter(|&i| self.would_split(local, &guards, &local_rows[i], persons[i].1))
+            .collect();
+        if !split.is_empty() {
+            return Pick::Ambiguous(split.into_iter().chain([first]).collect());
+        }
         let weight = persons[first].1;
         let mut tied = vec![first];
         if let Some(margin) = self.guards.ambiguity_margin {
@@ -526,79 +541,260 @@ impl Index {
         let merged: Vec<usize> = (first + 1..persons.len())
             .filter(|&i| joins(&local_rows[i], &[query]) && joins(&joined, &local_rows[i]))
             .collect();
-        if merged.is_empty() {
-            Pick::One(first)
-        } else {
+        if !merged.is_empty() {
             Pick::Ambiguous(tied.into_iter().chain(merged).collect())
+        } else if self.splits_on_joining(
+            local,
+            &guards,
+            &local_rows[first],
+            persons[first].1,
+            matched,
+        ) {
+            Pick::Ambiguous(vec![first])
+        } else {
+            Pick::One(first)
         }
+    }
+
+    /// Whether resolve, meeting a rule's link of the record to the rows of `matched`
+    /// of `person` (local rows; `w` is infinite for a rule's link) before the scored
+    /// links that hold the person together, would let the rest of the person join
+    /// them afterwards. The records the link reaches first take the looked-up record; the
+    /// rest of the person then has to join that group past the guards (a group of two
+    /// is established: the `corroborate` and `min_weight` guards apply). When it may
+    /// not, the person splits, and which part keeps the id is not a lookup's to say.
+    fn splits_on_joining(
+        &self,
+        local: &Local,
+        guards: &GuardSet,
+        person: &[u32],
+        w: f64,
+        matched: &[u32],
+    ) -> bool {
+        if person.len() < 2 {
+            return false;
+        }
+        let query = local.rows.len() as u32;
+        // Scored links are left alone: measured on held-out records, splitting on
+        // them turned more right answers ambiguous than wrong ones right.
+        if w.is_finite() {
+            return false;
+        }
+        let core: Vec<u32> = person
+            .iter()
+            .copied()
+            .filter(|&i| matched.contains(&local.rows[i as usize]))
+            .collect();
+        if core.is_empty() || core.len() == person.len() {
+            return false;
+        }
+        let rest: Vec<u32> = person
+            .iter()
+            .copied()
+            .filter(|i| !core.contains(i))
+            .collect();
+        let mut group = core;
+        group.push(query);
+        guards.refuse_hard(&group, &rest).is_some() || guards.too_weak(&group, &rest).is_some()
+    }
+
+    /// Whether resolve would keep a person of one record (`person`, local rows) from
+    /// the looked-up record it links to with weight `w`, as its ambiguity guard does:
+    /// a lone record that matches people who may not be one stays alone. Judged by the
+    /// lone record's links to the other local records above the threshold: one about
+    /// as strong as `w` (within the margin) to a person who may not be one with the
+    /// looked-up record, or, stronger than `w`, one the guards let it join and one
+    /// about as strong to a person who may not be one with that (resolve then found
+    /// it ambiguous before this link came up).
+    fn lone_keeps_apart(&self, local: &Local, guards: &GuardSet, person: &[u32], w: f64) -> bool {
+        let ([lone], Some(margin), Some(matcher), Some(model), Some(matching)) = (
+            person,
+            self.guards.ambiguity_margin,
+            local.matcher.as_ref(),
+            &self.model,
+            &self.matching,
+        ) else {
+            return false;
+        };
+        if !w.is_finite() {
+            return false;
+        }
+        let (prior, cut) = (model.prior_weight(), model::weight_of(matching.threshold));
+        let query = local.rows.len() as u32;
+        // The lone record's links above the threshold: (the other person's rows, weight).
+        let mut links: Vec<(Vec<u32>, f64)> = Vec::new();
+        for (_, span) in &local.spans {
+            if span.contains(lone) {
+                continue;
+            }
+            let best = span
+                .clone()
+                .map(|i| prior + matcher.evidence(*lone, i))
+                .fold(f64::NEG_INFINITY, f64::max);
+            if best >= cut {
+                links.push((span.clone().collect(), best));
+            }
+        }
+        let about = |a: f64, b: f64| a <= b && a >= b - margin;
+        if links
+            .iter()
+            .any(|(rows, wc)| about(*wc, w) && guards.refuse_hard(rows, &[query]).is_some())
+        {
+            return true;
+        }
+        links.iter().any(|(a, wa)| {
+            *wa > w
+                && guards.refuse_hard(a, person).is_none()
+                && guards.too_weak(a, person).is_none()
+                && links.iter().any(|(b, wb)| {
+                    !std::ptr::eq(a, b) && about(*wb, *wa) && guards.refuse_hard(a, b).is_some()
+                })
+        })
+    }
+
+    /// Whether resolve would split `person` (local rows), which the guards keep from
+    /// the looked-up record as a whole, over the record's link of weight `w` to it:
+    /// the record it links to best takes the looked-up one alone, and holds on to the
+    /// rest of its person by weaker links only, so resolve meets this link first.
+    fn would_split(&self, local: &Local, guards: &GuardSet, person: &[u32], w: f64) -> bool {
+        let (Some(matcher), Some(model)) = (local.matcher.as_ref(), &self.model) else {
+            return false;
+        };
+        if !w.is_finite() || person.len() < 2 {
+            return false;
+        }
+        let prior = model.prior_weight();
+        let query = local.rows.len() as u32;
+        let Some(&best) = person.iter().max_by(|&&a, &&b| {
+            matcher
+                .evidence(query, a)
+                .total_cmp(&matcher.evidence(query, b))
+        }) else {
+            return false;
+        };
+        if guards.refuse_hard(&[best], &[query]).is_some() {
+            return false;
+        }
+        person
+            .iter()
+            .filter(|&&o| o != best)
+            .all(|&o| prior + matcher.evidence(best, o) < w)
+    }
+
+    /// A rule's link that the guards refuse for the whole person, but not for the
+    /// records the rule matched: resolve takes rule links first, so it would pull
+    /// those records out of their person to the looked-up record, and which person
+    /// keeps the id is not for a lookup to say. The persons (of `persons`) this
+    /// would split.
+    fn split_by_rule(&self, local: &Local, persons: &[(u32, f64)], matched: &[u32]) -> Vec<usize> {
+        let m = local.rows.len() + 1;
+        let guards = GuardSet::new(
+            &self.guards,
+            &local.values,
+            m,
+            local.matcher.as_ref(),
+            &local.keys,
+        );
+        let query = (m - 1) as u32;
+        persons
+            .iter()
+            .enumerate()
+            .filter(|&(_, &(p, _))| {
+                let span: Vec<u32> = local.span(p).collect();
+                let by_rule: Vec<u32> = span
+                    .iter()
+                    .copied()
+                    .filter(|&i| matched.contains(&local.rows[i as usize]))
+                    .collect();
+                by_rule.len() < span.len()
+                    && guards.refuse_hard(&by_rule, &[query]).is_none()
+                    && guards.too_weak(&by_rule, &[query]).is_none()
+            })
+            .map(|(i, _)| i)
+            .collect()
     }
 
     /// The person `record` (clean values by column) belongs to, and how.
     pub fn lookup<R: Record + ?Sized>(&self, record: &R) -> Answer {
-        for (rule, keys) in self.rules.iter().zip(&self.rule_keys) {
+        // Every rule's links at once: rule links are as strong as each other, and
+        // resolve takes them all before any scored link, so a record two rules link to
+        // two persons ties those persons together.
+        let mut matched: Vec<u32> = Vec::new();
+        let mut rule_of: Vec<(u32, usize)> = Vec::new();
+        for (r, (rule, keys)) in self.rules.iter().zip(&self.rule_keys).enumerate() {
             let rows = self.rows(keys, &rule.columns, record);
             // With the record, a group over the limit links nothing in resolve either.
             if rows.is_empty() || rows.len() >= self.max_key_group {
                 continue;
             }
-            let mut persons: Vec<u32> = rows.iter().map(|&r| self.person_of[r as usize]).collect();
-            persons.sort_unstable_by(|&a, &b| self.person_id(a).cmp(self.person_id(b)));
-            persons.dedup();
-            // The guards have the last word on a rule's link too: a person they keep
-            // the record from is left to the next rule and to scoring. Rule links
-            // are as strong as each other.
-            let local = self.local(&persons, record);
-            let persons: Vec<(u32, f64)> =
-                persons.into_iter().map(|p| (p, f64::INFINITY)).collect();
-            match self.pick(&local, &persons) {
-                Pick::New => continue,
-                Pick::One(i) => {
-                    return Answer {
-                        person_id: Some(self.person_id(persons[i].0).to_string()),
-                        rule: Some(rule.name.clone()),
-                        probability: None,
-                        new: false,
-                        ambiguous: false,
-                        candidates: Vec::new(),
-                    }
-                }
-                Pick::Ambiguous(tied) => {
-                    return Answer {
-                        person_id: None,
-                        rule: Some(rule.name.clone()),
-                        probability: None,
-                        new: false,
-                        ambiguous: true,
-                        candidates: tied
-                            .into_iter()
-                            .map(|i| Candidate {
-                                person_id: self.person_id(persons[i].0).to_string(),
-                                probability: None,
-                            })
-                            .collect(),
-                    }
+            matched.extend_from_slice(rows);
+            for &row in rows {
+                let p = self.person_of[row as usize];
+                if !rule_of.iter().any(|&(q, _)| q == p) {
+                    rule_of.push((p, r));
                 }
             }
         }
-        self.score(record)
+        if rule_of.is_empty() {
+            return self.score(record);
+        }
+        let mut persons: Vec<u32> = rule_of.iter().map(|&(p, _)| p).collect();
+        persons.sort_unstable_by(|&a, &b| self.person_id(a).cmp(self.person_id(b)));
+        let rule_name = |p: u32| {
+            rule_of
+                .iter()
+                .find(|&&(q, _)| q == p)
+                .map(|&(_, r)| self.rules[r].name.clone())
+        };
+        // The guards have the last word on a rule's link too: a person they keep the
+        // record from is left to scoring.
+        let local = self.local(&persons, record);
+        let persons: Vec<(u32, f64)> = persons.into_iter().map(|p| (p, f64::INFINITY)).collect();
+        let ambiguous = |chosen: Vec<usize>| Answer {
+            person_id: None,
+            rule: rule_name(persons[chosen[0]].0),
+            probability: None,
+            new: false,
+            ambiguous: true,
+            candidates: chosen
+                .into_iter()
+                .map(|i| Candidate {
+                    person_id: self.person_id(persons[i].0).to_string(),
+                    probability: None,
+                })
+                .collect(),
+        };
+        match self.pick(&local, &persons, &matched) {
+            Pick::New => {
+                let split = self.split_by_rule(&local, &persons, &matched);
+                if split.is_empty() {
+                    self.score(record)
+                } else {
+                    ambiguous(split)
+                }
+            }
+            Pick::One(i) => Answer {
+                person_id: Some(self.person_id(persons[i].0).to_string()),
+                rule: rule_name(persons[i].0),
+                probability: None,
+                new: false,
+                ambiguous: false,
+                candidates: Vec::new(),
+            },
+            Pick::Ambiguous(tied) => ambiguous(tied),
+        }
     }
 
     fn person_id(&self, p: u32) -> &str {
         &self.person_ids[p as usize]
     }
 
-    /// Blocking and scoring against the candidates' records with the saved model.
-    fn score<R: Record + ?Sized>(&self, record: &R) -> Answer {
-        let new = Answer {
-            person_id: None,
-            rule: None,
-            probability: None,
-            new: true,
-            ambiguous: false,
-            candidates: Vec::new(),
-        };
+    /// The persons the record's scored links reach above the threshold (the weight of
+    /// its best link to each, best first), and the local records they were scored
+    /// among; none without a model, candidates or a link above the threshold.
+    fn scored<R: Record + ?Sized>(&self, record: &R) -> Option<(Local, Vec<(u32, f64)>)> {
         let Some(matching) = &self.matching else {
-            return new;
+            return None;
         };
         let mut candidates: Vec<u32> = Vec::new();
         for (i, (rule, keys)) in matching.blocking.iter().zip(&self.block_keys).enumerate() {
@@ -612,7 +808,7 @@ impl Index {
         candidates.sort_unstable();
         candidates.dedup();
         if candidates.is_empty() {
-            return new;
+            return None;
         }
         // The candidates' persons, all their records and the record (last) as a few
         // records of their own: scored against the candidates, then guarded.
@@ -624,7 +820,7 @@ impl Index {
         persons.dedup();
         let local = self.local(&persons, record);
         let (Some(matcher), Some(model)) = (&local.matcher, &self.model) else {
-            return new;
+            return None;
         };
         let prior = model.prior_weight();
         let query = local.rows.len() as u32;
@@ -648,11 +844,27 @@ impl Index {
                 .then_with(|| self.person_id(a.0).cmp(self.person_id(b.0)))
         });
         if above.is_empty() {
-            return new;
+            return None;
         }
+        Some((local, above))
+    }
+
+    /// Blocking and scoring against the candidates' records with the saved model.
+    fn score<R: Record + ?Sized>(&self, record: &R) -> Answer {
+        let new = Answer {
+            person_id: None,
+            rule: None,
+            probability: None,
+            new: true,
+            ambiguous: false,
+            candidates: Vec::new(),
+        };
+        let Some((local, above)) = self.scored(record) else {
+            return new;
+        };
         // Resolve's guards keep the record from some of them: it goes to the best of
         // the others.
-        match self.pick(&local, &above) {
+        match self.pick(&local, &above, &[]) {
             Pick::New => new,
             Pick::One(i) => Answer {
                 person_id: Some(self.person_id(above[i].0).to_string()),
@@ -837,6 +1049,49 @@ mod tests {
         assert_eq!(a.person_id.as_deref(), Some("P1"));
         assert_eq!(a.rule.as_deref(), Some("email"));
         assert!(!a.new && !a.ambiguous);
+    }
+
+    #[test]
+    fn a_record_two_rules_link_to_two_persons_ties_them_and_is_ambiguous() {
+        let mut parts = config();
+        parts.rules.push(MatchRule {
+            name: "name".into(),
+            columns: vec!["last_name".into(), "first_name".into()],
+        });
+        let column = |v: [&str; 2]| {
+            v.iter()
+                .map(|s| (!s.is_empty()).then(|| s.to_string()))
+                .collect::<Vec<_>>()
+        };
+        let columns = HashMap::from([
+            ("email".to_string(), column(["a@x.io", "b@x.io"])),
+            ("last_name".to_string(), column(["Smith", "Jones"])),
+            ("first_name".to_string(), column(["Ann", "Bob"])),
+        ]);
+        let index = Index::from_parts(
+            parts,
+            Some(model()),
+            columns,
+            vec!["crm".into(), "shop".into()],
+            vec!["P1".into(), "P2".into()],
+        )
+        .unwrap();
+        // Only the email rule: P1, as before.
+        let one = index.lookup(&record(&[("email", "a@x.io")]));
+        assert_eq!(one.person_id.as_deref(), Some("P1"), "{one:?}");
+        // The email rule reaches P1 and the name rule P2: resolve would merge them.
+        let both = index.lookup(&record(&[
+            ("email", "a@x.io"),
+            ("last_name", "Jones"),
+            ("first_name", "Bob"),
+        ]));
+        assert!(both.ambiguous && both.person_id.is_none(), "{both:?}");
+        let named: Vec<&str> = both
+            .candidates
+            .iter()
+            .map(|c| c.person_id.as_str())
+            .collect();
+        assert_eq!(named, ["P1", "P2"]);
     }
 
     #[test]

@@ -227,11 +227,18 @@ pub fn features_sql(
         id("person_id")
     );
 
-    // Recency, frequency, monetary and their quantile scores among persons with orders.
-    let has = "o.person_id IS NOT NULL";
-    let ntile = |order: &str| {
-        format!("CASE WHEN {has} THEN NTILE(5) OVER (PARTITION BY CASE WHEN {has} THEN 1 ELSE 0 END ORDER BY {order}) END")
-    };
+    // Recency, frequency, monetary and their quantile scores among persons with orders:
+    // scored over the persons' order aggregates, before they meet the profiles (a
+    // window over just those rows sorts fewer, and narrower, rows than one over the
+    // joined table would).
+    let mut scores = vec![
+        "NTILE(5) OVER (ORDER BY last_at ASC) AS r_score".to_string(),
+        "NTILE(5) OVER (ORDER BY order_count ASC) AS f_score".to_string(),
+    ];
+    if amount.is_some() {
+        scores.push("NTILE(5) OVER (ORDER BY monetary ASC) AS m_score".into());
+    }
+    let orders_cte = format!("SELECT a.*, {} FROM ({orders_cte}) AS a", scores.join(", "));
     select.push(format!("{} AS recency_days", days("o.last_at")));
     col(
         "recency_days",
@@ -259,20 +266,20 @@ pub fn features_sql(
             ),
         );
     }
-    select.push(format!("{} AS r_score", ntile("o.last_at ASC")));
+    select.push("o.r_score AS r_score".into());
     col(
         "r_score",
         "integer",
         "recency quintile, 5 the most recent; empty without orders".into(),
     );
-    select.push(format!("{} AS f_score", ntile("o.order_count ASC")));
+    select.push("o.f_score AS f_score".into());
     col(
         "f_score",
         "integer",
         "frequency quintile, 5 the most orders; empty without orders".into(),
     );
     if amount.is_some() {
-        select.push(format!("{} AS m_score", ntile("o.monetary ASC")));
+        select.push("o.m_score AS m_score".into());
         col(
             "m_score",
             "integer",

@@ -5,8 +5,8 @@
 //! variables the stream names, read when connecting and never logged.
 //!
 //! The positions cdp resumes from are the ones committed in the warehouse with the
-//! rows. rskafka has no consumer-group API, so positions are not reported to the
-//! stream's `group` (monitoring through the group's lag is not available).
+//! rows. After each commit the partition's next offset is also committed to the
+//! stream's consumer `group` ([`super::kafka_group`]), for monitoring its lag.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
 use rskafka::client::{Client, ClientBuilder, Credentials, SaslConfig};
 
-use super::{Event, EventSource, StreamError};
+use super::kafka_group::Group;
+use super::{Event, EventSource, GroupCommits, StreamError};
 use crate::config::{SaslMechanism, StreamBatch, StreamConfig, StreamSource};
 
 /// A record as fetched: its offset and its value.
@@ -33,6 +34,9 @@ pub struct Kafka {
     ahead: HashMap<String, (i64, Vec<Fetched>)>,
     /// Per shard: the high watermark the last Fetch reported.
     watermarks: HashMap<String, i64>,
+    /// The stream's consumer group, told each committed position.
+    group: Group,
+    commits: GroupCommits,
 }
 
 impl Kafka {
@@ -61,9 +65,16 @@ impl Kafka {
             .map_err(|e| fail("starting the Kafka client runtime", e.to_string()))?;
         let mut builder = ClientBuilder::new(bootstrap_servers.clone())
             .client_id(format!("cdp-stream-{}", config.name));
-        if *tls {
-            builder = builder.tls_config(Arc::new(tls_config().map_err(|m| fail("TLS", m))?));
+        let tls = match tls {
+            true => Some(Arc::new(tls_config().map_err(|m| fail("TLS", m))?)),
+            false => None,
+        };
+        if let Some(tls) = &tls {
+            builder = builder.tls_config(tls.clone());
         }
+        let group = Group::of(config, tls)
+            .map_err(|e| fail("consumer group", e.to_string()))?
+            .expect("a Kafka stream has a group");
         if let Some(s) = sasl {
             let var = |name: &str| {
                 std::env::var(name).map_err(|_| {
@@ -93,6 +104,11 @@ impl Kafka {
             partitions: HashMap::new(),
             ahead: HashMap::new(),
             watermarks: HashMap::new(),
+            commits: GroupCommits {
+                group: group.name().to_string(),
+                ..GroupCommits::default()
+            },
+            group,
         })
     }
 
@@ -260,5 +276,31 @@ impl EventSource for Kafka {
 
     fn origin(&self) -> String {
         format!("kafka://{}", self.servers)
+    }
+
+    /// Commits the partition's next offset to the consumer group. A failure is
+    /// counted and logged, not returned: the warehouse holds the position cdp
+    /// resumes from, and the next batch's commit carries the group forward again.
+    fn acknowledge(&mut self, shard: &str, position: &str) {
+        let Ok(offset) = position.parse::<i64>() else {
+            return;
+        };
+        let offsets = std::collections::BTreeMap::from([(shard.to_string(), offset + 1)]);
+        match self.group.commit(&offsets) {
+            Ok(()) => self.commits.committed += 1,
+            Err(e) => {
+                if self.commits.failed == 0 || self.commits.last_error.is_none() {
+                    tracing::warn!(error = %e, "committing the consumer group's offset failed (monitoring only; the warehouse holds the position)");
+                }
+                self.commits.failed += 1;
+                self.commits.last_error = Some(e.to_string());
+                return;
+            }
+        }
+        self.commits.last_error = None;
+    }
+
+    fn group_commits(&self) -> Option<GroupCommits> {
+        Some(self.commits.clone())
     }
 }

@@ -29,6 +29,7 @@
 
 pub mod firehose;
 pub mod kafka;
+pub mod kafka_group;
 pub mod kinesis;
 pub mod link;
 
@@ -112,6 +113,23 @@ pub trait EventSource {
     ) -> Result<Vec<Event>, StreamError>;
     /// A URI prefix naming an event's origin: `kinesis://STREAM`.
     fn origin(&self) -> String;
+    /// Told that `position` of `shard` is committed (Kafka: to the consumer group).
+    fn acknowledge(&mut self, _shard: &str, _position: &str) {}
+    /// What telling the source's consumer group has come to, where it has one.
+    fn group_commits(&self) -> Option<GroupCommits> {
+        None
+    }
+}
+
+/// A Kafka stream's commits of its positions to its consumer group (for monitoring).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GroupCommits {
+    pub group: String,
+    pub committed: u64,
+    pub failed: u64,
+    /// Why the last commit failed, when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 /// How long `cdp stream` runs: until `stop` is raised (SIGTERM, SIGINT), or one of
@@ -172,6 +190,9 @@ pub struct StreamReport {
     pub identity_state: Option<String>,
     /// How often a newer resolve's state replaced the matching index while running.
     pub reloads: u64,
+    /// Kafka: the positions' commits to the consumer group.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_commits: Option<GroupCommits>,
     pub seconds: f64,
 }
 
@@ -295,6 +316,7 @@ pub fn run(
                 }
             }
             let commit_ms = ms(committing);
+            source.acknowledge(shard, &last);
             lease.renew(LEASE_TTL)?;
             positions.insert(shard.clone(), last.clone());
             report.batches += 1;
@@ -346,6 +368,7 @@ pub fn run(
     held.release();
     drop(lease);
     report.identity_state = matching.version;
+    report.group_commits = source.group_commits();
     report.positions = positions;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)

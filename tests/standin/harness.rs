@@ -93,9 +93,17 @@ impl StandIn {
 
     /// How many times each operation was called.
     pub fn calls(&self) -> serde_json::Value {
+        self.get("/_calls")
+    }
+
+    /// A test-only page of the stand-in's state, as JSON (`/_calls`, `/_firehose`).
+    pub fn get(&self, path: &str) -> serde_json::Value {
         let mut stream = TcpStream::connect(("127.0.0.1", self.api_port)).unwrap();
         stream
-            .write_all(b"GET /_calls HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            .write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
             .unwrap();
         let mut response = String::new();
         stream.read_to_string(&mut response).unwrap();

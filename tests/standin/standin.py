@@ -21,6 +21,7 @@ listen on 127.0.0.1 on free ports, printed as one JSON line on stdout:
 With CDP_STANDIN_S3=URL it writes into that S3 emulator instead of starting moto.
 """
 
+import base64
 import json
 import os
 import sys
@@ -34,6 +35,7 @@ from moto.server import ThreadedMotoServer
 
 LOCK = threading.Lock()
 DATAEXCHANGE_OPS = {"ListDataSetRevisions", "CreateJob", "StartJob", "GetJob"}
+FIREHOSE_OPS = {"PutRecordBatch"}
 CALLS = {}
 
 
@@ -56,6 +58,11 @@ class World:
         self.flows = scenario.get("flows", {})
         self.data_sets = scenario.get("data_sets", {})
         self.jobs = {}
+        # Firehose: records accepted (decoded), and how many entries were refused.
+        self.firehose = scenario.get("firehose", {})
+        self.delivered = []
+        self.refused = 0
+        self.seen = set()
         for name, flow in self.flows.items():
             flow["name"] = name
             self.ensure_bucket(flow["bucket"])
@@ -157,6 +164,28 @@ class World:
         return out
 
     # --- Data Exchange -------------------------------------------------------
+
+    def put_record_batch(self, body):
+        """Firehose PutRecordBatch (awsJson1_1). With `fail_every: N`, every Nth entry
+        of a call whose data was never refused before is refused once (FailedPutCount,
+        an ErrorCode per entry), as Firehose does under load; the rest are accepted."""
+        every = self.firehose.get("fail_every", 0)
+        stream = body.get("DeliveryStreamName", "")
+        if stream not in self.firehose.get("streams", [stream]):
+            raise ApiError(400, "ResourceNotFoundException", f"Firehose {stream} not found.")
+        responses, failed = [], 0
+        for i, record in enumerate(body.get("Records", [])):
+            data = base64.b64decode(record["Data"])
+            if every and i % every == 0 and data not in self.seen:
+                self.seen.add(data)
+                failed += 1
+                self.refused += 1
+                responses.append({"ErrorCode": "ServiceUnavailableException",
+                                  "ErrorMessage": "Slow down."})
+                continue
+            self.delivered.append(data.decode())
+            responses.append({"RecordId": str(uuid.uuid4())})
+        return 200, {"FailedPutCount": failed, "Encrypted": False, "RequestResponses": responses}
 
     def data_set(self, ds_id):
         ds = self.data_sets.get(ds_id)
@@ -268,6 +297,11 @@ def handler_for(world):
                 return "StartJob", lambda: world.start_job(parts[2])
             if method == "GET" and len(parts) == 3 and parts[:2] == ["v1", "jobs"]:
                 return "GetJob", lambda: world.get_job(parts[2])
+            target = self.headers.get("X-Amz-Target", "")
+            if method == "POST" and parts == [] and target == "Firehose_20150804.PutRecordBatch":
+                return "PutRecordBatch", lambda: world.put_record_batch(body)
+            if method == "GET" and parts == ["_firehose"]:
+                return None, lambda: (200, {"delivered": world.delivered, "refused": world.refused})
             if method == "GET" and parts == ["_calls"]:
                 return None, lambda: (200, dict(CALLS))
             return None, lambda: (404, {"message": f"stand-in: no route {method} {url.path}"})
@@ -285,7 +319,8 @@ def handler_for(world):
 
         def signed_for(self, op):
             """Whether the request carries a SigV4 signature scoped to the op's service."""
-            service = "dataexchange" if op in DATAEXCHANGE_OPS else "appflow"
+            service = ("dataexchange" if op in DATAEXCHANGE_OPS
+                       else "firehose" if op in FIREHOSE_OPS else "appflow")
             auth = self.headers.get("Authorization", "")
             return auth.startswith("AWS4-HMAC-SHA256 ") and f"/{service}/aws4_request" in auth
 
