@@ -112,8 +112,9 @@ impl Cloud {
             serde_json::from_str(&run.stdout).expect("json rows");
         let v = rows[0].values().next().expect("a column").clone();
         v.as_i64()
+            .or_else(|| v.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
             .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-            .unwrap_or_else(|| panic!("not a number: {v}"))
+            .unwrap_or_else(|| panic!("not a whole number: {v}"))
     }
 }
 
@@ -548,4 +549,64 @@ fn kinesis_events_stream_into_snowflake_exactly_once_even_when_killed_mid_batch(
         cloud.scalar("SELECT count(*) FROM stream_signups_persons"),
         10
     );
+}
+
+/// `cdp features` in Snowflake (DATEDIFF, NTILE, the windows as Snowflake SQL) gives
+/// the same feature table as in DuckDB over the same loaded tables: the same persons
+/// and the same totals of every count, value and score.
+#[test]
+fn features_in_snowflake_agree_with_duckdb() {
+    let Some(cloud) = Cloud::new("cloud_features") else {
+        return;
+    };
+    cloud.run_and_compare_with_duckdb();
+    let args = ["--as-of", "2026-06-01", "--format", "json"];
+    let p = cloud.p();
+    let sf: serde_json::Value = serde_json::from_str(
+        &cloud
+            .cdp(
+                &[&["features", p.as_str()][..], &args[..]].concat(),
+                PEER_PASSWORD,
+            )
+            .ok()
+            .stdout,
+    )
+    .expect("features report");
+    let wh = cloud.ctx.warehouse_url();
+    let duck: serde_json::Value = serde_json::from_str(
+        &cloud
+            .cdp(
+                &[&["features", p.as_str(), "--warehouse", &wh][..], &args[..]].concat(),
+                PEER_PASSWORD,
+            )
+            .ok()
+            .stdout,
+    )
+    .expect("features report");
+    assert_eq!(sf["persons"], duck["persons"], "{sf} vs {duck}");
+    assert!(sf["persons"].as_u64().unwrap_or(0) > 0, "{sf}");
+    // Sums of NTILE scores do not depend on how ties are ordered.
+    let totals = "SELECT count(*) AS n, sum(frequency) AS frequency, \
+                  sum(orders_365d) AS orders_365d, sum(recency_days) AS recency, \
+                  sum(sources_seen) AS sources, sum(r_score) AS r, sum(f_score) AS f, \
+                  count(r_score) AS scored FROM person_features";
+    let duck_totals = &cloud.ctx.query(totals)[0];
+    for column in [
+        "n",
+        "frequency",
+        "orders_365d",
+        "recency",
+        "sources",
+        "r",
+        "f",
+        "scored",
+    ] {
+        let sf_value = cloud.scalar(&format!("SELECT {column} FROM ({totals}) AS t"));
+        let duck_value = duck_totals[column]
+            .as_i64()
+            .or_else(|| duck_totals[column].as_str().and_then(|s| s.parse().ok()))
+            .or_else(|| duck_totals[column].as_f64().map(|f| f as i64))
+            .unwrap_or_else(|| panic!("{column}: {duck_totals:?}"));
+        assert_eq!(sf_value, duck_value, "{column}");
+    }
 }

@@ -71,7 +71,10 @@ def json_cell(value, type_name: str) -> str | None:
         return None
     t = type_name.upper()
     if isinstance(value, dict) and "epoch" in value:
-        # fakesnow's Arrow form of a timestamp: {epoch, fraction[, timezone]}
+        # fakesnow's Arrow form of a timestamp: {epoch, fraction[, timezone]}; a
+        # null timestamp comes as a struct of nulls.
+        if value["epoch"] is None:
+            return None
         return f"{value['epoch']}.{value['fraction']:09d}"
     if isinstance(value, bool):
         return "1" if value else "0"
