@@ -485,15 +485,7 @@ impl Index {
     /// not be one with it, or when a weaker person the record may join could then
     /// merge with it (the record ties them together).
     fn pick(&self, local: &Local, persons: &[(u32, f64)], matched: &[u32]) -> Pick {
-        let m = local.rows.len() + 1;
-        let guards = GuardSet::new(
-            &self.guards,
-            &local.values,
-            m,
-            local.matcher.as_ref(),
-            &local.keys,
-        );
-        let query = (m - 1) as u32;
+        let (guards, query) = self.guard_set(local);
         // Each person's records, as local rows.
         let local_rows: Vec<Vec<u32>> = persons
             .iter()
@@ -687,15 +679,7 @@ impl Index {
     /// keeps the id is not for a lookup to say. The persons (of `persons`) this
     /// would split.
     fn split_by_rule(&self, local: &Local, persons: &[(u32, f64)], matched: &[u32]) -> Vec<usize> {
-        let m = local.rows.len() + 1;
-        let guards = GuardSet::new(
-            &self.guards,
-            &local.values,
-            m,
-            local.matcher.as_ref(),
-            &local.keys,
-        );
-        let query = (m - 1) as u32;
+        let (guards, query) = self.guard_set(local);
         persons
             .iter()
             .enumerate()
@@ -712,6 +696,20 @@ impl Index {
             })
             .map(|(i, _)| i)
             .collect()
+    }
+
+    /// Resolve's guards over `local`'s records and the looked-up one, and the
+    /// looked-up record's local row.
+    fn guard_set<'a>(&'a self, local: &'a Local) -> (GuardSet<'a>, u32) {
+        let m = local.rows.len() + 1;
+        let guards = GuardSet::new(
+            &self.guards,
+            &local.values,
+            m,
+            local.matcher.as_ref(),
+            &local.keys,
+        );
+        (guards, (m - 1) as u32)
     }
 
     /// The person `record` (clean values by column) belongs to, and how.
