@@ -172,24 +172,7 @@ impl Group {
     /// Commits `offsets` (`TOPIC/PARTITION` → the next offset to read) to the group.
     pub fn commit(&mut self, offsets: &BTreeMap<String, i64>) -> Result<(), GroupError> {
         let topics = by_topic(offsets, |o| *o);
-        let group = self.group.clone();
-        let result = self.coordinator().and_then(|broker| {
-            let address = broker.address.clone();
-            broker
-                .offset_commit(&group, &topics)
-                .map_err(|(what, message)| (address, what, message))
-                .map_err(|(a, w, m)| GroupError::Failed {
-                    group: group.clone(),
-                    server: a,
-                    what: w,
-                    message: m,
-                })
-        });
-        if result.is_err() {
-            // A moved coordinator, a broken connection: look it up again next time.
-            self.coordinator = None;
-        }
-        result
+        self.on_coordinator(|broker, group| broker.offset_commit(group, &topics))
     }
 
     /// The group's committed offsets of `shards` (`TOPIC/PARTITION`); a partition
@@ -197,17 +180,24 @@ impl Group {
     pub fn committed(&mut self, shards: &[String]) -> Result<BTreeMap<String, i64>, GroupError> {
         let wanted: BTreeMap<String, i64> = shards.iter().map(|s| (s.clone(), 0)).collect();
         let topics = by_topic(&wanted, |_| 0);
+        self.on_coordinator(|broker, group| broker.offset_fetch(group, &topics))
+    }
+
+    /// `call` on the group's coordinator; a failure forgets the coordinator (moved, or
+    /// its connection broken) so that the next call looks it up again.
+    fn on_coordinator<T>(
+        &mut self,
+        call: impl FnOnce(&mut Broker, &str) -> Step<T>,
+    ) -> Result<T, GroupError> {
         let group = self.group.clone();
         let result = self.coordinator().and_then(|broker| {
             let address = broker.address.clone();
-            broker
-                .offset_fetch(&group, &topics)
-                .map_err(|(what, message)| GroupError::Failed {
-                    group: group.clone(),
-                    server: address,
-                    what,
-                    message,
-                })
+            call(broker, &group).map_err(|(what, message)| GroupError::Failed {
+                group: group.clone(),
+                server: address,
+                what,
+                message,
+            })
         });
         if result.is_err() {
             self.coordinator = None;
