@@ -154,10 +154,32 @@ fn trait_query(mut c: Compiler<'_>, name: &str) -> Option<String> {
 /// The value a related aggregate gives a person from its joined expression: a count
 /// or sum over no records is 0, any other aggregate null.
 fn value_of(agg: &RelatedAggregate, cte: &str) -> String {
+    or_none_value(agg, &format!("{cte}.v"))
+}
+
+/// `joined`, a related aggregate's value left-joined to the persons, with the value of
+/// a person without records: 0 for a count or a sum, else null.
+pub fn or_none_value(agg: &RelatedAggregate, joined: &str) -> String {
     match agg.aggregate {
-        Aggregate::Count | Aggregate::Sum => format!("COALESCE({cte}.v, 0)"),
-        _ => format!("{cte}.v"),
+        Aggregate::Count | Aggregate::Sum => format!("COALESCE({joined}, 0)"),
+        _ => joined.to_string(),
     }
+}
+
+/// The SQL aggregate of a related aggregate computed by a `GROUP BY` over the records
+/// (alias `r`): count, sum, min, max or average; none for first and last, which rank
+/// the records instead, or an aggregate that lacks its column.
+pub fn grouped_aggregate(agg: &RelatedAggregate, d: Dialect) -> Option<String> {
+    let of = agg.of.as_ref().map(|o| format!("r.{}", d.ident(o.name())));
+    Some(match (agg.aggregate, &of) {
+        (Aggregate::Count, None) => "COUNT(*)".to_string(),
+        (Aggregate::Count, Some(o)) => format!("COUNT({o})"),
+        (Aggregate::Sum, Some(o)) => format!("SUM({o})"),
+        (Aggregate::Min, Some(o)) => format!("MIN({o})"),
+        (Aggregate::Max, Some(o)) => format!("MAX({o})"),
+        (Aggregate::Avg, Some(o)) => format!("AVG({o})"),
+        _ => return None,
+    })
 }
 
 impl<'p> Compiler<'p> {
@@ -491,8 +513,11 @@ impl<'p> Compiler<'p> {
                 d.literal(&Value::Timestamp(self.env.as_of))
             ));
         }
-        let of = agg.of.as_ref().map(|o| format!("r.{}", id(o.name())));
-        let of_text = of.clone().unwrap_or_default();
+        let of_text = agg
+            .of
+            .as_ref()
+            .map(|o| format!("r.{}", id(o.name())))
+            .unwrap_or_default();
         let body = match agg.aggregate {
             Aggregate::First | Aggregate::Last => {
                 let ob = agg
@@ -511,16 +536,8 @@ impl<'p> Compiler<'p> {
                     where_clause(&filters),
                 )
             }
-            other => {
-                let value = match (other, &of) {
-                    (Aggregate::Count, None) => "COUNT(*)".to_string(),
-                    (Aggregate::Count, Some(o)) => format!("COUNT({o})"),
-                    (Aggregate::Sum, Some(o)) => format!("SUM({o})"),
-                    (Aggregate::Min, Some(o)) => format!("MIN({o})"),
-                    (Aggregate::Max, Some(o)) => format!("MAX({o})"),
-                    (Aggregate::Avg, Some(o)) => format!("AVG({o})"),
-                    _ => "NULL".into(),
-                };
+            _ => {
+                let value = grouped_aggregate(agg, d).unwrap_or_else(|| "NULL".into());
                 format!(
                     "SELECT {person} AS person_id, {value} AS v {from}{} GROUP BY {person}",
                     where_clause(&filters),

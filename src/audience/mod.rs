@@ -6,7 +6,10 @@
 pub mod compile;
 pub mod sql;
 
-pub use compile::{assignment_sql, members_sql, related_from, trait_sql, trait_sql_before, Env};
+pub use compile::{
+    assignment_sql, grouped_aggregate, members_sql, or_none_value, related_from, trait_sql,
+    trait_sql_before, Env,
+};
 pub mod build;
 pub mod preview;
 

@@ -5,7 +5,6 @@
 use std::borrow::Cow;
 
 use chrono::NaiveDate;
-use rayon::prelude::*;
 
 use super::text::TextColumn;
 use crate::clean::normalize::name;
@@ -118,13 +117,11 @@ impl Field {
                 holders.entry(l).or_insert((next, 0)).1 += c;
             }
             let held = |name: &str| holders.get(name).map_or(0, |&(_, c)| c);
-            nicknames = lower
-                .par_iter()
-                .map(|l| {
+            nicknames =
+                super::map_maybe_parallel(&lower, lower.len() >= super::PARALLEL_FROM, |_, l| {
                     let names = name::formal_names_allowing_slips(l, held);
                     (holders[l.as_str()].0, names)
-                })
-                .collect();
+                });
         }
         let lowest_jaro_winkler = comparison
             .levels

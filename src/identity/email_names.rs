@@ -30,16 +30,22 @@ pub fn fill(values: &mut Values, columns: &NameFromEmail) -> Vec<usize> {
         return Vec::new();
     };
     let known = known_names(first_names);
-    let fills: Vec<(usize, u32)> = first_names
-        .ids()
-        .par_iter()
-        .enumerate()
-        .filter(|(_, &id)| id == 0)
-        .filter_map(|(row, _)| {
-            let spelled = name_in_email(emails.get(row)?, last_names.get(row)?)?;
-            Some((row, lookup(&known, &spelled)?))
-        })
-        .collect();
+    let fill_row = |row: usize, id: u32| {
+        if id != 0 {
+            return None;
+        }
+        let spelled = name_in_email(emails.get(row)?, last_names.get(row)?)?;
+        Some((row, lookup(&known, &spelled)?))
+    };
+    let ids = first_names.ids();
+    // A lookup's few records stay on this thread (see `PARALLEL_FROM`).
+    let fills: Vec<(usize, u32)> = if ids.len() >= super::PARALLEL_FROM {
+        let rows = ids.par_iter().enumerate();
+        rows.filter_map(|(row, &id)| fill_row(row, id)).collect()
+    } else {
+        let rows = ids.iter().enumerate();
+        rows.filter_map(|(row, &id)| fill_row(row, id)).collect()
+    };
     let first_names = values
         .get_mut(&columns.first_name)
         .expect("looked up above");

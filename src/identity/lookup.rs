@@ -410,13 +410,7 @@ impl Index {
     fn local_values<R: Record + ?Sized>(&self, rows: &[u32], record: &R) -> Values {
         let mut values = Values::new();
         for (name, column) in &self.values {
-            let texts = rows
-                .iter()
-                .map(|&r| column.get(r as usize))
-                .chain(std::iter::once(
-                    record.value(name).filter(|v| !v.is_empty()),
-                ));
-            values.insert(name.clone(), TextColumn::from_values(texts));
+            values.insert(name.clone(), column.gather(rows, record.value(name)));
         }
         if let Some(f) = &self.name_from_email {
             email_names::fill(&mut values, f);

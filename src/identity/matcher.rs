@@ -249,18 +249,14 @@ pub fn score(
 }
 
 fn fields(values: &Values, n: usize, matching: &Matching) -> Vec<Field> {
-    matching
-        .comparisons
-        .par_iter()
-        .map(|c| {
-            let columns: Vec<&TextColumn> = c
-                .columns
-                .iter()
-                .filter_map(|name| values.get(name))
-                .collect();
-            Field::new(c, &columns, n)
-        })
-        .collect()
+    super::map_maybe_parallel(&matching.comparisons, n >= super::PARALLEL_FROM, |_, c| {
+        let columns: Vec<&TextColumn> = c
+            .columns
+            .iter()
+            .filter_map(|name| values.get(name))
+            .collect();
+        Field::new(c, &columns, n)
+    })
 }
 
 /// m by EM (u given, from random pairs), one session per training blocking rule.

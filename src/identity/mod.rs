@@ -117,6 +117,25 @@ pub struct PreviousRun {
     pub edges: Vec<(u32, u32, f64)>,
 }
 
+/// Rows from which a column's per-value work goes to rayon's pool. Below it the work
+/// stays on the calling thread: a lookup builds a matcher over a few records per
+/// request, and handing those to the pool (a wake-up and a wait) costs more than the
+/// work itself.
+pub(crate) const PARALLEL_FROM: usize = 4096;
+
+/// `f` over `items`, in order: on rayon's pool when `parallel`, else on this thread.
+pub(crate) fn map_maybe_parallel<T: Sync, R: Send>(
+    items: &[T],
+    parallel: bool,
+    f: impl Fn(usize, &T) -> R + Sync + Send,
+) -> Vec<R> {
+    if parallel {
+        items.par_iter().enumerate().map(|(i, t)| f(i, t)).collect()
+    } else {
+        items.iter().enumerate().map(|(i, t)| f(i, t)).collect()
+    }
+}
+
 /// What a saved model depends on: every setting of `[identity.matching]` that changes
 /// the trained weights or the pairs kept (the threshold decides which scored pairs are
 /// saved), written out field by field, so a model is reused exactly when they match.

@@ -6,7 +6,10 @@
 //! address, consent, audience memberships as of the cut-off (from
 //! `audience_membership`), and every `[[traits]]` entry as it stood at the cut-off
 //! (`trait_<name>`: the audience compiler's own query of the trait, over the records
-//! before the cut-off by the entity's column in `[features] times`). The table is `person_features` in the warehouse; the same
+//! before the cut-off by the entity's column in `[features] times`; a plain count,
+//! sum, min, max or average of the orders themselves is a column of the orders' one
+//! pass instead, with the same value). The table is `person_features` in the
+//! warehouse; the same
 //! rows go to the lake as Parquet beside a schema file naming each column's type and
 //! meaning, and, with a label, as the CSV SageMaker's built-in algorithms read (no
 //! header, label first).
@@ -20,7 +23,7 @@ use serde::Serialize;
 
 use crate::audience::build::MEMBERSHIP_TABLE;
 use crate::audience::sql::timestamp_text;
-use crate::audience::{related_from, trait_sql_before, Env};
+use crate::audience::{grouped_aggregate, or_none_value, related_from, trait_sql_before, Env};
 use crate::config::{
     ColumnKind, FeaturesConfig, Pipeline, TraitConfig, Value, ValueType, CUSTOMER_360_TABLE,
     IDENTITY_GRAPH_TABLE, MAX_SHARE_VALUES,
@@ -221,6 +224,23 @@ pub fn features_sql(
             share_cols.push((name, c, v));
         }
     }
+    // Traits that aggregate the orders themselves, unfiltered and cut off by the same
+    // column, are columns of this one pass over the orders rather than passes of their
+    // own: trait name -> its value for a person (left-joined).
+    let mut folded: Vec<(&str, String)> = Vec::new();
+    for (i, t) in p.traits.iter().enumerate() {
+        let same_records = t.agg.entity == f.orders
+            && t.agg.stream.is_none()
+            && t.agg.filter.is_none()
+            && f.time_of(&t.agg.entity) == Some(f.at.as_str());
+        if !traits.contains(&t.name) || !same_records {
+            continue;
+        }
+        if let Some(value) = grouped_aggregate(&t.agg, d) {
+            agg.push(format!("{value} AS trait_{i}"));
+            folded.push((&t.name, or_none_value(&t.agg, &format!("o.trait_{i}"))));
+        }
+    }
     let orders_cte = format!(
         "SELECT {} {from} WHERE {at} < {cut} GROUP BY g.{}",
         agg.join(", "),
@@ -385,13 +405,19 @@ pub fn features_sql(
         if !traits.contains(&t.name) {
             continue;
         }
+        let name = format!("trait_{}", slug(&t.name));
+        if let Some((_, value)) = folded.iter().find(|(n, _)| *n == t.name) {
+            select.push(format!("{value} AS {}", id(&name)));
+            col(&name, trait_type(t.agg.ty), trait_meaning(t));
+            continue;
+        }
         let Some(sql) = f
             .time_of(&t.agg.entity)
             .and_then(|at| trait_sql_before(p, &t.name, env, at))
         else {
             continue;
         };
-        let (cte, name) = (format!("t{i}"), format!("trait_{}", slug(&t.name)));
+        let cte = format!("t{i}");
         select.push(format!("{cte}.value AS {}", id(&name)));
         col(&name, trait_type(t.agg.ty), trait_meaning(t));
         trait_ctes.push((cte, sql));
