@@ -376,3 +376,63 @@ fn every_trait_is_a_feature_as_it_stood_at_the_cut_off() {
     );
     assert_eq!(after[0]["last"], "2026-07-15 10:00:00", "{after:?}");
 }
+
+#[test]
+fn plain_order_traits_are_read_in_the_orders_pass_with_their_own_values() {
+    // A plain min and avg of the orders are read in the orders' one pass; a trait with
+    // a `where` stays a query of its own. Each must give what a query written here gives.
+    let ctx = TestContext::new();
+    let mut text =
+        std::fs::read_to_string(repo().join("pipelines/customer360.toml")).expect("pipeline");
+    text.push_str(
+        r#"
+[[traits]]
+name = "smallest_order"
+related = "orders"
+aggregate = "min"
+of = "total_price"
+
+[[traits]]
+name = "mean_order"
+related = "orders"
+aggregate = "avg"
+of = "total_price"
+
+[[traits]]
+name = "cad_spent"
+related = "orders"
+aggregate = "sum"
+of = "total_price"
+where = { column = "currency", equals = "CAD" }
+"#,
+    );
+    let p = ctx.path().join("pipelines/customer360.toml");
+    write_sample_variant(&p, &text);
+    for step in ["ingest", "clean", "resolve", "load"] {
+        ctx.step(step, &p, &[]).ok();
+    }
+    features(&ctx, &p, CUT);
+    let got = ctx.query(
+        "SELECT person_id::VARCHAR AS person_id, round(trait_smallest_order, 6) AS lo, \
+         round(trait_mean_order, 6) AS mean, round(trait_cad_spent, 6) AS cad FROM person_features ORDER BY 1",
+    );
+    let want = ctx.query(
+        "SELECT c.person_id::VARCHAR AS person_id, round(min(o.total_price), 6) AS lo, \
+         round(avg(o.total_price), 6) AS mean, \
+         round(coalesce(sum(o.total_price) FILTER (WHERE o.currency = 'CAD'), 0), 6) AS cad \
+         FROM customer_360 c LEFT JOIN identity_graph g ON g.person_id = c.person_id AND g.source = 'shop_customers' \
+         LEFT JOIN orders o ON g.record_id = o.customer_id::VARCHAR AND o.ordered_at < TIMESTAMP '2026-06-01' \
+         GROUP BY 1 ORDER BY 1",
+    );
+    assert_eq!(got.len() as i64, ctx.count("customer_360"));
+    // Not vacuous: persons with orders in both currencies, and persons without orders.
+    let with = |k: &str| got.iter().filter(|r| !r[k].is_null()).count();
+    assert!(with("lo") > 50, "persons with orders: {}", with("lo"));
+    assert!(with("lo") < got.len(), "persons without orders");
+    let cad = got.iter().filter(|r| r["cad"].as_f64() > Some(0.0)).count();
+    assert!(
+        cad > 5 && cad < with("lo"),
+        "persons with CAD orders: {cad}"
+    );
+    assert_eq!(got, want);
+}

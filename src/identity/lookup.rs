@@ -566,11 +566,7 @@ impl Index {
         if w.is_finite() {
             return false;
         }
-        let core: Vec<u32> = person
-            .iter()
-            .copied()
-            .filter(|&i| matched.contains(&local.rows[i as usize]))
-            .collect();
+        let core = local.matched(person, matched);
         if core.is_empty() || core.len() == person.len() {
             return false;
         }
@@ -679,11 +675,7 @@ impl Index {
             .enumerate()
             .filter(|&(_, &(p, _))| {
                 let span: Vec<u32> = local.span(p).collect();
-                let by_rule: Vec<u32> = span
-                    .iter()
-                    .copied()
-                    .filter(|&i| matched.contains(&local.rows[i as usize]))
-                    .collect();
+                let by_rule = local.matched(&span, matched);
                 by_rule.len() < span.len()
                     && guards.refuse_hard(&by_rule, &[query]).is_none()
                     && guards.too_weak(&by_rule, &[query]).is_none()
@@ -897,6 +889,15 @@ struct Local {
 }
 
 impl Local {
+    /// Those of `rows` (local rows) whose records are among `matched` (index rows: the
+    /// records a rule linked the looked-up record to).
+    fn matched(&self, rows: &[u32], matched: &[u32]) -> Vec<u32> {
+        rows.iter()
+            .copied()
+            .filter(|&i| matched.contains(&self.rows[i as usize]))
+            .collect()
+    }
+
     fn span(&self, person: u32) -> std::ops::Range<u32> {
         self.spans
             .iter()
