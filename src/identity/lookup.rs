@@ -477,9 +477,19 @@ impl Index {
     /// the evidence guard let it join; none when they refuse them all. Ambiguous, as
     /// in resolve, when another person about as strong (within `ambiguity_margin`) may
     /// not be one with it, or when a weaker person the record may join could then
-    /// merge with it (the record ties them together).
+    /// merge with it (the record ties them together). When they refuse every person a
+    /// rule linked the record to (`matched`: the rows the rules reached), ambiguous
+    /// between those whose rule-matched records alone the guards would let it join.
     fn pick(&self, local: &Local, persons: &[(u32, f64)], matched: &[u32]) -> Pick {
-        let (guards, query) = self.guard_set(local);
+        // Resolve's guards over the local records and the looked-up one (the last).
+        let query = local.rows.len() as u32;
+        let guards = GuardSet::new(
+            &self.guards,
+            &local.values,
+            local.rows.len() + 1,
+            local.matcher.as_ref(),
+            &local.keys,
+        );
         // Each person's records, as local rows.
         let local_rows: Vec<Vec<u32>> = persons
             .iter()
@@ -495,7 +505,7 @@ impl Index {
                 joins(person, &[query]) && !self.lone_keeps_apart(local, &guards, person, w)
             })
         else {
-            return Pick::New;
+            return self.split_by_rule(local, &guards, &local_rows, matched);
         };
         // A stronger person the guards keep the record from as a whole, whose record
         // it links to would take it alone: resolve, taking the strongest link first,
@@ -666,36 +676,36 @@ impl Index {
     /// A rule's link that the guards refuse for the whole person, but not for the
     /// records the rule matched: resolve takes rule links first, so it would pull
     /// those records out of their person to the looked-up record, and which person
-    /// keeps the id is not for a lookup to say. The persons (of `persons`) this
-    /// would split.
-    fn split_by_rule(&self, local: &Local, persons: &[(u32, f64)], matched: &[u32]) -> Vec<usize> {
-        let (guards, query) = self.guard_set(local);
-        persons
+    /// keeps the id is not for a lookup to say. Ambiguous between the persons (each
+    /// one's local rows in `persons`) this would split; new when none (and always
+    /// without rule links).
+    fn split_by_rule(
+        &self,
+        local: &Local,
+        guards: &GuardSet,
+        persons: &[Vec<u32>],
+        matched: &[u32],
+    ) -> Pick {
+        if matched.is_empty() {
+            return Pick::New;
+        }
+        let query = local.rows.len() as u32;
+        let split: Vec<usize> = persons
             .iter()
             .enumerate()
-            .filter(|&(_, &(p, _))| {
-                let span: Vec<u32> = local.span(p).collect();
-                let by_rule = local.matched(&span, matched);
-                by_rule.len() < span.len()
+            .filter(|(_, person)| {
+                let by_rule = local.matched(person, matched);
+                by_rule.len() < person.len()
                     && guards.refuse_hard(&by_rule, &[query]).is_none()
                     && guards.too_weak(&by_rule, &[query]).is_none()
             })
             .map(|(i, _)| i)
-            .collect()
-    }
-
-    /// Resolve's guards over `local`'s records and the looked-up one, and the
-    /// looked-up record's local row.
-    fn guard_set<'a>(&'a self, local: &'a Local) -> (GuardSet<'a>, u32) {
-        let m = local.rows.len() + 1;
-        let guards = GuardSet::new(
-            &self.guards,
-            &local.values,
-            m,
-            local.matcher.as_ref(),
-            &local.keys,
-        );
-        (guards, (m - 1) as u32)
+            .collect();
+        if split.is_empty() {
+            Pick::New
+        } else {
+            Pick::Ambiguous(split)
+        }
     }
 
     /// The person `record` (clean values by column) belongs to, and how.
@@ -749,14 +759,7 @@ impl Index {
                 .collect(),
         };
         match self.pick(&local, &persons, &matched) {
-            Pick::New => {
-                let split = self.split_by_rule(&local, &persons, &matched);
-                if split.is_empty() {
-                    self.score(record)
-                } else {
-                    ambiguous(split)
-                }
-            }
+            Pick::New => self.score(record),
             Pick::One(i) => Answer {
                 person_id: Some(self.person_id(persons[i].0).to_string()),
                 rule: rule_name(persons[i].0),

@@ -289,7 +289,8 @@ impl EventSource for Kafka {
         match self.group.commit(&offsets) {
             Ok(()) => self.commits.committed += 1,
             Err(e) => {
-                if self.commits.failed == 0 || self.commits.last_error.is_none() {
+                // Logged once per run of failures: the first, or the first after a success.
+                if self.commits.last_error.is_none() {
                     tracing::warn!(error = %e, "committing the consumer group's offset failed (monitoring only; the warehouse holds the position)");
                 }
                 self.commits.failed += 1;
